@@ -1,0 +1,79 @@
+// The backend interface: one method per kernel, no op graph. Methods enqueue work; results are
+// visible after synchronize() or download(). Every tensor argument is a view into a Buffer this
+// backend allocated. Activations are fp32; weights are used in the dtype they were stored in.
+// Shapes are checked by the make_*_params() of params.h, which every backend calls.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/params.h"
+#include "core/tensor.h"
+
+namespace dm {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual std::string name() const = 0;         // "cpu", "vulkan", "cuda"
+  virtual std::string device_name() const = 0;  // e.g. "NVIDIA H100 80GB HBM3", "CPU (16 threads)"
+
+  // A backend that cannot run weights of this dtype says so; the caller reports the reason.
+  virtual bool supports_weight_dtype(DType) const { return true; }
+
+  virtual std::unique_ptr<Buffer> alloc(size_t bytes) = 0;
+  // A read-only device copy of host data that outlives the returned buffer (weights in the
+  // memory-mapped file). A backend whose memory is host memory keeps a view instead of a copy.
+  virtual std::unique_ptr<Buffer> upload_constant(const void* host, size_t bytes);
+  virtual void upload(Buffer& dst, size_t offset, const void* src, size_t bytes) = 0;
+  // Waits for the work already enqueued, then copies.
+  virtual void download(const Buffer& src, size_t offset, void* dst, size_t bytes) = 0;
+  virtual void synchronize() = 0;
+
+  // y (M×N) = x (M×K) · w (N×K)ᵀ (+ bias, 1×N)
+  virtual void gemm(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) = 0;
+  // With residual: residual += x, then y = residual / rms(residual) · weight.
+  // Without: y = x / rms(x) · weight. x, residual, y: L×D fp32; weight: 1×D.
+  virtual void rms_norm(const Tensor& x, const Tensor* residual, const Tensor& weight,
+                        const Tensor& y, float eps) = 0;
+  // x, y: L×C; weight: C×d_conv; bias: 1×C; conv_state: C×d_conv fp32, read then overwritten.
+  virtual void causal_conv1d(const Tensor& x, const Tensor& weight, const Tensor* bias,
+                             const Tensor& conv_state, const Tensor& y) = 0;
+  // u, delta, z, y: L×C; A_log: C×N; B, C: L×N; D, dt_bias: 1×C; ssm_state: C×N fp32, read then
+  // overwritten with the state after the last token. delta is before bias and softplus.
+  virtual void selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A_log,
+                              const Tensor& B, const Tensor& C, const Tensor& D, const Tensor* z,
+                              const Tensor& dt_bias, const Tensor& ssm_state, const Tensor& y) = 0;
+  // delta: L×C; dt_bias: 1×C; scores: L×1 fp32.
+  virtual void dt_importance(const Tensor& delta, const Tensor& dt_bias, const Tensor& scores) = 0;
+  // scores: L×1 fp32; idx: (k + L − n_candidates)×1 I32, ascending.
+  virtual void topk_indices(const Tensor& scores, int64_t n_candidates, int64_t k,
+                            const Tensor& idx) = 0;
+  // src: R×C any float dtype; idx: n×1 I32 (each < R); dst: n×C fp32.
+  virtual void gather_rows(const Tensor& src, const Tensor& idx, const Tensor& dst) = 0;
+
+  // Decode: one token for each of `batch` sequences (rows of x / u).
+  // conv_state: (batch·C)×d_conv; ssm_state: (batch·C)×N.
+  virtual void causal_conv1d_step(const Tensor& x, const Tensor& weight, const Tensor* bias,
+                                  const Tensor& conv_state, const Tensor& y) = 0;
+  virtual void selective_scan_step(const Tensor& u, const Tensor& delta, const Tensor& A_log,
+                                   const Tensor& B, const Tensor& C, const Tensor& D,
+                                   const Tensor* z, const Tensor& dt_bias,
+                                   const Tensor& ssm_state, const Tensor& y) = 0;
+};
+
+struct BackendInfo {
+  std::string name;       // "cpu" | "vulkan" | "cuda"
+  bool available = false;
+  std::string detail;     // device name when available, the reason when not
+};
+
+// Every backend this binary knows of, in order of preference for `auto` (fastest first).
+std::vector<BackendInfo> list_backends();
+// name: "cpu" | "vulkan" | "cuda" | "auto". Throws dm::Error naming why a backend is unavailable.
+std::unique_ptr<Backend> create_backend(const std::string& name, int device = 0);
+
+}  // namespace dm

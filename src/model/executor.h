@@ -1,0 +1,71 @@
+// The forward pass of a Mamba-1 model on one backend, with DeciMamba decimation in prefill.
+// prefill() runs a prompt through every layer at full width (shortened at decimating layers)
+// and leaves the sequence's recurrent state ready for step(), which runs one token.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "backend/backend.h"
+#include "model/decimation.h"
+#include "model/state.h"
+#include "model/weights.h"
+
+namespace dm {
+
+// Observes a prefill, for tests and diagnostics. Tensors are valid only during the call; read
+// them with Backend::download.
+struct PrefillTap {
+  virtual ~PrefillTap() = default;
+  // After layer `layer`: the residual stream leaving the block = residual_in + mixer_out
+  // (both L_out × d_model; L_out is shorter than the input at a decimating layer).
+  virtual void on_layer(int layer, const Tensor& residual_in, const Tensor& mixer_out) {}
+  // At a decimating layer: kept positions within the layer's input (L_out × 1 I32), ascending.
+  virtual void on_kept(int layer, const Tensor& kept) {}
+  // Per-layer inputs of the scan, for diagnostics (erf): all L_out rows.
+  virtual void on_scan_inputs(int layer, const Tensor& u, const Tensor& delta, const Tensor& B,
+                              const Tensor& C) {}
+};
+
+struct PrefillOptions {
+  int64_t n_logits = 1;       // logits of the last n positions are returned
+  int64_t protect_tail = -1;  // tokens never decimated; -1: n_logits
+  PrefillTap* tap = nullptr;
+  // Called after each layer with (layers done, n_layer); the CLI draws its progress bar from it.
+  std::function<void(int, int)> on_progress;
+};
+
+class Executor {
+ public:
+  // Uploads the weights once. Throws dm::Error if the backend cannot run them.
+  Executor(Backend& backend, const Model& model, DecimationConfig decimation = {});
+  ~Executor();
+
+  const ModelConfig& config() const { return config_; }
+  const DecimationConfig& decimation() const { return decimation_; }
+  void set_decimation(DecimationConfig d);
+  Backend& backend() { return backend_; }
+
+  std::unique_ptr<SequenceState> new_state() const;
+
+  // tokens: the prompt (≥ 1 id). Continues from `state` (zeros for a new sequence).
+  // Returns n_logits × padded_vocab fp32 logits, row-major.
+  std::vector<float> prefill(const std::vector<int32_t>& tokens, SequenceState& state,
+                             const PrefillOptions& opts = {});
+  // One token; returns padded_vocab logits. Never decimates.
+  std::vector<float> step(int32_t token, SequenceState& state);
+
+  // Lengths each layer sees for a prompt of L tokens (output length of each layer).
+  std::vector<int64_t> layer_lengths(int64_t L, int64_t protect_tail) const;
+
+ private:
+  struct DeviceWeights;
+  Backend& backend_;
+  ModelConfig config_;
+  DecimationConfig decimation_;
+  std::unique_ptr<DeviceWeights> w_;
+};
+
+}  // namespace dm

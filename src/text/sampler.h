@@ -1,0 +1,35 @@
+// Picks the next token from logits: greedy, or temperature / top-k / top-p sampling, with a
+// repetition penalty over the recent tokens (the CTRL rule: divide positive logits, multiply
+// negative ones) and a seeded generator, so a run is reproducible.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+namespace dm {
+
+struct SamplerConfig {
+  float temperature = 0.f;         // 0: greedy
+  int top_k = 0;                   // 0: off
+  float top_p = 1.f;               // 1: off
+  float repetition_penalty = 1.f;  // 1: off
+  int repetition_window = 64;      // how many recent tokens the penalty looks at
+  uint64_t seed = 0;
+};
+
+class Sampler {
+ public:
+  explicit Sampler(const SamplerConfig& cfg);
+  // logits: vocab fp32 (copied); recent: the tokens so far, prompt included.
+  int32_t sample(std::vector<float> logits, const std::vector<int32_t>& recent);
+
+ private:
+  SamplerConfig cfg_;
+  std::mt19937_64 rng_;
+};
+
+// Index of the largest logit; ties: the lowest index.
+int32_t argmax(const float* logits, int64_t n);
+
+}  // namespace dm
