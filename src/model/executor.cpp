@@ -1,0 +1,264 @@
+// The Mamba-1 forward pass, prefill and decode, as one readable loop over layers.
+// Shapes: L = tokens entering a layer (shrinks at decimating layers), D = d_model,
+// E = d_inner, N = d_state, R = dt_rank, V = padded vocab.
+#include "model/executor.h"
+
+#include <algorithm>
+#include <map>
+
+#include "core/error.h"
+
+namespace dm {
+
+namespace {
+
+// A weight on the device, viewed as a matrix (vectors are 1 × n, conv weights E × d_conv).
+Tensor upload_weight(Backend& be, const HostTensor& h, int64_t rows, int64_t cols,
+                     std::vector<std::unique_ptr<Buffer>>& owned) {
+  DM_ASSERT(h.numel() == rows * cols, "weight ", h.name, " has ", h.numel(), " elements");
+  owned.push_back(be.upload_constant(h.data, h.bytes));
+  return make_tensor(*owned.back(), h.dtype, rows, cols);
+}
+
+}  // namespace
+
+struct Executor::DeviceWeights {
+  struct Layer {
+    Tensor norm, in_proj, conv_w, x_proj, dt_proj, dt_bias, A_log, D, out_proj;
+    Tensor in_proj_bias, conv_b, out_proj_bias;  // rows == 0 when absent
+  };
+  Tensor embedding, norm_f, lm_head;
+  std::vector<Layer> layers;
+  std::vector<std::unique_ptr<Buffer>> owned;
+
+  // Scratch buffers by role, grown on demand and kept between calls.
+  std::map<std::string, std::unique_ptr<Buffer>> scratch;
+};
+
+static const Tensor* opt(const Tensor& t) { return t.rows ? &t : nullptr; }
+
+Executor::Executor(Backend& backend, const Model& model, DecimationConfig decimation)
+    : backend_(backend), config_(model.config), w_(std::make_unique<DeviceWeights>()) {
+  set_decimation(std::move(decimation));
+  const ModelConfig& c = config_;
+  const ModelWeights& mw = model.weights;
+  for (const HostTensor* h : {mw.embedding, mw.lm_head, mw.layers.at(0).in_proj})
+    if (!backend_.supports_weight_dtype(h->dtype))
+      fail("[", backend_.name(), "] cannot run ", dtype_name(h->dtype), " weights (", h->name,
+           ")");
+  auto up = [&](const HostTensor* h, int64_t rows, int64_t cols) {
+    return h ? upload_weight(backend_, *h, rows, cols, w_->owned) : Tensor{};
+  };
+  const int64_t D = c.d_model, E = c.d_inner, N = c.d_state, R = c.dt_rank, V = c.padded_vocab;
+  w_->embedding = up(mw.embedding, V, D);
+  w_->norm_f = up(mw.norm_f, 1, D);
+  w_->lm_head = mw.tied ? w_->embedding : up(mw.lm_head, V, D);
+  for (const LayerWeights& lw : mw.layers) {
+    DeviceWeights::Layer l;
+    l.norm = up(lw.norm, 1, D);
+    l.in_proj = up(lw.in_proj, 2 * E, D);
+    l.in_proj_bias = up(lw.in_proj_bias, 1, 2 * E);
+    l.conv_w = up(lw.conv_weight, E, c.d_conv);
+    l.conv_b = up(lw.conv_bias, 1, E);
+    l.x_proj = up(lw.x_proj, R + 2 * N, E);
+    l.dt_proj = up(lw.dt_proj, E, R);
+    l.dt_bias = up(lw.dt_bias, 1, E);
+    l.A_log = up(lw.A_log, E, N);
+    l.D = up(lw.D, 1, E);
+    l.out_proj = up(lw.out_proj, D, E);
+    l.out_proj_bias = up(lw.out_proj_bias, 1, D);
+    w_->layers.push_back(l);
+  }
+}
+
+Executor::~Executor() = default;
+
+void Executor::set_decimation(DecimationConfig d) {
+  validate_decimation(d, config_.n_layer);
+  decimation_ = std::move(d);
+}
+
+std::unique_ptr<SequenceState> Executor::new_state() const {
+  return std::make_unique<SequenceState>(backend_, config_);
+}
+
+std::vector<int64_t> Executor::layer_lengths(int64_t L, int64_t protect_tail) const {
+  std::vector<int64_t> out;
+  const int64_t r = std::min(std::max<int64_t>(protect_tail, 0), L);
+  for (int l = 0; l < config_.n_layer; ++l) {
+    L = decimation_keep(decimation_, l, L, r) + r;
+    out.push_back(L);
+  }
+  return out;
+}
+
+namespace {
+
+// A fp32 (or I32) rows × cols matrix in the scratch buffer named `role`, grown as needed.
+Tensor scratch(Backend& be, std::map<std::string, std::unique_ptr<Buffer>>& pool,
+               const std::string& role, int64_t rows, int64_t cols, DType dt = DType::F32) {
+  const size_t bytes = std::max<size_t>(size_t(rows * cols) * dtype_size(dt), 4);
+  auto& buf = pool[role];
+  if (!buf || buf->bytes() < bytes) buf = be.alloc(bytes);
+  return make_tensor(*buf, dt, rows, cols);
+}
+
+void check_tokens(const std::vector<int32_t>& tokens, int64_t V) {
+  for (int32_t t : tokens)
+    if (t < 0 || t >= V) fail("[executor] token id ", t, " is outside the vocabulary (0..", V - 1, ")");
+}
+
+}  // namespace
+
+std::vector<float> Executor::prefill(const std::vector<int32_t>& tokens, SequenceState& state,
+                                     const PrefillOptions& opts) {
+  const ModelConfig& c = config_;
+  const int64_t D = c.d_model, E = c.d_inner, N = c.d_state, R = c.dt_rank, V = c.padded_vocab;
+  int64_t L = int64_t(tokens.size());
+  if (L == 0) fail("[executor] prefill needs at least one token");
+  if (opts.n_logits < 1 || opts.n_logits > L)
+    fail("[executor] n_logits must be in 1..", L, ", got ", opts.n_logits);
+  const int64_t r = std::min<int64_t>(opts.protect_tail < 0 ? opts.n_logits : opts.protect_tail, L);
+  if (r < opts.n_logits)
+    fail("[executor] protect_tail (", r, ") must cover the ", opts.n_logits, " logit positions");
+  check_tokens(tokens, V);
+  Backend& be = backend_;
+  auto& pool = w_->scratch;
+  auto buf = [&](const char* role, int64_t rows, int64_t cols, DType dt = DType::F32) {
+    return scratch(be, pool, role, rows, cols, dt);
+  };
+
+  // Size every scratch role for the full length up front: lengths only shrink from here, so no
+  // buffer is reallocated while queued work may still use it.
+  for (const auto& [role, cols] : std::initializer_list<std::pair<const char*, int64_t>>{
+           {"residual_a", D}, {"residual_b", D}, {"normed", D}, {"xz", 2 * E}, {"xc", E},
+           {"x_dbl", R + 2 * N}, {"dt", E}, {"scores", 1}, {"xc_kept", E}, {"dt_kept", E},
+           {"x_dbl_kept", R + 2 * N}, {"z_kept", E}, {"y", E}, {"hidden", D}})
+    buf(role, L, cols);
+  buf("kept", L, 1, DType::I32);
+  buf("logits", opts.n_logits, V);
+
+  Tensor ids = buf("ids", L, 1, DType::I32);  // (L) token ids
+  be.upload(*ids.buf, 0, tokens.data(), tokens.size() * sizeof(int32_t));
+  // Two residual buffers: a decimating layer gathers the kept rows from one into the other.
+  Tensor residual = buf("residual_a", L, D);  // (L, D) pre-norm sum entering the layer
+  Tensor residual_alt = buf("residual_b", L, D);
+  be.gather_rows(w_->embedding, ids, residual);  // (L, D) embeddings
+  Tensor hidden;                                 // (L, D) mixer output of the previous layer
+
+  for (int l = 0; l < c.n_layer; ++l) {
+    const DeviceWeights::Layer& w = w_->layers[size_t(l)];
+    Tensor normed = buf("normed", L, D);  // (L, D)
+    if (l == 0)
+      be.rms_norm(residual, nullptr, w.norm, normed, c.norm_eps);
+    else
+      be.rms_norm(hidden, &residual, w.norm, normed, c.norm_eps);  // residual += hidden
+
+    Tensor xz = buf("xz", L, 2 * E);  // (L, 2E) x | z
+    be.gemm(normed, w.in_proj, opt(w.in_proj_bias), xz);
+    Tensor x = xz.col_slice(0, E);    // (L, E) conv input
+    Tensor z = xz.col_slice(E, E);    // (L, E) gate
+    Tensor xc = buf("xc", L, E);      // (L, E) conv output after SiLU: the scan input u
+    // The conv state is written from this layer's full input, before its own decimation.
+    be.causal_conv1d(x, w.conv_w, opt(w.conv_b), state.conv(l), xc);
+    Tensor x_dbl = buf("x_dbl", L, R + 2 * N);  // (L, R + 2N) dt_low | B | C
+    be.gemm(xc, w.x_proj, nullptr, x_dbl);
+    Tensor dt = buf("dt", L, E);  // (L, E) Δ before bias and softplus
+    be.gemm(x_dbl.col_slice(0, R), w.dt_proj, nullptr, dt);
+
+    // DeciMamba: keep the K highest-Δ tokens of the first L − r; the tail r is always kept.
+    const int64_t K = decimation_keep(decimation_, l, L, r);
+    if (K < L - r) {
+      const int64_t L_out = K + r;
+      Tensor scores = buf("scores", L, 1);              // (L) ‖softplus(dt + b)‖₂
+      Tensor kept = buf("kept", L_out, 1, DType::I32);  // (L_out) ascending positions
+      be.dt_importance(dt, w.dt_bias, scores);
+      be.topk_indices(scores, L - r, K, kept);
+      Tensor xc_k = buf("xc_kept", L_out, E);
+      Tensor dt_k = buf("dt_kept", L_out, E);
+      Tensor x_dbl_k = buf("x_dbl_kept", L_out, R + 2 * N);
+      Tensor z_k = buf("z_kept", L_out, E);
+      Tensor residual_k = residual_alt.row_slice(0, L_out);
+      be.gather_rows(xc, kept, xc_k);
+      be.gather_rows(dt, kept, dt_k);
+      be.gather_rows(x_dbl, kept, x_dbl_k);
+      be.gather_rows(z, kept, z_k);
+      be.gather_rows(residual, kept, residual_k);
+      if (opts.tap) opts.tap->on_kept(l, kept);
+      std::swap(residual, residual_alt);
+      residual = residual_k;
+      xc = xc_k, dt = dt_k, x_dbl = x_dbl_k, z = z_k;
+      L = L_out;
+    }
+    Tensor B = x_dbl.col_slice(R, N);      // (L, N)
+    Tensor C = x_dbl.col_slice(R + N, N);  // (L, N)
+    if (opts.tap) opts.tap->on_scan_inputs(l, xc, dt, B, C);
+
+    Tensor y = buf("y", L, E);  // (L, E) gated scan output
+    be.selective_scan(xc, dt, w.A_log, B, C, w.D, &z, w.dt_bias, state.ssm(l), y);
+    hidden = buf("hidden", L, D);  // (L, D) mixer output
+    be.gemm(y, w.out_proj, opt(w.out_proj_bias), hidden);
+    if (opts.tap) opts.tap->on_layer(l, residual, hidden);
+    if (opts.on_progress) opts.on_progress(l + 1, int(c.n_layer));
+  }
+
+  // Only the last n_logits rows reach the LM head; they are original positions (never dropped).
+  const int64_t n = opts.n_logits;
+  Tensor hidden_tail = hidden.row_slice(L - n, n);      // (n, D)
+  Tensor residual_tail = residual.row_slice(L - n, n);  // (n, D)
+  Tensor normed = buf("normed", n, D);                  // (n, D) after norm_f
+  be.rms_norm(hidden_tail, &residual_tail, w_->norm_f, normed, c.norm_eps);
+  Tensor logits = buf("logits", n, V);  // (n, V)
+  be.gemm(normed, w_->lm_head, nullptr, logits);
+  std::vector<float> out(size_t(n * V));
+  be.download(*logits.buf, logits.offset, out.data(), out.size() * sizeof(float));
+  state.tokens_seen += int64_t(tokens.size());
+  return out;
+}
+
+std::vector<float> Executor::step(int32_t token, SequenceState& state) {
+  const ModelConfig& c = config_;
+  const int64_t D = c.d_model, E = c.d_inner, N = c.d_state, R = c.dt_rank, V = c.padded_vocab;
+  check_tokens({token}, V);
+  Backend& be = backend_;
+  auto& pool = w_->scratch;
+  auto buf = [&](const char* role, int64_t rows, int64_t cols, DType dt = DType::F32) {
+    return scratch(be, pool, std::string("step_") + role, rows, cols, dt);
+  };
+
+  Tensor ids = buf("ids", 1, 1, DType::I32);
+  be.upload(*ids.buf, 0, &token, sizeof(token));
+  Tensor residual = buf("residual", 1, D);  // (1, D)
+  be.gather_rows(w_->embedding, ids, residual);
+  Tensor hidden = buf("hidden", 1, D);  // (1, D) mixer output
+  Tensor normed = buf("normed", 1, D);  // (1, D)
+  Tensor xz = buf("xz", 1, 2 * E);      // (1, 2E)
+  Tensor xc = buf("xc", 1, E);          // (1, E)
+  Tensor x_dbl = buf("x_dbl", 1, R + 2 * N);
+  Tensor dt = buf("dt", 1, E);
+  Tensor y = buf("y", 1, E);
+  for (int l = 0; l < c.n_layer; ++l) {
+    const DeviceWeights::Layer& w = w_->layers[size_t(l)];
+    if (l == 0)
+      be.rms_norm(residual, nullptr, w.norm, normed, c.norm_eps);
+    else
+      be.rms_norm(hidden, &residual, w.norm, normed, c.norm_eps);
+    be.gemm(normed, w.in_proj, opt(w.in_proj_bias), xz);
+    Tensor z = xz.col_slice(E, E);
+    be.causal_conv1d_step(xz.col_slice(0, E), w.conv_w, opt(w.conv_b), state.conv(l), xc);
+    be.gemm(xc, w.x_proj, nullptr, x_dbl);
+    be.gemm(x_dbl.col_slice(0, R), w.dt_proj, nullptr, dt);
+    be.selective_scan_step(xc, dt, w.A_log, x_dbl.col_slice(R, N), x_dbl.col_slice(R + N, N),
+                           w.D, &z, w.dt_bias, state.ssm(l), y);
+    be.gemm(y, w.out_proj, opt(w.out_proj_bias), hidden);
+  }
+  be.rms_norm(hidden, &residual, w_->norm_f, normed, c.norm_eps);
+  Tensor logits = buf("logits", 1, V);
+  be.gemm(normed, w_->lm_head, nullptr, logits);
+  std::vector<float> out(static_cast<size_t>(V));
+  be.download(*logits.buf, logits.offset, out.data(), out.size() * sizeof(float));
+  state.tokens_seen += 1;
+  return out;
+}
+
+}  // namespace dm
