@@ -75,6 +75,21 @@ Fixture open_fixture(const std::string& dir) {
   return f;
 }
 
+// The conv windows and SSM states of every layer against `<prefix>conv_state.<l>` etc.
+void expect_states(const Fixture& fx, const SequenceState& state, const std::string& prefix) {
+  const auto saved = state.save();
+  const auto& c = fx.model->config;
+  const size_t conv_n = size_t(c.d_inner * c.d_conv), ssm_n = size_t(c.d_inner * c.d_state);
+  for (int l = 0; l < c.n_layer; ++l) {
+    const auto conv = as_floats(fx.get(prefix + "conv_state." + std::to_string(l)));
+    const auto ssm = as_floats(fx.get(prefix + "ssm_state." + std::to_string(l)));
+    EXPECT_LE(rel_error(&saved[l * conv_n], conv.data(), conv_n), kLogitTol)
+        << fx.model->dir << " " << prefix << "conv state, layer " << l;
+    EXPECT_LE(rel_error(&saved[c.n_layer * conv_n + l * ssm_n], ssm.data(), ssm_n), kLogitTol)
+        << fx.model->dir << " " << prefix << "ssm state, layer " << l;
+  }
+}
+
 class ExecutorFixture : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
@@ -106,18 +121,19 @@ TEST_P(ExecutorFixture, FullForwardLogitsAndHiddenStates) {
     const auto want = as_floats(fx.get("hidden." + std::to_string(l)));
     EXPECT_LE(rel_error(tap.layer_out.at(l), want), kLogitTol) << GetParam() << " layer " << l;
   }
-  // Recurrent state after the prefill: conv windows and SSM states of every layer.
-  const auto saved = state->save();
-  const auto& c = fx.model->config;
-  const size_t conv_n = size_t(c.d_inner * c.d_conv), ssm_n = size_t(c.d_inner * c.d_state);
-  for (int l = 0; l < c.n_layer; ++l) {
-    const auto conv = as_floats(fx.get("conv_state." + std::to_string(l)));
-    const auto ssm = as_floats(fx.get("ssm_state." + std::to_string(l)));
-    EXPECT_LE(rel_error(&saved[l * conv_n], conv.data(), conv_n), kLogitTol)
-        << GetParam() << " conv state, layer " << l;
-    EXPECT_LE(rel_error(&saved[c.n_layer * conv_n + l * ssm_n], ssm.data(), ssm_n), kLogitTol)
-        << GetParam() << " ssm state, layer " << l;
-  }
+  expect_states(fx, *state, "");
+}
+
+TEST_P(ExecutorFixture, ShortPromptPadsTheConvWindow) {
+  // 3 tokens < d_conv: the conv state must be left-padded with zeros as in transformers.
+  Executor ex(*backend, *fx.model);
+  const auto prompt = as_ints(fx.get("short.prompt_ids"));
+  auto state = ex.new_state();
+  PrefillOptions opts;
+  opts.n_logits = int64_t(prompt.size());
+  const auto logits = ex.prefill(prompt, *state, opts);
+  EXPECT_LE(rel_error(logits, as_floats(fx.get("short.logits"))), kLogitTol) << GetParam();
+  expect_states(fx, *state, "short.");
 }
 
 TEST_P(ExecutorFixture, GreedyDecodeMatches) {
@@ -168,6 +184,9 @@ TEST_P(ExecutorFixture, DeciMambaMatchesTheIndependentReference) {
     EXPECT_EQ(tap.kept.at(l), want) << GetParam() << " kept indices, layer " << l;
   }
   EXPECT_LE(rel_error(logits, as_floats(fx.get("deci.logits"))), kLogitTol) << GetParam();
+  // Conv windows come from each layer's input before its own decimation; SSM states from the
+  // scan over the kept tokens.
+  expect_states(fx, *state, "deci.");
   for (int32_t want : as_ints(fx.get("deci.greedy_ids"))) {
     const int32_t tok = argmax(logits.data(), V);
     ASSERT_EQ(tok, want) << GetParam() << " DeciMamba greedy token";

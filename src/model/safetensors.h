@@ -2,6 +2,13 @@
 // Every structural problem is a dm::Error "[safetensors] <path>: <what>": truncated file, header
 // length past the end, bad JSON, unknown dtype, size ≠ shape × dtype, offsets out of range or
 // overlapping.
+//
+// Alignment: a tensor's bytes start at 8 + header length + begin. Current safetensors writers
+// pad the header to 8 bytes and order tensors by dtype size, so every tensor is aligned for its
+// dtype (save_pretrained output is). Older or hand-written files can be unaligned; such a
+// tensor is copied once into an aligned buffer owned by the file, so typed loads (load_as_f32)
+// stay well defined under UBSan and on strict-alignment CPUs. Aligned tensors stay views into
+// the mapping.
 #pragma once
 
 #include <cstdint>
@@ -18,9 +25,9 @@ struct HostTensor {
   std::string name;
   DType dtype = DType::F32;
   std::vector<int64_t> shape;
-  const void* data = nullptr;  // inside the mapping
+  const void* data = nullptr;  // inside the mapping (or an aligned copy, see above)
   size_t bytes = 0;
-  std::string file;            // for error messages
+  std::string file;  // for error messages
 
   int64_t numel() const;
   std::string shape_str() const;  // "[1536, 768]"
@@ -41,6 +48,7 @@ class SafeTensorsFile {
   size_t map_bytes_ = 0;
   std::map<std::string, HostTensor> tensors_;
   std::map<std::string, std::string> metadata_;
+  std::vector<std::unique_ptr<uint64_t[]>> aligned_copies_;  // only for unaligned tensors
 };
 
 // One model.safetensors, or model.safetensors.index.json and its shards, as one name → tensor map.
@@ -50,8 +58,11 @@ class WeightFiles {
   // nullptr when absent.
   const HostTensor* find(const std::string& name) const;
   const std::map<std::string, const HostTensor*>& all() const { return index_; }
+  // model.safetensors or model.safetensors.index.json: named by errors about absent tensors.
+  const std::string& source() const { return source_; }
 
  private:
+  std::string source_;
   std::vector<std::unique_ptr<SafeTensorsFile>> files_;
   std::map<std::string, const HostTensor*> index_;
 };

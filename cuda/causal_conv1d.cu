@@ -1,0 +1,75 @@
+// Depthwise causal conv1d + bias + SiLU over a prompt. Thread per (channel, run of kTile tokens):
+// consecutive threads take consecutive channels, so every load and store of a token row is
+// coalesced. Inputs before the first token come from the conv state (its last d_conv-1 entries).
+// The new state (the last d_conv inputs) is written by a second, per-channel kernel after all
+// outputs, because the first tiles read the old state that it replaces.
+#include "common.cuh"
+
+namespace dm::cuda {
+namespace {
+
+constexpr int kBlock = 128;
+constexpr int kTile = 32;  // tokens per thread
+constexpr int kMaxConv = 8;  // taps kept in registers; wider convs read the weights from L1
+
+// xin(j): the conv input at token j of this call; j < 0 reaches into the state (oldest first).
+__device__ __forceinline__ float xin(int64_t j, const float* x, uint32_t x_stride,
+                                     const float* st, uint32_t d) {
+  return j >= 0 ? x[size_t(j) * x_stride] : st[int64_t(d) + j];
+}
+
+__global__ void __launch_bounds__(kBlock) causal_conv1d_kernel(CausalConv1dParams p,
+                                                               const float* x, const void* weight,
+                                                               const void* bias,
+                                                               const float* conv_state, float* y) {
+  const uint32_t c = blockIdx.x * kBlock + threadIdx.x;
+  if (c >= p.channels) return;
+  const uint32_t d = p.d_conv;
+  const int64_t t0 = int64_t(blockIdx.y) * kTile;
+  const int64_t t1 = min(int64_t(p.L), t0 + kTile);
+  const float b = p.has_bias ? load_f(bias, p.bias_dtype, c) : 0.f;
+  const float* st = conv_state + size_t(c) * d;
+  const float* xc = x + c;
+  float w[kMaxConv];
+#pragma unroll
+  for (int k = 0; k < kMaxConv; ++k)
+    w[k] = k < int(d) ? load_f(weight, p.weight_dtype, size_t(c) * d + k) : 0.f;
+  for (int64_t t = t0; t < t1; ++t) {
+    float acc = b;
+    if (d <= kMaxConv) {
+#pragma unroll
+      for (int k = 0; k < kMaxConv; ++k)
+        if (k < int(d)) acc += w[k] * xin(t - int64_t(d) + 1 + k, xc, p.x_stride, st, d);
+    } else {
+      for (uint32_t k = 0; k < d; ++k)
+        acc += load_f(weight, p.weight_dtype, size_t(c) * d + k) *
+               xin(t - int64_t(d) + 1 + k, xc, p.x_stride, st, d);
+    }
+    y[size_t(t) * p.y_stride + c] = silu(acc);
+  }
+}
+
+// state'[k] = xin(L - d + k): in place, ascending k reads old[L + k] before anything overwrites it.
+__global__ void __launch_bounds__(kBlock) conv_state_update_kernel(CausalConv1dParams p,
+                                                                   const float* x,
+                                                                   float* conv_state) {
+  const uint32_t c = blockIdx.x * kBlock + threadIdx.x;
+  if (c >= p.channels) return;
+  const uint32_t d = p.d_conv;
+  float* st = conv_state + size_t(c) * d;
+  for (uint32_t k = 0; k < d; ++k) st[k] = xin(int64_t(p.L) - d + k, x + c, p.x_stride, st, d);
+}
+
+}  // namespace
+
+cudaError_t launch_causal_conv1d(const CausalConv1dParams& p, const float* x, const void* weight,
+                                 const void* bias, float* conv_state, float* y, cudaStream_t s) {
+  if (p.L == 0 || p.channels == 0) return cudaSuccess;
+  const dim3 grid(ceil_div(p.channels, kBlock), ceil_div(p.L, kTile));
+  if (grid.y > 65535) return cudaErrorInvalidConfiguration;  // > 2M tokens in one call
+  causal_conv1d_kernel<<<grid, kBlock, 0, s>>>(p, x, weight, bias, conv_state, y);
+  conv_state_update_kernel<<<ceil_div(p.channels, kBlock), kBlock, 0, s>>>(p, x, conv_state);
+  return cudaGetLastError();
+}
+
+}  // namespace dm::cuda

@@ -1,0 +1,54 @@
+// Device helpers shared by the kernels: weight loads of any stored dtype, the activation
+// functions with the CPU reference's formulas, block reductions.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "backend/cuda/kernels.h"
+
+namespace dm::cuda {
+
+// DType values (core/dtype.h): F32 0, F16 1, BF16 2, I32 3.
+__device__ __forceinline__ float load_f(const void* p, uint32_t dtype, size_t i) {
+  switch (dtype) {
+    case 0: return static_cast<const float*>(p)[i];
+    case 1: return __half2float(static_cast<const __half*>(p)[i]);
+    case 2: return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+    default: return float(static_cast<const int32_t*>(p)[i]);
+  }
+}
+
+// F.softplus with threshold 20, and x·sigmoid(x): the formulas of backend/cpu/cpu_math.h.
+__device__ __forceinline__ float softplus(float x) { return x > 20.f ? x : log1pf(expf(x)); }
+__device__ __forceinline__ float silu(float x) { return x / (1.f + expf(-x)); }
+
+template <typename T>
+__device__ __forceinline__ T warp_sum(T v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Sum over a block of blockDim.x threads (a multiple of 32, at most 1024); every thread gets
+// the total. `scratch` holds 32 values; the call begins and ends with a barrier, so it can be
+// reused right away.
+template <typename T>
+__device__ __forceinline__ T block_sum(T v, T* scratch) {
+  const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  v = warp_sum(v);
+  __syncthreads();
+  if (lane == 0) scratch[wid] = v;
+  __syncthreads();
+  T t = lane < nw ? scratch[lane] : T(0);
+  t = warp_sum(t);
+  __syncthreads();
+  return t;
+}
+
+inline unsigned ceil_div(uint64_t a, uint64_t b) { return unsigned((a + b - 1) / b); }
+
+}  // namespace dm::cuda

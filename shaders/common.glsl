@@ -1,0 +1,39 @@
+// Shared by every decimamba compute shader.
+//
+// Buffers: activations and states are fp32 arrays (`float v[]`). Tensors whose dtype the params
+// struct names (weights: F32 / F16 / BF16) are bound as arrays of 32-bit words (`uint v[]`) and
+// widened here, so no shader needs 16-bit storage or fp16 arithmetic: F16 via unpackHalf2x16,
+// BF16 by shifting its 16 bits into the top of an fp32. Each binding's descriptor range starts
+// at a 4-byte-aligned (at least minStorageBufferOffsetAlignment) byte offset and the tensor's
+// remaining offset travels as an element offset in the push-constant tail (`off[]`).
+#extension GL_EXT_control_flow_attributes : enable
+
+#define DT_F32 0u
+#define DT_F16 1u
+#define DT_BF16 2u
+
+// float NAME(uint dtype, uint i): element i (in elements of `dtype`) of word array BUF.
+#define DEFINE_LOAD_ANY(NAME, BUF)                                   \
+  float NAME(uint dt, uint i) {                                      \
+    if (dt == DT_F32) return uintBitsToFloat(BUF[i]);                \
+    uint w = BUF[i >> 1];                                            \
+    uint h = (i & 1u) != 0u ? (w >> 16) : (w & 0xffffu);             \
+    return dt == DT_F16 ? unpackHalf2x16(h).x : uintBitsToFloat(h << 16); \
+  }
+
+// softplus as torch computes it (threshold 20). log1p(e) by its series where log(1 + e) would
+// lose the digits of a small e (Δ is often 1e-3 and below).
+float softplus(float x) {
+  if (x > 20.0) return x;
+  float e = exp(x);
+  if (e < 1e-2) return e * (1.0 - e * (0.5 - e * (1.0 / 3.0 - e * 0.25)));
+  return log(1.0 + e);
+}
+
+float silu(float x) { return x / (1.0 + exp(-x)); }
+
+// Work-group index over a grid the host folded into x, y (and z) to respect
+// maxComputeWorkGroupCount: groups are numbered x fastest.
+uint linear_group_id() {
+  return gl_WorkGroupID.x + gl_NumWorkGroups.x * (gl_WorkGroupID.y + gl_NumWorkGroups.y * gl_WorkGroupID.z);
+}

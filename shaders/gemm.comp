@@ -1,0 +1,68 @@
+#version 450
+// y[M,N] = x[M,K] · w[N,K]ᵀ (+ bias[N]); x, y fp32, w and bias F32/F16/BF16, fp32 accumulate.
+// A 64×64 output tile per work group of 16×16 invocations, 4×4 outputs each, K in steps of 16
+// through shared memory. Thread (tx, ty) owns rows ty + 16i and columns tx + 16j so that
+// neighbouring invocations touch neighbouring shared-memory words and output columns.
+#include "common.glsl"
+
+layout(local_size_x = 16, local_size_y = 16, local_size_z = 1) in;
+
+layout(std430, binding = 0) readonly buffer X { float x[]; };
+layout(std430, binding = 1) readonly buffer W { uint w[]; };
+layout(std430, binding = 2) readonly buffer Bias { uint bias[]; };
+layout(std430, binding = 3) writeonly buffer Y { float y[]; };
+
+layout(push_constant) uniform Push {
+  uint M, N, K;
+  uint x_stride, w_stride, y_stride;
+  uint w_dtype, bias_dtype, has_bias;
+  uint off[4];  // element offsets of x, w, bias, y
+} p;
+
+DEFINE_LOAD_ANY(load_w, w)
+DEFINE_LOAD_ANY(load_bias, bias)
+
+const uint BM = 64, BN = 64, BK = 16;
+shared float xs[BK][BM + 1];
+shared float ws[BK][BN + 1];
+
+void main() {
+  const uint tx = gl_LocalInvocationID.x, ty = gl_LocalInvocationID.y;
+  const uint tid = gl_LocalInvocationIndex;
+  const uint m0 = gl_WorkGroupID.y * BM, n0 = gl_WorkGroupID.x * BN;
+
+  float acc[4][4];
+  [[unroll]] for (uint i = 0; i < 4; ++i)
+    [[unroll]] for (uint j = 0; j < 4; ++j) acc[i][j] = 0.0;
+
+  for (uint k0 = 0; k0 < p.K; k0 += BK) {
+    // 64 rows × 16 k of x and of w: 1024 values each, 4 per invocation, k fastest.
+    [[unroll]] for (uint r = 0; r < 4; ++r) {
+      const uint e = tid + r * 256u;
+      const uint row = e / BK, kk = e % BK;
+      const uint k = k0 + kk;
+      const uint m = m0 + row, n = n0 + row;
+      xs[kk][row] = (m < p.M && k < p.K) ? x[p.off[0] + m * p.x_stride + k] : 0.0;
+      ws[kk][row] = (n < p.N && k < p.K) ? load_w(p.w_dtype, p.off[1] + n * p.w_stride + k) : 0.0;
+    }
+    barrier();
+    [[unroll]] for (uint kk = 0; kk < BK; ++kk) {
+      float a[4], b[4];
+      [[unroll]] for (uint i = 0; i < 4; ++i) a[i] = xs[kk][ty + 16u * i];
+      [[unroll]] for (uint j = 0; j < 4; ++j) b[j] = ws[kk][tx + 16u * j];
+      [[unroll]] for (uint i = 0; i < 4; ++i)
+        [[unroll]] for (uint j = 0; j < 4; ++j) acc[i][j] = fma(a[i], b[j], acc[i][j]);
+    }
+    barrier();
+  }
+
+  [[unroll]] for (uint j = 0; j < 4; ++j) {
+    const uint n = n0 + tx + 16u * j;
+    if (n >= p.N) continue;
+    const float b = p.has_bias != 0u ? load_bias(p.bias_dtype, p.off[2] + n) : 0.0;
+    [[unroll]] for (uint i = 0; i < 4; ++i) {
+      const uint m = m0 + ty + 16u * i;
+      if (m < p.M) y[p.off[3] + m * p.y_stride + n] = acc[i][j] + b;
+    }
+  }
+}

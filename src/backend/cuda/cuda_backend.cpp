@@ -1,0 +1,417 @@
+#include "backend/cuda/cuda_backend.h"
+
+#include <climits>
+#include <cstring>
+
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_graph.h"
+#include "backend/params.h"
+#include "core/error.h"
+
+namespace dm {
+
+namespace cuda {
+
+void throw_cuda(cudaError_t err, const char* what, const char* file, int line) {
+  cudaGetLastError();  // clear a sticky-free error so the next call does not see it again
+  fail("[cuda] ", what, ": ", cudaGetErrorString(err), " (", cudaGetErrorName(err), " at ", file,
+       ":", line, ")");
+}
+
+void throw_cublas(cublasStatus_t st, const char* what, const char* file, int line) {
+  fail("[cuda] ", what, ": ", cublasGetStatusString(st), " (at ", file, ":", line, ")");
+}
+
+}  // namespace cuda
+
+namespace {
+
+std::string mib(size_t bytes) { return std::to_string((bytes + (1u << 20) - 1) >> 20) + " MiB"; }
+
+[[noreturn]] void out_of_memory(cudaError_t e, size_t bytes, const char* what) {
+  cudaGetLastError();
+  size_t free_b = 0, total_b = 0;
+  cudaMemGetInfo(&free_b, &total_b);
+  cudaGetLastError();
+  fail("[cuda] out of memory: ", what, " of ", mib(bytes), " failed (", cudaGetErrorString(e),
+       "; ", mib(free_b), " free of ", mib(total_b), ")");
+}
+
+void check_launch(cudaError_t e, const char* kernel) {
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    fail("[cuda] ", kernel, ": launch failed: ", cudaGetErrorString(e));
+  }
+}
+
+CudaBuffer& dev(const Buffer& b, const char* what) {
+  auto* cb = dynamic_cast<const CudaBuffer*>(&b);
+  if (!cb) fail("[cuda] ", what, ": buffer was not allocated by the cuda backend");
+  return const_cast<CudaBuffer&>(*cb);
+}
+
+template <typename T = float>
+T* dptr(const Tensor& t, const char* what) {
+  return reinterpret_cast<T*>(static_cast<char*>(dev(*t.buf, what).ptr()) + t.offset);
+}
+template <typename T = float>
+T* dptr(const Tensor* t, const char* what) {
+  return t ? dptr<T>(*t, what) : nullptr;
+}
+
+void check_range(const Buffer& b, size_t offset, size_t bytes, const char* op) {
+  if (offset > b.bytes() || bytes > b.bytes() - offset)
+    fail("[cuda] ", op, ": range [", offset, ", ", offset + bytes, ") exceeds the ", b.bytes(),
+         "-byte buffer");
+}
+
+void require_device(int device) {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    fail("[cuda] no CUDA device: ", cudaGetErrorString(e));
+  }
+  if (n == 0) fail("[cuda] no CUDA device: none was found");
+  if (device < 0 || device >= n)
+    fail("[cuda] device ", device, ": out of range (", n, " CUDA device", n == 1 ? "" : "s", ")");
+}
+
+std::string describe_device(int device) {
+  cudaDeviceProp prop;
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  return std::string(prop.name) + " (sm_" + std::to_string(prop.major) +
+         std::to_string(prop.minor) + ", " + std::to_string(prop.totalGlobalMem >> 30) + " GiB)";
+}
+
+constexpr size_t kCublasWorkspace = size_t(32) << 20;
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Buffers
+
+CudaBuffer::CudaBuffer(size_t bytes, int device) : Buffer(bytes) {
+  if (bytes == 0) return;
+  CUDA_CHECK(cudaSetDevice(device));
+  const cudaError_t e = cudaMalloc(&ptr_, bytes);
+  if (e == cudaErrorMemoryAllocation) out_of_memory(e, bytes, "cudaMalloc");
+  CUDA_CHECK(e);
+}
+
+CudaBuffer::~CudaBuffer() {
+  // cudaFree waits for the device, so queued work that still reads the buffer finishes first.
+  if (ptr_) cudaFree(ptr_);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backend
+
+CudaBackend::CudaBackend(int device) : device_(device) {
+  require_device(device);
+  CUDA_CHECK(cudaSetDevice(device));
+  device_name_ = describe_device(device);
+  CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  CUBLAS_CHECK(cublasCreate(&cublas_));
+  CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
+  // A fixed workspace: cuBLAS then allocates nothing per call, which graph capture requires.
+  const cudaError_t e = cudaMalloc(&cublas_workspace_, kCublasWorkspace);
+  if (e == cudaErrorMemoryAllocation) out_of_memory(e, kCublasWorkspace, "cuBLAS workspace");
+  CUDA_CHECK(e);
+  CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_workspace_, kCublasWorkspace));
+  CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&err_host_), sizeof(cuda::DeviceErrorInfo),
+                           cudaHostAllocMapped));
+  std::memset(err_host_, 0, sizeof(*err_host_));
+  CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&err_dev_), err_host_, 0));
+}
+
+CudaBackend::~CudaBackend() {
+  // No throwing here: errors on the way out are ignored.
+  if (capturing_) {
+    cudaGraph_t g = nullptr;
+    if (cudaStreamEndCapture(stream_, &g) == cudaSuccess && g) cudaGraphDestroy(g);
+  }
+  if (stream_) cudaStreamSynchronize(stream_);
+  if (scratch_) cudaFree(scratch_);
+  if (cublas_) cublasDestroy(cublas_);
+  if (cublas_workspace_) cudaFree(cublas_workspace_);
+  if (err_host_) cudaFreeHost(err_host_);
+  if (stream_) cudaStreamDestroy(stream_);
+  cudaGetLastError();
+}
+
+void CudaBackend::not_capturing(const char* op) const {
+  if (capturing_)
+    fail("[cuda] ", op, ": not allowed while a graph is being recorded (write inputs before "
+         "replay, read outputs after)");
+}
+
+void CudaBackend::check_device_errors() {
+  cuda::DeviceErrorInfo e;
+  std::memcpy(&e, err_host_, sizeof(e));
+  if (e.code == 0) return;
+  std::memset(err_host_, 0, sizeof(*err_host_));
+  if (e.code == cuda::kErrGatherIndex)
+    fail("[gather_rows] idx[", e.a, "] = ", e.b, " is outside [0, ", e.c,
+         ") (src rows); that row of dst was not written");
+  fail("[cuda] a kernel reported error code ", e.code);
+}
+
+std::unique_ptr<Buffer> CudaBackend::alloc(size_t bytes) {
+  not_capturing("alloc");
+  return std::make_unique<CudaBuffer>(bytes, device_);
+}
+
+void CudaBackend::upload(Buffer& dst, size_t offset, const void* src, size_t bytes) {
+  not_capturing("upload");
+  check_range(dst, offset, bytes, "upload");
+  if (bytes == 0) return;
+  // From pageable memory this returns once `src` has been staged: the caller may reuse it.
+  CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dev(dst, "upload").ptr()) + offset, src, bytes,
+                             cudaMemcpyHostToDevice, stream_));
+}
+
+void CudaBackend::download(const Buffer& src, size_t offset, void* dst, size_t bytes) {
+  not_capturing("download");
+  check_range(src, offset, bytes, "download");
+  if (bytes > 0)
+    CUDA_CHECK(cudaMemcpyAsync(dst, static_cast<const char*>(dev(src, "download").ptr()) + offset,
+                               bytes, cudaMemcpyDeviceToHost, stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  check_device_errors();
+}
+
+void CudaBackend::synchronize() {
+  not_capturing("synchronize");
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  check_device_errors();
+}
+
+void* CudaBackend::scratch(size_t bytes) {
+  if (bytes <= scratch_bytes_) return scratch_;
+  if (capturing_)
+    fail("[cuda] gemm: the activation scratch would have to grow to ", mib(bytes),
+         " while a graph is being recorded; run the same work once before recording");
+  if (scratch_) CUDA_CHECK(cudaFreeAsync(scratch_, stream_));
+  scratch_ = nullptr;
+  scratch_bytes_ = 0;
+  const size_t want = (bytes + (size_t(1) << 20) - 1) & ~((size_t(1) << 20) - 1);
+  const cudaError_t e = cudaMallocAsync(&scratch_, want, stream_);
+  if (e == cudaErrorMemoryAllocation) out_of_memory(e, want, "gemm activation scratch");
+  CUDA_CHECK(e);
+  scratch_bytes_ = want;
+  return scratch_;
+}
+
+// y (M×N) = x (M×K) · Wᵀ. Row-major y is column-major yᵀ (N×M) = W · xᵀ, i.e. cuBLAS's
+// C = op(A)·B with A = W stored column-major as K×N (op = T) and B = x stored as K×M.
+// F32 weights: plain fp32 SGEMM (no TF32). F16 / BF16 weights: the activations are rounded to the
+// weight dtype and the product runs on tensor cores with fp32 accumulation.
+void CudaBackend::gemm(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) {
+  const GemmParams p = make_gemm_params(x, w, bias, y);
+  if (p.M == 0 || p.N == 0) return;
+  for (uint32_t v : {p.M, p.N, p.K, p.x_stride, p.w_stride, p.y_stride})
+    if (v > uint32_t(INT_MAX)) fail("[cuda] gemm: size ", v, " exceeds cuBLAS's int range");
+  const float* xp = dptr(x, "gemm x");
+  const void* wp = dptr<const void>(w, "gemm w");
+  float* yp = dptr(y, "gemm y");
+  if (p.K == 0) {
+    CUDA_CHECK(cudaMemset2DAsync(yp, size_t(p.y_stride) * 4, 0, size_t(p.N) * 4, p.M, stream_));
+  } else {
+    const float one = 1.f, zero = 0.f;
+    const DType wt = DType(p.w_dtype);
+    if (wt == DType::F32) {
+      CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(p.N), int(p.M), int(p.K),
+                                &one, wp, CUDA_R_32F, int(p.w_stride), xp, CUDA_R_32F,
+                                int(p.x_stride), &zero, yp, CUDA_R_32F, int(p.y_stride),
+                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    } else {
+      const cudaDataType t = wt == DType::F16 ? CUDA_R_16F : CUDA_R_16BF;
+      void* xh = scratch(size_t(p.M) * p.K * 2);
+      check_launch(cuda::launch_convert_rows(p.M, p.K, xp, p.x_stride, xh, p.w_dtype, stream_),
+                   "gemm (activation convert)");
+      CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(p.N), int(p.M), int(p.K),
+                                &one, wp, t, int(p.w_stride), xh, t, int(p.K), &zero, yp,
+                                CUDA_R_32F, int(p.y_stride), CUBLAS_COMPUTE_32F,
+                                CUBLAS_GEMM_DEFAULT));
+    }
+  }
+  if (bias)
+    check_launch(cuda::launch_add_bias(p.M, p.N, yp, p.y_stride, dptr<const void>(bias, "gemm bias"),
+                                       p.bias_dtype, stream_),
+                 "gemm (bias)");
+}
+
+void CudaBackend::rms_norm(const Tensor& x, const Tensor* residual, const Tensor& weight,
+                           const Tensor& y, float eps) {
+  const RmsNormParams p = make_rms_norm_params(x, residual, weight, y, eps);
+  check_launch(cuda::launch_rms_norm(p, dptr(x, "rms_norm x"), dptr(residual, "rms_norm residual"),
+                                     dptr<const void>(weight, "rms_norm weight"),
+                                     dptr(y, "rms_norm y"), stream_),
+               "rms_norm");
+}
+
+void CudaBackend::causal_conv1d(const Tensor& x, const Tensor& weight, const Tensor* bias,
+                                const Tensor& conv_state, const Tensor& y) {
+  const CausalConv1dParams p = make_causal_conv1d_params(x, weight, bias, conv_state, y);
+  check_launch(cuda::launch_causal_conv1d(p, dptr(x, "causal_conv1d x"),
+                                          dptr<const void>(weight, "causal_conv1d weight"),
+                                          dptr<const void>(bias, "causal_conv1d bias"),
+                                          dptr(conv_state, "causal_conv1d conv_state"),
+                                          dptr(y, "causal_conv1d y"), stream_),
+               "causal_conv1d");
+}
+
+void CudaBackend::selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A_log,
+                                 const Tensor& B, const Tensor& C, const Tensor& D,
+                                 const Tensor* z, const Tensor& dt_bias, const Tensor& ssm_state,
+                                 const Tensor& y) {
+  const SelectiveScanParams p =
+      make_selective_scan_params(u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y);
+  check_launch(cuda::launch_selective_scan(
+                   p, dptr(u, "selective_scan u"), dptr(delta, "selective_scan delta"),
+                   dptr<const void>(A_log, "selective_scan A_log"), dptr(B, "selective_scan B"),
+                   dptr(C, "selective_scan C"), dptr<const void>(D, "selective_scan D"),
+                   dptr(z, "selective_scan z"), dptr<const void>(dt_bias, "selective_scan dt_bias"),
+                   dptr(ssm_state, "selective_scan ssm_state"), dptr(y, "selective_scan y"),
+                   stream_),
+               "selective_scan");
+}
+
+void CudaBackend::dt_importance(const Tensor& delta, const Tensor& dt_bias, const Tensor& scores) {
+  const DtImportanceParams p = make_dt_importance_params(delta, dt_bias, scores);
+  check_launch(cuda::launch_dt_importance(p, dptr(delta, "dt_importance delta"),
+                                          dptr<const void>(dt_bias, "dt_importance dt_bias"),
+                                          dptr(scores, "dt_importance scores"), stream_),
+               "dt_importance");
+}
+
+void CudaBackend::topk_indices(const Tensor& scores, int64_t n_candidates, int64_t k,
+                               const Tensor& idx) {
+  const TopkIndicesParams p = make_topk_indices_params(scores, n_candidates, k, idx);
+  check_launch(cuda::launch_topk_indices(p, dptr(scores, "topk_indices scores"),
+                                         dptr<int32_t>(idx, "topk_indices idx"), stream_),
+               "topk_indices");
+}
+
+void CudaBackend::gather_rows(const Tensor& src, const Tensor& idx, const Tensor& dst) {
+  const GatherRowsParams p = make_gather_rows_params(src, idx, dst);
+  check_launch(cuda::launch_gather_rows(p, dptr<const void>(src, "gather_rows src"),
+                                        dptr<const int32_t>(idx, "gather_rows idx"),
+                                        dptr(dst, "gather_rows dst"), err_dev_, stream_),
+               "gather_rows");
+}
+
+void CudaBackend::causal_conv1d_step(const Tensor& x, const Tensor& weight, const Tensor* bias,
+                                     const Tensor& conv_state, const Tensor& y) {
+  const CausalConv1dStepParams p = make_causal_conv1d_step_params(x, weight, bias, conv_state, y);
+  check_launch(cuda::launch_causal_conv1d_step(
+                   p, dptr(x, "causal_conv1d_step x"),
+                   dptr<const void>(weight, "causal_conv1d_step weight"),
+                   dptr<const void>(bias, "causal_conv1d_step bias"),
+                   dptr(conv_state, "causal_conv1d_step conv_state"),
+                   dptr(y, "causal_conv1d_step y"), stream_),
+               "causal_conv1d_step");
+}
+
+void CudaBackend::selective_scan_step(const Tensor& u, const Tensor& delta, const Tensor& A_log,
+                                      const Tensor& B, const Tensor& C, const Tensor& D,
+                                      const Tensor* z, const Tensor& dt_bias,
+                                      const Tensor& ssm_state, const Tensor& y) {
+  const SelectiveScanStepParams p =
+      make_selective_scan_step_params(u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y);
+  check_launch(
+      cuda::launch_selective_scan_step(
+          p, dptr(u, "selective_scan_step u"), dptr(delta, "selective_scan_step delta"),
+          dptr<const void>(A_log, "selective_scan_step A_log"), dptr(B, "selective_scan_step B"),
+          dptr(C, "selective_scan_step C"), dptr<const void>(D, "selective_scan_step D"),
+          dptr(z, "selective_scan_step z"),
+          dptr<const void>(dt_bias, "selective_scan_step dt_bias"),
+          dptr(ssm_state, "selective_scan_step ssm_state"), dptr(y, "selective_scan_step y"),
+          stream_),
+      "selective_scan_step");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Graphs
+
+void CudaBackend::begin_capture() {
+  if (capturing_) fail("[cuda] graph: already recording");
+  CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+  capturing_ = true;
+}
+
+cudaGraph_t CudaBackend::end_capture() {
+  if (!capturing_) fail("[cuda] graph: end without begin");
+  capturing_ = false;
+  cudaGraph_t g = nullptr;
+  CUDA_CHECK(cudaStreamEndCapture(stream_, &g));
+  return g;
+}
+
+namespace {
+
+class CudaGraphImpl : public CudaGraph {
+ public:
+  CudaGraphImpl(cudaGraph_t g, cudaStream_t s) : graph_(g), stream_(s) {
+    CUDA_CHECK(cudaGraphInstantiate(&exec_, graph_, 0));
+  }
+  ~CudaGraphImpl() override {
+    if (exec_) cudaGraphExecDestroy(exec_);
+    if (graph_) cudaGraphDestroy(graph_);
+  }
+  void replay() override { CUDA_CHECK(cudaGraphLaunch(exec_, stream_)); }
+
+ private:
+  cudaGraph_t graph_ = nullptr;
+  cudaGraphExec_t exec_ = nullptr;
+  cudaStream_t stream_;
+};
+
+CudaBackend& as_cuda(Backend& b) {
+  auto* cb = dynamic_cast<CudaBackend*>(&b);
+  if (!cb) fail("[cuda] graph: recording needs the cuda backend, not '", b.name(), "'");
+  return *cb;
+}
+
+}  // namespace
+
+void cuda_graph_begin(Backend& backend) { as_cuda(backend).begin_capture(); }
+
+std::unique_ptr<CudaGraph> cuda_graph_end(Backend& backend) {
+  CudaBackend& cb = as_cuda(backend);
+  return std::make_unique<CudaGraphImpl>(cb.end_capture(), cb.stream());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registry hooks (backend/registry.cpp)
+
+BackendInfo probe_cuda_backend() {
+  int n = 0;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return {"cuda", false, std::string("no CUDA device: ") + cudaGetErrorString(e)};
+  }
+  if (n == 0) return {"cuda", false, "no CUDA device: none was found"};
+  std::string name;
+  try {
+    name = describe_device(0);
+  } catch (const Error& err) {
+    return {"cuda", false, err.what()};
+  }
+  e = cuda::check_kernel_image();
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return {"cuda", false,
+            name + ": this binary has no kernels for it (" + cudaGetErrorString(e) +
+                "); rebuild with -DCMAKE_CUDA_ARCHITECTURES=<its compute capability>"};
+  }
+  return {"cuda", true, name};
+}
+
+std::unique_ptr<Backend> create_cuda_backend(int device) {
+  return std::make_unique<CudaBackend>(device);
+}
+
+}  // namespace dm

@@ -1,0 +1,81 @@
+// The CUDA backend: one device, one non-blocking stream that every method enqueues on, a cuBLAS
+// handle bound to it with a fixed workspace (so GEMMs can be recorded into graphs), and the
+// kernels of cuda/*.cu. Nothing synchronises except download() and synchronize().
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <memory>
+#include <string>
+
+#include "backend/backend.h"
+#include "backend/cuda/kernels.h"
+
+namespace dm {
+
+class CudaBuffer : public Buffer {
+ public:
+  CudaBuffer(size_t bytes, int device);
+  ~CudaBuffer() override;
+  void* ptr() const { return ptr_; }
+
+ private:
+  void* ptr_ = nullptr;
+};
+
+class CudaBackend : public Backend {
+ public:
+  explicit CudaBackend(int device);
+  ~CudaBackend() override;
+
+  std::string name() const override { return "cuda"; }
+  std::string device_name() const override { return device_name_; }
+
+  std::unique_ptr<Buffer> alloc(size_t bytes) override;
+  void upload(Buffer& dst, size_t offset, const void* src, size_t bytes) override;
+  void download(const Buffer& src, size_t offset, void* dst, size_t bytes) override;
+  void synchronize() override;
+
+  void gemm(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) override;
+  void rms_norm(const Tensor& x, const Tensor* residual, const Tensor& weight, const Tensor& y,
+                float eps) override;
+  void causal_conv1d(const Tensor& x, const Tensor& weight, const Tensor* bias,
+                     const Tensor& conv_state, const Tensor& y) override;
+  void selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A_log, const Tensor& B,
+                      const Tensor& C, const Tensor& D, const Tensor* z, const Tensor& dt_bias,
+                      const Tensor& ssm_state, const Tensor& y) override;
+  void dt_importance(const Tensor& delta, const Tensor& dt_bias, const Tensor& scores) override;
+  void topk_indices(const Tensor& scores, int64_t n_candidates, int64_t k,
+                    const Tensor& idx) override;
+  void gather_rows(const Tensor& src, const Tensor& idx, const Tensor& dst) override;
+  void causal_conv1d_step(const Tensor& x, const Tensor& weight, const Tensor* bias,
+                          const Tensor& conv_state, const Tensor& y) override;
+  void selective_scan_step(const Tensor& u, const Tensor& delta, const Tensor& A_log,
+                           const Tensor& B, const Tensor& C, const Tensor& D, const Tensor* z,
+                           const Tensor& dt_bias, const Tensor& ssm_state,
+                           const Tensor& y) override;
+
+  cudaStream_t stream() const { return stream_; }
+  bool capturing() const { return capturing_; }
+  void begin_capture();
+  cudaGraph_t end_capture();
+
+ private:
+  void not_capturing(const char* op) const;
+  void check_device_errors();  // throws what a kernel recorded in err_
+  void* scratch(size_t bytes);  // the GEMM's converted activations, stream-ordered growth
+
+  int device_;
+  std::string device_name_;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  void* cublas_workspace_ = nullptr;
+  void* scratch_ = nullptr;
+  size_t scratch_bytes_ = 0;
+  cuda::DeviceErrorInfo* err_host_ = nullptr;  // mapped pinned memory
+  cuda::DeviceErrorInfo* err_dev_ = nullptr;
+  bool capturing_ = false;
+};
+
+}  // namespace dm

@@ -1,0 +1,21 @@
+// Device-side timing for benchmarks and the copy-bandwidth ceiling the floors are measured
+// against, through Backend& so that callers need no CUDA headers. Throw unless cuda.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+
+#include "backend/backend.h"
+
+namespace dm {
+
+// Median over `reps` of the device time (CUDA events on the backend's stream) of the work that
+// enqueue() puts on the backend, after `warmup` untimed runs. Milliseconds.
+double cuda_time_ms(Backend& backend, const std::function<void()>& enqueue, int reps = 20,
+                    int warmup = 3);
+
+// Device-to-device cudaMemcpy of `bytes`, median of several, as (bytes read + bytes written)/s
+// in GB/s: the bandwidth ceiling of a streaming kernel on this card.
+double cuda_copy_bandwidth_gbs(Backend& backend, size_t bytes = size_t(1) << 30);
+
+}  // namespace dm

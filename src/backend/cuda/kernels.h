@@ -1,0 +1,57 @@
+// The launchers of the CUDA kernels in cuda/*.cu, one per Backend method (plus the GEMM's
+// helpers). Each takes the params struct of params.h (already checked by make_*_params), device
+// pointers offset to the tensor's first element, and the stream; it enqueues and returns
+// cudaGetLastError(), which the caller checks. Zero-sized work enqueues nothing.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "backend/params.h"
+
+namespace dm::cuda {
+
+// Kernels that find bad input (gather_rows: an index outside the source) record the first
+// occurrence here, in mapped host memory, and skip the bad row; the host reports it as a
+// dm::Error at the next synchronize() or download().
+struct DeviceErrorInfo {
+  int32_t code;  // 0: none; kErrGatherIndex
+  int32_t pad;
+  int64_t a, b, c;  // gather_rows: position i, idx[i], src_rows
+};
+constexpr int32_t kErrGatherIndex = 1;
+
+// True when this binary holds machine code or PTX the current device can run (probe).
+cudaError_t check_kernel_image();
+
+cudaError_t launch_convert_rows(uint32_t M, uint32_t K, const float* x, uint32_t x_stride,
+                                void* out, uint32_t out_dtype, cudaStream_t s);
+cudaError_t launch_add_bias(uint32_t M, uint32_t N, float* y, uint32_t y_stride, const void* bias,
+                            uint32_t bias_dtype, cudaStream_t s);
+
+cudaError_t launch_rms_norm(const RmsNormParams& p, const float* x, float* residual,
+                            const void* weight, float* y, cudaStream_t s);
+cudaError_t launch_causal_conv1d(const CausalConv1dParams& p, const float* x, const void* weight,
+                                 const void* bias, float* conv_state, float* y, cudaStream_t s);
+cudaError_t launch_selective_scan(const SelectiveScanParams& p, const float* u,
+                                  const float* delta, const void* A_log, const float* B,
+                                  const float* C, const void* D, const float* z,
+                                  const void* dt_bias, float* ssm_state, float* y,
+                                  cudaStream_t s);
+cudaError_t launch_dt_importance(const DtImportanceParams& p, const float* delta,
+                                 const void* dt_bias, float* scores, cudaStream_t s);
+cudaError_t launch_topk_indices(const TopkIndicesParams& p, const float* scores, int32_t* idx,
+                                cudaStream_t s);
+cudaError_t launch_gather_rows(const GatherRowsParams& p, const void* src, const int32_t* idx,
+                               float* dst, DeviceErrorInfo* err, cudaStream_t s);
+cudaError_t launch_causal_conv1d_step(const CausalConv1dStepParams& p, const float* x,
+                                      const void* weight, const void* bias, float* conv_state,
+                                      float* y, cudaStream_t s);
+cudaError_t launch_selective_scan_step(const SelectiveScanStepParams& p, const float* u,
+                                       const float* delta, const void* A_log, const float* B,
+                                       const float* C, const void* D, const float* z,
+                                       const void* dt_bias, float* ssm_state, float* y,
+                                       cudaStream_t s);
+
+}  // namespace dm::cuda

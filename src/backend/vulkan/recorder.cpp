@@ -1,0 +1,382 @@
+#include "backend/vulkan/recorder.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "core/error.h"
+
+namespace dm::vk {
+namespace {
+
+// A batch is submitted early (without waiting) past this many dispatches, so a long forward
+// keeps the device busy while the host records the rest; a whole decode step or a prefill of
+// a small model fits in one batch.
+constexpr uint32_t kMaxDispatchesPerBatch = 1024;
+constexpr size_t kMaxInFlight = 3;
+constexpr size_t kStagingBytes = size_t(16) << 20;
+constexpr uint32_t kSetsPerPool = 128;
+constexpr uint32_t kMaxBindings = 16;
+
+constexpr VkPipelineStageFlags kDeviceStages =
+    VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+constexpr VkAccessFlags kDeviceAccess = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
+                                        VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+
+}  // namespace
+
+Recorder::Recorder(Context& ctx) : ctx_(ctx) {
+  ctx_.deferred_free = [this](VkBuffer b, VkDeviceMemory m) {
+    if (recording_) recording_->dead.emplace_back(b, m);
+    else if (!in_flight_.empty()) in_flight_.back()->dead.emplace_back(b, m);
+    else free_now(b, m);
+  };
+}
+
+void Recorder::free_now(VkBuffer b, VkDeviceMemory m) {
+  vkDestroyBuffer(ctx_.device, b, nullptr);
+  vkFreeMemory(ctx_.device, m, nullptr);
+}
+
+Recorder::~Recorder() {
+  try {
+    finish();
+  } catch (...) {
+    // Destruction must not throw; a lost device has nothing left to wait for.
+  }
+  ctx_.deferred_free = nullptr;
+  auto destroy = [&](Frame& f) {
+    for (auto [b, m] : f.dead) free_now(b, m);
+    for (VkDescriptorPool p : f.desc_pools) vkDestroyDescriptorPool(ctx_.device, p, nullptr);
+    if (f.queries) vkDestroyQueryPool(ctx_.device, f.queries, nullptr);
+    if (f.fence) vkDestroyFence(ctx_.device, f.fence, nullptr);
+    if (f.pool) vkDestroyCommandPool(ctx_.device, f.pool, nullptr);
+    f.keep.clear();
+    f.staging.reset();
+  };
+  vkDeviceWaitIdle(ctx_.device);
+  if (recording_) destroy(*recording_);
+  for (auto& f : in_flight_) destroy(*f);
+  for (auto& f : free_) destroy(*f);
+}
+
+Recorder::Frame& Recorder::current() {
+  if (recording_) return *recording_;
+  std::unique_ptr<Frame> f;
+  if (!free_.empty()) {
+    f = std::move(free_.back());
+    free_.pop_back();
+  } else {
+    f = std::make_unique<Frame>();
+    VkCommandPoolCreateInfo cp{VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};
+    cp.flags = VK_COMMAND_POOL_CREATE_TRANSIENT_BIT;
+    cp.queueFamilyIndex = ctx_.queue_family;
+    VK_CHECK(vkCreateCommandPool(ctx_.device, &cp, nullptr, &f->pool));
+    VkCommandBufferAllocateInfo ai{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
+    ai.commandPool = f->pool;
+    ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+    ai.commandBufferCount = 1;
+    VK_CHECK(vkAllocateCommandBuffers(ctx_.device, &ai, &f->cmd));
+    VkFenceCreateInfo fi{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+    VK_CHECK(vkCreateFence(ctx_.device, &fi, nullptr, &f->fence));
+  }
+  VkCommandBufferBeginInfo bi{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+  bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+  VK_CHECK(vkBeginCommandBuffer(f->cmd, &bi));
+  if (profiling_) {
+    if (!f->queries) {
+      VkQueryPoolCreateInfo qi{VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO};
+      qi.queryType = VK_QUERY_TYPE_TIMESTAMP;
+      qi.queryCount = 2 * kMaxDispatchesPerBatch;
+      VK_CHECK(vkCreateQueryPool(ctx_.device, &qi, nullptr, &f->queries));
+    }
+    vkCmdResetQueryPool(f->cmd, f->queries, 0, 2 * kMaxDispatchesPerBatch);
+  }
+  recording_ = std::move(f);
+  return *recording_;
+}
+
+void Recorder::barrier(VkPipelineStageFlags dst_stage, VkAccessFlags dst_access) {
+  VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
+  mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+  mb.dstAccessMask = dst_access;
+  vkCmdPipelineBarrier(current().cmd, kDeviceStages, dst_stage, 0, 1, &mb, 0, nullptr, 0, nullptr);
+  ++stats_.barriers;
+}
+
+namespace {
+int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+int64_t ceil_div_s(int64_t a, int64_t b) { return -floor_div(-a, b); }
+}  // namespace
+
+// Exact for two row sets of equal stride (rows narrower than the stride): rows i of a and j of
+// b, k = j - i, intersect iff -wb - d < k·S < wa - d with d = b0 - a0, for some k in
+// (-ra, rb). Anything else falls back to the hulls.
+bool Recorder::overlap(const Access& a, const Access& b) {
+  if (a.buf != b.buf || a.begin >= b.end || b.begin >= a.end) return false;
+  if (a.rows <= 1 && b.rows <= 1) return true;
+  if (a.stride != b.stride || a.stride == 0 || a.row_bytes > a.stride || b.row_bytes > b.stride)
+    return true;
+  const int64_t S = int64_t(a.stride), d = int64_t(b.begin) - int64_t(a.begin);
+  const int64_t wa = int64_t(a.row_bytes), wb = int64_t(b.row_bytes);
+  int64_t kmin = floor_div(-wb - d, S) + 1, kmax = ceil_div_s(wa - d, S) - 1;
+  kmin = std::max<int64_t>(kmin, -(int64_t(a.rows) - 1));
+  kmax = std::min<int64_t>(kmax, int64_t(b.rows) - 1);
+  return kmin <= kmax;
+}
+
+bool Recorder::overlap_for_test(const BufferUse& a, const BufferUse& b) {
+  return overlap({VK_NULL_HANDLE, a.begin, a.end, a.rows, a.row_bytes, a.stride, a.write},
+                 {VK_NULL_HANDLE, b.begin, b.end, b.rows, b.row_bytes, b.stride, b.write});
+}
+
+void Recorder::track(const std::vector<Access>& accesses) {
+  bool hazard = false;
+  for (const Access& a : accesses) {
+    for (const Access& p : pending_) {
+      if ((a.write || p.write) && overlap(a, p)) {
+        hazard = true;
+        break;
+      }
+    }
+    if (hazard) break;
+  }
+  if (hazard) {
+    barrier(kDeviceStages, kDeviceAccess);
+    pending_.clear();
+  }
+  pending_.insert(pending_.end(), accesses.begin(), accesses.end());
+}
+
+VkDescriptorSet Recorder::allocate_set(Frame& f, VkDescriptorSetLayout layout) {
+  if (f.desc_pools.empty() || f.sets_in_last_pool == kSetsPerPool) {
+    VkDescriptorPoolSize size{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, kSetsPerPool * kMaxBindings};
+    VkDescriptorPoolCreateInfo pi{VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO};
+    pi.maxSets = kSetsPerPool;
+    pi.poolSizeCount = 1;
+    pi.pPoolSizes = &size;
+    VkDescriptorPool pool;
+    VK_CHECK(vkCreateDescriptorPool(ctx_.device, &pi, nullptr, &pool));
+    f.desc_pools.push_back(pool);
+    f.sets_in_last_pool = 0;
+  }
+  VkDescriptorSetAllocateInfo ai{VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO};
+  ai.descriptorPool = f.desc_pools.back();
+  ai.descriptorSetCount = 1;
+  ai.pSetLayouts = &layout;
+  VkDescriptorSet set;
+  VK_CHECK(vkAllocateDescriptorSets(ctx_.device, &ai, &set));
+  ++f.sets_in_last_pool;
+  return set;
+}
+
+void Recorder::dispatch(Pipeline& p, const std::vector<BufferUse>& uses, const void* push,
+                        uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz) {
+  DM_ASSERT(uses.size() == p.n_bindings, p.label, ": ", uses.size(), " buffers for ",
+            p.n_bindings, " bindings");
+  DM_ASSERT(push_bytes == p.push_bytes, p.label, ": ", push_bytes, " push-constant bytes for a ",
+            p.push_bytes, "-byte block");
+  DM_ASSERT(uses.size() <= kMaxBindings);
+  const Caps& caps = ctx_.caps;
+  DM_ASSERT(gx <= caps.max_wg_count[0] && gy <= caps.max_wg_count[1] && gz <= caps.max_wg_count[2],
+            p.label, ": grid ", gx, "x", gy, "x", gz, " exceeds maxComputeWorkGroupCount");
+  if (gx == 0 || gy == 0 || gz == 0) return;
+
+  if (recording_ && recording_->dispatches >= kMaxDispatchesPerBatch) submit();
+  Frame& f = current();
+
+  std::vector<Access> acc;
+  acc.reserve(uses.size());
+  for (const BufferUse& u : uses) {
+    DM_ASSERT(u.buf && u.desc_range > 0 && u.desc_offset + u.desc_range <= u.buf->vk_size, p.label);
+    DM_ASSERT(u.desc_offset % caps.min_storage_offset_align == 0, p.label);
+    if (u.track && u.end > u.begin)
+      acc.push_back({u.buf->buffer, u.begin, u.end, u.rows, u.row_bytes, u.stride, u.write});
+  }
+  const uint64_t barriers_before = stats_.barriers;
+  track(acc);
+  if (std::getenv("DM_VULKAN_TRACE")) {
+    std::fprintf(stderr, "[vulkan] %s%s grid %ux%ux%u:", stats_.barriers > barriers_before ? "(barrier) " : "",
+                 p.label.c_str(), gx, gy, gz);
+    for (const BufferUse& u : uses)
+      std::fprintf(stderr, " %s%p[%llu,%llu)%s", u.write ? "w" : "r", (void*)u.buf->buffer,
+                   (unsigned long long)u.begin, (unsigned long long)u.end, u.track ? "" : "(untracked)");
+    std::fprintf(stderr, "\n");
+  }
+
+  VkDescriptorSet set = allocate_set(f, p.set_layout);
+  VkDescriptorBufferInfo infos[kMaxBindings];
+  VkWriteDescriptorSet writes[kMaxBindings];
+  for (size_t i = 0; i < uses.size(); ++i) {
+    infos[i] = {uses[i].buf->buffer, uses[i].desc_offset, uses[i].desc_range};
+    writes[i] = {VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET};
+    writes[i].dstSet = set;
+    writes[i].dstBinding = uint32_t(i);
+    writes[i].descriptorCount = 1;
+    writes[i].descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
+    writes[i].pBufferInfo = &infos[i];
+  }
+  vkUpdateDescriptorSets(ctx_.device, uint32_t(uses.size()), writes, 0, nullptr);
+
+  vkCmdBindPipeline(f.cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p.pipeline);
+  vkCmdBindDescriptorSets(f.cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p.layout, 0, 1, &set, 0, nullptr);
+  if (push_bytes) vkCmdPushConstants(f.cmd, p.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, push_bytes, push);
+  const bool timed = profiling_ && f.queries;
+  const uint32_t q = uint32_t(f.query_labels.size()) * 2;
+  if (timed) vkCmdWriteTimestamp(f.cmd, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, f.queries, q);
+  vkCmdDispatch(f.cmd, gx, gy, gz);
+  if (timed) {
+    vkCmdWriteTimestamp(f.cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, f.queries, q + 1);
+    f.query_labels.push_back(p.label);
+  }
+  ++f.dispatches;
+  ++stats_.dispatches;
+}
+
+void Recorder::upload(VulkanBuffer& dst, size_t offset, const void* src, size_t bytes) {
+  DM_ASSERT(offset + bytes <= dst.bytes(), "upload of ", bytes, " bytes at ", offset,
+            " past the end of a ", dst.bytes(), "-byte buffer");
+  const auto* from = static_cast<const uint8_t*>(src);
+  while (bytes > 0) {
+    Frame* f = &current();
+    if (!f->staging) f->staging = std::make_unique<VulkanBuffer>(ctx_, kStagingBytes, BufferKind::Upload);
+    if (f->staging_used == kStagingBytes) {
+      submit();
+      f = &current();
+      if (!f->staging) f->staging = std::make_unique<VulkanBuffer>(ctx_, kStagingBytes, BufferKind::Upload);
+    }
+    const size_t n = std::min(bytes, kStagingBytes - f->staging_used);
+    std::memcpy(static_cast<uint8_t*>(f->staging->mapped) + f->staging_used, from, n);
+    track({{dst.buffer, offset, offset + n, 1, n, 0, true}});
+    const VkBufferCopy region{f->staging_used, offset, n};
+    vkCmdCopyBuffer(f->cmd, f->staging->buffer, dst.buffer, 1, &region);
+    ++stats_.copies;
+    f->staging_used = (f->staging_used + n + 15) / 16 * 16;
+    f->staging_used = std::min(f->staging_used, kStagingBytes);
+    from += n;
+    offset += n;
+    bytes -= n;
+  }
+}
+
+void Recorder::download(VulkanBuffer& src, size_t offset, void* dst, size_t bytes) {
+  DM_ASSERT(offset + bytes <= src.bytes(), "download of ", bytes, " bytes at ", offset,
+            " past the end of a ", src.bytes(), "-byte buffer");
+  if (bytes == 0) {
+    finish();
+    return;
+  }
+  if (!readback_ || readback_->bytes() < bytes)
+    readback_ = std::make_unique<VulkanBuffer>(ctx_, std::max(bytes, size_t(1) << 20), BufferKind::Readback);
+  Frame& f = current();
+  track({{src.buffer, offset, offset + bytes, 1, bytes, 0, false}});
+  const VkBufferCopy region{offset, 0, bytes};
+  vkCmdCopyBuffer(f.cmd, src.buffer, readback_->buffer, 1, &region);
+  ++stats_.copies;
+  // Make the copy's writes visible to the host before the fence says it is done.
+  VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
+  mb.srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
+  mb.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
+  vkCmdPipelineBarrier(f.cmd, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb,
+                       0, nullptr, 0, nullptr);
+  finish();
+  std::memcpy(dst, readback_->mapped, bytes);
+}
+
+void Recorder::retire(std::unique_ptr<VulkanBuffer> buf) {
+  if (!buf) return;
+  current().keep.push_back(std::move(buf));
+}
+
+void Recorder::submit() {
+  if (!recording_) return;
+  std::unique_ptr<Frame> f = std::move(recording_);
+  VK_CHECK(vkEndCommandBuffer(f->cmd));
+  VkSubmitInfo si{VK_STRUCTURE_TYPE_SUBMIT_INFO};
+  si.commandBufferCount = 1;
+  si.pCommandBuffers = &f->cmd;
+  const VkResult r = vkQueueSubmit(ctx_.queue, 1, &si, f->fence);
+  VK_CHECK(r);
+  ++stats_.submits;
+  in_flight_.push_back(std::move(f));
+  while (in_flight_.size() > kMaxInFlight) {
+    std::unique_ptr<Frame> old = std::move(in_flight_.front());
+    in_flight_.pop_front();
+    VK_CHECK(vkWaitForFences(ctx_.device, 1, &old->fence, VK_TRUE, UINT64_MAX));
+    recycle(*old);
+    free_.push_back(std::move(old));
+  }
+}
+
+void Recorder::finish() {
+  submit();
+  while (!in_flight_.empty()) {
+    std::unique_ptr<Frame> f = std::move(in_flight_.front());
+    in_flight_.pop_front();
+    VK_CHECK(vkWaitForFences(ctx_.device, 1, &f->fence, VK_TRUE, UINT64_MAX));
+    recycle(*f);
+    free_.push_back(std::move(f));
+  }
+  check_messages();
+}
+
+void Recorder::recycle(Frame& f) {
+  if (f.queries && !f.query_labels.empty()) {
+    std::vector<uint64_t> ts(f.query_labels.size() * 2);
+    VK_CHECK(vkGetQueryPoolResults(ctx_.device, f.queries, 0, uint32_t(ts.size()),
+                                   ts.size() * sizeof(uint64_t), ts.data(), sizeof(uint64_t),
+                                   VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT));
+    for (size_t i = 0; i < f.query_labels.size(); ++i) {
+      KernelTime& t = times_[f.query_labels[i]];
+      t.kernel = f.query_labels[i];
+      ++t.dispatches;
+      if (ts[2 * i + 1] >= ts[2 * i])
+        t.total_us += double(ts[2 * i + 1] - ts[2 * i]) * ctx_.caps.timestamp_period_ns * 1e-3;
+    }
+  }
+  f.query_labels.clear();
+  VK_CHECK(vkResetCommandPool(ctx_.device, f.pool, 0));
+  for (VkDescriptorPool p : f.desc_pools) VK_CHECK(vkResetDescriptorPool(ctx_.device, p, 0));
+  // Keep one descriptor pool; the rest were a peak.
+  while (f.desc_pools.size() > 1) {
+    vkDestroyDescriptorPool(ctx_.device, f.desc_pools.back(), nullptr);
+    f.desc_pools.pop_back();
+  }
+  f.sets_in_last_pool = 0;
+  f.keep.clear();
+  for (auto [b, m] : f.dead) free_now(b, m);
+  f.dead.clear();
+  f.staging_used = 0;
+  f.dispatches = 0;
+  VK_CHECK(vkResetFences(ctx_.device, 1, &f.fence));
+}
+
+void Recorder::set_profiling(bool on) {
+  if (on && !ctx_.caps.timestamps)
+    fail("[vulkan] profiling needs timestamp queries, which ", ctx_.caps.name,
+         "'s compute queue does not have");
+  finish();
+  profiling_ = on;
+}
+
+std::vector<KernelTime> Recorder::profile() const {
+  std::vector<KernelTime> out;
+  for (const auto& [name, t] : times_) out.push_back(t);
+  std::sort(out.begin(), out.end(),
+            [](const KernelTime& a, const KernelTime& b) { return a.total_us > b.total_us; });
+  return out;
+}
+
+void Recorder::check_messages() {
+  if (!ctx_.validation) return;
+  std::vector<std::string> msgs = ctx_.take_messages();
+  if (msgs.empty()) return;
+  std::string first = msgs.front();
+  for (char& c : first)
+    if (c == '\n') c = ' ';
+  fail("[vulkan] validation: ", first,
+       msgs.size() > 1 ? " (+" + std::to_string(msgs.size() - 1) + " more)" : std::string());
+}
+
+}  // namespace dm::vk

@@ -1,0 +1,528 @@
+// The Vulkan backend: each Backend method checks its call with make_*_params (params.h), binds
+// its tensors and pushes the params struct followed by the tensors' element offsets, and
+// enqueues one dispatch (two for causal_conv1d, up to three for selective_scan) on the
+// recorder, which derives the barriers. Nothing waits until download() or synchronize().
+//
+// Tensor offsets: a binding's descriptor range starts at the tensor's byte offset rounded down
+// to max(minStorageBufferOffsetAlignment, 4); the remainder travels in elements in the
+// push-constant tail after the params struct (every block here is ≤ 100 bytes, inside the
+// 128 bytes Vulkan guarantees). Weights (F32 / F16 / BF16) are read as 32-bit words and
+// widened in the shader, so no device feature is needed and BF16 needs no conversion at load.
+#include "backend/vulkan/vulkan_backend.h"
+
+#include <algorithm>
+#include <cstring>
+#include <iomanip>
+#include <sstream>
+
+#include "backend/vulkan/context.h"
+#include "backend/vulkan/pipeline.h"
+#include "backend/vulkan/recorder.h"
+#include "core/error.h"
+
+namespace dm {
+namespace {
+
+using vk::BufferUse;
+using vk::VulkanBuffer;
+
+uint32_t ceil_div(uint64_t a, uint64_t b) { return uint32_t((a + b - 1) / b); }
+
+// The params struct, then uint32 element offsets: the shader's push-constant block.
+struct Push {
+  uint8_t bytes[128];
+  uint32_t size = 0;
+  template <typename P>
+  Push(const P& params, std::initializer_list<uint32_t> tail) {
+    static_assert(sizeof(P) % 4 == 0);
+    DM_ASSERT(sizeof(P) + 4 * tail.size() <= sizeof(bytes));
+    std::memcpy(bytes, &params, sizeof(P));
+    size = sizeof(P);
+    for (uint32_t v : tail) {
+      std::memcpy(bytes + size, &v, 4);
+      size += 4;
+    }
+  }
+};
+
+struct Grid {
+  uint32_t x = 1, y = 1, z = 1;
+};
+
+class VulkanBackend final : public Backend {
+ public:
+  explicit VulkanBackend(int device)
+      : ctx_(std::make_unique<vk::Context>(device)),
+        pipelines_(*ctx_),
+        rec_(std::make_unique<vk::Recorder>(*ctx_)) {
+    align_ = std::max<VkDeviceSize>(ctx_->caps.min_storage_offset_align, 4);
+    DM_ASSERT(align_ % 4 == 0, "minStorageBufferOffsetAlignment ", align_);
+    dummy_ = std::make_unique<VulkanBuffer>(*ctx_, 16, vk::BufferKind::Device);
+  }
+  ~VulkanBackend() override {
+    try {
+      rec_->finish();
+    } catch (...) {
+    }
+    scan_h_.reset();
+    scan_d_.reset();
+    dummy_.reset();
+    rec_.reset();
+  }
+
+  std::string name() const override { return "vulkan"; }
+  std::string device_name() const override { return ctx_->caps.name; }
+  bool supports_weight_dtype(DType t) const override {
+    return t == DType::F32 || t == DType::F16 || t == DType::BF16;
+  }
+
+  std::unique_ptr<Buffer> alloc(size_t bytes) override {
+    return std::make_unique<VulkanBuffer>(*ctx_, bytes, vk::BufferKind::Device);
+  }
+  void upload(Buffer& dst, size_t offset, const void* src, size_t bytes) override {
+    if (offset + bytes > dst.bytes())
+      fail("[vulkan] upload of ", bytes, " bytes at offset ", offset, " runs past a ", dst.bytes(),
+           "-byte buffer");
+    rec_->upload(vbuf(dst, "upload"), offset, src, bytes);
+  }
+  void download(const Buffer& src, size_t offset, void* dst, size_t bytes) override {
+    if (offset + bytes > src.bytes())
+      fail("[vulkan] download of ", bytes, " bytes at offset ", offset, " runs past a ", src.bytes(),
+           "-byte buffer");
+    rec_->download(vbuf(const_cast<Buffer&>(src), "download"), offset, dst, bytes);
+  }
+  void synchronize() override { rec_->finish(); }
+
+  void gemm(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) override {
+    const GemmParams p = make_gemm_params(x, w, bias, y);
+    if (p.M == 0 || p.N == 0) return;
+    // Larger than one binding: rows of x and y in pieces, then rows of w (columns of y).
+    if (const int64_t m = std::min(rows_fit(x), rows_fit(y)); m < x.rows) {
+      for (int64_t m0 = 0; m0 < x.rows; m0 += m) {
+        const int64_t n = std::min(m, x.rows - m0);
+        gemm(x.row_slice(m0, n), w, bias, y.row_slice(m0, n));
+      }
+      return;
+    }
+    if (const int64_t nw = rows_fit(w); nw < w.rows) {
+      for (int64_t n0 = 0; n0 < w.rows; n0 += nw) {
+        const int64_t n = std::min(nw, w.rows - n0);
+        const Tensor b = bias ? vec_slice(*bias, n0, n) : Tensor{};
+        gemm(x, w.row_slice(n0, n), bias ? &b : nullptr, y.col_slice(n0, n));
+      }
+      return;
+    }
+    const char* k = "gemm";
+    BufferUse ux = bind(x, false, k, "x"), uw = bind(w, false, k, "w"),
+              ub = bias ? bind(*bias, false, k, "bias") : dummy(), uy = bind(y, true, k, "y");
+    Push push(p, {off(x, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy)});
+    auto& pipe = pipelines_.get("gemm", 4, push.size, {}, 256, "gemm");
+    rec_->dispatch(pipe, {ux, uw, ub, uy}, push.bytes, push.size, ceil_div(p.N, 64), ceil_div(p.M, 64), 1);
+  }
+
+  void rms_norm(const Tensor& x, const Tensor* residual, const Tensor& weight, const Tensor& y,
+                float eps) override {
+    const RmsNormParams p = make_rms_norm_params(x, residual, weight, y, eps);
+    if (p.L == 0) return;
+    if (const int64_t m = std::min({rows_fit(x), rows_fit(y), residual ? rows_fit(*residual) : x.rows});
+        m < x.rows) {
+      for (int64_t t0 = 0; t0 < x.rows; t0 += m) {
+        const int64_t n = std::min(m, x.rows - t0);
+        const Tensor r = residual ? residual->row_slice(t0, n) : Tensor{};
+        rms_norm(x.row_slice(t0, n), residual ? &r : nullptr, weight, y.row_slice(t0, n), eps);
+      }
+      return;
+    }
+    const char* k = "rms_norm";
+    BufferUse ux = bind(x, false, k, "x"), ur = residual ? bind(*residual, true, k, "residual") : dummy(),
+              uw = bind(weight, false, k, "weight"), uy = bind(y, true, k, "y");
+    Push push(p, {off(x, ux), residual ? off(*residual, ur) : 0u, off(weight, uw), off(y, uy)});
+    const char* variant = residual ? "rms_norm.residual" : "rms_norm";
+    auto& pipe = pipelines_.get(variant, 4, push.size, {256}, 256, variant);
+    const Grid g = linear_grid(p.L);
+    rec_->dispatch(pipe, {ux, ur, uw, uy}, push.bytes, push.size, g.x, g.y, g.z);
+  }
+
+  void causal_conv1d(const Tensor& x, const Tensor& weight, const Tensor* bias,
+                     const Tensor& conv_state, const Tensor& y) override {
+    const CausalConv1dParams p = make_causal_conv1d_params(x, weight, bias, conv_state, y);
+    if (p.L == 0 || p.channels == 0) return;
+    // Longer than one binding: consecutive pieces of time; the conv state carries between
+    // them exactly as it does between two calls of a chunked prefill.
+    if (const int64_t m = std::min(rows_fit(x), rows_fit(y)); m < x.rows) {
+      for (int64_t t0 = 0; t0 < x.rows; t0 += m) {
+        const int64_t n = std::min(m, x.rows - t0);
+        causal_conv1d(x.row_slice(t0, n), weight, bias, conv_state, y.row_slice(t0, n));
+      }
+      return;
+    }
+    check_small("causal_conv1d", "d_conv", p.d_conv, 64);
+    const char* k = "causal_conv1d";
+    BufferUse ux = bind(x, false, k, "x"), uw = bind(weight, false, k, "weight"),
+              ub = bias ? bind(*bias, false, k, "bias") : dummy(),
+              us = bind(conv_state, false, k, "conv_state"), uy = bind(y, true, k, "y");
+    const uint32_t tb = 16;
+    Push push(p, {tb, off(x, ux), off(weight, uw), bias ? off(*bias, ub) : 0u, off(conv_state, us),
+                  off(y, uy)});
+    const uint32_t cg = ceil_div(p.channels, 64);
+    auto& conv = pipelines_.get("causal_conv1d", 5, push.size, {64, p.d_conv}, 64, "causal_conv1d");
+    const Grid g = fold_yz(ceil_div(p.L, tb));
+    rec_->dispatch(conv, {ux, uw, ub, us, uy}, push.bytes, push.size, cg, g.y, g.z);
+    // The state update reads x (and the old state) and overwrites the state: after every
+    // token block has read it (the recorder sees the write-after-read).
+    auto& upd = pipelines_.get("causal_conv1d.state", 5, push.size, {64, p.d_conv}, 64,
+                               "causal_conv1d.state");
+    BufferUse us_w = us;
+    us_w.write = true;
+    rec_->dispatch(upd, {ux, untracked(uw), untracked(ub), us_w, untracked(uy)}, push.bytes,
+                   push.size, cg, 1, 1);
+  }
+
+  void selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A_log, const Tensor& B,
+                      const Tensor& C, const Tensor& D, const Tensor* z, const Tensor& dt_bias,
+                      const Tensor& ssm_state, const Tensor& y) override {
+    const SelectiveScanParams p =
+        make_selective_scan_params(u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y);
+    if (p.L == 0 || p.channels == 0) return;
+    // Longer than one binding: consecutive pieces of time, the state carrying between them.
+    if (const int64_t m = std::min({rows_fit(u), rows_fit(delta), rows_fit(B), rows_fit(C),
+                                    rows_fit(y), z ? rows_fit(*z) : u.rows});
+        m < u.rows) {
+      for (int64_t t0 = 0; t0 < u.rows; t0 += m) {
+        const int64_t n = std::min(m, u.rows - t0);
+        const Tensor zs = z ? z->row_slice(t0, n) : Tensor{};
+        selective_scan(u.row_slice(t0, n), delta.row_slice(t0, n), A_log, B.row_slice(t0, n),
+                       C.row_slice(t0, n), D, z ? &zs : nullptr, dt_bias, ssm_state, y.row_slice(t0, n));
+      }
+      return;
+    }
+    const char* k = "selective_scan";
+    check_small(k, "d_state", p.d_state, 256);
+    BufferUse uu = bind(u, false, k, "u"), ud = bind(delta, false, k, "delta"),
+              ua = bind(A_log, false, k, "A_log"), uB = bind(B, false, k, "B"),
+              uC = bind(C, false, k, "C"), uD = bind(D, false, k, "D"),
+              uz = z ? bind(*z, false, k, "z") : dummy(), ubias = bind(dt_bias, false, k, "dt_bias"),
+              us = bind(ssm_state, true, k, "ssm_state"), uy = bind(y, true, k, "y");
+
+    // Chunks: enough (channel, chunk) invocations to fill a large GPU (~128K), chunks of at
+    // least 64 tokens so the rerun and the extra pass stay a small share, a multiple of the
+    // staging width, and at most 65535 chunks (the grid's y limit).
+    const uint32_t s_tok = std::max<uint32_t>(
+        1, std::min<uint32_t>(32, ctx_->caps.max_shared_bytes / (8 * p.d_state)));
+    uint64_t len = std::max<uint64_t>(64, (uint64_t(p.L) * p.channels + 131071) / 131072);
+    len = std::max<uint64_t>(len, (p.L + 65534) / 65535);
+    len = (len + s_tok - 1) / s_tok * s_tok;
+    const uint32_t n_chunks = ceil_div(p.L, len);
+    const uint32_t chunk_len = n_chunks == 1 ? p.L : uint32_t(len);
+
+    Push push(p, {chunk_len, n_chunks, off(u, uu), off(delta, ud), off(A_log, ua), off(B, uB),
+                  off(C, uC), off(D, uD), z ? off(*z, uz) : 0u, off(dt_bias, ubias),
+                  off(ssm_state, us), off(y, uy)});
+    const uint32_t cg = ceil_div(p.channels, 64);
+    auto pipe = [&](const char* variant) -> vk::Pipeline& {
+      return pipelines_.get(variant, 12, push.size, {64, p.d_state, s_tok}, 64, variant);
+    };
+    if (n_chunks == 1) {
+      rec_->dispatch(pipe("selective_scan"), {uu, ud, ua, uB, uC, uD, uz, ubias, us, uy, dummy(), dummy()},
+                     push.bytes, push.size, cg, 1, 1);
+      return;
+    }
+    const uint64_t h_bytes = uint64_t(n_chunks) * p.channels * p.d_state * 4;
+    const uint64_t d_bytes = uint64_t(n_chunks) * p.channels * 4;
+    ensure_scratch(scan_h_, h_bytes);
+    ensure_scratch(scan_d_, d_bytes);
+    BufferUse uh = scratch(*scan_h_, h_bytes), udsum = scratch(*scan_d_, d_bytes);
+    BufferUse us_r = us;
+    us_r.write = false;
+    rec_->dispatch(pipe("selective_scan.chunk_state"),
+                   {uu, ud, ua, uB, untracked(uC), untracked(uD), untracked(uz), ubias,
+                    untracked(us), untracked(uy), uh, udsum},
+                   push.bytes, push.size, cg, n_chunks - 1, 1);
+    rec_->dispatch(pipe("selective_scan.combine"),
+                   {untracked(uu), untracked(ud), ua, untracked(uB), untracked(uC), untracked(uD),
+                    untracked(uz), untracked(ubias), us_r, untracked(uy), uh, read_only(udsum)},
+                   push.bytes, push.size, ceil_div(uint64_t(p.channels) * p.d_state, 64), 1, 1);
+    rec_->dispatch(pipe("selective_scan"),
+                   {uu, ud, ua, uB, uC, uD, uz, ubias, us, uy, read_only(uh), untracked(udsum)},
+                   push.bytes, push.size, cg, n_chunks, 1);
+  }
+
+  void dt_importance(const Tensor& delta, const Tensor& dt_bias, const Tensor& scores) override {
+    const DtImportanceParams p = make_dt_importance_params(delta, dt_bias, scores);
+    if (p.L == 0) return;
+    if (const int64_t m = rows_fit(delta); m < delta.rows) {
+      for (int64_t t0 = 0; t0 < delta.rows; t0 += m) {
+        const int64_t n = std::min(m, delta.rows - t0);
+        dt_importance(delta.row_slice(t0, n), dt_bias, vec_slice(scores, t0, n));
+      }
+      return;
+    }
+    const char* k = "dt_importance";
+    BufferUse ud = bind(delta, false, k, "delta"), ub = bind(dt_bias, false, k, "dt_bias"),
+              us = bind(scores, true, k, "scores");
+    Push push(p, {off(delta, ud), off(dt_bias, ub), off(scores, us)});
+    auto& pipe = pipelines_.get("dt_importance", 3, push.size, {256}, 256, "dt_importance");
+    const Grid g = linear_grid(p.L);
+    rec_->dispatch(pipe, {ud, ub, us}, push.bytes, push.size, g.x, g.y, g.z);
+  }
+
+  void topk_indices(const Tensor& scores, int64_t n_candidates, int64_t k,
+                    const Tensor& idx) override {
+    const TopkIndicesParams p = make_topk_indices_params(scores, n_candidates, k, idx);
+    if (p.k + p.L - p.n_candidates == 0) return;
+    const char* kn = "topk_indices";
+    BufferUse us = bind(scores, false, kn, "scores"), ui = bind(idx, true, kn, "idx");
+    Push push(p, {off(scores, us), off(idx, ui)});
+    auto& pipe = pipelines_.get("topk_indices", 2, push.size, {256}, 256, "topk_indices");
+    rec_->dispatch(pipe, {us, ui}, push.bytes, push.size, 1, 1, 1);
+  }
+
+  void gather_rows(const Tensor& src, const Tensor& idx, const Tensor& dst) override {
+    const GatherRowsParams p = make_gather_rows_params(src, idx, dst);
+    if (p.n == 0 || p.cols == 0) return;
+    if (const int64_t m = rows_fit(dst); m < dst.rows) {
+      for (int64_t i0 = 0; i0 < dst.rows; i0 += m) {
+        const int64_t n = std::min(m, dst.rows - i0);
+        gather_rows(src, vec_slice(idx, i0, n), dst.row_slice(i0, n));
+      }
+      return;
+    }
+    const char* k = "gather_rows";
+    BufferUse ui = bind(idx, false, k, "idx"), ud = bind(dst, true, k, "dst");
+    auto& pipe = pipelines_.get("gather_rows", 3, sizeof(p) + 5 * 4, {256}, 256, "gather_rows");
+    const Grid g = fold_yz(p.n);
+    // Windows of source rows, each within one binding (one window unless src is huge: a
+    // tied fp32 embedding of 50280 × 768 is 154 MB, lavapipe binds at most 128 MiB).
+    const int64_t win = rows_fit(src);
+    for (int64_t r0 = 0; r0 < std::max<int64_t>(src.rows, 1); r0 += win) {
+      const int64_t nr = std::min(win, src.rows - r0);
+      const Tensor part = src.row_slice(r0, nr);
+      BufferUse us = bind(part, false, k, "src");
+      Push push(p, {uint32_t(r0), uint32_t(r0 + nr), off(part, us), off(idx, ui), off(dst, ud)});
+      rec_->dispatch(pipe, {us, ui, ud}, push.bytes, push.size, ceil_div(p.cols, 256), g.y, g.z);
+    }
+  }
+
+  void causal_conv1d_step(const Tensor& x, const Tensor& weight, const Tensor* bias,
+                          const Tensor& conv_state, const Tensor& y) override {
+    const CausalConv1dStepParams p = make_causal_conv1d_step_params(x, weight, bias, conv_state, y);
+    if (p.batch == 0 || p.channels == 0) return;
+    const char* k = "causal_conv1d_step";
+    check_small(k, "d_conv", p.d_conv, 64);
+    BufferUse ux = bind(x, false, k, "x"), uw = bind(weight, false, k, "weight"),
+              ub = bias ? bind(*bias, false, k, "bias") : dummy(),
+              us = bind(conv_state, true, k, "conv_state"), uy = bind(y, true, k, "y");
+    Push push(p, {off(x, ux), off(weight, uw), bias ? off(*bias, ub) : 0u, off(conv_state, us), off(y, uy)});
+    auto& pipe = pipelines_.get("causal_conv1d_step", 5, push.size, {64, p.d_conv}, 64, "causal_conv1d_step");
+    const Grid g = fold_yz(p.batch);
+    rec_->dispatch(pipe, {ux, uw, ub, us, uy}, push.bytes, push.size, ceil_div(p.channels, 64), g.y, g.z);
+  }
+
+  void selective_scan_step(const Tensor& u, const Tensor& delta, const Tensor& A_log,
+                           const Tensor& B, const Tensor& C, const Tensor& D, const Tensor* z,
+                           const Tensor& dt_bias, const Tensor& ssm_state,
+                           const Tensor& y) override {
+    const SelectiveScanStepParams p =
+        make_selective_scan_step_params(u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y);
+    if (p.batch == 0 || p.channels == 0) return;
+    const char* k = "selective_scan_step";
+    check_small(k, "d_state", p.d_state, 256);
+    BufferUse uu = bind(u, false, k, "u"), ud = bind(delta, false, k, "delta"),
+              ua = bind(A_log, false, k, "A_log"), uB = bind(B, false, k, "B"),
+              uC = bind(C, false, k, "C"), uD = bind(D, false, k, "D"),
+              uz = z ? bind(*z, false, k, "z") : dummy(), ubias = bind(dt_bias, false, k, "dt_bias"),
+              us = bind(ssm_state, true, k, "ssm_state"), uy = bind(y, true, k, "y");
+    Push push(p, {off(u, uu), off(delta, ud), off(A_log, ua), off(B, uB), off(C, uC), off(D, uD),
+                  z ? off(*z, uz) : 0u, off(dt_bias, ubias), off(ssm_state, us), off(y, uy)});
+    auto& pipe = pipelines_.get("selective_scan_step", 10, push.size, {64, p.d_state}, 64,
+                                "selective_scan_step");
+    const Grid g = fold_yz(p.batch);
+    rec_->dispatch(pipe, {uu, ud, ua, uB, uC, uD, uz, ubias, us, uy}, push.bytes, push.size,
+                   ceil_div(p.channels, 64), g.y, g.z);
+  }
+
+  // Hooks of vulkan_backend.h.
+  vk::Recorder& recorder() { return *rec_; }
+  const vk::Recorder& recorder() const { return *rec_; }
+
+ private:
+  VulkanBuffer& vbuf(Buffer& b, const char* what) {
+    auto* vb = dynamic_cast<VulkanBuffer*>(&b);
+    if (!vb || &vb->ctx != ctx_.get())
+      fail("[vulkan] ", what, ": the buffer was not allocated by this Vulkan backend");
+    return *vb;
+  }
+
+  BufferUse bind(const Tensor& t, bool write, const char* kernel, const char* name) {
+    VulkanBuffer& vb = vbuf(*t.buf, kernel);
+    BufferUse u;
+    u.buf = &vb;
+    u.desc_offset = t.offset / align_ * align_;
+    const VkDeviceSize rel = t.offset - u.desc_offset;
+    const VkDeviceSize need = (rel + t.span_bytes() + 3) / 4 * 4;
+    u.desc_range = std::min<VkDeviceSize>(vb.vk_size - u.desc_offset, ctx_->caps.max_storage_range) / 4 * 4;
+    if (need > u.desc_range)
+      fail("[vulkan] ", kernel, ": ", name, " ", t.describe(), " spans ", t.span_bytes(),
+           " bytes, more than one binding may address on ", ctx_->caps.name,
+           " (maxStorageBufferRange ", ctx_->caps.max_storage_range, ")");
+    u.begin = t.offset;
+    u.end = t.offset + t.span_bytes();
+    u.rows = VkDeviceSize(std::max<int64_t>(t.rows, 1));
+    u.row_bytes = VkDeviceSize(t.cols) * dtype_size(t.dtype);
+    u.stride = VkDeviceSize(t.row_stride) * dtype_size(t.dtype);
+    u.write = write;
+    return u;
+  }
+  // How many leading rows of t one binding can address (all of them, almost always).
+  int64_t rows_fit(const Tensor& t) const {
+    const uint64_t lim = ctx_->caps.max_storage_range / 4 * 4 - align_ - 4;
+    if (t.span_bytes() <= lim || t.rows <= 1) return std::max<int64_t>(t.rows, 1);
+    const uint64_t es = dtype_size(t.dtype);
+    if (uint64_t(t.cols) * es > lim)
+      fail("[vulkan] ", t.describe(), ": one row is larger than ", ctx_->caps.name,
+           " can bind (maxStorageBufferRange ", ctx_->caps.max_storage_range, ")");
+    return int64_t((lim / es - uint64_t(t.cols)) / uint64_t(t.row_stride)) + 1;
+  }
+  // Elements [i0, i0 + n) of a vector stored as 1 × len or len × 1.
+  static Tensor vec_slice(const Tensor& v, int64_t i0, int64_t n) {
+    return v.rows == 1 && v.cols != 1 ? v.col_slice(i0, n) : v.row_slice(i0, n);
+  }
+  static uint32_t off(const Tensor& t, const BufferUse& u) {
+    return uint32_t((t.offset - u.desc_offset) / dtype_size(t.dtype));
+  }
+  BufferUse dummy() const {
+    BufferUse u;
+    u.buf = dummy_.get();
+    u.desc_range = dummy_->vk_size;
+    u.track = false;
+    return u;
+  }
+  static BufferUse untracked(BufferUse u) {
+    u.track = false;
+    return u;
+  }
+  static BufferUse read_only(BufferUse u) {
+    u.write = false;
+    return u;
+  }
+  BufferUse scratch(VulkanBuffer& b, uint64_t bytes) const {
+    BufferUse u;
+    u.buf = &b;
+    u.desc_range = std::min<VkDeviceSize>(b.vk_size, ctx_->caps.max_storage_range) / 4 * 4;
+    if (bytes > u.desc_range)
+      fail("[vulkan] selective_scan: chunk scratch of ", bytes, " bytes exceeds maxStorageBufferRange ",
+           ctx_->caps.max_storage_range);
+    u.begin = 0;
+    u.end = bytes;
+    u.row_bytes = bytes;
+    u.write = true;
+    return u;
+  }
+  void ensure_scratch(std::unique_ptr<VulkanBuffer>& b, uint64_t bytes) {
+    if (b && b->bytes() >= bytes) return;
+    // The old buffer may still be read by enqueued work: VulkanBuffer defers its own free.
+    b = std::make_unique<VulkanBuffer>(*ctx_, std::max<uint64_t>(bytes, uint64_t(1) << 20),
+                                       vk::BufferKind::Device);
+  }
+  static void check_small(const char* kernel, const char* what, uint32_t v, uint32_t max) {
+    if (v > max) fail("[vulkan] ", kernel, ": ", what, " = ", v, " is larger than this backend supports (", max, ")");
+  }
+  // One work group per item, numbered x fastest over (x, y).
+  Grid linear_grid(uint64_t groups) const {
+    Grid g;
+    g.x = uint32_t(std::min<uint64_t>(groups, ctx_->caps.max_wg_count[0]));
+    g.y = ceil_div(groups, g.x);
+    return g;
+  }
+  // Items folded over (y, z): item = y + Y·z.
+  Grid fold_yz(uint64_t items) const {
+    Grid g;
+    g.y = uint32_t(std::min<uint64_t>(items, ctx_->caps.max_wg_count[1]));
+    g.z = ceil_div(items, g.y);
+    return g;
+  }
+
+  std::unique_ptr<vk::Context> ctx_;
+  vk::PipelineCache pipelines_;
+  std::unique_ptr<vk::Recorder> rec_;
+  VkDeviceSize align_ = 4;
+  // Declared after the recorder: freed first, through its deferred free.
+  std::unique_ptr<VulkanBuffer> dummy_, scan_h_, scan_d_;
+};
+
+VulkanBackend* as_vulkan(Backend& b) { return dynamic_cast<VulkanBackend*>(&b); }
+
+}  // namespace
+
+std::vector<VulkanDeviceInfo> list_vulkan_devices(std::string* why) {
+  std::vector<VulkanDeviceInfo> out;
+  for (const auto& d : vk::enumerate_devices(why)) out.push_back({d.index, d.caps.name, d.caps.describe()});
+  return out;
+}
+
+BackendInfo probe_vulkan_backend() {
+  BackendInfo info;
+  info.name = "vulkan";
+  std::string why;
+  const auto devs = vk::enumerate_devices(&why);
+  info.available = !devs.empty();
+  info.detail = devs.empty() ? why : devs.front().caps.name + " (" + devs.front().caps.type + ")";
+  return info;
+}
+
+std::unique_ptr<Backend> create_vulkan_backend(int device) {
+  return std::make_unique<VulkanBackend>(device);
+}
+
+bool vulkan_set_profiling(Backend& backend, bool on) {
+  VulkanBackend* v = as_vulkan(backend);
+  if (!v) return false;
+  v->recorder().set_profiling(on);
+  return true;
+}
+
+std::vector<VulkanKernelTime> vulkan_profile(Backend& backend) {
+  std::vector<VulkanKernelTime> out;
+  VulkanBackend* v = as_vulkan(backend);
+  if (!v) return out;
+  v->recorder().finish();
+  for (const auto& t : v->recorder().profile()) out.push_back({t.kernel, t.dispatches, t.total_us});
+  return out;
+}
+
+std::string vulkan_profile_table(Backend& backend) {
+  const auto rows = vulkan_profile(backend);
+  double total = 0;
+  for (const auto& r : rows) total += r.total_us;
+  std::ostringstream os;
+  os << std::left << std::setw(28) << "kernel" << std::right << std::setw(10) << "calls"
+     << std::setw(14) << "total ms" << std::setw(12) << "avg us" << std::setw(8) << "%" << "\n";
+  for (const auto& r : rows)
+    os << std::left << std::setw(28) << r.kernel << std::right << std::setw(10) << r.dispatches
+       << std::setw(14) << std::fixed << std::setprecision(3) << r.total_us / 1e3 << std::setw(12)
+       << std::setprecision(1) << r.total_us / double(std::max<uint64_t>(1, r.dispatches))
+       << std::setw(8) << std::setprecision(1) << (total > 0 ? 100.0 * r.total_us / total : 0.0)
+       << "\n";
+  return os.str();
+}
+
+bool vulkan_stats(const Backend& backend, VulkanStats* out) {
+  auto* v = dynamic_cast<const VulkanBackend*>(&backend);
+  if (!v) return false;
+  const auto& s = v->recorder().stats();
+  *out = {s.dispatches, s.copies, s.barriers, s.submits};
+  return true;
+}
+
+bool vulkan_strided_overlap(uint64_t a_begin, uint64_t a_rows, uint64_t a_row_bytes,
+                            uint64_t a_stride, uint64_t b_begin, uint64_t b_rows,
+                            uint64_t b_row_bytes, uint64_t b_stride) {
+  vk::BufferUse a, b;
+  a.begin = a_begin, a.rows = a_rows, a.row_bytes = a_row_bytes, a.stride = a_stride;
+  a.end = a_begin + (a_rows - 1) * a_stride + a_row_bytes;
+  b.begin = b_begin, b.rows = b_rows, b.row_bytes = b_row_bytes, b.stride = b_stride;
+  b.end = b_begin + (b_rows - 1) * b_stride + b_row_bytes;
+  return vk::Recorder::overlap_for_test(a, b);
+}
+
+}  // namespace dm

@@ -1,0 +1,115 @@
+#include "eval/generate.h"
+
+#include <algorithm>
+#include <chrono>
+#include <limits>
+
+#include "core/error.h"
+
+namespace dm {
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Earliest position in text[from..] where any stop string starts, or npos.
+size_t find_stop(const std::string& text, const std::vector<std::string>& stops, size_t from) {
+  size_t best = std::string::npos;
+  for (const auto& s : stops) {
+    if (s.empty()) continue;
+    const size_t p = text.find(s, from);
+    if (p < best) best = p;
+  }
+  return best;
+}
+
+}  // namespace
+
+size_t stop_safe_length(const std::string& text, const std::vector<std::string>& stops) {
+  size_t hold = 0;
+  for (const auto& s : stops) {
+    const size_t max_len = std::min(text.size(), s.empty() ? size_t(0) : s.size() - 1);
+    for (size_t len = max_len; len > hold; --len) {
+      if (text.compare(text.size() - len, len, s, 0, len) == 0) {
+        hold = len;
+        break;
+      }
+    }
+  }
+  return text.size() - hold;
+}
+
+GenerateResult generate(Executor& exec, const Tokenizer& tok, const std::vector<int32_t>& prompt,
+                        const GenerateOptions& opts) {
+  if (prompt.empty()) fail("[generate] the prompt is empty");
+  GenerateResult res;
+  res.prompt_tokens = int64_t(prompt.size());
+  Sampler sampler(opts.sampler);
+
+  // The decoder sees the last prompt token first so that the first generated piece gets the
+  // leading space SentencePiece drops at the start of a text.
+  StreamDecoder decoder(tok);
+  decoder.push(prompt.back());
+
+  std::string all;       // generated text so far
+  size_t shown = 0;      // bytes of `all` handed to on_text
+  auto emit = [&](size_t upto) {
+    if (upto > shown) {
+      if (opts.on_text) opts.on_text(all.substr(shown, upto - shown));
+      shown = upto;
+    }
+  };
+
+  std::vector<int32_t> history = prompt;
+  auto state = exec.new_state();
+  PrefillOptions popts;
+  popts.on_progress = opts.on_prefill_progress;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<float> logits = exec.prefill(prompt, *state, popts);
+  res.prefill_seconds = seconds_since(t0);
+
+  const int64_t vocab = int64_t(logits.size());
+  const int64_t usable = std::min<int64_t>(vocab, tok.vocab_size());
+  res.stop_reason = "length";
+  const auto t1 = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < opts.max_new_tokens; ++i) {
+    for (int64_t v = usable; v < vocab; ++v) logits[v] = -std::numeric_limits<float>::infinity();
+    const int32_t id = sampler.sample(std::move(logits), history);
+    if (id == opts.eos_id) {
+      res.stop_reason = "eos";
+      break;
+    }
+    res.tokens.push_back(id);
+    history.push_back(id);
+    all += decoder.push(id);
+
+    // Text already shown holds no stop-string start (stop_safe_length held it back).
+    const size_t stop_at = opts.stop.empty() ? std::string::npos : find_stop(all, opts.stop, shown);
+    if (stop_at != std::string::npos) {
+      all.resize(stop_at);
+      emit(stop_at);
+      res.stop_reason = "stop";
+      break;
+    }
+    emit(stop_safe_length(all, opts.stop));
+    if (i + 1 == opts.max_new_tokens) break;  // no step for a token that is never sampled
+    logits = exec.step(id, *state);
+    ++res.decode_steps;
+  }
+  res.decode_seconds = seconds_since(t1);
+
+  if (res.stop_reason != "stop") {
+    all += decoder.finish();
+    const size_t stop_at = opts.stop.empty() ? std::string::npos : find_stop(all, opts.stop, shown);
+    if (stop_at != std::string::npos) {
+      all.resize(stop_at);
+      res.stop_reason = "stop";
+    }
+    emit(all.size());
+  }
+  res.text = all;
+  return res;
+}
+
+}  // namespace dm

@@ -1,0 +1,815 @@
+// Every kernel of every non-CPU backend this binary has (vulkan today, cuda later) against the
+// CPU backend, the oracle, on the same random inputs (never zeros) over a table of shapes: the
+// real Mamba widths (1536, 2048, 4096, 5120), L = 1, L not a multiple of any work-group size,
+// a long scan (L > 16K, small width so it stays fast on lavapipe), top-k with k = L, k = 20,
+// ties and n_candidates < L, strided views, F16 / BF16 weights, unaligned offsets.
+//
+// Every tensor lives in its own buffer: a few lead elements (so offsets are not 16-byte
+// aligned, and 16-bit tensors start at odd elements), the rows at their stride, then a tail.
+// Padding (lead, row gaps, tail) holds NaN in inputs (a kernel that reads it produces NaN) and a
+// sentinel in outputs; after the kernel every padding byte must be unchanged and every input
+// byte too. Outputs start as the sentinel, so an element a kernel forgets to write fails.
+//
+// Tolerances: normalised mean squared error Σ(dev − cpu)² / Σ cpu², per kernel, in kTol below
+// with the reason for each. Indices are compared exactly. Each failure prints one line with
+// every parameter of the case.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "core/dtype.h"
+#include "core/error.h"
+#ifdef DM_HAVE_VULKAN
+#include "backend/vulkan/vulkan_backend.h"
+#endif
+
+namespace dm {
+namespace {
+
+// NMSE tolerances against the fp32 CPU backend. Both sides compute in fp32; differences come
+// from summation order (GEMM over K up to 5120, norm and importance reductions: ~1e-14..1e-12
+// measured), from device exp/log (Vulkan allows a few ulp; lavapipe and NVIDIA use
+// approximations: ~1e-13..1e-11 on the scan), and from the chunked scan's reassociation
+// (exp(A·ΣΔ) for a product of exp(A·Δ)). 1e-8 leaves 100× headroom over the worst measured on
+// lavapipe, while a single wrong element among the 1e4..1e6 of an output costs > 1e-6.
+constexpr double kTolGemm = 1e-8;
+constexpr double kTolNorm = 1e-8;
+constexpr double kTolConv = 1e-8;
+constexpr double kTolScan = 1e-8;
+constexpr double kTolScore = 1e-8;
+
+constexpr int64_t kLead = 3;   // elements before each tensor
+constexpr int64_t kTail = 37;  // elements after
+constexpr float kSentinel = -1234.5f;
+
+std::vector<std::string> device_backends() {
+  std::vector<std::string> out;
+  for (const BackendInfo& b : list_backends())
+    if (b.name != "cpu" && b.available) out.push_back(b.name);
+  return out;
+}
+
+std::string skip_reason() {
+  std::string r = "no non-CPU backend available:";
+  for (const BackendInfo& b : list_backends())
+    if (b.name != "cpu") r += " " + b.name + " (" + b.detail + ")";
+  return r;
+}
+
+struct Backends {
+  std::unique_ptr<Backend> cpu, dev;
+};
+
+// One backend instance per name for the whole binary: pipelines and devices are created once.
+Backends& backends(const std::string& name) {
+  static std::vector<std::pair<std::string, Backends>> cache;
+  for (auto& [n, b] : cache)
+    if (n == name) return b;
+  cache.push_back({name, Backends{create_backend("cpu"), create_backend(name)}});
+  return cache.back().second;
+}
+
+// Writes v as dtype dt; returns what a kernel reads back.
+float store(DType dt, uint8_t* p, float v) {
+  switch (dt) {
+    case DType::F32: std::memcpy(p, &v, 4); return v;
+    case DType::F16: { const uint16_t h = f32_to_f16(v); std::memcpy(p, &h, 2); return f16_to_f32(h); }
+    case DType::BF16: { const uint16_t h = f32_to_bf16(v); std::memcpy(p, &h, 2); return bf16_to_f32(h); }
+    case DType::I32: { const int32_t i = int32_t(v); std::memcpy(p, &i, 4); return float(i); }
+  }
+  return 0.f;
+}
+
+enum class Role { In, Out, InOut };
+
+// A tensor with the same bytes on the CPU backend and on the device backend.
+struct Arg {
+  std::string name;
+  Role role;
+  DType dtype;
+  int64_t rows, cols, stride;
+  std::vector<uint8_t> image;  // the whole buffer as uploaded
+  std::unique_ptr<Buffer> cpu_buf, dev_buf;
+
+  size_t es() const { return dtype_size(dtype); }
+  size_t elem_pos(int64_t r, int64_t c) const { return size_t(kLead + r * stride + c); }
+  Tensor view(Buffer& b) const { return Tensor{&b, size_t(kLead) * es(), dtype, rows, cols, stride}; }
+  Tensor cpu() const { return view(*cpu_buf); }
+  Tensor dev() const { return view(*dev_buf); }
+};
+
+using Gen = std::function<float(int64_t r, int64_t c)>;
+
+class Case {
+ public:
+  Case(const std::string& backend, std::string desc, uint32_t seed)
+      : Case(backends(backend), backend, std::move(desc), seed) {}
+  Case(Backends& be, const std::string& backend, std::string desc, uint32_t seed)
+      : be_(be), desc_(backend + " (" + be_.dev->device_name() + "): " + std::move(desc)),
+        rng_(seed) {}
+
+  const std::string& desc() const { return desc_; }
+  std::mt19937& rng() { return rng_; }
+  Backend& cpu() { return *be_.cpu; }
+  Backend& dev() { return *be_.dev; }
+
+  // Uniform in ±[lo, hi]: never zero.
+  Gen nonzero(float lo, float hi) {
+    return [this, lo, hi](int64_t, int64_t) {
+      std::uniform_real_distribution<float> mag(lo, hi);
+      const float v = mag(rng_);
+      return (rng_() & 1) ? v : -v;
+    };
+  }
+  Gen uniform(float lo, float hi) {
+    return [this, lo, hi](int64_t, int64_t) { return std::uniform_real_distribution<float>(lo, hi)(rng_); };
+  }
+
+  Arg& add(const std::string& name, Role role, DType dt, int64_t rows, int64_t cols, int64_t stride,
+           const Gen& gen) {
+    auto a = std::make_unique<Arg>();
+    a->name = name;
+    a->role = role;
+    a->dtype = dt;
+    a->rows = rows;
+    a->cols = cols;
+    a->stride = stride;
+    const size_t n = size_t(kLead + (rows > 0 ? (rows - 1) * stride + cols : 0) + kTail);
+    a->image.resize(n * a->es());
+    const float pad = role == Role::In ? std::nanf("") : kSentinel;
+    for (size_t i = 0; i < n; ++i) {
+      if (dt == DType::I32) {
+        const int32_t v = role == Role::In ? 0x7fffff00 : -7;
+        std::memcpy(&a->image[i * 4], &v, 4);
+      } else {
+        store(dt, &a->image[i * a->es()], pad);
+      }
+    }
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) {
+        const float v = role == Role::Out ? kSentinel : gen(r, c);
+        if (dt == DType::I32) {
+          const int32_t iv = role == Role::Out ? -7 : int32_t(v);
+          std::memcpy(&a->image[a->elem_pos(r, c) * 4], &iv, 4);
+        } else {
+          store(dt, &a->image[a->elem_pos(r, c) * a->es()], v);
+        }
+      }
+    a->cpu_buf = be_.cpu->alloc(a->image.size());
+    a->dev_buf = be_.dev->alloc(a->image.size());
+    be_.cpu->upload(*a->cpu_buf, 0, a->image.data(), a->image.size());
+    be_.dev->upload(*a->dev_buf, 0, a->image.data(), a->image.size());
+    args_.push_back(std::move(a));
+    return *args_.back();
+  }
+
+  // Downloads every buffer and checks: outputs within `tol` NMSE of the CPU (or exactly equal
+  // when tol < 0), inputs untouched, padding of every buffer untouched.
+  void check(double tol) {
+    for (const auto& a : args_) {
+      std::vector<uint8_t> got(a->image.size()), want(a->image.size());
+      be_.dev->download(*a->dev_buf, 0, got.data(), got.size());
+      be_.cpu->download(*a->cpu_buf, 0, want.data(), want.size());
+      const size_t es = a->es();
+      std::vector<bool> is_elem(a->image.size() / es, false);
+      for (int64_t r = 0; r < a->rows; ++r)
+        for (int64_t c = 0; c < a->cols; ++c) is_elem[a->elem_pos(r, c)] = true;
+      size_t bad_pad = 0, first_bad = 0;
+      for (size_t i = 0; i < is_elem.size(); ++i) {
+        if (is_elem[i] && a->role != Role::In) continue;
+        if (std::memcmp(&got[i * es], &a->image[i * es], es) != 0) {
+          if (bad_pad++ == 0) first_bad = i;
+        }
+      }
+      EXPECT_EQ(bad_pad, 0u) << desc_ << " | " << a->name << ": " << bad_pad
+                             << (a->role == Role::In ? " input or padding" : " padding")
+                             << " elements changed, first at element " << first_bad;
+      if (a->role == Role::In) continue;
+      if (a->dtype == DType::I32 || tol < 0) {
+        size_t mismatches = 0;
+        int64_t first_r = -1, first_c = -1;
+        for (int64_t r = 0; r < a->rows; ++r)
+          for (int64_t c = 0; c < a->cols; ++c) {
+            const size_t p = a->elem_pos(r, c) * es;
+            if (std::memcmp(&got[p], &want[p], es) != 0 && mismatches++ == 0) { first_r = r; first_c = c; }
+          }
+        int32_t g = 0, w = 0;
+        if (first_r >= 0) {
+          std::memcpy(&g, &got[a->elem_pos(first_r, first_c) * es], 4);
+          std::memcpy(&w, &want[a->elem_pos(first_r, first_c) * es], 4);
+        }
+        EXPECT_EQ(mismatches, 0u) << desc_ << " | " << a->name << ": " << mismatches
+                                  << " elements differ, first (" << first_r << ", " << first_c
+                                  << "): got " << g << " want " << w;
+        continue;
+      }
+      double num = 0, den = 0, worst = 0;
+      int64_t wr = 0, wc = 0;
+      for (int64_t r = 0; r < a->rows; ++r)
+        for (int64_t c = 0; c < a->cols; ++c) {
+          const size_t p = a->elem_pos(r, c);
+          const double g = load_as_f32(got.data(), a->dtype, p), w = load_as_f32(want.data(), a->dtype, p);
+          const double d = std::isfinite(g) ? (g - w) * (g - w) : INFINITY;
+          num += d;
+          den += w * w;
+          if (!(d <= worst)) { worst = d; wr = r; wc = c; }
+        }
+      const double nmse = num / std::max(den, 1e-30);
+      max_nmse_ = std::max(max_nmse_, nmse);
+      if (std::getenv("DM_BACKEND_OPS_VERBOSE"))
+        std::printf("[nmse] %-10.3g %s | %s\n", nmse, desc_.c_str(), a->name.c_str());
+      const size_t p = a->elem_pos(wr, wc);
+      EXPECT_LE(nmse, tol) << desc_ << " | " << a->name << ": NMSE " << nmse << " > " << tol
+                           << ", worst at (" << wr << ", " << wc << "): got "
+                           << load_as_f32(got.data(), a->dtype, p) << " want "
+                           << load_as_f32(want.data(), a->dtype, p);
+    }
+  }
+  double max_nmse() const { return max_nmse_; }
+
+ private:
+  Backends& be_;
+  std::string desc_;
+  std::mt19937 rng_;
+  std::vector<std::unique_ptr<Arg>> args_;
+  double max_nmse_ = 0;
+};
+
+#define DM_REQUIRE_DEVICE_BACKENDS()                                   \
+  const std::vector<std::string> kBackends = device_backends();        \
+  if (kBackends.empty()) GTEST_SKIP() << skip_reason()
+
+std::string dt(DType t) { return std::string(dtype_name(t)); }
+
+// ---------------------------------------------------------------------------------------------
+
+struct GemmCase {
+  int64_t M, N, K;
+  DType w_dtype;
+  bool bias;
+  int64_t x_pad, y_pad;  // extra row stride
+};
+
+TEST(BackendOps, Gemm) {
+  DM_REQUIRE_DEVICE_BACKENDS();
+  const std::vector<GemmCase> cases = {
+      {1, 1, 1, DType::F32, false, 0, 0},
+      {1, 3072, 768, DType::F16, false, 0, 0},      // 130m in_proj, decode
+      {5, 768, 1536, DType::BF16, true, 0, 0},      // out_proj
+      {7, 80, 5120, DType::F16, true, 0, 0},        // 2.8b x_proj width
+      {3, 4096, 2048, DType::F32, false, 0, 0},     // 1.4b in_proj, few rows
+      {64, 64, 64, DType::F32, true, 0, 0},         // exactly one tile
+      {65, 129, 17, DType::F32, true, 5, 3},        // one past a tile, strided
+      {130, 96, 2048, DType::BF16, true, 2048, 7},  // x a column slice of a wider matrix
+      {200, 48, 1536, DType::F16, false, 1536, 0},  // dt_rank-wide output of a strided x
+      {33, 1536, 48, DType::F32, true, 0, 1536},    // dt_proj: K = dt_rank, y inside a wider row
+  };
+  for (const std::string& name : kBackends)
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const GemmCase& g = cases[i];
+      std::ostringstream d;
+      d << "gemm M=" << g.M << " N=" << g.N << " K=" << g.K << " w=" << dt(g.w_dtype)
+        << " bias=" << g.bias << " x_stride=" << g.K + g.x_pad << " y_stride=" << g.N + g.y_pad;
+      Case c(name, d.str(), 1000 + uint32_t(i));
+      Arg& x = c.add("x", Role::In, DType::F32, g.M, g.K, g.K + g.x_pad, c.nonzero(0.1f, 1.f));
+      Arg& w = c.add("w", Role::In, g.w_dtype, g.N, g.K, g.K, c.nonzero(0.01f, 0.1f));
+      Arg* b = g.bias ? &c.add("bias", Role::In, g.w_dtype, 1, g.N, g.N, c.nonzero(0.1f, 1.f)) : nullptr;
+      Arg& y = c.add("y", Role::Out, DType::F32, g.M, g.N, g.N + g.y_pad, nullptr);
+      Tensor bc, bd;
+      if (b) { bc = b->cpu(); bd = b->dev(); }
+      c.cpu().gemm(x.cpu(), w.cpu(), b ? &bc : nullptr, y.cpu());
+      c.dev().gemm(x.dev(), w.dev(), b ? &bd : nullptr, y.dev());
+      c.check(kTolGemm);
+    }
+}
+
+struct NormCase {
+  int64_t L, D;
+  bool residual;
+  DType w_dtype;
+  int64_t x_pad;
+  bool in_place;  // y is x
+};
+
+TEST(BackendOps, RmsNorm) {
+  DM_REQUIRE_DEVICE_BACKENDS();
+  const std::vector<NormCase> cases = {
+      {1, 768, true, DType::F32, 0, false},    {3, 1536, false, DType::F16, 0, false},
+      {33, 2048, true, DType::BF16, 5, false}, {2, 4096, true, DType::F32, 0, false},
+      {5, 5120, false, DType::F32, 0, true},   {300, 7, true, DType::F16, 1, false},
+      {1, 1, false, DType::F32, 0, false},
+  };
+  for (const std::string& name : kBackends)
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const NormCase& n = cases[i];
+      std::ostringstream d;
+      d << "rms_norm L=" << n.L << " D=" << n.D << " residual=" << n.residual << " w=" << dt(n.w_dtype)
+        << " x_stride=" << n.D + n.x_pad << " in_place=" << n.in_place;
+      Case c(name, d.str(), 2000 + uint32_t(i));
+      Arg& x = c.add("x", n.in_place ? Role::InOut : Role::In, DType::F32, n.L, n.D, n.D + n.x_pad,
+                     c.nonzero(0.1f, 2.f));
+      Arg* r = n.residual ? &c.add("residual", Role::InOut, DType::F32, n.L, n.D, n.D, c.nonzero(0.1f, 2.f)) : nullptr;
+      Arg& w = c.add("weight", Role::In, n.w_dtype, 1, n.D, n.D, c.nonzero(0.5f, 1.5f));
+      Arg* y = n.in_place ? &x : &c.add("y", Role::Out, DType::F32, n.L, n.D, n.D, nullptr);
+      Tensor rc, rd;
+      if (r) { rc = r->cpu(); rd = r->dev(); }
+      c.cpu().rms_norm(x.cpu(), r ? &rc : nullptr, w.cpu(), y->cpu(), 1e-5f);
+      c.dev().rms_norm(x.dev(), r ? &rd : nullptr, w.dev(), y->dev(), 1e-5f);
+      c.check(kTolNorm);
+    }
+}
+
+struct ConvCase {
+  int64_t L, C, d_conv;
+  bool bias;
+  DType w_dtype;
+  int64_t x_pad;
+};
+
+TEST(BackendOps, CausalConv1d) {
+  DM_REQUIRE_DEVICE_BACKENDS();
+  const std::vector<ConvCase> cases = {
+      {1, 1536, 4, true, DType::F32, 1536},  // x inside xz: stride 2·d_inner
+      {2, 2048, 4, true, DType::F16, 0},     // L < d_conv - 1: the new state keeps old entries
+      {3, 4096, 4, false, DType::BF16, 0},   // L = d_conv - 1
+      {100, 5120, 4, true, DType::F32, 5120},
+      {17, 3, 4, true, DType::F16, 2},
+      {1000, 64, 2, true, DType::F32, 0},
+      {50, 70, 1, false, DType::F32, 0},
+      {7, 33, 5, true, DType::BF16, 0},
+  };
+  for (const std::string& name : kBackends)
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const ConvCase& k = cases[i];
+      std::ostringstream d;
+      d << "causal_conv1d L=" << k.L << " C=" << k.C << " d_conv=" << k.d_conv << " bias=" << k.bias
+        << " w=" << dt(k.w_dtype) << " x_stride=" << k.C + k.x_pad;
+      Case c(name, d.str(), 3000 + uint32_t(i));
+      Arg& x = c.add("x", Role::In, DType::F32, k.L, k.C, k.C + k.x_pad, c.nonzero(0.1f, 2.f));
+      Arg& w = c.add("weight", Role::In, k.w_dtype, k.C, k.d_conv, k.d_conv, c.nonzero(0.05f, 0.5f));
+      Arg* b = k.bias ? &c.add("bias", Role::In, k.w_dtype, 1, k.C, k.C, c.nonzero(0.05f, 0.5f)) : nullptr;
+      Arg& s = c.add("conv_state", Role::InOut, DType::F32, k.C, k.d_conv, k.d_conv, c.nonzero(0.1f, 2.f));
+      Arg& y = c.add("y", Role::Out, DType::F32, k.L, k.C, k.C, nullptr);
+      Tensor bc, bd;
+      if (b) { bc = b->cpu(); bd = b->dev(); }
+      c.cpu().causal_conv1d(x.cpu(), w.cpu(), b ? &bc : nullptr, s.cpu(), y.cpu());
+      c.dev().causal_conv1d(x.dev(), w.dev(), b ? &bd : nullptr, s.dev(), y.dev());
+      c.check(kTolConv);
+    }
+}
+
+struct ScanCase {
+  int64_t L, C, N;
+  bool z;
+  DType w_dtype;      // A_log, D, dt_bias
+  bool strided;       // u, z in xz (stride 2C), delta / B / C in x_dbl-like rows
+};
+
+// Mamba-like magnitudes: A = -exp(A_log) in [-16, -1], Δ = softplus(delta + dt_bias) around
+// 1e-3..1e-1 with some larger, so states both decay and carry over long ranges.
+void scan_inputs(Case& c, const ScanCase& s, bool step, Arg** out) {
+  const int64_t rows = step ? s.L : s.L;  // step: rows = batch
+  const int64_t us = s.strided ? 2 * s.C : s.C;
+  const int64_t ds = s.strided ? s.C + 3 : s.C;
+  const int64_t bs = s.strided ? 2 * s.N + 48 : s.N;
+  out[0] = &c.add("u", Role::In, DType::F32, rows, s.C, us, c.nonzero(0.1f, 2.f));
+  out[1] = &c.add("delta", Role::In, DType::F32, rows, s.C, ds, c.uniform(-3.f, 1.5f));
+  out[2] = &c.add("A_log", Role::In, s.w_dtype, s.C, s.N, s.N, c.uniform(0.f, 2.77f));
+  out[3] = &c.add("B", Role::In, DType::F32, rows, s.N, bs, c.nonzero(0.1f, 1.f));
+  out[4] = &c.add("C", Role::In, DType::F32, rows, s.N, bs, c.nonzero(0.1f, 1.f));
+  out[5] = &c.add("D", Role::In, s.w_dtype, 1, s.C, s.C, c.nonzero(0.5f, 1.5f));
+  out[6] = s.z ? &c.add("z", Role::In, DType::F32, rows, s.C, us, c.nonzero(0.1f, 3.f)) : nullptr;
+  out[7] = &c.add("dt_bias", Role::In, s.w_dtype, 1, s.C, s.C, c.uniform(-4.5f, -2.f));
+  out[8] = &c.add("ssm_state", Role::InOut, DType::F32, (step ? s.L : 1) * s.C, s.N, s.N,
+                  c.nonzero(0.01f, 1.f));
+  out[9] = &c.add("y", Role::Out, DType::F32, rows, s.C, s.C, nullptr);
+}
+
+TEST(BackendOps, SelectiveScan) {
+  DM_REQUIRE_DEVICE_BACKENDS();
+  const std::vector<ScanCase> cases = {
+      {1, 4096, 16, true, DType::F32, true},     // L = 1: a prefill of one token
+      {7, 2048, 16, true, DType::F16, false},
+      {40, 1536, 16, true, DType::F32, true},
+      {65, 5120, 16, false, DType::BF16, false},  // one past the minimum chunk: two chunks
+      {1000, 64, 16, true, DType::F32, true},    // many chunks, a ragged last one
+      {16411, 16, 16, true, DType::F16, false},  // long L: hundreds of chunks
+      {16384, 24, 16, false, DType::F32, true},
+      {300, 33, 4, true, DType::F32, false},     // d_state other than 16
+      {129, 100, 1, true, DType::BF16, true},
+  };
+  for (const std::string& name : kBackends)
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const ScanCase& s = cases[i];
+      std::ostringstream d;
+      d << "selective_scan L=" << s.L << " C=" << s.C << " N=" << s.N << " z=" << s.z
+        << " w=" << dt(s.w_dtype) << " strided=" << s.strided;
+      Case c(name, d.str(), 4000 + uint32_t(i));
+      Arg* a[10];
+      scan_inputs(c, s, false, a);
+      Tensor zc, zd;
+      if (a[6]) { zc = a[6]->cpu(); zd = a[6]->dev(); }
+      c.cpu().selective_scan(a[0]->cpu(), a[1]->cpu(), a[2]->cpu(), a[3]->cpu(), a[4]->cpu(), a[5]->cpu(),
+                             a[6] ? &zc : nullptr, a[7]->cpu(), a[8]->cpu(), a[9]->cpu());
+      c.dev().selective_scan(a[0]->dev(), a[1]->dev(), a[2]->dev(), a[3]->dev(), a[4]->dev(), a[5]->dev(),
+                             a[6] ? &zd : nullptr, a[7]->dev(), a[8]->dev(), a[9]->dev());
+      c.check(kTolScan);
+    }
+}
+
+TEST(BackendOps, DtImportance) {
+  DM_REQUIRE_DEVICE_BACKENDS();
+  struct K { int64_t L, C; DType b_dtype; int64_t pad; };
+  const std::vector<K> cases = {{1, 1536, DType::F32, 0}, {300, 2048, DType::F16, 3},
+                                {2049, 5120, DType::BF16, 0}, {5, 4096, DType::F32, 4096},
+                                {1000, 3, DType::F32, 0}};
+  for (const std::string& name : kBackends)
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const K& k = cases[i];
+      std::ostringstream d;
+      d << "dt_importance L=" << k.L << " C=" << k.C << " dt_bias=" << dt(k.b_dtype)
+        << " delta_stride=" << k.C + k.pad;
+      Case c(name, d.str(), 5000 + uint32_t(i));
+      Arg& delta = c.add("delta", Role::In, DType::F32, k.L, k.C, k.C + k.pad, c.uniform(-3.f, 1.5f));
+      Arg& bias = c.add("dt_bias", Role::In, k.b_dtype, 1, k.C, k.C, c.uniform(-4.5f, -2.f));
+      Arg& sc = c.add("scores", Role::Out, DType::F32, k.L, 1, 1, nullptr);
+      c.cpu().dt_importance(delta.cpu(), bias.cpu(), sc.cpu());
+      c.dev().dt_importance(delta.dev(), bias.dev(), sc.dev());
+      c.check(kTolScore);
+    }
+}
+
+TEST(BackendOps, TopkIndices) {
+  DM_REQUIRE_DEVICE_BACKENDS();
+  struct K { int64_t L, n_cand, k; int levels; };  // levels > 0: scores from that many values (ties)
+  const std::vector<K> cases = {
+      {1, 1, 1, 0},          {1, 0, 0, 0},        {20, 20, 20, 0},      {1000, 1000, 20, 0},
+      {1000, 997, 997, 0},   {1000, 600, 0, 0},   {5000, 4000, 2000, 3}, {5000, 5000, 20, 2},
+      {70001, 69000, 2000, 0}, {70001, 70001, 70001, 5}, {65536, 60000, 20, 1}, {4097, 4097, 4096, 0},
+  };
+  for (const std::string& name : kBackends)
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const K& k = cases[i];
+      std::ostringstream d;
+      d << "topk_indices L=" << k.L << " n_candidates=" << k.n_cand << " k=" << k.k
+        << " tie_levels=" << k.levels;
+      Case c(name, d.str(), 6000 + uint32_t(i));
+      Gen g = k.levels > 0 ? Gen([&c, lv = k.levels](int64_t, int64_t) {
+                return 0.5f + float(std::uniform_int_distribution<int>(0, lv - 1)(c.rng())) * 0.25f;
+              })
+                           : c.uniform(0.001f, 3.f);
+      Arg& sc = c.add("scores", Role::In, DType::F32, k.L, 1, 1, g);
+      const int64_t n_out = k.k + k.L - k.n_cand;
+      Arg& idx = c.add("idx", Role::Out, DType::I32, n_out, 1, 1, nullptr);
+      c.cpu().topk_indices(sc.cpu(), k.n_cand, k.k, idx.cpu());
+      c.dev().topk_indices(sc.dev(), k.n_cand, k.k, idx.dev());
+      c.check(-1);
+    }
+}
+
+TEST(BackendOps, GatherRows) {
+  DM_REQUIRE_DEVICE_BACKENDS();
+  struct K { int64_t R, cols, n; DType src_dtype; int64_t src_pad, dst_pad; };
+  const std::vector<K> cases = {
+      {1000, 768, 1, DType::F16, 0, 0},   {50, 2048, 300, DType::F32, 5, 2048},
+      {700, 1536, 257, DType::BF16, 0, 0}, {3, 5, 9, DType::F32, 1, 1},
+      {20000, 4096, 2, DType::F16, 0, 0},  // 164 MB: more than lavapipe binds at once
+  };
+  for (const std::string& name : kBackends)
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const K& k = cases[i];
+      std::ostringstream d;
+      d << "gather_rows R=" << k.R << " cols=" << k.cols << " n=" << k.n << " src=" << dt(k.src_dtype)
+        << " src_stride=" << k.cols + k.src_pad << " dst_stride=" << k.cols + k.dst_pad;
+      Case c(name, d.str(), 7000 + uint32_t(i));
+      Arg& src = c.add("src", Role::In, k.src_dtype, k.R, k.cols, k.cols + k.src_pad, c.nonzero(0.01f, 4.f));
+      Arg& idx = c.add("idx", Role::In, DType::I32, k.n, 1, 1, [&c, R = k.R](int64_t, int64_t) {
+        return float(std::uniform_int_distribution<int64_t>(0, R - 1)(c.rng()));
+      });
+      Arg& dst = c.add("dst", Role::Out, DType::F32, k.n, k.cols, k.cols + k.dst_pad, nullptr);
+      c.cpu().gather_rows(src.cpu(), idx.cpu(), dst.cpu());
+      c.dev().gather_rows(src.dev(), idx.dev(), dst.dev());
+      c.check(-1);  // a copy: bit-exact
+    }
+}
+
+TEST(BackendOps, CausalConv1dStep) {
+  DM_REQUIRE_DEVICE_BACKENDS();
+  struct K { int64_t batch, C, d_conv; bool bias; DType w_dtype; int64_t x_pad; };
+  const std::vector<K> cases = {{1, 1536, 4, true, DType::F32, 1536}, {3, 5120, 4, true, DType::F16, 0},
+                                {2, 2048, 4, false, DType::BF16, 0}, {5, 7, 3, true, DType::F32, 2},
+                                {1, 4096, 1, true, DType::F32, 0}};
+  for (const std::string& name : kBackends)
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const K& k = cases[i];
+      std::ostringstream d;
+      d << "causal_conv1d_step batch=" << k.batch << " C=" << k.C << " d_conv=" << k.d_conv
+        << " bias=" << k.bias << " w=" << dt(k.w_dtype) << " x_stride=" << k.C + k.x_pad;
+      Case c(name, d.str(), 8000 + uint32_t(i));
+      Arg& x = c.add("x", Role::In, DType::F32, k.batch, k.C, k.C + k.x_pad, c.nonzero(0.1f, 2.f));
+      Arg& w = c.add("weight", Role::In, k.w_dtype, k.C, k.d_conv, k.d_conv, c.nonzero(0.05f, 0.5f));
+      Arg* b = k.bias ? &c.add("bias", Role::In, k.w_dtype, 1, k.C, k.C, c.nonzero(0.05f, 0.5f)) : nullptr;
+      Arg& s = c.add("conv_state", Role::InOut, DType::F32, k.batch * k.C, k.d_conv, k.d_conv, c.nonzero(0.1f, 2.f));
+      Arg& y = c.add("y", Role::Out, DType::F32, k.batch, k.C, k.C, nullptr);
+      Tensor bc, bd;
+      if (b) { bc = b->cpu(); bd = b->dev(); }
+      c.cpu().causal_conv1d_step(x.cpu(), w.cpu(), b ? &bc : nullptr, s.cpu(), y.cpu());
+      c.dev().causal_conv1d_step(x.dev(), w.dev(), b ? &bd : nullptr, s.dev(), y.dev());
+      c.check(kTolConv);
+    }
+}
+
+TEST(BackendOps, SelectiveScanStep) {
+  DM_REQUIRE_DEVICE_BACKENDS();
+  // L here is the batch.
+  const std::vector<ScanCase> cases = {
+      {1, 1536, 16, true, DType::F32, true}, {2, 4096, 16, true, DType::F16, false},
+      {3, 5120, 16, false, DType::BF16, true}, {4, 7, 16, true, DType::F32, false},
+      {2, 33, 5, true, DType::F32, true},
+  };
+  for (const std::string& name : kBackends)
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const ScanCase& s = cases[i];
+      std::ostringstream d;
+      d << "selective_scan_step batch=" << s.L << " C=" << s.C << " N=" << s.N << " z=" << s.z
+        << " w=" << dt(s.w_dtype) << " strided=" << s.strided;
+      Case c(name, d.str(), 9000 + uint32_t(i));
+      Arg* a[10];
+      scan_inputs(c, s, true, a);
+      Tensor zc, zd;
+      if (a[6]) { zc = a[6]->cpu(); zd = a[6]->dev(); }
+      c.cpu().selective_scan_step(a[0]->cpu(), a[1]->cpu(), a[2]->cpu(), a[3]->cpu(), a[4]->cpu(), a[5]->cpu(),
+                                  a[6] ? &zc : nullptr, a[7]->cpu(), a[8]->cpu(), a[9]->cpu());
+      c.dev().selective_scan_step(a[0]->dev(), a[1]->dev(), a[2]->dev(), a[3]->dev(), a[4]->dev(), a[5]->dev(),
+                                  a[6] ? &zd : nullptr, a[7]->dev(), a[8]->dev(), a[9]->dev());
+      c.check(kTolScan);
+    }
+}
+
+// Tensors larger than one binding may address (Vulkan: maxStorageBufferRange, 128 MiB on
+// lavapipe, less than a tied fp32 130m embedding) are split by the backend: GEMM over M and N,
+// row-wise kernels over rows, conv and scan over time with the state carried, gather over
+// windows of source rows. Here the device backend is created with bindings clamped to 64 KiB
+// (DM_VULKAN_MAX_BINDING_BYTES; backends without such a limit ignore it) so every split path
+// runs on small data.
+TEST(BackendOps, SplitOversizedTensors) {
+  DM_REQUIRE_DEVICE_BACKENDS();
+  for (const std::string& name : kBackends) {
+    setenv("DM_VULKAN_MAX_BINDING_BYTES", "65536", 1);
+    Backends be{create_backend("cpu"), nullptr};
+    try {
+      be.dev = create_backend(name);
+    } catch (...) {
+      unsetenv("DM_VULKAN_MAX_BINDING_BYTES");
+      throw;
+    }
+    unsetenv("DM_VULKAN_MAX_BINDING_BYTES");
+    {
+      Case c(be, name, "split gemm M=300 N=700 K=96 (x 112 KiB, w 262 KiB F32, y 820 KiB)", 12000);
+      Arg& x = c.add("x", Role::In, DType::F32, 300, 96, 96, c.nonzero(0.1f, 1.f));
+      Arg& w = c.add("w", Role::In, DType::F32, 700, 96, 96, c.nonzero(0.01f, 0.1f));
+      Arg& b = c.add("bias", Role::In, DType::BF16, 700, 1, 1, c.nonzero(0.1f, 1.f));
+      Arg& y = c.add("y", Role::Out, DType::F32, 300, 700, 700, nullptr);
+      Tensor bc = b.cpu(), bd = b.dev();
+      c.cpu().gemm(x.cpu(), w.cpu(), &bc, y.cpu());
+      c.dev().gemm(x.dev(), w.dev(), &bd, y.dev());
+      c.check(kTolGemm);
+    }
+    {
+      Case c(be, name, "split rms_norm L=100 D=700 residual", 12001);
+      Arg& x = c.add("x", Role::In, DType::F32, 100, 700, 700, c.nonzero(0.1f, 1.f));
+      Arg& r = c.add("residual", Role::InOut, DType::F32, 100, 700, 700, c.nonzero(0.1f, 1.f));
+      Arg& w = c.add("weight", Role::In, DType::F16, 1, 700, 700, c.nonzero(0.5f, 1.5f));
+      Arg& y = c.add("y", Role::Out, DType::F32, 100, 700, 700, nullptr);
+      Tensor rc = r.cpu(), rd = r.dev();
+      c.cpu().rms_norm(x.cpu(), &rc, w.cpu(), y.cpu(), 1e-5f);
+      c.dev().rms_norm(x.dev(), &rd, w.dev(), y.dev(), 1e-5f);
+      c.check(kTolNorm);
+    }
+    {
+      Case c(be, name, "split causal_conv1d + selective_scan + dt_importance L=1500 C=40", 12002);
+      const int64_t L = 1500, C = 40, N = 16;
+      Arg& x = c.add("x", Role::In, DType::F32, L, C, 2 * C, c.nonzero(0.1f, 1.f));
+      Arg& cw = c.add("conv_w", Role::In, DType::F32, C, 4, 4, c.nonzero(0.05f, 0.5f));
+      Arg& cs = c.add("conv_state", Role::InOut, DType::F32, C, 4, 4, c.nonzero(0.1f, 1.f));
+      Arg& xc = c.add("x_conv", Role::Out, DType::F32, L, C, C, nullptr);
+      Arg& dl = c.add("delta", Role::In, DType::F32, L, C, C, c.uniform(-3.f, 1.f));
+      Arg& al = c.add("A_log", Role::In, DType::F32, C, N, N, c.uniform(0.f, 2.7f));
+      Arg& bc = c.add("BC", Role::In, DType::F32, L, 2 * N, 2 * N, c.nonzero(0.1f, 1.f));
+      Arg& dd = c.add("D", Role::In, DType::F32, 1, C, C, c.nonzero(0.5f, 1.5f));
+      Arg& db = c.add("dt_bias", Role::In, DType::F32, 1, C, C, c.uniform(-4.f, -2.f));
+      Arg& ss = c.add("ssm_state", Role::InOut, DType::F32, C, N, N, c.nonzero(0.01f, 1.f));
+      Arg& y = c.add("y", Role::Out, DType::F32, L, C, C, nullptr);
+      Arg& sc = c.add("scores", Role::Out, DType::F32, L, 1, 1, nullptr);
+      for (Backend* b : {&c.cpu(), &c.dev()}) {
+        const bool dev = b == &c.dev();
+        auto T = [dev](Arg& a) { return dev ? a.dev() : a.cpu(); };
+        Tensor xt = T(x), bct = T(bc);
+        Tensor z = xt.col_slice(0, C);  // x doubles as the gate
+        b->causal_conv1d(xt, T(cw), nullptr, T(cs), T(xc));
+        b->selective_scan(T(xc), T(dl), T(al), bct.col_slice(0, N), bct.col_slice(N, N), T(dd), &z,
+                          T(db), T(ss), T(y));
+        b->dt_importance(T(dl), T(db), T(sc));
+      }
+      c.check(kTolScan);
+    }
+    {
+      Case c(be, name, "split gather_rows R=3000 cols=40 n=900 F16 (src 234 KiB)", 12003);
+      Arg& src = c.add("src", Role::In, DType::F16, 3000, 40, 40, c.nonzero(0.01f, 4.f));
+      Arg& idx = c.add("idx", Role::In, DType::I32, 900, 1, 1, [&c](int64_t, int64_t) {
+        return float(std::uniform_int_distribution<int>(0, 2999)(c.rng()));
+      });
+      Arg& dst = c.add("dst", Role::Out, DType::F32, 900, 40, 40, nullptr);
+      c.cpu().gather_rows(src.cpu(), idx.cpu(), dst.cpu());
+      c.dev().gather_rows(src.dev(), idx.dev(), dst.dev());
+      c.check(-1);
+    }
+  }
+}
+
+// A chain of dependent kernels enqueued without any synchronize between them (one batch):
+// each reads what the previous wrote, and one buffer is overwritten while a later kernel of
+// the batch reads an earlier value of it. Wrong or missing barriers show as a mismatch on a
+// real GPU, and as a message under DM_VULKAN_VALIDATION=1 (synchronization validation).
+TEST(BackendOps, DependentChainInOneBatch) {
+  DM_REQUIRE_DEVICE_BACKENDS();
+  const int64_t L = 77, D = 256, C = 512, N = 16;
+  for (const std::string& name : kBackends) {
+    Case c(name, "chain L=77 D=256 C=512", 11000);
+    Arg& h = c.add("hidden", Role::InOut, DType::F32, L, D, D, c.nonzero(0.1f, 1.f));
+    Arg& res = c.add("residual", Role::InOut, DType::F32, L, D, D, c.nonzero(0.1f, 1.f));
+    Arg& nw = c.add("norm_w", Role::In, DType::F16, 1, D, D, c.nonzero(0.5f, 1.5f));
+    Arg& w_in = c.add("in_proj", Role::In, DType::BF16, 2 * C, D, D, c.nonzero(0.01f, 0.1f));
+    Arg& xz = c.add("xz", Role::InOut, DType::F32, L, 2 * C, 2 * C, c.nonzero(0.1f, 1.f));
+    Arg& cw = c.add("conv_w", Role::In, DType::F32, C, 4, 4, c.nonzero(0.05f, 0.5f));
+    Arg& cs = c.add("conv_state", Role::InOut, DType::F32, C, 4, 4, c.nonzero(0.1f, 1.f));
+    Arg& xc = c.add("x_conv", Role::InOut, DType::F32, L, C, C, c.nonzero(0.1f, 1.f));
+    Arg& dlt = c.add("delta", Role::In, DType::F32, L, C, C, c.uniform(-3.f, 1.f));
+    Arg& al = c.add("A_log", Role::In, DType::F32, C, N, N, c.uniform(0.f, 2.7f));
+    Arg& bc = c.add("BC", Role::In, DType::F32, L, 2 * N, 2 * N, c.nonzero(0.1f, 1.f));
+    Arg& dd = c.add("D", Role::In, DType::F32, 1, C, C, c.nonzero(0.5f, 1.5f));
+    Arg& db = c.add("dt_bias", Role::In, DType::F32, 1, C, C, c.uniform(-4.f, -2.f));
+    Arg& ss = c.add("ssm_state", Role::InOut, DType::F32, C, N, N, c.nonzero(0.01f, 1.f));
+    Arg& y = c.add("y", Role::InOut, DType::F32, L, C, C, c.nonzero(0.1f, 1.f));
+    Arg& w_out = c.add("out_proj", Role::In, DType::F16, D, C, C, c.nonzero(0.01f, 0.1f));
+    for (Backend* be : {&c.cpu(), &c.dev()}) {
+      const bool dev = be == &c.dev();
+      auto T = [dev](Arg& a) { return dev ? a.dev() : a.cpu(); };
+      for (int layer = 0; layer < 2; ++layer) {
+        Tensor r = T(res), xzt = T(xz), bct = T(bc);
+        be->rms_norm(T(h), &r, T(nw), T(h), 1e-5f);                 // in place on hidden
+        be->gemm(T(h), T(w_in), nullptr, xzt);                       // (L, 2C)
+        be->causal_conv1d(xzt.col_slice(0, C), T(cw), nullptr, T(cs), T(xc));
+        Tensor z = xzt.col_slice(C, C);
+        be->selective_scan(T(xc), T(dlt), T(al), bct.col_slice(0, N), bct.col_slice(N, N), T(dd), &z,
+                           T(db), T(ss), T(y));
+        be->gemm(T(y), T(w_out), nullptr, T(h));                     // overwrites hidden
+      }
+    }
+    c.check(1e-8);
+  }
+}
+
+#ifdef DM_HAVE_VULKAN
+// The recorder derives barriers from declared accesses: dispatches that touch disjoint data
+// (here: two halves of one buffer, the x and z halves of an xz-like matrix) share a batch with
+// no barrier; a read of what an earlier dispatch wrote gets exactly one. Nothing is submitted
+// until a download, and a whole chain goes in one submit.
+TEST(BackendOpsVulkan, RecorderDerivesBarriersAndBatches) {
+  bool have = false;
+  for (const BackendInfo& b : list_backends()) have |= b.name == "vulkan" && b.available;
+  if (!have) GTEST_SKIP() << skip_reason();
+  std::unique_ptr<Backend> be = create_vulkan_backend(0);
+  const int64_t L = 64, C = 256;
+  auto buf = be->alloc(size_t(L * 2 * C * 4));
+  auto wbuf = be->alloc(size_t(C * 4));
+  auto out = be->alloc(size_t(L * 2 * C * 4));
+  std::vector<float> host(size_t(L * 2 * C), 0.5f), two(size_t(C), 2.f);
+  be->upload(*buf, 0, host.data(), host.size() * 4);
+  be->upload(*wbuf, 0, two.data(), size_t(C * 4));
+  be->synchronize();
+  const Tensor xz = make_tensor(*buf, DType::F32, L, 2 * C), w = make_tensor(*wbuf, DType::F32, 1, C);
+  const Tensor o = make_tensor(*out, DType::F32, L, 2 * C);
+  VulkanStats s0, s1, s2, s3;
+  ASSERT_TRUE(vulkan_stats(*be, &s0));
+  be->rms_norm(xz.col_slice(0, C), nullptr, w, o.col_slice(0, C), 1e-5f);  // reads x, writes o.x
+  be->rms_norm(xz.col_slice(C, C), nullptr, w, o.col_slice(C, C), 1e-5f);  // reads z, writes o.z
+  ASSERT_TRUE(vulkan_stats(*be, &s1));
+  EXPECT_EQ(s1.dispatches - s0.dispatches, 2u);
+  // One barrier: the first dispatch reads what the uploads wrote (tracking spans submits).
+  EXPECT_EQ(s1.barriers - s0.barriers, 1u) << "independent dispatches were serialised";
+  be->rms_norm(o.col_slice(0, C), nullptr, w, xz.col_slice(0, C), 1e-5f);  // reads o.x: RAW
+  ASSERT_TRUE(vulkan_stats(*be, &s2));
+  EXPECT_EQ(s2.barriers - s1.barriers, 1u) << "read-after-write without exactly one barrier";
+  be->rms_norm(xz.col_slice(C, C), nullptr, w, o.col_slice(C, C), 1e-5f);  // o.z again: WAW
+  ASSERT_TRUE(vulkan_stats(*be, &s3));
+  EXPECT_EQ(s3.barriers - s2.barriers, 0u) << "o.z's write was already ordered by the last barrier";
+  EXPECT_EQ(s3.submits, s0.submits) << "work was submitted before anything waited on it";
+  std::vector<float> back(size_t(L * 2 * C));
+  be->download(*buf, 0, back.data(), back.size() * 4);
+  VulkanStats s4;
+  ASSERT_TRUE(vulkan_stats(*be, &s4));
+  EXPECT_EQ(s4.submits - s3.submits, 1u) << "a chain plus its download should be one submit";
+  // A constant row c normalises to 1 · w = 2: x became 2 (twice normalised), z stayed 0.5.
+  for (int64_t t = 0; t < L; ++t) {
+    EXPECT_NEAR(back[size_t(t * 2 * C)], 2.f, 1e-5f);
+    EXPECT_EQ(back[size_t(t * 2 * C + C)], 0.5f) << "z must be untouched";
+  }
+}
+
+// The recorder's overlap test decides where barriers go: against brute force on random strided
+// views it must never say "disjoint" when bytes are shared (and be exact for equal strides).
+TEST(BackendOpsVulkan, StridedOverlapIsExact) {
+  std::mt19937 rng(77);
+  auto rnd = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  for (int iter = 0; iter < 20000; ++iter) {
+    struct View { uint64_t begin, end, rows, row_bytes, stride; } a, b;
+    const uint64_t S = uint64_t(rnd(1, 12)) * 4;
+    for (View* u : {&a, &b}) {
+      u->stride = rnd(0, 4) == 0 ? uint64_t(rnd(1, 12)) * 4 : S;
+      u->rows = uint64_t(rnd(1, 6));
+      u->row_bytes = uint64_t(rnd(1, int(u->stride)));
+      u->begin = uint64_t(rnd(0, 60));
+      u->end = u->begin + (u->rows - 1) * u->stride + u->row_bytes;
+    }
+    std::vector<int> mark(512, 0);
+    for (uint64_t r = 0; r < a.rows; ++r)
+      for (uint64_t x = 0; x < a.row_bytes; ++x) mark[a.begin + r * a.stride + x] = 1;
+    bool truth = false;
+    for (uint64_t r = 0; r < b.rows; ++r)
+      for (uint64_t x = 0; x < b.row_bytes; ++x) truth |= mark[b.begin + r * b.stride + x] == 1;
+    const bool got = vulkan_strided_overlap(a.begin, a.rows, a.row_bytes, a.stride, b.begin, b.rows,
+                                            b.row_bytes, b.stride);
+    if (truth) ASSERT_TRUE(got) << "missed overlap: a " << a.begin << "+" << a.rows << "x" << a.row_bytes << "/" << a.stride
+                                << " b " << b.begin << "+" << b.rows << "x" << b.row_bytes << "/" << b.stride;
+    if (a.stride == b.stride) ASSERT_EQ(got, truth) << "equal strides must be exact";
+  }
+}
+
+// --profile: timestamps per dispatch, summed per kernel (pass) name.
+TEST(BackendOpsVulkan, ProfileTable) {
+  bool have = false;
+  for (const BackendInfo& b : list_backends()) have |= b.name == "vulkan" && b.available;
+  if (!have) GTEST_SKIP() << skip_reason();
+  std::unique_ptr<Backend> be = create_vulkan_backend(0);
+  ASSERT_TRUE(vulkan_set_profiling(*be, true));
+  const int64_t L = 300, C = 64, N = 16;
+  std::vector<float> host(size_t(L * C), 0.25f);
+  auto u = be->alloc(host.size() * 4), y = be->alloc(host.size() * 4), a = be->alloc(size_t(C * N * 4)),
+       bc = be->alloc(size_t(L * 2 * N * 4)), v = be->alloc(size_t(C * 4)), st = be->alloc(size_t(C * N * 4));
+  for (Buffer* b : {u.get(), y.get()}) be->upload(*b, 0, host.data(), host.size() * 4);
+  for (Buffer* b : {a.get(), v.get(), st.get()}) be->upload(*b, 0, host.data(), b->bytes());
+  be->upload(*bc, 0, host.data(), bc->bytes());
+  const Tensor tu = make_tensor(*u, DType::F32, L, C), ty = make_tensor(*y, DType::F32, L, C);
+  const Tensor tb = make_tensor(*bc, DType::F32, L, 2 * N), tv = make_tensor(*v, DType::F32, 1, C);
+  be->selective_scan(tu, tu, make_tensor(*a, DType::F32, C, N), tb.col_slice(0, N), tb.col_slice(N, N), tv,
+                     nullptr, tv, make_tensor(*st, DType::F32, C, N), ty);
+  be->rms_norm(tu, nullptr, tv, ty, 1e-5f);
+  const auto rows = vulkan_profile(*be);
+  std::vector<std::string> names;
+  for (const auto& r : rows) {
+    names.push_back(r.kernel);
+    EXPECT_GT(r.dispatches, 0u);
+    EXPECT_GE(r.total_us, 0.0);
+  }
+  for (const char* want : {"selective_scan", "selective_scan.chunk_state", "selective_scan.combine", "rms_norm"})
+    EXPECT_NE(std::find(names.begin(), names.end(), want), names.end()) << "no profile row for " << want;
+  const std::string table = vulkan_profile_table(*be);
+  EXPECT_NE(table.find("selective_scan.combine"), std::string::npos) << table;
+  EXPECT_TRUE(vulkan_set_profiling(*be, false));
+}
+
+// Device selection: indices follow list_vulkan_devices(); one past the end fails with a clear
+// one-line message naming how many devices exist.
+TEST(BackendOpsVulkan, DeviceSelection) {
+  std::string why;
+  const auto devs = list_vulkan_devices(&why);
+  if (devs.empty()) GTEST_SKIP() << "no Vulkan device: " << why;
+  for (const auto& d : devs) {
+    EXPECT_FALSE(d.name.empty());
+    EXPECT_NE(d.caps.find("subgroup"), std::string::npos) << d.caps;
+  }
+  auto be = create_vulkan_backend(int(devs.size()) - 1);
+  EXPECT_EQ(be->device_name(), devs.back().name);
+  try {
+    create_vulkan_backend(int(devs.size()));
+    ADD_FAILURE() << "device " << devs.size() << " should not exist";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("[vulkan] device"), std::string::npos) << e.what();
+  }
+}
+#endif
+
+}  // namespace
+}  // namespace dm

@@ -1,0 +1,359 @@
+// The decimamba executable, run as a subprocess: bad input gets one clear line and a non-zero
+// exit (2 for usage, 1 for runtime errors); the subcommands work on a fixture model.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "backend/backend.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kCli = DM_CLI_PATH;
+const std::string kModel = std::string(DM_TEST_DATA_DIR) + "/models/tiny-tied";
+
+// Unique per process and per instance: run_cli makes its own inside a test that has one.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    static int counter = 0;
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    std::string name = "dm_cli_" + std::to_string(::getpid()) + "_";
+    name.append(info->name()).append("_").append(std::to_string(counter++));
+    path = fs::temp_directory_path() / name;
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct Result {
+  int code = -1;
+  std::string out, err;
+};
+
+// Runs the CLI with stdin from `input` (empty: /dev/null), stdout and stderr into files: none
+// of them is a terminal, as in a pipeline.
+Result run_cli(const std::vector<std::string>& args, const std::string& input = "") {
+  TempDir tmp;
+  std::string cmd = quote(kCli);
+  for (const auto& a : args) cmd += " " + quote(a);
+  if (input.empty()) {
+    cmd += " </dev/null";
+  } else {
+    std::ofstream(tmp.path / "in", std::ios::binary) << input;
+    cmd.append(" <").append(quote((tmp.path / "in").string()));
+  }
+  cmd.append(" >").append(quote((tmp.path / "out").string()));
+  cmd.append(" 2>").append(quote((tmp.path / "err").string()));
+  const int status = std::system(cmd.c_str());
+  Result r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = slurp(tmp.path / "out");
+  r.err = slurp(tmp.path / "err");
+  return r;
+}
+
+bool has(const std::string& hay, const std::string& needle) {
+  return hay.find(needle) != std::string::npos;
+}
+
+int lines(const std::string& s) { return int(std::count(s.begin(), s.end(), '\n')); }
+
+#define SKIP_WITHOUT_FIXTURE() \
+  if (!fs::exists(kModel)) GTEST_SKIP() << "fixture model absent: " << kModel
+
+}  // namespace
+
+// ---------------------------------------------------------------- usage errors (exit 2)
+
+TEST(CliErrors, UnknownSubcommand) {
+  const auto r = run_cli({"frobnicate"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(has(r.err, "unknown subcommand 'frobnicate'")) << r.err;
+  EXPECT_TRUE(r.out.empty());
+}
+
+TEST(CliErrors, NoSubcommand) {
+  const auto r = run_cli({});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(has(r.err, "decimamba: ")) << r.err;
+}
+
+TEST(CliErrors, UnknownFlag) {
+  const auto r = run_cli({"generate", "--frobnicate", "hi"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(has(r.err, "--frobnicate")) << r.err;
+}
+
+TEST(CliErrors, BadFlagValues) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"generate", "--temperature", "warm", "hi"},
+        {"generate", "-n", "-5", "hi"},
+        {"generate", "--top-p", "1.5", "hi"},
+        {"passkey", "--lengths", "1024,abc"},
+        {"perplexity"},  // FILE is required
+        {"generate", "--deci", "no-such-preset", "hi"},
+        {"generate", "--no-deci", "--deci", "passkey-130m", "hi"}}) {
+    const auto r = run_cli(args);
+    EXPECT_EQ(r.code, 2) << args[1] << " " << r.err;
+    EXPECT_TRUE(has(r.err, "decimamba: ")) << r.err;
+  }
+}
+
+TEST(CliErrors, UnknownBackend) {
+  const auto r = run_cli({"generate", "--backend", "metal", "hi"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(has(r.err, "metal")) << r.err;
+}
+
+TEST(CliErrors, BadDeciLayers) {
+  for (const char* layers : {"x", "3,2", "5,5", "12-", ""}) {
+    const auto r = run_cli({"generate", "--deci-layers", layers, "hi"});
+    EXPECT_EQ(r.code, 2) << "'" << layers << "': " << r.err;
+    EXPECT_TRUE(has(r.err, "--deci-layers")) << r.err;
+  }
+}
+
+// ---------------------------------------------------------------- runtime errors (exit 1)
+
+TEST(CliErrors, MissingModelDirectory) {
+  const auto r = run_cli({"generate", "--backend", "cpu", "--model", "/no/such/model", "hi"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err, "decimamba: [model] /no/such/model: no such directory\n");
+  const auto i = run_cli({"info", "--model", "/no/such/model"});
+  EXPECT_EQ(i.code, 1);
+  EXPECT_EQ(i.err, "decimamba: [model] /no/such/model: no such directory\n");
+}
+
+TEST(CliErrors, EmptyPrompt) {
+  const auto arg = run_cli({"generate", "--backend", "cpu", "--model", kModel, ""});
+  EXPECT_EQ(arg.code, 1);
+  EXPECT_EQ(arg.err, "decimamba: [cli] the prompt is empty\n");
+  // Nothing on stdin (not a terminal) is an empty prompt too.
+  const auto in = run_cli({"generate", "--backend", "cpu", "--model", kModel});
+  EXPECT_EQ(in.code, 1);
+  EXPECT_EQ(in.err, "decimamba: [cli] the prompt is empty\n");
+  const auto newline = run_cli({"generate", "--backend", "cpu", "--model", kModel, "-"}, "\n");
+  EXPECT_EQ(newline.code, 1);
+  EXPECT_EQ(newline.err, "decimamba: [cli] the prompt is empty\n");
+}
+
+TEST(CliErrors, MissingPromptFile) {
+  const auto r = run_cli({"generate", "--backend", "cpu", "--prompt-file", "/no/such/prompt.txt"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_TRUE(has(r.err, "/no/such/prompt.txt")) << r.err;
+}
+
+TEST(CliErrors, UnavailableBackendSaysWhy) {
+  int tried = 0;
+  for (const dm::BackendInfo& b : dm::list_backends()) {
+    if (b.available) continue;
+    ++tried;
+    const auto r = run_cli({"generate", "--backend", b.name, "--model", kModel, "hi"});
+    EXPECT_EQ(r.code, 1) << b.name;
+    EXPECT_EQ(lines(r.err), 1) << r.err;
+    EXPECT_TRUE(has(r.err, b.name)) << r.err;
+    EXPECT_TRUE(has(r.err, b.detail)) << "the reason '" << b.detail << "' is missing: " << r.err;
+  }
+  if (tried == 0) GTEST_SKIP() << "every backend is available on this machine";
+}
+
+TEST(CliErrors, JsonRefusesToOverwrite) {
+  TempDir tmp;
+  const fs::path out = tmp.path / "result.json";
+  std::ofstream(out) << "keep me";
+  const auto pk = run_cli({"passkey", "--model", kModel, "--json", out.string()});
+  EXPECT_EQ(pk.code, 1);
+  EXPECT_TRUE(has(pk.err, "already exists")) << pk.err;
+  EXPECT_TRUE(has(pk.err, "--force")) << pk.err;
+  std::ofstream(tmp.path / "text.txt") << "some text";
+  const auto pp = run_cli(
+      {"perplexity", (tmp.path / "text.txt").string(), "--model", kModel, "--json", out.string()});
+  EXPECT_EQ(pp.code, 1);
+  EXPECT_TRUE(has(pp.err, "already exists")) << pp.err;
+  EXPECT_EQ(slurp(out), "keep me");
+}
+
+TEST(CliErrors, PromptLongerThanTheLimit) {
+  SKIP_WITHOUT_FIXTURE();
+  const auto r = run_cli({"generate", "--backend", "cpu", "--model", kModel, "--max-prompt-tokens",
+                          "3", "one two three four five six seven"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_TRUE(has(r.err, "decimamba: [cli] prompt has ")) << r.err;
+  EXPECT_TRUE(has(r.err, " tokens, more than --max-prompt-tokens 3\n")) << r.err;
+  EXPECT_TRUE(r.out.empty());
+}
+
+TEST(CliErrors, DecimatingLayerOutsideTheModel) {
+  SKIP_WITHOUT_FIXTURE();
+  const auto r =
+      run_cli({"generate", "--backend", "cpu", "--model", kModel, "--deci-layers", "99", "hi"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_TRUE(has(r.err, "99")) << r.err;
+}
+
+TEST(CliErrors, TextShorterThanTheWindow) {
+  SKIP_WITHOUT_FIXTURE();
+  TempDir tmp;
+  std::ofstream(tmp.path / "short.txt") << "only a few words here";
+  const auto r = run_cli({"perplexity", (tmp.path / "short.txt").string(), "--backend", "cpu",
+                          "--model", kModel, "--window", "512"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_TRUE(has(r.err, "fewer than the window")) << r.err;
+}
+
+// ---------------------------------------------------------------- working commands
+
+TEST(CliInfo, PrintsShapesAndBackends) {
+  SKIP_WITHOUT_FIXTURE();
+  const auto r = run_cli({"info", "--model", kModel});
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* s : {"d_model 64", "n_layer 4", "d_inner 128", "d_state 16", "d_conv 4",
+                        "dt_rank", "parameters", "tied", "sentencepiece", "cpu"}) {
+    EXPECT_TRUE(has(r.out, s)) << "missing '" << s << "' in:\n" << r.out;
+  }
+}
+
+TEST(CliGenerate, GreedyIsReproducibleAndStreamsToStdout) {
+  SKIP_WITHOUT_FIXTURE();
+  const std::vector<std::string> args{"generate", "--backend", "cpu", "--model", kModel,
+                                      "--temperature", "0", "-n", "12", "Once upon a time"};
+  const auto a = run_cli(args);
+  ASSERT_EQ(a.code, 0) << a.err;
+  EXPECT_FALSE(a.out.empty());
+  EXPECT_TRUE(has(a.err, "stats: prompt ")) << a.err;
+  const auto b = run_cli(args);
+  EXPECT_EQ(a.out, b.out);
+  // The same prompt from stdin ("-", one final newline dropped) gives the same text.
+  auto from_stdin = args;
+  from_stdin.back() = "-";
+  const auto c = run_cli(from_stdin, "Once upon a time\n");
+  ASSERT_EQ(c.code, 0) << c.err;
+  EXPECT_EQ(c.out, a.out);
+  // --echo puts the prompt first; --quiet silences stderr.
+  auto echo = args;
+  echo.insert(echo.begin() + 1, {"--echo", "--quiet"});
+  const auto d = run_cli(echo);
+  ASSERT_EQ(d.code, 0) << d.err;
+  EXPECT_EQ(d.out, "Once upon a time" + a.out);
+  EXPECT_TRUE(d.err.empty()) << d.err;
+}
+
+TEST(CliGenerate, StopStringEndsTheOutputBeforeIt) {
+  SKIP_WITHOUT_FIXTURE();
+  std::vector<std::string> args{"generate", "--backend", "cpu", "--model", kModel,
+                                "--temperature", "0", "-n", "24", "--quiet", "The"};
+  const auto free_run = run_cli(args);
+  ASSERT_EQ(free_run.code, 0) << free_run.err;
+  // Pick a stop string of plain ASCII from inside the free run.
+  std::string stop;
+  for (size_t i = 2; i + 2 <= free_run.out.size() && stop.empty(); ++i) {
+    const std::string s = free_run.out.substr(i, 2);
+    if (std::isalpha(static_cast<unsigned char>(s[0])) && std::isalpha(static_cast<unsigned char>(s[1])))
+      stop = s;
+  }
+  if (stop.empty()) GTEST_SKIP() << "no ASCII pair in the free run: " << free_run.out;
+  args.insert(args.end() - 1, {"--stop", stop});
+  const auto r = run_cli(args);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, free_run.out.substr(0, free_run.out.find(stop)));
+}
+
+TEST(CliGenerate, PipedOutputHasNoProgressCodes) {
+  SKIP_WITHOUT_FIXTURE();
+  // A prompt long enough for a progress bar on a terminal; through a pipe there is none.
+  std::string prompt;
+  while (prompt.size() < 12000) prompt += "The grass is green and the sky is blue. ";
+  TempDir tmp;
+  std::ofstream(tmp.path / "prompt.txt") << prompt;
+  const std::string cmd = quote(kCli) + " generate --backend cpu --model " + quote(kModel) +
+                          " --temperature 0 -n 4 --prompt-file " +
+                          quote((tmp.path / "prompt.txt").string()) + " 2>&1";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string all;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) all.append(buf, n);
+  const int status = pclose(pipe);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0) << all;
+  EXPECT_TRUE(has(all, "stats: prompt ")) << all;
+  EXPECT_FALSE(has(all, "\x1b")) << "escape code in piped output";
+  EXPECT_FALSE(has(all, "\r")) << "carriage return in piped output";
+  EXPECT_FALSE(has(all, "layers")) << "progress text in piped output";
+}
+
+TEST(CliPerplexity, WritesTheSummaryAndJson) {
+  SKIP_WITHOUT_FIXTURE();
+  TempDir tmp;
+  std::string text;
+  for (int i = 0; i < 120; ++i) text += "It was a quiet day in the village and nothing happened. ";
+  std::ofstream(tmp.path / "text.txt") << text;
+  const fs::path out = tmp.path / "ppl.json";
+  const auto r = run_cli({"perplexity", (tmp.path / "text.txt").string(), "--backend", "cpu",
+                          "--model", kModel, "--window", "128", "--scored", "32", "--json",
+                          out.string()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(has(r.out, "perplexity ")) << r.out;
+  const auto j = nlohmann::json::parse(slurp(out));
+  EXPECT_EQ(j["window"], 128);
+  EXPECT_EQ(j["scored"], 32);
+  EXPECT_EQ(j["decimation"], "off");
+  const auto nll = j["window_nll"].get<std::vector<double>>();
+  EXPECT_EQ(nll.size(), j["window_starts"].size());
+  EXPECT_GE(nll.size(), 10u);
+  double mean = 0;
+  for (double x : nll) mean += x / double(nll.size());
+  EXPECT_NEAR(j["perplexity"].get<double>(), std::exp(mean), 1e-9 * std::exp(mean));
+  // Overwriting needs --force.
+  const auto again = run_cli({"perplexity", (tmp.path / "text.txt").string(), "--backend", "cpu",
+                              "--model", kModel, "--window", "128", "--json", out.string(),
+                              "--force"});
+  EXPECT_EQ(again.code, 0) << again.err;
+  EXPECT_EQ(nlohmann::json::parse(slurp(out))["scored"], 100);
+}
+
+TEST(CliPasskey, PrintsTheGridAndJson) {
+  SKIP_WITHOUT_FIXTURE();
+  TempDir tmp;
+  const fs::path out = tmp.path / "passkey.json";
+  const auto r = run_cli({"passkey", "--backend", "cpu", "--model", kModel, "--depths", "0,0.5,1",
+                          "--lengths", "128,256", "--keys", "2", "--json", out.string(),
+                          "--deci-layers", "2", "--deci-L-base", "40"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(has(r.out, "depth \\ length")) << r.out;
+  EXPECT_TRUE(has(r.out, "0.50")) << r.out;
+  EXPECT_EQ(lines(r.err), 12) << "one line per sample:\n" << r.err;
+  const auto j = nlohmann::json::parse(slurp(out));
+  EXPECT_EQ(j["cells"].size(), 6u);
+  EXPECT_EQ(j["samples"].size(), 12u);
+  EXPECT_TRUE(has(j["decimation"].get<std::string>(), "layers 2")) << j["decimation"];
+  for (const auto& s : j["samples"]) {
+    EXPECT_LE(s["prompt_tokens"].get<int>(), s["length"].get<int>());
+    EXPECT_EQ(s["key"].get<std::string>().size(), 5u);
+  }
+}

@@ -1,0 +1,388 @@
+// Tokenizer, streaming detokenisation and sampling.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <numeric>
+#include <regex>
+
+#include "core/error.h"
+#include "text/sampler.h"
+#include "text/tokenizer.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kFixtureModel = std::string(DM_TEST_DATA_DIR) + "/tokenizer/fixture_sp.model";
+
+// A fresh empty directory under the system temp dir, removed at the end of the test.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    path = fs::temp_directory_path() /
+           ("dm_text_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+bool valid_utf8(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    for (size_t k = 1; k < n; ++k) {
+      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
+    }
+    i += n;
+  }
+  return true;
+}
+
+// Ids are bytes; decode() returns the raw bytes, as a byte-level BPE detokeniser does.
+class RawByteTokenizer : public dm::Tokenizer {
+ public:
+  std::string kind() const override { return "raw bytes"; }
+  int64_t vocab_size() const override { return 256; }
+  std::vector<int32_t> encode(std::string_view text) const override {
+    std::vector<int32_t> ids;
+    for (unsigned char c : text) ids.push_back(c);
+    return ids;
+  }
+  std::string decode(const std::vector<int32_t>& ids) const override {
+    std::string s;
+    for (int32_t id : ids) s += char(id);
+    return s;
+  }
+  std::string piece(int32_t id) const override { return std::string(1, char(id)); }
+  int32_t eos_id() const override { return -1; }
+  int32_t bos_id() const override { return -1; }
+};
+
+// Like RawByteTokenizer, but an incomplete character at the end turns into one U+FFFD per
+// byte, which is what SentencePiece's byte fallback does.
+class ReplacementByteTokenizer : public RawByteTokenizer {
+ public:
+  std::string decode(const std::vector<int32_t>& ids) const override {
+    std::string s = RawByteTokenizer::decode(ids);
+    size_t lead = s.size();
+    while (lead > 0 && (static_cast<unsigned char>(s[lead - 1]) & 0xC0) == 0x80) --lead;
+    if (lead == 0) return s;
+    const unsigned char c = static_cast<unsigned char>(s[lead - 1]);
+    const size_t need = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
+    const size_t have = s.size() - (lead - 1);
+    if (need <= have) return s;
+    std::string out = s.substr(0, lead - 1);
+    for (size_t i = 0; i < have; ++i) out += "\xEF\xBF\xBD";
+    return out;
+  }
+};
+
+std::string stream_all(const dm::Tokenizer& tok, const std::vector<int32_t>& ids,
+                       std::vector<std::string>* pieces = nullptr) {
+  dm::StreamDecoder dec(tok);
+  std::string out;
+  for (int32_t id : ids) {
+    const std::string p = dec.push(id);
+    if (pieces) pieces->push_back(p);
+    out += p;
+  }
+  const std::string rest = dec.finish();
+  if (pieces) pieces->push_back(rest);
+  return out + rest;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- tokenizer
+
+TEST(TextTokenizer, RoundTripsWithTheFixtureModel) {
+  if (!fs::exists(kFixtureModel)) GTEST_SKIP() << "fixture tokenizer absent: " << kFixtureModel;
+  const auto tok = dm::load_sentencepiece(kFixtureModel);
+  EXPECT_GT(tok->vocab_size(), 0);
+  EXPECT_NE(tok->kind().find("sentencepiece"), std::string::npos);
+  for (const std::string text :
+       {"Hello world.", "The pass key is 12345. Remember it.", "naïve café, 日本語 and 𝄞!",
+        "dashes-and (parens), [brackets]; \"quotes\"", "x"}) {
+    const auto ids = tok->encode(text);
+    ASSERT_FALSE(ids.empty()) << text;
+    for (int32_t id : ids) {
+      EXPECT_GE(id, 0);
+      EXPECT_LT(id, tok->vocab_size());
+    }
+    EXPECT_EQ(tok->decode(ids), text);
+  }
+}
+
+TEST(TextTokenizer, ControlSymbolsInUserTextStayText) {
+  if (!fs::exists(kFixtureModel)) GTEST_SKIP() << "fixture tokenizer absent: " << kFixtureModel;
+  const auto tok = dm::load_sentencepiece(kFixtureModel);
+  const std::string text = "a <s> b </s> c <unk>";
+  const auto ids = tok->encode(text);
+  for (int32_t id : ids) {
+    if (tok->bos_id() >= 0) {
+      EXPECT_NE(id, tok->bos_id()) << "<s> became the control id";
+    }
+    if (tok->eos_id() >= 0) {
+      EXPECT_NE(id, tok->eos_id()) << "</s> became the control id";
+    }
+  }
+  EXPECT_EQ(tok->decode(ids), text);
+}
+
+TEST(TextTokenizer, RejectsIdsOutsideTheVocabulary) {
+  if (!fs::exists(kFixtureModel)) GTEST_SKIP() << "fixture tokenizer absent: " << kFixtureModel;
+  const auto tok = dm::load_sentencepiece(kFixtureModel);
+  EXPECT_THROW(tok->decode({int32_t(tok->vocab_size())}), dm::Error);
+  EXPECT_THROW(tok->decode({-1}), dm::Error);
+}
+
+TEST(TextTokenizer, LoadTokenizerPicksTheModelFile) {
+  if (!fs::exists(kFixtureModel)) GTEST_SKIP() << "fixture tokenizer absent: " << kFixtureModel;
+  TempDir dir;
+  fs::copy_file(kFixtureModel, dir.path / "spiece.model");  // the one .model, any name
+  const auto tok = dm::load_tokenizer(dir.path.string());
+  EXPECT_NE(tok->kind().find("spiece.model"), std::string::npos) << tok->kind();
+  fs::copy_file(kFixtureModel, dir.path / "tokenizer.model");  // tokenizer.model wins
+  EXPECT_NE(dm::load_tokenizer(dir.path.string())->kind().find("tokenizer.model"),
+            std::string::npos);
+}
+
+TEST(TextTokenizer, LoadTokenizerErrorsNameTheProblem) {
+  TempDir dir;
+  try {
+    dm::load_tokenizer(dir.path.string());
+    FAIL() << "an empty directory loaded";
+  } catch (const dm::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("[tokenizer] "), std::string::npos) << e.what();
+  }
+  std::ofstream(dir.path / "tokenizer.json") << "{}";
+  try {
+    dm::load_tokenizer(dir.path.string());
+    FAIL() << "tokenizer.json loaded";
+  } catch (const dm::Error& e) {
+    EXPECT_EQ(std::string(e.what()), "[tokenizer] " + dir.path.string() +
+                                         ": tokenizer.json (Hugging Face BPE) is not supported yet");
+  }
+  std::ofstream(dir.path / "tokenizer.model") << "not a protobuf";
+  EXPECT_THROW(dm::load_tokenizer(dir.path.string()), dm::Error);
+  EXPECT_THROW(dm::load_tokenizer((dir.path / "missing").string()), dm::Error);
+}
+
+// ---------------------------------------------------------------- stream decoder
+
+TEST(TextStreamDecoder, HoldsBackIncompleteUtf8FromRawBytes) {
+  RawByteTokenizer tok;
+  const std::string text = "a é 日本 𝄞 z";
+  std::vector<std::string> pieces;
+  EXPECT_EQ(stream_all(tok, tok.encode(text), &pieces), text);
+  for (const auto& p : pieces) EXPECT_TRUE(valid_utf8(p)) << "a piece split a character";
+  // "a " then the 2 bytes of é: the first byte alone gives nothing.
+  EXPECT_EQ(pieces[0], "a");
+  EXPECT_EQ(pieces[2], "");
+  EXPECT_EQ(pieces[3], "é");
+}
+
+TEST(TextStreamDecoder, HoldsBackReplacementCharactersOfPendingBytes) {
+  ReplacementByteTokenizer tok;
+  const std::string text = "x𝄞y";  // 𝄞 is 4 bytes
+  std::vector<std::string> pieces;
+  EXPECT_EQ(stream_all(tok, tok.encode(text), &pieces), text);
+  EXPECT_EQ(pieces[0], "x");
+  EXPECT_EQ(pieces[1], "");
+  EXPECT_EQ(pieces[2], "");
+  EXPECT_EQ(pieces[3], "");
+  EXPECT_EQ(pieces[4], "𝄞");
+  EXPECT_EQ(pieces[5], "y");
+}
+
+TEST(TextStreamDecoder, FinishFlushesAnUnfinishedCharacter) {
+  ReplacementByteTokenizer tok;
+  dm::StreamDecoder dec(tok);
+  EXPECT_EQ(dec.push('o'), "o");
+  EXPECT_EQ(dec.push(0xE6), "");  // first byte of a 3-byte character, never completed
+  EXPECT_EQ(dec.finish(), "\xEF\xBF\xBD");
+}
+
+TEST(TextStreamDecoder, LongStreamsMatchTheWholeDecode) {
+  RawByteTokenizer tok;
+  std::string text;
+  for (int i = 0; i < 50; ++i) text += "word " + std::to_string(i) + " ünï ";
+  EXPECT_EQ(stream_all(tok, tok.encode(text)), text);
+}
+
+TEST(TextStreamDecoder, ByteFallbackPiecesOfTheFixtureNeverSplitACharacter) {
+  if (!fs::exists(kFixtureModel)) GTEST_SKIP() << "fixture tokenizer absent: " << kFixtureModel;
+  const auto tok = dm::load_sentencepiece(kFixtureModel);
+  // Characters a small vocabulary cannot hold come out as <0xNN> byte pieces.
+  const std::string text = "The clef 𝄞 and 🦜 are rare; ǅ too.";
+  const auto ids = tok->encode(text);
+  const std::regex byte_piece("<0x[0-9A-F]{2}>");
+  int bytes = 0;
+  for (int32_t id : ids) bytes += std::regex_match(tok->piece(id), byte_piece);
+  if (bytes < 2) GTEST_SKIP() << "the fixture vocabulary holds these characters; no byte pieces";
+  std::vector<std::string> pieces;
+  EXPECT_EQ(stream_all(*tok, ids, &pieces), tok->decode(ids));
+  for (const auto& p : pieces) {
+    EXPECT_TRUE(valid_utf8(p));
+    EXPECT_EQ(p.find("\xEF\xBF\xBD"), std::string::npos) << "a pending byte leaked as U+FFFD";
+  }
+}
+
+// ---------------------------------------------------------------- sampler
+
+namespace {
+
+std::vector<float> random_logits(int n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> d(0.f, 3.f);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+}  // namespace
+
+TEST(TextSampler, ArgmaxTiesGoToTheLowestIndex) {
+  const std::vector<float> v{1.f, 5.f, 2.f, 5.f, 5.f};
+  EXPECT_EQ(dm::argmax(v.data(), int64_t(v.size())), 1);
+  const std::vector<float> neg{-3.f, -1.f, -1.f};
+  EXPECT_EQ(dm::argmax(neg.data(), 3), 1);
+}
+
+TEST(TextSampler, TemperatureZeroIsArgmax) {
+  dm::Sampler s(dm::SamplerConfig{});
+  for (uint64_t seed = 0; seed < 20; ++seed) {
+    const auto v = random_logits(100, seed);
+    EXPECT_EQ(s.sample(v, {}), dm::argmax(v.data(), 100));
+  }
+  EXPECT_EQ(s.sample({2.f, 7.f, 7.f, 1.f}, {}), 1);
+}
+
+TEST(TextSampler, SameSeedSameSequence) {
+  dm::SamplerConfig cfg;
+  cfg.temperature = 1.f;
+  cfg.seed = 42;
+  dm::Sampler a(cfg), b(cfg);
+  cfg.seed = 43;
+  dm::Sampler c(cfg);
+  const auto v = random_logits(50, 7);
+  std::vector<int32_t> sa, sb, sc;
+  for (int i = 0; i < 200; ++i) {
+    sa.push_back(a.sample(v, {}));
+    sb.push_back(b.sample(v, {}));
+    sc.push_back(c.sample(v, {}));
+  }
+  EXPECT_EQ(sa, sb);
+  EXPECT_NE(sa, sc);
+}
+
+TEST(TextSampler, TopKOneIsGreedy) {
+  dm::SamplerConfig cfg;
+  cfg.temperature = 1.5f;
+  cfg.top_k = 1;
+  cfg.seed = 1;
+  dm::Sampler s(cfg);
+  for (uint64_t seed = 0; seed < 50; ++seed) {
+    const auto v = random_logits(64, seed);
+    EXPECT_EQ(s.sample(v, {}), dm::argmax(v.data(), 64));
+  }
+}
+
+TEST(TextSampler, TinyTopPIsGreedy) {
+  dm::SamplerConfig cfg;
+  cfg.temperature = 2.f;
+  cfg.top_p = 1e-6f;
+  cfg.seed = 3;
+  dm::Sampler s(cfg);
+  for (uint64_t seed = 0; seed < 50; ++seed) {
+    const auto v = random_logits(64, seed + 100);
+    EXPECT_EQ(s.sample(v, {}), dm::argmax(v.data(), 64));
+  }
+}
+
+TEST(TextSampler, TopKAndTopPNeverPickOutsideTheirSet) {
+  const std::vector<float> v{std::log(0.5f), std::log(0.3f), std::log(0.15f), std::log(0.05f)};
+  dm::SamplerConfig k2;
+  k2.temperature = 1.f;
+  k2.top_k = 2;
+  dm::SamplerConfig p75;
+  p75.temperature = 1.f;
+  p75.top_p = 0.75f;  // 0.5 < 0.75 <= 0.8: the nucleus is {0, 1}
+  dm::Sampler sk(k2), sp(p75);
+  std::map<int32_t, int> ck, cp;
+  for (int i = 0; i < 2000; ++i) {
+    ++ck[sk.sample(v, {})];
+    ++cp[sp.sample(v, {})];
+  }
+  EXPECT_EQ(ck.size(), 2u);
+  EXPECT_EQ(cp.size(), 2u);
+  EXPECT_GT(ck[1], 0);
+  EXPECT_GT(cp[1], 0);
+  EXPECT_EQ(ck.count(2) + ck.count(3) + cp.count(2) + cp.count(3), 0u);
+}
+
+TEST(TextSampler, RepetitionPenaltyLowersARepeatedToken) {
+  dm::SamplerConfig cfg;
+  cfg.repetition_penalty = 1.5f;
+  cfg.repetition_window = 4;
+  dm::Sampler s(cfg);
+  // Positive logit: 3.0 / 1.5 = 2.0 < 2.5.
+  EXPECT_EQ(s.sample({1.f, 3.f, 2.5f}, {}), 1);
+  EXPECT_EQ(s.sample({1.f, 3.f, 2.5f}, {1}), 2);
+  // Negative logit: -1.0 · 1.5 = -1.5 < -1.2 (dividing would have raised it).
+  EXPECT_EQ(s.sample({-1.f, -1.2f, -5.f}, {0}), 1);
+  // A token counted once however often it repeats: 3.0 / 1.5 = 2.0 > 1.9.
+  EXPECT_EQ(s.sample({1.f, 3.f, 1.9f}, {1, 1, 1, 1}), 1);
+  // Outside the window the penalty does not apply.
+  EXPECT_EQ(s.sample({1.f, 3.f, 2.5f}, {1, 0, 0, 0, 0}), 1);
+}
+
+TEST(TextSampler, TemperatureShapesTheDistribution) {
+  // Chi-square goodness of fit with a fixed seed: deterministic, and a wrong softmax or
+  // temperature misses the bound by orders of magnitude.
+  const std::vector<double> p{0.5, 0.3, 0.15, 0.05};
+  std::vector<float> logits;
+  for (double x : p) logits.push_back(float(std::log(x)));
+  for (float t : {1.f, 0.5f, 2.f}) {
+    std::vector<double> q;
+    for (double x : p) q.push_back(std::pow(x, 1.0 / t));
+    const double z = std::accumulate(q.begin(), q.end(), 0.0);
+    for (double& x : q) x /= z;
+
+    dm::SamplerConfig cfg;
+    cfg.temperature = t;
+    cfg.seed = 2024;
+    dm::Sampler s(cfg);
+    const int n = 20000;
+    std::vector<int> count(p.size(), 0);
+    for (int i = 0; i < n; ++i) ++count[size_t(s.sample(logits, {}))];
+    double chi2 = 0;
+    for (size_t i = 0; i < p.size(); ++i) {
+      const double e = n * q[i];
+      chi2 += (count[i] - e) * (count[i] - e) / e;
+    }
+    EXPECT_LT(chi2, 16.3) << "temperature " << t;  // 3 dof, p = 0.001
+  }
+}
+
+TEST(TextSampler, RejectsBadSettings) {
+  dm::SamplerConfig c;
+  c.temperature = -1.f;
+  EXPECT_THROW(dm::Sampler{c}, dm::Error);
+  c = {};
+  c.top_p = 0.f;
+  EXPECT_THROW(dm::Sampler{c}, dm::Error);
+  c = {};
+  c.top_k = -2;
+  EXPECT_THROW(dm::Sampler{c}, dm::Error);
+  c = {};
+  c.repetition_penalty = 0.f;
+  EXPECT_THROW(dm::Sampler{c}, dm::Error);
+}

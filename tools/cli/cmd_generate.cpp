@@ -1,0 +1,156 @@
+// decimamba generate: continue a prompt, streaming the new text to stdout.
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <iterator>
+#include <memory>
+
+#include "commands.h"
+#include "common_options.h"
+#include "core/error.h"
+#include "eval/generate.h"
+#include "progress.h"
+
+namespace dmcli {
+namespace {
+
+struct GenerateCli {
+  CommonOptions common;
+  std::string prompt;
+  std::string prompt_file;
+  int64_t max_tokens = 128;
+  float temperature = 0.8f;
+  int top_k = 40;
+  float top_p = 0.95f;
+  float repeat_penalty = 1.1f;
+  int repeat_window = 64;
+  uint64_t seed = 0;
+  std::vector<std::string> stop;
+  int64_t max_prompt_tokens = 0;
+  bool echo = false;
+  bool quiet = false;
+};
+
+// Files and stdin usually end with the newline an editor or `echo` added; the model should
+// continue the text, not a new line after it.
+std::string drop_final_newline(std::string s) {
+  if (!s.empty() && s.back() == '\n') s.pop_back();
+  if (!s.empty() && s.back() == '\r') s.pop_back();
+  return s;
+}
+
+std::string read_prompt(const GenerateCli& c, bool prompt_given) {
+  if (!c.prompt_file.empty()) return drop_final_newline(read_text_file(c.prompt_file, "--prompt-file"));
+  const bool from_stdin = (prompt_given && c.prompt == "-") || (!prompt_given && !isatty(STDIN_FILENO));
+  if (from_stdin) {
+    std::string text((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+    return drop_final_newline(std::move(text));
+  }
+  if (!prompt_given)
+    dm::fail("[cli] no prompt: give it as an argument, with --prompt-file FILE, or on stdin");
+  return c.prompt;
+}
+
+void write_out(const std::string& s) {
+  std::fwrite(s.data(), 1, s.size(), stdout);
+  std::fflush(stdout);
+}
+
+int run(GenerateCli& c, const CLI::App& cmd) {
+  const bool prompt_given = cmd.count("prompt") > 0;
+  const std::string text = read_prompt(c, prompt_given);
+  if (text.empty()) dm::fail("[cli] the prompt is empty");
+
+  Session s;
+  open_backend(s, c.common);
+  open_tokenizer(s, c.common);
+  std::vector<int32_t> ids;
+  if (s.tokenizer->add_bos() && s.tokenizer->bos_id() >= 0) ids.push_back(s.tokenizer->bos_id());
+  const std::vector<int32_t> body = s.tokenizer->encode(text);
+  ids.insert(ids.end(), body.begin(), body.end());
+  if (body.empty()) dm::fail("[cli] the prompt is empty after tokenisation");
+  if (c.max_prompt_tokens > 0 && int64_t(ids.size()) > c.max_prompt_tokens)
+    dm::fail("[cli] prompt has ", ids.size(), " tokens, more than --max-prompt-tokens ",
+             c.max_prompt_tokens);
+  open_model(s, c.common);
+  check_token_ids(s, ids);
+
+  dm::GenerateOptions opts;
+  opts.max_new_tokens = c.max_tokens;
+  opts.sampler.temperature = c.temperature;
+  opts.sampler.top_k = c.top_k;
+  opts.sampler.top_p = c.top_p;
+  opts.sampler.repetition_penalty = c.repeat_penalty;
+  opts.sampler.repetition_window = c.repeat_window;
+  opts.sampler.seed = c.seed;
+  opts.stop = c.stop;
+  opts.eos_id = s.eos_id;
+  opts.on_text = write_out;
+  auto bar = std::make_unique<ProgressBar>("prefill", int64_t(ids.size()),
+                                           want_progress(int64_t(ids.size()), c.quiet));
+  opts.on_prefill_progress = [&bar](int done, int total) {
+    bar->update(done, total);
+    if (done == total) bar->finish();
+  };
+
+  if (c.echo) write_out(text);
+  const dm::GenerateResult r = dm::generate(*s.executor, *s.tokenizer, ids, opts);
+  bar.reset();
+  if (isatty(STDOUT_FILENO) && !r.text.empty() && r.text.back() != '\n') write_out("\n");
+
+  if (!c.quiet) {
+    const double prefill_tps = r.prefill_seconds > 0 ? double(r.prompt_tokens) / r.prefill_seconds : 0;
+    const double decode_tps = r.decode_seconds > 0 ? double(r.decode_steps) / r.decode_seconds : 0;
+    std::string line = "stats: prompt " + std::to_string(r.prompt_tokens) + " tokens, prefill ";
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "%.1f tok/s (%.3f s), decode %.1f tok/s (%zu tokens), stop: %s",
+                  prefill_tps, r.prefill_seconds, decode_tps, r.tokens.size(),
+                  r.stop_reason.c_str());
+    line += buf;
+    const std::string kept = kept_summary(*s.executor, r.prompt_tokens, 1);
+    line += kept.empty() ? ", decimation off" : ", kept " + kept;
+    line += ", backend " + s.backend->name();
+    std::fprintf(stderr, "%s\n", line.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+RunFn add_generate(CLI::App& app) {
+  auto c = std::make_shared<GenerateCli>();
+  CLI::App* cmd = app.add_subcommand("generate", "Continue a prompt; new text streams to stdout");
+  add_common_options(*cmd, c->common);
+  auto* prompt = cmd->add_option("prompt", c->prompt, "Prompt text ('-': read stdin)");
+  cmd->add_option("--prompt-file", c->prompt_file, "Read the prompt from FILE")->excludes(prompt);
+  cmd->add_option("-n,--max-tokens", c->max_tokens, "Most tokens to generate")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--temperature", c->temperature, "0: greedy")
+      ->check(CLI::Range(0.0, 100.0))
+      ->capture_default_str();
+  cmd->add_option("--top-k", c->top_k, "Sample from the k likeliest (0: off)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--top-p", c->top_p, "Nucleus mass (1: off)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  cmd->add_option("--repeat-penalty", c->repeat_penalty, "CTRL repetition penalty (1: off)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--repeat-window", c->repeat_window, "Recent tokens the penalty looks at")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--seed", c->seed, "Sampling seed (runs are reproducible)")->capture_default_str();
+  cmd->add_option("--stop", c->stop, "Stop when the output contains STRING (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--max-prompt-tokens", c->max_prompt_tokens,
+                  "Refuse prompts longer than this (0: no limit)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--echo", c->echo, "Print the prompt before the generated text");
+  cmd->add_flag("-q,--quiet", c->quiet, "No stats line and no progress bar on stderr");
+  return [c, cmd] { return run(*c, *cmd); };
+}
+
+}  // namespace dmcli
