@@ -29,7 +29,7 @@ int main(int argc, char** argv) try {
   auto backend = create_backend("cpu");
   Executor ex(*backend, rm->model);
   std::mt19937 rng(7);
-  std::vector<int32_t> prompt(size_t(L));
+  std::vector<int32_t> prompt(static_cast<size_t>(L));
   for (auto& t : prompt) t = int32_t(rng() % uint32_t(rm->model.config.vocab_size));
 
   using clock = std::chrono::steady_clock;

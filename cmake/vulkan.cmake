@@ -1,7 +1,13 @@
 # The Vulkan backend: shaders/*.comp compiled by glslc at build time to SPIR-V, emitted as C
 # initializer lists (glslc -mfmt=c) and #included into one generated .cpp that holds a byte
 # array per shader and a name table. Nothing is read from disk at run time.
-# Included from CMakeLists.txt after the dm target exists, only when DM_VULKAN is ON.
+# Included from CMakeLists.txt after the dm target exists. With DM_VULKAN OFF only
+# vulkan_absent.cpp is built: the entry points exist and say the backend is not built.
+
+if(NOT DM_VULKAN)
+  target_sources(dm PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src/backend/vulkan/vulkan_absent.cpp)
+  return()
+endif()
 
 if(NOT Vulkan_FOUND OR NOT Vulkan_GLSLC_EXECUTABLE)
   message(FATAL_ERROR "DM_VULKAN is ON but the Vulkan headers/loader or glslc were not found "
@@ -75,6 +81,7 @@ set_source_files_properties(${DM_SHADER_GEN}/embedded_shaders.cpp PROPERTIES
   OBJECT_DEPENDS "${dm_shader_incs}")
 
 file(GLOB DM_VULKAN_SOURCES CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/src/backend/vulkan/*.cpp)
+list(FILTER DM_VULKAN_SOURCES EXCLUDE REGEX "vulkan_absent\\.cpp$")
 # Vulkan structs are initialised as {VK_STRUCTURE_TYPE_...}: the other members are zero by design.
 set_source_files_properties(${DM_VULKAN_SOURCES} PROPERTIES COMPILE_OPTIONS -Wno-missing-field-initializers)
 target_sources(dm PRIVATE ${DM_VULKAN_SOURCES} ${DM_SHADER_GEN}/embedded_shaders.cpp ${dm_shader_incs})
@@ -82,3 +89,25 @@ target_include_directories(dm PRIVATE ${DM_SHADER_GEN})
 target_link_libraries(dm PUBLIC Vulkan::Vulkan)
 # PUBLIC so tests and tools may include backend/vulkan/vulkan_backend.h for Vulkan-only hooks.
 target_compile_definitions(dm PUBLIC DM_HAVE_VULKAN=1)
+
+# One ctest run of the backend-vs-CPU kernel tests under the Khronos validation layer with
+# synchronization validation (DM_VULKAN_VALIDATION=1): any validation message fails the run.
+# Deferred to the end of the directory, where decimamba_tests exists.
+function(dm_add_vulkan_validation_test)
+  if(NOT TARGET decimamba_tests)
+    return()
+  endif()
+  find_file(DM_VK_VALIDATION_JSON VkLayer_khronos_validation.json
+            PATHS /usr/share/vulkan/explicit_layer.d /usr/local/share/vulkan/explicit_layer.d
+                  /etc/vulkan/explicit_layer.d)
+  if(NOT DM_VK_VALIDATION_JSON)
+    message(STATUS "Vulkan validation layer not found: no validation test run "
+                   "(Debian: apt-get install vulkan-validationlayers)")
+    return()
+  endif()
+  add_test(NAME decimamba_tests_vulkan_validation
+           COMMAND decimamba_tests --gtest_filter=BackendOps*)
+  set_tests_properties(decimamba_tests_vulkan_validation PROPERTIES
+                       ENVIRONMENT "DM_VULKAN_VALIDATION=1")
+endfunction()
+cmake_language(DEFER CALL dm_add_vulkan_validation_test)

@@ -3,6 +3,9 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config nlohmann-json3-dev libsentencepiece-dev libcli11-dev
       libgtest-dev libicu-dev python3)
+# The Vulkan backend: headers + loader, the GLSL compiler, lavapipe (CPU Vulkan for CI) and the
+# validation layer (one test run has it on).
+pkgs+=(libvulkan-dev glslc mesa-vulkan-drivers vulkan-validationlayers)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

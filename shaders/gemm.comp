@@ -1,11 +1,22 @@
 #version 450
 // y[M,N] = x[M,K] · w[N,K]ᵀ (+ bias[N]); x, y fp32, w and bias F32/F16/BF16, fp32 accumulate.
-// A 64×64 output tile per work group of 16×16 invocations, 4×4 outputs each, K in steps of 16
-// through shared memory. Thread (tx, ty) owns rows ty + 16i and columns tx + 16j so that
-// neighbouring invocations touch neighbouring shared-memory words and output columns.
+// Two variants:
+//  gemm          a 64×64 output tile per work group of 16×16 invocations, 4×4 outputs each, K in
+//                steps of 16 through shared memory. Thread (tx, ty) owns rows ty + 16i and
+//                columns tx + 16j so that neighbouring invocations touch neighbouring
+//                shared-memory words and output columns.
+//  gemm.small_m  M ≤ 4 (decode): reading W is the whole cost. 8 rows of W per work group, 32
+//                invocations per row striding K (neighbours read neighbouring weights), each
+//                keeping the M dot products, then a shared-memory reduction over the 32.
+// variant gemm -DSMALL_M=0
+// variant gemm.small_m -DSMALL_M=1
 #include "common.glsl"
 
+#if SMALL_M
+layout(local_size_x = 256, local_size_y = 1, local_size_z = 1) in;
+#else
 layout(local_size_x = 16, local_size_y = 16, local_size_z = 1) in;
+#endif
 
 layout(std430, binding = 0) readonly buffer X { float x[]; };
 layout(std430, binding = 1) readonly buffer W { uint w[]; };
@@ -22,6 +33,37 @@ layout(push_constant) uniform Push {
 DEFINE_LOAD_ANY(load_w, w)
 DEFINE_LOAD_ANY(load_bias, bias)
 
+#if SMALL_M
+const uint MAX_M = 4, ROWS = 8, LANES = 32;
+shared float red[MAX_M][256];
+
+void main() {
+  const uint tid = gl_LocalInvocationIndex;
+  const uint lane = tid % LANES;
+  const uint n = (gl_WorkGroupID.x + gl_NumWorkGroups.x * gl_WorkGroupID.y) * ROWS + tid / LANES;
+  float acc[MAX_M];
+  [[unroll]] for (uint m = 0; m < MAX_M; ++m) acc[m] = 0.0;
+  if (n < p.N) {
+    const uint wb = p.off[1] + n * p.w_stride;
+    for (uint k = lane; k < p.K; k += LANES) {
+      const float wv = load_w(p.w_dtype, wb + k);
+      [[unroll]] for (uint m = 0; m < MAX_M; ++m)
+        if (m < p.M) acc[m] = fma(x[p.off[0] + m * p.x_stride + k], wv, acc[m]);
+    }
+  }
+  [[unroll]] for (uint m = 0; m < MAX_M; ++m) red[m][tid] = acc[m];
+  barrier();
+  for (uint s = LANES / 2; s > 0; s >>= 1) {
+    if (lane < s)
+      [[unroll]] for (uint m = 0; m < MAX_M; ++m) red[m][tid] += red[m][tid + s];
+    barrier();
+  }
+  if (lane == 0 && n < p.N) {
+    const float b = p.has_bias != 0u ? load_bias(p.bias_dtype, p.off[2] + n) : 0.0;
+    for (uint m = 0; m < p.M; ++m) y[p.off[3] + m * p.y_stride + n] = red[m][tid] + b;
+  }
+}
+#else
 const uint BM = 64, BN = 64, BK = 16;
 shared float xs[BK][BM + 1];
 shared float ws[BK][BN + 1];
@@ -66,3 +108,4 @@ void main() {
     }
   }
 }
+#endif

@@ -38,11 +38,12 @@ namespace dm {
 namespace {
 
 // NMSE tolerances against the fp32 CPU backend. Both sides compute in fp32; differences come
-// from summation order (GEMM over K up to 5120, norm and importance reductions: ~1e-14..1e-12
-// measured), from device exp/log (Vulkan allows a few ulp; lavapipe and NVIDIA use
-// approximations: ~1e-13..1e-11 on the scan), and from the chunked scan's reassociation
-// (exp(A·ΣΔ) for a product of exp(A·Δ)). 1e-8 leaves 100× headroom over the worst measured on
-// lavapipe, while a single wrong element among the 1e4..1e6 of an output costs > 1e-6.
+// from summation order (GEMM over K up to 5120, norm and importance reductions), from device
+// exp/log (Vulkan allows a few ulp; drivers use approximations) and from the chunked scan's
+// reassociation (exp(A·ΣΔ) for a product of exp(A·Δ)). The worst measured on lavapipe is
+// 1.5e-12 (gemm K=5120; scans ≤ 1.1e-12; DM_BACKEND_OPS_VERBOSE=1 prints each). 1e-8 leaves
+// room for faster, less exact GPU exp while a single wrong element among the 1e4..1e6 of an
+// output still costs > 1e-6.
 constexpr double kTolGemm = 1e-8;
 constexpr double kTolNorm = 1e-8;
 constexpr double kTolConv = 1e-8;
@@ -274,6 +275,9 @@ TEST(BackendOps, Gemm) {
       {130, 96, 2048, DType::BF16, true, 2048, 7},  // x a column slice of a wider matrix
       {200, 48, 1536, DType::F16, false, 1536, 0},  // dt_rank-wide output of a strided x
       {33, 1536, 48, DType::F32, true, 0, 1536},    // dt_proj: K = dt_rank, y inside a wider row
+      {4, 200, 333, DType::BF16, true, 5, 7},       // the largest M of the decode path, strided
+      {2, 1536, 48, DType::F16, true, 48, 0},       // decode dt_proj of a batch of 2
+      {1, 50280, 64, DType::F16, false, 0, 0},      // lm_head-like N, many work groups
   };
   for (const std::string& name : kBackends)
     for (size_t i = 0; i < cases.size(); ++i) {
@@ -708,13 +712,16 @@ TEST(BackendOpsVulkan, RecorderDerivesBarriersAndBatches) {
   ASSERT_TRUE(vulkan_stats(*be, &s1));
   EXPECT_EQ(s1.dispatches - s0.dispatches, 2u);
   // One barrier: the first dispatch reads what the uploads wrote (tracking spans submits).
-  EXPECT_EQ(s1.barriers - s0.barriers, 1u) << "independent dispatches were serialised";
+  // Under the validation layer column slices are tracked by their hulls (it sees no finer).
+  const bool hulls = std::getenv("DM_VULKAN_VALIDATION") != nullptr;
+  EXPECT_EQ(s1.barriers - s0.barriers, hulls ? 2u : 1u) << "independent dispatches were serialised";
   be->rms_norm(o.col_slice(0, C), nullptr, w, xz.col_slice(0, C), 1e-5f);  // reads o.x: RAW
   ASSERT_TRUE(vulkan_stats(*be, &s2));
   EXPECT_EQ(s2.barriers - s1.barriers, 1u) << "read-after-write without exactly one barrier";
   be->rms_norm(xz.col_slice(C, C), nullptr, w, o.col_slice(C, C), 1e-5f);  // o.z again: WAW
   ASSERT_TRUE(vulkan_stats(*be, &s3));
-  EXPECT_EQ(s3.barriers - s2.barriers, 0u) << "o.z's write was already ordered by the last barrier";
+  EXPECT_EQ(s3.barriers - s2.barriers, hulls ? 1u : 0u)
+      << "o.z's write was already ordered by the last barrier";
   EXPECT_EQ(s3.submits, s0.submits) << "work was submitted before anything waited on it";
   std::vector<float> back(size_t(L * 2 * C));
   be->download(*buf, 0, back.data(), back.size() * 4);

@@ -57,7 +57,7 @@ struct Result {
 Result run_cli(const std::vector<std::string>& args, const std::string& input = "") {
   TempDir tmp;
   std::string cmd = quote(kCli);
-  for (const auto& a : args) cmd += " " + quote(a);
+  for (const auto& a : args) cmd.append(" ").append(quote(a));
   if (input.empty()) {
     cmd += " </dev/null";
   } else {
@@ -239,8 +239,9 @@ TEST(CliInfo, PrintsShapesAndBackends) {
 
 TEST(CliGenerate, GreedyIsReproducibleAndStreamsToStdout) {
   SKIP_WITHOUT_FIXTURE();
-  const std::vector<std::string> args{"generate", "--backend", "cpu", "--model", kModel,
-                                      "--temperature", "0", "-n", "12", "Once upon a time"};
+  const std::vector<std::string> args{"generate", "--backend",       "cpu", "--model",
+                                      kModel,     "--temperature",   "0",   "-n",
+                                      "12",       "Once upon a time"};
   const auto a = run_cli(args);
   ASSERT_EQ(a.code, 0) << a.err;
   EXPECT_FALSE(a.out.empty());
@@ -264,15 +265,16 @@ TEST(CliGenerate, GreedyIsReproducibleAndStreamsToStdout) {
 
 TEST(CliGenerate, StopStringEndsTheOutputBeforeIt) {
   SKIP_WITHOUT_FIXTURE();
-  std::vector<std::string> args{"generate", "--backend", "cpu", "--model", kModel,
-                                "--temperature", "0", "-n", "24", "--quiet", "The"};
+  std::vector<std::string> args{"generate", "--backend", "cpu", "--model", kModel, "--temperature",
+                                "0",        "-n",        "24",  "--quiet", "The"};
   const auto free_run = run_cli(args);
   ASSERT_EQ(free_run.code, 0) << free_run.err;
   // Pick a stop string of plain ASCII from inside the free run.
   std::string stop;
   for (size_t i = 2; i + 2 <= free_run.out.size() && stop.empty(); ++i) {
     const std::string s = free_run.out.substr(i, 2);
-    if (std::isalpha(static_cast<unsigned char>(s[0])) && std::isalpha(static_cast<unsigned char>(s[1])))
+    if (std::isalpha(static_cast<unsigned char>(s[0])) &&
+        std::isalpha(static_cast<unsigned char>(s[1])))
       stop = s;
   }
   if (stop.empty()) GTEST_SKIP() << "no ASCII pair in the free run: " << free_run.out;
@@ -314,9 +316,9 @@ TEST(CliPerplexity, WritesTheSummaryAndJson) {
   for (int i = 0; i < 120; ++i) text += "It was a quiet day in the village and nothing happened. ";
   std::ofstream(tmp.path / "text.txt") << text;
   const fs::path out = tmp.path / "ppl.json";
-  const auto r = run_cli({"perplexity", (tmp.path / "text.txt").string(), "--backend", "cpu",
-                          "--model", kModel, "--window", "128", "--scored", "32", "--json",
-                          out.string()});
+  const auto r =
+      run_cli({"perplexity", (tmp.path / "text.txt").string(), "--backend", "cpu", "--model",
+               kModel, "--window", "128", "--scored", "32", "--json", out.string()});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(has(r.out, "perplexity ")) << r.out;
   const auto j = nlohmann::json::parse(slurp(out));
@@ -330,9 +332,9 @@ TEST(CliPerplexity, WritesTheSummaryAndJson) {
   for (double x : nll) mean += x / double(nll.size());
   EXPECT_NEAR(j["perplexity"].get<double>(), std::exp(mean), 1e-9 * std::exp(mean));
   // Overwriting needs --force.
-  const auto again = run_cli({"perplexity", (tmp.path / "text.txt").string(), "--backend", "cpu",
-                              "--model", kModel, "--window", "128", "--json", out.string(),
-                              "--force"});
+  const auto again =
+      run_cli({"perplexity", (tmp.path / "text.txt").string(), "--backend", "cpu", "--model",
+               kModel, "--window", "128", "--json", out.string(), "--force"});
   EXPECT_EQ(again.code, 0) << again.err;
   EXPECT_EQ(nlohmann::json::parse(slurp(out))["scored"], 100);
 }

@@ -20,8 +20,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kFixtureTokenizer =
-    std::string(DM_TEST_DATA_DIR) + "/tokenizer/fixture_sp.model";
+const std::string kFixtureTokenizer = std::string(DM_TEST_DATA_DIR) + "/tokenizer/fixture_sp.model";
 
 // One id per byte; decodes to the raw bytes. A tokenizer whose token counts are byte counts.
 class ByteTokenizer : public dm::Tokenizer {
@@ -114,7 +113,8 @@ TEST(EvalPerplexity, MatchesAFullForwardScoredByHand) {
     const auto logits = run.exec->prefill(win, *state, p);
     const int64_t V = int64_t(logits.size()) / W;
     double nll = 0;
-    for (int64_t t = W - S; t < W; ++t) nll += dm::token_nll(&logits[size_t((t - 1) * V)], V, win[t]);
+    for (int64_t t = W - S; t < W; ++t)
+      nll += dm::token_nll(&logits[size_t((t - 1) * V)], V, win[t]);
     nll /= double(S);
     EXPECT_NEAR(r.window_nll[w], nll, 1e-5) << "window " << w;
     total += nll;
@@ -225,6 +225,46 @@ TEST(EvalGenerate, StopStringEndsTheTextBeforeIt) {
   EXPECT_EQ(streamed.find(stop), std::string::npos);
 }
 
+TEST(EvalGenerate, APromptEndingInByteSpelledCharacterLeaksNothing) {
+  // Decodes like SentencePiece's byte fallback: a byte that is not part of a whole character
+  // becomes U+FFFD. Sampling is limited to ASCII (vocab 128), the prompt uses any byte.
+  class FallbackTokenizer : public ByteTokenizer {
+   public:
+    int64_t vocab_size() const override { return 128; }
+    std::string decode(const std::vector<int32_t>& ids) const override {
+      const std::string raw = ByteTokenizer::decode(ids);
+      std::string out;
+      for (size_t i = 0; i < raw.size();) {
+        const unsigned char c = static_cast<unsigned char>(raw[i]);
+        const size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : 4;
+        bool whole = c < 0x80 || ((c & 0xC0) == 0xC0 && i + n <= raw.size());
+        for (size_t k = 1; whole && k < n; ++k)
+          whole = (static_cast<unsigned char>(raw[i + k]) & 0xC0) == 0x80;
+        if (whole) {
+          out += raw.substr(i, n);
+          i += n;
+        } else {
+          out += "\xEF\xBF\xBD";
+          i += 1;
+        }
+      }
+      return out;
+    }
+  };
+  TinyRun run;
+  FallbackTokenizer tok;
+  const auto prompt = tok.encode("tea in 日本");  // ends with the 3 byte pieces of 本
+  dm::GenerateOptions opts;
+  opts.max_new_tokens = 6;
+  std::string streamed;
+  opts.on_text = [&](const std::string& s) { streamed += s; };
+  const auto r = dm::generate(*run.exec, tok, prompt, opts);
+  ASSERT_EQ(r.tokens.size(), 6u);
+  EXPECT_EQ(r.text, tok.decode(r.tokens));
+  EXPECT_EQ(streamed, r.text);
+  EXPECT_EQ(r.text.find("\xEF\xBF\xBD"), std::string::npos);
+}
+
 TEST(EvalGenerate, EmptyPromptIsAnError) {
   TinyRun run;
   ByteTokenizer tok;
@@ -310,8 +350,8 @@ TEST(EvalPasskey, GridRunsEveryCell) {
   opts.keys_per_cell = 2;
   opts.max_new_tokens = 3;
   int samples = 0;
-  const auto r = dm::run_passkey(*run.exec, tok, opts,
-                                 [&](const dm::PasskeySample& s) { ++samples; });
+  const auto r =
+      dm::run_passkey(*run.exec, tok, opts, [&](const dm::PasskeySample& s) { ++samples; });
   EXPECT_EQ(samples, 8);
   ASSERT_EQ(r.cells.size(), 4u);
   EXPECT_EQ(r.cells[1].depth, 0);

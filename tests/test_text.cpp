@@ -35,7 +35,11 @@ bool valid_utf8(const std::string& s) {
   size_t i = 0;
   while (i < s.size()) {
     const unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+    size_t n = c < 0x80             ? 1
+               : (c & 0xE0) == 0xC0 ? 2
+               : (c & 0xF0) == 0xE0 ? 3
+               : (c & 0xF8) == 0xF0 ? 4
+                                    : 0;
     if (n == 0 || i + n > s.size()) return false;
     for (size_t k = 1; k < n; ++k) {
       if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
@@ -75,7 +79,10 @@ class ReplacementByteTokenizer : public RawByteTokenizer {
     while (lead > 0 && (static_cast<unsigned char>(s[lead - 1]) & 0xC0) == 0x80) --lead;
     if (lead == 0) return s;
     const unsigned char c = static_cast<unsigned char>(s[lead - 1]);
-    const size_t need = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
+    const size_t need = (c & 0xE0) == 0xC0   ? 2
+                        : (c & 0xF0) == 0xE0 ? 3
+                        : (c & 0xF8) == 0xF0 ? 4
+                                             : 1;
     const size_t have = s.size() - (lead - 1);
     if (need <= have) return s;
     std::string out = s.substr(0, lead - 1);
@@ -167,8 +174,9 @@ TEST(TextTokenizer, LoadTokenizerErrorsNameTheProblem) {
     dm::load_tokenizer(dir.path.string());
     FAIL() << "tokenizer.json loaded";
   } catch (const dm::Error& e) {
-    EXPECT_EQ(std::string(e.what()), "[tokenizer] " + dir.path.string() +
-                                         ": tokenizer.json (Hugging Face BPE) is not supported yet");
+    EXPECT_EQ(std::string(e.what()),
+              "[tokenizer] " + dir.path.string() +
+                  ": tokenizer.json (Hugging Face BPE) is not supported yet");
   }
   std::ofstream(dir.path / "tokenizer.model") << "not a protobuf";
   EXPECT_THROW(dm::load_tokenizer(dir.path.string()), dm::Error);

@@ -47,13 +47,15 @@ GenerateResult generate(Executor& exec, const Tokenizer& tok, const std::vector<
   res.prompt_tokens = int64_t(prompt.size());
   Sampler sampler(opts.sampler);
 
-  // The decoder sees the last prompt token first so that the first generated piece gets the
-  // leading space SentencePiece drops at the start of a text.
+  // The decoder sees the end of the prompt first (its text is discarded) so that the first
+  // generated piece gets the leading space SentencePiece drops at the start of a text. Four
+  // tokens: a character spelled as byte pieces is whole, so nothing of the prompt is pending.
   StreamDecoder decoder(tok);
-  decoder.push(prompt.back());
+  for (size_t i = prompt.size() > 4 ? prompt.size() - 4 : 0; i < prompt.size(); ++i)
+    decoder.push(prompt[i]);
 
-  std::string all;       // generated text so far
-  size_t shown = 0;      // bytes of `all` handed to on_text
+  std::string all;   // generated text so far
+  size_t shown = 0;  // bytes of `all` handed to on_text
   auto emit = [&](size_t upto) {
     if (upto > shown) {
       if (opts.on_text) opts.on_text(all.substr(shown, upto - shown));
@@ -65,6 +67,8 @@ GenerateResult generate(Executor& exec, const Tokenizer& tok, const std::vector<
   auto state = exec.new_state();
   PrefillOptions popts;
   popts.on_progress = opts.on_prefill_progress;
+  // (0, n_layer) first: a progress display starts its clock at the prefill, not at layer 1.
+  if (opts.on_prefill_progress) opts.on_prefill_progress(0, int(exec.config().n_layer));
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<float> logits = exec.prefill(prompt, *state, popts);
   res.prefill_seconds = seconds_since(t0);

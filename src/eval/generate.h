@@ -22,7 +22,7 @@ struct GenerateOptions {
   // Called with each new piece of final text: never half a UTF-8 character, never text that
   // may turn out to start a stop string.
   std::function<void(const std::string&)> on_text;
-  // Forwarded to the prefill (layers done, n_layer).
+  // Forwarded to the prefill (layers done, n_layer), with a (0, n_layer) call just before it.
   std::function<void(int, int)> on_prefill_progress;
 };
 
@@ -32,7 +32,7 @@ struct GenerateResult {
   std::string stop_reason;      // "eos", "stop", "length"
   int64_t prompt_tokens = 0;
   double prefill_seconds = 0;
-  double decode_seconds = 0;    // the steps after the prefill
+  double decode_seconds = 0;  // the steps after the prefill
   int64_t decode_steps = 0;
 };
 

@@ -69,7 +69,8 @@ std::vector<std::string> split_sentences(const std::string& text, const std::str
     pending_space = false;
     cur += c;
     const bool end = c == '.' || c == '!' || c == '?';
-    const bool next_space = i + 1 == text.size() || std::isspace(static_cast<unsigned char>(text[i + 1]));
+    const bool next_space =
+        i + 1 == text.size() || std::isspace(static_cast<unsigned char>(text[i + 1]));
     if (end && next_space) {
       out.push_back(cur);
       cur.clear();
@@ -115,8 +116,10 @@ PasskeyPrompt build_passkey_prompt(const Tokenizer& tok, const std::vector<std::
   };
   build(0);
   if (int64_t(p.ids.size()) > target_tokens)
-    fail("[passkey] a context of ", target_tokens, " tokens cannot hold the prompt without "
-         "filler (", p.ids.size(), " tokens)");
+    fail("[passkey] a context of ", target_tokens,
+         " tokens cannot hold the prompt without "
+         "filler (",
+         p.ids.size(), " tokens)");
   const int64_t fixed = int64_t(p.ids.size());
 
   // Estimate from per-sentence counts, then correct with the true count of the joined text
@@ -126,7 +129,8 @@ PasskeyPrompt build_passkey_prompt(const Tokenizer& tok, const std::vector<std::
   int64_t m = 0;
   for (int64_t used = fixed; used + cost[size_t(m) % cost.size()] <= target_tokens; ++m)
     used += cost[size_t(m) % cost.size()];
-  const double avg = std::max(1.0, double(std::accumulate(cost.begin(), cost.end(), int64_t(0))) / double(cost.size()));
+  const double avg = std::max(
+      1.0, double(std::accumulate(cost.begin(), cost.end(), int64_t(0))) / double(cost.size()));
   for (int iter = 0; iter < 64; ++iter) {
     build(m);
     const int64_t n = int64_t(p.ids.size());
@@ -189,8 +193,7 @@ PasskeyResult run_passkey(Executor& exec, const Tokenizer& tok, const PasskeyOpt
         }
         s.output = generate(exec, tok, prompt.ids, gen).text;
         s.rule = passkey_match(s.output, s.key);
-        s.seconds =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         ++cell.n;
         if (s.rule == "words") ++cell.by_words;
         if (s.rule == "substring") ++cell.by_substring;

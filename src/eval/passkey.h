@@ -58,7 +58,7 @@ struct PasskeySample {
   int64_t prompt_tokens = 0;  // what the prompt came to (≤ length)
   std::string key;
   std::string output;
-  std::string rule;           // as passkey_match
+  std::string rule;  // as passkey_match
   double seconds = 0;
 };
 
@@ -82,9 +82,8 @@ std::string passkey_key(uint64_t seed, size_t d, size_t l, int k);
 
 // on_sample: after each sample. on_prefill_progress: (prompt tokens, layers done, n_layer)
 // during each prefill.
-PasskeyResult run_passkey(
-    Executor& exec, const Tokenizer& tok, const PasskeyOptions& opts,
-    const std::function<void(const PasskeySample&)>& on_sample = {},
-    const std::function<void(int64_t, int, int)>& on_prefill_progress = {});
+PasskeyResult run_passkey(Executor& exec, const Tokenizer& tok, const PasskeyOptions& opts,
+                          const std::function<void(const PasskeySample&)>& on_sample = {},
+                          const std::function<void(int64_t, int, int)>& on_prefill_progress = {});
 
 }  // namespace dm

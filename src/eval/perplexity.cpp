@@ -59,6 +59,7 @@ PerplexityResult perplexity(Executor& exec, const std::vector<int32_t>& tokens,
     const int64_t start = res.window_starts[w];
     const std::vector<int32_t> ids(tokens.begin() + start, tokens.begin() + start + W);
     auto state = exec.new_state();
+    if (opts.on_prefill_progress) opts.on_prefill_progress(0, int(exec.config().n_layer));
     const std::vector<float> logits = exec.prefill(ids, *state, popts);
     const int64_t vocab = int64_t(logits.size()) / (S + 1);
     DM_ASSERT(vocab * (S + 1) == int64_t(logits.size()), "prefill returned ", logits.size(),
@@ -77,8 +78,7 @@ PerplexityResult perplexity(Executor& exec, const std::vector<int32_t>& tokens,
   }
   res.mean_nll = total / double(res.window_nll.size());
   res.perplexity = std::exp(res.mean_nll);
-  res.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return res;
 }
 

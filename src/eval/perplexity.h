@@ -18,7 +18,7 @@ struct PerplexityOptions {
   int64_t scored = 100;  // S, the scored tail of each window; 1 ≤ S < W
   // After each window: (windows done, windows total).
   std::function<void(int64_t, int64_t)> on_window;
-  // Forwarded to every prefill: (layers done, n_layer).
+  // Forwarded to every prefill: (layers done, n_layer), with (0, n_layer) just before it.
   std::function<void(int, int)> on_prefill_progress;
 };
 

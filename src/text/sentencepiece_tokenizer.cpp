@@ -23,8 +23,8 @@ class SentencePieceTokenizer final : public Tokenizer {
   }
 
   std::string kind() const override {
-    return "sentencepiece (" + fs::path(path_).filename().string() + ", " +
-           std::to_string(size_) + " pieces)";
+    return "sentencepiece (" + fs::path(path_).filename().string() + ", " + std::to_string(size_) +
+           " pieces)";
   }
   int64_t vocab_size() const override { return size_; }
 
@@ -91,8 +91,8 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_dir) {
   if (models.size() == 1) return load_sentencepiece(models[0].string());
   if (models.size() > 1) {
     std::sort(models.begin(), models.end());
-    fail("[tokenizer] ", model_dir, ": several .model files (", models[0].filename().string(),
-         ", ", models[1].filename().string(), ", ...) and no tokenizer.model to pick");
+    fail("[tokenizer] ", model_dir, ": several .model files (", models[0].filename().string(), ", ",
+         models[1].filename().string(), ", ...) and no tokenizer.model to pick");
   }
   if (fs::is_regular_file(dir / "tokenizer.json")) {
     fail("[tokenizer] ", model_dir, ": tokenizer.json (Hugging Face BPE) is not supported yet");

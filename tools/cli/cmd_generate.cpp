@@ -41,8 +41,10 @@ std::string drop_final_newline(std::string s) {
 }
 
 std::string read_prompt(const GenerateCli& c, bool prompt_given) {
-  if (!c.prompt_file.empty()) return drop_final_newline(read_text_file(c.prompt_file, "--prompt-file"));
-  const bool from_stdin = (prompt_given && c.prompt == "-") || (!prompt_given && !isatty(STDIN_FILENO));
+  if (!c.prompt_file.empty())
+    return drop_final_newline(read_text_file(c.prompt_file, "--prompt-file"));
+  const bool from_stdin =
+      (prompt_given && c.prompt == "-") || (!prompt_given && !isatty(STDIN_FILENO));
   if (from_stdin) {
     std::string text((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
     return drop_final_newline(std::move(text));
@@ -50,6 +52,20 @@ std::string read_prompt(const GenerateCli& c, bool prompt_given) {
   if (!prompt_given)
     dm::fail("[cli] no prompt: give it as an argument, with --prompt-file FILE, or on stdin");
   return c.prompt;
+}
+
+// A newline is hard to type inside a shell argument: --stop '\n' means a newline.
+std::string unescape(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 1 < s.size()) {
+      const char c = s[++i];
+      out += c == 'n' ? '\n' : c == 't' ? '\t' : c == 'r' ? '\r' : c;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
 }
 
 void write_out(const std::string& s) {
@@ -61,6 +77,11 @@ int run(GenerateCli& c, const CLI::App& cmd) {
   const bool prompt_given = cmd.count("prompt") > 0;
   const std::string text = read_prompt(c, prompt_given);
   if (text.empty()) dm::fail("[cli] the prompt is empty");
+  std::vector<std::string> stops;
+  for (const auto& stop : c.stop) {
+    if (stop.empty()) dm::fail("[cli] --stop: the stop string is empty");
+    stops.push_back(unescape(stop));
+  }
 
   Session s;
   open_backend(s, c.common);
@@ -84,7 +105,7 @@ int run(GenerateCli& c, const CLI::App& cmd) {
   opts.sampler.repetition_penalty = c.repeat_penalty;
   opts.sampler.repetition_window = c.repeat_window;
   opts.sampler.seed = c.seed;
-  opts.stop = c.stop;
+  opts.stop = stops;
   opts.eos_id = s.eos_id;
   opts.on_text = write_out;
   auto bar = std::make_unique<ProgressBar>("prefill", int64_t(ids.size()),
@@ -100,7 +121,8 @@ int run(GenerateCli& c, const CLI::App& cmd) {
   if (isatty(STDOUT_FILENO) && !r.text.empty() && r.text.back() != '\n') write_out("\n");
 
   if (!c.quiet) {
-    const double prefill_tps = r.prefill_seconds > 0 ? double(r.prompt_tokens) / r.prefill_seconds : 0;
+    const double prefill_tps =
+        r.prefill_seconds > 0 ? double(r.prompt_tokens) / r.prefill_seconds : 0;
     const double decode_tps = r.decode_seconds > 0 ? double(r.decode_steps) / r.decode_seconds : 0;
     std::string line = "stats: prompt " + std::to_string(r.prompt_tokens) + " tokens, prefill ";
     char buf[160];
@@ -142,8 +164,10 @@ RunFn add_generate(CLI::App& app) {
   cmd->add_option("--repeat-window", c->repeat_window, "Recent tokens the penalty looks at")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  cmd->add_option("--seed", c->seed, "Sampling seed (runs are reproducible)")->capture_default_str();
-  cmd->add_option("--stop", c->stop, "Stop when the output contains STRING (repeatable)")
+  cmd->add_option("--seed", c->seed, "Sampling seed (runs are reproducible)")
+      ->capture_default_str();
+  cmd->add_option("--stop", c->stop,
+                  "Stop when the output contains STRING (repeatable; \\n, \\t escapes)")
       ->allow_extra_args(false);
   cmd->add_option("--max-prompt-tokens", c->max_prompt_tokens,
                   "Refuse prompts longer than this (0: no limit)")

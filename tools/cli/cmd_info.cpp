@@ -28,10 +28,11 @@ int run(InfoCli& c) {
   const dm::ModelConfig& m = model->config;
   std::printf("model      %s\n", model->dir.c_str());
   std::printf("config     %s dialect\n", m.dialect.c_str());
-  std::printf("shapes     d_model %lld, n_layer %lld, d_inner %lld, d_state %lld, d_conv %lld, "
-              "dt_rank %lld\n",
-              (long long)m.d_model, (long long)m.n_layer, (long long)m.d_inner,
-              (long long)m.d_state, (long long)m.d_conv, (long long)m.dt_rank);
+  std::printf(
+      "shapes     d_model %lld, n_layer %lld, d_inner %lld, d_state %lld, d_conv %lld, "
+      "dt_rank %lld\n",
+      (long long)m.d_model, (long long)m.n_layer, (long long)m.d_inner, (long long)m.d_state,
+      (long long)m.d_conv, (long long)m.dt_rank);
   std::printf("vocab      %lld (padded to %lld)\n", (long long)m.vocab_size,
               (long long)m.padded_vocab);
   std::printf("parameters %s\n", with_commas(model->parameter_count()).c_str());

@@ -42,16 +42,19 @@ void print_table(const PasskeyCli& c, const dm::PasskeyResult& r) {
     std::printf("\n");
   }
   if (any_substring)
-    std::printf("* some keys were found only inside a longer word (e.g. \"12345.\"), not as a "
-                "whole word as the authors' rule requires\n");
+    std::printf(
+        "* some keys were found only inside a longer word (e.g. \"12345.\"), not as a "
+        "whole word as the authors' rule requires\n");
 }
 
 // The model's answer on one log line: control characters shown as escapes.
 std::string printable(const std::string& s) {
   std::string out;
   for (unsigned char c : s) {
-    if (c == '\n') out += "\\n";
-    else if (c == '\t') out += "\\t";
+    if (c == '\n')
+      out += "\\n";
+    else if (c == '\t')
+      out += "\\t";
     else if (c < 0x20 || c == 0x7f) {
       char buf[8];
       std::snprintf(buf, sizeof buf, "\\x%02x", c);
@@ -108,7 +111,8 @@ int run(PasskeyCli& c) {
   opts.keys_per_cell = c.keys;
   opts.seed = c.seed;
   opts.max_new_tokens = c.max_new_tokens;
-  if (!c.filler.empty()) opts.filler = dm::split_sentences(read_text_file(c.filler, "--filler"), c.filler);
+  if (!c.filler.empty())
+    opts.filler = dm::split_sentences(read_text_file(c.filler, "--filler"), c.filler);
 
   Session s = open_session(c.common);
   opts.eos_id = s.eos_id;
@@ -130,8 +134,8 @@ int run(PasskeyCli& c) {
   const dm::PasskeyResult r = dm::run_passkey(*s.executor, *s.tokenizer, opts, on_sample, progress);
   bar.reset();
 
-  std::printf("passkey retrieval, %d key%s per cell, decimation: %s\n", c.keys, c.keys == 1 ? "" : "s",
-              dm::describe_decimation(s.executor->decimation()).c_str());
+  std::printf("passkey retrieval, %d key%s per cell, decimation: %s\n", c.keys,
+              c.keys == 1 ? "" : "s", dm::describe_decimation(s.executor->decimation()).c_str());
   print_table(c, r);
   if (!c.json.empty()) write_text_file(c.json, to_json(c, s, r).dump(2) + "\n");
   return 0;
@@ -142,8 +146,9 @@ int run(PasskeyCli& c) {
 RunFn add_passkey(CLI::App& app) {
   auto c = std::make_shared<PasskeyCli>();
   CLI::App* cmd = app.add_subcommand(
-      "passkey", "DeciMamba passkey retrieval: a 5-digit key hidden at each depth of filler "
-                 "text of each length, answered greedily");
+      "passkey",
+      "DeciMamba passkey retrieval: a 5-digit key hidden at each depth of filler "
+      "text of each length, answered greedily");
   add_common_options(*cmd, c->common);
   cmd->add_option("--depths", c->depths, "Needle depths in [0, 1]")
       ->delimiter(',')

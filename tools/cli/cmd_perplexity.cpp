@@ -38,7 +38,8 @@ int run(PerplexityCli& c) {
   // Fail on the window before the weights are mapped.
   if (c.scored >= c.window)
     dm::fail("[cli] --scored ", c.scored, " must be less than --window ", c.window);
-  const int64_t stride = c.stride > 0 ? c.stride : dm::default_stride(int64_t(ids.size()), c.window);
+  const int64_t stride =
+      c.stride > 0 ? c.stride : dm::default_stride(int64_t(ids.size()), c.window);
   const size_t n_windows = dm::perplexity_windows(int64_t(ids.size()), c.window, stride).size();
   open_model(s, c.common);
   check_token_ids(s, ids);
@@ -53,9 +54,10 @@ int run(PerplexityCli& c) {
   std::unique_ptr<ProgressBar> bar;
   opts.on_prefill_progress = [&](int done, int total) {
     if (!show) return;
-    if (!bar) bar = std::make_unique<ProgressBar>("window " + std::to_string(current + 1) + "/" +
-                                                      std::to_string(n_windows),
-                                                  c.window, true);
+    if (!bar)
+      bar = std::make_unique<ProgressBar>(
+          "window " + std::to_string(current + 1) + "/" + std::to_string(n_windows), c.window,
+          true);
     bar->update(done, total);
   };
   opts.on_window = [&](int64_t done, int64_t) {
@@ -67,8 +69,8 @@ int run(PerplexityCli& c) {
 
   const std::string deci = dm::describe_decimation(s.executor->decimation());
   std::printf("%s: %lld tokens, %zu windows of %lld (stride %lld), last %lld scored\n",
-              c.file.c_str(), (long long)r.n_tokens, r.window_nll.size(),
-              (long long)r.window, (long long)r.stride, (long long)r.scored);
+              c.file.c_str(), (long long)r.n_tokens, r.window_nll.size(), (long long)r.window,
+              (long long)r.stride, (long long)r.scored);
   std::printf("decimation: %s\n", deci.c_str());
   std::printf("mean NLL %.4f nats, perplexity %.4f (%.1f s)\n", r.mean_nll, r.perplexity,
               r.seconds);
@@ -100,9 +102,10 @@ int run(PerplexityCli& c) {
 
 RunFn add_perplexity(CLI::App& app) {
   auto c = std::make_shared<PerplexityCli>();
-  CLI::App* cmd = app.add_subcommand(
-      "perplexity", "Perplexity of a text file, DeciMamba's PG-19 protocol (strided windows, "
-                    "NLL of each window's last tokens)");
+  CLI::App* cmd =
+      app.add_subcommand("perplexity",
+                         "Perplexity of a text file, DeciMamba's PG-19 protocol (strided windows, "
+                         "NLL of each window's last tokens)");
   add_common_options(*cmd, c->common);
   cmd->add_option("file", c->file, "Text file")->required();
   cmd->add_option("--window", c->window, "Window length W in tokens")

@@ -14,7 +14,8 @@ std::vector<int> parse_layer_list(const std::string& text) {
   std::vector<int> layers;
   auto number = [&](const std::string& s) {
     if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos || s.size() > 6)
-      dm::fail("[cli] --deci-layers: '", s, "' is not a layer index (0-based, e.g. 12,13 or 12-20)");
+      dm::fail("[cli] --deci-layers: '", s,
+               "' is not a layer index (0-based, e.g. 12,13 or 12-20)");
     return std::stoi(s);
   };
   std::stringstream ss(text);
@@ -83,8 +84,8 @@ void add_common_options(CLI::App& cmd, CommonOptions& o, bool with_backend) {
 }
 
 dm::DecimationConfig resolve_decimation(const CommonOptions& o, const dm::ModelConfig& cfg) {
-  const bool any_field = !o.deci_layers.empty() || o.deci_L_base || o.deci_beta ||
-                         o.deci_min_seq_len;
+  const bool any_field =
+      !o.deci_layers.empty() || o.deci_L_base || o.deci_beta || o.deci_min_seq_len;
   if (o.no_deci || (o.deci_preset.empty() && !any_field)) return dm::decimation_preset("off");
   dm::DecimationConfig d;
   if (!o.deci_preset.empty()) d = dm::decimation_preset(o.deci_preset);
@@ -95,7 +96,8 @@ dm::DecimationConfig resolve_decimation(const CommonOptions& o, const dm::ModelC
   // Tuning a field of the "off" preset (or giving fields alone) means: decimate.
   if (any_field) d.enabled = true;
   if (d.enabled && d.layers.empty())
-    dm::fail("[cli] decimation is on but no layer decimates: give --deci-layers or a --deci preset");
+    dm::fail(
+        "[cli] decimation is on but no layer decimates: give --deci-layers or a --deci preset");
   dm::validate_decimation(d, cfg.n_layer);
   return d;
 }

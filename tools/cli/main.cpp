@@ -27,7 +27,8 @@ int main(int argc, char** argv) {
     add(dmcli::add_info, "info");
     // CLI11 reports a mistyped subcommand as "a subcommand is required"; name it instead.
     bool known = false;
-    for (const auto& entry : commands) known = known || (argc > 1 && entry.first->check_name(argv[1]));
+    for (const auto& entry : commands)
+      known = known || (argc > 1 && entry.first->check_name(argv[1]));
     if (argc > 1 && argv[1][0] != '-' && !known) {
       std::fprintf(stderr,
                    "decimamba: unknown subcommand '%s' (known: generate, perplexity, passkey, "

@@ -19,6 +19,7 @@ ProgressBar::~ProgressBar() { finish(); }
 
 void ProgressBar::update(int done, int total) {
   if (!enabled_ || total <= 0) return;
+  if (done == 0) start_ = std::chrono::steady_clock::now();  // the work starts now
   const double elapsed =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const double frac = double(done) / double(total);
@@ -29,9 +30,10 @@ void ProgressBar::update(int done, int total) {
   // Layers take similar time at full width, so layer progress stands in for token progress.
   const double tok_s = elapsed > 0 ? double(tokens_) * frac / elapsed : 0;
   const double eta = done > 0 ? elapsed * double(total - done) / double(done) : NAN;
+  char eta_text[32] = "?";
+  if (!std::isnan(eta)) std::snprintf(eta_text, sizeof eta_text, eta < 10 ? "%.1fs" : "%.0fs", eta);
   std::fprintf(stderr, "\r\x1b[2K%s [%s] %d/%d layers  %.0f tok/s  ETA %s", label_.c_str(),
-               bar.c_str(), done, total, tok_s,
-               std::isnan(eta) ? "?" : (std::to_string(int(std::ceil(eta))) + "s").c_str());
+               bar.c_str(), done, total, tok_s, eta_text);
   std::fflush(stderr);
   drawn_ = true;
 }

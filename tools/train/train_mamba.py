@@ -466,7 +466,11 @@ class Data:
         """n tokens: a passkey example of random length (passkey_min..n) at the start, then </s> and
         corpus text. Also returns the positions of the key's tokens (as targets)."""
         rng = random.Random(int(self.rng.integers(1 << 62)))
-        target = rng.randint(min(self.a.passkey_min, n), n)
+        lo = min(self.a.passkey_min, n)
+        if self.a.passkey_len == "loguniform":
+            target = int(round(math.exp(rng.uniform(math.log(lo), math.log(n)))))
+        else:
+            target = rng.randint(lo, n)
         key = rng.randint(10000, 99999)
         ids, key_ids = self.passkey_ids(target - 1, rng.random(), key, rng)
         seq = ids + key_ids + [self.eos]
@@ -563,6 +567,11 @@ def main():
     ap.add_argument("--answer-weight", type=float, default=5.0,
                     help="loss weight of the passkey key tokens (others 1)")
     ap.add_argument("--passkey-min", type=int, default=64, help="shortest passkey example, tokens")
+    ap.add_argument("--passkey-len", choices=("uniform", "loguniform"), default="uniform",
+                    help="distribution of passkey example lengths in [passkey-min, ctx]")
+    ap.add_argument("--init-from", default="", help="model directory to start from (fine-tuning)")
+    ap.add_argument("--keep", choices=("best", "last"), default="best",
+                    help="save the lowest held-out-loss checkpoint or the last one")
     ap.add_argument("--n-layer", type=int, default=8)
     ap.add_argument("--ctx", type=int, default=512)
     ap.add_argument("--batch", type=int, default=64)
@@ -617,6 +626,14 @@ def main():
         log["scan_config"] = {"chunk": a.chunk, "reduce": REDUCE_MODE, "timings": times}
         log["settings"]["chunk"] = a.chunk
     model = MambaLM(cfg, a.dropout).to(device)
+    if a.init_from:
+        from safetensors.torch import load_file
+        icfg = json.load(open(os.path.join(a.init_from, "config.json")))
+        for k in ("hidden_size", "num_hidden_layers", "vocab_size", "state_size", "intermediate_size"):
+            assert icfg[k] == cfg[k], "--init-from: %s differs (%s vs %s)" % (k, icfg[k], cfg[k])
+        sd = load_file(os.path.join(a.init_from, "model.safetensors"))
+        model.load_state_dict({k: v.float() for k, v in sd.items()})
+        print("[train] initialised from %s" % a.init_from, flush=True)
     for m in model.backbone.layers:
         m.mixer.chunk = a.chunk
     n_params = sum(p.numel() for p in model.parameters())
@@ -708,10 +725,11 @@ def main():
         if step % a.eval_every == 0 or step == total:
             model.eval()
             hl = heldout_loss(model, data, device, 16 if not a.smoke else 2, a.ctx, amp)
-            pk = passkey_eval(model, data, device, [a.ctx], [0.0, 0.5, 1.0], 6 if not a.smoke else 1, 7, amp)
+            pk = passkey_eval(model, data, device, sorted({min(128, a.ctx), a.ctx}), [0.0, 0.5, 1.0],
+                              6 if not a.smoke else 1, 7, amp)
             log["evals"].append({"step": step, "heldout_loss": hl, "heldout_ppl": math.exp(hl), "passkey": pk})
-            print("[train] eval step %d: held-out (Emma, Persuasion) loss %.4f ppl %.1f  passkey@%d %s" % (
-                step, hl, math.exp(hl), a.ctx, json.dumps(pk[str(a.ctx)])), flush=True)
+            print("[train] eval step %d: held-out (Emma, Persuasion) loss %.4f ppl %.1f  passkey %s" % (
+                step, hl, math.exp(hl), json.dumps(pk)), flush=True)
             if hl < best[0]:
                 best = (hl, {k: v.detach().clone() for k, v in model.state_dict().items()}, step)
         if time.time() - t0 > a.time_budget * 1.08:
@@ -723,11 +741,11 @@ def main():
     log["tokens_seen"] = tokens
     print("[train] trained %d steps, %.1f M tokens in %.0f s; best held-out loss %.4f at step %d" % (
         step, tokens / 1e6, train_s, best[0], best[2]), flush=True)
-    if best[1] is not None and best[2] != step:
+    if a.keep == "best" and best[1] is not None and best[2] != step:
         model.load_state_dict(best[1])
         print("[train] keeping the best held-out checkpoint (step %d), not the last" % best[2], flush=True)
-    log["kept_step"] = best[2]
-    log["kept_heldout_loss"] = best[0]
+    log["kept_step"] = best[2] if a.keep == "best" else step
+    log["kept_heldout_loss"] = best[0] if a.keep == "best" else log["evals"][-1]["heldout_loss"]
 
     # 4. Save (F16), reload the F16 weights, check HF, sample, passkey grid.
     save_model_dir(model, cfg, a.out, os.path.join(a.data, "tokenizer.model"))

@@ -52,7 +52,6 @@ inline float scan_token(int64_t N, const float* A, float* h, float delta, float 
   return y;
 }
 
-
 // The constants of every group of 8 channels, lane-minor and zero-padded: A[g][n][l], D[g][l],
 // dt_bias[g][l]. A padded lane has u = 0, so its state stays 0 and its output is never stored.
 struct LaneConsts {

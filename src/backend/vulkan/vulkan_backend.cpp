@@ -116,6 +116,12 @@ class VulkanBackend final : public Backend {
     BufferUse ux = bind(x, false, k, "x"), uw = bind(w, false, k, "w"),
               ub = bias ? bind(*bias, false, k, "bias") : dummy(), uy = bind(y, true, k, "y");
     Push push(p, {off(x, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy)});
+    if (p.M <= 4) {  // decode: one pass over W, 8 rows of it per work group
+      auto& pipe = pipelines_.get("gemm.small_m", 4, push.size, {}, 256, "gemm.small_m");
+      const Grid g = linear_grid(ceil_div(p.N, 8));
+      rec_->dispatch(pipe, {ux, uw, ub, uy}, push.bytes, push.size, g.x, g.y, g.z);
+      return;
+    }
     auto& pipe = pipelines_.get("gemm", 4, push.size, {}, 256, "gemm");
     rec_->dispatch(pipe, {ux, uw, ub, uy}, push.bytes, push.size, ceil_div(p.N, 64), ceil_div(p.M, 64), 1);
   }
@@ -359,9 +365,11 @@ class VulkanBackend final : public Backend {
     u.buf = &vb;
     u.desc_offset = t.offset / align_ * align_;
     const VkDeviceSize rel = t.offset - u.desc_offset;
-    const VkDeviceSize need = (rel + t.span_bytes() + 3) / 4 * 4;
-    u.desc_range = std::min<VkDeviceSize>(vb.vk_size - u.desc_offset, ctx_->caps.max_storage_range) / 4 * 4;
-    if (need > u.desc_range)
+    // The range covers exactly the tensor (whole 32-bit words): the validation layer and any
+    // robustness checks then see what the dispatch really addresses.
+    const VkDeviceSize need = std::max<VkDeviceSize>(4, (rel + t.span_bytes() + 3) / 4 * 4);
+    u.desc_range = need;
+    if (need > ctx_->caps.max_storage_range / 4 * 4)
       fail("[vulkan] ", kernel, ": ", name, " ", t.describe(), " spans ", t.span_bytes(),
            " bytes, more than one binding may address on ", ctx_->caps.name,
            " (maxStorageBufferRange ", ctx_->caps.max_storage_range, ")");

@@ -1,0 +1,312 @@
+// Vulkan benchmarks, all on random data (timing only; the weights are noise):
+//   1. kernels: each Backend kernel at the 130m and 2.8b widths (d_inner 1536, 5120) and
+//      L = 4K, 16K, 64K: device time from timestamp queries (median of the repetitions; the
+//      selective scan's passes summed), GB/s of the fewest bytes the kernel must move
+//      (docs/performance.md), and the floor time at the card's copy bandwidth as a percentage
+//      of the measured time (the target for selective_scan is ≥ 70%);
+//   2. decode and prefill end to end (Executor) on random fp16 models of the 130m and 2.8b
+//      shapes, decimation off and on: tokens per second.
+// Floor bandwidth: --floor-gbs, else 3000 GB/s on an H100 and 4300 on an H200 (measured
+// device-to-device copies, docs/performance.md), else a gather_rows copy measured here.
+//
+// Usage: bench_vulkan [--device N] [--quick] [--sections kernels,e2e] [--widths 1536,5120]
+//                     [--lengths 4096,16384,65536] [--shapes 130m,2.8b] [--reps 10]
+//                     [--floor-gbs G] [--prefill-len 2048]
+// Prints markdown tables, and one JSON object per row on stderr. --quick: small sizes for a
+// CPU Vulkan (lavapipe), to check that the benchmark runs.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/vulkan/vulkan_backend.h"
+#include "core/dtype.h"
+#include "core/error.h"
+#include "model/decimation.h"
+#include "model/executor.h"
+#include "model/random_model.h"
+
+using namespace dm;
+
+namespace {
+
+struct Options {
+  int device = 0;
+  bool quick = false;
+  std::vector<std::string> sections{"kernels", "e2e"};
+  std::vector<int64_t> widths{1536, 5120};
+  std::vector<int64_t> lengths{4096, 16384, 65536};
+  std::vector<std::string> shapes{"130m", "2.8b"};
+  int reps = 10;
+  double floor_gbs = 0;
+  int64_t prefill_len = 2048;
+  int decode_tokens = 64;
+};
+
+template <typename T>
+std::vector<T> split_list(const std::string& s) {
+  std::vector<T> out;
+  std::stringstream ss(s);
+  for (std::string part; std::getline(ss, part, ',');) {
+    if constexpr (std::is_same_v<T, std::string>) out.push_back(part);
+    else out.push_back(T(std::stoll(part)));
+  }
+  return out;
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) fail("[bench_vulkan] ", a, " needs a value");
+      return argv[++i];
+    };
+    if (a == "--device") o.device = std::stoi(next());
+    else if (a == "--quick") o.quick = true;
+    else if (a == "--sections") o.sections = split_list<std::string>(next());
+    else if (a == "--widths") o.widths = split_list<int64_t>(next());
+    else if (a == "--lengths") o.lengths = split_list<int64_t>(next());
+    else if (a == "--shapes") o.shapes = split_list<std::string>(next());
+    else if (a == "--reps") o.reps = std::stoi(next());
+    else if (a == "--floor-gbs") o.floor_gbs = std::stod(next());
+    else if (a == "--prefill-len") o.prefill_len = std::stoll(next());
+    else fail("[bench_vulkan] unknown argument ", a, " (see the comment at the top of bench_vulkan.cpp)");
+  }
+  if (o.quick) {
+    o.widths = {1536};
+    o.lengths = {1024};
+    o.shapes = {"tiny"};
+    o.reps = 3;
+    o.prefill_len = 256;
+    o.decode_tokens = 8;
+  }
+  return o;
+}
+
+bool has(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+class Bench {
+ public:
+  Bench(Backend& be, int reps) : be_(be), reps_(reps) { vulkan_set_profiling(be_, true); }
+
+  Tensor tensor(DType dt, int64_t rows, int64_t cols, float lo, float hi) {
+    const size_t n = size_t(rows * cols), es = dtype_size(dt);
+    owned_.push_back(be_.alloc(std::max<size_t>(n * es, 4)));
+    // A pool of 1M random values, repeated: filling gigabytes value by value takes too long.
+    const size_t pool = std::min<size_t>(n, size_t(1) << 20);
+    std::vector<uint8_t> host(pool * es);
+    std::uniform_real_distribution<float> dist(lo, hi);
+    for (size_t i = 0; i < pool; ++i) {
+      const float v = dist(rng_);
+      if (dt == DType::F32) std::memcpy(&host[i * 4], &v, 4);
+      else if (dt == DType::I32) { const int32_t k = int32_t(i % size_t(std::max<int64_t>(rows, 1))); std::memcpy(&host[i * 4], &k, 4); }
+      else { const uint16_t h = dt == DType::F16 ? f32_to_f16(v) : f32_to_bf16(v); std::memcpy(&host[i * 2], &h, 2); }
+    }
+    for (size_t off = 0; off < n * es; off += host.size())
+      be_.upload(*owned_.back(), off, host.data(), std::min(host.size(), n * es - off));
+    return make_tensor(*owned_.back(), dt, rows, cols);
+  }
+  void release() {
+    be_.synchronize();
+    owned_.clear();
+  }
+
+  // Median device time of one call in µs (timestamps; the sum over the call's dispatches).
+  double time_us(const std::function<void()>& call) {
+    call();  // warm-up: pipelines, scratch
+    be_.synchronize();
+    std::vector<double> t;
+    for (int r = 0; r < reps_; ++r) {
+      const double before = total_us();
+      call();
+      t.push_back(total_us() - before);
+    }
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+  }
+
+ private:
+  double total_us() {
+    double s = 0;
+    for (const auto& k : vulkan_profile(be_)) s += k.total_us;
+    return s;
+  }
+  Backend& be_;
+  int reps_;
+  std::mt19937 rng_{1};
+  std::vector<std::unique_ptr<Buffer>> owned_;
+};
+
+void row(const std::string& card, const char* kernel, const std::string& shape, double us, double bytes,
+         double floor_gbs) {
+  const double gbs = bytes / (us * 1e-6) / 1e9;
+  const double floor_us = bytes / (floor_gbs * 1e9) * 1e6;
+  std::printf("| %-20s | %-30s | %10.1f | %8.1f | %9.1f | %5.0f%% |\n", kernel, shape.c_str(), us, gbs,
+              floor_us, 100.0 * floor_us / us);
+  std::fprintf(stderr,
+               "{\"bench\":\"vulkan_kernel\",\"card\":\"%s\",\"kernel\":\"%s\",\"shape\":\"%s\","
+               "\"us\":%.2f,\"gbs\":%.1f,\"floor_us\":%.2f,\"pct_of_floor\":%.1f}\n",
+               card.c_str(), kernel, shape.c_str(), us, gbs, floor_us, 100.0 * floor_us / us);
+}
+
+double measure_copy_gbs(Bench& b, Backend& be) {
+  const int64_t rows = 16384, cols = 4096;  // 256 MiB read + 256 MiB written
+  Tensor src = b.tensor(DType::F32, rows, cols, -1.f, 1.f), dst = b.tensor(DType::F32, rows, cols, 0.f, 1.f);
+  Tensor idx = b.tensor(DType::I32, rows, 1, 0.f, 0.f);  // 0, 1, 2, ...: identity
+  const double us = b.time_us([&] { be.gather_rows(src, idx, dst); });
+  b.release();
+  return 2.0 * double(rows * cols) * 4 / (us * 1e-6) / 1e9;
+}
+
+void bench_kernels(Backend& be, const Options& o, const std::string& card, double floor_gbs) {
+  Bench b(be, o.reps);
+  std::printf("\n## Kernels on %s (random fp32 activations, fp16 weights; floor = fewest bytes at %.2f GB/s)\n\n",
+              card.c_str(), floor_gbs);
+  std::printf("| kernel | shape | µs | GB/s | floor µs | of floor |\n|---|---|---|---|---|---|\n");
+  for (int64_t C : o.widths)
+    for (int64_t L : o.lengths) {
+      const int64_t D = C / 2, N = 16, R = (D + 15) / 16;
+      const std::string sh = "L=" + std::to_string(L) + " d_inner=" + std::to_string(C);
+      Tensor xz = b.tensor(DType::F32, L, 2 * C, -1.f, 1.f);
+      Tensor u = b.tensor(DType::F32, L, C, -1.f, 1.f);
+      Tensor dt = b.tensor(DType::F32, L, C, -3.f, 0.f);
+      Tensor x_dbl = b.tensor(DType::F32, L, R + 2 * N, -1.f, 1.f);
+      Tensor y = b.tensor(DType::F32, L, C, 0.f, 1.f);
+      Tensor A_log = b.tensor(DType::F16, C, N, 0.f, 2.7f);
+      Tensor Dv = b.tensor(DType::F16, 1, C, 0.5f, 1.5f);
+      Tensor dt_bias = b.tensor(DType::F16, 1, C, -4.f, -2.f);
+      Tensor ssm = b.tensor(DType::F32, C, N, -1.f, 1.f);
+      Tensor conv_w = b.tensor(DType::F16, C, 4, -0.5f, 0.5f);
+      Tensor conv_b = b.tensor(DType::F16, 1, C, -0.5f, 0.5f);
+      Tensor conv_st = b.tensor(DType::F32, C, 4, -1.f, 1.f);
+      const Tensor z = xz.col_slice(C, C);
+      const Tensor B = x_dbl.col_slice(R, N), Cm = x_dbl.col_slice(R + N, N);
+      double us = b.time_us([&] { be.selective_scan(u, dt, A_log, B, Cm, Dv, &z, dt_bias, ssm, y); });
+      row(card, "selective_scan", sh + " z", us, double(L) * (16.0 * C + 128), floor_gbs);
+      us = b.time_us([&] { be.causal_conv1d(xz.col_slice(0, C), conv_w, &conv_b, conv_st, u); });
+      row(card, "causal_conv1d", sh, us, double(L) * 8.0 * C, floor_gbs);
+      Tensor scores = b.tensor(DType::F32, L, 1, 0.f, 1.f);
+      us = b.time_us([&] { be.dt_importance(dt, dt_bias, scores); });
+      row(card, "dt_importance", sh, us, double(L) * (4.0 * C + 4), floor_gbs);
+      const int64_t k = L / 2 - 16;
+      Tensor idx = b.tensor(DType::I32, k + 16, 1, 0.f, 0.f);
+      us = b.time_us([&] { be.topk_indices(scores, L - 16, k, idx); });
+      row(card, "topk_indices", "L=" + std::to_string(L) + " k=" + std::to_string(k), us,
+          4.0 * L + 4.0 * (k + 16), floor_gbs);
+      us = b.time_us([&] { be.gather_rows(u, idx, y.row_slice(0, k + 16)); });
+      row(card, "gather_rows", "n=" + std::to_string(k + 16) + " cols=" + std::to_string(C), us,
+          8.0 * double(k + 16) * C, floor_gbs);
+      Tensor res = b.tensor(DType::F32, L, D, -1.f, 1.f), hid = b.tensor(DType::F32, L, D, -1.f, 1.f);
+      Tensor nw = b.tensor(DType::F16, 1, D, 0.5f, 1.5f), normed = b.tensor(DType::F32, L, D, 0.f, 1.f);
+      us = b.time_us([&] { be.rms_norm(hid, &res, nw, normed, 1e-5f); });
+      row(card, "rms_norm", "L=" + std::to_string(L) + " d_model=" + std::to_string(D) + " +residual", us,
+          double(L) * 16.0 * D, floor_gbs);
+      // The prefill GEMMs of a layer at this width (fp16 weights): TFLOP/s.
+      Tensor w_in = b.tensor(DType::F16, 2 * C, D, -0.05f, 0.05f);
+      us = b.time_us([&] { be.gemm(hid, w_in, nullptr, xz); });
+      const double tflops = 2.0 * double(L) * double(2 * C) * double(D) / (us * 1e-6) / 1e12;
+      std::printf("| %-20s | %-30s | %10.1f | %6.2f TFLOP/s |\n", "gemm (in_proj)",
+                  ("M=" + std::to_string(L) + " N=" + std::to_string(2 * C) + " K=" + std::to_string(D)).c_str(),
+                  us, tflops);
+      std::fprintf(stderr,
+                   "{\"bench\":\"vulkan_gemm\",\"card\":\"%s\",\"M\":%lld,\"N\":%lld,\"K\":%lld,\"us\":%.2f,"
+                   "\"tflops\":%.3f}\n",
+                   card.c_str(), (long long)L, (long long)(2 * C), (long long)D, us, tflops);
+      // Decode kernels at batch 1: the state read and written.
+      Tensor st1 = b.tensor(DType::F32, C, 4, -1.f, 1.f);
+      us = b.time_us([&] {
+        be.causal_conv1d_step(xz.row_slice(0, 1).col_slice(0, C), conv_w, &conv_b, st1, u.row_slice(0, 1));
+      });
+      row(card, "causal_conv1d_step", "batch=1 d_inner=" + std::to_string(C), us, 40.0 * C, floor_gbs);
+      const Tensor z1 = z.row_slice(0, 1);
+      us = b.time_us([&] {
+        be.selective_scan_step(u.row_slice(0, 1), dt.row_slice(0, 1), A_log, B.row_slice(0, 1),
+                               Cm.row_slice(0, 1), Dv, &z1, dt_bias, ssm, y.row_slice(0, 1));
+      });
+      row(card, "selective_scan_step", "batch=1 d_inner=" + std::to_string(C), us, 8.0 * C * N + 20.0 * C,
+          floor_gbs);
+      b.release();
+    }
+  std::printf("\nPer-pass totals of everything above (timestamp queries):\n\n%s", vulkan_profile_table(be).c_str());
+}
+
+void bench_e2e(Backend& be, const Options& o, const std::string& card) {
+  vulkan_set_profiling(be, false);  // timestamps around every dispatch would cost time here
+  std::printf("\n## End to end on %s (random fp16 weights; wall clock)\n\n", card.c_str());
+  std::printf("| model | what | tokens | seconds | tokens/s |\n|---|---|---|---|---|\n");
+  using clock = std::chrono::steady_clock;
+  for (const std::string& shape : o.shapes) {
+    auto rm = make_random_model(shape, DType::F16);
+    std::mt19937 rng(3);
+    std::vector<int32_t> prompt(size_t(o.prefill_len));
+    for (auto& t : prompt) t = int32_t(rng() % 50000u % uint32_t(rm->model.config.vocab_size));
+    DecimationConfig deci;
+    deci.enabled = true;
+    deci.layers = {int(rm->model.config.n_layer / 2)};
+    deci.L_base = double(std::max<int64_t>(o.prefill_len / 4, 20));
+    for (bool decimate : {false, true}) {
+      Executor ex(be, rm->model, decimate ? deci : DecimationConfig{});
+      auto st = ex.new_state();
+      ex.prefill(std::vector<int32_t>(prompt.begin(), prompt.begin() + std::min<size_t>(prompt.size(), 64)), *st);  // warm-up
+      st = ex.new_state();
+      auto t0 = clock::now();
+      auto logits = ex.prefill(prompt, *st);
+      const double pre_s = std::chrono::duration<double>(clock::now() - t0).count();
+      const std::string what = std::string("prefill") + (decimate ? " decimated (1 layer, L_base " +
+                                                                        std::to_string(int64_t(deci.L_base)) + ")"
+                                                                  : "");
+      std::printf("| %s | %s | %lld | %.3f | %.1f |\n", shape.c_str(), what.c_str(), (long long)prompt.size(),
+                  pre_s, double(prompt.size()) / pre_s);
+      std::fprintf(stderr, "{\"bench\":\"vulkan_e2e\",\"card\":\"%s\",\"model\":\"%s\",\"what\":\"%s\",\"tokens\":%zu,\"tok_s\":%.2f}\n",
+                   card.c_str(), shape.c_str(), what.c_str(), prompt.size(), double(prompt.size()) / pre_s);
+      if (decimate) continue;  // decode never decimates
+      int32_t tok = 1;
+      t0 = clock::now();
+      for (int i = 0; i < o.decode_tokens; ++i) logits = ex.step(tok, *st);
+      const double dec_s = std::chrono::duration<double>(clock::now() - t0).count();
+      std::printf("| %s | decode, batch 1 | %d | %.3f | %.1f |\n", shape.c_str(), o.decode_tokens, dec_s,
+                  o.decode_tokens / dec_s);
+      std::fprintf(stderr, "{\"bench\":\"vulkan_e2e\",\"card\":\"%s\",\"model\":\"%s\",\"what\":\"decode\",\"tokens\":%d,\"tok_s\":%.2f}\n",
+                   card.c_str(), shape.c_str(), o.decode_tokens, o.decode_tokens / dec_s);
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const Options o = parse(argc, argv);
+    std::unique_ptr<Backend> be = create_vulkan_backend(o.device);
+    const std::string card = be->device_name();
+    std::string why;
+    for (const auto& d : list_vulkan_devices(&why))
+      if (d.index == o.device) std::printf("device %d: %s\n", d.index, d.caps.c_str());
+    double floor_gbs = o.floor_gbs;
+    std::string floor_src = "--floor-gbs";
+    if (floor_gbs <= 0 && card.find("H100") != std::string::npos) floor_gbs = 3000, floor_src = "H100 copy (performance.md)";
+    if (floor_gbs <= 0 && card.find("H200") != std::string::npos) floor_gbs = 4300, floor_src = "H200 copy (performance.md)";
+    if (floor_gbs <= 0) {
+      Bench b(*be, o.reps);
+      floor_gbs = measure_copy_gbs(b, *be);
+      floor_src = "gather_rows copy measured here";
+    }
+    std::printf("floor bandwidth: %.2f GB/s (%s)\n", floor_gbs, floor_src.c_str());
+    if (has(o.sections, "kernels")) bench_kernels(*be, o, card, floor_gbs);
+    if (has(o.sections, "e2e")) bench_e2e(*be, o, card);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
