@@ -106,7 +106,7 @@ function(dm_add_vulkan_validation_test)
     return()
   endif()
   add_test(NAME decimamba_tests_vulkan_validation
-           COMMAND decimamba_tests --gtest_filter=BackendOps*)
+           COMMAND decimamba_tests --gtest_filter=BackendOps*:*/BackendOpsE2E.*)
   set_tests_properties(decimamba_tests_vulkan_validation PROPERTIES
                        ENVIRONMENT "DM_VULKAN_VALIDATION=1")
 endfunction()

@@ -1,6 +1,7 @@
-// The GEMM itself is cuBLAS (src/backend/cuda/cuda_gemm.cpp); these are its two helpers:
-// activations rounded to the weight dtype (fp16 / bf16, round to nearest even) so the product
-// runs on tensor cores with fp32 accumulation, and the bias add for layers that have one.
+// The GEMM's kernels. Large M runs in cuBLAS (src/backend/cuda/cuda_backend.cpp); for it these
+// split fp32 activations into two fp16 / bf16 parts (hi = round(x), lo = round(x - hi)) so the
+// tensor cores see them without losing precision, and add the bias. Small M (decode) runs in
+// gemv_small_m: memory-bound, it reads each weight once in its stored dtype and multiplies in fp32.
 #include "common.cuh"
 
 namespace dm::cuda {
@@ -17,13 +18,117 @@ __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);
 }
 
-// x (M×K, row stride x_stride) -> out (M×K, dense). Grid: (K tiles, M).
+template <typename T>
+__device__ __forceinline__ float to_f32(T v);
+template <>
+__device__ __forceinline__ float to_f32<__half>(__half v) { return __half2float(v); }
+template <>
+__device__ __forceinline__ float to_f32<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+// x (M×K, row stride x_stride) -> hi (M×K, dense) and, when lo is set, lo = x - hi rounded
+// (M×K, dense). Grid: (K tiles, M).
 template <typename T>
 __global__ void __launch_bounds__(kBlock) convert_rows_kernel(uint32_t K, const float* x,
-                                                              uint32_t x_stride, T* out) {
+                                                              uint32_t x_stride, T* hi, T* lo) {
   const size_t m = blockIdx.y;
   const uint32_t k = blockIdx.x * kBlock + threadIdx.x;
-  if (k < K) out[m * K + k] = from_f32<T>(x[m * x_stride + k]);
+  if (k >= K) return;
+  const float v = x[m * x_stride + k];
+  const T h = from_f32<T>(v);
+  hi[m * K + k] = h;
+  if (lo) lo[m * K + k] = from_f32<T>(v - to_f32<T>(h));
+}
+
+// y[m, n] = Σ_k x[m, k] · w[n, k] (+ bias[n]) for M ≤ kMaxM rows: one warp per n, each lane a
+// strided run of k, 8 weights (16 or 32 bytes) per load when rows are aligned, fp32 FMAs, a
+// warp reduction per m. x (a few rows) stays in L1/L2.
+constexpr int kMaxM = 8;
+
+template <typename WT>
+__device__ __forceinline__ void load8(const WT* p, float (&w)[8]) {
+  if constexpr (sizeof(WT) == 2) {
+    const uint4 q = __ldg(reinterpret_cast<const uint4*>(p));
+    const WT* h = reinterpret_cast<const WT*>(&q);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) w[j] = to_f32<WT>(h[j]);
+  } else {
+    const float4 a = __ldg(reinterpret_cast<const float4*>(p));
+    const float4 b = __ldg(reinterpret_cast<const float4*>(p) + 1);
+    w[0] = a.x, w[1] = a.y, w[2] = a.z, w[3] = a.w, w[4] = b.x, w[5] = b.y, w[6] = b.z, w[7] = b.w;
+  }
+}
+template <typename WT>
+__device__ __forceinline__ float load1(const WT* p) {
+  if constexpr (sizeof(WT) == 2) return to_f32<WT>(p[0]);
+  else return __ldg(p);
+}
+
+template <typename WT, bool kVec>
+__global__ void __launch_bounds__(kBlock) gemv_small_m_kernel(uint32_t M, uint32_t N, uint32_t K,
+                                                              const float* x, uint32_t x_stride,
+                                                              const WT* w, uint32_t w_stride,
+                                                              const void* bias, uint32_t bias_dtype,
+                                                              float* y, uint32_t y_stride) {
+  const uint32_t n = blockIdx.x * (kBlock / 32) + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (n >= N) return;
+  const WT* wr = w + size_t(n) * w_stride;
+  float acc[kMaxM];
+#pragma unroll
+  for (int m = 0; m < kMaxM; ++m) acc[m] = 0.f;
+  if (kVec) {
+#pragma unroll 2
+    for (uint32_t k = lane * 8; k < K; k += 32 * 8) {
+      float wv[8];
+      load8<WT>(wr + k, wv);
+#pragma unroll
+      for (int m = 0; m < kMaxM; ++m) {
+        if (m < int(M)) {
+          const float4 a = __ldg(reinterpret_cast<const float4*>(x + size_t(m) * x_stride + k));
+          const float4 b = __ldg(reinterpret_cast<const float4*>(x + size_t(m) * x_stride + k) + 1);
+          float s = acc[m];
+          s = fmaf(wv[0], a.x, s), s = fmaf(wv[1], a.y, s), s = fmaf(wv[2], a.z, s);
+          s = fmaf(wv[3], a.w, s), s = fmaf(wv[4], b.x, s), s = fmaf(wv[5], b.y, s);
+          s = fmaf(wv[6], b.z, s), s = fmaf(wv[7], b.w, s);
+          acc[m] = s;
+        }
+      }
+    }
+  } else {
+    for (uint32_t k = lane; k < K; k += 32) {
+      const float wv = load1<WT>(wr + k);
+#pragma unroll
+      for (int m = 0; m < kMaxM; ++m)
+        if (m < int(M)) acc[m] = fmaf(wv, __ldg(x + size_t(m) * x_stride + k), acc[m]);
+    }
+  }
+  const float b = bias ? load_f(bias, bias_dtype, n) : 0.f;
+#pragma unroll
+  for (int m = 0; m < kMaxM; ++m) {
+    if (m < int(M)) {
+      const float s = warp_sum(acc[m]);
+      if (lane == 0) y[size_t(m) * y_stride + n] = s + b;
+    }
+  }
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+template <typename WT>
+cudaError_t gemv_typed(uint32_t M, uint32_t N, uint32_t K, const float* x, uint32_t x_stride,
+                       const void* w, uint32_t w_stride, const void* bias, uint32_t bias_dtype,
+                       float* y, uint32_t y_stride, cudaStream_t s) {
+  const bool vec = K % 8 == 0 && aligned16(w) && (size_t(w_stride) * sizeof(WT)) % 16 == 0 &&
+                   aligned16(x) && x_stride % 4 == 0;
+  const unsigned blocks = ceil_div(N, kBlock / 32);
+  const WT* wp = static_cast<const WT*>(w);
+  if (vec)
+    gemv_small_m_kernel<WT, true><<<blocks, kBlock, 0, s>>>(M, N, K, x, x_stride, wp, w_stride,
+                                                            bias, bias_dtype, y, y_stride);
+  else
+    gemv_small_m_kernel<WT, false><<<blocks, kBlock, 0, s>>>(M, N, K, x, x_stride, wp, w_stride,
+                                                             bias, bias_dtype, y, y_stride);
+  return cudaGetLastError();
 }
 
 __global__ void __launch_bounds__(kBlock) add_bias_kernel(uint32_t N, float* y, uint32_t y_stride,
@@ -36,22 +141,37 @@ __global__ void __launch_bounds__(kBlock) add_bias_kernel(uint32_t N, float* y, 
 }  // namespace
 
 cudaError_t launch_convert_rows(uint32_t M, uint32_t K, const float* x, uint32_t x_stride,
-                                void* out, uint32_t out_dtype, cudaStream_t s) {
+                                void* hi, void* lo, uint32_t out_dtype, cudaStream_t s) {
   if (M == 0 || K == 0) return cudaSuccess;
-  const dim3 grid(ceil_div(K, kBlock), 1);
   // Rows in grid.y (at most 65535 per launch): long prompts go in slices.
   for (uint32_t m0 = 0; m0 < M; m0 += 65535u) {
     const uint32_t rows = M - m0 < 65535u ? M - m0 : 65535u;
-    const dim3 g(grid.x, rows);
+    const dim3 g(ceil_div(K, kBlock), rows);
     const float* xs = x + size_t(m0) * x_stride;
+    const size_t o = size_t(m0) * K;
     if (out_dtype == 1)
-      convert_rows_kernel<__half><<<g, kBlock, 0, s>>>(K, xs, x_stride,
-                                                       static_cast<__half*>(out) + size_t(m0) * K);
+      convert_rows_kernel<__half><<<g, kBlock, 0, s>>>(
+          K, xs, x_stride, static_cast<__half*>(hi) + o, lo ? static_cast<__half*>(lo) + o : nullptr);
     else
       convert_rows_kernel<__nv_bfloat16><<<g, kBlock, 0, s>>>(
-          K, xs, x_stride, static_cast<__nv_bfloat16*>(out) + size_t(m0) * K);
+          K, xs, x_stride, static_cast<__nv_bfloat16*>(hi) + o,
+          lo ? static_cast<__nv_bfloat16*>(lo) + o : nullptr);
   }
   return cudaGetLastError();
+}
+
+cudaError_t launch_gemv_small_m(uint32_t M, uint32_t N, uint32_t K, const float* x,
+                                uint32_t x_stride, const void* w, uint32_t w_stride,
+                                uint32_t w_dtype, const void* bias, uint32_t bias_dtype, float* y,
+                                uint32_t y_stride, cudaStream_t s) {
+  if (M == 0 || N == 0) return cudaSuccess;
+  if (M > uint32_t(kMaxM)) return cudaErrorInvalidValue;
+  switch (w_dtype) {
+    case 0: return gemv_typed<float>(M, N, K, x, x_stride, w, w_stride, bias, bias_dtype, y, y_stride, s);
+    case 1: return gemv_typed<__half>(M, N, K, x, x_stride, w, w_stride, bias, bias_dtype, y, y_stride, s);
+    case 2: return gemv_typed<__nv_bfloat16>(M, N, K, x, x_stride, w, w_stride, bias, bias_dtype, y, y_stride, s);
+    default: return cudaErrorInvalidValue;
+  }
 }
 
 cudaError_t launch_add_bias(uint32_t M, uint32_t N, float* y, uint32_t y_stride, const void* bias,

@@ -5,10 +5,13 @@
 //                steps of 16 through shared memory. Thread (tx, ty) owns rows ty + 16i and
 //                columns tx + 16j so that neighbouring invocations touch neighbouring
 //                shared-memory words and output columns.
+//  gemm.tile128  the same with 8×8 outputs per invocation (128×128 tiles): twice the FMAs per
+//                shared-memory load, for prefill-sized M and N.
 //  gemm.small_m  M ≤ 4 (decode): reading W is the whole cost. 8 rows of W per work group, 32
 //                invocations per row striding K (neighbours read neighbouring weights), each
 //                keeping the M dot products, then a shared-memory reduction over the 32.
-// variant gemm -DSMALL_M=0
+// variant gemm -DSMALL_M=0 -DTM=4
+// variant gemm.tile128 -DSMALL_M=0 -DTM=8
 // variant gemm.small_m -DSMALL_M=1
 #include "common.glsl"
 
@@ -64,7 +67,7 @@ void main() {
   }
 }
 #else
-const uint BM = 64, BN = 64, BK = 16;
+const uint BM = 16 * TM, BN = 16 * TM, BK = 16;  // TM×TM outputs per invocation
 shared float xs[BK][BM + 1];
 shared float ws[BK][BN + 1];
 
@@ -73,13 +76,13 @@ void main() {
   const uint tid = gl_LocalInvocationIndex;
   const uint m0 = gl_WorkGroupID.y * BM, n0 = gl_WorkGroupID.x * BN;
 
-  float acc[4][4];
-  [[unroll]] for (uint i = 0; i < 4; ++i)
-    [[unroll]] for (uint j = 0; j < 4; ++j) acc[i][j] = 0.0;
+  float acc[TM][TM];
+  [[unroll]] for (uint i = 0; i < TM; ++i)
+    [[unroll]] for (uint j = 0; j < TM; ++j) acc[i][j] = 0.0;
 
   for (uint k0 = 0; k0 < p.K; k0 += BK) {
-    // 64 rows × 16 k of x and of w: 1024 values each, 4 per invocation, k fastest.
-    [[unroll]] for (uint r = 0; r < 4; ++r) {
+    // BM rows × 16 k of x and of w: TM values of each per invocation, k fastest.
+    [[unroll]] for (uint r = 0; r < TM; ++r) {
       const uint e = tid + r * 256u;
       const uint row = e / BK, kk = e % BK;
       const uint k = k0 + kk;
@@ -89,20 +92,20 @@ void main() {
     }
     barrier();
     [[unroll]] for (uint kk = 0; kk < BK; ++kk) {
-      float a[4], b[4];
-      [[unroll]] for (uint i = 0; i < 4; ++i) a[i] = xs[kk][ty + 16u * i];
-      [[unroll]] for (uint j = 0; j < 4; ++j) b[j] = ws[kk][tx + 16u * j];
-      [[unroll]] for (uint i = 0; i < 4; ++i)
-        [[unroll]] for (uint j = 0; j < 4; ++j) acc[i][j] = fma(a[i], b[j], acc[i][j]);
+      float a[TM], b[TM];
+      [[unroll]] for (uint i = 0; i < TM; ++i) a[i] = xs[kk][ty + 16u * i];
+      [[unroll]] for (uint j = 0; j < TM; ++j) b[j] = ws[kk][tx + 16u * j];
+      [[unroll]] for (uint i = 0; i < TM; ++i)
+        [[unroll]] for (uint j = 0; j < TM; ++j) acc[i][j] = fma(a[i], b[j], acc[i][j]);
     }
     barrier();
   }
 
-  [[unroll]] for (uint j = 0; j < 4; ++j) {
+  [[unroll]] for (uint j = 0; j < TM; ++j) {
     const uint n = n0 + tx + 16u * j;
     if (n >= p.N) continue;
     const float b = p.has_bias != 0u ? load_bias(p.bias_dtype, p.off[2] + n) : 0.0;
-    [[unroll]] for (uint i = 0; i < 4; ++i) {
+    [[unroll]] for (uint i = 0; i < TM; ++i) {
       const uint m = m0 + ty + 16u * i;
       if (m < p.M) y[p.off[3] + m * p.y_stride + n] = acc[i][j] + b;
     }

@@ -278,6 +278,9 @@ TEST(BackendOps, Gemm) {
       {4, 200, 333, DType::BF16, true, 5, 7},       // the largest M of the decode path, strided
       {2, 1536, 48, DType::F16, true, 48, 0},       // decode dt_proj of a batch of 2
       {1, 50280, 64, DType::F16, false, 0, 0},      // lm_head-like N, many work groups
+      {128, 128, 64, DType::F32, true, 0, 0},       // exactly one 128×128 tile
+      {300, 1536, 768, DType::F16, false, 3, 1536}, // prefill in_proj (x half), ragged 128 tiles
+      {257, 768, 1536, DType::BF16, true, 0, 0},    // prefill out_proj
   };
   for (const std::string& name : kBackends)
     for (size_t i = 0; i < cases.size(); ++i) {
@@ -758,9 +761,13 @@ TEST(BackendOpsVulkan, StridedOverlapIsExact) {
       for (uint64_t x = 0; x < b.row_bytes; ++x) truth |= mark[b.begin + r * b.stride + x] == 1;
     const bool got = vulkan_strided_overlap(a.begin, a.rows, a.row_bytes, a.stride, b.begin, b.rows,
                                             b.row_bytes, b.stride);
-    if (truth) ASSERT_TRUE(got) << "missed overlap: a " << a.begin << "+" << a.rows << "x" << a.row_bytes << "/" << a.stride
-                                << " b " << b.begin << "+" << b.rows << "x" << b.row_bytes << "/" << b.stride;
-    if (a.stride == b.stride) ASSERT_EQ(got, truth) << "equal strides must be exact";
+    if (truth) {
+      ASSERT_TRUE(got) << "missed overlap: a " << a.begin << "+" << a.rows << "x" << a.row_bytes << "/"
+                       << a.stride << " b " << b.begin << "+" << b.rows << "x" << b.row_bytes << "/" << b.stride;
+    }
+    if (a.stride == b.stride) {
+      ASSERT_EQ(got, truth) << "equal strides must be exact";
+    }
   }
 }
 
@@ -795,6 +802,29 @@ TEST(BackendOpsVulkan, ProfileTable) {
   const std::string table = vulkan_profile_table(*be);
   EXPECT_NE(table.find("selective_scan.combine"), std::string::npos) << table;
   EXPECT_TRUE(vulkan_set_profiling(*be, false));
+}
+
+// Out of device memory is one clear line, and the backend stays usable.
+TEST(BackendOpsVulkan, OutOfMemoryIsAClearError) {
+  bool have = false;
+  for (const BackendInfo& b : list_backends()) have |= b.name == "vulkan" && b.available;
+  if (!have) GTEST_SKIP() << skip_reason();
+  std::unique_ptr<Backend> be = create_vulkan_backend(0);
+  try {
+    be->alloc(size_t(1) << 50);  // 1 PiB
+    ADD_FAILURE() << "a 1 PiB allocation succeeded";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_EQ(m.rfind("[vulkan] ", 0), 0u) << m;
+    EXPECT_NE(m.find("MEMORY"), std::string::npos) << m;
+    EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+  }
+  auto buf = be->alloc(64);
+  const float v[4] = {1, 2, 3, 4};
+  float back[4] = {};
+  be->upload(*buf, 0, v, sizeof v);
+  be->download(*buf, 0, back, sizeof back);
+  EXPECT_EQ(back[3], 4.f);
 }
 
 // Device selection: indices follow list_vulkan_devices(); one past the end fails with a clear

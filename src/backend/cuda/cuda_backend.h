@@ -76,6 +76,7 @@ class CudaBackend : public Backend {
   cuda::DeviceErrorInfo* err_host_ = nullptr;  // mapped pinned memory
   cuda::DeviceErrorInfo* err_dev_ = nullptr;
   bool capturing_ = false;
+  bool split_gemm_ = true;  // F16/BF16 GEMMs as hi + lo (see gemm); DM_CUDA_FAST_GEMM=1: hi only
 };
 
 }  // namespace dm

@@ -25,8 +25,16 @@ constexpr int32_t kErrGatherIndex = 1;
 // True when this binary holds machine code or PTX the current device can run (probe).
 cudaError_t check_kernel_image();
 
+// hi = x rounded to out_dtype (F16 / BF16), lo = (x - hi) rounded (skipped when lo is null);
+// both M×K dense.
 cudaError_t launch_convert_rows(uint32_t M, uint32_t K, const float* x, uint32_t x_stride,
-                                void* out, uint32_t out_dtype, cudaStream_t s);
+                                void* hi, void* lo, uint32_t out_dtype, cudaStream_t s);
+// y = x · wᵀ (+ bias) for M ≤ kGemvMaxM, any weight dtype, fp32 arithmetic.
+constexpr uint32_t kGemvMaxM = 8;
+cudaError_t launch_gemv_small_m(uint32_t M, uint32_t N, uint32_t K, const float* x,
+                                uint32_t x_stride, const void* w, uint32_t w_stride,
+                                uint32_t w_dtype, const void* bias, uint32_t bias_dtype, float* y,
+                                uint32_t y_stride, cudaStream_t s);
 cudaError_t launch_add_bias(uint32_t M, uint32_t N, float* y, uint32_t y_stride, const void* bias,
                             uint32_t bias_dtype, cudaStream_t s);
 

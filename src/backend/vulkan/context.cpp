@@ -349,9 +349,6 @@ void Context::add_message(std::string m) {
 VulkanBuffer::VulkanBuffer(Context& c, size_t bytes, BufferKind k)
     : Buffer(bytes), ctx(c), kind(k) {
   vk_size = std::max<VkDeviceSize>(16, (VkDeviceSize(bytes) + 15) / 16 * 16);
-  if (ctx.caps.max_alloc && vk_size > ctx.caps.max_alloc)
-    fail("[vulkan] a buffer of ", bytes, " bytes exceeds ", ctx.caps.name,
-         "'s maxMemoryAllocationSize of ", ctx.caps.max_alloc, " bytes");
   VkBufferCreateInfo bci{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
   bci.size = vk_size;
   bci.usage = VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
@@ -377,7 +374,13 @@ VulkanBuffer::VulkanBuffer(Context& c, size_t bytes, BufferKind k)
             VK_MEMORY_PROPERTY_HOST_CACHED_BIT);
         break;
     }
-    VK_CHECK(vkAllocateMemory(ctx.device, &mai, nullptr, &memory));
+    // Past maxMemoryAllocationSize an allocation may fail (NVIDIA reports 4 GiB and allocates
+    // more): try, and name the limit when it does fail.
+    const VkResult r = vkAllocateMemory(ctx.device, &mai, nullptr, &memory);
+    if (r != VK_SUCCESS && ctx.caps.max_alloc && req.size > ctx.caps.max_alloc)
+      fail("[vulkan] a buffer of ", bytes, " bytes exceeds ", ctx.caps.name,
+           "'s maxMemoryAllocationSize of ", ctx.caps.max_alloc, " bytes (", result_name(r), ")");
+    VK_CHECK(r);
     VK_CHECK(vkBindBufferMemory(ctx.device, buffer, memory, 0));
     if (kind != BufferKind::Device) VK_CHECK(vkMapMemory(ctx.device, memory, 0, VK_WHOLE_SIZE, 0, &mapped));
   } catch (...) {

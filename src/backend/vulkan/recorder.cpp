@@ -201,7 +201,8 @@ void Recorder::dispatch(Pipeline& p, const std::vector<BufferUse>& uses, const v
   }
   const uint64_t barriers_before = stats_.barriers;
   track(acc);
-  if (std::getenv("DM_VULKAN_TRACE")) {
+  static const bool trace = std::getenv("DM_VULKAN_TRACE") != nullptr;
+  if (trace) {
     std::fprintf(stderr, "[vulkan] %s%s grid %ux%ux%u:", stats_.barriers > barriers_before ? "(barrier) " : "",
                  p.label.c_str(), gx, gy, gz);
     for (const BufferUse& u : uses)

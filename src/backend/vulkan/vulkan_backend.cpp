@@ -122,8 +122,11 @@ class VulkanBackend final : public Backend {
       rec_->dispatch(pipe, {ux, uw, ub, uy}, push.bytes, push.size, g.x, g.y, g.z);
       return;
     }
-    auto& pipe = pipelines_.get("gemm", 4, push.size, {}, 256, "gemm");
-    rec_->dispatch(pipe, {ux, uw, ub, uy}, push.bytes, push.size, ceil_div(p.N, 64), ceil_div(p.M, 64), 1);
+    // 128×128 tiles where both sides fill them (prefill projections), 64×64 otherwise.
+    const uint32_t tile = p.M >= 128 && p.N >= 128 ? 128 : 64;
+    const char* variant = tile == 128 ? "gemm.tile128" : "gemm";
+    auto& pipe = pipelines_.get(variant, 4, push.size, {}, 256, variant);
+    rec_->dispatch(pipe, {ux, uw, ub, uy}, push.bytes, push.size, ceil_div(p.N, tile), ceil_div(p.M, tile), 1);
   }
 
   void rms_norm(const Tensor& x, const Tensor* residual, const Tensor& weight, const Tensor& y,
