@@ -17,9 +17,6 @@
 // Inputs are read once, y written once: the kernel's DRAM traffic is the floor of
 // docs/performance.md. The softplus runs once per (token, channel) and is shared by shuffles.
 // Any other d_state runs a plain sequential kernel (thread per channel), correct but slow.
-#include <cstdlib>
-#include <string>
-
 #include "common.cuh"
 
 namespace dm::cuda {
@@ -184,189 +181,6 @@ __global__ void __launch_bounds__(kThreads, 2) selective_scan_n16_kernel(
   }
 }
 
-// The same chunked scan with the chunk's inputs staged in shared memory by cp.async, one chunk
-// ahead: while a block computes chunk k, chunk k+1 is already on its way, so the per-chunk
-// memory latency (which otherwise serialises the ~L/64 chunk steps of every block) is hidden.
-// Default; DM_CUDA_SCAN=v1 selects the register-loading kernel above.
-__device__ __forceinline__ void cp_async4(void* smem, const void* gmem) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(gmem));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-__device__ __forceinline__ void cp_async_wait1() { asm volatile("cp.async.wait_group 1;\n" ::); }
-
-struct ScanStage {
-  float d[kChunk][kCPW], u[kChunk][kCPW], z[kChunk][kCPW];  // token-major, 8 channels
-  float B[kChunk][kN], C[kChunk][kN];
-};
-
-__device__ __forceinline__ void stage_chunk(ScanStage& st, const SelectiveScanParams& p,
-                                           uint32_t c0, int64_t t0, const float* u,
-                                           const float* delta, const float* B, const float* C,
-                                           const float* z) {
-  const int tid = threadIdx.x;
-#pragma unroll
-  for (int j = 0; j < kChunk * kCPW / kThreads; ++j) {
-    const int e = tid + j * kThreads, r = e / kCPW, cl = e % kCPW;
-    const int64_t t = t0 + r;
-    const uint32_t c = c0 + cl;
-    if (t < int64_t(p.L) && c < p.channels) {
-      cp_async4(&st.d[r][cl], delta + size_t(t) * p.delta_stride + c);
-      cp_async4(&st.u[r][cl], u + size_t(t) * p.u_stride + c);
-      if (p.has_z) cp_async4(&st.z[r][cl], z + size_t(t) * p.z_stride + c);
-      else st.z[r][cl] = 0.f;
-    } else {
-      st.d[r][cl] = 0.f, st.u[r][cl] = 0.f, st.z[r][cl] = 0.f;
-    }
-  }
-#pragma unroll
-  for (int j = 0; j < kChunk * kN / kThreads; ++j) {
-    const int e = tid + j * kThreads, r = e / kN, n = e % kN;
-    const int64_t t = t0 + r;
-    if (t < int64_t(p.L)) {
-      cp_async4(&st.B[r][n], B + size_t(t) * p.B_stride + n);
-      cp_async4(&st.C[r][n], C + size_t(t) * p.C_stride + n);
-    } else {
-      st.B[r][n] = 0.f, st.C[r][n] = 0.f;
-    }
-  }
-}
-
-__global__ void __launch_bounds__(kThreads, 2) selective_scan_n16_async_kernel(
-    SelectiveScanParams p, const float* __restrict__ u, const float* __restrict__ delta,
-    const void* A_log, const float* __restrict__ B, const float* __restrict__ C, const void* Dp,
-    const float* __restrict__ z, const void* dt_bias, float* state, float* __restrict__ y) {
-  __shared__ __align__(16) ScanStage stage[2];
-  __shared__ float2 seg[2][kS][kSPL][32];
-  __shared__ float carry[2][kSPL][32];
-  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-  const int g = lane & 3, cl = lane >> 2;
-  const uint32_t c0 = blockIdx.x * kCPW, c = c0 + cl;
-  const bool cv = c < p.channels;
-  const uint32_t cc = cv ? c : 0;
-  const int src_base = cl << 2;
-
-  float A2[kSPL];
-#pragma unroll
-  for (int j = 0; j < kSPL; ++j)
-    A2[j] = -expf(load_f(A_log, p.A_log_dtype, size_t(cc) * kN + g * kSPL + j)) * kLog2e;
-  const float Dv = load_f(Dp, p.D_dtype, cc);
-  const float bias = load_f(dt_bias, p.dt_bias_dtype, cc);
-  if (w == 0) {
-#pragma unroll
-    for (int j = 0; j < kSPL; ++j) carry[0][j][lane] = cv ? state[size_t(c) * kN + g * kSPL + j] : 0.f;
-  }
-
-  const int64_t L = p.L;
-  const uint32_t nchunks = uint32_t((L + kChunk - 1) / kChunk);
-  stage_chunk(stage[0], p, c0, 0, u, delta, B, C, z);
-  cp_async_commit();
-  float hend[kSPL] = {0.f, 0.f, 0.f, 0.f};
-  for (uint32_t ch = 0; ch < nchunks; ++ch) {
-    const int par = ch & 1;
-    if (ch + 1 < nchunks)
-      stage_chunk(stage[par ^ 1], p, c0, int64_t(ch + 1) * kChunk, u, delta, B, C, z);
-    cp_async_commit();
-    cp_async_wait1();  // this thread's copies of chunk ch have landed
-    __syncthreads();   // and everyone's
-    const ScanStage& st = stage[par];
-    const int rb = w * kR;  // first row of this warp's segment in the stage
-    const int64_t tb = int64_t(ch) * kChunk + rb;
-
-    float dtv[2], duv[2], uv[2], zv[2];
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      const int r = rb + 2 * g + i;
-      const bool tv = cv && tb + 2 * g + i < L;
-      uv[i] = st.u[r][cl];
-      zv[i] = st.z[r][cl];
-      dtv[i] = tv ? softplus(st.d[r][cl] + bias) : 0.f;
-      duv[i] = dtv[i] * uv[i];
-    }
-
-    float a[kR][kSPL], xb[kR][kSPL], P[kSPL], hl[kSPL];
-#pragma unroll
-    for (int j = 0; j < kSPL; ++j) P[j] = 1.f, hl[j] = 0.f;
-#pragma unroll
-    for (int r = 0; r < kR; ++r) {
-      const bool tv = tb + r < L;
-      const float dt = __shfl_sync(kFull, (r & 1) ? dtv[1] : dtv[0], src_base + (r >> 1));
-      const float du = __shfl_sync(kFull, (r & 1) ? duv[1] : duv[0], src_base + (r >> 1));
-      const float4 Bq = *reinterpret_cast<const float4*>(&st.B[rb + r][g * kSPL]);
-      const float Bv[kSPL] = {Bq.x, Bq.y, Bq.z, Bq.w};
-#pragma unroll
-      for (int j = 0; j < kSPL; ++j) {
-        a[r][j] = tv ? exp2f(dt * A2[j]) : 1.f;
-        xb[r][j] = Bv[j] * du;
-        hl[j] = fmaf(a[r][j], hl[j], xb[r][j]);
-        P[j] *= a[r][j];
-      }
-    }
-#pragma unroll
-    for (int j = 0; j < kSPL; ++j) seg[par][w][j][lane] = make_float2(P[j], hl[j]);
-    __syncthreads();
-
-    float h[kSPL];
-#pragma unroll
-    for (int j = 0; j < kSPL; ++j) h[j] = carry[par][j][lane];
-    for (int s = 0; s < w; ++s) {
-#pragma unroll
-      for (int j = 0; j < kSPL; ++j) {
-        const float2 q = seg[par][s][j][lane];
-        h[j] = fmaf(q.x, h[j], q.y);
-      }
-    }
-    if (w == kS - 1) {
-#pragma unroll
-      for (int j = 0; j < kSPL; ++j) {
-        hend[j] = fmaf(P[j], h[j], hl[j]);
-        carry[par ^ 1][j][lane] = hend[j];
-      }
-    }
-
-    float yv[kR];
-#pragma unroll
-    for (int r = 0; r < kR; ++r) {
-      const float4 Cq = *reinterpret_cast<const float4*>(&st.C[rb + r][g * kSPL]);
-      const float Cv[kSPL] = {Cq.x, Cq.y, Cq.z, Cq.w};
-      float acc = 0.f;
-#pragma unroll
-      for (int j = 0; j < kSPL; ++j) {
-        h[j] = fmaf(a[r][j], h[j], xb[r][j]);
-        acc = fmaf(h[j], Cv[j], acc);
-      }
-      yv[r] = acc;
-    }
-    float y4[4], y2[2];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const bool hi = g & 2;
-      const float keep = hi ? yv[i + 4] : yv[i], send = hi ? yv[i] : yv[i + 4];
-      y4[i] = keep + __shfl_xor_sync(kFull, send, 2);
-    }
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      const bool hi = g & 1;
-      const float keep = hi ? y4[i + 2] : y4[i], send = hi ? y4[i] : y4[i + 2];
-      y2[i] = keep + __shfl_xor_sync(kFull, send, 1);
-    }
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      const int64_t t = tb + 2 * g + i;
-      if (cv && t < L) {
-        float o = y2[i] + Dv * uv[i];
-        if (p.has_z) o *= silu(zv[i]);
-        y[size_t(t) * p.y_stride + c] = o;
-      }
-    }
-    __syncthreads();  // the stage read here is refilled by the next iteration's copies
-  }
-  if (w == kS - 1 && cv) {
-#pragma unroll
-    for (int j = 0; j < kSPL; ++j) state[size_t(c) * kN + g * kSPL + j] = hend[j];
-  }
-}
-
 // Any d_state: thread per channel, sequential over time, the state advanced in place.
 constexpr int kGenericBlock = 128;
 
@@ -409,14 +223,7 @@ cudaError_t launch_selective_scan(const SelectiveScanParams& p, const float* u,
                                   const void* dt_bias, float* ssm_state, float* y,
                                   cudaStream_t s) {
   if (p.L == 0 || p.channels == 0) return cudaSuccess;
-  static const bool v1 = [] {
-    const char* e = std::getenv("DM_CUDA_SCAN");
-    return e && std::string(e) == "v1";
-  }();
-  if (p.d_state == kN && !v1) {
-    selective_scan_n16_async_kernel<<<ceil_div(p.channels, kCPW), kThreads, 0, s>>>(
-        p, u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y);
-  } else if (p.d_state == kN) {
+  if (p.d_state == kN) {
     const unsigned blocks = ceil_div(p.channels, kCPW);
     if (aligned16(B, p.B_stride) && aligned16(C, p.C_stride))
       selective_scan_n16_kernel<true><<<blocks, kThreads, 0, s>>>(p, u, delta, A_log, B, C, D, z,

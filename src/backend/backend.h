@@ -69,6 +69,7 @@ struct BackendInfo {
   std::string name;       // "cpu" | "vulkan" | "cuda"
   bool available = false;
   std::string detail;     // device name when available, the reason when not
+  bool software = false;  // a CPU implementation of a GPU API (lavapipe): `auto` skips it
 };
 
 // Every backend this binary knows of, in order of preference for `auto` (fastest first).

@@ -64,8 +64,11 @@ std::vector<BackendInfo> list_backends() {
 std::unique_ptr<Backend> create_backend(const std::string& name, int device) {
   const std::vector<Entry> all = entries();
   if (name == "auto") {
+    // A GPU API running on the CPU (lavapipe) is slower than the CPU backend itself.
     for (const Entry& e : all) {
-      if (e.create && e.probe().available) return e.create(device);
+      if (!e.create) continue;
+      const BackendInfo info = e.probe();
+      if (info.available && !info.software) return e.create(device);
     }
     fail("[backend] auto: no backend is available");  // unreachable while cpu is built in
   }

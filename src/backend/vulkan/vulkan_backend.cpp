@@ -478,6 +478,7 @@ BackendInfo probe_vulkan_backend() {
   const auto devs = vk::enumerate_devices(&why);
   info.available = !devs.empty();
   info.detail = devs.empty() ? why : devs.front().caps.name + " (" + devs.front().caps.type + ")";
+  info.software = !devs.empty() && devs.front().caps.type == "cpu";
   return info;
 }
 
