@@ -48,6 +48,7 @@ void fill(Backend& be, Buffer& buf, const void* pool, size_t pool_bytes, size_t 
 }
 
 struct Bench {
+  explicit Bench(Backend& backend) : be(backend) {}
   Backend& be;
   double copy_gbs = 0;
   std::vector<float> pool = pool_f32(size_t(1) << 24, 1);
@@ -319,7 +320,7 @@ int main(int argc, char** argv) try {
     }
   auto be = create_backend("cuda");
   const std::string card = be->device_name();
-  Bench b{*be};
+  Bench b(*be);
   b.copy_gbs = cuda_copy_bandwidth_gbs(*be);
   std::printf("# bench_cuda on %s\n\ncopy bandwidth (cudaMemcpy D2D, read+write): %.0f GB/s\n",
               card.c_str(), b.copy_gbs);

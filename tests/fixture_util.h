@@ -11,10 +11,10 @@
 
 #include "core/error.h"
 #include "model/safetensors.h"
+#include "test_paths.h"
 
 namespace dm::test {
 
-inline std::string data_dir() { return DM_TEST_DATA_DIR; }
 
 // Model directories that carry a reference.safetensors, sorted by name.
 inline std::vector<std::string> fixture_models() {

@@ -11,13 +11,14 @@
 #include <sstream>
 
 #include "backend/backend.h"
+#include "test_paths.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
 const std::string kCli = DM_CLI_PATH;
-const std::string kModel = std::string(DM_TEST_DATA_DIR) + "/models/tiny-tied";
+const std::string kModel = dm::test::data_dir() + "/models/tiny-tied";
 
 // Unique per process and per instance: run_cli makes its own inside a test that has one.
 struct TempDir {

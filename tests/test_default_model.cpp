@@ -11,12 +11,13 @@
 #include "model/executor.h"
 #include "text/sampler.h"
 #include "text/tokenizer.h"
+#include "test_paths.h"
 
 namespace dm {
 namespace {
 
-const std::string kModelDir = std::string(DM_SOURCE_DIR) + "/models/default";
-const std::string kSamples = std::string(DM_SOURCE_DIR) + "/tools/train/logs/run2_samples.json";
+const std::string kModelDir = test::source_dir() + "/models/default";
+const std::string kSamples = test::source_dir() + "/tools/train/logs/run2_samples.json";
 
 TEST(DefaultModel, GreedyContinuationsMatchTheGoldenTokens) {
   std::ifstream in(kSamples);

@@ -15,12 +15,13 @@
 #include "model/random_model.h"
 #include "text/sampler.h"
 #include "text/tokenizer.h"
+#include "test_paths.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kFixtureTokenizer = std::string(DM_TEST_DATA_DIR) + "/tokenizer/fixture_sp.model";
+const std::string kFixtureTokenizer = dm::test::data_dir() + "/tokenizer/fixture_sp.model";
 
 // One id per byte; decodes to the raw bytes. A tokenizer whose token counts are byte counts.
 class ByteTokenizer : public dm::Tokenizer {

@@ -12,6 +12,7 @@
 #include "model/safetensors.h"
 #include "model/weights.h"
 #include "safetensors_writer.h"
+#include "test_paths.h"
 
 namespace dm {
 namespace {
@@ -790,7 +791,7 @@ TEST(LoaderModelDir, MissingDirectoryOrConfig) {
 // The reference fixtures written by transformers' save_pretrained (tools/reference/): real
 // files, not this file's writer. Checked against their own headers and config.json.
 TEST(LoaderFixtures, EveryFixtureModelLoads) {
-  const std::filesystem::path root = std::filesystem::path(DM_TEST_DATA_DIR) / "models";
+  const std::filesystem::path root = std::filesystem::path(dm::test::data_dir()) / "models";
   int n = 0;
   if (std::filesystem::exists(root))
     for (const auto& e : std::filesystem::directory_iterator(root)) {

@@ -11,12 +11,13 @@
 #include "core/error.h"
 #include "text/sampler.h"
 #include "text/tokenizer.h"
+#include "test_paths.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kFixtureModel = std::string(DM_TEST_DATA_DIR) + "/tokenizer/fixture_sp.model";
+const std::string kFixtureModel = dm::test::data_dir() + "/tokenizer/fixture_sp.model";
 
 // A fresh empty directory under the system temp dir, removed at the end of the test.
 struct TempDir {

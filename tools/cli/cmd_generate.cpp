@@ -23,7 +23,7 @@ struct GenerateCli {
   float temperature = 0.8f;
   int top_k = 40;
   float top_p = 0.95f;
-  float repeat_penalty = 1.1f;
+  float repeat_penalty = 1.0f;  // off, so --temperature 0 is the model's own greedy choice
   int repeat_window = 64;
   uint64_t seed = 0;
   std::vector<std::string> stop;

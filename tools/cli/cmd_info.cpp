@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "backend/backend.h"
+#include "backend/vulkan/vulkan_backend.h"
 #include "commands.h"
 #include "common_options.h"
 #include "core/error.h"
@@ -49,9 +50,18 @@ int run(InfoCli& c) {
   }
   std::printf("backends\n");
   for (const dm::BackendInfo& b : dm::list_backends()) {
-    std::printf("  %-8s %-13s %s\n", b.name.c_str(), b.available ? "available" : "unavailable",
-                b.detail.c_str());
+    std::printf("  %-8s %-13s %s%s\n", b.name.c_str(), b.available ? "available" : "unavailable",
+                b.detail.c_str(), b.software ? " [emulated on the CPU: auto skips it]" : "");
   }
+  std::string why;
+  const auto vk_devices = dm::list_vulkan_devices(&why);
+  if (!vk_devices.empty()) std::printf("vulkan devices (--device N)\n");
+  for (const auto& d : vk_devices)
+    std::printf("  %d  %s\n", d.index, d.caps.c_str());
+  // What --backend / --device resolve to; an unavailable choice is the error it would be anywhere.
+  const auto backend = dm::create_backend(c.common.backend, c.common.device);
+  std::printf("selected   %s (--backend %s): %s\n", backend->name().c_str(),
+              c.common.backend.c_str(), backend->device_name().c_str());
   return 0;
 }
 
@@ -60,7 +70,7 @@ int run(InfoCli& c) {
 RunFn add_info(CLI::App& app) {
   auto c = std::make_shared<InfoCli>();
   CLI::App* cmd = app.add_subcommand("info", "Model shapes, parameters, tokenizer and backends");
-  add_common_options(*cmd, c->common, /*with_backend=*/false);
+  add_common_options(*cmd, c->common);
   return [c] { return run(*c); };
 }
 
