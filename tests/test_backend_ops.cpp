@@ -15,6 +15,8 @@
 // every parameter of the case.
 #include <gtest/gtest.h>
 
+#include "backend_cache.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -69,16 +71,13 @@ std::string skip_reason() {
 }
 
 struct Backends {
-  std::unique_ptr<Backend> cpu, dev;
+  Backend* cpu;
+  Backend* dev;
 };
 
-// One backend instance per name for the whole binary: pipelines and devices are created once.
-Backends& backends(const std::string& name) {
-  static std::vector<std::pair<std::string, Backends>> cache;
-  for (auto& [n, b] : cache)
-    if (n == name) return b;
-  cache.push_back({name, Backends{create_backend("cpu"), create_backend(name)}});
-  return cache.back().second;
+// The CPU oracle and the backend under test, created once for the whole binary.
+Backends backends(const std::string& name) {
+  return {&test::cached_backend("cpu"), &test::cached_backend(name)};
 }
 
 // Writes v as dtype dt; returns what a kernel reads back.
@@ -116,7 +115,7 @@ class Case {
  public:
   Case(const std::string& backend, std::string desc, uint32_t seed)
       : Case(backends(backend), backend, std::move(desc), seed) {}
-  Case(Backends& be, const std::string& backend, std::string desc, uint32_t seed)
+  Case(Backends be, const std::string& backend, std::string desc, uint32_t seed)
       : be_(be), desc_(backend + " (" + be_.dev->device_name() + "): " + std::move(desc)),
         rng_(seed) {}
 
@@ -240,7 +239,7 @@ class Case {
   double max_nmse() const { return max_nmse_; }
 
  private:
-  Backends& be_;
+  Backends be_;
   std::string desc_;
   std::mt19937 rng_;
   std::vector<std::unique_ptr<Arg>> args_;
@@ -574,14 +573,15 @@ TEST(BackendOps, SplitOversizedTensors) {
   DM_REQUIRE_DEVICE_BACKENDS();
   for (const std::string& name : kBackends) {
     setenv("DM_VULKAN_MAX_BINDING_BYTES", "65536", 1);
-    Backends be{create_backend("cpu"), nullptr};
+    std::unique_ptr<Backend> clamped;  // its own instance: the cached one has no clamp
     try {
-      be.dev = create_backend(name);
+      clamped = create_backend(name);
     } catch (...) {
       unsetenv("DM_VULKAN_MAX_BINDING_BYTES");
       throw;
     }
     unsetenv("DM_VULKAN_MAX_BINDING_BYTES");
+    Backends be{&test::cached_backend("cpu"), clamped.get()};
     {
       Case c(be, name, "split gemm M=300 N=700 K=96 (x 112 KiB, w 262 KiB F32, y 820 KiB)", 12000);
       Arg& x = c.add("x", Role::In, DType::F32, 300, 96, 96, c.nonzero(0.1f, 1.f));

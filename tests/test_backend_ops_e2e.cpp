@@ -9,6 +9,8 @@
 // Kept indices and greedy tokens must be identical.
 #include <gtest/gtest.h>
 
+#include "backend_cache.h"
+
 #include <filesystem>
 #include <sstream>
 #include <string>
@@ -36,13 +38,7 @@ std::vector<std::string> device_backends() {
   return out;
 }
 
-Backend& cached_backend(const std::string& name) {
-  static std::vector<std::pair<std::string, std::unique_ptr<Backend>>> cache;
-  for (auto& [n, b] : cache)
-    if (n == name) return *b;
-  cache.emplace_back(name, create_backend(name));
-  return *cache.back().second;
-}
+using test::cached_backend;
 
 std::vector<int32_t> kept_download(Backend& be, const Tensor& idx) {
   std::vector<int32_t> out(size_t(idx.numel()));
