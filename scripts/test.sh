@@ -13,4 +13,14 @@ ctest --test-dir build --output-on-failure
 
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDM_SANITIZE=ON -DDM_BENCH=OFF -DDM_CUDA=OFF
 cmake --build build-asan -j"$jobs"
-ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir build-asan --output-on-failure
+export UBSAN_OPTIONS=print_stacktrace=1
+# Leak checks cover the project's own code. Mesa's lavapipe and the validation layer leak when the
+# loader unloads them (their frames show as "<unknown module>"), so this run hides the Vulkan
+# driver (the Vulkan tests skip, saying why)...
+VK_DRIVER_FILES=/dev/null VK_ICD_FILENAMES=/dev/null ASAN_OPTIONS=detect_leaks=1 \
+  build-asan/decimamba_tests
+# ...and the tests that drive a Vulkan device run again with it, under ASan + UBSan without
+# leak checks. (The validation-layer run is part of the Release stage above.)
+ASAN_OPTIONS=detect_leaks=0 build-asan/decimamba_tests \
+  --gtest_filter='BackendOps*:*BackendOpsE2E*:*Replay*:CliInfo*:CliProfile*:CliBench*'
+

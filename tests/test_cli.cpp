@@ -360,3 +360,29 @@ TEST(CliPasskey, PrintsTheGridAndJson) {
     EXPECT_EQ(s["key"].get<std::string>().size(), 5u);
   }
 }
+
+namespace {
+
+bool vulkan_available() {
+  for (const dm::BackendInfo& b : dm::list_backends())
+    if (b.name == "vulkan" && b.available) return true;
+  return false;
+}
+
+TEST(CliProfile, NeedsTheVulkanBackend) {
+  const Result r = run_cli({"generate", "--model", kModel, "--backend", "cpu", "--profile", "hi"});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find("--profile"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("vulkan"), std::string::npos) << r.err;
+}
+
+TEST(CliProfile, PrintsPerKernelDeviceTimes) {
+  if (!vulkan_available()) GTEST_SKIP() << "no Vulkan device";
+  const Result r = run_cli({"generate", "--model", kModel, "--backend", "vulkan", "--profile",
+                            "--temperature", "0", "-n", "3", "hello"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* kernel : {"gemm", "selective_scan", "causal_conv1d_step", "rms_norm"})
+    EXPECT_NE(r.err.find(kernel), std::string::npos) << kernel << " missing from:\n" << r.err;
+}
+
+}  // namespace

@@ -1,5 +1,7 @@
 #include "common_options.h"
 
+#include "backend/vulkan/vulkan_backend.h"
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -80,6 +82,8 @@ void add_common_options(CLI::App& cmd, CommonOptions& o, bool with_backend) {
                          "Fewest tokens a decimating layer keeps")
                       ->check(CLI::NonNegativeNumber);
   auto* off = cmd.add_flag("--no-deci", o.no_deci, "Run vanilla Mamba (no decimation)");
+  cmd.add_flag("--profile", o.profile,
+               "Print per-kernel device times at the end (Vulkan timestamp queries)");
   for (auto* opt : {preset, layers, L_base, beta, min_len}) off->excludes(opt);
 }
 
@@ -110,6 +114,13 @@ void require_model_dir(const std::string& dir) {
 
 void open_backend(Session& s, const CommonOptions& o) {
   s.backend = dm::create_backend(o.backend, o.device);
+  if (o.profile && !dm::vulkan_set_profiling(*s.backend, true))
+    dm::fail("[cli] --profile times kernels with Vulkan timestamp queries: it needs --backend "
+             "vulkan (this run uses ", s.backend->name(), ")");
+}
+
+std::string profile_report(const Session& s, const CommonOptions& o) {
+  return o.profile && s.backend ? dm::vulkan_profile_table(*s.backend) : "";
 }
 
 void open_tokenizer(Session& s, const CommonOptions& o) {

@@ -28,6 +28,7 @@ struct CommonOptions {
   std::optional<double> deci_beta;
   std::optional<int64_t> deci_min_seq_len;
   bool no_deci = false;
+  bool profile = false;  // per-kernel device times (Vulkan timestamp queries)
 };
 
 // `with_backend`: the subcommand runs the model (info does not).
@@ -47,6 +48,9 @@ struct Session {
   std::unique_ptr<dm::Executor> executor;
   int32_t eos_id = -1;
 };
+
+// The --profile table (per kernel: calls, total and mean device time), or "" when off.
+std::string profile_report(const Session& s, const CommonOptions& o);
 
 // Fails with "[model] DIR: no such directory" before anything else when DIR is missing.
 void require_model_dir(const std::string& dir);
