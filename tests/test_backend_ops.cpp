@@ -280,6 +280,12 @@ TEST(BackendOps, Gemm) {
       {128, 128, 64, DType::F32, true, 0, 0},       // exactly one 128×128 tile
       {300, 1536, 768, DType::F16, false, 3, 1536}, // prefill in_proj (x half), ragged 128 tiles
       {257, 768, 1536, DType::BF16, true, 0, 0},    // prefill out_proj
+      // The tensor-core path (Vulkan with cooperative matrix: M ≥ 16, F16/BF16 weights), each
+      // of its weight-load modes and ragged edges in m, n and k:
+      {160, 256, 2560, DType::F16, true, 0, 0},     // K a multiple of its 32-wide k steps
+      {150, 200, 333, DType::F16, true, 5, 7},      // K odd: element-wise weight loads
+      {140, 130, 100, DType::BF16, false, 1, 0},    // K even, not a multiple of 32
+      {16, 1536, 48, DType::F16, true, 0, 0},       // smallest M it takes, K = dt_rank
   };
   for (const std::string& name : kBackends)
     for (size_t i = 0; i < cases.size(); ++i) {

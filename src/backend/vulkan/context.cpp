@@ -149,7 +149,9 @@ int compute_family(VkPhysicalDevice pd, uint32_t* timestamp_bits) {
   return any;
 }
 
-Caps query_caps(VkPhysicalDevice pd) {
+bool coopmat_usable(VkInstance inst, VkPhysicalDevice pd, const Caps& c);
+
+Caps query_caps(VkInstance inst, VkPhysicalDevice pd) {
   Caps c;
   VkPhysicalDeviceProperties props;
   vkGetPhysicalDeviceProperties(pd, &props);
@@ -191,6 +193,7 @@ Caps query_caps(VkPhysicalDevice pd) {
   c.int8 = f16i8 && fi.shaderInt8;
   c.cooperative_matrix = has_device_ext(pd, "VK_KHR_cooperative_matrix") ||
                          has_device_ext(pd, "VK_NV_cooperative_matrix");
+  c.gemm_coopmat = coopmat_usable(inst, pd, c);
 
   uint32_t ts_bits = 0;
   compute_family(pd, &ts_bits);
@@ -202,6 +205,33 @@ Caps query_caps(VkPhysicalDevice pd) {
     if (mp.memoryHeaps[i].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT)
       c.device_local_bytes = std::max(c.device_local_bytes, mp.memoryHeaps[i].size);
   return c;
+}
+
+// See Caps::gemm_coopmat. Only structures of extensions / versions the device has are chained.
+bool coopmat_usable(VkInstance inst, VkPhysicalDevice pd, const Caps& c) {
+  if (!c.float16 || c.subgroup_size != 32 || c.api_version < VK_API_VERSION_1_2) return false;
+  if (!has_device_ext(pd, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME)) return false;
+  if (const char* v = std::getenv("DM_VULKAN_COOPMAT"); v && std::strcmp(v, "0") == 0) return false;
+  VkPhysicalDeviceCooperativeMatrixFeaturesNV cm{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
+  VkPhysicalDeviceVulkanMemoryModelFeatures mm{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES};
+  cm.pNext = &mm;
+  VkPhysicalDeviceFeatures2 f2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
+  f2.pNext = &cm;
+  vkGetPhysicalDeviceFeatures2(pd, &f2);
+  if (!cm.cooperativeMatrix || !mm.vulkanMemoryModel) return false;
+  auto props_fn = reinterpret_cast<PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV>(
+      vkGetInstanceProcAddr(inst, "vkGetPhysicalDeviceCooperativeMatrixPropertiesNV"));
+  if (!props_fn) return false;
+  uint32_t n = 0;
+  if (props_fn(pd, &n, nullptr) != VK_SUCCESS || n == 0) return false;
+  std::vector<VkCooperativeMatrixPropertiesNV> props(n, {VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV});
+  if (props_fn(pd, &n, props.data()) != VK_SUCCESS) return false;
+  for (const auto& q : props)
+    if (q.MSize == 16 && q.NSize == 16 && q.KSize == 16 && q.AType == VK_COMPONENT_TYPE_FLOAT16_NV &&
+        q.BType == VK_COMPONENT_TYPE_FLOAT16_NV && q.CType == VK_COMPONENT_TYPE_FLOAT32_NV &&
+        q.DType == VK_COMPONENT_TYPE_FLOAT32_NV && q.scope == VK_SCOPE_SUBGROUP_NV)
+      return true;
+  return false;
 }
 
 // Physical devices with a compute queue, in index order (see enumerate_devices).
@@ -241,6 +271,7 @@ std::string Caps::describe() const {
      << (max_alloc >> 20) << " MiB, device-local " << (device_local_bytes >> 20) << " MiB, 16-bit storage "
      << (storage_16bit ? "yes" : "no") << ", fp16 " << (float16 ? "yes" : "no") << ", int8 "
      << (int8 ? "yes" : "no") << ", cooperative matrix " << (cooperative_matrix ? "yes" : "no")
+     << " (tensor-core gemm " << (gemm_coopmat ? "yes" : "no") << ")"
      << ", timestamps " << (timestamps ? "yes" : "no");
   return os.str();
 }
@@ -252,7 +283,7 @@ std::vector<DeviceEntry> enumerate_devices(std::string* why) {
     inst = make_instance(false, nullptr, nullptr, why);
     if (!inst) return out;
     const auto pds = sorted_devices(inst);
-    for (size_t i = 0; i < pds.size(); ++i) out.push_back({int(i), query_caps(pds[i])});
+    for (size_t i = 0; i < pds.size(); ++i) out.push_back({int(i), query_caps(inst, pds[i])});
     if (out.empty() && why) *why = "no Vulkan 1.1 device with a compute queue";
   } catch (const Error& e) {
     if (why) *why = e.what();
@@ -274,7 +305,7 @@ Context::Context(int device_index) {
       fail("[vulkan] device ", device_index, " does not exist: this machine has ", pds.size(),
            " Vulkan device(s), 0..", pds.size() - 1, " (see `decimamba info`)");
     phys = pds[size_t(device_index)];
-    caps = query_caps(phys);
+    caps = query_caps(instance, phys);
     // Testing hook: pretend bindings address at most this many bytes, so the paths that split
     // oversized tensors run on small data.
     if (const char* v = std::getenv("DM_VULKAN_MAX_BINDING_BYTES"); v && *v)
@@ -287,11 +318,29 @@ Context::Context(int device_index) {
     qci.queueFamilyIndex = queue_family;
     qci.queueCount = 1;
     qci.pQueuePriorities = &prio;
-    // No optional feature is enabled: the shaders read 16-bit weights as 32-bit words and use
+    // No optional feature is needed: the shaders read 16-bit weights as 32-bit words and use
     // neither subgroup operations nor fp16 arithmetic, so every Vulkan 1.1 device runs them.
+    // Where the tensor-core GEMM can run (Caps::gemm_coopmat) its extension and features are
+    // enabled.
     VkDeviceCreateInfo dci{VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO};
     dci.queueCreateInfoCount = 1;
     dci.pQueueCreateInfos = &qci;
+    VkPhysicalDeviceCooperativeMatrixFeaturesNV cm{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
+    VkPhysicalDeviceVulkanMemoryModelFeatures mm{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES};
+    VkPhysicalDeviceShaderFloat16Int8Features fi{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES};
+    VkPhysicalDeviceFeatures2 f2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
+    const char* dev_exts[] = {VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME};
+    if (caps.gemm_coopmat) {
+      cm.cooperativeMatrix = VK_TRUE;
+      mm.vulkanMemoryModel = VK_TRUE;
+      fi.shaderFloat16 = VK_TRUE;
+      f2.pNext = &cm;
+      cm.pNext = &mm;
+      mm.pNext = &fi;
+      dci.pNext = &f2;
+      dci.enabledExtensionCount = 1;
+      dci.ppEnabledExtensionNames = dev_exts;
+    }
     VK_CHECK(vkCreateDevice(phys, &dci, nullptr, &device));
     vkGetDeviceQueue(device, queue_family, 0, &queue);
   } catch (...) {

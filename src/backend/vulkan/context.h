@@ -35,6 +35,11 @@ struct Caps {
   bool float16 = false;          // shaderFloat16
   bool int8 = false;             // shaderInt8
   bool cooperative_matrix = false;  // VK_KHR_cooperative_matrix or VK_NV_cooperative_matrix
+  // The tensor-core GEMM (shaders/gemm_coopmat.comp) can run: VK_NV_cooperative_matrix with a
+  // 16×16×16 fp16 × fp16 → fp32 subgroup configuration, shaderFloat16, vulkanMemoryModel
+  // (Vulkan 1.2) and subgroups of 32. Enabled at device creation when true; DM_VULKAN_COOPMAT=0
+  // turns it off (the SIMT GEMM then runs everywhere).
+  bool gemm_coopmat = false;
   bool timestamps = false;       // compute queue has timestamp bits
   float timestamp_period_ns = 1.f;
 

@@ -28,7 +28,8 @@ constexpr VkAccessFlags kDeviceAccess = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SH
 
 Recorder::Recorder(Context& ctx) : ctx_(ctx) {
   ctx_.deferred_free = [this](VkBuffer b, VkDeviceMemory m) {
-    if (recording_) recording_->dead.emplace_back(b, m);
+    buffer_freed(b);
+    if (recording_ && !capturing_) recording_->dead.emplace_back(b, m);
     else if (!in_flight_.empty()) in_flight_.back()->dead.emplace_back(b, m);
     else free_now(b, m);
   };
@@ -40,6 +41,8 @@ void Recorder::free_now(VkBuffer b, VkDeviceMemory m) {
 }
 
 Recorder::~Recorder() {
+  if (capturing_) abort_capture();
+  release_captures();
   try {
     finish();
   } catch (...) {
@@ -188,7 +191,10 @@ void Recorder::dispatch(Pipeline& p, const std::vector<BufferUse>& uses, const v
             p.label, ": grid ", gx, "x", gy, "x", gz, " exceeds maxComputeWorkGroupCount");
   if (gx == 0 || gy == 0 || gz == 0) return;
 
-  if (recording_ && recording_->dispatches >= kMaxDispatchesPerBatch) submit();
+  if (recording_ && recording_->dispatches >= kMaxDispatchesPerBatch && !capturing_) submit();
+  if (capturing_) capture_uses_.reserve(capture_uses_.size() + uses.size());
+  for (const BufferUse& u : uses)
+    if (capturing_) capture_uses_.push_back(u.buf->buffer);
   Frame& f = current();
 
   std::vector<Access> acc;
@@ -241,6 +247,7 @@ void Recorder::dispatch(Pipeline& p, const std::vector<BufferUse>& uses, const v
 }
 
 void Recorder::upload(VulkanBuffer& dst, size_t offset, const void* src, size_t bytes) {
+  not_capturing("upload");
   DM_ASSERT(offset + bytes <= dst.bytes(), "upload of ", bytes, " bytes at ", offset,
             " past the end of a ", dst.bytes(), "-byte buffer");
   const auto* from = static_cast<const uint8_t*>(src);
@@ -267,6 +274,7 @@ void Recorder::upload(VulkanBuffer& dst, size_t offset, const void* src, size_t 
 }
 
 void Recorder::download(VulkanBuffer& src, size_t offset, void* dst, size_t bytes) {
+  not_capturing("download");
   DM_ASSERT(offset + bytes <= src.bytes(), "download of ", bytes, " bytes at ", offset,
             " past the end of a ", src.bytes(), "-byte buffer");
   if (bytes == 0) {
@@ -292,16 +300,19 @@ void Recorder::download(VulkanBuffer& src, size_t offset, void* dst, size_t byte
 
 void Recorder::retire(std::unique_ptr<VulkanBuffer> buf) {
   if (!buf) return;
+  not_capturing("retire");
   current().keep.push_back(std::move(buf));
 }
 
 void Recorder::submit() {
+  not_capturing("submit");
   if (!recording_) return;
   std::unique_ptr<Frame> f = std::move(recording_);
   VK_CHECK(vkEndCommandBuffer(f->cmd));
   VkSubmitInfo si{VK_STRUCTURE_TYPE_SUBMIT_INFO};
-  si.commandBufferCount = 1;
-  si.pCommandBuffers = &f->cmd;
+  const VkCommandBuffer cmds[2] = {f->cmd, f->tail};
+  si.commandBufferCount = f->tail ? 2 : 1;
+  si.pCommandBuffers = cmds;
   const VkResult r = vkQueueSubmit(ctx_.queue, 1, &si, f->fence);
   VK_CHECK(r);
   ++stats_.submits;
@@ -342,6 +353,7 @@ void Recorder::recycle(Frame& f) {
     }
   }
   f.query_labels.clear();
+  f.tail = VK_NULL_HANDLE;
   VK_CHECK(vkResetCommandPool(ctx_.device, f.pool, 0));
   for (VkDescriptorPool p : f.desc_pools) VK_CHECK(vkResetDescriptorPool(ctx_.device, p, 0));
   // Keep one descriptor pool; the rest were a peak.

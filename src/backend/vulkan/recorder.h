@@ -42,6 +42,27 @@ struct RecorderStats {
   uint64_t dispatches = 0, copies = 0, barriers = 0, submits = 0;
 };
 
+class Recorder;
+
+// A command buffer recorded once (Recorder::begin_capture / end_capture, recording.cpp) and
+// submitted again by Recorder::replay. It starts and ends with a full barrier, so it is ordered
+// against the work before and after it on the queue. Invalid once a buffer it binds is freed.
+class Captured {
+ public:
+  ~Captured();
+  bool valid() const { return valid_; }
+
+ private:
+  friend class Recorder;
+  explicit Captured(Recorder& rec) : rec_(&rec) {}
+  Recorder* rec_;  // null once the recorder is gone (its destructor freed the commands)
+  VkCommandPool pool_ = VK_NULL_HANDLE;
+  VkCommandBuffer cmd_ = VK_NULL_HANDLE;
+  std::vector<VkDescriptorPool> desc_pools_;
+  std::vector<VkBuffer> uses_;  // sorted
+  bool valid_ = true;
+};
+
 class Recorder {
  public:
   explicit Recorder(Context& ctx);
@@ -62,16 +83,28 @@ class Recorder {
   void submit();  // hands the current batch to the queue, does not wait
   void finish();  // submit + wait for everything; reports validation messages
 
+  // Capture (recording.cpp): dispatches between begin and end go into a command buffer kept for
+  // replay instead of a batch; upload / download / submit / finish throw meanwhile.
+  void begin_capture();
+  std::unique_ptr<Captured> end_capture();
+  void abort_capture();  // after an exception between begin and end
+  bool capturing() const { return capturing_; }
+  // Enqueues the captured commands after the work recorded so far and submits (no wait).
+  void replay(Captured& c);
+
   void set_profiling(bool on);
+  bool profiling() const { return profiling_; }
   std::vector<KernelTime> profile() const;  // completed batches only; call after finish()
   void reset_profile() { times_.clear(); }
   const RecorderStats& stats() const { return stats_; }
   static bool overlap_for_test(const BufferUse& a, const BufferUse& b);
 
  private:
+  friend class Captured;
   struct Frame {
     VkCommandPool pool = VK_NULL_HANDLE;
     VkCommandBuffer cmd = VK_NULL_HANDLE;
+    VkCommandBuffer tail = VK_NULL_HANDLE;  // a Captured command buffer submitted after cmd
     VkFence fence = VK_NULL_HANDLE;
     std::vector<VkDescriptorPool> desc_pools;
     uint32_t sets_in_last_pool = 0;
@@ -99,7 +132,15 @@ class Recorder {
   VkDescriptorSet allocate_set(Frame& f, VkDescriptorSetLayout layout);
   void check_messages();
 
+  void not_capturing(const char* op) const;
+  void buffer_freed(VkBuffer b);  // invalidates the captures that bind it
+  void release_captures();        // frees the live captures' Vulkan objects (destructor)
+
   Context& ctx_;
+  bool capturing_ = false;             // recording_ is then the frame being captured
+  std::vector<Access> saved_pending_;  // the hazard state of the queue, kept across a capture
+  std::vector<VkBuffer> capture_uses_;
+  std::vector<Captured*> captures_;   // alive
   std::unique_ptr<Frame> recording_;
   std::deque<std::unique_ptr<Frame>> in_flight_;
   std::vector<std::unique_ptr<Frame>> free_;

@@ -11,6 +11,7 @@
 #include "backend/vulkan/vulkan_backend.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <iomanip>
 #include <sstream>
@@ -122,6 +123,20 @@ class VulkanBackend final : public Backend {
       rec_->dispatch(pipe, {ux, uw, ub, uy}, push.bytes, push.size, g.x, g.y, g.z);
       return;
     }
+    // Tensor cores for 16-bit weights where the device has them (shaders/gemm_coopmat.comp:
+    // activations split into fp16 hi + lo, fp32 accumulation).
+    if (ctx_->caps.gemm_coopmat && p.M >= 16 && (w.dtype == DType::F16 || w.dtype == DType::BF16)) {
+      struct {
+        GemmParams g;
+        uint32_t off[4];
+        uint32_t w_mode;
+      } cp{p, {off(x, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy)}, 2u};
+      if (p.K % 2 == 0 && p.w_stride % 2 == 0) cp.w_mode = cp.off[1] % 2;
+      static_assert(sizeof(cp) == sizeof(GemmParams) + 20);
+      auto& pipe = pipelines_.get("gemm.coopmat", 4, sizeof(cp), {}, 256, "gemm.coopmat");
+      rec_->dispatch(pipe, {ux, uw, ub, uy}, &cp, sizeof(cp), ceil_div(p.N, 128), ceil_div(p.M, 128), 1);
+      return;
+    }
     // 128×128 tiles where both sides fill them (prefill projections), 64×64 otherwise.
     const uint32_t tile = p.M >= 128 && p.N >= 128 ? 128 : 64;
     const char* variant = tile == 128 ? "gemm.tile128" : "gemm";
@@ -213,6 +228,19 @@ class VulkanBackend final : public Backend {
               uz = z ? bind(*z, false, k, "z") : dummy(), ubias = bind(dt_bias, false, k, "dt_bias"),
               us = bind(ssm_state, true, k, "ssm_state"), uy = bind(y, true, k, "y");
 
+    // One pass, one exp per (token, channel, state), where subgroup shuffles are verified
+    // (shaders/selective_scan_sg.comp); the chunked three-pass scan below otherwise.
+    if (scan_subgroup_ok(p.d_state)) {
+      const uint32_t sg = ctx_->caps.subgroup_size, chn = 4, items = 4;
+      Push push(p, {0u, 1u, off(u, uu), off(delta, ud), off(A_log, ua), off(B, uB), off(C, uC),
+                    off(D, uD), z ? off(*z, uz) : 0u, off(dt_bias, ubias), off(ssm_state, us),
+                    off(y, uy)});
+      auto& pipe = pipelines_.get("selective_scan.subgroup", 10, push.size,
+                                  {chn * sg, p.d_state, sg, items, chn}, chn * sg, "selective_scan.subgroup");
+      const Grid g = linear_grid(ceil_div(p.channels, chn));
+      rec_->dispatch(pipe, {uu, ud, ua, uB, uC, uD, uz, ubias, us, uy}, push.bytes, push.size, g.x, g.y, g.z);
+      return;
+    }
     // Chunks: enough (channel, chunk) invocations to fill a large GPU (~128K), chunks of at
     // least 64 tokens so the rerun and the extra pass stay a small share, a multiple of the
     // staging width, and at most 65535 chunks (the grid's y limit).
@@ -350,6 +378,10 @@ class VulkanBackend final : public Backend {
                    ceil_div(p.channels, 64), g.y, g.z);
   }
 
+  // Capture / replay (recording.cpp): one command buffer per recording.
+  std::unique_ptr<Recording> record(const std::function<void()>& enqueue) override;
+  void replay(Recording& recording) override;
+
   // Hooks of vulkan_backend.h.
   vk::Recorder& recorder() { return *rec_; }
   const vk::Recorder& recorder() const { return *rec_; }
@@ -435,6 +467,24 @@ class VulkanBackend final : public Backend {
     b = std::make_unique<VulkanBuffer>(*ctx_, std::max<uint64_t>(bytes, uint64_t(1) << 20),
                                        vk::BufferKind::Device);
   }
+  // The one-pass subgroup scan: shuffles in compute, its tiles in shared memory, and a device
+  // where work groups of 4 × subgroupSize invocations are 4 full subgroups of the reported size
+  // (NVIDIA and lavapipe, where it is tested; DM_VULKAN_SCAN=subgroup forces it elsewhere,
+  // DM_VULKAN_SCAN=chunked turns it off).
+  bool scan_subgroup_ok(uint32_t d_state) const {
+    const auto& c = ctx_->caps;
+    const char* env = std::getenv("DM_VULKAN_SCAN");
+    const std::string mode = env ? env : "";
+    if (mode == "chunked") return false;
+    const VkSubgroupFeatureFlags need = VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_SHUFFLE_BIT;
+    if (!c.subgroup_in_compute || (c.subgroup_ops & need) != need) return false;
+    const uint64_t sg = c.subgroup_size, ch = sg * 4;
+    if (sg < 4 || sg > 128 || (sg & (sg - 1)) != 0 || 4 * sg > c.max_wg_invocations) return false;
+    if (4 * (ch * (3 * 4 + 2 * uint64_t(d_state)) + 5 * sg) > c.max_shared_bytes) return false;
+    // Opt-in: correct (lavapipe and H100 tests) but on the H100 2.5-4x SLOWER than the chunked
+    // scan (one subgroup per channel walking all of L is latency-bound).
+    return mode == "subgroup";
+  }
   static void check_small(const char* kernel, const char* what, uint32_t v, uint32_t max) {
     if (v > max) fail("[vulkan] ", kernel, ": ", what, " = ", v, " is larger than this backend supports (", max, ")");
   }
@@ -460,6 +510,31 @@ class VulkanBackend final : public Backend {
   // Declared after the recorder: freed first, through its deferred free.
   std::unique_ptr<VulkanBuffer> dummy_, scan_h_, scan_d_;
 };
+
+class VulkanRecording final : public Recording {
+ public:
+  explicit VulkanRecording(std::unique_ptr<vk::Captured> c) : c(std::move(c)) {}
+  bool valid() const override { return c->valid(); }
+  std::unique_ptr<vk::Captured> c;
+};
+
+std::unique_ptr<Recording> VulkanBackend::record(const std::function<void()>& enqueue) {
+  if (rec_->profiling()) return nullptr;  // --profile times every dispatch: run eagerly
+  rec_->begin_capture();
+  try {
+    enqueue();
+  } catch (...) {
+    rec_->abort_capture();
+    throw;
+  }
+  return std::make_unique<VulkanRecording>(rec_->end_capture());
+}
+
+void VulkanBackend::replay(Recording& recording) {
+  auto* r = dynamic_cast<VulkanRecording*>(&recording);
+  if (!r) fail("[vulkan] replay: the recording was not made by the Vulkan backend");
+  rec_->replay(*r->c);
+}
 
 VulkanBackend* as_vulkan(Backend& b) { return dynamic_cast<VulkanBackend*>(&b); }
 
