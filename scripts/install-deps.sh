@@ -3,6 +3,9 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config nlohmann-json3-dev libsentencepiece-dev libcli11-dev
       libgtest-dev libicu-dev python3)
+# The tokenizer property test (scripts/test.sh) installs Hugging Face `tokenizers` with pip into
+# a virtual environment under build/: Debian 12's system Python is PEP 668 externally managed.
+pkgs+=(python3-venv python3-pip)
 # The Vulkan backend: headers + loader, the GLSL compiler, lavapipe (CPU Vulkan for CI) and the
 # validation layer (one test run has it on).
 pkgs+=(libvulkan-dev glslc mesa-vulkan-drivers vulkan-validationlayers)

@@ -5,14 +5,25 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "backend/params.h"
+#include "core/error.h"
 #include "core/tensor.h"
 
 namespace dm {
+
+// Work recorded by Backend::record() for replay by the same backend (a CUDA graph, a Vulkan
+// command buffer). It addresses the buffers it saw while recording.
+class Recording {
+ public:
+  virtual ~Recording() = default;
+  // False once a buffer the recorded work uses has been freed: record again.
+  virtual bool valid() const = 0;
+};
 
 class Backend {
  public:
@@ -63,6 +74,21 @@ class Backend {
                                    const Tensor& B, const Tensor& C, const Tensor& D,
                                    const Tensor* z, const Tensor& dt_bias,
                                    const Tensor& ssm_state, const Tensor& y) = 0;
+
+  // Capture and replay (decode as one unit). record() calls `enqueue` once and records the work
+  // it enqueues without running it; replay() enqueues that work again, in order with everything
+  // else on this backend, as often as wanted. While recording, upload / download / synchronize
+  // throw (alloc may), and kernels must not need buffers they have not already got (run the same work
+  // eagerly once, or size everything first). The recording reads and writes the same buffers and
+  // offsets every time: write its inputs before replay(), read its outputs after. A backend that
+  // cannot record returns nullptr (the CPU backend: nothing to save there); then run eagerly.
+  virtual std::unique_ptr<Recording> record(const std::function<void()>& enqueue) {
+    return nullptr;
+  }
+  // Throws dm::Error for a recording of another backend or one that is no longer valid().
+  virtual void replay(Recording& recording) {
+    throw Error("[" + name() + "] replay: this backend does not record");
+  }
 };
 
 struct BackendInfo {

@@ -4,7 +4,9 @@
 #include "model/executor.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <map>
+#include <string>
 
 #include "core/error.h"
 
@@ -33,6 +35,9 @@ struct Executor::DeviceWeights {
 
   // Scratch buffers by role, grown on demand and kept between calls.
   std::map<std::string, std::unique_ptr<Buffer>> scratch;
+  // Recorded decode steps, one per sequence state (its state buffers are baked in). Declared
+  // last: destroyed before the buffers they use.
+  std::map<const SequenceState*, std::unique_ptr<Recording>> step_recordings;
 };
 
 static const Tensor* opt(const Tensor& t) { return t.rows ? &t : nullptr; }
@@ -40,6 +45,8 @@ static const Tensor* opt(const Tensor& t) { return t.rows ? &t : nullptr; }
 Executor::Executor(Backend& backend, const Model& model, DecimationConfig decimation)
     : backend_(backend), config_(model.config), w_(std::make_unique<DeviceWeights>()) {
   set_decimation(std::move(decimation));
+  if (const char* env = std::getenv("DM_DECODE_REPLAY"); env && std::string(env) == "0")
+    step_replay_ = false;
   const ModelConfig& c = config_;
   const ModelWeights& mw = model.weights;
   for (const HostTensor* h : {mw.embedding, mw.lm_head, mw.layers.at(0).in_proj})
@@ -72,6 +79,11 @@ Executor::Executor(Backend& backend, const Model& model, DecimationConfig decima
 }
 
 Executor::~Executor() = default;
+
+void Executor::set_step_replay(bool on) {
+  step_replay_ = on;
+  if (!on) w_->step_recordings.clear();
+}
 
 void Executor::set_decimation(DecimationConfig d) {
   validate_decimation(d, config_.n_layer);
@@ -216,47 +228,92 @@ std::vector<float> Executor::prefill(const std::vector<int32_t>& tokens, Sequenc
   return out;
 }
 
-std::vector<float> Executor::step(int32_t token, SequenceState& state) {
+// The step's buffers: the token id in, the logits out, activations between. Sized for one token
+// of this model, so they are allocated on the first step and never again.
+struct Executor::StepTensors {
+  Tensor ids, residual, hidden, normed, xz, xc, x_dbl, dt, y, logits;
+};
+
+Executor::StepTensors Executor::step_tensors() {
   const ModelConfig& c = config_;
   const int64_t D = c.d_model, E = c.d_inner, N = c.d_state, R = c.dt_rank, V = c.padded_vocab;
-  check_tokens({token}, V);
-  Backend& be = backend_;
-  auto& pool = w_->scratch;
   auto buf = [&](const char* role, int64_t rows, int64_t cols, DType dt = DType::F32) {
-    return scratch(be, pool, std::string("step_") + role, rows, cols, dt);
+    return scratch(backend_, w_->scratch, std::string("step_") + role, rows, cols, dt);
   };
+  StepTensors t;
+  t.ids = buf("ids", 1, 1, DType::I32);
+  t.residual = buf("residual", 1, D);  // (1, D)
+  t.hidden = buf("hidden", 1, D);      // (1, D) mixer output
+  t.normed = buf("normed", 1, D);      // (1, D)
+  t.xz = buf("xz", 1, 2 * E);          // (1, 2E)
+  t.xc = buf("xc", 1, E);              // (1, E)
+  t.x_dbl = buf("x_dbl", 1, R + 2 * N);
+  t.dt = buf("dt", 1, E);
+  t.y = buf("y", 1, E);
+  t.logits = buf("logits", 1, V);
+  return t;
+}
 
-  Tensor ids = buf("ids", 1, 1, DType::I32);
-  be.upload(*ids.buf, 0, &token, sizeof(token));
-  Tensor residual = buf("residual", 1, D);  // (1, D)
-  be.gather_rows(w_->embedding, ids, residual);
-  Tensor hidden = buf("hidden", 1, D);  // (1, D) mixer output
-  Tensor normed = buf("normed", 1, D);  // (1, D)
-  Tensor xz = buf("xz", 1, 2 * E);      // (1, 2E)
-  Tensor xc = buf("xc", 1, E);          // (1, E)
-  Tensor x_dbl = buf("x_dbl", 1, R + 2 * N);
-  Tensor dt = buf("dt", 1, E);
-  Tensor y = buf("y", 1, E);
+// The kernels of one step: token id from t.ids (device), logits to t.logits. No host transfer,
+// so it can be recorded.
+void Executor::enqueue_step(const StepTensors& t, SequenceState& state) {
+  const ModelConfig& c = config_;
+  const int64_t E = c.d_inner, N = c.d_state, R = c.dt_rank;
+  Backend& be = backend_;
+  be.gather_rows(w_->embedding, t.ids, t.residual);
   for (int l = 0; l < c.n_layer; ++l) {
     const DeviceWeights::Layer& w = w_->layers[size_t(l)];
     if (l == 0)
-      be.rms_norm(residual, nullptr, w.norm, normed, c.norm_eps);
+      be.rms_norm(t.residual, nullptr, w.norm, t.normed, c.norm_eps);
     else
-      be.rms_norm(hidden, &residual, w.norm, normed, c.norm_eps);
-    be.gemm(normed, w.in_proj, opt(w.in_proj_bias), xz);
-    Tensor z = xz.col_slice(E, E);
-    be.causal_conv1d_step(xz.col_slice(0, E), w.conv_w, opt(w.conv_b), state.conv(l), xc);
-    be.gemm(xc, w.x_proj, nullptr, x_dbl);
-    be.gemm(x_dbl.col_slice(0, R), w.dt_proj, nullptr, dt);
-    be.selective_scan_step(xc, dt, w.A_log, x_dbl.col_slice(R, N), x_dbl.col_slice(R + N, N),
-                           w.D, &z, w.dt_bias, state.ssm(l), y);
-    be.gemm(y, w.out_proj, opt(w.out_proj_bias), hidden);
+      be.rms_norm(t.hidden, &t.residual, w.norm, t.normed, c.norm_eps);
+    be.gemm(t.normed, w.in_proj, opt(w.in_proj_bias), t.xz);
+    const Tensor z = t.xz.col_slice(E, E);
+    be.causal_conv1d_step(t.xz.col_slice(0, E), w.conv_w, opt(w.conv_b), state.conv(l), t.xc);
+    be.gemm(t.xc, w.x_proj, nullptr, t.x_dbl);
+    be.gemm(t.x_dbl.col_slice(0, R), w.dt_proj, nullptr, t.dt);
+    be.selective_scan_step(t.xc, t.dt, w.A_log, t.x_dbl.col_slice(R, N),
+                           t.x_dbl.col_slice(R + N, N), w.D, &z, w.dt_bias, state.ssm(l), t.y);
+    be.gemm(t.y, w.out_proj, opt(w.out_proj_bias), t.hidden);
   }
-  be.rms_norm(hidden, &residual, w_->norm_f, normed, c.norm_eps);
-  Tensor logits = buf("logits", 1, V);
-  be.gemm(normed, w_->lm_head, nullptr, logits);
-  std::vector<float> out(static_cast<size_t>(V));
-  be.download(*logits.buf, logits.offset, out.data(), out.size() * sizeof(float));
+  be.rms_norm(t.hidden, &t.residual, w_->norm_f, t.normed, c.norm_eps);
+  be.gemm(t.normed, w_->lm_head, nullptr, t.logits);
+}
+
+std::vector<float> Executor::step(int32_t token, SequenceState& state) {
+  check_tokens({token}, config_.padded_vocab);
+  Backend& be = backend_;
+  const StepTensors t = step_tensors();  // before any recording: nothing grows while recording
+  be.upload(*t.ids.buf, t.ids.offset, &token, sizeof(token));
+
+  Recording* rec = nullptr;
+  if (step_replay_) {
+    auto& recs = w_->step_recordings;
+    auto it = recs.find(&state);
+    if (it != recs.end() && !it->second->valid()) {
+      recs.erase(it);  // a buffer it used is gone (this state was freed and its address reused,
+      it = recs.end();  // or a step buffer was reallocated)
+    }
+    if (it == recs.end()) {
+      for (auto j = recs.begin(); j != recs.end();) j = j->second->valid() ? std::next(j) : recs.erase(j);
+      std::unique_ptr<Recording> r = be.record([&] { enqueue_step(t, state); });
+      if (r) {  // nullptr: this backend does not record (the CPU), or not now (profiling)
+        ++step_stats_.recorded;
+        it = recs.emplace(&state, std::move(r)).first;
+      }
+    }
+    if (it != recs.end()) rec = it->second.get();
+  }
+  if (rec) {
+    be.replay(*rec);
+    ++step_stats_.replayed;
+  } else {
+    enqueue_step(t, state);
+    ++step_stats_.eager;
+  }
+
+  std::vector<float> out(static_cast<size_t>(config_.padded_vocab));
+  be.download(*t.logits.buf, t.logits.offset, out.data(), out.size() * sizeof(float));
   state.tokens_seen += 1;
   return out;
 }

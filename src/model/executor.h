@@ -54,15 +54,34 @@ class Executor {
   // Returns n_logits × padded_vocab fp32 logits, row-major.
   std::vector<float> prefill(const std::vector<int32_t>& tokens, SequenceState& state,
                              const PrefillOptions& opts = {});
-  // One token; returns padded_vocab logits. Never decimates.
+  // One token; returns padded_vocab logits. Never decimates. Where the backend records
+  // (Backend::record: CUDA graphs, Vulkan command buffers) the step's kernels are recorded on
+  // first use for this SequenceState and this executor's step buffers, and replayed after that:
+  // upload the token id, replay, download the logits. A recording whose buffers were freed (the
+  // state destroyed, a buffer reallocated) is dropped and made again.
   std::vector<float> step(int32_t token, SequenceState& state);
+
+  // Replay on (default) or off (every step enqueued kernel by kernel, as the CPU always does).
+  // DM_DECODE_REPLAY=0 in the environment turns it off for new executors.
+  void set_step_replay(bool on);
+  bool step_replay() const { return step_replay_; }
+  struct StepStats {
+    int64_t eager = 0, recorded = 0, replayed = 0;  // steps by path; recordings made
+  };
+  const StepStats& step_stats() const { return step_stats_; }
 
   // Lengths each layer sees for a prompt of L tokens (output length of each layer).
   std::vector<int64_t> layer_lengths(int64_t L, int64_t protect_tail) const;
 
  private:
   struct DeviceWeights;
+  struct StepTensors;
+  StepTensors step_tensors();
+  void enqueue_step(const StepTensors& t, SequenceState& state);
+
   Backend& backend_;
+  bool step_replay_ = true;
+  StepStats step_stats_;
   ModelConfig config_;
   DecimationConfig decimation_;
   std::unique_ptr<DeviceWeights> w_;

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "text/hf_tokenizer.h"
 #include "text/tokenizer.h"
 
 namespace dm {
@@ -80,6 +81,10 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_dir) {
   std::error_code ec;
   if (!fs::is_directory(model_dir, ec)) fail("[tokenizer] ", model_dir, ": no such directory");
   const fs::path dir(model_dir);
+  // A Hugging Face tokenizer.json describes the whole pipeline (added tokens included): it wins.
+  if (fs::is_regular_file(dir / "tokenizer.json")) {
+    return load_hf_tokenizer((dir / "tokenizer.json").string());
+  }
   if (fs::is_regular_file(dir / "tokenizer.model")) {
     return load_sentencepiece((dir / "tokenizer.model").string());
   }
@@ -94,10 +99,8 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_dir) {
     fail("[tokenizer] ", model_dir, ": several .model files (", models[0].filename().string(), ", ",
          models[1].filename().string(), ", ...) and no tokenizer.model to pick");
   }
-  if (fs::is_regular_file(dir / "tokenizer.json")) {
-    fail("[tokenizer] ", model_dir, ": tokenizer.json (Hugging Face BPE) is not supported yet");
-  }
-  fail("[tokenizer] ", model_dir, ": no tokenizer.model or other SentencePiece .model file");
+  fail("[tokenizer] ", model_dir,
+       ": no tokenizer.json, tokenizer.model or other SentencePiece .model file");
 }
 
 }  // namespace dm

@@ -1,5 +1,5 @@
-// Text <-> token ids. SentencePiece .model files now; a Hugging Face tokenizer.json reader
-// implements the same interface later. The model directory picks the tokenizer by file.
+// Text <-> token ids: SentencePiece .model files, and Hugging Face tokenizer.json byte-level BPE
+// (text/hf_tokenizer.h). The model directory picks the tokenizer by file.
 #pragma once
 
 #include <cstdint>
@@ -24,7 +24,8 @@ class Tokenizer {
   virtual bool add_bos() const { return false; }    // prepend bos_id() to prompts
 };
 
-// Looks in model_dir for tokenizer.model (SentencePiece) or another *.model file.
+// Looks in model_dir for tokenizer.json (Hugging Face byte-level BPE), else tokenizer.model
+// (SentencePiece) or another *.model file.
 // Throws dm::Error "[tokenizer] <dir>: ..." when none is found or it does not load.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_dir);
 std::unique_ptr<Tokenizer> load_sentencepiece(const std::string& path);

@@ -14,5 +14,7 @@ RunFn add_generate(CLI::App& app);
 RunFn add_perplexity(CLI::App& app);
 RunFn add_passkey(CLI::App& app);
 RunFn add_info(CLI::App& app);
+RunFn add_tokenize(CLI::App& app);
+RunFn add_bench(CLI::App& app);
 
 }  // namespace dmcli

@@ -25,6 +25,8 @@ int main(int argc, char** argv) {
     add(dmcli::add_perplexity, "perplexity");
     add(dmcli::add_passkey, "passkey");
     add(dmcli::add_info, "info");
+    add(dmcli::add_tokenize, "tokenize");
+    add(dmcli::add_bench, "bench");
     // CLI11 reports a mistyped subcommand as "a subcommand is required"; name it instead.
     bool known = false;
     for (const auto& entry : commands)
@@ -32,7 +34,7 @@ int main(int argc, char** argv) {
     if (argc > 1 && argv[1][0] != '-' && !known) {
       std::fprintf(stderr,
                    "decimamba: unknown subcommand '%s' (known: generate, perplexity, passkey, "
-                   "info)\nRun 'decimamba --help' for usage.\n",
+                   "info, bench, tokenize)\nRun 'decimamba --help' for usage.\n",
                    argv[1]);
       return 2;
     }

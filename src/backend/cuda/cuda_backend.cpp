@@ -1,9 +1,13 @@
 #include "backend/cuda/cuda_backend.h"
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <set>
+#include <vector>
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_graph.h"
@@ -26,6 +30,8 @@ void throw_cublas(cublasStatus_t st, const char* what, const char* file, int lin
 
 }  // namespace cuda
 
+class CudaRecordingImpl;
+
 namespace {
 
 std::string mib(size_t bytes) { return std::to_string((bytes + (1u << 20) - 1) >> 20) + " MiB"; }
@@ -46,9 +52,23 @@ void check_launch(cudaError_t e, const char* kernel) {
   }
 }
 
+// Recordings (Backend::record) and the buffers they address: a recording whose buffer is freed
+// becomes invalid (the executor then records again). While a recording is made, dev() notes
+// every buffer a kernel is given.
+struct RecordingRegistry {
+  std::mutex mu;
+  std::set<CudaRecordingImpl*> live;
+};
+RecordingRegistry& registry() {
+  static RecordingRegistry* r = new RecordingRegistry;  // never destroyed: buffers may outlive statics
+  return *r;
+}
+thread_local std::set<const void*>* t_capture_uses = nullptr;
+
 CudaBuffer& dev(const Buffer& b, const char* what) {
   auto* cb = dynamic_cast<const CudaBuffer*>(&b);
   if (!cb) fail("[cuda] ", what, ": buffer was not allocated by the cuda backend");
+  if (t_capture_uses) t_capture_uses->insert(cb);
   return const_cast<CudaBuffer&>(*cb);
 }
 
@@ -101,7 +121,10 @@ CudaBuffer::CudaBuffer(size_t bytes, int device) : Buffer(bytes) {
   CUDA_CHECK(e);
 }
 
+void cuda_buffer_freed(const void* buf);  // below
+
 CudaBuffer::~CudaBuffer() {
+  cuda_buffer_freed(this);
   // cudaFree waits for the device, so queued work that still reads the buffer finishes first.
   if (ptr_) cudaFree(ptr_);
 }
@@ -413,6 +436,61 @@ CudaBackend& as_cuda(Backend& b) {
 }
 
 }  // namespace
+
+class CudaRecordingImpl : public Recording {
+ public:
+  CudaRecordingImpl(const CudaBackend* owner, std::unique_ptr<CudaGraph> g, std::set<const void*> uses)
+      : owner_(owner), graph_(std::move(g)), uses_(std::move(uses)) {
+    std::lock_guard<std::mutex> lock(registry().mu);
+    registry().live.insert(this);
+  }
+  ~CudaRecordingImpl() override {
+    std::lock_guard<std::mutex> lock(registry().mu);
+    registry().live.erase(this);
+  }
+  bool valid() const override { return valid_.load(); }
+  void freed(const void* buf) {  // registry lock held
+    if (uses_.count(buf)) valid_ = false;
+  }
+  const CudaBackend* owner_;
+  std::unique_ptr<CudaGraph> graph_;
+
+ private:
+  std::set<const void*> uses_;
+  std::atomic<bool> valid_{true};
+};
+
+void cuda_buffer_freed(const void* buf) {
+  std::lock_guard<std::mutex> lock(registry().mu);
+  for (CudaRecordingImpl* r : registry().live) r->freed(buf);
+}
+
+std::unique_ptr<Recording> CudaBackend::record(const std::function<void()>& enqueue) {
+  std::set<const void*> uses;
+  begin_capture();
+  t_capture_uses = &uses;
+  try {
+    enqueue();
+  } catch (...) {
+    t_capture_uses = nullptr;
+    capturing_ = false;
+    cudaGraph_t g = nullptr;
+    if (cudaStreamEndCapture(stream_, &g) == cudaSuccess && g) cudaGraphDestroy(g);
+    cudaGetLastError();
+    throw;
+  }
+  t_capture_uses = nullptr;
+  auto graph = std::make_unique<CudaGraphImpl>(end_capture(), stream_);
+  return std::make_unique<CudaRecordingImpl>(this, std::move(graph), std::move(uses));
+}
+
+void CudaBackend::replay(Recording& recording) {
+  auto* r = dynamic_cast<CudaRecordingImpl*>(&recording);
+  if (!r || r->owner_ != this) fail("[cuda] replay: the recording was not made by this backend");
+  if (!r->valid()) fail("[cuda] replay: a buffer the recording uses has been freed; record again");
+  not_capturing("replay");
+  r->graph_->replay();
+}
 
 void cuda_graph_begin(Backend& backend) { as_cuda(backend).begin_capture(); }
 

@@ -56,6 +56,10 @@ class CudaBackend : public Backend {
                            const Tensor& dt_bias, const Tensor& ssm_state,
                            const Tensor& y) override;
 
+  // Decode as a CUDA graph: stream capture of `enqueue`, instantiated once, launched by replay().
+  std::unique_ptr<Recording> record(const std::function<void()>& enqueue) override;
+  void replay(Recording& recording) override;
+
   cudaStream_t stream() const { return stream_; }
   bool capturing() const { return capturing_; }
   void begin_capture();

@@ -1,0 +1,201 @@
+// Decode as one recorded unit (Backend::record / replay, Executor::step): N steps replayed give
+// bit-identical logits and states to the same steps enqueued kernel by kernel, on every backend
+// present (CUDA graphs, Vulkan command buffers; the CPU backend does not record and runs eager),
+// on every fixture model; recordings follow their sequence state and are made again when a
+// buffer they use is freed.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+
+#include "backend/backend.h"
+#include "backend_cache.h"
+#include "fixture_util.h"
+#include "model/executor.h"
+#include "text/sampler.h"
+
+namespace dm {
+namespace {
+
+using test::as_ints;
+
+std::vector<std::string> backends() {
+  std::vector<std::string> out;
+  for (const BackendInfo& b : list_backends())
+    if (b.available) out.push_back(b.name);
+  return out;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+using Param = std::tuple<std::string, std::string>;  // backend, fixture dir
+
+class DecodeReplay : public ::testing::TestWithParam<Param> {
+ protected:
+  void SetUp() override {
+    const auto& [be, dir] = GetParam();
+    if (dir.empty()) GTEST_SKIP() << "no fixtures under " << test::data_dir() << "/models";
+    model = load_model(dir);
+    ref = SafeTensorsFile::open(dir + "/reference.safetensors");
+    backend = be == "cpu" ? (own = create_backend("cpu")).get() : &test::cached_backend(be);
+    what = be + " (" + backend->device_name() + ") " + std::filesystem::path(dir).filename().string();
+    prompt = as_ints(ref->tensors().at("prompt_ids"));
+    records = be != "cpu";
+  }
+  // Greedy: n steps from the prompt's last logits; the logits of every step.
+  std::vector<std::vector<float>> run(Executor& ex, SequenceState& st, int n,
+                                      const std::vector<int32_t>& p) {
+    std::vector<std::vector<float>> out;
+    auto lg = ex.prefill(p, st);
+    const int64_t V = model->config.padded_vocab;
+    for (int i = 0; i < n; ++i) {
+      lg = ex.step(argmax(lg.data(), V), st);
+      out.push_back(lg);
+    }
+    return out;
+  }
+  std::unique_ptr<Model> model;
+  std::unique_ptr<SafeTensorsFile> ref;
+  std::unique_ptr<Backend> own;
+  Backend* backend = nullptr;
+  std::string what;
+  std::vector<int32_t> prompt;
+  bool records = false;
+};
+
+TEST_P(DecodeReplay, ReplayedStepsAreBitIdenticalToEager) {
+  constexpr int kSteps = 12;
+  Executor replayed(*backend, *model), eager(*backend, *model);
+  eager.set_step_replay(false);
+  ASSERT_TRUE(replayed.step_replay());
+  auto s1 = replayed.new_state(), s2 = eager.new_state();
+  const auto a = run(replayed, *s1, kSteps, prompt);
+  const auto b = run(eager, *s2, kSteps, prompt);
+  for (int i = 0; i < kSteps; ++i) ASSERT_TRUE(same_bits(a[i], b[i])) << what << " step " << i;
+  EXPECT_TRUE(same_bits(s1->save(), s2->save())) << what << ": states after decode";
+  EXPECT_EQ(eager.step_stats().eager, kSteps);
+  EXPECT_EQ(eager.step_stats().replayed, 0);
+  if (records) {
+    EXPECT_EQ(replayed.step_stats().recorded, 1) << what;
+    EXPECT_EQ(replayed.step_stats().replayed, kSteps) << what;
+  } else {
+    EXPECT_EQ(replayed.step_stats().recorded, 0) << what;
+    EXPECT_EQ(replayed.step_stats().eager, kSteps) << what;
+  }
+}
+
+TEST_P(DecodeReplay, RecordingPerStateAndRemadeWhenStateIsFreed) {
+  constexpr int kSteps = 5;
+  Executor replayed(*backend, *model), eager(*backend, *model);
+  eager.set_step_replay(false);
+  const std::vector<int32_t> p2(prompt.begin(), prompt.begin() + std::max<size_t>(1, prompt.size() / 2));
+  const int64_t V = model->config.padded_vocab;
+  // Two sequences interleaved on one executor: each replays its own recording.
+  auto ra = replayed.new_state(), rb = replayed.new_state();
+  auto ea = eager.new_state(), eb = eager.new_state();
+  auto la = replayed.prefill(prompt, *ra), lb = replayed.prefill(p2, *rb);
+  auto ma = eager.prefill(prompt, *ea), mb = eager.prefill(p2, *eb);
+  for (int i = 0; i < kSteps; ++i) {
+    la = replayed.step(argmax(la.data(), V), *ra);
+    lb = replayed.step(argmax(lb.data(), V), *rb);
+    ma = eager.step(argmax(ma.data(), V), *ea);
+    mb = eager.step(argmax(mb.data(), V), *eb);
+    ASSERT_TRUE(same_bits(la, ma)) << what << " sequence a, step " << i;
+    ASSERT_TRUE(same_bits(lb, mb)) << what << " sequence b, step " << i;
+  }
+  if (records) EXPECT_EQ(replayed.step_stats().recorded, 2) << what;
+  // A state freed and a new one made (often at the same address, with buffers at the same
+  // addresses): the old recording is dropped, a new one made, the results still exact.
+  for (int round = 0; round < 2; ++round) {
+    ra.reset();
+    ra = replayed.new_state();
+    ea = eager.new_state();
+    const auto x = run(replayed, *ra, kSteps, prompt);
+    const auto y = run(eager, *ea, kSteps, prompt);
+    for (int i = 0; i < kSteps; ++i)
+      ASSERT_TRUE(same_bits(x[i], y[i])) << what << " new state, round " << round << ", step " << i;
+  }
+  if (records) EXPECT_EQ(replayed.step_stats().recorded, 4) << what;
+  // reset() keeps the buffers, so the recording too; a long prefill in between (which grows
+  // the prefill buffers) does not touch the step's.
+  ra->reset();
+  ea->reset();
+  std::vector<int32_t> longer = prompt;
+  for (int k = 0; k < 3; ++k) longer.insert(longer.end(), prompt.begin(), prompt.end());
+  const auto x = run(replayed, *ra, kSteps, longer);
+  const auto y = run(eager, *ea, kSteps, longer);
+  for (int i = 0; i < kSteps; ++i) ASSERT_TRUE(same_bits(x[i], y[i])) << what << " after reset, step " << i;
+  if (records) EXPECT_EQ(replayed.step_stats().recorded, 4) << what;
+  // Replay off: eager from now on, still the same numbers.
+  replayed.set_step_replay(false);
+  const int64_t before = replayed.step_stats().eager;
+  const auto x2 = run(replayed, *ra, 2, prompt);
+  const auto y2 = run(eager, *ea, 2, prompt);
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(same_bits(x2[i], y2[i])) << what << " replay off, step " << i;
+  EXPECT_EQ(replayed.step_stats().eager, before + 2);
+}
+
+std::vector<Param> params() {
+  std::vector<Param> out;
+  auto dirs = test::fixture_models();
+  if (dirs.empty()) dirs.push_back("");
+  for (const auto& be : backends())
+    for (const auto& d : dirs) out.emplace_back(be, d);
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(All, DecodeReplay, ::testing::ValuesIn(params()),
+                         [](const ::testing::TestParamInfo<Param>& i) {
+                           std::string n = std::get<0>(i.param) + "_" +
+                                            std::filesystem::path(std::get<1>(i.param)).filename().string();
+                           for (char& c : n)
+                             if (!isalnum(static_cast<unsigned char>(c))) c = '_';
+                           return n;
+                         });
+
+// The Backend API itself: what may not happen while recording, and recovery after it.
+TEST(BackendRecord, CpuDoesNotRecord) {
+  auto cpu = create_backend("cpu");
+  bool ran = false;
+  EXPECT_EQ(cpu->record([&] { ran = true; }), nullptr);
+  auto buf = cpu->alloc(16);
+  (void)buf;
+}
+
+TEST(BackendRecord, TransfersThrowWhileRecordingAndTheBackendRecovers) {
+  for (const auto& name : backends()) {
+    if (name == "cpu") continue;
+    Backend& be = test::cached_backend(name);
+    auto buf = be.alloc(64);
+    const float one = 1.f;
+    EXPECT_THROW(be.record([&] { be.upload(*buf, 0, &one, 4); }), Error) << name;
+    float out = 0;
+    EXPECT_THROW(be.record([&] { be.download(*buf, 0, &out, 4); }), Error) << name;
+    // Still usable, eager and recorded: y = x / rms(x) · w over one row of 4.
+    const float x[4] = {1, 2, 3, 4}, w[4] = {1, 1, 1, 1};
+    be.upload(*buf, 0, x, 16);
+    be.upload(*buf, 16, w, 16);
+    const Tensor tx = make_tensor(*buf, DType::F32, 1, 4), tw = make_tensor(*buf, DType::F32, 1, 4, 16),
+                 ty = make_tensor(*buf, DType::F32, 1, 4, 32);
+    auto rec = be.record([&] { be.rms_norm(tx, nullptr, tw, ty, 1e-5f); });
+    ASSERT_NE(rec, nullptr) << name;
+    EXPECT_TRUE(rec->valid());
+    float y[4] = {};
+    be.replay(*rec);
+    be.download(*buf, 32, y, 16);
+    EXPECT_NEAR(y[3], 4.f / std::sqrt(7.5f + 1e-5f), 1e-5) << name;
+    const float x2[4] = {2, 2, 2, 2};
+    be.upload(*buf, 0, x2, 16);
+    be.replay(*rec);
+    be.download(*buf, 32, y, 16);
+    EXPECT_NEAR(y[0], 1.f, 1e-5) << name;
+    buf.reset();
+    EXPECT_FALSE(rec->valid()) << name << ": the buffer it used was freed";
+    EXPECT_THROW(be.replay(*rec), Error) << name;
+  }
+}
+
+}  // namespace
+}  // namespace dm
