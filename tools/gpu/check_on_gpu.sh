@@ -5,6 +5,7 @@
 # Logs go to $OUT; a short summary is printed last.
 set -u
 root=$PWD
+[ -d .gpu ] || tar xJf .gpupack/gpu.tar.xz
 cd .gpu && source ./env.sh
 out=${OUT:-/tmp}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
@@ -20,6 +21,9 @@ for be in cpu vulkan cuda; do
   echo
 done
 if [ "${1:-}" = bench ]; then
-  ./bench_cuda "${2:-copy,kernels,decode,prefill}" 2>"$out/bench_cuda.json" | tee "$out/bench_cuda.md"
-  ./bench_vulkan 2>"$out/bench_vulkan.json" | tee "$out/bench_vulkan.md"
+  # The backend comparison users run: both GPU backends side by side on the same card.
+  for shape in 130m 2.8b; do
+    timeout 200 ./decimamba bench --shape "$shape" --backend cuda,vulkan -p 512,4096 -n 64 -r 3 \
+      --replay both --json "$out/bench_$shape.json" --force | tee "$out/bench_$shape.md"
+  done
 fi
