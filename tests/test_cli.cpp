@@ -11,69 +11,20 @@
 #include <sstream>
 
 #include "backend/backend.h"
+#include "cli_runner.h"
 #include "test_paths.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kCli = DM_CLI_PATH;
+const std::string kCli = dm::test::cli_path();
 const std::string kModel = dm::test::data_dir() + "/models/tiny-tied";
-
-// Unique per process and per instance: run_cli makes its own inside a test that has one.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::string name = "dm_cli_" + std::to_string(::getpid()) + "_";
-    name.append(info->name()).append("_").append(std::to_string(counter++));
-    path = fs::temp_directory_path() / name;
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
-
-// Runs the CLI with stdin from `input` (empty: /dev/null), stdout and stderr into files: none
-// of them is a terminal, as in a pipeline.
-Result run_cli(const std::vector<std::string>& args, const std::string& input = "") {
-  TempDir tmp;
-  std::string cmd = quote(kCli);
-  for (const auto& a : args) cmd.append(" ").append(quote(a));
-  if (input.empty()) {
-    cmd += " </dev/null";
-  } else {
-    std::ofstream(tmp.path / "in", std::ios::binary) << input;
-    cmd.append(" <").append(quote((tmp.path / "in").string()));
-  }
-  cmd.append(" >").append(quote((tmp.path / "out").string()));
-  cmd.append(" 2>").append(quote((tmp.path / "err").string()));
-  const int status = std::system(cmd.c_str());
-  Result r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = slurp(tmp.path / "out");
-  r.err = slurp(tmp.path / "err");
-  return r;
-}
+using Result = dm::test::CliResult;
+using TempDir = dm::test::CliTempDir;
+using dm::test::run_cli;
+using dm::test::slurp;
+std::string quote(const std::string& s) { return dm::test::shell_quote(s); }
 
 bool has(const std::string& hay, const std::string& needle) {
   return hay.find(needle) != std::string::npos;
