@@ -206,18 +206,11 @@ ScanShape check_scan(const char* k, const Tensor& u, const Tensor& delta, const 
   return {rows, ch, n};
 }
 
-}  // namespace
-
-SelectiveScanParams make_selective_scan_params(const Tensor& u, const Tensor& delta,
-                                               const Tensor& A_log, const Tensor& B,
-                                               const Tensor& C, const Tensor& D, const Tensor* z,
-                                               const Tensor& dt_bias, const Tensor& ssm_state,
-                                               const Tensor& y) {
-  const char* k = "selective_scan";
-  const ScanShape s = check_scan(k, u, delta, A_log, B, C, D, z, dt_bias, ssm_state, 1);
-  check_act(k, "y", y, s.rows, s.channels, dims("L = u.rows", s.rows, "channels = u.cols", s.channels));
-  SelectiveScanParams p{};
-  p.L = u32(k, "L", s.rows);
+// The fields the prefill scan and the decode-step scan share (all but L / batch).
+template <typename P>
+void fill_scan_fields(P& p, const char* k, const ScanShape& s, const Tensor& u,
+                      const Tensor& delta, const Tensor& A_log, const Tensor& B, const Tensor& C,
+                      const Tensor& D, const Tensor* z, const Tensor& dt_bias, const Tensor& y) {
   p.channels = u32(k, "channels", s.channels);
   p.d_state = u32(k, "d_state", s.d_state);
   p.u_stride = u32(k, "u stride", u.row_stride);
@@ -230,6 +223,21 @@ SelectiveScanParams make_selective_scan_params(const Tensor& u, const Tensor& de
   p.D_dtype = uint32_t(D.dtype);
   p.dt_bias_dtype = uint32_t(dt_bias.dtype);
   p.has_z = z ? 1 : 0;
+}
+
+}  // namespace
+
+SelectiveScanParams make_selective_scan_params(const Tensor& u, const Tensor& delta,
+                                               const Tensor& A_log, const Tensor& B,
+                                               const Tensor& C, const Tensor& D, const Tensor* z,
+                                               const Tensor& dt_bias, const Tensor& ssm_state,
+                                               const Tensor& y) {
+  const char* k = "selective_scan";
+  const ScanShape s = check_scan(k, u, delta, A_log, B, C, D, z, dt_bias, ssm_state, 1);
+  check_act(k, "y", y, s.rows, s.channels, dims("L = u.rows", s.rows, "channels = u.cols", s.channels));
+  SelectiveScanParams p{};
+  p.L = u32(k, "L", s.rows);
+  fill_scan_fields(p, k, s, u, delta, A_log, B, C, D, z, dt_bias, y);
   return p;
 }
 
@@ -338,18 +346,7 @@ SelectiveScanStepParams make_selective_scan_step_params(const Tensor& u, const T
             dims("batch = u.rows", s.rows, "channels = u.cols", s.channels));
   SelectiveScanStepParams p{};
   p.batch = u32(k, "batch", s.rows);
-  p.channels = u32(k, "channels", s.channels);
-  p.d_state = u32(k, "d_state", s.d_state);
-  p.u_stride = u32(k, "u stride", u.row_stride);
-  p.delta_stride = u32(k, "delta stride", delta.row_stride);
-  p.B_stride = u32(k, "B stride", B.row_stride);
-  p.C_stride = u32(k, "C stride", C.row_stride);
-  p.z_stride = z ? u32(k, "z stride", z->row_stride) : 0;
-  p.y_stride = u32(k, "y stride", y.row_stride);
-  p.A_log_dtype = uint32_t(A_log.dtype);
-  p.D_dtype = uint32_t(D.dtype);
-  p.dt_bias_dtype = uint32_t(dt_bias.dtype);
-  p.has_z = z ? 1 : 0;
+  fill_scan_fields(p, k, s, u, delta, A_log, B, C, D, z, dt_bias, y);
   return p;
 }
 
