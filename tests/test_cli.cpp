@@ -337,3 +337,30 @@ TEST(CliProfile, PrintsPerKernelDeviceTimes) {
 }
 
 }  // namespace
+
+namespace {
+
+const std::string kSmallBpe = dm::test::data_dir() + "/tokenizer/small_bpe.json";
+
+TEST(CliTokenize, IdsMatchTokenizersAndSpecialsStayTextByDefault) {
+  // Ids from Hugging Face tokenizers 0.23.3: Tokenizer.from_file(small_bpe.json)
+  //   .encode("Hello  world<|endoftext|>").ids (it parses special tokens).
+  const Result special = run_cli({"tokenize", "--tokenizer", kSmallBpe, "--parse-special",
+                                  "--ids-only", "Hello  world<|endoftext|>"});
+  ASSERT_EQ(special.code, 0) << special.err;
+  EXPECT_EQ(special.out, "41 1390 80 2054 1576 315 0\n");
+  // A prompt cannot inject <|endoftext|>: without --parse-special it is spelled out.
+  const Result plain =
+      run_cli({"tokenize", "--tokenizer", kSmallBpe, "--ids-only", "Hello  world<|endoftext|>"});
+  ASSERT_EQ(plain.code, 0) << plain.err;
+  EXPECT_EQ(plain.out.rfind("41 1390 80 2054 1576 315 ", 0), 0u) << plain.out;
+  EXPECT_EQ(plain.out.find(" 0\n"), std::string::npos) << plain.out;
+}
+
+TEST(CliTokenize, MissingTokenizerFileIsAnError) {
+  const Result r = run_cli({"tokenize", "--tokenizer", "/nonexistent/tokenizer.json", "x"});
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("/nonexistent/tokenizer.json"), std::string::npos) << r.err;
+}
+
+}  // namespace
