@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages decimamba builds and tests with. Root or sudo.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config nlohmann-json3-dev libsentencepiece-dev libcli11-dev
-      libgtest-dev libicu-dev python3)
+      libgtest-dev libicu-dev python3 zlib1g-dev)
 # The tokenizer property test (scripts/test.sh) installs Hugging Face `tokenizers` with pip into
 # a virtual environment under build/: Debian 12's system Python is PEP 668 externally managed.
 pkgs+=(python3-venv python3-pip)

@@ -16,5 +16,6 @@ RunFn add_passkey(CLI::App& app);
 RunFn add_info(CLI::App& app);
 RunFn add_tokenize(CLI::App& app);
 RunFn add_bench(CLI::App& app);
+RunFn add_erf(CLI::App& app);
 
 }  // namespace dmcli

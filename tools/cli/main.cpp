@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
     add(dmcli::add_info, "info");
     add(dmcli::add_tokenize, "tokenize");
     add(dmcli::add_bench, "bench");
+    add(dmcli::add_erf, "erf");
     // CLI11 reports a mistyped subcommand as "a subcommand is required"; name it instead.
     bool known = false;
     for (const auto& entry : commands)
@@ -34,7 +35,7 @@ int main(int argc, char** argv) {
     if (argc > 1 && argv[1][0] != '-' && !known) {
       std::fprintf(stderr,
                    "decimamba: unknown subcommand '%s' (known: generate, perplexity, passkey, "
-                   "info, bench, tokenize)\nRun 'decimamba --help' for usage.\n",
+                   "info, bench, tokenize, erf)\nRun 'decimamba --help' for usage.\n",
                    argv[1]);
       return 2;
     }
