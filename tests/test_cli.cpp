@@ -364,3 +364,29 @@ TEST(CliTokenize, MissingTokenizerFileIsAnError) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(CliErrors, ProtectTailMustBePositive) {
+  const Result r = run_cli({"generate", "--model", kModel, "--backend", "cpu",
+                            "--deci-protect-tail", "0", "hello"});
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("--deci-protect-tail"), std::string::npos) << r.err;
+}
+
+TEST(CliGenerate, ProtectTailReachesTheDecimationSummary) {
+  // tiny-tied has 4 layers; a long prompt with layer 1 keeping 20 candidates: the stats line
+  // reports 20 + r tokens leaving the layer, r being the protected tail.
+  std::string prompt;
+  for (int i = 0; i < 60; ++i) prompt += "word ";
+  for (const char* r : {"1", "5"}) {
+    const Result res = run_cli({"generate", "--model", kModel, "--backend", "cpu", "-n", "1",
+                                "--temperature", "0", "--deci-layers", "1", "--deci-L-base", "20",
+                                "--deci-protect-tail", r, prompt});
+    ASSERT_EQ(res.code, 0) << res.err;
+    const std::string want = "kept layer 1 " + std::to_string(20 + std::stoi(r)) + "/";
+    EXPECT_NE(res.err.find(want), std::string::npos) << "want '" << want << "' in " << res.err;
+  }
+}
+
+}  // namespace

@@ -19,6 +19,8 @@ struct GenerateOptions {
   SamplerConfig sampler;
   std::vector<std::string> stop;  // stop when the generated text contains one (not emitted)
   int32_t eos_id = -1;            // -1: no EOS stop
+  // Prompt tokens never decimated. 1, as the authors' generate(): only the last prompt token.
+  int64_t protect_tail = 1;
   // Called with each new piece of final text: never half a UTF-8 character, never text that
   // may turn out to start a stop string.
   std::function<void(const std::string&)> on_text;

@@ -171,6 +171,7 @@ PasskeyResult run_passkey(Executor& exec, const Tokenizer& tok, const PasskeyOpt
   GenerateOptions gen;
   gen.max_new_tokens = opts.max_new_tokens;  // greedy: the default sampler config
   gen.eos_id = opts.eos_id;
+  gen.protect_tail = opts.protect_tail;
 
   PasskeyResult res;
   for (size_t d = 0; d < opts.depths.size(); ++d) {

@@ -50,6 +50,7 @@ struct PasskeyOptions {
   std::vector<std::string> filler;  // empty: builtin_filler()
   int64_t max_new_tokens = 10;
   int32_t eos_id = -1;
+  int64_t protect_tail = 1;  // prompt tokens never decimated (GenerateOptions::protect_tail)
 };
 
 struct PasskeySample {

@@ -99,6 +99,7 @@ int run(GenerateCli& c, const CLI::App& cmd) {
 
   dm::GenerateOptions opts;
   opts.max_new_tokens = c.max_tokens;
+  opts.protect_tail = c.common.protect_tail;
   opts.sampler.temperature = c.temperature;
   opts.sampler.top_k = c.top_k;
   opts.sampler.top_p = c.top_p;
@@ -130,7 +131,7 @@ int run(GenerateCli& c, const CLI::App& cmd) {
                   prefill_tps, r.prefill_seconds, decode_tps, r.tokens.size(),
                   r.stop_reason.c_str());
     line += buf;
-    const std::string kept = kept_summary(*s.executor, r.prompt_tokens, 1);
+    const std::string kept = kept_summary(*s.executor, r.prompt_tokens, c.common.protect_tail);
     line += kept.empty() ? ", decimation off" : ", kept " + kept;
     line += ", backend " + s.backend->name();
     std::fprintf(stderr, "%s\n", line.c_str());

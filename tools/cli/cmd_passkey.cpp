@@ -110,6 +110,7 @@ int run(PasskeyCli& c) {
   opts.lengths = c.lengths;
   opts.keys_per_cell = c.keys;
   opts.seed = c.seed;
+  opts.protect_tail = c.common.protect_tail;
   opts.max_new_tokens = c.max_new_tokens;
   if (!c.filler.empty())
     opts.filler = dm::split_sentences(read_text_file(c.filler, "--filler"), c.filler);

@@ -82,6 +82,10 @@ void add_common_options(CLI::App& cmd, CommonOptions& o, bool with_backend) {
                          "Fewest tokens a decimating layer keeps")
                       ->check(CLI::NonNegativeNumber);
   auto* off = cmd.add_flag("--no-deci", o.no_deci, "Run vanilla Mamba (no decimation)");
+  cmd.add_option("--deci-protect-tail", o.protect_tail,
+                 "Last prompt tokens never decimated (the authors' generate(): 1)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd.add_flag("--profile", o.profile,
                "Print per-kernel device times at the end (Vulkan timestamp queries)");
   for (auto* opt : {preset, layers, L_base, beta, min_len}) off->excludes(opt);

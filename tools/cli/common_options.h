@@ -28,6 +28,7 @@ struct CommonOptions {
   std::optional<double> deci_beta;
   std::optional<int64_t> deci_min_seq_len;
   bool no_deci = false;
+  int64_t protect_tail = 1;  // prompt tokens never decimated (generate, passkey)
   bool profile = false;  // per-kernel device times (Vulkan timestamp queries)
 };
 
