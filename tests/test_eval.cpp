@@ -15,6 +15,7 @@
 #include "model/random_model.h"
 #include "text/sampler.h"
 #include "text/tokenizer.h"
+#include "byte_tokenizer.h"
 #include "test_paths.h"
 
 namespace fs = std::filesystem;
@@ -23,25 +24,7 @@ namespace {
 
 const std::string kFixtureTokenizer = dm::test::data_dir() + "/tokenizer/fixture_sp.model";
 
-// One id per byte; decodes to the raw bytes. A tokenizer whose token counts are byte counts.
-class ByteTokenizer : public dm::Tokenizer {
- public:
-  std::string kind() const override { return "bytes"; }
-  int64_t vocab_size() const override { return 256; }
-  std::vector<int32_t> encode(std::string_view text) const override {
-    std::vector<int32_t> ids;
-    for (unsigned char c : text) ids.push_back(c);
-    return ids;
-  }
-  std::string decode(const std::vector<int32_t>& ids) const override {
-    std::string s;
-    for (int32_t id : ids) s += char(id);
-    return s;
-  }
-  std::string piece(int32_t id) const override { return std::string(1, char(id)); }
-  int32_t eos_id() const override { return -1; }
-  int32_t bos_id() const override { return -1; }
-};
+using ByteTokenizer = dm::test::ByteTokenizer;
 
 std::vector<int32_t> random_ids(size_t n, int32_t vocab, uint64_t seed) {
   std::mt19937_64 rng(seed);

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "text/sampler.h"
 #include "text/tokenizer.h"
+#include "byte_tokenizer.h"
 #include "test_paths.h"
 
 namespace fs = std::filesystem;
@@ -50,25 +51,7 @@ bool valid_utf8(const std::string& s) {
   return true;
 }
 
-// Ids are bytes; decode() returns the raw bytes, as a byte-level BPE detokeniser does.
-class RawByteTokenizer : public dm::Tokenizer {
- public:
-  std::string kind() const override { return "raw bytes"; }
-  int64_t vocab_size() const override { return 256; }
-  std::vector<int32_t> encode(std::string_view text) const override {
-    std::vector<int32_t> ids;
-    for (unsigned char c : text) ids.push_back(c);
-    return ids;
-  }
-  std::string decode(const std::vector<int32_t>& ids) const override {
-    std::string s;
-    for (int32_t id : ids) s += char(id);
-    return s;
-  }
-  std::string piece(int32_t id) const override { return std::string(1, char(id)); }
-  int32_t eos_id() const override { return -1; }
-  int32_t bos_id() const override { return -1; }
-};
+using RawByteTokenizer = dm::test::ByteTokenizer;
 
 // Like RawByteTokenizer, but an incomplete character at the end turns into one U+FFFD per
 // byte, which is what SentencePiece's byte fallback does.
