@@ -312,6 +312,39 @@ TEST(CliPasskey, PrintsTheGridAndJson) {
   }
 }
 
+TEST(CliPasskey, ModelConfigDecimationIsTheDefaultAndNoDeciTurnsItOff) {
+  SKIP_WITHOUT_FIXTURE();
+  TempDir tmp;
+  // A copy of the fixture model whose config.json names its decimation.
+  const fs::path model = tmp.path / "model";
+  fs::create_directories(model);
+  for (const auto& e : fs::directory_iterator(kModel)) fs::copy(e.path(), model / e.path().filename());
+  auto cfg = nlohmann::json::parse(slurp(model / "config.json"));
+  cfg["decimamba"] = {{"decimation", {{"layers", {1}}, {"L_base", 40}}}};
+  {
+    std::ofstream(model / "config.json") << cfg.dump(2);
+  }
+  auto run = [&](std::vector<std::string> extra) {
+    const fs::path out = tmp.path / "pk.json";
+    std::vector<std::string> args = {"passkey", "--backend", "cpu", "--model", model.string(),
+                                     "--depths", "0.5", "--lengths", "200", "--quiet",
+                                     "--json", out.string(), "--force"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const auto r = run_cli(args);
+    EXPECT_EQ(r.code, 0) << r.err;
+    return nlohmann::json::parse(slurp(out));
+  };
+  const auto on = run({});
+  EXPECT_TRUE(has(on["decimation"].get<std::string>(), "layers 1, L_base 40")) << on["decimation"];
+  EXPECT_GE(on["samples"][0]["needle_kept"].get<int>(), 0);
+  EXPECT_EQ(on["cells"][0]["decimated"], 1);
+  const auto off = run({"--no-deci"});
+  EXPECT_EQ(off["decimation"], "off");
+  EXPECT_EQ(off["samples"][0]["needle_kept"], -1);
+  const auto other = run({"--deci-layers", "2", "--deci-L-base", "60"});
+  EXPECT_TRUE(has(other["decimation"].get<std::string>(), "layers 2, L_base 60"));
+}
+
 namespace {
 
 bool vulkan_available() {

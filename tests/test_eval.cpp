@@ -347,3 +347,63 @@ TEST(EvalPasskey, GridRunsEveryCell) {
     EXPECT_EQ(s.rule, dm::passkey_match(s.output, s.key));
   }
 }
+
+TEST(EvalPasskey, NeedleSurvivalIsCountedThroughDecimation) {
+  TinyRun run;
+  ByteTokenizer tok;
+  dm::PasskeyOptions opts;
+  opts.depths = {0, 0.5, 1};
+  opts.lengths = {400};
+  opts.max_new_tokens = 2;
+  // Off: nothing is decimated, so nothing is counted.
+  for (const auto& s : dm::run_passkey(*run.exec, tok, opts).samples) EXPECT_EQ(s.needle_kept, -1);
+
+  // The needle span is the needle's bytes (one token a byte, one extra at the front).
+  const auto p = dm::build_passkey_prompt(tok, dm::builtin_filler(), 400, 0.5, "12345");
+  const size_t at = p.text.find(dm::passkey_needle("12345"));
+  EXPECT_EQ(p.needle_begin, int64_t(at) - 1);
+  EXPECT_EQ(p.needle_end, int64_t(at + dm::passkey_needle("12345").size()));
+
+  // Keep 100 of ~400 at layer 1: counts are within the span; the tail is always kept, so the
+  // needle at depth 1 (just before the suffix) survives at least in part only if scored high;
+  // every count is checked against a direct recount from the kept indices.
+  dm::DecimationConfig d;
+  d.enabled = true;
+  d.layers = {1};
+  d.L_base = 100;
+  run.exec->set_decimation(d);
+  struct Recount : dm::PrefillTap {
+    dm::Backend* be;
+    std::vector<int32_t> kept;
+    void on_kept(int, const dm::Tensor& t) override {
+      kept.resize(size_t(t.rows));
+      be->download(*t.buf, t.offset, kept.data(), kept.size() * 4);
+    }
+  };
+  const auto r = dm::run_passkey(*run.exec, tok, opts);
+  for (size_t i = 0; i < r.samples.size(); ++i) {
+    const auto& s = r.samples[i];
+    ASSERT_GE(s.needle_kept, 0);
+    EXPECT_LE(s.needle_kept, s.needle_tokens);
+    const auto q = dm::build_passkey_prompt(tok, dm::builtin_filler(), 400, s.depth, s.key);
+    Recount tap;
+    tap.be = run.backend.get();
+    auto state = run.exec->new_state();
+    dm::PrefillOptions po;
+    po.tap = &tap;
+    po.protect_tail = 1;
+    run.exec->prefill(q.ids, *state, po);
+    ASSERT_EQ(tap.kept.size(), 101u);
+    int64_t n = 0;
+    for (int32_t k : tap.kept) n += k >= q.needle_begin && k < q.needle_end;
+    EXPECT_EQ(s.needle_kept, n) << "depth " << s.depth;
+  }
+  int whole = 0;
+  for (const auto& c : r.cells) {
+    EXPECT_EQ(c.decimated, 1);
+    whole += c.needle_whole;
+  }
+  int direct = 0;
+  for (const auto& s : r.samples) direct += s.needle_kept == s.needle_tokens;
+  EXPECT_EQ(whole, direct);
+}

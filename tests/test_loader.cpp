@@ -820,5 +820,44 @@ TEST(LoaderFixtures, EveryFixtureModelLoads) {
   if (n == 0) GTEST_SKIP() << "no fixture models under " << root;
 }
 
+TEST(LoaderConfig, DecimambaBlockIsTheModelsDefaultDecimation) {
+  const ModelConfig none = parse_config(R"({"hidden_size": 64, "num_hidden_layers": 8})", "cfg");
+  EXPECT_FALSE(none.default_decimation.has_value());
+  const ModelConfig c = parse_config(R"({"hidden_size": 64, "num_hidden_layers": 8,
+      "decimamba": {"decimation": {"layers": [4, 5], "L_base": 512, "beta": 0.5,
+                                   "min_seq_len": 10}, "note": "free text is ignored"}})",
+                                     "cfg");
+  ASSERT_TRUE(c.default_decimation.has_value());
+  const DecimationConfig& d = *c.default_decimation;
+  EXPECT_TRUE(d.enabled);
+  EXPECT_EQ(d.layers, (std::vector<int>{4, 5}));
+  EXPECT_EQ(d.L_base, 512);
+  EXPECT_EQ(d.beta, 0.5);
+  EXPECT_EQ(d.min_seq_len, 10);
+  // Defaults of the fields left out are the runtime's.
+  const ModelConfig m = parse_config(
+      R"({"hidden_size": 64, "num_hidden_layers": 8, "decimamba": {"decimation": {"layers": [3]}}})",
+      "cfg");
+  ASSERT_TRUE(m.default_decimation.has_value());
+  EXPECT_EQ(m.default_decimation->L_base, DecimationConfig{}.L_base);
+  // A block without "decimation" sets nothing.
+  EXPECT_FALSE(parse_config(R"({"hidden_size": 64, "decimamba": {}})", "cfg")
+                   .default_decimation.has_value());
+
+  auto parse = [](const char* text) { return [text] { parse_config(text, "dir/config.json"); }; };
+  expect_error(parse(R"({"hidden_size": 64, "decimamba": 3})"),
+               {"dir/config.json", "decimamba must be an object"});
+  expect_error(parse(R"({"hidden_size": 64, "decimamba": {"decimation": {"layers": []}}})"),
+               {"dir/config.json", "layers must be a non-empty array"});
+  expect_error(parse(R"({"hidden_size": 64, "decimamba": {"decimation": {"layers": ["x"]}}})"),
+               {"dir/config.json", "not a layer index"});
+  expect_error(parse(R"({"hidden_size": 64, "num_hidden_layers": 8,
+                         "decimamba": {"decimation": {"layers": [8]}}})"),
+               {"dir/config.json", "decimamba.decimation"});
+  expect_error(parse(R"({"hidden_size": 64, "num_hidden_layers": 8,
+                         "decimamba": {"decimation": {"layers": [2], "L_base": "many"}}})"),
+               {"dir/config.json", "L_base"});
+}
+
 }  // namespace
 }  // namespace dm

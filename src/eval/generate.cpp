@@ -67,6 +67,7 @@ GenerateResult generate(Executor& exec, const Tokenizer& tok, const std::vector<
   auto state = exec.new_state();
   PrefillOptions popts;
   popts.on_progress = opts.on_prefill_progress;
+  popts.tap = opts.tap;
   popts.protect_tail = std::min<int64_t>(std::max<int64_t>(opts.protect_tail, 1), int64_t(prompt.size()));
   // (0, n_layer) first: a progress display starts its clock at the prefill, not at layer 1.
   if (opts.on_prefill_progress) opts.on_prefill_progress(0, int(exec.config().n_layer));

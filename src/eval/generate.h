@@ -26,6 +26,7 @@ struct GenerateOptions {
   std::function<void(const std::string&)> on_text;
   // Forwarded to the prefill (layers done, n_layer), with a (0, n_layer) call just before it.
   std::function<void(int, int)> on_prefill_progress;
+  PrefillTap* tap = nullptr;  // forwarded to the prefill (diagnostics)
 };
 
 struct GenerateResult {

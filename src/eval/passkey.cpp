@@ -142,6 +142,14 @@ PasskeyPrompt build_passkey_prompt(const Tokenizer& tok, const std::vector<std::
     }
   }
   DM_ASSERT(int64_t(p.ids.size()) <= target_tokens);
+  const std::string needle = passkey_needle(key);
+  const size_t at = p.text.find(needle);
+  DM_ASSERT(at != std::string::npos);
+  p.needle_begin = int64_t(tok.encode(p.text.substr(0, at)).size());
+  p.needle_end = std::min<int64_t>(int64_t(tok.encode(p.text.substr(0, at + needle.size())).size()),
+                                   int64_t(p.ids.size()));
+  // A token that merges across the boundary shifts the count by one: count it inside.
+  p.needle_begin = std::max<int64_t>(0, p.needle_begin - 1);
   return p;
 }
 
@@ -161,6 +169,34 @@ std::string passkey_key(uint64_t seed, size_t d, size_t l, int k) {
   return std::to_string(digits(rng));
 }
 
+namespace {
+
+// Follows the kept positions through every decimating layer, back to prompt positions.
+struct SurvivorTap : PrefillTap {
+  Backend* backend = nullptr;
+  std::vector<int64_t> pos;  // prompt position of each row of the current length
+  bool decimated = false;
+  void reset(int64_t n) {
+    pos.resize(size_t(n));
+    std::iota(pos.begin(), pos.end(), int64_t(0));
+    decimated = false;
+  }
+  void on_kept(int, const Tensor& kept) override {
+    std::vector<int32_t> idx(size_t(kept.rows));
+    backend->download(*kept.buf, kept.offset, idx.data(), idx.size() * sizeof(int32_t));
+    std::vector<int64_t> next(idx.size());
+    for (size_t i = 0; i < idx.size(); ++i) next[i] = pos.at(size_t(idx[i]));
+    decimated = decimated || next.size() < pos.size();
+    pos = std::move(next);
+  }
+  int64_t survivors(int64_t begin, int64_t end) const {
+    return std::count_if(pos.begin(), pos.end(),
+                         [&](int64_t p) { return p >= begin && p < end; });
+  }
+};
+
+}  // namespace
+
 PasskeyResult run_passkey(Executor& exec, const Tokenizer& tok, const PasskeyOptions& opts,
                           const std::function<void(const PasskeySample&)>& on_sample,
                           const std::function<void(int64_t, int, int)>& on_prefill_progress) {
@@ -172,6 +208,10 @@ PasskeyResult run_passkey(Executor& exec, const Tokenizer& tok, const PasskeyOpt
   gen.max_new_tokens = opts.max_new_tokens;  // greedy: the default sampler config
   gen.eos_id = opts.eos_id;
   gen.protect_tail = opts.protect_tail;
+
+  SurvivorTap tap;
+  tap.backend = &exec.backend();
+  gen.tap = &tap;
 
   PasskeyResult res;
   for (size_t d = 0; d < opts.depths.size(); ++d) {
@@ -192,8 +232,15 @@ PasskeyResult run_passkey(Executor& exec, const Tokenizer& tok, const PasskeyOpt
             on_prefill_progress(n, done, total);
           };
         }
+        tap.reset(s.prompt_tokens);
         s.output = generate(exec, tok, prompt.ids, gen).text;
         s.rule = passkey_match(s.output, s.key);
+        s.needle_tokens = prompt.needle_end - prompt.needle_begin;
+        if (tap.decimated) {
+          s.needle_kept = tap.survivors(prompt.needle_begin, prompt.needle_end);
+          ++cell.decimated;
+          if (s.needle_kept == s.needle_tokens) ++cell.needle_whole;
+        }
         s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         ++cell.n;
         if (s.rule == "words") ++cell.by_words;

@@ -30,6 +30,9 @@ struct PasskeyPrompt {
   std::vector<int32_t> ids;
   int64_t filler_sentences = 0;  // sentences in the prompt
   int64_t needle_after = 0;      // sentences before the needle
+  // Token span of the needle sentence in ids: [needle_begin, needle_end). Found by encoding the
+  // text before and through the needle, so a token straddling a boundary counts as inside.
+  int64_t needle_begin = 0, needle_end = 0;
 };
 
 // Filler sentences (cycled) fill the prompt up to at most `target_tokens` tokens, as close as
@@ -61,6 +64,10 @@ struct PasskeySample {
   std::string output;
   std::string rule;  // as passkey_match
   double seconds = 0;
+  // With decimation on: how many of the needle's tokens survived every decimating layer (the
+  // 5-digit key appears twice in it), of needle_tokens. -1 when no layer decimated.
+  int64_t needle_tokens = 0;
+  int64_t needle_kept = -1;
 };
 
 struct PasskeyCell {
@@ -69,6 +76,8 @@ struct PasskeyCell {
   int n = 0;
   int by_words = 0;      // found as a whole word (the spec's rule)
   int by_substring = 0;  // found only as a substring
+  int needle_whole = 0;  // samples whose needle survived decimation whole (decimated ones only)
+  int decimated = 0;     // samples in which some layer decimated
   double success() const { return n ? double(by_words + by_substring) / n : 0; }
 };
 

@@ -162,6 +162,36 @@ void parse_mamba_ssm(const json& root, const Reader& r, const std::string& origi
   c.bos_token_id = r.token_id("bos_token_id");
 }
 
+std::optional<DecimationConfig> parse_default_decimation(const json& root, const std::string& origin,
+                                                        int64_t n_layer) {
+  if (!root.contains("decimamba")) return std::nullopt;
+  const json& block = root["decimamba"];
+  if (!block.is_object()) fail("[config] ", origin, ": decimamba must be an object");
+  if (!block.contains("decimation")) return std::nullopt;
+  const json& d = block["decimation"];
+  if (!d.is_object()) fail("[config] ", origin, ": decimamba.decimation must be an object");
+  DecimationConfig cfg;
+  cfg.enabled = true;
+  const Reader r(d, origin, "decimamba.decimation");
+  if (!d.contains("layers") || !d["layers"].is_array() || d["layers"].empty())
+    fail("[config] ", origin, ": decimamba.decimation.layers must be a non-empty array of layers");
+  for (const json& l : d["layers"]) {
+    if (!l.is_number_integer())
+      fail("[config] ", origin, ": decimamba.decimation.layers holds ", l.dump(),
+           ", not a layer index");
+    cfg.layers.push_back(l.get<int>());
+  }
+  cfg.L_base = r.number("L_base", cfg.L_base);
+  cfg.beta = r.number("beta", cfg.beta);
+  cfg.min_seq_len = int64_t(r.number("min_seq_len", double(cfg.min_seq_len)));
+  try {
+    validate_decimation(cfg, n_layer);
+  } catch (const Error& e) {
+    fail("[config] ", origin, ": decimamba.decimation: ", e.what());
+  }
+  return cfg;
+}
+
 }  // namespace
 
 ModelConfig parse_config(const std::string& json_text, const std::string& origin) {
@@ -205,6 +235,7 @@ ModelConfig parse_config(const std::string& json_text, const std::string& origin
 
   if (!(c.norm_eps > 0.f) || !std::isfinite(c.norm_eps))
     fail("[config] ", origin, ": norm epsilon must be a positive finite number, got ", c.norm_eps);
+  c.default_decimation = parse_default_decimation(root, origin, c.n_layer);
   return c;
 }
 

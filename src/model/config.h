@@ -8,7 +8,10 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+
+#include "model/decimation.h"
 
 #include "core/dtype.h"
 
@@ -33,6 +36,10 @@ struct ModelConfig {
   std::string declared_dtype;  // "float32", "float16", "bfloat16" or "" if absent
   int32_t eos_token_id = -1;   // -1: the tokenizer decides
   int32_t bos_token_id = -1;
+  // decimamba's own block, "decimamba": {"decimation": {"layers": [...], "L_base": ...,
+  // "beta": ..., "min_seq_len": ...}}: the decimation the model was tuned for, the CLI's default
+  // for this model (--no-deci or any --deci option overrides it). Absent: decimation off.
+  std::optional<DecimationConfig> default_decimation;
 };
 
 // Throws dm::Error "[config] <path>: <what is wrong>".

@@ -85,7 +85,9 @@ nlohmann::json to_json(const PasskeyCli& c, const Session& s, const dm::PasskeyR
                           {"n", cell.n},
                           {"found_as_word", cell.by_words},
                           {"found_as_substring_only", cell.by_substring},
-                          {"success", cell.success()}});
+                          {"success", cell.success()},
+                          {"decimated", cell.decimated},
+                          {"needle_survived_whole", cell.needle_whole}});
   }
   j["samples"] = nlohmann::json::array();
   for (const auto& smp : r.samples) {
@@ -95,7 +97,9 @@ nlohmann::json to_json(const PasskeyCli& c, const Session& s, const dm::PasskeyR
                             {"key", smp.key},
                             {"output", smp.output},
                             {"rule", smp.rule},
-                            {"seconds", smp.seconds}});
+                            {"seconds", smp.seconds},
+                            {"needle_tokens", smp.needle_tokens},
+                            {"needle_kept", smp.needle_kept}});
   }
   return j;
 }
@@ -128,9 +132,13 @@ int run(PasskeyCli& c) {
   auto on_sample = [&](const dm::PasskeySample& smp) {
     if (c.quiet) return;
     const std::string verdict = smp.rule.empty() ? "missed" : "found (" + smp.rule + ")";
-    std::fprintf(stderr, "depth %.2f length %lld (%lld tokens) key %s -> \"%s\" %s %.1f s\n",
+    const std::string kept =
+        smp.needle_kept < 0 ? ""
+                            : ", needle " + std::to_string(smp.needle_kept) + "/" +
+                                  std::to_string(smp.needle_tokens) + " tokens kept";
+    std::fprintf(stderr, "depth %.2f length %lld (%lld tokens) key %s -> \"%s\" %s %.1f s%s\n",
                  smp.depth, (long long)smp.length, (long long)smp.prompt_tokens, smp.key.c_str(),
-                 printable(smp.output).c_str(), verdict.c_str(), smp.seconds);
+                 printable(smp.output).c_str(), verdict.c_str(), smp.seconds, kept.c_str());
   };
   const dm::PasskeyResult r = dm::run_passkey(*s.executor, *s.tokenizer, opts, on_sample, progress);
   bar.reset();

@@ -94,7 +94,10 @@ void add_common_options(CLI::App& cmd, CommonOptions& o, bool with_backend) {
 dm::DecimationConfig resolve_decimation(const CommonOptions& o, const dm::ModelConfig& cfg) {
   const bool any_field =
       !o.deci_layers.empty() || o.deci_L_base || o.deci_beta || o.deci_min_seq_len;
-  if (o.no_deci || (o.deci_preset.empty() && !any_field)) return dm::decimation_preset("off");
+  if (o.no_deci) return dm::decimation_preset("off");
+  // No option at all: the model's own default (config.json "decimamba" block), else off.
+  if (o.deci_preset.empty() && !any_field)
+    return cfg.default_decimation ? *cfg.default_decimation : dm::decimation_preset("off");
   dm::DecimationConfig d;
   if (!o.deci_preset.empty()) d = dm::decimation_preset(o.deci_preset);
   if (!o.deci_layers.empty()) d.layers = o.deci_layers;

@@ -5,7 +5,7 @@
 # Logs go to $OUT; a short summary is printed last.
 set -u
 root=$PWD
-[ -d .gpu ] || tar xJf .gpupack/gpu.tar.xz
+[ -d .gpu ] || tar xJf "${DM_GPUPACK:-.gpupack}/gpu.tar.xz"
 cd .gpu && source ./env.sh
 out=${OUT:-/tmp}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader

@@ -281,17 +281,33 @@ class MambaMixer(nn.Module):
             self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
             self.out_proj.weight.div_(math.sqrt(n_layer))
 
-    def forward(self, h):                                                 # h: (b, L, d)
+    def forward(self, h, keep=None):                                      # h: (b, L, d)
+        """keep = (K, r): DeciMamba at this layer (decimamba-spec.md 1-2): the K tokens of the
+        first L - r with the largest ||Δ||_2 over channels, in order, then the last r. Returns
+        (out (b, K + r, d), idx (b, K + r)); without keep, or when nothing would be dropped,
+        (out (b, L, d), None)."""
         L = h.shape[1]
         x, z = self.in_proj(h).chunk(2, dim=-1)                           # (b, L, D) each
         x = F.silu(self.conv1d(x.transpose(1, 2))[..., :L].transpose(1, 2))  # (b, L, D) conv + SiLU
         dt, Bm, Cm = self.x_proj(x).split([self.R, self.N, self.N], dim=-1)
         delta = F.softplus(self.dt_proj(dt).float())                      # (b, L, D), bias inside
+        idx = None
+        self.last_scores = None
+        if keep is not None and L - keep[1] > keep[0]:
+            K, r = keep
+            score = delta[:, :L - r].norm(dim=-1)                         # (b, L - r)
+            self.last_scores = score
+            top = score.topk(K, dim=-1, sorted=False).indices.sort(dim=-1).values
+            tail = torch.arange(L - r, L, device=h.device).expand(h.shape[0], r)
+            idx = torch.cat([top, tail], dim=1)                           # (b, K + r) ascending
+            g = lambda t: t.gather(1, idx.unsqueeze(-1).expand(-1, -1, t.shape[-1]))
+            x, z, delta, Bm, Cm = g(x), g(z), g(delta), g(Bm), g(Cm)
         A = -torch.exp(self.A_log.float())                                # (D, N)
         xf = x.float()
         y = selective_scan(xf, delta, A, Bm.float(), Cm.float(), self.chunk)
-        y = (y + xf * self.D.float()) * F.silu(z.float())                 # (b, L, D)
-        return self.out_proj(y)
+        y = (y + xf * self.D.float()) * F.silu(z.float())                 # (b, L', D)
+        out = self.out_proj(y)
+        return out if keep is None else (out, idx)
 
 
 class MambaBlock(nn.Module):
@@ -301,8 +317,13 @@ class MambaBlock(nn.Module):
         self.mixer = MambaMixer(cfg, n_layer)
         self.drop = nn.Dropout(dropout)  # training only (identity in eval); not part of the HF maths
 
-    def forward(self, h):
-        return h.float() + self.drop(self.mixer(self.norm(h)).float())    # residual in fp32
+    def forward(self, h, keep=None):
+        if keep is None:
+            return h.float() + self.drop(self.mixer(self.norm(h)).float())    # residual in fp32
+        out, idx = self.mixer(self.norm(h), keep)
+        if idx is not None:                                               # the residual is shortened too
+            h = h.gather(1, idx.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
+        return h.float() + self.drop(out.float())
 
 
 class Backbone(nn.Module):
@@ -321,10 +342,19 @@ class MambaLM(nn.Module):
         self.cfg = cfg
         self.backbone = Backbone(cfg, dropout)
 
-    def forward(self, ids):                                               # (b, L) -> logits (b, L, V)
+    def forward(self, ids, deci=None):                                    # (b, L) -> logits (b, L', V)
+        """deci = {"layers": [...], "L_base": ..., "beta": ..., "min_seq_len": ..., "r": protected
+        tail}: DeciMamba as decimamba-spec.md 2.1; the logits are of the surviving positions (the
+        last r positions are always the last r of the input)."""
         h = self.backbone.embeddings(ids)
-        for layer in self.backbone.layers:
-            h = layer(h)
+        for i, layer in enumerate(self.backbone.layers):
+            if deci is not None and i in deci["layers"]:
+                s = deci["layers"].index(i)
+                Lc = h.shape[1] - deci["r"]
+                K = int(max(min(Lc, deci["L_base"] * deci.get("beta", 1.0) ** s), deci.get("min_seq_len", 20)))
+                h = layer(h, (min(K, Lc), deci["r"]))
+            else:
+                h = layer(h)
         h = self.backbone.norm_f(h)
         return F.linear(h.to(self.backbone.embeddings.weight.dtype) if not torch.is_autocast_enabled() else h,
                         self.backbone.embeddings.weight)
