@@ -94,7 +94,8 @@ void gemm_row(const std::string& what, int64_t M, int64_t N, int64_t K, double u
                card, what.c_str(), (long long)M, (long long)N, (long long)K, us, tflops);
 }
 
-void bench_kernels(Bench& b, const char* card) {
+// scan_only: just selective_scan (for comparing DM_CUDA_SCAN variants quickly).
+void bench_kernels(Bench& b, const char* card, bool scan_only = false) {
   Backend& be = b.be;
   std::printf("\n## Kernels on %s (fp32 activations; floor = fewest bytes / %.0f GB/s copy)\n\n",
               card, b.copy_gbs);
@@ -121,6 +122,7 @@ void bench_kernels(Bench& b, const char* card) {
         be.selective_scan(u, dt, A_log, B, Cm, Dv, &z, dt_bias, ssm, y);
       });
       row("selective_scan", sh + " z", us, double(L) * (16.0 * C + 128), b.copy_gbs, card);
+      if (scan_only) continue;
       us = 1e3 * cuda_time_ms(be, [&] { be.causal_conv1d(xz.col_slice(0, C), conv_w, &conv_b, conv_st, u); });
       row("causal_conv1d", sh, us, double(L) * 8.0 * C, b.copy_gbs, card);
       Tensor scores = b.tensor(DType::F32, L, 1);
@@ -326,6 +328,7 @@ int main(int argc, char** argv) try {
               card.c_str(), b.copy_gbs);
   std::fprintf(stderr, "{\"bench\":\"cuda_copy\",\"card\":\"%s\",\"gbs\":%.1f}\n", card.c_str(), b.copy_gbs);
   if (sections.find("kernels") != std::string::npos) bench_kernels(b, card.c_str());
+  else if (sections.find("scan") != std::string::npos) bench_kernels(b, card.c_str(), true);
   if (sections.find("decode") != std::string::npos) bench_decode(b, shapes, card.c_str());
   if (sections.find("prefill") != std::string::npos) bench_prefill(*be, card.c_str());
   return 0;

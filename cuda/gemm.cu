@@ -2,6 +2,8 @@
 // split fp32 activations into two fp16 / bf16 parts (hi = round(x), lo = round(x - hi)) so the
 // tensor cores see them without losing precision, and add the bias. Small M (decode) runs in
 // gemv_small_m: memory-bound, it reads each weight once in its stored dtype and multiplies in fp32.
+#include <cstdlib>
+
 #include "common.cuh"
 
 namespace dm::cuda {
@@ -63,56 +65,108 @@ __device__ __forceinline__ float load1(const WT* p) {
   else return __ldg(p);
 }
 
-template <typename WT, bool kVec>
+// RB rows per block; the block's 8 warps split each row's K into KS = 8 / RB interleaved
+// slices (split-K for thin matrices such as x_proj, so that enough loads are in flight), the
+// slices summed through shared memory. Unrolled by 4: four 16-byte weight loads per lane in flight.
+template <typename WT, bool kVec, int RB>
 __global__ void __launch_bounds__(kBlock) gemv_small_m_kernel(uint32_t M, uint32_t N, uint32_t K,
                                                               const float* x, uint32_t x_stride,
                                                               const WT* w, uint32_t w_stride,
                                                               const void* bias, uint32_t bias_dtype,
                                                               float* y, uint32_t y_stride) {
-  const uint32_t n = blockIdx.x * (kBlock / 32) + (threadIdx.x >> 5);
-  const int lane = threadIdx.x & 31;
-  if (n >= N) return;
-  const WT* wr = w + size_t(n) * w_stride;
+  constexpr int NW = kBlock / 32, KS = NW / RB;
+  __shared__ float part[NW][kMaxM];
+  const int wid = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int r = wid / KS, ks = wid % KS;
+  const uint32_t n = blockIdx.x * RB + r;
   float acc[kMaxM];
 #pragma unroll
   for (int m = 0; m < kMaxM; ++m) acc[m] = 0.f;
-  if (kVec) {
-#pragma unroll 2
-    for (uint32_t k = lane * 8; k < K; k += 32 * 8) {
-      float wv[8];
-      load8<WT>(wr + k, wv);
+  if (n < N) {
+    const WT* wr = w + size_t(n) * w_stride;
+    if (kVec) {
+#pragma unroll 4
+      for (uint32_t k = (ks * 32 + lane) * 8; k < K; k += KS * 32 * 8) {
+        float wv[8];
+        load8<WT>(wr + k, wv);
 #pragma unroll
-      for (int m = 0; m < kMaxM; ++m) {
-        if (m < int(M)) {
-          const float4 a = __ldg(reinterpret_cast<const float4*>(x + size_t(m) * x_stride + k));
-          const float4 b = __ldg(reinterpret_cast<const float4*>(x + size_t(m) * x_stride + k) + 1);
-          float s = acc[m];
-          s = fmaf(wv[0], a.x, s), s = fmaf(wv[1], a.y, s), s = fmaf(wv[2], a.z, s);
-          s = fmaf(wv[3], a.w, s), s = fmaf(wv[4], b.x, s), s = fmaf(wv[5], b.y, s);
-          s = fmaf(wv[6], b.z, s), s = fmaf(wv[7], b.w, s);
-          acc[m] = s;
+        for (int m = 0; m < kMaxM; ++m) {
+          if (m < int(M)) {
+            const float4 a = __ldg(reinterpret_cast<const float4*>(x + size_t(m) * x_stride + k));
+            const float4 b = __ldg(reinterpret_cast<const float4*>(x + size_t(m) * x_stride + k) + 1);
+            float s = acc[m];
+            s = fmaf(wv[0], a.x, s), s = fmaf(wv[1], a.y, s), s = fmaf(wv[2], a.z, s);
+            s = fmaf(wv[3], a.w, s), s = fmaf(wv[4], b.x, s), s = fmaf(wv[5], b.y, s);
+            s = fmaf(wv[6], b.z, s), s = fmaf(wv[7], b.w, s);
+            acc[m] = s;
+          }
         }
       }
-    }
-  } else {
-    for (uint32_t k = lane; k < K; k += 32) {
-      const float wv = load1<WT>(wr + k);
+    } else {
+      for (uint32_t k = ks * 32 + lane; k < K; k += KS * 32) {
+        const float wv = load1<WT>(wr + k);
 #pragma unroll
-      for (int m = 0; m < kMaxM; ++m)
-        if (m < int(M)) acc[m] = fmaf(wv, __ldg(x + size_t(m) * x_stride + k), acc[m]);
+        for (int m = 0; m < kMaxM; ++m)
+          if (m < int(M)) acc[m] = fmaf(wv, __ldg(x + size_t(m) * x_stride + k), acc[m]);
+      }
     }
   }
-  const float b = bias ? load_f(bias, bias_dtype, n) : 0.f;
 #pragma unroll
   for (int m = 0; m < kMaxM; ++m) {
     if (m < int(M)) {
       const float s = warp_sum(acc[m]);
-      if (lane == 0) y[size_t(m) * y_stride + n] = s + b;
+      if (lane == 0) part[wid][m] = s;
+    }
+  }
+  __syncthreads();
+  if (int(threadIdx.x) < RB * int(M)) {
+    const int rr = threadIdx.x / M, m = threadIdx.x % M;
+    const uint32_t nn = blockIdx.x * RB + rr;
+    if (nn < N) {
+      float s = 0.f;
+#pragma unroll
+      for (int j = 0; j < KS; ++j) s += part[rr * KS + j][m];
+      y[size_t(m) * y_stride + nn] = s + (bias ? load_f(bias, bias_dtype, nn) : 0.f);
     }
   }
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+template <typename WT, bool kVec>
+cudaError_t gemv_rb(uint32_t M, uint32_t N, uint32_t K, const float* x, uint32_t x_stride,
+                    const WT* wp, uint32_t w_stride, const void* bias, uint32_t bias_dtype,
+                    float* y, uint32_t y_stride, cudaStream_t s) {
+  // Split K across the block's warps while the grid is small (< 8 blocks per SM of an H100)
+  // and each slice keeps at least two 256-element steps; DM_CUDA_GEMV_KS forces a split.
+  int ks = 1;
+  static const int forced = [] {
+    const char* e = std::getenv("DM_CUDA_GEMV_KS");
+    return e ? std::atoi(e) : 0;
+  }();
+  if (forced == 1 || forced == 2 || forced == 4 || forced == 8) {
+    ks = forced;
+  } else {
+    while (ks < 8 && K >= uint32_t(ks) * 2 * 256 && ceil_div(N, 8 / ks) < 1056) ks *= 2;
+  }
+  const int rb = 8 / ks;
+  const unsigned blocks = ceil_div(N, rb);
+#define DM_GEMV(RB)                                                                            \
+  case RB:                                                                                     \
+    gemv_small_m_kernel<WT, kVec, RB><<<blocks, kBlock, 0, s>>>(M, N, K, x, x_stride, wp,      \
+                                                                w_stride, bias, bias_dtype, y, \
+                                                                y_stride);                     \
+    break;
+  switch (rb) {
+    DM_GEMV(1)
+    DM_GEMV(2)
+    DM_GEMV(4)
+    DM_GEMV(8)
+    default: break;
+  }
+#undef DM_GEMV
+  return cudaGetLastError();
+}
 
 template <typename WT>
 cudaError_t gemv_typed(uint32_t M, uint32_t N, uint32_t K, const float* x, uint32_t x_stride,
@@ -120,15 +174,10 @@ cudaError_t gemv_typed(uint32_t M, uint32_t N, uint32_t K, const float* x, uint3
                        float* y, uint32_t y_stride, cudaStream_t s) {
   const bool vec = K % 8 == 0 && aligned16(w) && (size_t(w_stride) * sizeof(WT)) % 16 == 0 &&
                    aligned16(x) && x_stride % 4 == 0;
-  const unsigned blocks = ceil_div(N, kBlock / 32);
   const WT* wp = static_cast<const WT*>(w);
   if (vec)
-    gemv_small_m_kernel<WT, true><<<blocks, kBlock, 0, s>>>(M, N, K, x, x_stride, wp, w_stride,
-                                                            bias, bias_dtype, y, y_stride);
-  else
-    gemv_small_m_kernel<WT, false><<<blocks, kBlock, 0, s>>>(M, N, K, x, x_stride, wp, w_stride,
-                                                             bias, bias_dtype, y, y_stride);
-  return cudaGetLastError();
+    return gemv_rb<WT, true>(M, N, K, x, x_stride, wp, w_stride, bias, bias_dtype, y, y_stride, s);
+  return gemv_rb<WT, false>(M, N, K, x, x_stride, wp, w_stride, bias, bias_dtype, y, y_stride, s);
 }
 
 __global__ void __launch_bounds__(kBlock) add_bias_kernel(uint32_t N, float* y, uint32_t y_stride,

@@ -277,7 +277,9 @@ TEST(CudaBackend, SelectiveScan) {
       {64, 1536, 16, 48, true, DType::F16},  {65, 13, 16, 48, true, DType::F32},
       {200, 37, 16, 5, false, DType::BF16},  {1000, 5120, 16, 160, true, DType::F32},
       {4096, 1536, 16, 48, true, DType::F32}, {129, 24, 8, 4, true, DType::F32},
-      {7, 3, 1, 1, false, DType::F32},        {3000, 64, 16, 3, true, DType::F16}};
+      {7, 3, 1, 1, false, DType::F32},        {3000, 64, 16, 3, true, DType::F16},
+      {20000, 64, 16, 16, true, DType::F32},  {777, 40, 16, 16, true, DType::F16},
+      {300, 1536, 16, 48, false, DType::F32}};
   // DM_CUDA_TEST_SMALL=1 keeps the small cases only (for compute-sanitizer's racecheck).
   const bool small = std::getenv("DM_CUDA_TEST_SMALL") != nullptr;
   for (const Case& c : cases) {

@@ -167,6 +167,7 @@ CudaBackend::~CudaBackend() {
   }
   if (stream_) cudaStreamSynchronize(stream_);
   if (scratch_) cudaFree(scratch_);
+  if (scan_scratch_) cudaFree(scan_scratch_);
   if (cublas_) cublasDestroy(cublas_);
   if (cublas_workspace_) cudaFree(cublas_workspace_);
   if (err_host_) cudaFreeHost(err_host_);
@@ -329,13 +330,35 @@ void CudaBackend::selective_scan(const Tensor& u, const Tensor& delta, const Ten
                                  const Tensor& y) {
   const SelectiveScanParams p =
       make_selective_scan_params(u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y);
+  const float *up = dptr(u, "selective_scan u"), *dp = dptr(delta, "selective_scan delta");
+  const float *Bp = dptr(B, "selective_scan B"), *Cp = dptr(C, "selective_scan C");
+  const float* zp = dptr(z, "selective_scan z");
+  float* yp = dptr(y, "selective_scan y");
+  // The look-back scan's scratch (flags and per-chunk states), grown stream-ordered outside
+  // graph capture; without enough of it the launcher runs a kernel that needs none.
+  const size_t want = cuda::selective_scan_scratch_bytes(p, up, dp, Bp, Cp, zp, yp);
+  if (want > scan_scratch_bytes_ && !capturing_) {
+    if (scan_scratch_) CUDA_CHECK(cudaFreeAsync(scan_scratch_, stream_));
+    scan_scratch_ = nullptr;
+    scan_scratch_bytes_ = 0;
+    const size_t bytes = (want + (size_t(1) << 20) - 1) & ~((size_t(1) << 20) - 1);
+    const cudaError_t e = cudaMallocAsync(&scan_scratch_, bytes, stream_);
+    if (e == cudaErrorMemoryAllocation) {
+      cudaGetLastError();  // no scratch: the scan runs without it
+      scan_scratch_ = nullptr;
+    } else {
+      CUDA_CHECK(e);
+      // Zeroed once: the tagged look-back words of a fresh buffer must match no launch's epoch.
+      CUDA_CHECK(cudaMemsetAsync(scan_scratch_, 0, bytes, stream_));
+      scan_scratch_bytes_ = bytes;
+    }
+  }
   check_launch(cuda::launch_selective_scan(
-                   p, dptr(u, "selective_scan u"), dptr(delta, "selective_scan delta"),
-                   dptr<const void>(A_log, "selective_scan A_log"), dptr(B, "selective_scan B"),
-                   dptr(C, "selective_scan C"), dptr<const void>(D, "selective_scan D"),
-                   dptr(z, "selective_scan z"), dptr<const void>(dt_bias, "selective_scan dt_bias"),
-                   dptr(ssm_state, "selective_scan ssm_state"), dptr(y, "selective_scan y"),
-                   stream_),
+                   p, up, dp, dptr<const void>(A_log, "selective_scan A_log"), Bp, Cp,
+                   dptr<const void>(D, "selective_scan D"), zp,
+                   dptr<const void>(dt_bias, "selective_scan dt_bias"),
+                   dptr(ssm_state, "selective_scan ssm_state"), yp,
+                   want ? scan_scratch_ : nullptr, want ? scan_scratch_bytes_ : 0, stream_),
                "selective_scan");
 }
 

@@ -77,6 +77,8 @@ class CudaBackend : public Backend {
   void* cublas_workspace_ = nullptr;
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
+  void* scan_scratch_ = nullptr;  // selective_scan's look-back flags and chunk states
+  size_t scan_scratch_bytes_ = 0;
   cuda::DeviceErrorInfo* err_host_ = nullptr;  // mapped pinned memory
   cuda::DeviceErrorInfo* err_dev_ = nullptr;
   bool capturing_ = false;

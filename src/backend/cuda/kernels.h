@@ -42,11 +42,17 @@ cudaError_t launch_rms_norm(const RmsNormParams& p, const float* x, float* resid
                             const void* weight, float* y, cudaStream_t s);
 cudaError_t launch_causal_conv1d(const CausalConv1dParams& p, const float* x, const void* weight,
                                  const void* bias, float* conv_state, float* y, cudaStream_t s);
+// The device scratch launch_selective_scan wants for these params (0: none; the look-back
+// scan's per-chunk flags and states, capped: longer prompts run in pieces). With less (or
+// none) it runs a kernel that needs none.
+size_t selective_scan_scratch_bytes(const SelectiveScanParams& p, const float* u,
+                                    const float* delta, const float* B, const float* C,
+                                    const float* z, const float* y);
 cudaError_t launch_selective_scan(const SelectiveScanParams& p, const float* u,
                                   const float* delta, const void* A_log, const float* B,
                                   const float* C, const void* D, const float* z,
                                   const void* dt_bias, float* ssm_state, float* y,
-                                  cudaStream_t s);
+                                  void* scratch, size_t scratch_bytes, cudaStream_t s);
 cudaError_t launch_dt_importance(const DtImportanceParams& p, const float* delta,
                                  const void* dt_bias, float* scores, cudaStream_t s);
 cudaError_t launch_topk_indices(const TopkIndicesParams& p, const float* scores, int32_t* idx,
