@@ -11,7 +11,11 @@
 //
 // Usage: bench_vulkan [--device N] [--quick] [--sections kernels,e2e] [--widths 1536,5120]
 //                     [--lengths 4096,16384,65536] [--shapes 130m,2.8b] [--reps 10]
-//                     [--floor-gbs G] [--prefill-len 2048]
+//                     [--floor-gbs G] [--prefill-len 2048] [--kernels selective_scan,...]
+//                     [--scan-modes default,chunked,lookback,lookback:32,8,4;...]
+// --kernels: only these kernels (names as in the table; gemm is "gemm"). --scan-modes: time
+// selective_scan once per mode, ';'-separated: DM_VULKAN_SCAN=mode, and for "lookback:CW,S,TOK"
+// also DM_VULKAN_SCAN_LB=CW,S,TOK (rows labelled selective_scan[mode]).
 // Prints markdown tables, and one JSON object per row on stderr. --quick: small sizes for a
 // CPU Vulkan (lavapipe), to check that the benchmark runs.
 #include <algorithm>
@@ -48,6 +52,8 @@ struct Options {
   double floor_gbs = 0;
   int64_t prefill_len = 2048;
   int decode_tokens = 64;
+  std::vector<std::string> kernels;     // empty: all
+  std::vector<std::string> scan_modes;  // empty: the default only
 };
 
 template <typename T>
@@ -78,6 +84,11 @@ Options parse(int argc, char** argv) {
     else if (a == "--reps") o.reps = std::stoi(next());
     else if (a == "--floor-gbs") o.floor_gbs = std::stod(next());
     else if (a == "--prefill-len") o.prefill_len = std::stoll(next());
+    else if (a == "--kernels") o.kernels = split_list<std::string>(next());
+    else if (a == "--scan-modes") {
+      std::stringstream ss(next());
+      for (std::string part; std::getline(ss, part, ';');) o.scan_modes.push_back(part);
+    }
     else fail("[bench_vulkan] unknown argument ", a, " (see the comment at the top of bench_vulkan.cpp)");
   }
   if (o.quick) {
@@ -94,6 +105,7 @@ Options parse(int argc, char** argv) {
 bool has(const std::vector<std::string>& v, const std::string& s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
+bool want(const Options& o, const std::string& kernel) { return o.kernels.empty() || has(o.kernels, kernel); }
 
 class Bench {
  public:
@@ -191,28 +203,57 @@ void bench_kernels(Backend& be, const Options& o, const std::string& card, doubl
       Tensor conv_st = b.tensor(DType::F32, C, 4, -1.f, 1.f);
       const Tensor z = xz.col_slice(C, C);
       const Tensor B = x_dbl.col_slice(R, N), Cm = x_dbl.col_slice(R + N, N);
-      double us = b.time_us([&] { be.selective_scan(u, dt, A_log, B, Cm, Dv, &z, dt_bias, ssm, y); });
-      row(card, "selective_scan", sh + " z", us, double(L) * (16.0 * C + 128), floor_gbs);
-      us = b.time_us([&] { be.causal_conv1d(xz.col_slice(0, C), conv_w, &conv_b, conv_st, u); });
-      row(card, "causal_conv1d", sh, us, double(L) * 8.0 * C, floor_gbs);
+      double us = 0;
+      if (want(o, "selective_scan")) {
+        if (o.scan_modes.empty()) {
+          us = b.time_us([&] { be.selective_scan(u, dt, A_log, B, Cm, Dv, &z, dt_bias, ssm, y); });
+          row(card, "selective_scan", sh + " z", us, double(L) * (16.0 * C + 128), floor_gbs);
+        }
+        for (const std::string& m : o.scan_modes) {
+          const size_t colon = m.find(':');
+          const std::string mode = m.substr(0, colon);
+          if (mode == "default") unsetenv("DM_VULKAN_SCAN");
+          else setenv("DM_VULKAN_SCAN", mode.c_str(), 1);
+          if (colon != std::string::npos) setenv("DM_VULKAN_SCAN_LB", m.substr(colon + 1).c_str(), 1);
+          else unsetenv("DM_VULKAN_SCAN_LB");
+          us = b.time_us([&] { be.selective_scan(u, dt, A_log, B, Cm, Dv, &z, dt_bias, ssm, y); });
+          const std::string label = "selective_scan[" + m + "]";
+          row(card, label.c_str(), sh + " z", us, double(L) * (16.0 * C + 128), floor_gbs);
+        }
+        unsetenv("DM_VULKAN_SCAN");
+        unsetenv("DM_VULKAN_SCAN_LB");
+      }
+      if (want(o, "causal_conv1d")) {
+        us = b.time_us([&] { be.causal_conv1d(xz.col_slice(0, C), conv_w, &conv_b, conv_st, u); });
+        row(card, "causal_conv1d", sh, us, double(L) * 8.0 * C, floor_gbs);
+      }
       Tensor scores = b.tensor(DType::F32, L, 1, 0.f, 1.f);
-      us = b.time_us([&] { be.dt_importance(dt, dt_bias, scores); });
-      row(card, "dt_importance", sh, us, double(L) * (4.0 * C + 4), floor_gbs);
+      if (want(o, "dt_importance")) {
+        us = b.time_us([&] { be.dt_importance(dt, dt_bias, scores); });
+        row(card, "dt_importance", sh, us, double(L) * (4.0 * C + 4), floor_gbs);
+      }
       const int64_t k = L / 2 - 16;
       Tensor idx = b.tensor(DType::I32, k + 16, 1, 0.f, 0.f);
-      us = b.time_us([&] { be.topk_indices(scores, L - 16, k, idx); });
-      row(card, "topk_indices", "L=" + std::to_string(L) + " k=" + std::to_string(k), us,
-          4.0 * L + 4.0 * (k + 16), floor_gbs);
-      us = b.time_us([&] { be.gather_rows(u, idx, y.row_slice(0, k + 16)); });
-      row(card, "gather_rows", "n=" + std::to_string(k + 16) + " cols=" + std::to_string(C), us,
-          8.0 * double(k + 16) * C, floor_gbs);
+      if (want(o, "topk_indices")) {
+        us = b.time_us([&] { be.topk_indices(scores, L - 16, k, idx); });
+        row(card, "topk_indices", "L=" + std::to_string(L) + " k=" + std::to_string(k), us,
+            4.0 * L + 4.0 * (k + 16), floor_gbs);
+      }
+      if (want(o, "gather_rows")) {
+        us = b.time_us([&] { be.gather_rows(u, idx, y.row_slice(0, k + 16)); });
+        row(card, "gather_rows", "n=" + std::to_string(k + 16) + " cols=" + std::to_string(C), us,
+            8.0 * double(k + 16) * C, floor_gbs);
+      }
       Tensor res = b.tensor(DType::F32, L, D, -1.f, 1.f), hid = b.tensor(DType::F32, L, D, -1.f, 1.f);
       Tensor nw = b.tensor(DType::F16, 1, D, 0.5f, 1.5f), normed = b.tensor(DType::F32, L, D, 0.f, 1.f);
-      us = b.time_us([&] { be.rms_norm(hid, &res, nw, normed, 1e-5f); });
-      row(card, "rms_norm", "L=" + std::to_string(L) + " d_model=" + std::to_string(D) + " +residual", us,
-          double(L) * 16.0 * D, floor_gbs);
+      if (want(o, "rms_norm")) {
+        us = b.time_us([&] { be.rms_norm(hid, &res, nw, normed, 1e-5f); });
+        row(card, "rms_norm", "L=" + std::to_string(L) + " d_model=" + std::to_string(D) + " +residual", us,
+            double(L) * 16.0 * D, floor_gbs);
+      }
       // The prefill GEMMs of a layer at this width (fp16 weights): TFLOP/s.
       Tensor w_in = b.tensor(DType::F16, 2 * C, D, -0.05f, 0.05f);
+      if (want(o, "gemm")) {
       us = b.time_us([&] { be.gemm(hid, w_in, nullptr, xz); });
       const double tflops = 2.0 * double(L) * double(2 * C) * double(D) / (us * 1e-6) / 1e12;
       std::printf("| %-20s | %-30s | %10.1f | %6.2f TFLOP/s |\n", "gemm (in_proj)",
@@ -222,19 +263,24 @@ void bench_kernels(Backend& be, const Options& o, const std::string& card, doubl
                    "{\"bench\":\"vulkan_gemm\",\"card\":\"%s\",\"M\":%lld,\"N\":%lld,\"K\":%lld,\"us\":%.2f,"
                    "\"tflops\":%.3f}\n",
                    card.c_str(), (long long)L, (long long)(2 * C), (long long)D, us, tflops);
+      }
       // Decode kernels at batch 1: the state read and written.
       Tensor st1 = b.tensor(DType::F32, C, 4, -1.f, 1.f);
-      us = b.time_us([&] {
-        be.causal_conv1d_step(xz.row_slice(0, 1).col_slice(0, C), conv_w, &conv_b, st1, u.row_slice(0, 1));
-      });
-      row(card, "causal_conv1d_step", "batch=1 d_inner=" + std::to_string(C), us, 40.0 * C, floor_gbs);
+      if (want(o, "causal_conv1d_step")) {
+        us = b.time_us([&] {
+          be.causal_conv1d_step(xz.row_slice(0, 1).col_slice(0, C), conv_w, &conv_b, st1, u.row_slice(0, 1));
+        });
+        row(card, "causal_conv1d_step", "batch=1 d_inner=" + std::to_string(C), us, 40.0 * C, floor_gbs);
+      }
       const Tensor z1 = z.row_slice(0, 1);
-      us = b.time_us([&] {
-        be.selective_scan_step(u.row_slice(0, 1), dt.row_slice(0, 1), A_log, B.row_slice(0, 1),
-                               Cm.row_slice(0, 1), Dv, &z1, dt_bias, ssm, y.row_slice(0, 1));
-      });
-      row(card, "selective_scan_step", "batch=1 d_inner=" + std::to_string(C), us, 8.0 * C * N + 20.0 * C,
-          floor_gbs);
+      if (want(o, "selective_scan_step")) {
+        us = b.time_us([&] {
+          be.selective_scan_step(u.row_slice(0, 1), dt.row_slice(0, 1), A_log, B.row_slice(0, 1),
+                                 Cm.row_slice(0, 1), Dv, &z1, dt_bias, ssm, y.row_slice(0, 1));
+        });
+        row(card, "selective_scan_step", "batch=1 d_inner=" + std::to_string(C), us, 8.0 * C * N + 20.0 * C,
+            floor_gbs);
+      }
       b.release();
     }
   std::printf("\nPer-pass totals of everything above (timestamp queries):\n\n%s", vulkan_profile_table(be).c_str());

@@ -542,6 +542,59 @@ TEST(BackendOps, CausalConv1dStep) {
     }
 }
 
+// Every Vulkan selective_scan path on the same shapes: the chunked three-pass scan and the
+// one-pass look-back scan in several shapes (tiny chunks and channel groups make long
+// look-back chains and many work groups waiting on each other).
+TEST(BackendOpsVulkan, SelectiveScanPaths) {
+  bool have = false;
+  for (const BackendInfo& b : list_backends()) have |= b.name == "vulkan" && b.available;
+  if (!have) GTEST_SKIP() << skip_reason();
+  struct Mode {
+    const char* scan;
+    const char* lb;  // DM_VULKAN_SCAN_LB or nullptr
+  };
+  const Mode modes[] = {{"chunked", nullptr}, {"lookback", nullptr}, {"lookback", "8,2,4"},
+                        {"lookback", "32,4,8"}, {"lookback", "16,8,4"}};
+  const std::vector<ScanCase> cases = {
+      {40, 1536, 16, true, DType::F32, true},
+      {65, 5120, 16, false, DType::BF16, false},
+      {1000, 64, 16, true, DType::F32, true},
+      {3001, 40, 16, true, DType::F16, false},
+  };
+  const char* old_scan = std::getenv("DM_VULKAN_SCAN");
+  const char* old_lb = std::getenv("DM_VULKAN_SCAN_LB");
+  const std::string keep_scan = old_scan ? old_scan : "", keep_lb = old_lb ? old_lb : "";
+  for (const Mode& m : modes)
+    for (size_t i = 0; i < cases.size(); ++i) {
+      setenv("DM_VULKAN_SCAN", m.scan, 1);
+      if (m.lb) setenv("DM_VULKAN_SCAN_LB", m.lb, 1);
+      else unsetenv("DM_VULKAN_SCAN_LB");
+      const ScanCase& s = cases[i];
+      std::ostringstream d;
+      d << "selective_scan[" << m.scan << (m.lb ? std::string(" ") + m.lb : std::string()) << "] L=" << s.L
+        << " C=" << s.C << " N=" << s.N << " z=" << s.z << " w=" << dt(s.w_dtype) << " strided=" << s.strided;
+      Case c("vulkan", d.str(), 4100 + uint32_t(i));
+      Arg* a[10];
+      scan_inputs(c, s, false, a);
+      Tensor zc, zd;
+      if (a[6]) { zc = a[6]->cpu(); zd = a[6]->dev(); }
+      c.cpu().selective_scan(a[0]->cpu(), a[1]->cpu(), a[2]->cpu(), a[3]->cpu(), a[4]->cpu(), a[5]->cpu(),
+                             a[6] ? &zc : nullptr, a[7]->cpu(), a[8]->cpu(), a[9]->cpu());
+      // Twice in a row on the device: the second dispatch reuses the look-back counters.
+      c.dev().selective_scan(a[0]->dev(), a[1]->dev(), a[2]->dev(), a[3]->dev(), a[4]->dev(), a[5]->dev(),
+                             a[6] ? &zd : nullptr, a[7]->dev(), a[8]->dev(), a[9]->dev());
+      c.cpu().selective_scan(a[0]->cpu(), a[1]->cpu(), a[2]->cpu(), a[3]->cpu(), a[4]->cpu(), a[5]->cpu(),
+                             a[6] ? &zc : nullptr, a[7]->cpu(), a[8]->cpu(), a[9]->cpu());
+      c.dev().selective_scan(a[0]->dev(), a[1]->dev(), a[2]->dev(), a[3]->dev(), a[4]->dev(), a[5]->dev(),
+                             a[6] ? &zd : nullptr, a[7]->dev(), a[8]->dev(), a[9]->dev());
+      c.check(kTolScan);
+    }
+  if (old_scan) setenv("DM_VULKAN_SCAN", keep_scan.c_str(), 1);
+  else unsetenv("DM_VULKAN_SCAN");
+  if (old_lb) setenv("DM_VULKAN_SCAN_LB", keep_lb.c_str(), 1);
+  else unsetenv("DM_VULKAN_SCAN_LB");
+}
+
 TEST(BackendOps, SelectiveScanStep) {
   DM_REQUIRE_DEVICE_BACKENDS();
   // L here is the batch.
@@ -803,10 +856,16 @@ TEST(BackendOpsVulkan, ProfileTable) {
     EXPECT_GT(r.dispatches, 0u);
     EXPECT_GE(r.total_us, 0.0);
   }
-  for (const char* want : {"selective_scan", "selective_scan.chunk_state", "selective_scan.combine", "rms_norm"})
+  // The scan is one look-back pass by default, the chunked scan's three passes where that is
+  // selected (DM_VULKAN_SCAN=chunked, or d_state other than 16).
+  const bool lookback = std::find(names.begin(), names.end(), "selective_scan.lookback") != names.end();
+  std::vector<const char*> wants = {"rms_norm"};
+  if (lookback) wants.push_back("selective_scan.lookback");
+  else wants.insert(wants.end(), {"selective_scan", "selective_scan.chunk_state", "selective_scan.combine"});
+  for (const char* want : wants)
     EXPECT_NE(std::find(names.begin(), names.end(), want), names.end()) << "no profile row for " << want;
   const std::string table = vulkan_profile_table(*be);
-  EXPECT_NE(table.find("selective_scan.combine"), std::string::npos) << table;
+  EXPECT_NE(table.find(lookback ? "selective_scan.lookback" : "selective_scan.combine"), std::string::npos) << table;
   EXPECT_TRUE(vulkan_set_profiling(*be, false));
 }
 

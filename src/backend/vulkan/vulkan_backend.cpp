@@ -11,6 +11,7 @@
 #include "backend/vulkan/vulkan_backend.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <iomanip>
@@ -67,6 +68,7 @@ class VulkanBackend final : public Backend {
     }
     scan_h_.reset();
     scan_d_.reset();
+    scan_sync_.reset();
     dummy_.reset();
     rec_.reset();
   }
@@ -228,9 +230,73 @@ class VulkanBackend final : public Backend {
               uz = z ? bind(*z, false, k, "z") : dummy(), ubias = bind(dt_bias, false, k, "dt_bias"),
               us = bind(ssm_state, true, k, "ssm_state"), uy = bind(y, true, k, "y");
 
+    const std::string mode = scan_mode();
+    // DM_VULKAN_SCAN=lookback (experimental, opt-in): one pass over the inputs, parallel over
+    // channels and time, the chunks' start states by a decoupled look-back with fallback
+    // (shaders/selective_scan_lb.comp). Correct on lavapipe and an H100, but measured 2-4x
+    // SLOWER than the chunked scan on the H100 (6-11% of the floor; README). Needs d_state 16
+    // and its shared memory, no optional feature. Not while a command buffer is captured for
+    // replay: the dispatch's ticket base and epoch are push constants, valid once. The host's
+    // ticket count assumes every recorded dispatch runs (a batch dropped after recording would
+    // leave the device counter behind).
+    if (mode == "lookback" && !rec_->capturing()) {
+      if (const LbConfig lb = lb_config(p.d_state); lb.ok) {
+        const uint32_t chunk = lb.s * lb.tok;
+        const uint64_t groups = ceil_div(p.channels, lb.cw);
+        const uint64_t slot_bytes = uint64_t(lb.cw) * (2 * 16 + 1) * 4;
+        const uint64_t cap = std::min<uint64_t>(ctx_->caps.max_storage_range / 4 * 4, uint64_t(256) << 20);
+        const uint64_t max_chunks =
+            groups > kLbMaxGroups
+                ? 0
+                : std::min<uint64_t>((cap - std::min(cap, groups * lb.cw * 64)) / (groups * slot_bytes),
+                                     (lb_sync_words() - 4 - kLbMaxGroups) / groups);
+        // max_chunks 0: one chunk's scratch for every channel exceeds a binding; the chunked
+        // scan below then.
+        if (max_chunks > 0 && uint64_t(p.L) > max_chunks * chunk) {  // pieces of time, the state carried
+          const int64_t m = int64_t(max_chunks * chunk);
+          for (int64_t t0 = 0; t0 < u.rows; t0 += m) {
+            const int64_t n = std::min(m, u.rows - t0);
+            const Tensor zs = z ? z->row_slice(t0, n) : Tensor{};
+            selective_scan(u.row_slice(t0, n), delta.row_slice(t0, n), A_log, B.row_slice(t0, n),
+                           C.row_slice(t0, n), D, z ? &zs : nullptr, dt_bias, ssm_state, y.row_slice(t0, n));
+          }
+          return;
+        }
+        if (max_chunks > 0) {
+          const uint32_t n_chunks = ceil_div(p.L, chunk);
+          const uint64_t nslot = uint64_t(n_chunks) * groups;
+          const uint64_t scr_bytes = nslot * slot_bytes + groups * lb.cw * 16 * 4;  // + final state
+          ensure_scratch(scan_h_, scr_bytes);
+          ensure_sync();
+          BufferUse uscr = scratch(*scan_h_, scr_bytes), usync = scratch(*scan_sync_, scan_sync_->bytes());
+          const Grid g = linear_grid(nslot);
+          Push push(p, {n_chunks, lb_tickets_, lb_epoch_, off(u, uu), off(delta, ud), off(A_log, ua),
+                        off(B, uB), off(C, uC), off(D, uD), z ? off(*z, uz) : 0u, off(dt_bias, ubias),
+                        off(ssm_state, us), off(y, uy)});
+          lb_tickets_ += g.x * g.y * g.z;  // mod 2^32, as the device counter
+          lb_epoch_ = (lb_epoch_ + 1) & 0x3fffffffu;
+          if (lb_epoch_ == 0) lb_epoch_ = 1;  // 0 is the freshly cleared flags' tag
+          const char* variant = lb.tok == 8 ? "selective_scan.lookback_t8" : "selective_scan.lookback_t4";
+          // Polls before the fallback: bounded everywhere; few on a CPU device, whose loops are
+          // capped (lavapipe) and whose work groups may run one at a time.
+          const uint32_t poll = ctx_->caps.type == "cpu" ? 64 : 4096;
+          auto& pipe = pipelines_.get(variant, 12, push.size, {lb.cw * lb.s, lb.cw, lb.s, poll},
+                                      lb.cw * lb.s, "selective_scan.lookback");
+          rec_->dispatch(pipe, {uu, ud, ua, uB, uC, uD, uz, ubias, us, uy, uscr, usync}, push.bytes,
+                         push.size, g.x, g.y, g.z);
+          if (std::getenv("DM_VULKAN_LB_DEBUG")) {  // fallbacks so far (work groups that gave up polling)
+            uint32_t w[4];
+            rec_->download(*scan_sync_, 0, w, 16);
+            std::fprintf(stderr, "[vulkan] selective_scan.lookback L=%u C=%u: %u fallbacks so far\n", p.L,
+                         p.channels, w[3]);
+          }
+          return;
+        }
+      }
+    }
     // One pass, one exp per (token, channel, state), where subgroup shuffles are verified
     // (shaders/selective_scan_sg.comp); the chunked three-pass scan below otherwise.
-    if (scan_subgroup_ok(p.d_state)) {
+    if (mode == "subgroup" && scan_subgroup_ok(p.d_state)) {
       const uint32_t sg = ctx_->caps.subgroup_size, chn = 4, items = 4;
       Push push(p, {0u, 1u, off(u, uu), off(delta, ud), off(A_log, ua), off(B, uB), off(C, uC),
                     off(D, uD), z ? off(*z, uz) : 0u, off(dt_bias, ubias), off(ssm_state, us),
@@ -471,10 +537,67 @@ class VulkanBackend final : public Backend {
   // where work groups of 4 × subgroupSize invocations are 4 full subgroups of the reported size
   // (NVIDIA and lavapipe, where it is tested; DM_VULKAN_SCAN=subgroup forces it elsewhere,
   // DM_VULKAN_SCAN=chunked turns it off).
+  static std::string scan_mode() {
+    const char* env = std::getenv("DM_VULKAN_SCAN");
+    return env ? env : "";
+  }
+  // The look-back scan's shape: CW channels (consecutive lanes) × S segments of TOK tokens per
+  // work group. 32 × 8 × 8 where the shared memory allows (NVIDIA, AMD: 48+ KiB; the fastest
+  // of 7 shapes measured on the H100), 32 × 4 × 8 on 32 KiB (lavapipe);
+  // DM_VULKAN_SCAN_LB=CW,S,TOK overrides (TOK 4 or 8).
+  struct LbConfig {
+    bool ok = false;
+    uint32_t cw = 32, s = 8, tok = 8;
+  };
+  // Words of the look-back sync buffer: 4 counters, a done count per channel group (at most
+  // kLbMaxGroups, shaders/selective_scan_lb.comp's GMAX), a flag per (chunk, channel group);
+  // at most 128K flags, at most one binding.
+  static constexpr uint64_t kLbMaxGroups = 8192;
+  uint64_t lb_sync_words() const {
+    return std::max<uint64_t>(std::min<uint64_t>(4 + kLbMaxGroups + (uint64_t(1) << 17), ctx_->caps.max_storage_range / 4),
+                              4 + kLbMaxGroups);
+  }
+  static uint64_t lb_shared_bytes(uint32_t cw, uint32_t s, uint32_t tok) {
+    const uint64_t chunk = uint64_t(s) * tok;
+    return 4 * (2ull * s * 16 * cw + uint64_t(s) * cw + 2 * chunk * 16 + 3ull * 16 * cw + cw + 3);
+  }
+  LbConfig lb_config(uint32_t d_state) const {
+    LbConfig c;
+    if (d_state != 16) return c;
+    const auto& caps = ctx_->caps;
+    auto fits = [&](uint32_t cw, uint32_t s, uint32_t tok) {
+      return cw >= 1 && s >= 1 && s <= 16 && (tok == 4 || tok == 8) && uint64_t(cw) * s <= caps.max_wg_invocations &&
+             lb_shared_bytes(cw, s, tok) <= caps.max_shared_bytes;
+    };
+    if (const char* env = std::getenv("DM_VULKAN_SCAN_LB")) {
+      unsigned cw = 0, s = 0, tok = 0;
+      if (std::sscanf(env, "%u,%u,%u", &cw, &s, &tok) != 3 || !fits(cw, s, tok))
+        fail("[vulkan] DM_VULKAN_SCAN_LB=", env, ": want CW,S,TOK with TOK 4 or 8, S <= 16, fitting ",
+             caps.max_shared_bytes, " bytes of shared memory and the work-group limits");
+      c.ok = true, c.cw = cw, c.s = s, c.tok = tok;
+      return c;
+    }
+    for (const uint32_t s : {8u, 4u, 2u})
+      if (fits(32, s, 8)) {
+        c.ok = true, c.s = s;
+        return c;
+      }
+    return c;
+  }
+  void ensure_sync() {
+    if (scan_sync_) return;
+    // Ticket counter, 2 unused, fallback count, one done count per channel group, one flag per
+    // (chunk, channel group): all zero once; the ticket counter only grows (the host knows its
+    // value), the done counts return to zero, flags carry the dispatch's epoch: no clearing
+    // between dispatches.
+    const uint64_t bytes = lb_sync_words() * 4;
+    scan_sync_ = std::make_unique<VulkanBuffer>(*ctx_, bytes, vk::BufferKind::Device);
+    const std::vector<uint32_t> zeros(size_t(bytes / 4), 0u);
+    rec_->upload(*scan_sync_, 0, zeros.data(), bytes);
+  }
   bool scan_subgroup_ok(uint32_t d_state) const {
     const auto& c = ctx_->caps;
-    const char* env = std::getenv("DM_VULKAN_SCAN");
-    const std::string mode = env ? env : "";
+    const std::string mode = scan_mode();
     if (mode == "chunked") return false;
     const VkSubgroupFeatureFlags need = VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_SHUFFLE_BIT;
     if (!c.subgroup_in_compute || (c.subgroup_ops & need) != need) return false;
@@ -508,7 +631,9 @@ class VulkanBackend final : public Backend {
   std::unique_ptr<vk::Recorder> rec_;
   VkDeviceSize align_ = 4;
   // Declared after the recorder: freed first, through its deferred free.
-  std::unique_ptr<VulkanBuffer> dummy_, scan_h_, scan_d_;
+  std::unique_ptr<VulkanBuffer> dummy_, scan_h_, scan_d_, scan_sync_;
+  uint32_t lb_tickets_ = 0;  // look-back tickets handed out so far (the device counter's value)
+  uint32_t lb_epoch_ = 1;    // the next look-back dispatch's flag tag
 };
 
 class VulkanRecording final : public Recording {
