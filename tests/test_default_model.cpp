@@ -1,6 +1,6 @@
 // The shipped default model (models/default) loads and greedy-generates the golden continuation
 // on the CPU backend. The golden ids were produced by the training script's PyTorch model
-// (tools/train/logs/run2_samples.json) and agree token for token with the float64 numpy
+// (tools/train/logs/run5_samples.json) and agree token for token with the float64 numpy
 // implementation in tools/reference/check_fixtures.py.
 #include <gtest/gtest.h>
 
@@ -17,7 +17,7 @@ namespace dm {
 namespace {
 
 const std::string kModelDir = test::source_dir() + "/models/default";
-const std::string kSamples = test::source_dir() + "/tools/train/logs/run2_samples.json";
+const std::string kSamples = test::source_dir() + "/tools/train/logs/run5_samples.json";
 
 TEST(DefaultModel, GreedyContinuationsMatchTheGoldenTokens) {
   std::ifstream in(kSamples);

@@ -278,7 +278,7 @@ TEST(Erf, PngHasSignatureAndSize) {
   EXPECT_EQ(png.substr(png.size() - 8, 4), "IEND");
 }
 
-TEST(Erf, CliWritesJsonAndRefusesToOverwrite) {
+TEST(CliErf, WritesJsonAndRefusesToOverwrite) {
   dm::test::CliTempDir tmp;
   const std::string json = (tmp.path / "erf.json").string(), png = (tmp.path / "m.png").string();
   const std::vector<std::string> args = {"erf",   "--model",    kModel, "--backend",   "cpu",

@@ -12,6 +12,8 @@
 #include "eval/generate.h"
 #include "progress.h"
 
+#include <nlohmann/json.hpp>
+
 namespace dmcli {
 namespace {
 
@@ -30,6 +32,19 @@ struct GenerateCli {
   int64_t max_prompt_tokens = 0;
   bool echo = false;
   bool quiet = false;
+  std::string trace_json;  // prompt ids, generated ids and every decimating layer's kept indices
+  bool force = false;
+};
+
+// Records each decimating layer's kept positions (within that layer's input) for --trace-json.
+struct KeptTap : dm::PrefillTap {
+  dm::Backend* backend = nullptr;
+  nlohmann::json layers = nlohmann::json::array();
+  void on_kept(int layer, const dm::Tensor& kept) override {
+    std::vector<int32_t> idx(size_t(kept.rows));
+    backend->download(*kept.buf, kept.offset, idx.data(), idx.size() * sizeof(int32_t));
+    layers.push_back({{"layer", layer}, {"kept", idx}});
+  }
 };
 
 // Files and stdin usually end with the newline an editor or `echo` added; the model should
@@ -77,6 +92,7 @@ int run(GenerateCli& c, const CLI::App& cmd) {
   const bool prompt_given = cmd.count("prompt") > 0;
   const std::string text = read_prompt(c, prompt_given);
   if (text.empty()) dm::fail("[cli] the prompt is empty");
+  check_output_file(c.trace_json, c.force);
   std::vector<std::string> stops;
   for (const auto& stop : c.stop) {
     if (stop.empty()) dm::fail("[cli] --stop: the stop string is empty");
@@ -116,8 +132,23 @@ int run(GenerateCli& c, const CLI::App& cmd) {
     if (done == total) bar->finish();
   };
 
+  KeptTap tap;
+  tap.backend = s.backend.get();
+  if (!c.trace_json.empty()) opts.tap = &tap;
   if (c.echo) write_out(text);
   const dm::GenerateResult r = dm::generate(*s.executor, *s.tokenizer, ids, opts);
+  if (!c.trace_json.empty()) {
+    nlohmann::json j;
+    j["model"] = c.common.model_dir;
+    j["backend"] = s.backend->name();
+    j["decimation"] = dm::describe_decimation(s.executor->decimation());
+    j["protect_tail"] = c.common.protect_tail;
+    j["prompt_ids"] = ids;
+    j["generated_ids"] = r.tokens;
+    j["text"] = r.text;
+    j["decimating_layers"] = tap.layers;
+    write_text_file(c.trace_json, j.dump() + "\n");
+  }
   bar.reset();
   if (isatty(STDOUT_FILENO) && !r.text.empty() && r.text.back() != '\n') write_out("\n");
 
@@ -177,6 +208,9 @@ RunFn add_generate(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--echo", c->echo, "Print the prompt before the generated text");
   cmd->add_flag("-q,--quiet", c->quiet, "No stats line and no progress bar on stderr");
+  cmd->add_option("--trace-json", c->trace_json,
+                  "Write prompt ids, generated ids and each decimating layer's kept indices");
+  cmd->add_flag("--force", c->force, "Overwrite the --trace-json file");
   return [c, cmd] { return run(*c, *cmd); };
 }
 
