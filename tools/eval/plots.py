@@ -45,6 +45,17 @@ def passkey(plain_path, deci_path, out):
     fig.savefig(out, dpi=120)
 
 
+def _finish_log_log(fig, ax, out, xlabel, ylabel, legend_size):
+    """Log-2 x axis, log y axis, labels, legend, grid; writes the PNG."""
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=legend_size)
+    ax.grid(alpha=0.3)
+    fig.savefig(out, dpi=120)
+
+
 def ppl(out, run_dir):
     """run_dir holds ppl_<mode>_<book>_<W>.json files (`decimamba perplexity --json`)."""
     series = {}
@@ -58,13 +69,8 @@ def ppl(out, run_dir):
         pts.sort()
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
                 linestyle="-" if mode == "DeciMamba" else "--", label="%s, %s" % (book, mode))
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("context length W (tokens); NLL of each window's last 100 tokens")
-    ax.set_ylabel("perplexity")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.savefig(out, dpi=120)
+    _finish_log_log(fig, ax, out, "context length W (tokens); NLL of each window's last 100 tokens",
+                    "perplexity", 8)
 
 
 def _erf_series(d):
@@ -110,13 +116,7 @@ def timing(out, path):
     for (be, mode), pts in sorted(series.items()):
         pts.sort()
         ax.plot([p[0] for p in pts], [p[1] * 1e3 for p in pts], marker="o", label="%s, %s" % (be, mode))
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("prompt tokens")
-    ax.set_ylabel("prefill time, ms (median)")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    fig.savefig(out, dpi=120)
+    _finish_log_log(fig, ax, out, "prompt tokens", "prefill time, ms (median)", 7)
 
 
 def main():

@@ -55,6 +55,9 @@ def main():
     ap.add_argument("--lm-batch", type=int, default=16)
     ap.add_argument("--lam", type=float, default=0.5)
     ap.add_argument("--aux", type=float, default=0.0)
+    ap.add_argument("--repeat-frac", type=float, default=0.0,
+                    help="share of training prompts whose filler cycles a pool of 10-40 corpus sentences "
+                         "(long repetitive context; the evaluations use fresh sentences)")
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--wd", type=float, default=0.1)
@@ -102,9 +105,20 @@ def main():
     rng = random.Random(a.seed + 1)
     eos = sp.eos_id()
 
-    def example(n, depth, key, r):
+    def filler(n, r, repeat):
+        """Filler sentences for an n-token prompt (about 4 bytes a token): fresh corpus sentences,
+        or with repeat a pool of 10-40 of them cycled."""
+        budget, sents, size = max(0, n - 48) * 4.0, [], 0
+        pool = [data.fillers[r.randrange(len(data.fillers))] for _ in range(r.randint(10, 40))] if repeat else None
+        while size < budget:
+            s = pool[len(sents) % len(pool)] if repeat else data.fillers[r.randrange(len(data.fillers))]
+            sents.append(s)
+            size += len(s) + 1
+        return sents
+
+    def example(n, depth, key, r, repeat=False):
         """Prompt ids of at most n - len(key) tokens, key ids, needle token span [nb, ne)."""
-        sents = data.passkey_text(n, depth, key, r)
+        sents = filler(n, r, repeat)
         key_ids = sp.encode(str(key))
         while True:
             k = int(round(depth * len(sents)))
@@ -125,7 +139,7 @@ def main():
         rows, spans, keys = [], [], []
         for _ in range(b):
             key = r.randint(10000, 99999)
-            ids, key_ids, nb, ne = example(n, r.random(), key, r)
+            ids, key_ids, nb, ne = example(n, r.random(), key, r, r.random() < a.repeat_frac)
             rows.append(ids + key_ids); spans.append((nb, ne)); keys.append(key_ids)
         kl = len(keys[0])
         assert all(len(k) == kl for k in keys), "key token counts differ"
