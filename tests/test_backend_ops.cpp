@@ -408,6 +408,19 @@ void scan_inputs(Case& c, const ScanCase& s, bool step, Arg** out) {
   out[9] = &c.add("y", Role::Out, DType::F32, rows, s.C, s.C, nullptr);
 }
 
+// The prefill scan of scan_inputs' arguments on the CPU oracle and on the device under test.
+void run_scan_both(Case& c, Arg** a) {
+  Tensor zc, zd;
+  if (a[6]) {
+    zc = a[6]->cpu();
+    zd = a[6]->dev();
+  }
+  c.cpu().selective_scan(a[0]->cpu(), a[1]->cpu(), a[2]->cpu(), a[3]->cpu(), a[4]->cpu(), a[5]->cpu(),
+                         a[6] ? &zc : nullptr, a[7]->cpu(), a[8]->cpu(), a[9]->cpu());
+  c.dev().selective_scan(a[0]->dev(), a[1]->dev(), a[2]->dev(), a[3]->dev(), a[4]->dev(), a[5]->dev(),
+                         a[6] ? &zd : nullptr, a[7]->dev(), a[8]->dev(), a[9]->dev());
+}
+
 TEST(BackendOps, SelectiveScan) {
   DM_REQUIRE_DEVICE_BACKENDS();
   const std::vector<ScanCase> cases = {
@@ -430,12 +443,7 @@ TEST(BackendOps, SelectiveScan) {
       Case c(name, d.str(), 4000 + uint32_t(i));
       Arg* a[10];
       scan_inputs(c, s, false, a);
-      Tensor zc, zd;
-      if (a[6]) { zc = a[6]->cpu(); zd = a[6]->dev(); }
-      c.cpu().selective_scan(a[0]->cpu(), a[1]->cpu(), a[2]->cpu(), a[3]->cpu(), a[4]->cpu(), a[5]->cpu(),
-                             a[6] ? &zc : nullptr, a[7]->cpu(), a[8]->cpu(), a[9]->cpu());
-      c.dev().selective_scan(a[0]->dev(), a[1]->dev(), a[2]->dev(), a[3]->dev(), a[4]->dev(), a[5]->dev(),
-                             a[6] ? &zd : nullptr, a[7]->dev(), a[8]->dev(), a[9]->dev());
+      run_scan_both(c, a);
       c.check(kTolScan);
     }
 }
@@ -576,17 +584,9 @@ TEST(BackendOpsVulkan, SelectiveScanPaths) {
       Case c("vulkan", d.str(), 4100 + uint32_t(i));
       Arg* a[10];
       scan_inputs(c, s, false, a);
-      Tensor zc, zd;
-      if (a[6]) { zc = a[6]->cpu(); zd = a[6]->dev(); }
-      c.cpu().selective_scan(a[0]->cpu(), a[1]->cpu(), a[2]->cpu(), a[3]->cpu(), a[4]->cpu(), a[5]->cpu(),
-                             a[6] ? &zc : nullptr, a[7]->cpu(), a[8]->cpu(), a[9]->cpu());
       // Twice in a row on the device: the second dispatch reuses the look-back counters.
-      c.dev().selective_scan(a[0]->dev(), a[1]->dev(), a[2]->dev(), a[3]->dev(), a[4]->dev(), a[5]->dev(),
-                             a[6] ? &zd : nullptr, a[7]->dev(), a[8]->dev(), a[9]->dev());
-      c.cpu().selective_scan(a[0]->cpu(), a[1]->cpu(), a[2]->cpu(), a[3]->cpu(), a[4]->cpu(), a[5]->cpu(),
-                             a[6] ? &zc : nullptr, a[7]->cpu(), a[8]->cpu(), a[9]->cpu());
-      c.dev().selective_scan(a[0]->dev(), a[1]->dev(), a[2]->dev(), a[3]->dev(), a[4]->dev(), a[5]->dev(),
-                             a[6] ? &zd : nullptr, a[7]->dev(), a[8]->dev(), a[9]->dev());
+      run_scan_both(c, a);
+      run_scan_both(c, a);
       c.check(kTolScan);
     }
   if (old_scan) setenv("DM_VULKAN_SCAN", keep_scan.c_str(), 1);

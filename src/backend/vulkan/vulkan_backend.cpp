@@ -204,6 +204,18 @@ class VulkanBackend final : public Backend {
                    push.size, cg, 1, 1);
   }
 
+  // The scan over consecutive pieces of at most m time steps, the state carrying between them.
+  void scan_in_pieces(int64_t m, const Tensor& u, const Tensor& delta, const Tensor& A_log,
+                      const Tensor& B, const Tensor& C, const Tensor& D, const Tensor* z,
+                      const Tensor& dt_bias, const Tensor& ssm_state, const Tensor& y) {
+    for (int64_t t0 = 0; t0 < u.rows; t0 += m) {
+      const int64_t n = std::min(m, u.rows - t0);
+      const Tensor zs = z ? z->row_slice(t0, n) : Tensor{};
+      selective_scan(u.row_slice(t0, n), delta.row_slice(t0, n), A_log, B.row_slice(t0, n),
+                     C.row_slice(t0, n), D, z ? &zs : nullptr, dt_bias, ssm_state, y.row_slice(t0, n));
+    }
+  }
+
   void selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A_log, const Tensor& B,
                       const Tensor& C, const Tensor& D, const Tensor* z, const Tensor& dt_bias,
                       const Tensor& ssm_state, const Tensor& y) override {
@@ -214,12 +226,7 @@ class VulkanBackend final : public Backend {
     if (const int64_t m = std::min({rows_fit(u), rows_fit(delta), rows_fit(B), rows_fit(C),
                                     rows_fit(y), z ? rows_fit(*z) : u.rows});
         m < u.rows) {
-      for (int64_t t0 = 0; t0 < u.rows; t0 += m) {
-        const int64_t n = std::min(m, u.rows - t0);
-        const Tensor zs = z ? z->row_slice(t0, n) : Tensor{};
-        selective_scan(u.row_slice(t0, n), delta.row_slice(t0, n), A_log, B.row_slice(t0, n),
-                       C.row_slice(t0, n), D, z ? &zs : nullptr, dt_bias, ssm_state, y.row_slice(t0, n));
-      }
+      scan_in_pieces(m, u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y);
       return;
     }
     const char* k = "selective_scan";
@@ -253,13 +260,8 @@ class VulkanBackend final : public Backend {
         // max_chunks 0: one chunk's scratch for every channel exceeds a binding; the chunked
         // scan below then.
         if (max_chunks > 0 && uint64_t(p.L) > max_chunks * chunk) {  // pieces of time, the state carried
-          const int64_t m = int64_t(max_chunks * chunk);
-          for (int64_t t0 = 0; t0 < u.rows; t0 += m) {
-            const int64_t n = std::min(m, u.rows - t0);
-            const Tensor zs = z ? z->row_slice(t0, n) : Tensor{};
-            selective_scan(u.row_slice(t0, n), delta.row_slice(t0, n), A_log, B.row_slice(t0, n),
-                           C.row_slice(t0, n), D, z ? &zs : nullptr, dt_bias, ssm_state, y.row_slice(t0, n));
-          }
+          scan_in_pieces(int64_t(max_chunks * chunk), u, delta, A_log, B, C, D, z, dt_bias,
+                         ssm_state, y);
           return;
         }
         if (max_chunks > 0) {
