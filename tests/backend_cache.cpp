@@ -25,6 +25,19 @@ class ReleaseBackends : public ::testing::Environment {
 
 }  // namespace
 
+bool backend_available(const std::string& name) {
+  for (const BackendInfo& b : list_backends())
+    if (b.name == name && b.available) return true;
+  return false;
+}
+
+std::vector<std::string> device_backends() {
+  std::vector<std::string> out;
+  for (const BackendInfo& b : list_backends())
+    if (b.name != "cpu" && b.available) out.push_back(b.name);
+  return out;
+}
+
 Backend& cached_backend(const std::string& name) {
   for (auto& [n, b] : cache())
     if (n == name) return *b;

@@ -5,11 +5,17 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "backend/backend.h"
 
 namespace dm::test {
 
 Backend& cached_backend(const std::string& name);
+
+// Whether list_backends() reports `name` available on this machine.
+bool backend_available(const std::string& name);
+// The available backends other than the CPU oracle, in list_backends() order.
+std::vector<std::string> device_backends();
 
 }  // namespace dm::test

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +20,15 @@
 namespace dm::test {
 
 namespace fs = std::filesystem;
+
+// The fixture model the CLI tests run (tiny, random, with a SentencePiece tokenizer).
+inline std::string cli_fixture_model() { return data_dir() + "/models/tiny-tied"; }
+
+inline bool has(const std::string& hay, const std::string& needle) {
+  return hay.find(needle) != std::string::npos;
+}
+
+inline int lines(const std::string& s) { return int(std::count(s.begin(), s.end(), '\n')); }
 
 inline const std::string& cli_path() {
   static const std::string path = DM_CLI_PATH;
@@ -79,3 +89,7 @@ inline CliResult run_cli(const std::vector<std::string>& args, const std::string
 }
 
 }  // namespace dm::test
+
+#define SKIP_WITHOUT_FIXTURE()                                    \
+  if (!std::filesystem::exists(dm::test::cli_fixture_model())) \
+  GTEST_SKIP() << "fixture model absent: " << dm::test::cli_fixture_model()

@@ -56,13 +56,6 @@ constexpr int64_t kLead = 3;   // elements before each tensor
 constexpr int64_t kTail = 37;  // elements after
 constexpr float kSentinel = -1234.5f;
 
-std::vector<std::string> device_backends() {
-  std::vector<std::string> out;
-  for (const BackendInfo& b : list_backends())
-    if (b.name != "cpu" && b.available) out.push_back(b.name);
-  return out;
-}
-
 std::string skip_reason() {
   std::string r = "no non-CPU backend available:";
   for (const BackendInfo& b : list_backends())
@@ -246,8 +239,8 @@ class Case {
   double max_nmse_ = 0;
 };
 
-#define DM_REQUIRE_DEVICE_BACKENDS()                                   \
-  const std::vector<std::string> kBackends = device_backends();        \
+#define DM_REQUIRE_DEVICE_BACKENDS()                                  \
+  const std::vector<std::string> kBackends = test::device_backends(); \
   if (kBackends.empty()) GTEST_SKIP() << skip_reason()
 
 std::string dt(DType t) { return std::string(dtype_name(t)); }
@@ -554,9 +547,7 @@ TEST(BackendOps, CausalConv1dStep) {
 // one-pass look-back scan in several shapes (tiny chunks and channel groups make long
 // look-back chains and many work groups waiting on each other).
 TEST(BackendOpsVulkan, SelectiveScanPaths) {
-  bool have = false;
-  for (const BackendInfo& b : list_backends()) have |= b.name == "vulkan" && b.available;
-  if (!have) GTEST_SKIP() << skip_reason();
+  if (!test::backend_available("vulkan")) GTEST_SKIP() << skip_reason();
   struct Mode {
     const char* scan;
     const char* lb;  // DM_VULKAN_SCAN_LB or nullptr
@@ -753,9 +744,7 @@ TEST(BackendOps, DependentChainInOneBatch) {
 // no barrier; a read of what an earlier dispatch wrote gets exactly one. Nothing is submitted
 // until a download, and a whole chain goes in one submit.
 TEST(BackendOpsVulkan, RecorderDerivesBarriersAndBatches) {
-  bool have = false;
-  for (const BackendInfo& b : list_backends()) have |= b.name == "vulkan" && b.available;
-  if (!have) GTEST_SKIP() << skip_reason();
+  if (!test::backend_available("vulkan")) GTEST_SKIP() << skip_reason();
   std::unique_ptr<Backend> be = create_vulkan_backend(0);
   const int64_t L = 64, C = 256;
   auto buf = be->alloc(size_t(L * 2 * C * 4));
@@ -832,9 +821,7 @@ TEST(BackendOpsVulkan, StridedOverlapIsExact) {
 
 // --profile: timestamps per dispatch, summed per kernel (pass) name.
 TEST(BackendOpsVulkan, ProfileTable) {
-  bool have = false;
-  for (const BackendInfo& b : list_backends()) have |= b.name == "vulkan" && b.available;
-  if (!have) GTEST_SKIP() << skip_reason();
+  if (!test::backend_available("vulkan")) GTEST_SKIP() << skip_reason();
   std::unique_ptr<Backend> be = create_vulkan_backend(0);
   ASSERT_TRUE(vulkan_set_profiling(*be, true));
   const int64_t L = 300, C = 64, N = 16;
@@ -871,9 +858,7 @@ TEST(BackendOpsVulkan, ProfileTable) {
 
 // Out of device memory is one clear line, and the backend stays usable.
 TEST(BackendOpsVulkan, OutOfMemoryIsAClearError) {
-  bool have = false;
-  for (const BackendInfo& b : list_backends()) have |= b.name == "vulkan" && b.available;
-  if (!have) GTEST_SKIP() << skip_reason();
+  if (!test::backend_available("vulkan")) GTEST_SKIP() << skip_reason();
   std::unique_ptr<Backend> be = create_vulkan_backend(0);
   try {
     be->alloc(size_t(1) << 50);  // 1 PiB

@@ -31,13 +31,6 @@ using test::rel_error;
 
 constexpr double kTol = 1e-4;
 
-std::vector<std::string> device_backends() {
-  std::vector<std::string> out;
-  for (const BackendInfo& b : list_backends())
-    if (b.name != "cpu" && b.available) out.push_back(b.name);
-  return out;
-}
-
 using test::cached_backend;
 
 std::vector<int32_t> kept_download(Backend& be, const Tensor& idx) {
@@ -161,7 +154,7 @@ TEST_P(BackendOpsE2E, DeciMambaKeptIndicesLogitsAndGreedyTokens) {
 
 std::vector<Param> params() {
   std::vector<Param> out;
-  auto backends = device_backends();
+  auto backends = test::device_backends();
   auto models = test::fixture_models();
   if (backends.empty()) backends.push_back("");
   if (models.empty()) models.push_back("");

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "backend/backend.h"
+#include "backend_cache.h"
 #include "cli_runner.h"
 #include "test_paths.h"
 
@@ -19,21 +20,14 @@ namespace fs = std::filesystem;
 namespace {
 
 const std::string kCli = dm::test::cli_path();
-const std::string kModel = dm::test::data_dir() + "/models/tiny-tied";
+const std::string kModel = dm::test::cli_fixture_model();
 using Result = dm::test::CliResult;
 using TempDir = dm::test::CliTempDir;
+using dm::test::has;
+using dm::test::lines;
 using dm::test::run_cli;
 using dm::test::slurp;
 std::string quote(const std::string& s) { return dm::test::shell_quote(s); }
-
-bool has(const std::string& hay, const std::string& needle) {
-  return hay.find(needle) != std::string::npos;
-}
-
-int lines(const std::string& s) { return int(std::count(s.begin(), s.end(), '\n')); }
-
-#define SKIP_WITHOUT_FIXTURE() \
-  if (!fs::exists(kModel)) GTEST_SKIP() << "fixture model absent: " << kModel
 
 }  // namespace
 
@@ -345,14 +339,6 @@ TEST(CliPasskey, ModelConfigDecimationIsTheDefaultAndNoDeciTurnsItOff) {
   EXPECT_TRUE(has(other["decimation"].get<std::string>(), "layers 2, L_base 60"));
 }
 
-namespace {
-
-bool vulkan_available() {
-  for (const dm::BackendInfo& b : dm::list_backends())
-    if (b.name == "vulkan" && b.available) return true;
-  return false;
-}
-
 TEST(CliProfile, NeedsTheVulkanBackend) {
   const Result r = run_cli({"generate", "--model", kModel, "--backend", "cpu", "--profile", "hi"});
   EXPECT_EQ(r.code, 1) << r.err;
@@ -361,15 +347,13 @@ TEST(CliProfile, NeedsTheVulkanBackend) {
 }
 
 TEST(CliProfile, PrintsPerKernelDeviceTimes) {
-  if (!vulkan_available()) GTEST_SKIP() << "no Vulkan device";
+  if (!dm::test::backend_available("vulkan")) GTEST_SKIP() << "no Vulkan device";
   const Result r = run_cli({"generate", "--model", kModel, "--backend", "vulkan", "--profile",
                             "--temperature", "0", "-n", "3", "hello"});
   ASSERT_EQ(r.code, 0) << r.err;
   for (const char* kernel : {"gemm", "selective_scan", "causal_conv1d_step", "rms_norm"})
     EXPECT_NE(r.err.find(kernel), std::string::npos) << kernel << " missing from:\n" << r.err;
 }
-
-}  // namespace
 
 namespace {
 

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "backend/backend.h"
+#include "backend_cache.h"
 #include "cli_runner.h"
 #include "test_paths.h"
 
@@ -21,27 +22,13 @@ namespace fs = std::filesystem;
 namespace {
 
 const std::string kCli = dm::test::cli_path();
-const std::string kModel = dm::test::data_dir() + "/models/tiny-tied";
+const std::string kModel = dm::test::cli_fixture_model();
 using Result = dm::test::CliResult;
 using TempDir = dm::test::CliTempDir;
+using dm::test::has;
+using dm::test::lines;
 using dm::test::run_cli;
 using dm::test::slurp;
-std::string quote(const std::string& s) { return dm::test::shell_quote(s); }
-
-bool has(const std::string& hay, const std::string& needle) {
-  return hay.find(needle) != std::string::npos;
-}
-
-int lines(const std::string& s) { return int(std::count(s.begin(), s.end(), '\n')); }
-
-#define SKIP_WITHOUT_FIXTURE() \
-  if (!fs::exists(kModel)) GTEST_SKIP() << "fixture model absent: " << kModel
-
-bool vulkan_present() {
-  for (const auto& b : dm::list_backends())
-    if (b.name == "vulkan" && b.available) return true;
-  return false;
-}
 
 // Table rows: lines starting with "| " after the header and separator.
 std::vector<std::vector<std::string>> table_rows(const std::string& out) {
@@ -72,7 +59,7 @@ TEST(CliBench, TableAndJsonOnFixtureModel) {
   SKIP_WITHOUT_FIXTURE();
   TempDir tmp;
   const std::string json = (tmp.path / "bench.json").string();
-  const std::string backends = vulkan_present() ? "cpu,vulkan" : "cpu";
+  const std::string backends = dm::test::backend_available("vulkan") ? "cpu,vulkan" : "cpu";
   const auto r = run_cli({"bench", "--model", kModel, "--backend", backends, "-p", "16,32", "-n",
                           "8", "-r", "3", "--replay", "both", "--deci-layers", "0",
                           "--deci-L-base", "4", "--json", json});
@@ -80,7 +67,7 @@ TEST(CliBench, TableAndJsonOnFixtureModel) {
   EXPECT_TRUE(has(r.out, "| backend | device | deci | test | decode | t/s | min–max | µs/token |")) << r.out;
   EXPECT_TRUE(has(r.out, "3 repetitions after one warm-up run")) << r.out;
   const auto rows = table_rows(r.out);
-  const int n_be = vulkan_present() ? 2 : 1;
+  const int n_be = dm::test::backend_available("vulkan") ? 2 : 1;
   // Per backend: pp16, pp32 with deci off and on; tg8 replayed and eager (deci off only).
   ASSERT_EQ(int(rows.size()), n_be * 6) << r.out;
   for (const auto& row : rows) {

@@ -21,7 +21,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kModel = dm::test::data_dir() + "/models/tiny-tied";
+const std::string kModel = dm::test::cli_fixture_model();
 
 // The scan inputs exactly as the executor hands them over, in float, plus the layer's weights.
 struct RawLayer {
