@@ -72,15 +72,7 @@ Recorder::Frame& Recorder::current() {
     free_.pop_back();
   } else {
     f = std::make_unique<Frame>();
-    VkCommandPoolCreateInfo cp{VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};
-    cp.flags = VK_COMMAND_POOL_CREATE_TRANSIENT_BIT;
-    cp.queueFamilyIndex = ctx_.queue_family;
-    VK_CHECK(vkCreateCommandPool(ctx_.device, &cp, nullptr, &f->pool));
-    VkCommandBufferAllocateInfo ai{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
-    ai.commandPool = f->pool;
-    ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
-    ai.commandBufferCount = 1;
-    VK_CHECK(vkAllocateCommandBuffers(ctx_.device, &ai, &f->cmd));
+    create_command_buffer(*f, VK_COMMAND_POOL_CREATE_TRANSIENT_BIT);
     VkFenceCreateInfo fi{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
     VK_CHECK(vkCreateFence(ctx_.device, &fi, nullptr, &f->fence));
   }

@@ -133,6 +133,8 @@ class Recorder {
   void check_messages();
 
   void not_capturing(const char* op) const;
+  // A command pool with these flags and one primary command buffer from it, into f.
+  void create_command_buffer(Frame& f, VkCommandPoolCreateFlags flags) const;
   void buffer_freed(VkBuffer b);  // invalidates the captures that bind it
   void release_captures();        // frees the live captures' Vulkan objects (destructor)
 

@@ -23,18 +23,23 @@ void Recorder::not_capturing(const char* op) const {
          "replay, read outputs after)");
 }
 
+void Recorder::create_command_buffer(Frame& f, VkCommandPoolCreateFlags flags) const {
+  VkCommandPoolCreateInfo cp{VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};
+  cp.flags = flags;
+  cp.queueFamilyIndex = ctx_.queue_family;
+  VK_CHECK(vkCreateCommandPool(ctx_.device, &cp, nullptr, &f.pool));
+  VkCommandBufferAllocateInfo ai{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
+  ai.commandPool = f.pool;
+  ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+  ai.commandBufferCount = 1;
+  VK_CHECK(vkAllocateCommandBuffers(ctx_.device, &ai, &f.cmd));
+}
+
 void Recorder::begin_capture() {
   not_capturing("record");
   submit();  // work enqueued so far (the token upload) goes to the queue as it is
   auto f = std::make_unique<Frame>();
-  VkCommandPoolCreateInfo cp{VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};
-  cp.queueFamilyIndex = ctx_.queue_family;
-  VK_CHECK(vkCreateCommandPool(ctx_.device, &cp, nullptr, &f->pool));
-  VkCommandBufferAllocateInfo ai{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
-  ai.commandPool = f->pool;
-  ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
-  ai.commandBufferCount = 1;
-  VK_CHECK(vkAllocateCommandBuffers(ctx_.device, &ai, &f->cmd));
+  create_command_buffer(*f, 0);
   VkCommandBufferBeginInfo bi{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
   // Up to kMaxInFlight frames may carry it at once.
   bi.flags = VK_COMMAND_BUFFER_USAGE_SIMULTANEOUS_USE_BIT;
