@@ -9,20 +9,32 @@
 //                shared-memory load, for prefill-sized M and N.
 //  gemm.small_m  M ≤ 4 (decode): reading W is the whole cost. 8 rows of W per work group, 32
 //                invocations per row striding K (neighbours read neighbouring weights), each
-//                keeping the M dot products, then a shared-memory reduction over the 32.
+//                keeping the M dot products, then a shared-memory reduction over the 32. Any
+//                alignment; what gemm.small_m_vec cannot take.
+//  gemm.small_m_vec  M ≤ 4 with 16-byte aligned rows of W and x: the same one pass over W, but
+//                every load is 16 bytes (8 F16/BF16 or 4 F32 weights) and four are in flight per
+//                invocation before the first is used; the host picks how many invocations share
+//                a row (T = 256 / rows, a power of two) so that each gets a few 16-byte pieces and
+//                the grid has enough work groups for thin layers (x_proj, dt_proj).
 // variant gemm -DSMALL_M=0 -DTM=4
 // variant gemm.tile128 -DSMALL_M=0 -DTM=8
 // variant gemm.small_m -DSMALL_M=1
+// variant gemm.small_m_vec -DSMALL_M=2
 #include "common.glsl"
 
-#if SMALL_M
+#if SMALL_M != 0
 layout(local_size_x = 256, local_size_y = 1, local_size_z = 1) in;
 #else
 layout(local_size_x = 16, local_size_y = 16, local_size_z = 1) in;
 #endif
 
+#if SMALL_M == 2
+layout(std430, binding = 0) readonly buffer X { vec4 x4[]; };
+layout(std430, binding = 1) readonly buffer W { uvec4 w4[]; };
+#else
 layout(std430, binding = 0) readonly buffer X { float x[]; };
 layout(std430, binding = 1) readonly buffer W { uint w[]; };
+#endif
 layout(std430, binding = 2) readonly buffer Bias { uint bias[]; };
 layout(std430, binding = 3) writeonly buffer Y { float y[]; };
 
@@ -31,12 +43,80 @@ layout(push_constant) uniform Push {
   uint x_stride, w_stride, y_stride;
   uint w_dtype, bias_dtype, has_bias;
   uint off[4];  // element offsets of x, w, bias, y
+#if SMALL_M == 2
+  uint rows;    // rows of W per work group (1 … 32, a power of two)
+#endif
 } p;
 
+#if SMALL_M != 2
 DEFINE_LOAD_ANY(load_w, w)
+#endif
 DEFINE_LOAD_ANY(load_bias, bias)
 
-#if SMALL_M
+#if SMALL_M == 2
+const uint MAX_M = 4, PIPE = 4;  // PIPE 16-byte weight loads in flight per invocation
+shared float red[MAX_M][256];
+
+// The weights of one 16-byte piece: 8 (F16, BF16: lo holds the first 4) or 4 (F32: lo only).
+void widen(uvec4 q, out vec4 lo, out vec4 hi) {
+  if (p.w_dtype == DT_F32) {
+    lo = uintBitsToFloat(q);
+    hi = vec4(0.0);
+  } else if (p.w_dtype == DT_F16) {
+    lo = vec4(unpackHalf2x16(q.x), unpackHalf2x16(q.y));
+    hi = vec4(unpackHalf2x16(q.z), unpackHalf2x16(q.w));
+  } else {  // BF16: element 2i in the low half of word i
+    const uvec4 e = q << 16, o = q & 0xffff0000u;
+    lo = uintBitsToFloat(uvec4(e.x, o.x, e.y, o.y));
+    hi = uintBitsToFloat(uvec4(e.z, o.z, e.w, o.w));
+  }
+}
+
+void main() {
+  const uint tid = gl_LocalInvocationIndex;
+  const uint T = 256u / p.rows;  // invocations sharing one row of W
+  const uint t = tid % T;
+  const uint n = linear_group_id() * p.rows + tid / T;
+  const bool wide = p.w_dtype != DT_F32;  // 8 weights per piece, else 4
+  const uint per = wide ? 8u : 4u;
+  const uint pieces = p.K / per;          // the host guarantees K % per == 0
+  float acc[MAX_M];
+  [[unroll]] for (uint m = 0; m < MAX_M; ++m) acc[m] = 0.0;
+  if (n < p.N) {
+    const uint wb = (p.off[1] + n * p.w_stride) / per;  // first piece of the row
+    for (uint j0 = t; j0 < pieces; j0 += PIPE * T) {
+      uvec4 q[PIPE];
+      [[unroll]] for (uint u = 0; u < PIPE; ++u) {
+        const uint j = j0 + u * T;
+        q[u] = j < pieces ? w4[wb + j] : uvec4(0);
+      }
+      [[unroll]] for (uint u = 0; u < PIPE; ++u) {
+        const uint j = j0 + u * T;
+        if (j >= pieces) break;
+        vec4 lo, hi;
+        widen(q[u], lo, hi);
+        [[unroll]] for (uint m = 0; m < MAX_M; ++m) {
+          if (m >= p.M) break;
+          const uint xb = (p.off[0] + m * p.x_stride) / 4u + j * (per / 4u);
+          acc[m] += dot(lo, x4[xb]);
+          if (wide) acc[m] += dot(hi, x4[xb + 1u]);
+        }
+      }
+    }
+  }
+  [[unroll]] for (uint m = 0; m < MAX_M; ++m) red[m][tid] = acc[m];
+  barrier();
+  for (uint s = T / 2u; s > 0u; s >>= 1) {
+    if (t < s)
+      [[unroll]] for (uint m = 0; m < MAX_M; ++m) red[m][tid] += red[m][tid + s];
+    barrier();
+  }
+  if (t == 0u && n < p.N) {
+    const float b = p.has_bias != 0u ? load_bias(p.bias_dtype, p.off[2] + n) : 0.0;
+    for (uint m = 0; m < p.M; ++m) y[p.off[3] + m * p.y_stride + n] = red[m][tid] + b;
+  }
+}
+#elif SMALL_M == 1
 const uint MAX_M = 4, ROWS = 8, LANES = 32;
 shared float red[MAX_M][256];
 

@@ -92,12 +92,13 @@ struct Arg {
   Role role;
   DType dtype;
   int64_t rows, cols, stride;
+  int64_t lead = kLead;        // elements before the tensor
   std::vector<uint8_t> image;  // the whole buffer as uploaded
   std::unique_ptr<Buffer> cpu_buf, dev_buf;
 
   size_t es() const { return dtype_size(dtype); }
-  size_t elem_pos(int64_t r, int64_t c) const { return size_t(kLead + r * stride + c); }
-  Tensor view(Buffer& b) const { return Tensor{&b, size_t(kLead) * es(), dtype, rows, cols, stride}; }
+  size_t elem_pos(int64_t r, int64_t c) const { return size_t(lead + r * stride + c); }
+  Tensor view(Buffer& b) const { return Tensor{&b, size_t(lead) * es(), dtype, rows, cols, stride}; }
   Tensor cpu() const { return view(*cpu_buf); }
   Tensor dev() const { return view(*dev_buf); }
 };
@@ -125,6 +126,9 @@ class Case {
       return (rng_() & 1) ? v : -v;
     };
   }
+  // Tensors added from now on start 16 bytes into their buffer instead of kLead elements
+  // (paths that need 16-byte aligned rows, such as vector loads, are taken only then).
+  void align16() { aligned_ = true; }
   Gen uniform(float lo, float hi) {
     return [this, lo, hi](int64_t, int64_t) { return std::uniform_real_distribution<float>(lo, hi)(rng_); };
   }
@@ -138,7 +142,8 @@ class Case {
     a->rows = rows;
     a->cols = cols;
     a->stride = stride;
-    const size_t n = size_t(kLead + (rows > 0 ? (rows - 1) * stride + cols : 0) + kTail);
+    if (aligned_) a->lead = int64_t(16 / a->es());
+    const size_t n = size_t(a->lead + (rows > 0 ? (rows - 1) * stride + cols : 0) + kTail);
     a->image.resize(n * a->es());
     const float pad = role == Role::In ? std::nanf("") : kSentinel;
     for (size_t i = 0; i < n; ++i) {
@@ -235,6 +240,7 @@ class Case {
   Backends be_;
   std::string desc_;
   std::mt19937 rng_;
+  bool aligned_ = false;
   std::vector<std::unique_ptr<Arg>> args_;
   double max_nmse_ = 0;
 };
@@ -252,6 +258,7 @@ struct GemmCase {
   DType w_dtype;
   bool bias;
   int64_t x_pad, y_pad;  // extra row stride
+  bool aligned = false;  // tensors 16-byte aligned (else 3 elements into their buffers)
 };
 
 TEST(BackendOps, Gemm) {
@@ -269,6 +276,15 @@ TEST(BackendOps, Gemm) {
       {33, 1536, 48, DType::F32, true, 0, 1536},    // dt_proj: K = dt_rank, y inside a wider row
       {4, 200, 333, DType::BF16, true, 5, 7},       // the largest M of the decode path, strided
       {2, 1536, 48, DType::F16, true, 48, 0},       // decode dt_proj of a batch of 2
+      // Decode GEMVs on 16-byte aligned rows (Vulkan gemm.small_m_vec; several rows-per-group
+      // choices, every weight dtype, ragged N):
+      {1, 3072, 768, DType::F16, false, 0, 0, true},    // 130m in_proj
+      {1, 192, 5120, DType::F16, false, 0, 0, true},    // 2.8b x_proj: one row per work group
+      {1, 5120, 160, DType::BF16, true, 0, 0, true},    // 2.8b dt_proj
+      {2, 643, 2560, DType::BF16, true, 0, 0, true},    // BF16 pieces, two rows of x
+      {4, 520, 1024, DType::F32, true, 4, 3, true},     // F32 pieces, strided x and y
+      {1, 50280, 256, DType::F16, false, 0, 0, true},   // lm_head-like N
+      {3, 100, 1000, DType::F16, false, 2, 0, true},    // x rows not 16-byte aligned: scalar path
       {1, 50280, 64, DType::F16, false, 0, 0},      // lm_head-like N, many work groups
       {128, 128, 64, DType::F32, true, 0, 0},       // exactly one 128×128 tile
       {300, 1536, 768, DType::F16, false, 3, 1536}, // prefill in_proj (x half), ragged 128 tiles
@@ -285,8 +301,10 @@ TEST(BackendOps, Gemm) {
       const GemmCase& g = cases[i];
       std::ostringstream d;
       d << "gemm M=" << g.M << " N=" << g.N << " K=" << g.K << " w=" << dt(g.w_dtype)
-        << " bias=" << g.bias << " x_stride=" << g.K + g.x_pad << " y_stride=" << g.N + g.y_pad;
+        << " bias=" << g.bias << " x_stride=" << g.K + g.x_pad << " y_stride=" << g.N + g.y_pad
+        << (g.aligned ? " 16-byte aligned" : "");
       Case c(name, d.str(), 1000 + uint32_t(i));
+      if (g.aligned) c.align16();
       Arg& x = c.add("x", Role::In, DType::F32, g.M, g.K, g.K + g.x_pad, c.nonzero(0.1f, 1.f));
       Arg& w = c.add("w", Role::In, g.w_dtype, g.N, g.K, g.K, c.nonzero(0.01f, 0.1f));
       Arg* b = g.bias ? &c.add("bias", Role::In, g.w_dtype, 1, g.N, g.N, c.nonzero(0.1f, 1.f)) : nullptr;

@@ -119,6 +119,14 @@ class VulkanBackend final : public Backend {
     BufferUse ux = bind(x, false, k, "x"), uw = bind(w, false, k, "w"),
               ub = bias ? bind(*bias, false, k, "bias") : dummy(), uy = bind(y, true, k, "y");
     Push push(p, {off(x, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy)});
+    if (p.M <= 4 && small_m_vec_ok(x, w, p)) {  // decode, 16-byte loads: shaders/gemm.comp
+      const uint32_t rows = small_m_vec_rows(p);
+      Push vp(p, {off(x, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy), rows});
+      auto& pipe = pipelines_.get("gemm.small_m_vec", 4, vp.size, {}, 256, "gemm.small_m_vec");
+      const Grid g = linear_grid(ceil_div(p.N, rows));
+      rec_->dispatch(pipe, {ux, uw, ub, uy}, vp.bytes, vp.size, g.x, g.y, g.z);
+      return;
+    }
     if (p.M <= 4) {  // decode: one pass over W, 8 rows of it per work group
       auto& pipe = pipelines_.get("gemm.small_m", 4, push.size, {}, 256, "gemm.small_m");
       const Grid g = linear_grid(ceil_div(p.N, 8));
@@ -497,6 +505,24 @@ class VulkanBackend final : public Backend {
   // Elements [i0, i0 + n) of a vector stored as 1 × len or len × 1.
   static Tensor vec_slice(const Tensor& v, int64_t i0, int64_t n) {
     return v.rows == 1 && v.cols != 1 ? v.col_slice(i0, n) : v.row_slice(i0, n);
+  }
+  // gemm.small_m_vec reads W and x in 16-byte pieces: rows must start 16-byte aligned (the
+  // descriptor start is then 16-byte aligned too: it is the offset rounded down to a multiple
+  // of the power-of-two binding alignment) and K must be whole pieces.
+  static bool small_m_vec_ok(const Tensor& x, const Tensor& w, const GemmParams& p) {
+    const uint32_t per = w.dtype == DType::F32 ? 4 : 8;  // weights per 16 bytes
+    return x.offset % 16 == 0 && p.x_stride % 4 == 0 && w.offset % 16 == 0 && p.K % per == 0 &&
+           p.w_stride % per == 0;
+  }
+  // Invocations per row T (256 / rows): about six 16-byte pieces each, at least 8 (so the
+  // reduction stays short), and more (fewer rows per group) while the grid would leave a
+  // large GPU idle and each invocation still gets two pieces.
+  static uint32_t small_m_vec_rows(const GemmParams& p) {
+    const uint32_t pieces = p.K / (p.w_dtype == uint32_t(DType::F32) ? 4 : 8);
+    uint32_t T = 8;
+    while (T < 256 && T * 6 < pieces) T *= 2;
+    while (T < 256 && ceil_div(p.N, 256 / T) < 264 && pieces >= 2 * T) T *= 2;
+    return 256 / T;
   }
   static uint32_t off(const Tensor& t, const BufferUse& u) {
     return uint32_t((t.offset - u.desc_offset) / dtype_size(t.dtype));
