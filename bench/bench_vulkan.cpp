@@ -13,9 +13,11 @@
 //                     [--lengths 4096,16384,65536] [--shapes 130m,2.8b] [--reps 10]
 //                     [--floor-gbs G] [--prefill-len 2048] [--kernels selective_scan,...]
 //                     [--scan-modes default,chunked,lookback,lookback:32,8,4;...]
+//                     [--gemm-variants default,n256,n128]
 // --kernels: only these kernels (names as in the table; gemm is "gemm"). --scan-modes: time
 // selective_scan once per mode, ';'-separated: DM_VULKAN_SCAN=mode, and for "lookback:CW,S,TOK"
-// also DM_VULKAN_SCAN_LB=CW,S,TOK (rows labelled selective_scan[mode]).
+// also DM_VULKAN_SCAN_LB=CW,S,TOK (rows labelled selective_scan[mode]). --gemm-variants: time
+// the prefill GEMMs (in_proj, x_proj, dt_proj, out_proj) once per DM_VULKAN_GEMM_COOPMAT value.
 // Prints markdown tables, and one JSON object per row on stderr. --quick: small sizes for a
 // CPU Vulkan (lavapipe), to check that the benchmark runs.
 #include <algorithm>
@@ -54,6 +56,7 @@ struct Options {
   int decode_tokens = 64;
   std::vector<std::string> kernels;     // empty: all
   std::vector<std::string> scan_modes;  // empty: the default only
+  std::vector<std::string> gemm_variants;  // empty: the default only
 };
 
 template <typename T>
@@ -89,6 +92,7 @@ Options parse(int argc, char** argv) {
       std::stringstream ss(next());
       for (std::string part; std::getline(ss, part, ';');) o.scan_modes.push_back(part);
     }
+    else if (a == "--gemm-variants") o.gemm_variants = split_list<std::string>(next());
     else fail("[bench_vulkan] unknown argument ", a, " (see the comment at the top of bench_vulkan.cpp)");
   }
   if (o.quick) {
@@ -251,18 +255,56 @@ void bench_kernels(Backend& be, const Options& o, const std::string& card, doubl
         row(card, "rms_norm", "L=" + std::to_string(L) + " d_model=" + std::to_string(D) + " +residual", us,
             double(L) * 16.0 * D, floor_gbs);
       }
-      // The prefill GEMMs of a layer at this width (fp16 weights): TFLOP/s.
-      Tensor w_in = b.tensor(DType::F16, 2 * C, D, -0.05f, 0.05f);
+      // The prefill GEMMs of a layer at this width (fp16 weights, as bench_cuda times them):
+      // TFLOP/s. --gemm-variants: once per DM_VULKAN_GEMM_COOPMAT value ("default": unset).
       if (want(o, "gemm")) {
-      us = b.time_us([&] { be.gemm(hid, w_in, nullptr, xz); });
-      const double tflops = 2.0 * double(L) * double(2 * C) * double(D) / (us * 1e-6) / 1e12;
-      std::printf("| %-20s | %-30s | %10.1f | %6.2f TFLOP/s |\n", "gemm (in_proj)",
-                  ("M=" + std::to_string(L) + " N=" + std::to_string(2 * C) + " K=" + std::to_string(D)).c_str(),
-                  us, tflops);
-      std::fprintf(stderr,
-                   "{\"bench\":\"vulkan_gemm\",\"card\":\"%s\",\"M\":%lld,\"N\":%lld,\"K\":%lld,\"us\":%.2f,"
-                   "\"tflops\":%.3f}\n",
-                   card.c_str(), (long long)L, (long long)(2 * C), (long long)D, us, tflops);
+        Tensor w_in = b.tensor(DType::F16, 2 * C, D, -0.05f, 0.05f);
+        Tensor w_x = b.tensor(DType::F16, R + 2 * N, C, -0.05f, 0.05f);
+        Tensor w_dt = b.tensor(DType::F16, C, R, -0.05f, 0.05f);
+        Tensor w_out = b.tensor(DType::F16, D, C, -0.05f, 0.05f);
+        struct G {
+          const char* name;
+          const Tensor *x, *w, *bias;
+          Tensor y;
+        };
+        const Tensor dt_in = x_dbl.col_slice(0, R);
+        const G gs[] = {{"in_proj", &hid, &w_in, nullptr, xz},
+                        {"x_proj", &u, &w_x, nullptr, x_dbl},
+                        {"dt_proj", &dt_in, &w_dt, &dt_bias, dt},
+                        {"out_proj", &y, &w_out, nullptr, res}};
+        const std::vector<std::string> variants =
+            o.gemm_variants.empty() ? std::vector<std::string>{"default"} : o.gemm_variants;
+        // The clocks of an idle GPU take a while to rise: 1.5 s of GEMMs before the first timing
+        // (after one call that builds the pipelines).
+        static bool warmed = false;
+        if (!warmed) {
+          be.gemm(hid, w_in, nullptr, xz);
+          be.synchronize();
+        }
+        for (const auto t0 = std::chrono::steady_clock::now();
+             !warmed && std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(1500);) {
+          be.gemm(hid, w_in, nullptr, xz);
+          be.synchronize();
+        }
+        warmed = true;
+        for (const G& g : gs) {
+          for (const std::string& v : variants) {  // variants side by side, per shape
+            if (v == "default") unsetenv("DM_VULKAN_GEMM_COOPMAT");
+            else setenv("DM_VULKAN_GEMM_COOPMAT", v.c_str(), 1);
+            const int64_t M = g.x->rows, Nn = g.w->rows, K = g.w->cols;
+            us = b.time_us([&] { be.gemm(*g.x, *g.w, g.bias, g.y); });
+            const double tflops = 2.0 * double(M) * double(Nn) * double(K) / (us * 1e-6) / 1e12;
+            const std::string label = std::string("gemm ") + g.name + (v == "default" ? "" : "[" + v + "]");
+            const std::string shape =
+                "M=" + std::to_string(M) + " N=" + std::to_string(Nn) + " K=" + std::to_string(K);
+            std::printf("| %-20s | %-30s | %10.1f | %6.2f TFLOP/s |\n", label.c_str(), shape.c_str(), us, tflops);
+            std::fprintf(stderr,
+                         "{\"bench\":\"vulkan_gemm\",\"card\":\"%s\",\"gemm\":\"%s\",\"variant\":\"%s\","
+                         "\"M\":%lld,\"N\":%lld,\"K\":%lld,\"us\":%.2f,\"tflops\":%.3f}\n",
+                         card.c_str(), g.name, v.c_str(), (long long)M, (long long)Nn, (long long)K, us, tflops);
+          }
+        }
+        unsetenv("DM_VULKAN_GEMM_COOPMAT");
       }
       // Decode kernels at batch 1: the state read and written.
       Tensor st1 = b.tensor(DType::F32, C, 4, -1.f, 1.f);

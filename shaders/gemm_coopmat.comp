@@ -13,25 +13,40 @@
 // ordinary size. The price is two MMAs per k step. |x| ≥ 65504 overflows fp16: activations
 // reaching GEMMs (normed hidden states, gated scan outputs, dt) are many orders below that.
 //
-// Tiling: 128×128 outputs per work group of 256 invocations = 8 subgroups of 32 in a 2 (m) ×
-// 4 (n) grid, each 64×32 = 4×2 accumulator tiles. K in steps of 32 through shared memory (fp16,
-// rows padded to 40 halves = 80 bytes: 16-byte aligned fragment rows, staggered banks); the
-// next step's global loads are issued before this step's MMAs (register prefetch).
-// Weight loads (a uniform choice by push constant `w_mode`):
-//   0  K even, rows start at an even element: one 32-bit word = two halves per load
-//   1  K even, rows start at an odd element: each pair funnelled from two neighbouring words
-//   2  K odd: element by element
-// variant gemm.coopmat
+// Tiling: 128 (m) × BN (n) outputs per work group of WARPS_M × WARPS_N subgroups of 32:
+//   gemm.coopmat       BN 256, 4 × 4 subgroups (512 invocations), each 32 × 64 = 2 × 4 tiles
+//   gemm.coopmat_n128  BN 128, 2 × 4 subgroups (256 invocations), each 64 × 32 = 4 × 2 tiles
+// (measured on an H100: 16 subgroups of 8 accumulators beat 8 of 16, 64 × 64 each, by ~25%:
+// more warps to hide latency). K in steps of 32 through shared memory, single-buffered with
+// the next step's global loads issued before this step's MMAs (register prefetch). The tiles
+// hold fp16 in uvec4 (8 halves), rows padded to 40 halves = 80 bytes: 16-byte aligned fragment
+// rows, and the 8 rows of one 8×8 fragment piece fall on distinct banks. x is split into hi
+// and lo once, as it is staged (two tiles); per 16-wide k slice a subgroup loads its B and lo
+// fragments, issues all lo MMAs, then the hi ones (no two consecutive MMAs share an
+// accumulator). Shared memory: 2 × 10 KiB (x hi, lo) + BN × 80 B (w) = 40 KiB at BN 256
+// (NVIDIA's Vulkan limit is 48 KiB); the epilogue reuses it as staging.
+// Global loads and stores (uniform choices by the push-constant `flags`):
+//   bit 0  x rows start 16-byte aligned: x in vec4 pieces (scalar at a ragged K edge)
+//   bit 1  w rows start 16-byte aligned: w in 16-byte pieces of 8 halves (BF16 converted to
+//          fp16 while staging); otherwise element by element
+//   bit 2  no bias and y rows 16-byte aligned: whole 16×16 output tiles stored straight to y;
+//          otherwise (and at ragged edges) through a per-subgroup staging tile
+// variant gemm.coopmat -DBN=256 -DWARPS_M=4 -DWARPS_N=4
+// variant gemm.coopmat_n128 -DBN=128 -DWARPS_M=2 -DWARPS_N=4
 #extension GL_NV_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
 #include "common.glsl"
 
-layout(local_size_x = 256, local_size_y = 1, local_size_z = 1) in;
+const uint NSG = WARPS_M * WARPS_N;  // subgroups: WARPS_M (m) × WARPS_N (n)
+const uint NT = 32 * NSG;      // invocations
+layout(local_size_x = NT, local_size_y = 1, local_size_z = 1) in;
 
 layout(std430, binding = 0) readonly buffer X { float x[]; };
+layout(std430, binding = 0) readonly buffer X4 { vec4 x4[]; };
 layout(std430, binding = 1) readonly buffer W { uint w[]; };
+layout(std430, binding = 1) readonly buffer W4 { uvec4 w4[]; };
 layout(std430, binding = 2) readonly buffer Bias { uint bias[]; };
 layout(std430, binding = 3) writeonly buffer Y { float y[]; };
 
@@ -40,137 +55,170 @@ layout(push_constant) uniform Push {
   uint x_stride, w_stride, y_stride;
   uint w_dtype, bias_dtype, has_bias;
   uint off[4];  // element offsets of x, w, bias, y
-  uint w_mode;
+  uint flags;
 } p;
 
 DEFINE_LOAD_ANY(load_w, w)
 DEFINE_LOAD_ANY(load_bias, bias)
 
-const uint BM = 128, BN = 128, BK = 32, LDS = BK + 8;
-shared float16_t a_hi[BM * LDS];
-shared float16_t a_lo[BM * LDS];
-shared float16_t b_s[BN * LDS];
-shared float c_s[8 * 256];  // one 16×16 fp32 staging tile per subgroup for the epilogue
+const uint BM = 128, BK = 32;
+// Tiles hold fp16 as uvec4 (8 halves; cooperative-matrix loads take offsets and strides in
+// these units): rows of 5 = 40 halves, 32 used.
+const uint LD = 5;
+const uint WM = BM / WARPS_M, WN = BN / WARPS_N;  // one subgroup's tile
+const uint TM = WM / 16, TN = WN / 16;             // its accumulator tiles
+const uint RPP = NT / 4;       // rows staged per pass (4 pieces of 8 per 32-wide row)
+const uint XPT = BM / RPP;     // x pieces of 8 floats per invocation and step
+const uint WPT = BN / RPP;     // w pieces of 8 halves per invocation and step
+shared uvec4 a_hi[BM * LD];
+shared uvec4 a_lo[BM * LD];
+shared uvec4 b_s[BN * LD];
+// The epilogue stages fp32 16×16 tiles (64 uvec4 per subgroup) in a_hi / a_lo / b_s, free
+// once every subgroup's last MMA has read them.
+const uint C_PER_SG = 64;
+
+// Subgroup sg's staging tile: uvec4 [C_PER_SG sg, +C_PER_SG) of a_hi, then a_lo, then b_s.
+const uint A_SG = BM * LD / C_PER_SG;  // staging tiles a_hi holds (10)
+#define STAGE_STORE(M)                                                              \
+  if (sg < A_SG) coopMatStoreNV(M, a_hi, sg * C_PER_SG, 4, false);                  \
+  else if (sg < 2u * A_SG) coopMatStoreNV(M, a_lo, (sg - A_SG) * C_PER_SG, 4, false); \
+  else coopMatStoreNV(M, b_s, (sg - 2u * A_SG) * C_PER_SG, 4, false);
+#define STAGE_LOAD(E)                                                                             \
+  uintBitsToFloat(sg < A_SG ? a_hi[sg * C_PER_SG + (E) / 4u][(E) % 4u]                             \
+                            : (sg < 2u * A_SG ? a_lo[(sg - A_SG) * C_PER_SG + (E) / 4u][(E) % 4u]   \
+                                              : b_s[(sg - 2u * A_SG) * C_PER_SG + (E) / 4u][(E) % 4u]))
 
 #define FRAG16 fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
 #define FRAG32 fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
 
-f16vec2 widen_pair(uint word) {
-  if (p.w_dtype == DT_F16) return unpackFloat2x16(word);
-  return f16vec2(uintBitsToFloat(word << 16), uintBitsToFloat(word & 0xffff0000u));
+// x[m, k .. k+3], zero outside the matrix.
+vec4 load_x4(uint m, uint k) {
+  vec4 v = vec4(0.0);
+  if (m < p.M) {
+    const uint e = p.off[0] + m * p.x_stride + k;
+    if ((p.flags & 1u) != 0u && k + 4u <= p.K) {
+      v = x4[e >> 2];
+    } else {
+      [[unroll]] for (uint c = 0; c < 4; ++c)
+        if (k + c < p.K) v[c] = x[e + c];
+    }
+  }
+  return v;
+}
+
+// w[n, k .. k+7] as 8 packed fp16 halves, zero outside the matrix.
+uvec4 load_w8(uint n, uint k) {
+  uvec4 r = uvec4(0u);
+  if (n < p.N) {
+    const uint e = p.off[1] + n * p.w_stride + k;
+    if ((p.flags & 2u) != 0u && k + 8u <= p.K) {
+      r = w4[e >> 3];
+      if (p.w_dtype != DT_F16) {  // BF16 → fp16 (exact in fp16's normal range)
+        [[unroll]] for (uint c = 0; c < 4; ++c)
+          r[c] = packFloat2x16(f16vec2(vec2(uintBitsToFloat(r[c] << 16), uintBitsToFloat(r[c] & 0xffff0000u))));
+      }
+    } else {
+      [[unroll]] for (uint c = 0; c < 4; ++c) {
+        vec2 v = vec2(0.0);
+        if (k + 2u * c < p.K) v.x = load_w(p.w_dtype, e + 2u * c);
+        if (k + 2u * c + 1u < p.K) v.y = load_w(p.w_dtype, e + 2u * c + 1u);
+        r[c] = packFloat2x16(f16vec2(v));
+      }
+    }
+  }
+  return r;
 }
 
 void main() {
   const uint tid = gl_LocalInvocationIndex;
   const uint m0 = gl_WorkGroupID.y * BM, n0 = gl_WorkGroupID.x * BN;
-  const uint sg = gl_SubgroupID;  // 0..7
-  const uint wm = sg / 4u, wn = sg % 4u;
+  const uint sg = gl_SubgroupID;
+  const uint wm = sg / WARPS_N, wn = sg % WARPS_N;
 
-  FRAG32 acc[4][2];
-  [[unroll]] for (uint i = 0; i < 4; ++i)
-    [[unroll]] for (uint j = 0; j < 2; ++j) acc[i][j] = FRAG32(0.0);
+  FRAG32 acc[TM][TN];
+  [[unroll]] for (uint i = 0; i < TM; ++i)
+    [[unroll]] for (uint j = 0; j < TN; ++j) acc[i][j] = FRAG32(0.0);
 
-  // Global → register staging: x 16 floats (row tid/32 + 8r, k tid%32: a subgroup reads 32
-  // consecutive floats of one row), w 16 halves (modes 0/1: 8 pairs, row tid/16 + 16r,
-  // pair tid%16; mode 2: like x).
-  float xr[16];
-  f16vec2 wr[8];
-  const uint xk = tid % 32u, xrow = tid / 32u;
-  const uint wp = tid % 16u, wrow = tid / 16u;
+  // Global → register staging. x: piece tid % 4 (8 floats, two vec4) of rows tid / 4 + RPP r;
+  // w: piece tid % 4 (8 halves, one uvec4) of rows tid / 4 + RPP r. A subgroup reads 8 rows ×
+  // 128 bytes of x per vec4 pair and 8 rows × 64 bytes of w.
+  vec4 xr[2 * XPT];
+  uvec4 wr[WPT];
+  const uint pc = tid % 4u, prow = tid / 4u;
 
-  uint k0 = 0;
-  // load step k0 into registers
-#define LOAD_STEP(K0)                                                                         \
-  {                                                                                           \
-    [[unroll]] for (uint r = 0; r < 16; ++r) {                                                \
-      const uint m = m0 + xrow + 8u * r, k = (K0) + xk;                                       \
-      xr[r] = (m < p.M && k < p.K) ? x[p.off[0] + m * p.x_stride + k] : 0.0;                  \
-    }                                                                                         \
-    if (p.w_mode < 2u) {                                                                      \
-      [[unroll]] for (uint r = 0; r < 8; ++r) {                                               \
-        const uint n = n0 + wrow + 16u * r, k = (K0) + 2u * wp;                               \
-        f16vec2 v = f16vec2(0.0);                                                             \
-        if (n < p.N && k < p.K) {                                                             \
-          const uint e = p.off[1] + n * p.w_stride + k;                                       \
-          uint word = w[e >> 1];                                                              \
-          if (p.w_mode == 1u) word = (word >> 16) | (w[(e >> 1) + 1u] << 16);                 \
-          v = widen_pair(word);                                                               \
-        }                                                                                     \
-        wr[r] = v;                                                                            \
-      }                                                                                       \
-    } else {                                                                                  \
-      [[unroll]] for (uint r = 0; r < 8; ++r) {                                               \
-        f16vec2 v;                                                                            \
-        [[unroll]] for (uint h = 0; h < 2; ++h) {                                             \
-          const uint e = tid + 256u * (2u * r + h);                                           \
-          const uint n = n0 + e / BK, k = (K0) + e % BK;                                      \
-          v[h] = float16_t((n < p.N && k < p.K) ? load_w(p.w_dtype, p.off[1] + n * p.w_stride + k) : 0.0); \
-        }                                                                                     \
-        wr[r] = v;                                                                            \
-      }                                                                                       \
-    }                                                                                         \
+#define LOAD_STEP(K0)                                                                     \
+  {                                                                                       \
+    [[unroll]] for (uint r = 0; r < XPT; ++r) {                                           \
+      xr[2u * r] = load_x4(m0 + prow + RPP * r, (K0) + 8u * pc);                          \
+      xr[2u * r + 1u] = load_x4(m0 + prow + RPP * r, (K0) + 8u * pc + 4u);                \
+    }                                                                                     \
+    [[unroll]] for (uint r = 0; r < WPT; ++r) wr[r] = load_w8(n0 + prow + RPP * r, (K0) + 8u * pc); \
   }
 
   LOAD_STEP(0u)
-  for (k0 = 0; k0 < p.K; k0 += BK) {
+  for (uint k0 = 0; k0 < p.K; k0 += BK) {
     barrier();  // the previous step's fragment loads are done
-    [[unroll]] for (uint r = 0; r < 16; ++r) {
+    [[unroll]] for (uint r = 0; r < XPT; ++r) {
       // hi: v with its mantissa cut to fp16's 10 bits by an integer mask (exact in fp16 for
       // normal-range v; a float(float16_t(v)) round trip was folded away by the NVIDIA compiler,
       // leaving lo = 0 and NMSE ~3e-8), lo = v - hi exactly in fp32, then rounded to fp16.
-      const float v = xr[r];
-      const float h32 = uintBitsToFloat(floatBitsToUint(v) & 0xffffe000u);
-      precise float l32 = v - h32;
-      const uint s = (xrow + 8u * r) * LDS + xk;
-      a_hi[s] = float16_t(h32);
-      a_lo[s] = float16_t(l32);
-    }
-    if (p.w_mode < 2u) {
-      [[unroll]] for (uint r = 0; r < 8; ++r) {
-        const uint s = (wrow + 16u * r) * LDS + 2u * wp;
-        b_s[s] = wr[r].x;
-        b_s[s + 1u] = wr[r].y;
+      uvec4 hi, lo;
+      [[unroll]] for (uint h = 0; h < 2; ++h) {
+        const vec4 v = xr[2u * r + h];
+        const vec4 h32 = uintBitsToFloat(floatBitsToUint(v) & 0xffffe000u);
+        precise vec4 l32 = v - h32;
+        hi[2u * h] = packFloat2x16(f16vec2(h32.xy));
+        hi[2u * h + 1u] = packFloat2x16(f16vec2(h32.zw));
+        lo[2u * h] = packFloat2x16(f16vec2(l32.xy));
+        lo[2u * h + 1u] = packFloat2x16(f16vec2(l32.zw));
       }
-    } else {
-      [[unroll]] for (uint r = 0; r < 8; ++r)
-        [[unroll]] for (uint h = 0; h < 2; ++h) {
-          const uint e = tid + 256u * (2u * r + h);
-          b_s[(e / BK) * LDS + e % BK] = wr[r][h];
-        }
+      const uint s = (prow + RPP * r) * LD + pc;
+      a_hi[s] = hi;
+      a_lo[s] = lo;
     }
+    [[unroll]] for (uint r = 0; r < WPT; ++r) b_s[(prow + RPP * r) * LD + pc] = wr[r];
     barrier();
     if (k0 + BK < p.K) LOAD_STEP(k0 + BK)
-    [[unroll]] for (uint kk = 0; kk < BK; kk += 16) {
-      FRAG16 b[2];
-      [[unroll]] for (uint j = 0; j < 2; ++j)
-        coopMatLoadNV(b[j], b_s, (wn * 32u + j * 16u) * LDS + kk, LDS, true);
-      [[unroll]] for (uint i = 0; i < 4; ++i) {
-        FRAG16 ah, al;
-        coopMatLoadNV(ah, a_hi, (wm * 64u + i * 16u) * LDS + kk, LDS, false);
-        coopMatLoadNV(al, a_lo, (wm * 64u + i * 16u) * LDS + kk, LDS, false);
-        [[unroll]] for (uint j = 0; j < 2; ++j) {
-          acc[i][j] = coopMatMulAddNV(al, b[j], acc[i][j]);
-          acc[i][j] = coopMatMulAddNV(ah, b[j], acc[i][j]);
-        }
-      }
+    [[unroll]] for (uint kk = 0; kk < BK / 8u; kk += 2u) {  // 16 halves = 2 uvec4
+      // All lo products, then all hi ones: 4 × TN independent MMAs between two that share an
+      // accumulator.
+      FRAG16 b[TN], a[TM];
+      [[unroll]] for (uint j = 0; j < TN; ++j)
+        coopMatLoadNV(b[j], b_s, (wn * WN + j * 16u) * LD + kk, LD, true);
+      [[unroll]] for (uint i = 0; i < TM; ++i)
+        coopMatLoadNV(a[i], a_lo, (wm * WM + i * 16u) * LD + kk, LD, false);
+      [[unroll]] for (uint i = 0; i < TM; ++i)
+        [[unroll]] for (uint j = 0; j < TN; ++j) acc[i][j] = coopMatMulAddNV(a[i], b[j], acc[i][j]);
+      [[unroll]] for (uint i = 0; i < TM; ++i)
+        coopMatLoadNV(a[i], a_hi, (wm * WM + i * 16u) * LD + kk, LD, false);
+      [[unroll]] for (uint i = 0; i < TM; ++i)
+        [[unroll]] for (uint j = 0; j < TN; ++j) acc[i][j] = coopMatMulAddNV(a[i], b[j], acc[i][j]);
     }
   }
 
-  // Epilogue: each 16×16 tile through this subgroup's staging area, bias added, bounds checked.
+  // Epilogue: whole in-bounds tiles straight to y where allowed (bit 2), else each 16×16 tile
+  // through this subgroup's staging area, bias added, bounds checked.
+  barrier();  // every subgroup's MMAs are done with the tiles the staging reuses
   const uint lane = gl_SubgroupInvocationID;
-  [[unroll]] for (uint i = 0; i < 4; ++i)
-    [[unroll]] for (uint j = 0; j < 2; ++j) {
+  const bool direct = (p.flags & 4u) != 0u;
+  [[unroll]] for (uint i = 0; i < TM; ++i)
+    [[unroll]] for (uint j = 0; j < TN; ++j) {
+      const uint tm = m0 + wm * WM + i * 16u, tn = n0 + wn * WN + j * 16u;
+      if (tm >= p.M || tn >= p.N) continue;
+      if (direct && tm + 16u <= p.M && tn + 16u <= p.N) {
+        coopMatStoreNV(acc[i][j], y, p.off[3] + tm * p.y_stride + tn, p.y_stride, false);
+        continue;
+      }
       subgroupBarrier();
-      coopMatStoreNV(acc[i][j], c_s, sg * 256u, 16, false);
+      STAGE_STORE(acc[i][j])
       subgroupMemoryBarrierShared();
       subgroupBarrier();
       [[unroll]] for (uint q = 0; q < 8; ++q) {
         const uint e = lane + 32u * q;
-        const uint m = m0 + wm * 64u + i * 16u + e / 16u;
-        const uint n = n0 + wn * 32u + j * 16u + e % 16u;
+        const uint m = tm + e / 16u, n = tn + e % 16u;
         if (m < p.M && n < p.N) {
           const float b = p.has_bias != 0u ? load_bias(p.bias_dtype, p.off[2] + n) : 0.0;
-          y[p.off[3] + m * p.y_stride + n] = c_s[sg * 256u + e] + b;
+          y[p.off[3] + m * p.y_stride + n] = STAGE_LOAD(e) + b;
         }
       }
     }

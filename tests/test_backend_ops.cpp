@@ -295,6 +295,11 @@ TEST(BackendOps, Gemm) {
       {150, 200, 333, DType::F16, true, 5, 7},      // K odd: element-wise weight loads
       {140, 130, 100, DType::BF16, false, 1, 0},    // K even, not a multiple of 32
       {16, 1536, 48, DType::F16, true, 0, 0},       // smallest M it takes, K = dt_rank
+      // ... and its 16-byte paths (aligned rows): 128×128 and 128×256 tiles, direct stores
+      // (no bias), BF16 converted while staging, ragged edges in every dimension.
+      {160, 256, 2560, DType::F16, false, 0, 0, true},
+      {1024, 2048, 256, DType::F16, false, 0, 0, true},
+      {1040, 2100, 264, DType::BF16, true, 0, 4, true},
   };
   for (const std::string& name : kBackends)
     for (size_t i = 0; i < cases.size(); ++i) {

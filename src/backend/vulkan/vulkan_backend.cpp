@@ -136,15 +136,7 @@ class VulkanBackend final : public Backend {
     // Tensor cores for 16-bit weights where the device has them (shaders/gemm_coopmat.comp:
     // activations split into fp16 hi + lo, fp32 accumulation).
     if (ctx_->caps.gemm_coopmat && p.M >= 16 && (w.dtype == DType::F16 || w.dtype == DType::BF16)) {
-      struct {
-        GemmParams g;
-        uint32_t off[4];
-        uint32_t w_mode;
-      } cp{p, {off(x, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy)}, 2u};
-      if (p.K % 2 == 0 && p.w_stride % 2 == 0) cp.w_mode = cp.off[1] % 2;
-      static_assert(sizeof(cp) == sizeof(GemmParams) + 20);
-      auto& pipe = pipelines_.get("gemm.coopmat", 4, sizeof(cp), {}, 256, "gemm.coopmat");
-      rec_->dispatch(pipe, {ux, uw, ub, uy}, &cp, sizeof(cp), ceil_div(p.N, 128), ceil_div(p.M, 128), 1);
+      gemm_coopmat(x, w, bias, y, p, ux, uw, ub, uy);
       return;
     }
     // 128×128 tiles where both sides fill them (prefill projections), 64×64 otherwise.
@@ -152,6 +144,37 @@ class VulkanBackend final : public Backend {
     const char* variant = tile == 128 ? "gemm.tile128" : "gemm";
     auto& pipe = pipelines_.get(variant, 4, push.size, {}, 256, variant);
     rec_->dispatch(pipe, {ux, uw, ub, uy}, push.bytes, push.size, ceil_div(p.N, tile), ceil_div(p.M, tile), 1);
+  }
+
+  // The tensor-core GEMM (shaders/gemm_coopmat.comp): 128 × 256 output tiles (16 subgroups
+  // of 32 × 64), or 128 × 128 (8 subgroups of 64 × 32) where N fits one 128-wide tile or
+  // 256-wide ones would give fewer than 64 work groups (under half an H100's 132 SMs; measured:
+  // x_proj at L = 4096 is faster so). The flags tell the shader which 16-byte paths the
+  // alignments allow: rows 16-byte aligned (the tensor's byte offset and row stride; the
+  // descriptor start is then aligned too, see small_m_vec_ok), direct stores without bias.
+  // DM_VULKAN_GEMM_COOPMAT=n256|n128 forces a tile width (bench_vulkan --gemm-variants).
+  void gemm_coopmat(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
+                    const GemmParams& p, const BufferUse& ux, const BufferUse& uw, const BufferUse& ub,
+                    const BufferUse& uy) {
+    struct {
+      GemmParams g;
+      uint32_t off[4];
+      uint32_t flags;
+    } cp{p, {off(x, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy)}, 0u};
+    static_assert(sizeof(cp) == sizeof(GemmParams) + 20);
+    if (x.offset % 16 == 0 && p.x_stride % 4 == 0) cp.flags |= 1u;
+    if (w.offset % 16 == 0 && p.w_stride % 8 == 0) cp.flags |= 2u;
+    if (!bias && y.offset % 16 == 0 && p.y_stride % 4 == 0) cp.flags |= 4u;
+    const uint32_t gm = ceil_div(p.M, 128);
+    bool wide = p.N > 128 && uint64_t(gm) * ceil_div(p.N, 256) >= 64;
+    if (const char* v = std::getenv("DM_VULKAN_GEMM_COOPMAT")) {
+      if (std::strcmp(v, "n256") == 0) wide = true;
+      if (std::strcmp(v, "n128") == 0) wide = false;
+    }
+    const uint32_t bn = wide ? 256 : 128, threads = wide ? 512 : 256;
+    const char* variant = wide ? "gemm.coopmat" : "gemm.coopmat_n128";
+    auto& pipe = pipelines_.get(variant, 4, sizeof(cp), {}, threads, variant);
+    rec_->dispatch(pipe, {ux, uw, ub, uy}, &cp, sizeof(cp), ceil_div(p.N, bn), gm, 1);
   }
 
   void rms_norm(const Tensor& x, const Tensor* residual, const Tensor& weight, const Tensor& y,
