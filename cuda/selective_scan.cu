@@ -2,11 +2,13 @@
 //   Δ = softplus(delta + dt_bias); h_t = exp(Δ·A)·h_{t-1} + Δ·B_t·u_t; y_t = C_t·h_t + D·u_t;
 //   y_t *= SiLU(z_t).
 //
-// d_state 16 (every published Mamba-1) runs selective_scan_v2_kernel (described where it is
-// defined): sequential over time per lane, a few states of one channel per lane, all inputs
-// staged through shared memory by cp.async several stages ahead, one ex2.approx per
-// (token, channel, state). DM_CUDA_SCAN=v1 selects the older chunked block scan kept below for
-// comparison:
+// d_state 16 (every published Mamba-1) runs, by default, v6 (selective_scan_v6.cu: one warp
+// per channel, time-parallel inside the warp) for d_inner ≥ 1536 and otherwise
+// selective_scan_v2_kernel (described where it is defined): sequential over time per lane, a
+// few states of one channel per lane, all inputs staged through shared memory by cp.async
+// several stages ahead, one ex2.approx per (token, channel, state). DM_CUDA_SCAN=v2 forces v2,
+// v6[<letter>] a v6 configuration. DM_CUDA_SCAN=v1 selects the older chunked block scan kept
+// below for comparison:
 //
 // v1: a block owns 8 channels and walks the sequence in chunks of 64 tokens, carrying the state
 // from chunk to chunk on chip. Within a chunk each of its 8 warps takes 8 consecutive tokens (a
@@ -26,14 +28,14 @@
 #include <string>
 
 #include "common.cuh"
+#include "selective_scan_common.cuh"
+#include "selective_scan_v6.cuh"
 
 namespace dm::cuda {
 namespace {
 
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr unsigned kFull = 0xffffffffu;
+using namespace scan;
 
-constexpr int kN = 16;       // d_state of the fast path
 constexpr int kSPL = 4;      // states per lane
 constexpr int kCPW = 8;      // channels per warp (and per block)
 constexpr int kR = 8;        // tokens per warp segment
@@ -209,45 +211,6 @@ __global__ void __launch_bounds__(kThreads, 2) selective_scan_n16_kernel(
 constexpr int kT = 32;       // tokens per stage
 constexpr int kStages = 4;   // stages in flight
 constexpr int kTP = kT + 4;  // padded row of the transposed Δ, Δ·u
-
-__device__ __forceinline__ float ex2_approx(float x) {
-  float r;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
-  return r;
-}
-__device__ __forceinline__ float lg2_approx(float x) {
-  float r;
-  asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
-  return r;
-}
-__device__ __forceinline__ float rcp_approx(float x) {
-  float r;
-  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
-  return r;
-}
-// softplus with threshold 20 (log1p(e^x) = ln2·log2(1 + 2^(x·log2e))); SiLU via ex2 + rcp.
-__device__ __forceinline__ float softplus_fast(float x) {
-  return x > 20.f ? x : 0.6931471805599453f * lg2_approx(1.f + ex2_approx(x * kLog2e));
-}
-__device__ __forceinline__ float silu_fast(float x) {
-  return x * rcp_approx(1.f + ex2_approx(-x * kLog2e));
-}
-
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem),
-               "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async4(void* smem, const void* gmem, bool valid) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(gmem),
-               "r"(valid ? 4 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
 
 // One level of the reduce-scatter of n = 2·OFF partial sums over lanes that differ in bit OFF:
 // the lane with that bit set keeps the upper half. After the levels OFF = G/2 .. 1, lane g of a
@@ -1246,10 +1209,6 @@ __global__ void __launch_bounds__(kGenericBlock) selective_scan_generic_kernel(
   }
 }
 
-bool aligned16(const void* ptr, uint32_t stride) {
-  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0 && stride % 4 == 0;
-}
-
 template <int SPL, int W, int S>
 cudaError_t launch_v2(const SelectiveScanParams& p, const float* u, const float* delta,
                       const void* A_log, const float* B, const float* C, const void* D,
@@ -1289,12 +1248,21 @@ constexpr V3Cfg kV3[] = {{'a', 1, 8, 8, 2, true},   {'b', 1, 8, 8, 3, true},
                          {'v', 2, 8, 8, 1, false}};
 // 0: v2 stays the default (v3 measured slower, see cuda/README.md); DM_CUDA_SCAN=v3<x> picks one.
 constexpr char kV3Default = 0;
+// The v6 configuration that runs by default for this width, 0 for none (v2 runs). Measured on
+// an H100 80GB HBM3 (cuda/README.md, L = 4K / 16K): d_inner 1536 v6g 106.6 / 406.8 µs against
+// v2's 166.6 / 649.9; d_inner 5120 v6j 292.6 / 1141.5 against 336.2 / 1323.1. Other widths are
+// not measured; below 1536 (130m: 768) v6 would have under 6 warps per SM, so v2 stays there.
+char v6_default(uint32_t channels) { return channels < 1536 ? 0 : channels < 4096 ? 'g' : 'j'; }
 
 int scan_variant() {
   static const int v = [] {
     const char* e = std::getenv("DM_CUDA_SCAN");
     const std::string s = e ? e : "";
     if (s == "v1") return 1;
+    if (s == "v2") return 2;  // v2's per-width default even where v6 is the default
+    if (s == "v6") return 2000;
+    if (s.size() == 3 && s[0] == 'v' && s[1] == '6' && s[2] >= 'a' && s[2] <= 'k')
+      return 2000 + s[2];
     if (s.size() == 3 && s[0] == 'v' && s[1] == '3') {
       for (const V3Cfg& c : kV3)
         if (c.name == s[2]) return 1000 + c.name;
@@ -1314,7 +1282,7 @@ char v3_choice(const SelectiveScanParams& p, const float* u, const float* delta,
   const int v = scan_variant();
   if (p.d_state != kN) return 0;
   char name = kV3Default;
-  if (v >= 1000) name = char(v - 1000);
+  if (v >= 1000 && v < 2000) name = char(v - 1000);
   else if (v != 0) return 0;
   if (!name) return 0;
   int cb = 0;
@@ -1376,6 +1344,12 @@ cudaError_t launch_selective_scan(const SelectiveScanParams& p, const float* u,
         selective_scan_n16_kernel<false><<<blocks, kThreads, 0, s>>>(p, u, delta, A_log, B, C, D,
                                                                      z, dt_bias, ssm_state, y);
       return cudaGetLastError();
+    }
+    // v6 (selective_scan_v6.cu): DM_CUDA_SCAN=v6[<letter>], or by default where v6_default.
+    if ((v >= 2000 || (v == 0 && v6_default(p.channels))) &&
+        scan_v6_applies(p, u, delta, B, C, z, y)) {
+      const char cfg = v > 2000 ? char(v - 2000) : v == 2000 ? 0 : v6_default(p.channels);
+      return launch_scan_v6(cfg, p, u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y, s);
     }
     const char name = v3_choice(p, u, delta, B, C, z, y);
     const int np = name ? v3_np(name) : 0;
