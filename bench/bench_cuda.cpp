@@ -4,16 +4,19 @@
 //      prompts: device time (median of 20, CUDA events), GB/s of the fewest bytes the kernel must
 //      move, and that as a percentage of the copy bandwidth (the floor of docs/performance.md);
 //      GEMMs in TFLOP/s;
-//   3. decode: one token at batch 1 of a random fp16 model of the 130m and 2.8b shapes, the
-//      kernel sequence of Executor::step, eager (one launch per kernel) and replayed from a CUDA
-//      graph recorded once, against the weight-read floor (weight bytes / copy bandwidth);
+//   3. decode: one token at batch 1 of a random fp16 model of the 130m and 2.8b shapes through
+//      Executor::step (eager, and replayed from its recording) and the device time of its
+//      recorded kernels, fused decode methods off/on and PDL off/on, against the weight-read
+//      floor (weight bytes / copy bandwidth);
 //   4. prefill: Executor::prefill end to end on a random 130m fp16 model.
 // Usage: bench_cuda [sections=copy,kernels,decode,prefill] [decode shapes=130m,2.8b]
 // Prints markdown tables and one JSON line per row.
 #include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -166,112 +169,153 @@ void bench_kernels(Bench& b, const char* card, bool scan_only = false) {
     }
 }
 
-// The decode step of Executor::step on device weights, without its token upload and logits
-// download: the part a CUDA graph records.
-struct DecodeModel {
-  struct Layer { Tensor norm, in_proj, conv_w, conv_b, x_proj, dt_proj, dt_bias, A_log, D, out_proj, conv_st, ssm; };
-  int64_t Dm, E, N = 16, R, V = 50280, d_conv = 4;
-  Tensor emb, norm_f, ids, residual, hidden, normed, xz, xc, x_dbl, dt, y, logits;
-  std::vector<Layer> layers;
-  double weight_bytes = 0;
-
-  DecodeModel(Bench& b, int64_t d_model, int n_layer) : Dm(d_model), E(2 * d_model), R((d_model + 15) / 16) {
-    auto w = [&](int64_t rows, int64_t cols, float scale, float shift = 0.f) {
-      weight_bytes += double(rows * cols) * 2;
-      return b.tensor(DType::F16, rows, cols, scale, shift);
-    };
-    emb = w(V, Dm, 0.05f);
-    norm_f = w(1, Dm, 0.1f, 1.f);
-    for (int l = 0; l < n_layer; ++l) {
-      Layer L;
-      L.norm = w(1, Dm, 0.1f, 1.f);
-      L.in_proj = w(2 * E, Dm, 1.7f / std::sqrt(float(Dm)));
-      L.conv_w = w(E, d_conv, 0.5f);
-      L.conv_b = w(1, E, 0.1f);
-      L.x_proj = w(R + 2 * N, E, 1.7f / std::sqrt(float(E)));
-      L.dt_proj = w(E, R, 1.7f / std::sqrt(float(R)));
-      L.dt_bias = w(1, E, 1.f, -4.f);
-      L.A_log = w(E, N, 1.f, 1.5f);
-      L.D = w(1, E, 0.5f, 1.f);
-      L.out_proj = w(Dm, E, 1.7f / std::sqrt(float(E)));
-      L.conv_st = b.tensor(DType::F32, E, d_conv, 0.f);
-      L.ssm = b.tensor(DType::F32, E, N, 0.f);
-      layers.push_back(L);
+// A random fp16 model of a published shape, built like make_random_model (same tensors, names
+// and value ranges as the old DecodeModel) but filled from repeated pools of values: make_random_model draws every one
+// of 2.8b's 2.8e9 values from a normal distribution, which takes the better part of a minute.
+std::unique_ptr<RandomModel> fast_random_model(const std::string& shape) {
+  auto tiny = make_random_model("tiny", DType::F16);  // validates nothing; only the config layout
+  auto rm = std::make_unique<RandomModel>();
+  ModelConfig& c = rm->model.config;
+  c = tiny->model.config;
+  c.d_model = shape == "2.8b" ? 2560 : shape == "1.4b" ? 2048 : shape == "790m" ? 1536
+            : shape == "370m" ? 1024 : 768;
+  c.n_layer = shape == "2.8b" ? 64 : shape == "130m" ? 24 : 48;
+  c.vocab_size = c.padded_vocab = 50280;
+  c.d_inner = c.expand * c.d_model;
+  c.dt_rank = (c.d_model + 15) / 16;
+  rm->model.dir = "<bench random " + shape + ">";
+  const int64_t D = c.d_model, E = c.d_inner, N = c.d_state, R = c.dt_rank, V = c.padded_vocab;
+  // One pool of 4M fp16 values per (scale, shift): uniform in ±1 · scale + shift.
+  std::map<std::pair<float, float>, std::vector<uint16_t>> pools;
+  const std::vector<float> base = pool_f32(size_t(1) << 22, 7);
+  size_t cursor = 0;
+  auto add = [&](const std::string& name, std::vector<int64_t> sh, float scale, float shift) {
+    std::vector<uint16_t>& pool = pools[{scale, shift}];
+    if (pool.empty()) {
+      pool.resize(base.size());
+      for (size_t i = 0; i < base.size(); ++i) pool[i] = f32_to_f16(shift + scale * base[i]);
     }
-    ids = b.tensor(DType::I32, 1, 1);
-    residual = b.tensor(DType::F32, 1, Dm);
-    hidden = b.tensor(DType::F32, 1, Dm);
-    normed = b.tensor(DType::F32, 1, Dm);
-    xz = b.tensor(DType::F32, 1, 2 * E);
-    xc = b.tensor(DType::F32, 1, E);
-    x_dbl = b.tensor(DType::F32, 1, R + 2 * N);
-    dt = b.tensor(DType::F32, 1, E);
-    y = b.tensor(DType::F32, 1, E);
-    logits = b.tensor(DType::F32, 1, V);
-  }
-
-  void step(Backend& be) {
-    be.gather_rows(emb, ids, residual);
-    for (size_t l = 0; l < layers.size(); ++l) {
-      const Layer& w = layers[l];
-      if (l == 0) be.rms_norm(residual, nullptr, w.norm, normed, 1e-5f);
-      else be.rms_norm(hidden, &residual, w.norm, normed, 1e-5f);
-      be.gemm(normed, w.in_proj, nullptr, xz);
-      const Tensor z = xz.col_slice(E, E);
-      be.causal_conv1d_step(xz.col_slice(0, E), w.conv_w, &w.conv_b, w.conv_st, xc);
-      be.gemm(xc, w.x_proj, nullptr, x_dbl);
-      be.gemm(x_dbl.col_slice(0, R), w.dt_proj, nullptr, dt);
-      be.selective_scan_step(xc, dt, w.A_log, x_dbl.col_slice(R, N), x_dbl.col_slice(R + N, N),
-                             w.D, &z, w.dt_bias, w.ssm, y);
-      be.gemm(y, w.out_proj, nullptr, hidden);
+    auto t = std::make_unique<HostTensor>();
+    t->name = name;
+    t->dtype = DType::F16;
+    t->shape = std::move(sh);
+    t->file = "<random>";
+    const size_t n = size_t(t->numel());
+    std::vector<uint8_t> bytes(n * 2);
+    auto* h = reinterpret_cast<uint16_t*>(bytes.data());
+    for (size_t i = 0; i < n;) {
+      const size_t take = std::min(n - i, pool.size() - cursor);
+      std::memcpy(h + i, pool.data() + cursor, take * 2);
+      i += take;
+      cursor = (cursor + take) % pool.size();
     }
-    be.rms_norm(hidden, &residual, norm_f, normed, 1e-5f);
-    be.gemm(normed, emb, nullptr, logits);
+    rm->storage.push_back(std::move(bytes));
+    t->data = rm->storage.back().data();
+    t->bytes = rm->storage.back().size();
+    rm->tensors.push_back(std::move(t));
+    return rm->tensors.back().get();
+  };
+  ModelWeights& w = rm->model.weights;
+  w.dtype = DType::F16;
+  w.embedding = add("embedding", {V, D}, 0.05f, 0.f);
+  w.lm_head = w.embedding;
+  w.tied = true;
+  w.norm_f = add("norm_f", {D}, 0.2f, 1.f);
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    LayerWeights lw;
+    lw.norm = add("norm", {D}, 0.2f, 1.f);
+    lw.in_proj = add("in_proj", {2 * E, D}, 1.7f / std::sqrt(float(D)), 0.f);
+    lw.conv_weight = add("conv", {E, 1, c.d_conv}, 0.5f, 0.f);
+    lw.conv_bias = add("conv_bias", {E}, 0.1f, 0.f);
+    lw.x_proj = add("x_proj", {R + 2 * N, E}, 1.7f / std::sqrt(float(E)), 0.f);
+    lw.dt_proj = add("dt_proj", {E, R}, 1.7f / std::sqrt(float(R)), 0.f);
+    lw.dt_bias = add("dt_bias", {E}, 1.f, -4.f);
+    lw.A_log = add("A_log", {E, N}, 1.f, 1.5f);
+    lw.D = add("D", {E}, 0.5f, 1.f);
+    lw.out_proj = add("out_proj", {D, E}, 1.7f / std::sqrt(float(E)), 0.f);
+    w.layers.push_back(lw);
   }
-};
+  return rm;
+}
 
+// Weight bytes a decode step reads at least once: every tensor of the model (a tied LM head
+// counted once; the embedding is the LM head's matrix).
+double model_weight_bytes(const Model& m) {
+  double b = 0;
+  auto add = [&](const HostTensor* t) { if (t) b += double(t->bytes); };
+  add(m.weights.embedding);
+  add(m.weights.norm_f);
+  if (!m.weights.tied) add(m.weights.lm_head);
+  for (const LayerWeights& l : m.weights.layers)
+    for (const HostTensor* t : {l.norm, l.in_proj, l.in_proj_bias, l.conv_weight, l.conv_bias,
+                                l.x_proj, l.dt_proj, l.dt_bias, l.A_log, l.D, l.out_proj,
+                                l.out_proj_bias})
+      add(t);
+  return b;
+}
+
+// Decode runs Executor::step itself (one source for the kernel sequence): eager and replayed
+// from the executor's recording in a host loop (token upload + logits download included), and
+// the device time of the recorded step (Executor::enqueue_step_kernels, what step() records)
+// for each setting of the switches: DM_FUSED_STEP (the fused decode methods; 0: the seven
+// single kernels per layer, the composition of backend.cpp) and DM_CUDA_PDL (programmatic
+// dependent launch). Both are read at enqueue time, so one process measures every setting.
 void bench_decode(Bench& b, const std::vector<std::string>& shapes, const char* card) {
   Backend& be = b.be;
-  std::printf("\n## Decode, batch 1, random fp16 weights, on %s (floor = weight bytes / %.0f GB/s)\n\n",
+  std::printf("\n## Decode, batch 1, random fp16 weights, Executor::step, on %s (floor = weight bytes / %.0f GB/s)\n\n",
               card, b.copy_gbs);
-  std::printf("| shape | weights MB | mode | µs/token | tokens/s | floor µs | of floor |\n|---|---|---|---|---|---|---|\n");
+  std::printf("| shape | weights MB | fused | PDL | mode | µs/token | tokens/s | floor µs | of floor |\n"
+              "|---|---|---|---|---|---|---|---|---|\n");
   for (const std::string& s : shapes) {
-    const int64_t dm = s == "2.8b" ? 2560 : s == "1.4b" ? 2048 : s == "370m" ? 1024 : 768;
-    const int nl = s == "2.8b" ? 64 : s == "130m" ? 24 : 48;
-    DecodeModel m(b, dm, nl);
-    std::vector<float> logits(size_t(m.V));
-    const int n_tok = 64;
+    auto rm = fast_random_model(s);
+    const double weight_bytes = model_weight_bytes(rm->model);
+    const double floor_s = weight_bytes / (b.copy_gbs * 1e9);
+    const int64_t V = rm->model.config.padded_vocab;
+    Executor ex(be, rm->model);
+    auto st = ex.new_state();
+    auto report = [&](const char* fused, const char* pdl, const char* mode, double t) {
+      std::printf("| %s | %.0f | %s | %s | %s | %.1f | %.0f | %.1f | %.0f%% |\n", s.c_str(),
+                  weight_bytes / 1e6, fused, pdl, mode, t * 1e6, 1.0 / t, floor_s * 1e6,
+                  100.0 * floor_s / t);
+      std::fprintf(stderr,
+                   "{\"bench\":\"cuda_decode\",\"card\":\"%s\",\"shape\":\"%s\",\"fused\":%s,"
+                   "\"pdl\":%s,\"mode\":\"%s\",\"us_per_token\":%.2f,\"tok_s\":%.1f,"
+                   "\"floor_us\":%.2f,\"pct_of_floor\":%.1f}\n",
+                   card, s.c_str(), fused, pdl, mode, t * 1e6, 1.0 / t, floor_s * 1e6,
+                   100.0 * floor_s / t);
+    };
     int32_t tok = 17;
-    auto run_tokens = [&](auto&& body) {
+    auto run_tokens = [&](int n_tok) {
       be.synchronize();
       const auto t0 = std::chrono::steady_clock::now();
       for (int i = 0; i < n_tok; ++i) {
-        be.upload(*m.ids.buf, 0, &tok, 4);
-        body();
-        be.download(*m.logits.buf, 0, logits.data(), logits.size() * 4);
-        tok = int32_t((tok * 1103515245u + 12345u) % uint32_t(m.V));
+        ex.step(tok, *st);
+        tok = int32_t((tok * 1103515245u + 12345u) % uint32_t(V));
       }
       return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / n_tok;
     };
-    run_tokens([&] { m.step(be); });  // warm-up: sizes cuBLAS's choices and the scratch
-    const double eager = run_tokens([&] { m.step(be); });
-    cuda_graph_begin(be);
-    m.step(be);
-    std::unique_ptr<CudaGraph> g = cuda_graph_end(be);
-    run_tokens([&] { g->replay(); });
-    const double graph = run_tokens([&] { g->replay(); });
-    const double dev_graph = 1e-3 * cuda_time_ms(be, [&] { g->replay(); }, 20, 2);
-    const double floor_s = m.weight_bytes / (b.copy_gbs * 1e9);
-    for (auto [mode, t] : {std::pair<const char*, double>{"eager (host loop)", eager},
-                           {"graph (host loop)", graph}, {"graph (device time)", dev_graph}}) {
-      std::printf("| %s | %.0f | %s | %.1f | %.0f | %.1f | %.0f%% |\n", s.c_str(),
-                  m.weight_bytes / 1e6, mode, t * 1e6, 1.0 / t, floor_s * 1e6, 100.0 * floor_s / t);
-      std::fprintf(stderr,
-                   "{\"bench\":\"cuda_decode\",\"card\":\"%s\",\"shape\":\"%s\",\"mode\":\"%s\","
-                   "\"us_per_token\":%.2f,\"tok_s\":%.1f,\"floor_us\":%.2f}\n",
-                   card, s.c_str(), mode, t * 1e6, 1.0 / t, floor_s * 1e6);
+    for (const char* fused : {"0", "1"}) {
+      setenv("DM_FUSED_STEP", fused, 1);
+      setenv("DM_CUDA_PDL", "1", 1);
+      // Host loops (PDL on where the device has it).
+      ex.set_step_replay(false);
+      run_tokens(4);  // warm-up: sizes the step buffers and the kernels' first-launch costs
+      const double eager = run_tokens(64);
+      ex.set_step_replay(true);  // records on the next step, for this setting of the switches
+      run_tokens(4);
+      const double graph = run_tokens(64);
+      report(fused, "1", "eager (host loop)", eager);
+      report(fused, "1", "graph (host loop)", graph);
+      for (const char* pdl : {"0", "1"}) {
+        setenv("DM_CUDA_PDL", pdl, 1);
+        std::unique_ptr<Recording> rec = be.record([&] { ex.enqueue_step_kernels(*st); });
+        const double dev = 1e-3 * cuda_time_ms(be, [&] { be.replay(*rec); }, 20, 3);
+        report(fused, pdl, "graph (device time)", dev);
+      }
+      ex.set_step_replay(false);  // drop the recording made under this setting
     }
-    b.release();
+    unsetenv("DM_FUSED_STEP");
+    unsetenv("DM_CUDA_PDL");
   }
 }
 

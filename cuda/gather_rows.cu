@@ -2,6 +2,7 @@
 // An index outside [0, src_rows) leaves that row unwritten and is recorded (the first one) in
 // the backend's error slot, which the host turns into a dm::Error at the next synchronize.
 #include "common.cuh"
+#include "fused_step.cuh"
 
 namespace dm::cuda {
 namespace {
@@ -11,6 +12,7 @@ constexpr int kBlock = 256;
 __global__ void __launch_bounds__(kBlock) gather_rows_kernel(GatherRowsParams p, const char* src,
                                                              const int32_t* idx, float* dst,
                                                              DeviceErrorInfo* err) {
+  pdl_trigger();  // the decode step's first fused kernel may start loading its weights
   const uint32_t i = blockIdx.x;
   const int32_t r = idx[i];
   if (r < 0 || uint32_t(r) >= p.src_rows) {

@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "common.cuh"
+#include "fused_step.cuh"
 
 namespace dm::cuda {
 namespace {
@@ -68,29 +69,51 @@ __device__ __forceinline__ float load1(const WT* p) {
 // RB rows per block; the block's 8 warps split each row's K into KS = 8 / RB interleaved
 // slices (split-K for thin matrices such as x_proj, so that enough loads are in flight), the
 // slices summed through shared memory. Unrolled by 4: four 16-byte weight loads per lane in flight.
-template <typename WT, bool kVec, int RB>
+// MM: the most rows the instantiation takes (1 for decode: fewer registers, more blocks per SM).
+// Launched with PDL (fused_step.cuh): the first kPrefetchChunks chunks of each lane's weights
+// are loaded before pdl_wait(), x (the previous kernel's output) only after it.
+template <typename WT, bool kVec, int RB, int MM>
 __global__ void __launch_bounds__(kBlock) gemv_small_m_kernel(uint32_t M, uint32_t N, uint32_t K,
                                                               const float* x, uint32_t x_stride,
                                                               const WT* w, uint32_t w_stride,
                                                               const void* bias, uint32_t bias_dtype,
                                                               float* y, uint32_t y_stride) {
   constexpr int NW = kBlock / 32, KS = NW / RB;
-  __shared__ float part[NW][kMaxM];
+  __shared__ float part[NW][MM];
   const int wid = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int r = wid / KS, ks = wid % KS;
   const uint32_t n = blockIdx.x * RB + r;
-  float acc[kMaxM];
+  float acc[MM];
 #pragma unroll
-  for (int m = 0; m < kMaxM; ++m) acc[m] = 0.f;
-  if (n < N) {
-    const WT* wr = w + size_t(n) * w_stride;
-    if (kVec) {
+  for (int m = 0; m < MM; ++m) acc[m] = 0.f;
+  if (kVec) {
+    constexpr uint32_t step = KS * 32 * 8;
+    const uint32_t k0 = (ks * 32 + lane) * 8;
+    const WT* wr = w + size_t(n < N ? n : 0) * w_stride;
+    WChunk<WT> pre[kPrefetchChunks];
+#pragma unroll
+    for (int j = 0; j < kPrefetchChunks; ++j)
+      if (n < N && k0 + j * step < K) pre[j] = load_chunk<WT>(wr + k0 + j * step);
+    pdl_wait();
+    pdl_trigger();
+    if (n < N) {
+#pragma unroll
+      for (int j = 0; j < kPrefetchChunks; ++j) {
+        const uint32_t k = k0 + j * step;
+        if (k < K) {
+          float wv[8];
+          unpack_chunk<WT>(pre[j], wv);
+#pragma unroll
+          for (int m = 0; m < MM; ++m)
+            if (m < int(M)) acc[m] = dot8(wv, x + size_t(m) * x_stride + k, acc[m]);
+        }
+      }
 #pragma unroll 4
-      for (uint32_t k = (ks * 32 + lane) * 8; k < K; k += KS * 32 * 8) {
+      for (uint32_t k = k0 + kPrefetchChunks * step; k < K; k += step) {
         float wv[8];
         load8<WT>(wr + k, wv);
 #pragma unroll
-        for (int m = 0; m < kMaxM; ++m) {
+        for (int m = 0; m < MM; ++m) {
           if (m < int(M)) {
             const float4 a = __ldg(reinterpret_cast<const float4*>(x + size_t(m) * x_stride + k));
             const float4 b = __ldg(reinterpret_cast<const float4*>(x + size_t(m) * x_stride + k) + 1);
@@ -102,17 +125,22 @@ __global__ void __launch_bounds__(kBlock) gemv_small_m_kernel(uint32_t M, uint32
           }
         }
       }
-    } else {
+    }
+  } else {
+    pdl_wait();
+    pdl_trigger();
+    if (n < N) {
+      const WT* wr = w + size_t(n) * w_stride;
       for (uint32_t k = ks * 32 + lane; k < K; k += KS * 32) {
         const float wv = load1<WT>(wr + k);
 #pragma unroll
-        for (int m = 0; m < kMaxM; ++m)
+        for (int m = 0; m < MM; ++m)
           if (m < int(M)) acc[m] = fmaf(wv, __ldg(x + size_t(m) * x_stride + k), acc[m]);
       }
     }
   }
 #pragma unroll
-  for (int m = 0; m < kMaxM; ++m) {
+  for (int m = 0; m < MM; ++m) {
     if (m < int(M)) {
       const float s = warp_sum(acc[m]);
       if (lane == 0) part[wid][m] = s;
@@ -153,10 +181,12 @@ cudaError_t gemv_rb(uint32_t M, uint32_t N, uint32_t K, const float* x, uint32_t
   const unsigned blocks = ceil_div(N, rb);
 #define DM_GEMV(RB)                                                                            \
   case RB:                                                                                     \
-    gemv_small_m_kernel<WT, kVec, RB><<<blocks, kBlock, 0, s>>>(M, N, K, x, x_stride, wp,      \
-                                                                w_stride, bias, bias_dtype, y, \
-                                                                y_stride);                     \
-    break;
+    return M == 1 ? launch_pdl(gemv_small_m_kernel<WT, kVec, RB, 1>, dim3(blocks), dim3(kBlock), \
+                               0, s, M, N, K, x, x_stride, wp, w_stride, bias, bias_dtype, y,   \
+                               y_stride)                                                       \
+                  : launch_pdl(gemv_small_m_kernel<WT, kVec, RB, kMaxM>, dim3(blocks),          \
+                               dim3(kBlock), 0, s, M, N, K, x, x_stride, wp, w_stride, bias,     \
+                               bias_dtype, y, y_stride);
   switch (rb) {
     DM_GEMV(1)
     DM_GEMV(2)

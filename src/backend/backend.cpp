@@ -1,6 +1,8 @@
 // Defaults shared by the backends.
 #include "backend/backend.h"
 
+#include "core/error.h"
+
 namespace dm {
 
 // A device with its own memory needs a copy; host-memory backends override this with a view.
@@ -8,6 +10,75 @@ std::unique_ptr<Buffer> Backend::upload_constant(const void* host, size_t bytes)
   std::unique_ptr<Buffer> buf = alloc(bytes);
   if (bytes > 0) upload(*buf, 0, host, bytes);
   return buf;
+}
+
+// The decode fusions, composed of the single-kernel methods. Each checks its params first, so
+// a bad call fails the same way whether a backend fuses it or not.
+void Backend::rms_norm_gemm(const Tensor* x, const Tensor& residual, const Tensor& norm_weight,
+                            float eps, const Tensor& normed, const Tensor& w, const Tensor* bias,
+                            const Tensor& y) {
+  make_rms_norm_gemm_params(x, residual, norm_weight, eps, normed, w, bias, y, nullptr, nullptr,
+                            nullptr, nullptr);
+  if (x)
+    rms_norm(*x, &residual, norm_weight, normed, eps);  // residual += x
+  else
+    rms_norm(residual, nullptr, norm_weight, normed, eps);
+  gemm(normed, w, bias, y);
+}
+
+void Backend::rms_norm_gemm_conv_step(const Tensor* x, const Tensor& residual,
+                                      const Tensor& norm_weight, float eps, const Tensor& normed,
+                                      const Tensor& w, const Tensor* bias, const Tensor& y,
+                                      const Tensor& conv_weight, const Tensor* conv_bias,
+                                      const Tensor& conv_state, const Tensor& conv_y) {
+  make_rms_norm_gemm_params(x, residual, norm_weight, eps, normed, w, bias, y, &conv_weight,
+                            conv_bias, &conv_state, &conv_y);
+  rms_norm_gemm(x, residual, norm_weight, eps, normed, w, bias, y);
+  causal_conv1d_step(y.col_slice(0, conv_y.cols), conv_weight, conv_bias, conv_state, conv_y);
+}
+
+void Backend::dt_proj_scan_step(const Tensor& dt_low, const Tensor& dt_proj, const Tensor& delta,
+                                const Tensor& u, const Tensor& A_log, const Tensor& B,
+                                const Tensor& C, const Tensor& D, const Tensor* z,
+                                const Tensor& dt_bias, const Tensor& ssm_state, const Tensor& y) {
+  make_dt_proj_scan_step_params(dt_low, dt_proj, delta, u, A_log, B, C, D, z, dt_bias, ssm_state,
+                                y);
+  gemm(dt_low, dt_proj, nullptr, delta);
+  selective_scan_step(u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y);
+}
+
+RmsNormGemmParams make_rms_norm_gemm_params(const Tensor* x, const Tensor& residual,
+                                            const Tensor& norm_weight, float eps,
+                                            const Tensor& normed, const Tensor& w,
+                                            const Tensor* bias, const Tensor& y,
+                                            const Tensor* conv_weight, const Tensor* conv_bias,
+                                            const Tensor* conv_state, const Tensor* conv_y) {
+  RmsNormGemmParams p{};
+  p.norm = x ? make_rms_norm_params(*x, &residual, norm_weight, normed, eps)
+             : make_rms_norm_params(residual, nullptr, norm_weight, normed, eps);
+  p.gemm = make_gemm_params(normed, w, bias, y);
+  const bool any = conv_weight || conv_bias || conv_state || conv_y;
+  if (any) {
+    if (!conv_weight || !conv_state || !conv_y)
+      fail("[rms_norm_gemm_conv_step] conv_weight, conv_state and conv_y are all required");
+    if (conv_y->cols > y.cols)
+      fail("[rms_norm_gemm_conv_step] conv_y has ", conv_y->cols, " channels but y only ",
+           y.cols, " columns (the conv input is y's first C columns)");
+    p.conv = make_causal_conv1d_step_params(y.col_slice(0, conv_y->cols), *conv_weight,
+                                            conv_bias, *conv_state, *conv_y);
+    p.has_conv = 1;
+  }
+  return p;
+}
+
+DtProjScanStepParams make_dt_proj_scan_step_params(
+    const Tensor& dt_low, const Tensor& dt_proj, const Tensor& delta, const Tensor& u,
+    const Tensor& A_log, const Tensor& B, const Tensor& C, const Tensor& D, const Tensor* z,
+    const Tensor& dt_bias, const Tensor& ssm_state, const Tensor& y) {
+  DtProjScanStepParams p{};
+  p.dt = make_gemm_params(dt_low, dt_proj, nullptr, delta);
+  p.scan = make_selective_scan_step_params(u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y);
+  return p;
 }
 
 }  // namespace dm

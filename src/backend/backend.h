@@ -75,6 +75,37 @@ class Backend {
                                    const Tensor* z, const Tensor& dt_bias,
                                    const Tensor& ssm_state, const Tensor& y) = 0;
 
+  // Decode fusions: fewer, larger kernels per layer for a backend that has them. The defaults
+  // (backend.cpp) call the methods above in order, so every backend runs them and the CPU stays
+  // the oracle; a backend that overrides one must produce the same outputs, including the
+  // intermediates named here (normed, delta), which the caller may read afterwards.
+  // Shapes are those of the composed methods, rows = batch (1 for decode).
+  //
+  // With x: residual += x, then normed = residual / rms(residual) · norm_weight; without x:
+  // normed = residual / rms(residual) · norm_weight (residual unchanged). Then
+  // y = normed · wᵀ (+ bias): rms_norm then gemm. The LM head of a decode step.
+  // x, residual, normed: rows×D fp32; norm_weight: 1×D; w: N×D; bias: 1×N; y: rows×N fp32.
+  virtual void rms_norm_gemm(const Tensor* x, const Tensor& residual, const Tensor& norm_weight,
+                             float eps, const Tensor& normed, const Tensor& w,
+                             const Tensor* bias, const Tensor& y);
+  // rms_norm_gemm, then causal_conv1d_step(y.col_slice(0, C), conv_weight, conv_bias,
+  // conv_state, conv_y): the front of a Mamba block (residual add, norm, in_proj, conv step).
+  // y: rows×N with N ≥ C; conv_weight: C×d_conv; conv_bias: 1×C; conv_state: (rows·C)×d_conv,
+  // read then overwritten; conv_y: rows×C fp32 (after SiLU).
+  virtual void rms_norm_gemm_conv_step(const Tensor* x, const Tensor& residual,
+                                       const Tensor& norm_weight, float eps, const Tensor& normed,
+                                       const Tensor& w, const Tensor* bias, const Tensor& y,
+                                       const Tensor& conv_weight, const Tensor* conv_bias,
+                                       const Tensor& conv_state, const Tensor& conv_y);
+  // delta = dt_low · dt_projᵀ (gemm, no bias), then selective_scan_step(u, delta, A_log, B, C,
+  // D, z, dt_bias, ssm_state, y). dt_low: rows×R; dt_proj: C×R; delta: rows×C fp32 (before bias
+  // and softplus); the rest as selective_scan_step.
+  virtual void dt_proj_scan_step(const Tensor& dt_low, const Tensor& dt_proj,
+                                 const Tensor& delta, const Tensor& u, const Tensor& A_log,
+                                 const Tensor& B, const Tensor& C, const Tensor& D,
+                                 const Tensor* z, const Tensor& dt_bias, const Tensor& ssm_state,
+                                 const Tensor& y);
+
   // Capture and replay (decode as one unit). record() calls `enqueue` once and records the work
   // it enqueues without running it; replay() enqueues that work again, in order with everything
   // else on this backend, as often as wanted. While recording, upload / download / synchronize

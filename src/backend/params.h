@@ -102,6 +102,25 @@ struct SelectiveScanStepParams {
 };
 DM_PARAMS_STRUCT(SelectiveScanStepParams);
 
+// Decode fusions (Backend::rms_norm_gemm, rms_norm_gemm_conv_step, dt_proj_scan_step): the params
+// of the methods they compose, each made and checked by its own make_*_params, plus the links.
+// norm: rms_norm(x or residual, residual?, norm_weight, normed); gemm: normed · wᵀ (+ bias) → y;
+// conv (when has_conv): causal_conv1d_step of y's first conv.channels columns.
+struct RmsNormGemmParams {
+  RmsNormParams norm;
+  GemmParams gemm;
+  CausalConv1dStepParams conv;
+  uint32_t has_conv;
+};
+DM_PARAMS_STRUCT(RmsNormGemmParams);
+
+// dt: gemm(dt_low, dt_proj) → delta (batch × channels, K = dt_rank); scan: selective_scan_step.
+struct DtProjScanStepParams {
+  GemmParams dt;
+  SelectiveScanStepParams scan;
+};
+DM_PARAMS_STRUCT(DtProjScanStepParams);
+
 GemmParams make_gemm_params(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y);
 RmsNormParams make_rms_norm_params(const Tensor& x, const Tensor* residual, const Tensor& weight,
                                    const Tensor& y, float eps);
@@ -126,5 +145,17 @@ SelectiveScanStepParams make_selective_scan_step_params(const Tensor& u, const T
                                                         const Tensor& C, const Tensor& D,
                                                         const Tensor* z, const Tensor& dt_bias,
                                                         const Tensor& ssm_state, const Tensor& y);
+
+// Defined in backend/backend.cpp. conv_* are all null (no conv) or all but conv_bias set.
+RmsNormGemmParams make_rms_norm_gemm_params(const Tensor* x, const Tensor& residual,
+                                            const Tensor& norm_weight, float eps,
+                                            const Tensor& normed, const Tensor& w,
+                                            const Tensor* bias, const Tensor& y,
+                                            const Tensor* conv_weight, const Tensor* conv_bias,
+                                            const Tensor* conv_state, const Tensor* conv_y);
+DtProjScanStepParams make_dt_proj_scan_step_params(
+    const Tensor& dt_low, const Tensor& dt_proj, const Tensor& delta, const Tensor& u,
+    const Tensor& A_log, const Tensor& B, const Tensor& C, const Tensor& D, const Tensor* z,
+    const Tensor& dt_bias, const Tensor& ssm_state, const Tensor& y);
 
 }  // namespace dm

@@ -255,30 +255,34 @@ Executor::StepTensors Executor::step_tensors() {
 }
 
 // The kernels of one step: token id from t.ids (device), logits to t.logits. No host transfer,
-// so it can be recorded.
+// so it can be recorded. Four fused calls per layer (backend.h, "Decode fusions"); a backend
+// without fused kernels runs them as the seven single kernels they compose.
 void Executor::enqueue_step(const StepTensors& t, SequenceState& state) {
   const ModelConfig& c = config_;
   const int64_t E = c.d_inner, N = c.d_state, R = c.dt_rank;
   Backend& be = backend_;
-  be.gather_rows(w_->embedding, t.ids, t.residual);
+  be.gather_rows(w_->embedding, t.ids, t.residual);  // (1, D) the token's embedding
   for (int l = 0; l < c.n_layer; ++l) {
     const DeviceWeights::Layer& w = w_->layers[size_t(l)];
-    if (l == 0)
-      be.rms_norm(t.residual, nullptr, w.norm, t.normed, c.norm_eps);
-    else
-      be.rms_norm(t.hidden, &t.residual, w.norm, t.normed, c.norm_eps);
-    be.gemm(t.normed, w.in_proj, opt(w.in_proj_bias), t.xz);
-    const Tensor z = t.xz.col_slice(E, E);
-    be.causal_conv1d_step(t.xz.col_slice(0, E), w.conv_w, opt(w.conv_b), state.conv(l), t.xc);
-    be.gemm(t.xc, w.x_proj, nullptr, t.x_dbl);
-    be.gemm(t.x_dbl.col_slice(0, R), w.dt_proj, nullptr, t.dt);
-    be.selective_scan_step(t.xc, t.dt, w.A_log, t.x_dbl.col_slice(R, N),
-                           t.x_dbl.col_slice(R + N, N), w.D, &z, w.dt_bias, state.ssm(l), t.y);
-    be.gemm(t.y, w.out_proj, opt(w.out_proj_bias), t.hidden);
+    // residual += hidden (not at layer 0); normed (1, D); xz (1, 2E) = x | z;
+    // xc (1, E) = SiLU(conv step of x), the conv state advanced by one token.
+    be.rms_norm_gemm_conv_step(l == 0 ? nullptr : &t.hidden, t.residual, w.norm, c.norm_eps,
+                               t.normed, w.in_proj, opt(w.in_proj_bias), t.xz, w.conv_w,
+                               opt(w.conv_b), state.conv(l), t.xc);
+    const Tensor z = t.xz.col_slice(E, E);     // (1, E) gate
+    be.gemm(t.xc, w.x_proj, nullptr, t.x_dbl);  // (1, R + 2N) dt_low | B | C
+    // dt (1, E) = dt_low · dt_projᵀ; y (1, E) = gated scan output, the SSM state advanced.
+    be.dt_proj_scan_step(t.x_dbl.col_slice(0, R), w.dt_proj, t.dt, t.xc, w.A_log,
+                         t.x_dbl.col_slice(R, N), t.x_dbl.col_slice(R + N, N), w.D, &z,
+                         w.dt_bias, state.ssm(l), t.y);
+    be.gemm(t.y, w.out_proj, opt(w.out_proj_bias), t.hidden);  // (1, D) mixer output
   }
-  be.rms_norm(t.hidden, &t.residual, w_->norm_f, t.normed, c.norm_eps);
-  be.gemm(t.normed, w_->lm_head, nullptr, t.logits);
+  // residual += hidden; normed = norm_f(residual); logits (1, V) = normed · lm_headᵀ.
+  be.rms_norm_gemm(&t.hidden, t.residual, w_->norm_f, c.norm_eps, t.normed, w_->lm_head, nullptr,
+                   t.logits);
 }
+
+void Executor::enqueue_step_kernels(SequenceState& state) { enqueue_step(step_tensors(), state); }
 
 std::vector<float> Executor::step(int32_t token, SequenceState& state) {
   check_tokens({token}, config_.padded_vocab);

@@ -70,6 +70,12 @@ class Executor {
   };
   const StepStats& step_stats() const { return step_stats_; }
 
+  // The kernels step() runs for `state`, without its transfers: the token id is read from the
+  // device buffer step() uploads to (the last token given to step(); call step() once first) and
+  // the logits stay on the device. For benchmarks that time or record exactly what step() runs.
+  // Advances the state like step(), but not tokens_seen.
+  void enqueue_step_kernels(SequenceState& state);
+
   // Lengths each layer sees for a prompt of L tokens (output length of each layer).
   std::vector<int64_t> layer_lengths(int64_t L, int64_t protect_tail) const;
 

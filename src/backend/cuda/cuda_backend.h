@@ -56,6 +56,21 @@ class CudaBackend : public Backend {
                            const Tensor& dt_bias, const Tensor& ssm_state,
                            const Tensor& y) override;
 
+  // Decode fusions (cuda/fused_step.cu) for one row; other shapes, or DM_FUSED_STEP=0 (read at
+  // each call), run Backend's composition of the single kernels.
+  void rms_norm_gemm(const Tensor* x, const Tensor& residual, const Tensor& norm_weight, float eps,
+                     const Tensor& normed, const Tensor& w, const Tensor* bias,
+                     const Tensor& y) override;
+  void rms_norm_gemm_conv_step(const Tensor* x, const Tensor& residual, const Tensor& norm_weight,
+                               float eps, const Tensor& normed, const Tensor& w,
+                               const Tensor* bias, const Tensor& y, const Tensor& conv_weight,
+                               const Tensor* conv_bias, const Tensor& conv_state,
+                               const Tensor& conv_y) override;
+  void dt_proj_scan_step(const Tensor& dt_low, const Tensor& dt_proj, const Tensor& delta,
+                         const Tensor& u, const Tensor& A_log, const Tensor& B, const Tensor& C,
+                         const Tensor& D, const Tensor* z, const Tensor& dt_bias,
+                         const Tensor& ssm_state, const Tensor& y) override;
+
   // Decode as a CUDA graph: stream capture of `enqueue`, instantiated once, launched by replay().
   std::unique_ptr<Recording> record(const std::function<void()>& enqueue) override;
   void replay(Recording& recording) override;
@@ -67,6 +82,10 @@ class CudaBackend : public Backend {
 
  private:
   void not_capturing(const char* op) const;
+  void norm_gemm(const Tensor* x, const Tensor& residual, const Tensor& norm_weight, float eps,
+                 const Tensor& normed, const Tensor& w, const Tensor* bias, const Tensor& y,
+                 const Tensor* conv_weight, const Tensor* conv_bias, const Tensor* conv_state,
+                 const Tensor* conv_y);
   void check_device_errors();  // throws what a kernel recorded in err_
   void* scratch(size_t bytes);  // the GEMM's converted activations, stream-ordered growth
 
@@ -79,6 +98,7 @@ class CudaBackend : public Backend {
   size_t scratch_bytes_ = 0;
   void* scan_scratch_ = nullptr;  // selective_scan's look-back flags and chunk states
   size_t scan_scratch_bytes_ = 0;
+  unsigned* step_counter_ = nullptr;  // rms_norm_gemm's last-block counter (one word, kept 0)
   cuda::DeviceErrorInfo* err_host_ = nullptr;  // mapped pinned memory
   cuda::DeviceErrorInfo* err_dev_ = nullptr;
   bool capturing_ = false;

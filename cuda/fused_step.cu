@@ -1,0 +1,374 @@
+// The decode fusions of Backend (backend.h, "Decode fusions"), one row (batch 1):
+//
+// norm_gemv: residual add + rms_norm + GEMV (+ the conv step of the first C outputs). The norm
+//   of one D-row is cheap, so every block recomputes it into shared memory (the same per-thread
+//   element split and double sum as rms_norm.cu, so the normed row is the same bits) and then
+//   runs gemv_small_m's row loop on it. The updated residual must not be written while other
+//   blocks may still read the old one: each block counts itself out on an atomic counter after
+//   its last residual read, and the last block writes residual += x (and resets the counter).
+//   An output column c < C is also the conv input of channel c, owned by the one thread that
+//   wrote it, so that thread advances channel c's conv window (causal_conv1d_step.cu's formula).
+// dt_scan_n16: dt_proj (an R-long dot per channel, split over the channel's 16 lanes) fused
+//   into selective_scan_step's d_state-16 kernel (a lane per state).
+//
+// Both are launched with PDL (fused_step.cuh): weights are loaded before pdl_wait().
+#include <cstdlib>
+#include <cstring>
+
+#include "fused_step.cuh"
+
+namespace dm::cuda {
+
+bool pdl_enabled() {
+  const char* e = std::getenv("DM_CUDA_PDL");
+  if (e && std::strcmp(e, "0") == 0) return false;
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) {
+    cudaGetLastError();
+    return false;
+  }
+  static int major[64] = {};  // 0: not asked yet; races only write the same value
+  if (major[dev] == 0) {
+    int m = 0;
+    if (cudaDeviceGetAttribute(&m, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+      cudaGetLastError();
+      m = 0;
+    }
+    major[dev] = m > 0 ? m : -1;
+  }
+  return major[dev] >= 9;
+}
+
+namespace {
+
+constexpr int kBlock = 256;
+constexpr int kWarps = kBlock / 32;
+
+int sm_count() {
+  int dev = 0, n = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return 1;
+  }
+  return n > 0 ? n : 1;
+}
+
+// residual: 1×D; x: 1×D (absent when !p.norm.has_residual); normed: 1×D, written by block 0;
+// w: N×K (K = D); y: 1×N. RB rows per block group, KS = 8 / RB warps per row; the grid strides
+// over the groups.
+template <typename WT, bool kVec, int RB, bool kConv, bool kL2>
+__global__ void __launch_bounds__(kBlock) norm_gemv_kernel(
+    RmsNormGemmParams p, const float* __restrict__ x, float* residual, const void* norm_w,
+    float* __restrict__ normed, const WT* __restrict__ w, const void* bias, float* __restrict__ y,
+    const void* conv_w, const void* conv_b, float* conv_state, float* __restrict__ conv_y,
+    unsigned* counter) {
+  constexpr int KS = kWarps / RB;
+  extern __shared__ __align__(16) float xs[];  // the normed row
+  __shared__ double red[32];
+  __shared__ float part[kWarps];
+  __shared__ unsigned last;
+  const uint32_t N = p.gemm.N, K = p.gemm.K, D = p.norm.D;
+  const int wid = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int r = wid / KS, ks = wid % KS;
+  const uint32_t n_groups = (N + RB - 1) / RB;
+  constexpr uint32_t step = KS * 32 * 8;
+  const uint32_t k0 = (ks * 32 + lane) * 8;
+
+  // Weights do not depend on earlier kernels: the first group's first chunks go out now.
+  // kL2 (the default): the whole first group's weights are asked into L2 instead
+  // (prefetch.global.L2: no registers held across the norm, 32 instead of ~62 registers, twice
+  // the resident blocks). DM_CUDA_NORM_GEMV_PREFETCH=reg: the first chunks in registers.
+  WChunk<WT> pre[kL2 ? 1 : kPrefetchChunks];
+  if (kVec) {
+    const uint32_t n = blockIdx.x * RB + r;
+    const WT* wr = w + size_t(n < N ? n : 0) * p.gemm.w_stride;
+    if (kL2) {
+      if (n < N)
+        for (uint32_t k = k0; k < K; k += step)
+          asm volatile("prefetch.global.L2 [%0];" ::"l"(wr + k));
+    } else {
+#pragma unroll
+      for (int j = 0; j < kPrefetchChunks; ++j)
+        if (n < N && k0 + j * step < K) pre[j] = load_chunk<WT>(wr + k0 + j * step);
+    }
+  }
+  pdl_wait();
+  pdl_trigger();
+
+  // residual (+ x), its mean square in double, then the normed row: rms_norm.cu's arithmetic.
+  const bool has_x = p.norm.has_residual != 0;
+  double ss = 0;
+  for (uint32_t i = threadIdx.x; i < D; i += kBlock) {
+    float v = has_x ? x[i] : residual[i];
+    if (has_x) v = residual[i] + v;
+    xs[i] = v;
+    ss += double(v) * double(v);
+  }
+  ss = block_sum(ss, red);
+  const float var = D > 0 ? float(ss / double(D)) : 0.f;
+  const float scale = 1.f / sqrtf(var + p.norm.eps);
+  for (uint32_t i = threadIdx.x; i < D; i += kBlock) {
+    const float v = (xs[i] * scale) * load_f(norm_w, p.norm.weight_dtype, i);
+    xs[i] = v;
+    if (blockIdx.x == 0) normed[i] = v;
+  }
+  __syncthreads();
+
+  bool first = true;
+  for (uint32_t g = blockIdx.x; g < n_groups; g += gridDim.x, first = false) {
+    const uint32_t n = g * RB + r;
+    float acc = 0.f;
+    if (n < N) {
+      const WT* wr = w + size_t(n) * p.gemm.w_stride;
+      if (kVec) {
+        uint32_t kb = k0;
+        if (first && !kL2) {
+#pragma unroll
+          for (int j = 0; j < kPrefetchChunks; ++j) {
+            const uint32_t k = k0 + j * step;
+            if (k < K) {
+              float wv[8];
+              unpack_chunk<WT>(pre[kL2 ? 0 : j], wv);
+              acc = dot8(wv, xs + k, acc);
+            }
+          }
+          kb = k0 + kPrefetchChunks * step;
+        }
+#pragma unroll 4
+        for (uint32_t k = kb; k < K; k += step) {
+          float wv[8];
+          unpack_chunk<WT>(load_chunk<WT>(wr + k), wv);
+          acc = dot8(wv, xs + k, acc);
+        }
+      } else {
+        for (uint32_t k = ks * 32 + lane; k < K; k += KS * 32)
+          acc = fmaf(load_f(wr, p.gemm.w_dtype, k), xs[k], acc);
+      }
+    }
+    acc = warp_sum(acc);
+    if (lane == 0) part[wid] = acc;
+    __syncthreads();
+    if (int(threadIdx.x) < RB) {
+      const uint32_t nn = g * RB + threadIdx.x;
+      if (nn < N) {
+        float s = 0.f;
+#pragma unroll
+        for (int j = 0; j < KS; ++j) s += part[threadIdx.x * KS + j];
+        s = s + (p.gemm.has_bias ? load_f(bias, p.gemm.bias_dtype, nn) : 0.f);
+        y[nn] = s;
+        if (kConv && nn < p.conv.channels) {  // causal_conv1d_step_kernel, batch 1
+          const uint32_t c = nn, d = p.conv.d_conv;
+          float* win = conv_state + size_t(c) * d;
+          float ca = p.conv.has_bias ? load_f(conv_b, p.conv.bias_dtype, c) : 0.f;
+          const float xn = s;
+          const uint32_t wd = p.conv.weight_dtype;
+          if (d == 4 && (reinterpret_cast<uintptr_t>(win) & 15) == 0) {
+            const float4 wv = *reinterpret_cast<const float4*>(win);
+            const float w0 = load_f(conv_w, wd, size_t(c) * 4), w1 = load_f(conv_w, wd, size_t(c) * 4 + 1),
+                        w2 = load_f(conv_w, wd, size_t(c) * 4 + 2), w3 = load_f(conv_w, wd, size_t(c) * 4 + 3);
+            ca += w0 * wv.y;
+            ca += w1 * wv.z;
+            ca += w2 * wv.w;
+            ca += w3 * xn;
+            *reinterpret_cast<float4*>(win) = make_float4(wv.y, wv.z, wv.w, xn);
+          } else {
+            for (uint32_t k = 0; k + 1 < d; ++k) {
+              const float v = win[k + 1];
+              win[k] = v;
+              ca += load_f(conv_w, wd, size_t(c) * d + k) * v;
+            }
+            win[d - 1] = xn;
+            ca += load_f(conv_w, wd, size_t(c) * d + d - 1) * xn;
+          }
+          conv_y[c] = silu(ca);
+        }
+      }
+    }
+    __syncthreads();  // part is reused by the next group
+  }
+
+  // residual += x, by the last block to finish reading the old residual.
+  if (has_x) {
+    __threadfence();
+    if (threadIdx.x == 0) last = atomicAdd(counter, 1u) == gridDim.x - 1 ? 1u : 0u;
+    __syncthreads();
+    if (last) {
+      for (uint32_t i = threadIdx.x; i < D; i += kBlock) residual[i] = residual[i] + x[i];
+      if (threadIdx.x == 0) *counter = 0;
+    }
+  }
+}
+
+// dt_proj + selective_scan_step for d_state 16, batch 1: 16 lanes per channel. Lane n takes
+// dt_proj[c, n + 16j]; the 16 partial dots meet in an xor butterfly (every lane gets the same
+// sum), then selective_scan_step_n16_kernel's arithmetic.
+constexpr int kDtPre = 8;  // dt_proj weights per lane loaded before pdl_wait (R ≤ 128 entirely)
+__global__ void __launch_bounds__(kBlock) dt_scan_n16_kernel(
+    DtProjScanStepParams p, const float* __restrict__ dt_low, const void* __restrict__ dt_proj,
+    float* __restrict__ delta, const float* __restrict__ u, const void* __restrict__ A_log,
+    const float* __restrict__ B, const float* __restrict__ C, const void* __restrict__ Dp,
+    const float* __restrict__ z, const void* __restrict__ dt_bias, float* __restrict__ state,
+    float* __restrict__ y) {
+  const uint64_t i = uint64_t(blockIdx.x) * kBlock + threadIdx.x;
+  const uint32_t c = uint32_t(i >> 4), n = uint32_t(i & 15);
+  const bool valid = c < p.scan.channels;  // whole 16-lane groups
+  const uint32_t R = p.dt.K, wd = p.dt.w_dtype;
+  const size_t wrow = size_t(c) * p.dt.w_stride;
+  float wpre[kDtPre];
+  float A = 0.f, bias_c = 0.f, Dc = 0.f;
+#pragma unroll
+  for (int j = 0; j < kDtPre; ++j) {
+    const uint32_t rr = n + 16 * j;
+    wpre[j] = valid && rr < R ? load_f(dt_proj, wd, wrow + rr) : 0.f;
+  }
+  if (valid) {
+    A = -expf(load_f(A_log, p.scan.A_log_dtype, size_t(c) * 16 + n));
+    bias_c = load_f(dt_bias, p.scan.dt_bias_dtype, c);
+    Dc = load_f(Dp, p.scan.D_dtype, c);
+  }
+  pdl_wait();
+  pdl_trigger();
+  float dot = 0.f;
+  if (valid) {
+#pragma unroll
+    for (int j = 0; j < kDtPre; ++j)
+      if (n + 16 * j < R) dot = fmaf(wpre[j], dt_low[n + 16 * j], dot);
+    for (uint32_t rr = n + 16 * kDtPre; rr < R; rr += 16)
+      dot = fmaf(load_f(dt_proj, wd, wrow + rr), dt_low[rr], dot);
+  }
+#pragma unroll
+  for (int o = 8; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+  float acc = 0.f, uv = 0.f;
+  if (valid) {
+    if (n == 0) delta[c] = dot;
+    const float dt = softplus(dot + bias_c);
+    uv = u[c];
+    const float du = dt * uv;
+    const float hn = expf(dt * A) * state[i] + B[n] * du;
+    state[i] = hn;
+    acc = hn * C[n];
+  }
+#pragma unroll
+  for (int o = 8; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  if (valid && n == 0) {
+    acc += Dc * uv;
+    if (p.scan.has_z) acc *= silu(z[c]);
+    y[c] = acc;
+  }
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+template <typename WT, bool kVec, int RB, bool kConv, bool kL2>
+cudaError_t launch_norm_gemv_rb(const RmsNormGemmParams& p, const float* x, float* residual,
+                                const void* norm_w, float* normed, const void* w,
+                                const void* bias, float* y, const void* conv_w,
+                                const void* conv_b, float* conv_state, float* conv_y,
+                                unsigned* counter, cudaStream_t s) {
+  auto kernel = norm_gemv_kernel<WT, kVec, RB, kConv, kL2>;
+  const size_t smem = size_t(p.norm.D) * sizeof(float);
+  // Resident blocks per SM, asked once per instantiation (the row width is the model's d_model).
+  static const int per_sm = [&] {
+    int b = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, kernel, kBlock, smem) != cudaSuccess) {
+      cudaGetLastError();
+      b = 1;
+    }
+    return b > 0 ? b : 1;
+  }();
+  static const int sms = sm_count();
+  const uint32_t groups = (p.gemm.N + RB - 1) / RB;
+  const uint32_t grid = groups < uint32_t(sms * per_sm) ? groups : uint32_t(sms * per_sm);
+  return launch_pdl(kernel, dim3(grid), dim3(kBlock), smem, s, p, x, residual, norm_w, normed,
+                    static_cast<const WT*>(w), bias, y, conv_w, conv_b, conv_state, conv_y,
+                    counter);
+}
+
+template <typename WT, bool kVec, bool kConv>
+cudaError_t launch_norm_gemv_v(const RmsNormGemmParams& p, const float* x, float* residual,
+                               const void* norm_w, float* normed, const void* w, const void* bias,
+                               float* y, const void* conv_w, const void* conv_b, float* conv_state,
+                               float* conv_y, unsigned* counter, cudaStream_t s) {
+  // gemv_small_m's split: K over KS warps while the grid would be under 1056 blocks.
+  const uint32_t N = p.gemm.N, K = p.gemm.K;
+  int ks = 1;
+  while (ks < 8 && K >= uint32_t(ks) * 2 * 256 && ceil_div(N, 8 / ks) < 1056) ks *= 2;
+  const char* pf = std::getenv("DM_CUDA_NORM_GEMV_PREFETCH");
+  const bool l2 = !(pf && std::strcmp(pf, "reg") == 0);
+  switch (8 / ks) {
+#define DM_NG(RB)                                                                           \
+  case RB:                                                                                  \
+    return l2 ? launch_norm_gemv_rb<WT, kVec, RB, kConv, true>(                              \
+                    p, x, residual, norm_w, normed, w, bias, y, conv_w, conv_b, conv_state,   \
+                    conv_y, counter, s)                                                       \
+              : launch_norm_gemv_rb<WT, kVec, RB, kConv, false>(                             \
+                    p, x, residual, norm_w, normed, w, bias, y, conv_w, conv_b, conv_state,   \
+                    conv_y, counter, s);
+    DM_NG(1)
+    DM_NG(2)
+    DM_NG(4)
+    DM_NG(8)
+#undef DM_NG
+    default: return cudaErrorInvalidValue;
+  }
+}
+
+template <typename WT>
+cudaError_t launch_norm_gemv_t(const RmsNormGemmParams& p, const float* x, float* residual,
+                               const void* norm_w, float* normed, const void* w, const void* bias,
+                               float* y, const void* conv_w, const void* conv_b, float* conv_state,
+                               float* conv_y, unsigned* counter, cudaStream_t s) {
+  const bool vec = p.gemm.K % 8 == 0 && aligned16(w) &&
+                   (size_t(p.gemm.w_stride) * sizeof(WT)) % 16 == 0;
+  if (p.has_conv) {
+    if (vec)
+      return launch_norm_gemv_v<WT, true, true>(p, x, residual, norm_w, normed, w, bias, y, conv_w,
+                                                conv_b, conv_state, conv_y, counter, s);
+    return launch_norm_gemv_v<WT, false, true>(p, x, residual, norm_w, normed, w, bias, y, conv_w,
+                                               conv_b, conv_state, conv_y, counter, s);
+  }
+  if (vec)
+    return launch_norm_gemv_v<WT, true, false>(p, x, residual, norm_w, normed, w, bias, y, conv_w,
+                                               conv_b, conv_state, conv_y, counter, s);
+  return launch_norm_gemv_v<WT, false, false>(p, x, residual, norm_w, normed, w, bias, y, conv_w,
+                                              conv_b, conv_state, conv_y, counter, s);
+}
+
+}  // namespace
+
+bool norm_gemv_supported(const RmsNormGemmParams& p) {
+  return p.norm.L == 1 && p.gemm.M == 1 && p.norm.D >= 1 && p.norm.D <= kNormGemvMaxD &&
+         (!p.has_conv || p.conv.batch == 1) && p.gemm.w_dtype <= 2;
+}
+
+cudaError_t launch_norm_gemv(const RmsNormGemmParams& p, const float* x, float* residual,
+                             const void* norm_w, float* normed, const void* w, const void* bias,
+                             float* y, const void* conv_w, const void* conv_b, float* conv_state,
+                             float* conv_y, unsigned* counter, cudaStream_t s) {
+  if (!norm_gemv_supported(p)) return cudaErrorInvalidValue;
+  if (p.gemm.N == 0) return cudaSuccess;
+  switch (p.gemm.w_dtype) {
+    case 0: return launch_norm_gemv_t<float>(p, x, residual, norm_w, normed, w, bias, y, conv_w, conv_b, conv_state, conv_y, counter, s);
+    case 1: return launch_norm_gemv_t<__half>(p, x, residual, norm_w, normed, w, bias, y, conv_w, conv_b, conv_state, conv_y, counter, s);
+    case 2: return launch_norm_gemv_t<__nv_bfloat16>(p, x, residual, norm_w, normed, w, bias, y, conv_w, conv_b, conv_state, conv_y, counter, s);
+    default: return cudaErrorInvalidValue;
+  }
+}
+
+bool dt_scan_supported(const DtProjScanStepParams& p) {
+  return p.scan.batch == 1 && p.scan.d_state == 16 && p.dt.M == 1;
+}
+
+cudaError_t launch_dt_scan(const DtProjScanStepParams& p, const float* dt_low, const void* dt_proj,
+                           float* delta, const float* u, const void* A_log, const float* B,
+                           const float* C, const void* D, const float* z, const void* dt_bias,
+                           float* ssm_state, float* y, cudaStream_t s) {
+  if (!dt_scan_supported(p)) return cudaErrorInvalidValue;
+  const uint64_t n = uint64_t(p.scan.channels) * 16;
+  if (n == 0) return cudaSuccess;
+  return launch_pdl(dt_scan_n16_kernel, dim3(ceil_div(n, kBlock)), dim3(kBlock), 0, s, p, dt_low,
+                    dt_proj, delta, u, A_log, B, C, D, z, dt_bias, ssm_state, y);
+}
+
+}  // namespace dm::cuda

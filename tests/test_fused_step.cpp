@@ -1,0 +1,325 @@
+// The decode fusions of Backend (rms_norm_gemm, rms_norm_gemm_conv_step, dt_proj_scan_step) on
+// every backend, CPU included, against their default composition (Backend::…, the single-kernel
+// methods in order) on the CPU backend: the same random inputs (never zeros), real widths
+// (d_model 768 / 2560, d_inner 1536 / 5120, the 50280-row LM head) and odd ones, aligned and
+// unaligned tensors (a few lead elements shift every tensor off 16 bytes: the vector paths
+// then step aside), each call made twice in a row (the residual update and the recurrent states
+// advance twice; CUDA's last-block counter must reset).
+//
+// Every tensor lives in its own buffer: lead elements, the rows at their stride, then a tail.
+// Padding holds NaN in inputs and a sentinel in outputs; after the calls every padding byte and
+// every input byte must be unchanged, and outputs within NMSE tolerance of the CPU composition.
+// On the CPU backend the fused methods are the composition itself (a check of the harness and
+// of the defaults' argument plumbing); on CUDA they are the fused kernels (cuda/fused_step.cu);
+// on Vulkan the composition on the device.
+//
+// Tolerance 1e-8 NMSE: both sides are fp32; sums are reassociated (GEMV over K ≤ 2560, dt over
+// R, the norm in double) and device exp/log differ by a few ulp (test_backend_ops's reasoning).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend_cache.h"
+#include "core/dtype.h"
+#include "core/error.h"
+
+namespace dm {
+namespace {
+
+constexpr double kTol = 1e-8;
+constexpr int64_t kTail = 37;
+constexpr float kSentinel = -1234.5f;
+
+float store(DType dt, uint8_t* p, float v) {
+  switch (dt) {
+    case DType::F32: std::memcpy(p, &v, 4); return v;
+    case DType::F16: { const uint16_t h = f32_to_f16(v); std::memcpy(p, &h, 2); return f16_to_f32(h); }
+    case DType::BF16: { const uint16_t h = f32_to_bf16(v); std::memcpy(p, &h, 2); return bf16_to_f32(h); }
+    case DType::I32: { const int32_t i = int32_t(v); std::memcpy(p, &i, 4); return float(i); }
+  }
+  return 0.f;
+}
+
+enum class Role { In, Out, InOut };
+using Gen = std::function<float()>;
+
+struct Arg {
+  std::string name;
+  Role role;
+  DType dtype;
+  int64_t lead, rows, cols, stride;
+  std::vector<uint8_t> image;
+  std::unique_ptr<Buffer> ref_buf, dev_buf;  // the CPU composition's copy, the tested backend's
+  size_t es() const { return dtype_size(dtype); }
+  size_t pos(int64_t r, int64_t c) const { return size_t(lead + r * stride + c); }
+  Tensor view(Buffer& b) const { return Tensor{&b, size_t(lead) * es(), dtype, rows, cols, stride}; }
+  Tensor ref() const { return view(*ref_buf); }
+  Tensor dev() const { return view(*dev_buf); }
+};
+
+class Case {
+ public:
+  Case(const std::string& backend, std::string desc, uint32_t seed, int64_t lead)
+      : ref_(test::cached_backend("cpu")), dev_(test::cached_backend(backend)),
+        desc_(backend + " (" + dev_.device_name() + "): " + std::move(desc)), rng_(seed),
+        lead_(lead) {}
+  Backend& ref() { return ref_; }
+  Backend& dev() { return dev_; }
+
+  Gen nonzero(float lo, float hi) {
+    return [this, lo, hi] {
+      const float v = std::uniform_real_distribution<float>(lo, hi)(rng_);
+      return (rng_() & 1) ? v : -v;
+    };
+  }
+  Gen uniform(float lo, float hi) {
+    return [this, lo, hi] { return std::uniform_real_distribution<float>(lo, hi)(rng_); };
+  }
+
+  Arg& add(const std::string& name, Role role, DType dt, int64_t rows, int64_t cols,
+           int64_t stride, const Gen& gen) {
+    auto a = std::make_unique<Arg>();
+    a->name = name, a->role = role, a->dtype = dt, a->lead = lead_;
+    a->rows = rows, a->cols = cols, a->stride = stride;
+    const size_t n = size_t(lead_ + (rows > 0 ? (rows - 1) * stride + cols : 0) + kTail);
+    a->image.resize(n * a->es());
+    const float pad = role == Role::In ? std::nanf("") : kSentinel;
+    for (size_t i = 0; i < n; ++i) store(dt, &a->image[i * a->es()], pad);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        store(dt, &a->image[a->pos(r, c) * a->es()], role == Role::Out ? kSentinel : gen());
+    a->ref_buf = ref_.alloc(a->image.size());
+    a->dev_buf = dev_.alloc(a->image.size());
+    ref_.upload(*a->ref_buf, 0, a->image.data(), a->image.size());
+    dev_.upload(*a->dev_buf, 0, a->image.data(), a->image.size());
+    args_.push_back(std::move(a));
+    return *args_.back();
+  }
+
+  void check() {
+    for (const auto& a : args_) {
+      std::vector<uint8_t> got(a->image.size()), want(a->image.size());
+      dev_.download(*a->dev_buf, 0, got.data(), got.size());
+      ref_.download(*a->ref_buf, 0, want.data(), want.size());
+      const size_t es = a->es();
+      std::vector<bool> is_elem(a->image.size() / es, false);
+      for (int64_t r = 0; r < a->rows; ++r)
+        for (int64_t c = 0; c < a->cols; ++c) is_elem[a->pos(r, c)] = true;
+      size_t bad = 0, first = 0;
+      for (size_t i = 0; i < is_elem.size(); ++i) {
+        if (is_elem[i] && a->role != Role::In) continue;
+        if (std::memcmp(&got[i * es], &a->image[i * es], es) != 0 && bad++ == 0) first = i;
+      }
+      EXPECT_EQ(bad, 0u) << desc_ << " | " << a->name << ": " << bad
+                         << (a->role == Role::In ? " input or padding" : " padding")
+                         << " elements changed, first at element " << first;
+      if (a->role == Role::In) continue;
+      double num = 0, den = 0, worst = -1;
+      int64_t wr = 0, wc = 0;
+      for (int64_t r = 0; r < a->rows; ++r)
+        for (int64_t c = 0; c < a->cols; ++c) {
+          const size_t p = a->pos(r, c);
+          const double g = load_as_f32(got.data(), a->dtype, p), w = load_as_f32(want.data(), a->dtype, p);
+          const double d = std::isfinite(g) ? (g - w) * (g - w) : INFINITY;
+          num += d, den += w * w;
+          if (!(d <= worst)) worst = d, wr = r, wc = c;
+        }
+      const double nmse = num / std::max(den, 1e-30);
+      if (std::getenv("DM_BACKEND_OPS_VERBOSE"))
+        std::printf("[nmse] %-10.3g %s | %s\n", nmse, desc_.c_str(), a->name.c_str());
+      const size_t p = a->pos(wr, wc);
+      EXPECT_LE(nmse, kTol) << desc_ << " | " << a->name << ": NMSE " << nmse << " > " << kTol
+                            << ", worst at (" << wr << ", " << wc << "): got "
+                            << load_as_f32(got.data(), a->dtype, p) << " want "
+                            << load_as_f32(want.data(), a->dtype, p);
+    }
+  }
+
+ private:
+  Backend& ref_;
+  Backend& dev_;
+  std::string desc_;
+  std::mt19937 rng_;
+  int64_t lead_;
+  std::vector<std::unique_ptr<Arg>> args_;
+};
+
+// The CPU backend and every device backend this machine has; DM_FUSED_TEST_BACKENDS=cuda (a
+// comma-separated list) narrows it, e.g. for compute-sanitizer.
+std::vector<std::string> backends_under_test() {
+  std::vector<std::string> out = {"cpu"};
+  for (const std::string& b : test::device_backends()) out.push_back(b);
+  if (const char* e = std::getenv("DM_FUSED_TEST_BACKENDS")) {
+    const std::string want = std::string(",") + e + ",";
+    std::vector<std::string> kept;
+    for (const std::string& b : out)
+      if (want.find("," + b + ",") != std::string::npos) kept.push_back(b);
+    return kept;
+  }
+  return out;
+}
+
+// DM_CUDA_TEST_SMALL=1 keeps the cases up to 130m widths (racecheck is slow).
+bool small_only() { return std::getenv("DM_CUDA_TEST_SMALL") != nullptr; }
+
+std::string dt(DType t) { return std::string(dtype_name(t)); }
+
+struct NormGemmCase {
+  int64_t D, N, C;  // C > 0: with the conv step of the first C outputs (d_conv 4)
+  DType w_dtype;
+  bool has_x, bias, conv_bias;
+  int64_t lead;  // 0: 16-byte aligned tensors; else every tensor shifted by `lead` elements
+};
+
+TEST(FusedStep, RmsNormGemm) {
+  const std::vector<NormGemmCase> cases = {
+      {768, 3072, 1536, DType::F16, true, false, true, 0},     // 130m in_proj + conv
+      {768, 3072, 1536, DType::F16, false, false, true, 0},    // layer 0: no x
+      {2560, 10240, 5120, DType::F16, true, false, true, 0},   // 2.8b in_proj + conv
+      {2560, 10240, 5120, DType::BF16, true, true, true, 3},   // unaligned: scalar paths
+      {768, 50280, 0, DType::F16, true, false, false, 0},      // 130m LM head
+      {2560, 50280, 0, DType::BF16, true, false, false, 0},    // 2.8b LM head
+      {1024, 4096, 2048, DType::F32, true, true, false, 0},    // F32 weights, biases
+      {100, 150, 75, DType::F16, true, true, true, 0},         // K not a multiple of 8
+      {264, 333, 100, DType::F32, false, false, false, 1},     // odd, unaligned
+      {1, 5, 2, DType::F32, true, false, true, 0},             // D = 1
+  };
+  for (const std::string& name : backends_under_test())
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const NormGemmCase& g = cases[i];
+      if (small_only() && (g.D > 1024 || g.N > 4096)) continue;
+      const int64_t D = g.D, N = g.N, C = g.C, d = 4;
+      std::ostringstream desc;
+      desc << "rms_norm_gemm" << (C ? "_conv_step" : "") << " D=" << D << " N=" << N
+           << " C=" << C << " w=" << dt(g.w_dtype) << " x=" << g.has_x << " bias=" << g.bias
+           << " conv_bias=" << g.conv_bias << " lead=" << g.lead;
+      Case c(name, desc.str(), 3000 + uint32_t(i), g.lead);
+      Arg* x = g.has_x ? &c.add("x", Role::In, DType::F32, 1, D, D, c.nonzero(0.1f, 2.f)) : nullptr;
+      Arg& res = c.add("residual", g.has_x ? Role::InOut : Role::In, DType::F32, 1, D, D,
+                       c.nonzero(0.1f, 2.f));
+      Arg& nw = c.add("norm_weight", Role::In, g.w_dtype, 1, D, D, c.nonzero(0.5f, 1.5f));
+      Arg& normed = c.add("normed", Role::Out, DType::F32, 1, D, D, nullptr);
+      const float ws = 1.7f / std::sqrt(float(D));
+      Arg& w = c.add("w", Role::In, g.w_dtype, N, D, D, c.nonzero(0.1f * ws, ws));
+      Arg* b = g.bias ? &c.add("bias", Role::In, g.w_dtype, 1, N, N, c.nonzero(0.1f, 1.f)) : nullptr;
+      Arg& y = c.add("y", Role::Out, DType::F32, 1, N, N, nullptr);
+      Arg *cw = nullptr, *cb = nullptr, *cs = nullptr, *cy = nullptr;
+      if (C) {
+        cw = &c.add("conv_weight", Role::In, g.w_dtype, C, d, d, c.nonzero(0.1f, 0.6f));
+        if (g.conv_bias) cb = &c.add("conv_bias", Role::In, g.w_dtype, 1, C, C, c.nonzero(0.1f, 0.5f));
+        cs = &c.add("conv_state", Role::InOut, DType::F32, C, d, d, c.nonzero(0.1f, 1.f));
+        cy = &c.add("conv_y", Role::Out, DType::F32, 1, C, C, nullptr);
+      }
+      for (int rep = 0; rep < 2; ++rep) {
+        Tensor xr, xd, br, bd, cbr, cbd;
+        if (x) xr = x->ref(), xd = x->dev();
+        if (b) br = b->ref(), bd = b->dev();
+        if (cb) cbr = cb->ref(), cbd = cb->dev();
+        if (C) {
+          c.ref().Backend::rms_norm_gemm_conv_step(x ? &xr : nullptr, res.ref(), nw.ref(), 1e-5f,
+                                                   normed.ref(), w.ref(), b ? &br : nullptr,
+                                                   y.ref(), cw->ref(), cb ? &cbr : nullptr,
+                                                   cs->ref(), cy->ref());
+          c.dev().rms_norm_gemm_conv_step(x ? &xd : nullptr, res.dev(), nw.dev(), 1e-5f,
+                                          normed.dev(), w.dev(), b ? &bd : nullptr, y.dev(),
+                                          cw->dev(), cb ? &cbd : nullptr, cs->dev(), cy->dev());
+        } else {
+          c.ref().Backend::rms_norm_gemm(x ? &xr : nullptr, res.ref(), nw.ref(), 1e-5f,
+                                         normed.ref(), w.ref(), b ? &br : nullptr, y.ref());
+          c.dev().rms_norm_gemm(x ? &xd : nullptr, res.dev(), nw.dev(), 1e-5f, normed.dev(),
+                                w.dev(), b ? &bd : nullptr, y.dev());
+        }
+      }
+      c.check();
+    }
+}
+
+struct DtScanCase {
+  int64_t C, R, N;
+  DType w_dtype;  // dt_proj, A_log, D, dt_bias
+  bool z;
+  int64_t lead;
+};
+
+TEST(FusedStep, DtProjScanStep) {
+  const std::vector<DtScanCase> cases = {
+      {1536, 48, 16, DType::F16, true, 0},    // 130m
+      {5120, 160, 16, DType::F16, true, 0},   // 2.8b: R > 128 (weights past the prefetch)
+      {5120, 160, 16, DType::BF16, false, 3}, // no gate, unaligned
+      {2048, 128, 16, DType::F32, true, 0},   // 1.4b
+      {100, 7, 16, DType::F32, true, 1},      // odd
+      {33, 20, 8, DType::F16, true, 0},       // d_state 8: not fused on CUDA (the composition)
+  };
+  for (const std::string& name : backends_under_test())
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const DtScanCase& s = cases[i];
+      if (small_only() && s.C > 2048) continue;
+      const int64_t C = s.C, R = s.R, N = s.N, W = R + 2 * N;
+      std::ostringstream desc;
+      desc << "dt_proj_scan_step C=" << C << " R=" << R << " N=" << N << " w=" << dt(s.w_dtype)
+           << " z=" << s.z << " lead=" << s.lead;
+      Case c(name, desc.str(), 4000 + uint32_t(i), s.lead);
+      // x_dbl = dt_low | B | C, as the executor slices it.
+      Arg& x_dbl = c.add("x_dbl", Role::In, DType::F32, 1, W, W, c.nonzero(0.05f, 1.f));
+      const float ws = 1.f / std::sqrt(float(R));
+      Arg& dtw = c.add("dt_proj", Role::In, s.w_dtype, C, R, R, c.nonzero(0.1f * ws, ws));
+      Arg& delta = c.add("delta", Role::Out, DType::F32, 1, C, C, nullptr);
+      Arg& u = c.add("u", Role::In, DType::F32, 1, C, C, c.nonzero(0.1f, 2.f));
+      Arg& al = c.add("A_log", Role::In, s.w_dtype, C, N, N, c.uniform(0.f, 2.77f));
+      Arg& Dv = c.add("D", Role::In, s.w_dtype, 1, C, C, c.nonzero(0.5f, 1.5f));
+      Arg* z = s.z ? &c.add("z", Role::In, DType::F32, 1, C, C, c.nonzero(0.1f, 2.f)) : nullptr;
+      Arg& db = c.add("dt_bias", Role::In, s.w_dtype, 1, C, C, c.uniform(-4.5f, -2.f));
+      Arg& st = c.add("ssm_state", Role::InOut, DType::F32, C, N, N, c.nonzero(0.01f, 1.f));
+      Arg& y = c.add("y", Role::Out, DType::F32, 1, C, C, nullptr);
+      for (int rep = 0; rep < 2; ++rep) {
+        Tensor zr, zd;
+        if (z) zr = z->ref(), zd = z->dev();
+        const Tensor xr = x_dbl.ref(), xd = x_dbl.dev();
+        c.ref().Backend::dt_proj_scan_step(xr.col_slice(0, R), dtw.ref(), delta.ref(), u.ref(),
+                                           al.ref(), xr.col_slice(R, N), xr.col_slice(R + N, N),
+                                           Dv.ref(), z ? &zr : nullptr, db.ref(), st.ref(),
+                                           y.ref());
+        c.dev().dt_proj_scan_step(xd.col_slice(0, R), dtw.dev(), delta.dev(), u.dev(), al.dev(),
+                                  xd.col_slice(R, N), xd.col_slice(R + N, N), Dv.dev(),
+                                  z ? &zd : nullptr, db.dev(), st.dev(), y.dev());
+      }
+      c.check();
+    }
+}
+
+// Bad calls fail in the shared checks, the same way on every backend.
+TEST(FusedStep, BadShapesThrow) {
+  for (const std::string& name : backends_under_test()) {
+    Backend& be = test::cached_backend(name);
+    auto buf = be.alloc(1 << 16);
+    auto t = [&](int64_t rows, int64_t cols, DType d = DType::F32) { return make_tensor(*buf, d, rows, cols); };
+    // y narrower than the conv's channels.
+    EXPECT_THROW(be.rms_norm_gemm_conv_step(nullptr, t(1, 8), t(1, 8), 1e-5f, t(1, 8), t(4, 8),
+                                            nullptr, t(1, 4), t(6, 4), nullptr, t(6, 4), t(1, 6)),
+                 Error)
+        << name;
+    // w's K differs from D.
+    EXPECT_THROW(be.rms_norm_gemm(nullptr, t(1, 8), t(1, 8), 1e-5f, t(1, 8), t(4, 9), nullptr,
+                                  t(1, 4)),
+                 Error)
+        << name;
+    // delta's width differs from dt_proj's rows.
+    EXPECT_THROW(be.dt_proj_scan_step(t(1, 4), t(8, 4), t(1, 7), t(1, 8), t(8, 16), t(1, 16),
+                                      t(1, 16), t(1, 8), nullptr, t(1, 8), t(8, 16), t(1, 8)),
+                 Error)
+        << name;
+  }
+}
+
+}  // namespace
+}  // namespace dm
