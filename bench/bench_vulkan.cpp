@@ -12,11 +12,12 @@
 // Usage: bench_vulkan [--device N] [--quick] [--sections kernels,e2e] [--widths 1536,5120]
 //                     [--lengths 4096,16384,65536] [--shapes 130m,2.8b] [--reps 10]
 //                     [--floor-gbs G] [--prefill-len 2048] [--kernels selective_scan,...]
-//                     [--scan-modes default,chunked,lookback,lookback:32,8,4;...]
+//                     [--scan-modes "default;chunked;warp;warp:4,4;lookback:32,8,4"]
 //                     [--gemm-variants default,n256,n128]
 // --kernels: only these kernels (names as in the table; gemm is "gemm"). --scan-modes: time
 // selective_scan once per mode, ';'-separated: DM_VULKAN_SCAN=mode, and for "lookback:CW,S,TOK"
-// also DM_VULKAN_SCAN_LB=CW,S,TOK (rows labelled selective_scan[mode]). --gemm-variants: time
+// also DM_VULKAN_SCAN_LB=CW,S,TOK, for "warp:CB,R" DM_VULKAN_SCAN_WARP=CB,R (rows labelled
+// selective_scan[mode]). --gemm-variants: time
 // the prefill GEMMs (in_proj, x_proj, dt_proj, out_proj) once per DM_VULKAN_GEMM_COOPMAT value.
 // Prints markdown tables, and one JSON object per row on stderr. --quick: small sizes for a
 // CPU Vulkan (lavapipe), to check that the benchmark runs.
@@ -218,14 +219,17 @@ void bench_kernels(Backend& be, const Options& o, const std::string& card, doubl
           const std::string mode = m.substr(0, colon);
           if (mode == "default") unsetenv("DM_VULKAN_SCAN");
           else setenv("DM_VULKAN_SCAN", mode.c_str(), 1);
-          if (colon != std::string::npos) setenv("DM_VULKAN_SCAN_LB", m.substr(colon + 1).c_str(), 1);
-          else unsetenv("DM_VULKAN_SCAN_LB");
+          unsetenv("DM_VULKAN_SCAN_LB");
+          unsetenv("DM_VULKAN_SCAN_WARP");
+          if (colon != std::string::npos)
+            setenv(mode == "warp" ? "DM_VULKAN_SCAN_WARP" : "DM_VULKAN_SCAN_LB", m.substr(colon + 1).c_str(), 1);
           us = b.time_us([&] { be.selective_scan(u, dt, A_log, B, Cm, Dv, &z, dt_bias, ssm, y); });
           const std::string label = "selective_scan[" + m + "]";
           row(card, label.c_str(), sh + " z", us, double(L) * (16.0 * C + 128), floor_gbs);
         }
         unsetenv("DM_VULKAN_SCAN");
         unsetenv("DM_VULKAN_SCAN_LB");
+        unsetenv("DM_VULKAN_SCAN_WARP");
       }
       if (want(o, "causal_conv1d")) {
         us = b.time_us([&] { be.causal_conv1d(xz.col_slice(0, C), conv_w, &conv_b, conv_st, u); });

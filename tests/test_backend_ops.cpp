@@ -573,29 +573,42 @@ TEST(BackendOpsVulkan, SelectiveScanPaths) {
   if (!test::backend_available("vulkan")) GTEST_SKIP() << skip_reason();
   struct Mode {
     const char* scan;
-    const char* lb;  // DM_VULKAN_SCAN_LB or nullptr
+    const char* lb;  // the shape (DM_VULKAN_SCAN_LB, or DM_VULKAN_SCAN_WARP for warp) or nullptr
+    bool align16 = false;  // tensors 16-byte aligned (the warp scan's vec4 variant where rows allow)
   };
-  const Mode modes[] = {{"chunked", nullptr}, {"lookback", nullptr}, {"lookback", "8,2,4"},
-                        {"lookback", "32,4,8"}, {"lookback", "16,8,4"}};
+  const Mode modes[] = {{"chunked", nullptr},      {"lookback", nullptr},    {"lookback", "8,2,4"},
+                        {"lookback", "32,4,8"},    {"lookback", "16,8,4"},   {"warp", nullptr},
+                        {"warp", nullptr, true},   {"warp", "4,4", true},    {"warp", "8,4", true},
+                        {"warp", "4,4"}};
+  // The warp scan: unaligned tensors or strided cases (delta stride C + 3) take its scalar
+  // variant, aligned unstrided ones its vec4 variant; C = 40 and 20 leave a partial work group.
   const std::vector<ScanCase> cases = {
       {40, 1536, 16, true, DType::F32, true},
       {65, 5120, 16, false, DType::BF16, false},
       {1000, 64, 16, true, DType::F32, true},
       {3001, 40, 16, true, DType::F16, false},
+      {1, 64, 16, true, DType::F32, false},
+      {777, 20, 16, false, DType::F32, false},
   };
   const char* old_scan = std::getenv("DM_VULKAN_SCAN");
   const char* old_lb = std::getenv("DM_VULKAN_SCAN_LB");
-  const std::string keep_scan = old_scan ? old_scan : "", keep_lb = old_lb ? old_lb : "";
+  const char* old_warp = std::getenv("DM_VULKAN_SCAN_WARP");
+  const std::string keep_scan = old_scan ? old_scan : "", keep_lb = old_lb ? old_lb : "",
+                    keep_warp = old_warp ? old_warp : "";
   for (const Mode& m : modes)
     for (size_t i = 0; i < cases.size(); ++i) {
       setenv("DM_VULKAN_SCAN", m.scan, 1);
-      if (m.lb) setenv("DM_VULKAN_SCAN_LB", m.lb, 1);
-      else unsetenv("DM_VULKAN_SCAN_LB");
+      const char* shape_var = std::string(m.scan) == "warp" ? "DM_VULKAN_SCAN_WARP" : "DM_VULKAN_SCAN_LB";
+      unsetenv("DM_VULKAN_SCAN_LB");
+      unsetenv("DM_VULKAN_SCAN_WARP");
+      if (m.lb) setenv(shape_var, m.lb, 1);
       const ScanCase& s = cases[i];
       std::ostringstream d;
-      d << "selective_scan[" << m.scan << (m.lb ? std::string(" ") + m.lb : std::string()) << "] L=" << s.L
+      d << "selective_scan[" << m.scan << (m.lb ? std::string(" ") + m.lb : std::string())
+        << (m.align16 ? " a16" : "") << "] L=" << s.L
         << " C=" << s.C << " N=" << s.N << " z=" << s.z << " w=" << dt(s.w_dtype) << " strided=" << s.strided;
       Case c("vulkan", d.str(), 4100 + uint32_t(i));
+      if (m.align16) c.align16();
       Arg* a[10];
       scan_inputs(c, s, false, a);
       // Twice in a row on the device: the second dispatch reuses the look-back counters.
@@ -607,6 +620,8 @@ TEST(BackendOpsVulkan, SelectiveScanPaths) {
   else unsetenv("DM_VULKAN_SCAN");
   if (old_lb) setenv("DM_VULKAN_SCAN_LB", keep_lb.c_str(), 1);
   else unsetenv("DM_VULKAN_SCAN_LB");
+  if (old_warp) setenv("DM_VULKAN_SCAN_WARP", keep_warp.c_str(), 1);
+  else unsetenv("DM_VULKAN_SCAN_WARP");
 }
 
 TEST(BackendOps, SelectiveScanStep) {

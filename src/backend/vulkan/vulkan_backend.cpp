@@ -327,6 +327,22 @@ class VulkanBackend final : public Backend {
         }
       }
     }
+    // One pass, time-parallel inside a subgroup (shaders/selective_scan_warp.comp, the port of
+    // cuda/selective_scan_v6.cu): where subgroup shuffles and d_state 16 allow; 16-byte row loads
+    // where the rows are aligned, scalar loads otherwise.
+    if (const WarpConfig wc = warp_config(p, mode, {off(u, uu), off(delta, ud), off(B, uB), off(C, uC),
+                                                    z ? off(*z, uz) : 0u, off(y, uy)});
+        wc.ok) {
+      const uint32_t sg = ctx_->caps.subgroup_size;
+      Push push(p, {0u, 1u, off(u, uu), off(delta, ud), off(A_log, ua), off(B, uB), off(C, uC),
+                    off(D, uD), z ? off(*z, uz) : 0u, off(dt_bias, ubias), off(ssm_state, us),
+                    off(y, uy)});
+      const char* variant = wc.vec ? "selective_scan.warp" : "selective_scan.warp_scalar";
+      auto& pipe = pipelines_.get(variant, 10, push.size, {wc.cb * sg, sg, wc.cb, wc.r}, wc.cb * sg, variant);
+      const Grid g = linear_grid(ceil_div(p.channels, wc.cb));
+      rec_->dispatch(pipe, {uu, ud, ua, uB, uC, uD, uz, ubias, us, uy}, push.bytes, push.size, g.x, g.y, g.z);
+      return;
+    }
     // One pass, one exp per (token, channel, state), where subgroup shuffles are verified
     // (shaders/selective_scan_sg.comp); the chunked three-pass scan below otherwise.
     if (mode == "subgroup" && scan_subgroup_ok(p.d_state)) {
@@ -584,10 +600,10 @@ class VulkanBackend final : public Backend {
     b = std::make_unique<VulkanBuffer>(*ctx_, std::max<uint64_t>(bytes, uint64_t(1) << 20),
                                        vk::BufferKind::Device);
   }
-  // The one-pass subgroup scan: shuffles in compute, its tiles in shared memory, and a device
-  // where work groups of 4 × subgroupSize invocations are 4 full subgroups of the reported size
-  // (NVIDIA and lavapipe, where it is tested; DM_VULKAN_SCAN=subgroup forces it elsewhere,
-  // DM_VULKAN_SCAN=chunked turns it off).
+  // DM_VULKAN_SCAN: "" (the default: chunked), chunked, warp, subgroup or lookback. The subgroup
+  // and warp scans need shuffles in compute and a device where work groups of k × subgroupSize
+  // invocations are k full subgroups of the reported size (NVIDIA and lavapipe, where they are
+  // tested); the chunked scan wherever a forced one does not apply.
   static std::string scan_mode() {
     const char* env = std::getenv("DM_VULKAN_SCAN");
     return env ? env : "";
@@ -646,6 +662,56 @@ class VulkanBackend final : public Backend {
     const std::vector<uint32_t> zeros(size_t(bytes / 4), 0u);
     rec_->upload(*scan_sync_, 0, zeros.data(), bytes);
   }
+  // The warp scan's shape (shaders/selective_scan_warp.comp): CB channels (subgroups) per work
+  // group, R tokens per slice (chunks of subgroupSize / 4 · R tokens). DM_VULKAN_SCAN=warp forces
+  // it where it applies (the chunked scan otherwise), DM_VULKAN_SCAN_WARP=CB,R picks the shape;
+  // by default 8,8 (44 KiB of shared memory at subgroups of 32), else 4,4 where that does not
+  // fit. R <= CB: a work group stages a chunk's B and C rows with one vec4 per invocation.
+  struct WarpConfig {
+    bool ok = false;
+    bool vec = false;  // rows of 4 floats: the vec4 variant (selective_scan.warp_scalar otherwise)
+    uint32_t cb = 8, r = 8;
+  };
+  static uint64_t warp_shared_bytes(uint64_t sg, uint64_t cb, uint64_t r) {
+    const uint64_t nsl = sg / 4, t = nsl * r;
+    return 16 * (6 * t * (cb / 4) + 16 * (t + nsl) + 6 * cb * (t / 4 + 1)) + 4 * cb;
+  }
+  // offs: element offsets of u, delta, B, C, z, y in their bindings (the vec4 variant needs all
+  // of them, the row strides and the channel count to be multiples of 4).
+  WarpConfig warp_config(const SelectiveScanParams& p, const std::string& mode,
+                         std::initializer_list<uint32_t> offs) const {
+    WarpConfig w;
+    if (mode != "warp" && !(mode.empty() && warp_default(p))) return w;
+    const auto& c = ctx_->caps;
+    const VkSubgroupFeatureFlags need = VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_SHUFFLE_BIT;
+    if (p.d_state != 16 || !c.subgroup_in_compute || (c.subgroup_ops & need) != need) return w;
+    const uint32_t sg = c.subgroup_size;
+    if (sg < 4 || sg > 128 || (sg & (sg - 1)) != 0) return w;
+    w.vec = p.channels % 4 == 0 && p.u_stride % 4 == 0 && p.delta_stride % 4 == 0 && p.B_stride % 4 == 0 &&
+            p.C_stride % 4 == 0 && p.y_stride % 4 == 0 && (!p.has_z || p.z_stride % 4 == 0);
+    for (uint32_t o : offs) w.vec = w.vec && o % 4 == 0;
+    auto fits = [&](uint32_t cb, uint32_t r) {
+      return cb >= 4 && cb % 4 == 0 && r >= 4 && r % 4 == 0 && r <= 16 && r <= cb &&
+             uint64_t(cb) * sg <= c.max_wg_invocations && warp_shared_bytes(sg, cb, r) <= c.max_shared_bytes;
+    };
+    if (const char* env = std::getenv("DM_VULKAN_SCAN_WARP")) {
+      unsigned cb = 0, r = 0;
+      if (std::sscanf(env, "%u,%u", &cb, &r) != 2 || !fits(cb, r))
+        fail("[vulkan] DM_VULKAN_SCAN_WARP=", env, ": want CB,R with CB a multiple of 4, R in 4, 8, 12, 16, R <= CB, ",
+             "fitting ", c.max_shared_bytes, " bytes of shared memory and the work-group limits");
+      w.ok = true, w.cb = cb, w.r = r;
+      return w;
+    }
+    for (const auto& [cb, r] : {std::pair{8u, 8u}, std::pair{4u, 4u}})
+      if (fits(cb, r)) {
+        w.ok = true, w.cb = cb, w.r = r;
+        return w;
+      }
+    return w;
+  }
+  // Whether the warp scan is the default (no DM_VULKAN_SCAN): not until a GPU measurement shows it
+  // faster than the chunked scan (it has run on lavapipe only).
+  bool warp_default(const SelectiveScanParams&) const { return false; }
   bool scan_subgroup_ok(uint32_t d_state) const {
     const auto& c = ctx_->caps;
     const std::string mode = scan_mode();
