@@ -1,24 +1,58 @@
 #!/usr/bin/env bash
-# One GPU-host call after the issue-5 evaluation: the DeciMamba half of it on CUDA (passkey grid,
-# perplexity, prefill timing), the backend benchmark (CUDA and Vulkan, decimation off and on) for
-# the 130m and 2.8b shapes, then the whole test suite. PACK names the pack folder.
+# One GPU-host call that runs the whole test suite and measures what the README's performance
+# section reports: tools/gpu/final_on_gpu.sh [SECTION...], sections in this order:
+#   tests    the whole test suite (Cli* excluded: it runs the CLI at its build-machine path),
+#            then the scan and end-to-end tests again with the Vulkan warp scan forced
+#   scan     selective_scan alone on both backends, same card, same run: bench_cuda copy,scan
+#            and bench_vulkan with the chunked and warp scans side by side
+#   bench    decimamba bench, CUDA and Vulkan side by side: 130m (decimation off and on), 2.8b
+#   long     a 130m-shaped prefill of 1,048,576 tokens on CUDA and on Vulkan (memory target)
+#   decode   bench_cuda decode (the executor's step: eager, graph, fusions and PDL on/off)
+# (default: all but decode). PACK names the pack folder (default .gpupack). Logs go to $OUT.
 set -u
 root=$PWD
 [ -d .gpu ] || tar xJf "${PACK:-.gpupack}/gpu.tar.xz"
 out=${OUT:-/tmp}
-mkdir -p /tmp/eval_texts /tmp/issue5
-tar xJf .corpuspack/eval.tar.xz -C /tmp/eval_texts
-cd .gpu && source ./env.sh && cd "$root"
-dm=$root/.gpu/decimamba
-MODES=deci ERF_LENGTHS="" LENGTHS=512,1024,2048,4096,8192,16384,32768,65536 BENCH_LENGTHS=512,2048,8192,32768,131072 \
-  timeout 150 tools/eval/run_issue5.sh "$dm" models/default cuda /tmp/issue5 /tmp/eval_texts > "$out/issue5_deci.log" 2>&1
-echo "issue5 deci exit $?"
-tar czf "$out/issue5_deci.tar.gz" -C /tmp issue5
-timeout 130 "$dm" bench --shape 130m --backend cuda,vulkan -p 4096,16384 -n 64 -r 3 --deci passkey-130m \
-  --json "$out/bench_130m.json" --force > "$out/bench_130m.md" 2>&1; echo "bench 130m exit $?"
-timeout 130 "$dm" bench --shape 2.8b --backend cuda,vulkan -p 4096 -n 32 -r 2 --deci-layers 22 --deci-L-base 4000 \
-  --json "$out/bench_2.8b.json" --force > "$out/bench_2.8b.md" 2>&1; echo "bench 2.8b exit $?"
+sections=${*:-tests scan bench long}
+has() { [[ " $sections " == *" $1 "* ]]; }
+cd .gpu && source ./env.sh
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/card.txt"
+dm=$PWD/decimamba
 export DM_TEST_DATA_DIR=$root/tests/data DM_SOURCE_DIR=$root
-(cd .gpu && timeout 150 ./decimamba_tests --gtest_filter='-Cli*' > "$out/tests.log" 2>&1; echo "tests exit $?")
-grep -E "^\[  (FAILED|PASSED|SKIPPED) " "$out/tests.log" | head -20
-tail -3 "$out/tests.log"
+if has tests; then
+  timeout 100 ./decimamba_tests --gtest_filter='-Cli*' > "$out/tests.log" 2>&1
+  echo "tests exit $?"
+  grep -E "^\[  (FAILED|PASSED) |tests? from .* ran" "$out/tests.log" | head -20
+  f='BackendOps.SelectiveScan*:BackendOpsVulkan.SelectiveScanPaths:*BackendOpsE2E*'
+  DM_VULKAN_SCAN=warp timeout 60 ./decimamba_tests --gtest_filter="$f" > "$out/tests_warp.log" 2>&1
+  echo "tests with the warp scan forced exit $?"
+  grep -E "^\[  (FAILED|PASSED) " "$out/tests_warp.log" | head -10
+fi
+if has scan; then
+  timeout 60 ./bench_cuda copy,scan > "$out/scan_cuda.md" 2> "$out/scan_cuda.json"
+  echo "bench_cuda scan exit $?"
+  timeout 100 ./bench_vulkan --sections kernels --kernels selective_scan --widths 1536,5120 \
+    --lengths 4096,16384 --scan-modes "chunked;warp;warp:8,4;warp:12,4;warp:16,4;warp:4,4" \
+    > "$out/scan_vulkan.md" 2> "$out/scan_vulkan.json"
+  echo "bench_vulkan scan exit $?"
+  grep -h "selective_scan" "$out/scan_cuda.md" "$out/scan_vulkan.md" | head -40
+fi
+if has bench; then
+  timeout 110 "$dm" bench --shape 130m --backend cuda,vulkan -p 4096,16384 -n 64 -r 3 --deci passkey-130m \
+    --json "$out/bench_130m.json" --force > "$out/bench_130m.md" 2>&1; echo "bench 130m exit $?"
+  grep "^| cuda\|^| vulkan" "$out/bench_130m.md"
+  timeout 150 "$dm" bench --shape 2.8b --backend cuda,vulkan -p 4096 -n 16 -r 2 --deci-layers 22 --deci-L-base 2000 \
+    --json "$out/bench_2.8b.json" --force > "$out/bench_2.8b.md" 2>&1; echo "bench 2.8b exit $?"
+  grep "^| cuda\|^| vulkan" "$out/bench_2.8b.md"
+fi
+if has long; then
+  for be in cuda vulkan; do
+    timeout 60 "$dm" bench --shape 130m --backend "$be" -p 1048576 -n 1 -r 1 --no-deci \
+      > "$out/long_$be.md" 2>&1; echo "1M-token prefill on $be exit $?"
+    grep "^| $be" "$out/long_$be.md"
+  done
+fi
+if has decode; then
+  timeout 120 ./bench_cuda decode 130m,2.8b > "$out/decode_cuda.md" 2> "$out/decode_cuda.json"
+  echo "bench_cuda decode exit $?"
+fi
