@@ -20,6 +20,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "backend/backend.h"
@@ -183,15 +184,24 @@ TEST(CpuKernelThreadPool, CoversTheRangeOnceNestsAndPropagates) {
   ASSERT_GE(thread_count(), 1);
   for (int64_t n : {1, 2, 7, 1000, 100003}) {
     std::vector<int> hits(size_t(n), 0);
+    // With one piece (n ≤ 3 here) the outer call runs inline on the caller, outside any job,
+    // so a call nested in it may use the pool; inside a job a nested call runs inline.
+    const bool outer_is_job = thread_count() > 1 && (n + 2) / 3 > 1;
     parallel_for(n, 3, [&](int64_t b, int64_t e) {
       ASSERT_LE(0, b);
       ASSERT_LE(b, e);
       ASSERT_LE(e, n);
       for (int64_t i = b; i < e; ++i) ++hits[size_t(i)];
-      // A nested call runs inline and still covers its own range.
-      int64_t inner = 0;
-      parallel_for(10, 1, [&](int64_t ib, int64_t ie) { inner += ie - ib; });
-      ASSERT_EQ(inner, 10);
+      // A nested call covers its own range, on this thread alone when this is a pool job.
+      std::atomic<int64_t> inner{0};
+      std::atomic<bool> elsewhere{false};
+      const std::thread::id me = std::this_thread::get_id();
+      parallel_for(10, 1, [&](int64_t ib, int64_t ie) {
+        inner += ie - ib;
+        if (std::this_thread::get_id() != me) elsewhere = true;
+      });
+      ASSERT_EQ(inner.load(), 10);
+      if (outer_is_job) ASSERT_FALSE(elsewhere.load()) << "n=" << n << ": a nested call left its job's thread";
     });
     for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[size_t(i)], 1) << "n=" << n << " i=" << i;
   }
