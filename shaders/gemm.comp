@@ -20,6 +20,10 @@
 // variant gemm.tile128 -DSMALL_M=0 -DTM=8
 // variant gemm.small_m -DSMALL_M=1
 // variant gemm.small_m_vec -DSMALL_M=2
+// variant gemm.small_m_vec_conv -DSMALL_M=2 -DCONV=1
+//  gemm.small_m_vec_conv  gemm.small_m_vec whose rows n < conv_channels also run the decode conv
+//                step of channel n on the value just computed (Backend::rms_norm_gemm_conv_step's
+//                in_proj + causal_conv1d_step in one dispatch: conv state shifted, SiLU output).
 #include "common.glsl"
 
 #if SMALL_M != 0
@@ -37,6 +41,16 @@ layout(std430, binding = 1) readonly buffer W { uint w[]; };
 #endif
 layout(std430, binding = 2) readonly buffer Bias { uint bias[]; };
 layout(std430, binding = 3) writeonly buffer Y { float y[]; };
+#ifndef CONV
+#define CONV 0
+#endif
+#if CONV
+layout(std430, binding = 4) readonly buffer ConvW { uint conv_w[]; };
+layout(std430, binding = 5) readonly buffer ConvB { uint conv_b[]; };
+layout(std430, binding = 6) buffer ConvState { float conv_state[]; };
+layout(std430, binding = 7) writeonly buffer ConvY { float conv_y[]; };
+const uint MAX_D_CONV = 8;  // the host sends larger d_conv to the unfused path
+#endif
 
 layout(push_constant) uniform Push {
   uint M, N, K;
@@ -46,12 +60,34 @@ layout(push_constant) uniform Push {
 #if SMALL_M == 2
   uint rows;    // rows of W per work group (1 … 32, a power of two)
 #endif
+#if CONV
+  uint conv_channels, d_conv, conv_y_stride, conv_w_dtype, conv_b_dtype, conv_has_bias;
+  uint conv_off[4];  // element offsets of conv_w, conv_b, conv_state, conv_y
+#endif
 } p;
 
 #if SMALL_M != 2
 DEFINE_LOAD_ANY(load_w, w)
 #endif
 DEFINE_LOAD_ANY(load_bias, bias)
+#if CONV
+DEFINE_LOAD_ANY(load_conv_w, conv_w)
+DEFINE_LOAD_ANY(load_conv_b, conv_b)
+
+// Decode conv step of channel c for sequence m, whose new input xv was just computed.
+void conv_step(uint m, uint c, float xv) {
+  const uint sb = p.conv_off[2] + (m * p.conv_channels + c) * p.d_conv;
+  float s[MAX_D_CONV];
+  for (uint k = 0; k + 1 < p.d_conv; ++k) s[k] = conv_state[sb + k + 1];
+  s[p.d_conv - 1] = xv;
+  float acc = p.conv_has_bias != 0u ? load_conv_b(p.conv_b_dtype, p.conv_off[1] + c) : 0.0;
+  for (uint k = 0; k < p.d_conv; ++k) {
+    acc = fma(load_conv_w(p.conv_w_dtype, p.conv_off[0] + c * p.d_conv + k), s[k], acc);
+    conv_state[sb + k] = s[k];
+  }
+  conv_y[p.conv_off[3] + m * p.conv_y_stride + c] = silu(acc);
+}
+#endif
 
 #if SMALL_M == 2
 const uint MAX_M = 4, PIPE = 4;  // PIPE 16-byte weight loads in flight per invocation
@@ -113,7 +149,12 @@ void main() {
   }
   if (t == 0u && n < p.N) {
     const float b = p.has_bias != 0u ? load_bias(p.bias_dtype, p.off[2] + n) : 0.0;
-    for (uint m = 0; m < p.M; ++m) y[p.off[3] + m * p.y_stride + n] = red[m][tid] + b;
+    for (uint m = 0; m < p.M; ++m) {
+      y[p.off[3] + m * p.y_stride + n] = red[m][tid] + b;
+#if CONV
+      if (n < p.conv_channels) conv_step(m, n, red[m][tid] + b);
+#endif
+    }
   }
 }
 #elif SMALL_M == 1

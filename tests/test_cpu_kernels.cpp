@@ -201,7 +201,9 @@ TEST(CpuKernelThreadPool, CoversTheRangeOnceNestsAndPropagates) {
         if (std::this_thread::get_id() != me) elsewhere = true;
       });
       ASSERT_EQ(inner.load(), 10);
-      if (outer_is_job) ASSERT_FALSE(elsewhere.load()) << "n=" << n << ": a nested call left its job's thread";
+      if (outer_is_job) {
+        ASSERT_FALSE(elsewhere.load()) << "n=" << n << ": a nested call left its job's thread";
+      }
     });
     for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[size_t(i)], 1) << "n=" << n << " i=" << i;
   }

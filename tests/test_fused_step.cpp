@@ -156,18 +156,41 @@ class Case {
 
 // The CPU backend and every device backend this machine has; DM_FUSED_TEST_BACKENDS=cuda (a
 // comma-separated list) narrows it, e.g. for compute-sanitizer.
+// Vulkan's fused decode shaders are opt-in (DM_VULKAN_FUSED_STEP=1): "vulkan:fused" runs the
+// Vulkan backend with them on, "vulkan" with the compositions.
 std::vector<std::string> backends_under_test() {
   std::vector<std::string> out = {"cpu"};
-  for (const std::string& b : test::device_backends()) out.push_back(b);
+  for (const std::string& b : test::device_backends()) {
+    out.push_back(b);
+    if (b == "vulkan") out.push_back("vulkan:fused");
+  }
   if (const char* e = std::getenv("DM_FUSED_TEST_BACKENDS")) {
     const std::string want = std::string(",") + e + ",";
     std::vector<std::string> kept;
     for (const std::string& b : out)
-      if (want.find("," + b + ",") != std::string::npos) kept.push_back(b);
+      if (want.find("," + b.substr(0, b.find(':')) + ",") != std::string::npos) kept.push_back(b);
     return kept;
   }
   return out;
 }
+
+// The backend of a backends_under_test() entry, with DM_VULKAN_FUSED_STEP set for its cases.
+class BackendEntry {
+ public:
+  explicit BackendEntry(const std::string& entry)
+      : name_(entry.substr(0, entry.find(':'))), fused_(entry.find(":fused") != std::string::npos) {
+    if (fused_) setenv("DM_VULKAN_FUSED_STEP", "1", 1);
+  }
+  ~BackendEntry() {
+    if (fused_) unsetenv("DM_VULKAN_FUSED_STEP");
+  }
+  const std::string& name() const { return name_; }
+  std::string label() const { return fused_ ? "fused shaders: " : ""; }
+
+ private:
+  std::string name_;
+  bool fused_;
+};
 
 // DM_CUDA_TEST_SMALL=1 keeps the cases up to 130m widths (racecheck is slow).
 bool small_only() { return std::getenv("DM_CUDA_TEST_SMALL") != nullptr; }
@@ -194,16 +217,17 @@ TEST(FusedStep, RmsNormGemm) {
       {264, 333, 100, DType::F32, false, false, false, 1},     // odd, unaligned
       {1, 5, 2, DType::F32, true, false, true, 0},             // D = 1
   };
-  for (const std::string& name : backends_under_test())
+  for (const std::string& entry : backends_under_test())
     for (size_t i = 0; i < cases.size(); ++i) {
+      const BackendEntry be(entry);
       const NormGemmCase& g = cases[i];
       if (small_only() && (g.D > 1024 || g.N > 4096)) continue;
       const int64_t D = g.D, N = g.N, C = g.C, d = 4;
       std::ostringstream desc;
-      desc << "rms_norm_gemm" << (C ? "_conv_step" : "") << " D=" << D << " N=" << N
+      desc << be.label() << "rms_norm_gemm" << (C ? "_conv_step" : "") << " D=" << D << " N=" << N
            << " C=" << C << " w=" << dt(g.w_dtype) << " x=" << g.has_x << " bias=" << g.bias
            << " conv_bias=" << g.conv_bias << " lead=" << g.lead;
-      Case c(name, desc.str(), 3000 + uint32_t(i), g.lead);
+      Case c(be.name(), desc.str(), 3000 + uint32_t(i), g.lead);
       Arg* x = g.has_x ? &c.add("x", Role::In, DType::F32, 1, D, D, c.nonzero(0.1f, 2.f)) : nullptr;
       Arg& res = c.add("residual", g.has_x ? Role::InOut : Role::In, DType::F32, 1, D, D,
                        c.nonzero(0.1f, 2.f));
@@ -260,15 +284,16 @@ TEST(FusedStep, DtProjScanStep) {
       {100, 7, 16, DType::F32, true, 1},      // odd
       {33, 20, 8, DType::F16, true, 0},       // d_state 8: not fused on CUDA (the composition)
   };
-  for (const std::string& name : backends_under_test())
+  for (const std::string& entry : backends_under_test())
     for (size_t i = 0; i < cases.size(); ++i) {
+      const BackendEntry be(entry);
       const DtScanCase& s = cases[i];
       if (small_only() && s.C > 2048) continue;
       const int64_t C = s.C, R = s.R, N = s.N, W = R + 2 * N;
       std::ostringstream desc;
-      desc << "dt_proj_scan_step C=" << C << " R=" << R << " N=" << N << " w=" << dt(s.w_dtype)
+      desc << be.label() << "dt_proj_scan_step C=" << C << " R=" << R << " N=" << N << " w=" << dt(s.w_dtype)
            << " z=" << s.z << " lead=" << s.lead;
-      Case c(name, desc.str(), 4000 + uint32_t(i), s.lead);
+      Case c(be.name(), desc.str(), 4000 + uint32_t(i), s.lead);
       // x_dbl = dt_low | B | C, as the executor slices it.
       Arg& x_dbl = c.add("x_dbl", Role::In, DType::F32, 1, W, W, c.nonzero(0.05f, 1.f));
       const float ws = 1.f / std::sqrt(float(R));
@@ -299,8 +324,10 @@ TEST(FusedStep, DtProjScanStep) {
 
 // Bad calls fail in the shared checks, the same way on every backend.
 TEST(FusedStep, BadShapesThrow) {
-  for (const std::string& name : backends_under_test()) {
-    Backend& be = test::cached_backend(name);
+  for (const std::string& entry : backends_under_test()) {
+    const BackendEntry which(entry);
+    const std::string& name = entry;
+    Backend& be = test::cached_backend(which.name());
     auto buf = be.alloc(1 << 16);
     auto t = [&](int64_t rows, int64_t cols, DType d = DType::F32) { return make_tensor(*buf, d, rows, cols); };
     // y narrower than the conv's channels.

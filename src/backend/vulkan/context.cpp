@@ -167,6 +167,7 @@ Caps query_caps(VkInstance inst, VkPhysicalDevice pd) {
   for (int i = 0; i < 3; ++i) c.max_wg_count[i] = props.limits.maxComputeWorkGroupCount[i];
   c.min_storage_offset_align = props.limits.minStorageBufferOffsetAlignment;
   c.max_storage_range = props.limits.maxStorageBufferRange;
+  c.max_storage_buffers = props.limits.maxPerStageDescriptorStorageBuffers;
   c.timestamp_period_ns = props.limits.timestampPeriod;
 
   VkPhysicalDeviceSubgroupProperties sg{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};

@@ -29,6 +29,7 @@ struct Caps {
   uint32_t max_wg_count[3] = {0, 0, 0};
   VkDeviceSize min_storage_offset_align = 0;
   VkDeviceSize max_storage_range = 0;
+  uint32_t max_storage_buffers = 0;  // per shader stage (maxPerStageDescriptorStorageBuffers)
   VkDeviceSize max_alloc = 0;
   VkDeviceSize device_local_bytes = 0;
   bool storage_16bit = false;    // storageBuffer16BitAccess

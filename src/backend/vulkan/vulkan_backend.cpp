@@ -493,6 +493,77 @@ class VulkanBackend final : public Backend {
                    ceil_div(p.channels, 64), g.y, g.z);
   }
 
+  // DM_VULKAN_FUSED_STEP=1 turns the fused decode shaders on. Opt-in: correct on lavapipe (the
+  // FusedStep tests run both ways) but not yet run or timed on a GPU driver.
+  static bool fused_step_on() {
+    const char* e = std::getenv("DM_VULKAN_FUSED_STEP");
+    return e && std::strcmp(e, "1") == 0;
+  }
+  // Decode fusions (backend.h): rms_norm, then in_proj and the conv step in one dispatch
+  // (gemm.small_m_vec_conv), where the GEMV takes its 16-byte path; else the composition.
+  void rms_norm_gemm_conv_step(const Tensor* x, const Tensor& residual, const Tensor& norm_weight,
+                               float eps, const Tensor& normed, const Tensor& w, const Tensor* bias,
+                               const Tensor& y, const Tensor& conv_weight, const Tensor* conv_bias,
+                               const Tensor& conv_state, const Tensor& conv_y) override {
+    const RmsNormGemmParams p = make_rms_norm_gemm_params(x, residual, norm_weight, eps, normed, w,
+                                                          bias, y, &conv_weight, conv_bias,
+                                                          &conv_state, &conv_y);
+    const bool fuse = fused_step_on() && p.gemm.M >= 1 && p.gemm.M <= 4 && small_m_vec_ok(normed, w, p.gemm) &&
+                      p.conv.d_conv >= 1 && p.conv.d_conv <= 8 && ctx_->caps.max_storage_buffers >= 8 &&
+                      rows_fit(w) >= w.rows && rows_fit(normed) >= normed.rows && rows_fit(y) >= y.rows;
+    if (!fuse)
+      return Backend::rms_norm_gemm_conv_step(x, residual, norm_weight, eps, normed, w, bias, y,
+                                              conv_weight, conv_bias, conv_state, conv_y);
+    if (x)
+      rms_norm(*x, &residual, norm_weight, normed, eps);  // residual += x
+    else
+      rms_norm(residual, nullptr, norm_weight, normed, eps);
+    const char* k = "gemm.small_m_vec_conv";
+    BufferUse ux = bind(normed, false, k, "x"), uw = bind(w, false, k, "w"),
+              ub = bias ? bind(*bias, false, k, "bias") : dummy(), uy = bind(y, true, k, "y"),
+              ucw = bind(conv_weight, false, k, "conv_weight"),
+              ucb = conv_bias ? bind(*conv_bias, false, k, "conv_bias") : dummy(),
+              ucs = bind(conv_state, true, k, "conv_state"), ucy = bind(conv_y, true, k, "conv_y");
+    const uint32_t rows = small_m_vec_rows(p.gemm);
+    const CausalConv1dStepParams& c = p.conv;
+    Push push(p.gemm, {off(normed, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy), rows,
+                       c.channels, c.d_conv, c.y_stride, c.weight_dtype, c.bias_dtype, c.has_bias,
+                       off(conv_weight, ucw), conv_bias ? off(*conv_bias, ucb) : 0u,
+                       off(conv_state, ucs), off(conv_y, ucy)});
+    auto& pipe = pipelines_.get(k, 8, push.size, {}, 256, k);
+    const Grid g = linear_grid(ceil_div(p.gemm.N, rows));
+    rec_->dispatch(pipe, {ux, uw, ub, uy, ucw, ucb, ucs, ucy}, push.bytes, push.size, g.x, g.y, g.z);
+  }
+
+  // dt_proj's dot product inside the scan step (selective_scan_step.dt_proj): one dispatch.
+  void dt_proj_scan_step(const Tensor& dt_low, const Tensor& dt_proj, const Tensor& delta,
+                         const Tensor& u, const Tensor& A_log, const Tensor& B, const Tensor& C,
+                         const Tensor& D, const Tensor* z, const Tensor& dt_bias,
+                         const Tensor& ssm_state, const Tensor& y) override {
+    const DtProjScanStepParams p = make_dt_proj_scan_step_params(dt_low, dt_proj, delta, u, A_log, B,
+                                                                 C, D, z, dt_bias, ssm_state, y);
+    if (p.scan.batch == 0 || p.scan.channels == 0) return;
+    if (!fused_step_on() || ctx_->caps.max_storage_buffers < 12 || p.scan.d_state > 256 ||
+        rows_fit(dt_proj) < dt_proj.rows)
+      return Backend::dt_proj_scan_step(dt_low, dt_proj, delta, u, A_log, B, C, D, z, dt_bias,
+                                        ssm_state, y);
+    const char* k = "selective_scan_step.dt_proj";
+    BufferUse uu = bind(u, false, k, "u"), ud = bind(delta, true, k, "delta"),
+              ua = bind(A_log, false, k, "A_log"), uB = bind(B, false, k, "B"),
+              uC = bind(C, false, k, "C"), uD = bind(D, false, k, "D"),
+              uz = z ? bind(*z, false, k, "z") : dummy(), ubias = bind(dt_bias, false, k, "dt_bias"),
+              us = bind(ssm_state, true, k, "ssm_state"), uy = bind(y, true, k, "y"),
+              ul = bind(dt_low, false, k, "dt_low"), uw = bind(dt_proj, false, k, "dt_proj");
+    Push push(p.scan, {off(u, uu), off(delta, ud), off(A_log, ua), off(B, uB), off(C, uC), off(D, uD),
+                       z ? off(*z, uz) : 0u, off(dt_bias, ubias), off(ssm_state, us), off(y, uy),
+                       p.dt.K, p.dt.x_stride, p.dt.w_stride, p.dt.w_dtype, off(dt_low, ul),
+                       off(dt_proj, uw)});
+    auto& pipe = pipelines_.get(k, 12, push.size, {64, p.scan.d_state}, 64, k);
+    const Grid g = fold_yz(p.scan.batch);
+    rec_->dispatch(pipe, {uu, ud, ua, uB, uC, uD, uz, ubias, us, uy, ul, uw}, push.bytes, push.size,
+                   ceil_div(p.scan.channels, 64), g.y, g.z);
+  }
+
   // Capture / replay (recording.cpp): one command buffer per recording.
   std::unique_ptr<Recording> record(const std::function<void()>& enqueue) override;
   void replay(Recording& recording) override;
