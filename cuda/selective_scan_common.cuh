@@ -56,4 +56,19 @@ inline bool aligned16(const void* ptr, uint32_t stride) {
   return reinterpret_cast<uintptr_t>(ptr) % 16 == 0 && stride % 4 == 0;
 }
 
+// One level of the reduce-scatter of n = 2·OFF partial sums over lanes that differ in bit OFF:
+// the lane with that bit set keeps the upper half. After the levels OFF = G/2 .. 1, lane g of a
+// G-lane group holds the full sum of value g in yv[0].
+template <int OFF, int N>
+__device__ __forceinline__ void reduce_scatter(float (&yv)[N], int g) {
+  const bool hi = g & OFF;
+#pragma unroll
+  for (int i = 0; i < OFF; ++i) {
+    const float lo_v = yv[i], hi_v = yv[i + OFF];
+    const float keep = hi ? hi_v : lo_v, send = hi ? lo_v : hi_v;
+    yv[i] = keep + __shfl_xor_sync(kFull, send, OFF);
+  }
+  if constexpr (OFF > 1) reduce_scatter<OFF / 2>(yv, g);
+}
+
 }  // namespace dm::cuda::scan
