@@ -4,11 +4,9 @@
 // a long scan (L > 16K, small width so it stays fast on lavapipe), top-k with k = L, k = 20,
 // ties and n_candidates < L, strided views, F16 / BF16 weights, unaligned offsets.
 //
-// Every tensor lives in its own buffer: a few lead elements (so offsets are not 16-byte
-// aligned, and 16-bit tensors start at odd elements), the rows at their stride, then a tail.
-// Padding (lead, row gaps, tail) holds NaN in inputs (a kernel that reads it produces NaN) and a
-// sentinel in outputs; after the kernel every padding byte must be unchanged and every input
-// byte too. Outputs start as the sentinel, so an element a kernel forgets to write fails.
+// The harness (tests/backend_ops_harness.h): every tensor in its own buffer, a few lead elements
+// (offsets not 16-byte aligned unless a case asks), NaN padding in inputs and a sentinel in
+// outputs, all of which must come back unchanged.
 //
 // Tolerances: normalised mean squared error Σ(dev − cpu)² / Σ cpu², per kernel, in kTol below
 // with the reason for each. Indices are compared exactly. Each failure prints one line with
@@ -16,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include "backend_cache.h"
+#include "backend_ops_harness.h"
 
 #include <algorithm>
 #include <cmath>
@@ -39,6 +38,12 @@
 namespace dm {
 namespace {
 
+using test::Arg;
+using test::Backends;
+using test::Case;
+using test::Gen;
+using test::Role;
+
 // NMSE tolerances against the fp32 CPU backend. Both sides compute in fp32; differences come
 // from summation order (GEMM over K up to 5120, norm and importance reductions), from device
 // exp/log (Vulkan allows a few ulp; drivers use approximations) and from the chunked scan's
@@ -52,198 +57,12 @@ constexpr double kTolConv = 1e-8;
 constexpr double kTolScan = 1e-8;
 constexpr double kTolScore = 1e-8;
 
-constexpr int64_t kLead = 3;   // elements before each tensor
-constexpr int64_t kTail = 37;  // elements after
-constexpr float kSentinel = -1234.5f;
-
 std::string skip_reason() {
   std::string r = "no non-CPU backend available:";
   for (const BackendInfo& b : list_backends())
     if (b.name != "cpu") r += " " + b.name + " (" + b.detail + ")";
   return r;
 }
-
-struct Backends {
-  Backend* cpu;
-  Backend* dev;
-};
-
-// The CPU oracle and the backend under test, created once for the whole binary.
-Backends backends(const std::string& name) {
-  return {&test::cached_backend("cpu"), &test::cached_backend(name)};
-}
-
-// Writes v as dtype dt; returns what a kernel reads back.
-float store(DType dt, uint8_t* p, float v) {
-  switch (dt) {
-    case DType::F32: std::memcpy(p, &v, 4); return v;
-    case DType::F16: { const uint16_t h = f32_to_f16(v); std::memcpy(p, &h, 2); return f16_to_f32(h); }
-    case DType::BF16: { const uint16_t h = f32_to_bf16(v); std::memcpy(p, &h, 2); return bf16_to_f32(h); }
-    case DType::I32: { const int32_t i = int32_t(v); std::memcpy(p, &i, 4); return float(i); }
-  }
-  return 0.f;
-}
-
-enum class Role { In, Out, InOut };
-
-// A tensor with the same bytes on the CPU backend and on the device backend.
-struct Arg {
-  std::string name;
-  Role role;
-  DType dtype;
-  int64_t rows, cols, stride;
-  int64_t lead = kLead;        // elements before the tensor
-  std::vector<uint8_t> image;  // the whole buffer as uploaded
-  std::unique_ptr<Buffer> cpu_buf, dev_buf;
-
-  size_t es() const { return dtype_size(dtype); }
-  size_t elem_pos(int64_t r, int64_t c) const { return size_t(lead + r * stride + c); }
-  Tensor view(Buffer& b) const { return Tensor{&b, size_t(lead) * es(), dtype, rows, cols, stride}; }
-  Tensor cpu() const { return view(*cpu_buf); }
-  Tensor dev() const { return view(*dev_buf); }
-};
-
-using Gen = std::function<float(int64_t r, int64_t c)>;
-
-class Case {
- public:
-  Case(const std::string& backend, std::string desc, uint32_t seed)
-      : Case(backends(backend), backend, std::move(desc), seed) {}
-  Case(Backends be, const std::string& backend, std::string desc, uint32_t seed)
-      : be_(be), desc_(backend + " (" + be_.dev->device_name() + "): " + std::move(desc)),
-        rng_(seed) {}
-
-  const std::string& desc() const { return desc_; }
-  std::mt19937& rng() { return rng_; }
-  Backend& cpu() { return *be_.cpu; }
-  Backend& dev() { return *be_.dev; }
-
-  // Uniform in ±[lo, hi]: never zero.
-  Gen nonzero(float lo, float hi) {
-    return [this, lo, hi](int64_t, int64_t) {
-      std::uniform_real_distribution<float> mag(lo, hi);
-      const float v = mag(rng_);
-      return (rng_() & 1) ? v : -v;
-    };
-  }
-  // Tensors added from now on start 16 bytes into their buffer instead of kLead elements
-  // (paths that need 16-byte aligned rows, such as vector loads, are taken only then).
-  void align16() { aligned_ = true; }
-  Gen uniform(float lo, float hi) {
-    return [this, lo, hi](int64_t, int64_t) { return std::uniform_real_distribution<float>(lo, hi)(rng_); };
-  }
-
-  Arg& add(const std::string& name, Role role, DType dt, int64_t rows, int64_t cols, int64_t stride,
-           const Gen& gen) {
-    auto a = std::make_unique<Arg>();
-    a->name = name;
-    a->role = role;
-    a->dtype = dt;
-    a->rows = rows;
-    a->cols = cols;
-    a->stride = stride;
-    if (aligned_) a->lead = int64_t(16 / a->es());
-    const size_t n = size_t(a->lead + (rows > 0 ? (rows - 1) * stride + cols : 0) + kTail);
-    a->image.resize(n * a->es());
-    const float pad = role == Role::In ? std::nanf("") : kSentinel;
-    for (size_t i = 0; i < n; ++i) {
-      if (dt == DType::I32) {
-        const int32_t v = role == Role::In ? 0x7fffff00 : -7;
-        std::memcpy(&a->image[i * 4], &v, 4);
-      } else {
-        store(dt, &a->image[i * a->es()], pad);
-      }
-    }
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < cols; ++c) {
-        const float v = role == Role::Out ? kSentinel : gen(r, c);
-        if (dt == DType::I32) {
-          const int32_t iv = role == Role::Out ? -7 : int32_t(v);
-          std::memcpy(&a->image[a->elem_pos(r, c) * 4], &iv, 4);
-        } else {
-          store(dt, &a->image[a->elem_pos(r, c) * a->es()], v);
-        }
-      }
-    a->cpu_buf = be_.cpu->alloc(a->image.size());
-    a->dev_buf = be_.dev->alloc(a->image.size());
-    be_.cpu->upload(*a->cpu_buf, 0, a->image.data(), a->image.size());
-    be_.dev->upload(*a->dev_buf, 0, a->image.data(), a->image.size());
-    args_.push_back(std::move(a));
-    return *args_.back();
-  }
-
-  // Downloads every buffer and checks: outputs within `tol` NMSE of the CPU (or exactly equal
-  // when tol < 0), inputs untouched, padding of every buffer untouched.
-  void check(double tol) {
-    for (const auto& a : args_) {
-      std::vector<uint8_t> got(a->image.size()), want(a->image.size());
-      be_.dev->download(*a->dev_buf, 0, got.data(), got.size());
-      be_.cpu->download(*a->cpu_buf, 0, want.data(), want.size());
-      const size_t es = a->es();
-      std::vector<bool> is_elem(a->image.size() / es, false);
-      for (int64_t r = 0; r < a->rows; ++r)
-        for (int64_t c = 0; c < a->cols; ++c) is_elem[a->elem_pos(r, c)] = true;
-      size_t bad_pad = 0, first_bad = 0;
-      for (size_t i = 0; i < is_elem.size(); ++i) {
-        if (is_elem[i] && a->role != Role::In) continue;
-        if (std::memcmp(&got[i * es], &a->image[i * es], es) != 0) {
-          if (bad_pad++ == 0) first_bad = i;
-        }
-      }
-      EXPECT_EQ(bad_pad, 0u) << desc_ << " | " << a->name << ": " << bad_pad
-                             << (a->role == Role::In ? " input or padding" : " padding")
-                             << " elements changed, first at element " << first_bad;
-      if (a->role == Role::In) continue;
-      if (a->dtype == DType::I32 || tol < 0) {
-        size_t mismatches = 0;
-        int64_t first_r = -1, first_c = -1;
-        for (int64_t r = 0; r < a->rows; ++r)
-          for (int64_t c = 0; c < a->cols; ++c) {
-            const size_t p = a->elem_pos(r, c) * es;
-            if (std::memcmp(&got[p], &want[p], es) != 0 && mismatches++ == 0) { first_r = r; first_c = c; }
-          }
-        int32_t g = 0, w = 0;
-        if (first_r >= 0) {
-          std::memcpy(&g, &got[a->elem_pos(first_r, first_c) * es], 4);
-          std::memcpy(&w, &want[a->elem_pos(first_r, first_c) * es], 4);
-        }
-        EXPECT_EQ(mismatches, 0u) << desc_ << " | " << a->name << ": " << mismatches
-                                  << " elements differ, first (" << first_r << ", " << first_c
-                                  << "): got " << g << " want " << w;
-        continue;
-      }
-      double num = 0, den = 0, worst = 0;
-      int64_t wr = 0, wc = 0;
-      for (int64_t r = 0; r < a->rows; ++r)
-        for (int64_t c = 0; c < a->cols; ++c) {
-          const size_t p = a->elem_pos(r, c);
-          const double g = load_as_f32(got.data(), a->dtype, p), w = load_as_f32(want.data(), a->dtype, p);
-          const double d = std::isfinite(g) ? (g - w) * (g - w) : INFINITY;
-          num += d;
-          den += w * w;
-          if (!(d <= worst)) { worst = d; wr = r; wc = c; }
-        }
-      const double nmse = num / std::max(den, 1e-30);
-      max_nmse_ = std::max(max_nmse_, nmse);
-      if (std::getenv("DM_BACKEND_OPS_VERBOSE"))
-        std::printf("[nmse] %-10.3g %s | %s\n", nmse, desc_.c_str(), a->name.c_str());
-      const size_t p = a->elem_pos(wr, wc);
-      EXPECT_LE(nmse, tol) << desc_ << " | " << a->name << ": NMSE " << nmse << " > " << tol
-                           << ", worst at (" << wr << ", " << wc << "): got "
-                           << load_as_f32(got.data(), a->dtype, p) << " want "
-                           << load_as_f32(want.data(), a->dtype, p);
-    }
-  }
-  double max_nmse() const { return max_nmse_; }
-
- private:
-  Backends be_;
-  std::string desc_;
-  std::mt19937 rng_;
-  bool aligned_ = false;
-  std::vector<std::unique_ptr<Arg>> args_;
-  double max_nmse_ = 0;
-};
 
 #define DM_REQUIRE_DEVICE_BACKENDS()                                  \
   const std::vector<std::string> kBackends = test::device_backends(); \

@@ -18,141 +18,25 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <functional>
-#include <memory>
-#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "backend/backend.h"
 #include "backend_cache.h"
+#include "backend_ops_harness.h"
 #include "core/dtype.h"
 #include "core/error.h"
 
 namespace dm {
 namespace {
 
+using test::Arg;
+using test::Case;
+using test::Role;
+
 constexpr double kTol = 1e-8;
-constexpr int64_t kTail = 37;
-constexpr float kSentinel = -1234.5f;
-
-float store(DType dt, uint8_t* p, float v) {
-  switch (dt) {
-    case DType::F32: std::memcpy(p, &v, 4); return v;
-    case DType::F16: { const uint16_t h = f32_to_f16(v); std::memcpy(p, &h, 2); return f16_to_f32(h); }
-    case DType::BF16: { const uint16_t h = f32_to_bf16(v); std::memcpy(p, &h, 2); return bf16_to_f32(h); }
-    case DType::I32: { const int32_t i = int32_t(v); std::memcpy(p, &i, 4); return float(i); }
-  }
-  return 0.f;
-}
-
-enum class Role { In, Out, InOut };
-using Gen = std::function<float()>;
-
-struct Arg {
-  std::string name;
-  Role role;
-  DType dtype;
-  int64_t lead, rows, cols, stride;
-  std::vector<uint8_t> image;
-  std::unique_ptr<Buffer> ref_buf, dev_buf;  // the CPU composition's copy, the tested backend's
-  size_t es() const { return dtype_size(dtype); }
-  size_t pos(int64_t r, int64_t c) const { return size_t(lead + r * stride + c); }
-  Tensor view(Buffer& b) const { return Tensor{&b, size_t(lead) * es(), dtype, rows, cols, stride}; }
-  Tensor ref() const { return view(*ref_buf); }
-  Tensor dev() const { return view(*dev_buf); }
-};
-
-class Case {
- public:
-  Case(const std::string& backend, std::string desc, uint32_t seed, int64_t lead)
-      : ref_(test::cached_backend("cpu")), dev_(test::cached_backend(backend)),
-        desc_(backend + " (" + dev_.device_name() + "): " + std::move(desc)), rng_(seed),
-        lead_(lead) {}
-  Backend& ref() { return ref_; }
-  Backend& dev() { return dev_; }
-
-  Gen nonzero(float lo, float hi) {
-    return [this, lo, hi] {
-      const float v = std::uniform_real_distribution<float>(lo, hi)(rng_);
-      return (rng_() & 1) ? v : -v;
-    };
-  }
-  Gen uniform(float lo, float hi) {
-    return [this, lo, hi] { return std::uniform_real_distribution<float>(lo, hi)(rng_); };
-  }
-
-  Arg& add(const std::string& name, Role role, DType dt, int64_t rows, int64_t cols,
-           int64_t stride, const Gen& gen) {
-    auto a = std::make_unique<Arg>();
-    a->name = name, a->role = role, a->dtype = dt, a->lead = lead_;
-    a->rows = rows, a->cols = cols, a->stride = stride;
-    const size_t n = size_t(lead_ + (rows > 0 ? (rows - 1) * stride + cols : 0) + kTail);
-    a->image.resize(n * a->es());
-    const float pad = role == Role::In ? std::nanf("") : kSentinel;
-    for (size_t i = 0; i < n; ++i) store(dt, &a->image[i * a->es()], pad);
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < cols; ++c)
-        store(dt, &a->image[a->pos(r, c) * a->es()], role == Role::Out ? kSentinel : gen());
-    a->ref_buf = ref_.alloc(a->image.size());
-    a->dev_buf = dev_.alloc(a->image.size());
-    ref_.upload(*a->ref_buf, 0, a->image.data(), a->image.size());
-    dev_.upload(*a->dev_buf, 0, a->image.data(), a->image.size());
-    args_.push_back(std::move(a));
-    return *args_.back();
-  }
-
-  void check() {
-    for (const auto& a : args_) {
-      std::vector<uint8_t> got(a->image.size()), want(a->image.size());
-      dev_.download(*a->dev_buf, 0, got.data(), got.size());
-      ref_.download(*a->ref_buf, 0, want.data(), want.size());
-      const size_t es = a->es();
-      std::vector<bool> is_elem(a->image.size() / es, false);
-      for (int64_t r = 0; r < a->rows; ++r)
-        for (int64_t c = 0; c < a->cols; ++c) is_elem[a->pos(r, c)] = true;
-      size_t bad = 0, first = 0;
-      for (size_t i = 0; i < is_elem.size(); ++i) {
-        if (is_elem[i] && a->role != Role::In) continue;
-        if (std::memcmp(&got[i * es], &a->image[i * es], es) != 0 && bad++ == 0) first = i;
-      }
-      EXPECT_EQ(bad, 0u) << desc_ << " | " << a->name << ": " << bad
-                         << (a->role == Role::In ? " input or padding" : " padding")
-                         << " elements changed, first at element " << first;
-      if (a->role == Role::In) continue;
-      double num = 0, den = 0, worst = -1;
-      int64_t wr = 0, wc = 0;
-      for (int64_t r = 0; r < a->rows; ++r)
-        for (int64_t c = 0; c < a->cols; ++c) {
-          const size_t p = a->pos(r, c);
-          const double g = load_as_f32(got.data(), a->dtype, p), w = load_as_f32(want.data(), a->dtype, p);
-          const double d = std::isfinite(g) ? (g - w) * (g - w) : INFINITY;
-          num += d, den += w * w;
-          if (!(d <= worst)) worst = d, wr = r, wc = c;
-        }
-      const double nmse = num / std::max(den, 1e-30);
-      if (std::getenv("DM_BACKEND_OPS_VERBOSE"))
-        std::printf("[nmse] %-10.3g %s | %s\n", nmse, desc_.c_str(), a->name.c_str());
-      const size_t p = a->pos(wr, wc);
-      EXPECT_LE(nmse, kTol) << desc_ << " | " << a->name << ": NMSE " << nmse << " > " << kTol
-                            << ", worst at (" << wr << ", " << wc << "): got "
-                            << load_as_f32(got.data(), a->dtype, p) << " want "
-                            << load_as_f32(want.data(), a->dtype, p);
-    }
-  }
-
- private:
-  Backend& ref_;
-  Backend& dev_;
-  std::string desc_;
-  std::mt19937 rng_;
-  int64_t lead_;
-  std::vector<std::unique_ptr<Arg>> args_;
-};
 
 // The CPU backend and every device backend this machine has; DM_FUSED_TEST_BACKENDS=cuda (a
 // comma-separated list) narrows it, e.g. for compute-sanitizer.
@@ -227,7 +111,8 @@ TEST(FusedStep, RmsNormGemm) {
       desc << be.label() << "rms_norm_gemm" << (C ? "_conv_step" : "") << " D=" << D << " N=" << N
            << " C=" << C << " w=" << dt(g.w_dtype) << " x=" << g.has_x << " bias=" << g.bias
            << " conv_bias=" << g.conv_bias << " lead=" << g.lead;
-      Case c(be.name(), desc.str(), 3000 + uint32_t(i), g.lead);
+      Case c(be.name(), desc.str(), 3000 + uint32_t(i));
+      c.set_lead(g.lead);
       Arg* x = g.has_x ? &c.add("x", Role::In, DType::F32, 1, D, D, c.nonzero(0.1f, 2.f)) : nullptr;
       Arg& res = c.add("residual", g.has_x ? Role::InOut : Role::In, DType::F32, 1, D, D,
                        c.nonzero(0.1f, 2.f));
@@ -246,25 +131,25 @@ TEST(FusedStep, RmsNormGemm) {
       }
       for (int rep = 0; rep < 2; ++rep) {
         Tensor xr, xd, br, bd, cbr, cbd;
-        if (x) xr = x->ref(), xd = x->dev();
-        if (b) br = b->ref(), bd = b->dev();
-        if (cb) cbr = cb->ref(), cbd = cb->dev();
+        if (x) xr = x->cpu(), xd = x->dev();
+        if (b) br = b->cpu(), bd = b->dev();
+        if (cb) cbr = cb->cpu(), cbd = cb->dev();
         if (C) {
-          c.ref().Backend::rms_norm_gemm_conv_step(x ? &xr : nullptr, res.ref(), nw.ref(), 1e-5f,
-                                                   normed.ref(), w.ref(), b ? &br : nullptr,
-                                                   y.ref(), cw->ref(), cb ? &cbr : nullptr,
-                                                   cs->ref(), cy->ref());
+          c.cpu().Backend::rms_norm_gemm_conv_step(x ? &xr : nullptr, res.cpu(), nw.cpu(), 1e-5f,
+                                                   normed.cpu(), w.cpu(), b ? &br : nullptr,
+                                                   y.cpu(), cw->cpu(), cb ? &cbr : nullptr,
+                                                   cs->cpu(), cy->cpu());
           c.dev().rms_norm_gemm_conv_step(x ? &xd : nullptr, res.dev(), nw.dev(), 1e-5f,
                                           normed.dev(), w.dev(), b ? &bd : nullptr, y.dev(),
                                           cw->dev(), cb ? &cbd : nullptr, cs->dev(), cy->dev());
         } else {
-          c.ref().Backend::rms_norm_gemm(x ? &xr : nullptr, res.ref(), nw.ref(), 1e-5f,
-                                         normed.ref(), w.ref(), b ? &br : nullptr, y.ref());
+          c.cpu().Backend::rms_norm_gemm(x ? &xr : nullptr, res.cpu(), nw.cpu(), 1e-5f,
+                                         normed.cpu(), w.cpu(), b ? &br : nullptr, y.cpu());
           c.dev().rms_norm_gemm(x ? &xd : nullptr, res.dev(), nw.dev(), 1e-5f, normed.dev(),
                                 w.dev(), b ? &bd : nullptr, y.dev());
         }
       }
-      c.check();
+      c.check(kTol);
     }
 }
 
@@ -293,7 +178,8 @@ TEST(FusedStep, DtProjScanStep) {
       std::ostringstream desc;
       desc << be.label() << "dt_proj_scan_step C=" << C << " R=" << R << " N=" << N << " w=" << dt(s.w_dtype)
            << " z=" << s.z << " lead=" << s.lead;
-      Case c(be.name(), desc.str(), 4000 + uint32_t(i), s.lead);
+      Case c(be.name(), desc.str(), 4000 + uint32_t(i));
+      c.set_lead(s.lead);
       // x_dbl = dt_low | B | C, as the executor slices it.
       Arg& x_dbl = c.add("x_dbl", Role::In, DType::F32, 1, W, W, c.nonzero(0.05f, 1.f));
       const float ws = 1.f / std::sqrt(float(R));
@@ -308,17 +194,17 @@ TEST(FusedStep, DtProjScanStep) {
       Arg& y = c.add("y", Role::Out, DType::F32, 1, C, C, nullptr);
       for (int rep = 0; rep < 2; ++rep) {
         Tensor zr, zd;
-        if (z) zr = z->ref(), zd = z->dev();
-        const Tensor xr = x_dbl.ref(), xd = x_dbl.dev();
-        c.ref().Backend::dt_proj_scan_step(xr.col_slice(0, R), dtw.ref(), delta.ref(), u.ref(),
-                                           al.ref(), xr.col_slice(R, N), xr.col_slice(R + N, N),
-                                           Dv.ref(), z ? &zr : nullptr, db.ref(), st.ref(),
-                                           y.ref());
+        if (z) zr = z->cpu(), zd = z->dev();
+        const Tensor xr = x_dbl.cpu(), xd = x_dbl.dev();
+        c.cpu().Backend::dt_proj_scan_step(xr.col_slice(0, R), dtw.cpu(), delta.cpu(), u.cpu(),
+                                           al.cpu(), xr.col_slice(R, N), xr.col_slice(R + N, N),
+                                           Dv.cpu(), z ? &zr : nullptr, db.cpu(), st.cpu(),
+                                           y.cpu());
         c.dev().dt_proj_scan_step(xd.col_slice(0, R), dtw.dev(), delta.dev(), u.dev(), al.dev(),
                                   xd.col_slice(R, N), xd.col_slice(R + N, N), Dv.dev(),
                                   z ? &zd : nullptr, db.dev(), st.dev(), y.dev());
       }
-      c.check();
+      c.check(kTol);
     }
 }
 
