@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "causal_conv1d_step.cuh"
 #include "fused_step.cuh"
 
 namespace dm::cuda {
@@ -157,32 +158,10 @@ __global__ void __launch_bounds__(kBlock) norm_gemv_kernel(
         for (int j = 0; j < KS; ++j) s += part[threadIdx.x * KS + j];
         s = s + (p.gemm.has_bias ? load_f(bias, p.gemm.bias_dtype, nn) : 0.f);
         y[nn] = s;
-        if (kConv && nn < p.conv.channels) {  // causal_conv1d_step_kernel, batch 1
-          const uint32_t c = nn, d = p.conv.d_conv;
-          float* win = conv_state + size_t(c) * d;
-          float ca = p.conv.has_bias ? load_f(conv_b, p.conv.bias_dtype, c) : 0.f;
-          const float xn = s;
-          const uint32_t wd = p.conv.weight_dtype;
-          if (d == 4 && (reinterpret_cast<uintptr_t>(win) & 15) == 0) {
-            const float4 wv = *reinterpret_cast<const float4*>(win);
-            const float w0 = load_f(conv_w, wd, size_t(c) * 4), w1 = load_f(conv_w, wd, size_t(c) * 4 + 1),
-                        w2 = load_f(conv_w, wd, size_t(c) * 4 + 2), w3 = load_f(conv_w, wd, size_t(c) * 4 + 3);
-            ca += w0 * wv.y;
-            ca += w1 * wv.z;
-            ca += w2 * wv.w;
-            ca += w3 * xn;
-            *reinterpret_cast<float4*>(win) = make_float4(wv.y, wv.z, wv.w, xn);
-          } else {
-            for (uint32_t k = 0; k + 1 < d; ++k) {
-              const float v = win[k + 1];
-              win[k] = v;
-              ca += load_f(conv_w, wd, size_t(c) * d + k) * v;
-            }
-            win[d - 1] = xn;
-            ca += load_f(conv_w, wd, size_t(c) * d + d - 1) * xn;
-          }
-          conv_y[c] = silu(ca);
-        }
+        if (kConv && nn < p.conv.channels)  // causal_conv1d_step_kernel, batch 1
+          conv_y[nn] = silu(conv_step_window(conv_state + size_t(nn) * p.conv.d_conv, conv_w,
+                                             p.conv.weight_dtype, conv_b, p.conv.bias_dtype,
+                                             p.conv.has_bias, nn, p.conv.d_conv, s));
       }
     }
     __syncthreads();  // part is reused by the next group
