@@ -8,7 +8,10 @@
 //      Executor::step (eager, and replayed from its recording) and the device time of its
 //      recorded kernels, fused decode methods off/on and PDL off/on, against the weight-read
 //      floor (weight bytes / copy bandwidth);
-//   4. prefill: Executor::prefill end to end on a random 130m fp16 model.
+//   4. prefill: Executor::prefill end to end on a random 130m fp16 model;
+//   5. decode-profile (not in the default sections): one eager decode step per shape (default
+//      switches) inside cudaProfilerStart/Stop, for `ncu --profile-from-start off bench_cuda
+//      decode-profile 2.8b`: each kernel's time and bytes in isolation.
 // Usage: bench_cuda [sections=copy,kernels,decode,prefill] [decode shapes=130m,2.8b]
 // Prints markdown tables and one JSON line per row.
 #include <chrono>
@@ -33,17 +36,6 @@ using namespace dm;
 
 namespace {
 
-// Random host values, cheap to make: xorshift, uniform in [-1, 1).
-std::vector<float> pool_f32(size_t n, uint64_t seed) {
-  std::vector<float> v(n);
-  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
-  for (auto& x : v) {
-    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-    x = float(int64_t(s >> 40) - (int64_t(1) << 23)) / float(1 << 23);
-  }
-  return v;
-}
-
 // Fills `bytes` of buf with the pool's bytes, repeated.
 void fill(Backend& be, Buffer& buf, const void* pool, size_t pool_bytes, size_t bytes) {
   for (size_t off = 0; off < bytes; off += pool_bytes)
@@ -54,7 +46,7 @@ struct Bench {
   explicit Bench(Backend& backend) : be(backend) {}
   Backend& be;
   double copy_gbs = 0;
-  std::vector<float> pool = pool_f32(size_t(1) << 24, 1);
+  std::vector<float> pool = uniform_pool(size_t(1) << 24, 1);
   std::vector<std::unique_ptr<Buffer>> owned;
 
   // A rows × cols tensor of dtype dt filled with pool values (scaled and shifted for fp32).
@@ -169,91 +161,6 @@ void bench_kernels(Bench& b, const char* card, bool scan_only = false) {
     }
 }
 
-// A random fp16 model of a published shape, built like make_random_model (same tensors, names
-// and value ranges as the old DecodeModel) but filled from repeated pools of values: make_random_model draws every one
-// of 2.8b's 2.8e9 values from a normal distribution, which takes the better part of a minute.
-std::unique_ptr<RandomModel> fast_random_model(const std::string& shape) {
-  auto tiny = make_random_model("tiny", DType::F16);  // validates nothing; only the config layout
-  auto rm = std::make_unique<RandomModel>();
-  ModelConfig& c = rm->model.config;
-  c = tiny->model.config;
-  c.d_model = shape == "2.8b" ? 2560 : shape == "1.4b" ? 2048 : shape == "790m" ? 1536
-            : shape == "370m" ? 1024 : 768;
-  c.n_layer = shape == "2.8b" ? 64 : shape == "130m" ? 24 : 48;
-  c.vocab_size = c.padded_vocab = 50280;
-  c.d_inner = c.expand * c.d_model;
-  c.dt_rank = (c.d_model + 15) / 16;
-  rm->model.dir = "<bench random " + shape + ">";
-  const int64_t D = c.d_model, E = c.d_inner, N = c.d_state, R = c.dt_rank, V = c.padded_vocab;
-  // One pool of 4M fp16 values per (scale, shift): uniform in ±1 · scale + shift.
-  std::map<std::pair<float, float>, std::vector<uint16_t>> pools;
-  const std::vector<float> base = pool_f32(size_t(1) << 22, 7);
-  size_t cursor = 0;
-  auto add = [&](const std::string& name, std::vector<int64_t> sh, float scale, float shift) {
-    std::vector<uint16_t>& pool = pools[{scale, shift}];
-    if (pool.empty()) {
-      pool.resize(base.size());
-      for (size_t i = 0; i < base.size(); ++i) pool[i] = f32_to_f16(shift + scale * base[i]);
-    }
-    auto t = std::make_unique<HostTensor>();
-    t->name = name;
-    t->dtype = DType::F16;
-    t->shape = std::move(sh);
-    t->file = "<random>";
-    const size_t n = size_t(t->numel());
-    std::vector<uint8_t> bytes(n * 2);
-    auto* h = reinterpret_cast<uint16_t*>(bytes.data());
-    for (size_t i = 0; i < n;) {
-      const size_t take = std::min(n - i, pool.size() - cursor);
-      std::memcpy(h + i, pool.data() + cursor, take * 2);
-      i += take;
-      cursor = (cursor + take) % pool.size();
-    }
-    rm->storage.push_back(std::move(bytes));
-    t->data = rm->storage.back().data();
-    t->bytes = rm->storage.back().size();
-    rm->tensors.push_back(std::move(t));
-    return rm->tensors.back().get();
-  };
-  ModelWeights& w = rm->model.weights;
-  w.dtype = DType::F16;
-  w.embedding = add("embedding", {V, D}, 0.05f, 0.f);
-  w.lm_head = w.embedding;
-  w.tied = true;
-  w.norm_f = add("norm_f", {D}, 0.2f, 1.f);
-  for (int64_t l = 0; l < c.n_layer; ++l) {
-    LayerWeights lw;
-    lw.norm = add("norm", {D}, 0.2f, 1.f);
-    lw.in_proj = add("in_proj", {2 * E, D}, 1.7f / std::sqrt(float(D)), 0.f);
-    lw.conv_weight = add("conv", {E, 1, c.d_conv}, 0.5f, 0.f);
-    lw.conv_bias = add("conv_bias", {E}, 0.1f, 0.f);
-    lw.x_proj = add("x_proj", {R + 2 * N, E}, 1.7f / std::sqrt(float(E)), 0.f);
-    lw.dt_proj = add("dt_proj", {E, R}, 1.7f / std::sqrt(float(R)), 0.f);
-    lw.dt_bias = add("dt_bias", {E}, 1.f, -4.f);
-    lw.A_log = add("A_log", {E, N}, 1.f, 1.5f);
-    lw.D = add("D", {E}, 0.5f, 1.f);
-    lw.out_proj = add("out_proj", {D, E}, 1.7f / std::sqrt(float(E)), 0.f);
-    w.layers.push_back(lw);
-  }
-  return rm;
-}
-
-// Weight bytes a decode step reads at least once: every tensor of the model (a tied LM head
-// counted once; the embedding is the LM head's matrix).
-double model_weight_bytes(const Model& m) {
-  double b = 0;
-  auto add = [&](const HostTensor* t) { if (t) b += double(t->bytes); };
-  add(m.weights.embedding);
-  add(m.weights.norm_f);
-  if (!m.weights.tied) add(m.weights.lm_head);
-  for (const LayerWeights& l : m.weights.layers)
-    for (const HostTensor* t : {l.norm, l.in_proj, l.in_proj_bias, l.conv_weight, l.conv_bias,
-                                l.x_proj, l.dt_proj, l.dt_bias, l.A_log, l.D, l.out_proj,
-                                l.out_proj_bias})
-      add(t);
-  return b;
-}
-
 // Decode runs Executor::step itself (one source for the kernel sequence): eager and replayed
 // from the executor's recording in a host loop (token upload + logits download included), and
 // the device time of the recorded step (Executor::enqueue_step_kernels, what step() records)
@@ -267,8 +174,8 @@ void bench_decode(Bench& b, const std::vector<std::string>& shapes, const char* 
   std::printf("| shape | weights MB | fused | PDL | mode | µs/token | tokens/s | floor µs | of floor |\n"
               "|---|---|---|---|---|---|---|---|---|\n");
   for (const std::string& s : shapes) {
-    auto rm = fast_random_model(s);
-    const double weight_bytes = model_weight_bytes(rm->model);
+    auto rm = make_pooled_random_model(s);
+    const double weight_bytes = double(rm->model.weight_bytes());
     const double floor_s = weight_bytes / (b.copy_gbs * 1e9);
     const int64_t V = rm->model.config.padded_vocab;
     Executor ex(be, rm->model);
@@ -319,6 +226,19 @@ void bench_decode(Bench& b, const std::vector<std::string>& shapes, const char* 
   }
 }
 
+// One eager decode step per shape inside a profiler range (see the file comment).
+void bench_decode_profile(Backend& be, const std::vector<std::string>& shapes) {
+  for (const std::string& s : shapes) {
+    auto rm = make_pooled_random_model(s);
+    Executor ex(be, rm->model);
+    ex.set_step_replay(false);
+    auto st = ex.new_state();
+    for (int i = 0; i < 4; ++i) ex.step(17, *st);  // sizes the step buffers, first launches
+    cuda_profiler_range(be, [&] { ex.enqueue_step_kernels(*st); });
+    std::printf("decode-profile: one step of %s in the profiler range\n", s.c_str());
+  }
+}
+
 void bench_prefill(Backend& be, const char* card) {
   std::printf("\n## Prefill via Executor, random 130m fp16 model, on %s\n\n| tokens | ms | tokens/s |\n|---|---|---|\n", card);
   auto rm = make_random_model("130m", DType::F16);
@@ -356,6 +276,13 @@ std::vector<std::string> split(const std::string& s) {
 
 }  // namespace
 
+// Whether the comma-separated `sections` names `name` exactly ("decode" is not "decode-profile").
+bool has_section(const std::string& sections, const std::string& name) {
+  for (const std::string& x : split(sections))
+    if (x == name) return true;
+  return false;
+}
+
 int main(int argc, char** argv) try {
   const std::string sections = argc > 1 ? argv[1] : "copy,kernels,decode,prefill";
   const std::vector<std::string> shapes = split(argc > 2 ? argv[2] : "130m,2.8b");
@@ -371,10 +298,11 @@ int main(int argc, char** argv) try {
   std::printf("# bench_cuda on %s\n\ncopy bandwidth (cudaMemcpy D2D, read+write): %.0f GB/s\n",
               card.c_str(), b.copy_gbs);
   std::fprintf(stderr, "{\"bench\":\"cuda_copy\",\"card\":\"%s\",\"gbs\":%.1f}\n", card.c_str(), b.copy_gbs);
-  if (sections.find("kernels") != std::string::npos) bench_kernels(b, card.c_str());
-  else if (sections.find("scan") != std::string::npos) bench_kernels(b, card.c_str(), true);
-  if (sections.find("decode") != std::string::npos) bench_decode(b, shapes, card.c_str());
-  if (sections.find("prefill") != std::string::npos) bench_prefill(*be, card.c_str());
+  if (has_section(sections, "kernels")) bench_kernels(b, card.c_str());
+  else if (has_section(sections, "scan")) bench_kernels(b, card.c_str(), true);
+  if (has_section(sections, "decode")) bench_decode(b, shapes, card.c_str());
+  if (has_section(sections, "decode-profile")) bench_decode_profile(b.be, shapes);
+  if (has_section(sections, "prefill")) bench_prefill(*be, card.c_str());
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "bench_cuda: %s\n", e.what());

@@ -5,11 +5,15 @@
 //      (docs/performance.md), and the floor time at the card's copy bandwidth as a percentage
 //      of the measured time (the target for selective_scan is ≥ 70%);
 //   2. decode and prefill end to end (Executor) on random fp16 models of the 130m and 2.8b
-//      shapes, decimation off and on: tokens per second.
+//      shapes, decimation off and on: tokens per second;
+//   3. decode (not in the default sections): Executor::step at batch 1, the fused decode shaders
+//      (DM_VULKAN_FUSED_STEP) off and on, µs per token against the weight-read floor (weight
+//      bytes / floor bandwidth), then one profiled run per shape: the per-kernel device times of
+//      a step (timestamp queries; the profiled steps run eagerly, so only their kernel times count).
 // Floor bandwidth: --floor-gbs, else 3000 GB/s on an H100 and 4300 on an H200 (measured
 // device-to-device copies, docs/performance.md), else a gather_rows copy measured here.
 //
-// Usage: bench_vulkan [--device N] [--quick] [--sections kernels,e2e] [--widths 1536,5120]
+// Usage: bench_vulkan [--device N] [--quick] [--sections kernels,e2e,decode] [--widths 1536,5120]
 //                     [--lengths 4096,16384,65536] [--shapes 130m,2.8b] [--reps 10]
 //                     [--floor-gbs G] [--prefill-len 2048] [--kernels selective_scan,...]
 //                     [--scan-modes "default;chunked;warp;warp:4,4;lookback:32,8,4"]
@@ -374,6 +378,48 @@ void bench_e2e(Backend& be, const Options& o, const std::string& card) {
   }
 }
 
+void bench_decode(Backend& be, const Options& o, const std::string& card, double floor_gbs) {
+  using clock = std::chrono::steady_clock;
+  vulkan_set_profiling(be, false);  // the floor measurement may have left it on
+  std::printf("\n## Decode, batch 1, random fp16 weights, Executor::step, on %s (floor = weight bytes / %.0f GB/s)\n\n",
+              card.c_str(), floor_gbs);
+  std::printf("| shape | weights MB | fused shaders | µs/token | tokens/s | floor µs | of floor |\n"
+              "|---|---|---|---|---|---|---|\n");
+  std::vector<std::pair<std::string, std::string>> profiles;
+  for (const std::string& shape : o.shapes) {
+    auto rm = make_pooled_random_model(shape);
+    const double floor_us = double(rm->model.weight_bytes()) / (floor_gbs * 1e3);
+    const std::vector<int32_t> prompt{1, 2, 3, 4, 5, 6, 7, 8};
+    for (const char* fused : {"0", "1"}) {
+      setenv("DM_VULKAN_FUSED_STEP", fused, 1);  // read while the step is recorded
+      Executor ex(be, rm->model, DecimationConfig{});
+      auto st = ex.new_state();
+      ex.prefill(prompt, *st);
+      for (int i = 0; i < 4; ++i) ex.step(1, *st);  // records, then warms the clocks
+      const auto t0 = clock::now();
+      for (int i = 0; i < o.decode_tokens; ++i) ex.step(1, *st);
+      const double us = std::chrono::duration<double, std::micro>(clock::now() - t0).count() / o.decode_tokens;
+      std::printf("| %s | %.0f | %s | %.1f | %.1f | %.1f | %.0f%% |\n", shape.c_str(),
+                  rm->model.weight_bytes() / 1e6, fused, us, 1e6 / us, floor_us, 100.0 * floor_us / us);
+      std::fprintf(stderr,
+                   "{\"bench\":\"vulkan_decode\",\"card\":\"%s\",\"shape\":\"%s\",\"fused\":%s,"
+                   "\"us\":%.2f,\"floor_us\":%.2f,\"pct_of_floor\":%.1f}\n",
+                   card.c_str(), shape.c_str(), fused, us, floor_us, 100.0 * floor_us / us);
+      // One profiled run of the same steps: a new sequence, so that its step is not replayed
+      // from the recording above but run eagerly, with timestamps around every dispatch.
+      auto pst = ex.new_state();
+      ex.prefill(prompt, *pst);
+      vulkan_set_profiling(be, true);  // a fresh table
+      for (int i = 0; i < 8; ++i) ex.step(1, *pst);
+      profiles.emplace_back(shape + ", fused shaders " + fused + ", 8 steps", vulkan_profile_table(be));
+      vulkan_set_profiling(be, false);
+    }
+    unsetenv("DM_VULKAN_FUSED_STEP");
+  }
+  for (const auto& [what, table] : profiles)
+    std::printf("\n### Kernel device times: %s\n\n%s", what.c_str(), table.c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -396,6 +442,7 @@ int main(int argc, char** argv) {
     std::printf("floor bandwidth: %.2f GB/s (%s)\n", floor_gbs, floor_src.c_str());
     if (has(o.sections, "kernels")) bench_kernels(*be, o, card, floor_gbs);
     if (has(o.sections, "e2e")) bench_e2e(*be, o, card);
+    if (has(o.sections, "decode")) bench_decode(*be, o, card, floor_gbs);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;

@@ -1,7 +1,9 @@
 #include "model/random_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <random>
 
 #include "core/error.h"
@@ -120,6 +122,85 @@ std::unique_ptr<RandomModel> make_random_model(const std::string& shape, DType d
                      [&] { return std::log(float(1 + (i++ % N))); });
     lw.D = f.uniform(p + ".mixer.D", {E}, 0.5f, 1.5f);
     lw.out_proj = f.normal(p + ".mixer.out_proj.weight", {D, E}, 1.f / std::sqrt(float(E)));
+    w.layers.push_back(lw);
+  }
+  return rm;
+}
+
+std::vector<float> uniform_pool(size_t n, uint64_t seed) {
+  std::vector<float> v(n);
+  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (auto& x : v) {
+    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+    x = float(int64_t(s >> 40) - (int64_t(1) << 23)) / float(1 << 23);
+  }
+  return v;
+}
+
+std::unique_ptr<RandomModel> make_pooled_random_model(const std::string& shape) {
+  if (shape == "tiny") return make_random_model(shape, DType::F16);  // small either way
+  if (shape != "130m" && shape != "370m" && shape != "790m" && shape != "1.4b" && shape != "2.8b")
+    fail("[model] no random model shape '", shape, "' (130m, 370m, 790m, 1.4b, 2.8b, tiny)");
+  auto tiny = make_random_model("tiny", DType::F16);  // only its config's fixed fields are kept
+  auto rm = std::make_unique<RandomModel>();
+  ModelConfig& c = rm->model.config;
+  c = tiny->model.config;
+  c.d_model = shape == "2.8b" ? 2560 : shape == "1.4b" ? 2048 : shape == "790m" ? 1536
+            : shape == "370m" ? 1024 : 768;
+  c.n_layer = shape == "2.8b" ? 64 : shape == "130m" ? 24 : 48;
+  c.vocab_size = c.padded_vocab = 50280;
+  c.d_inner = c.expand * c.d_model;
+  c.dt_rank = (c.d_model + 15) / 16;
+  rm->model.dir = "<bench random " + shape + ">";
+  const int64_t D = c.d_model, E = c.d_inner, N = c.d_state, R = c.dt_rank, V = c.padded_vocab;
+  // One pool of 4M fp16 values per (scale, shift): uniform in ±1 · scale + shift.
+  std::map<std::pair<float, float>, std::vector<uint16_t>> pools;
+  const std::vector<float> base = uniform_pool(size_t(1) << 22, 7);
+  size_t cursor = 0;
+  auto add = [&](const std::string& name, std::vector<int64_t> sh, float scale, float shift) {
+    std::vector<uint16_t>& pool = pools[{scale, shift}];
+    if (pool.empty()) {
+      pool.resize(base.size());
+      for (size_t i = 0; i < base.size(); ++i) pool[i] = f32_to_f16(shift + scale * base[i]);
+    }
+    auto t = std::make_unique<HostTensor>();
+    t->name = name;
+    t->dtype = DType::F16;
+    t->shape = std::move(sh);
+    t->file = "<random>";
+    const size_t n = size_t(t->numel());
+    std::vector<uint8_t> bytes(n * 2);
+    auto* h = reinterpret_cast<uint16_t*>(bytes.data());
+    for (size_t i = 0; i < n;) {
+      const size_t take = std::min(n - i, pool.size() - cursor);
+      std::memcpy(h + i, pool.data() + cursor, take * 2);
+      i += take;
+      cursor = (cursor + take) % pool.size();
+    }
+    rm->storage.push_back(std::move(bytes));
+    t->data = rm->storage.back().data();
+    t->bytes = rm->storage.back().size();
+    rm->tensors.push_back(std::move(t));
+    return rm->tensors.back().get();
+  };
+  ModelWeights& w = rm->model.weights;
+  w.dtype = DType::F16;
+  w.embedding = add("embedding", {V, D}, 0.05f, 0.f);
+  w.lm_head = w.embedding;
+  w.tied = true;
+  w.norm_f = add("norm_f", {D}, 0.2f, 1.f);
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    LayerWeights lw;
+    lw.norm = add("norm", {D}, 0.2f, 1.f);
+    lw.in_proj = add("in_proj", {2 * E, D}, 1.7f / std::sqrt(float(D)), 0.f);
+    lw.conv_weight = add("conv", {E, 1, c.d_conv}, 0.5f, 0.f);
+    lw.conv_bias = add("conv_bias", {E}, 0.1f, 0.f);
+    lw.x_proj = add("x_proj", {R + 2 * N, E}, 1.7f / std::sqrt(float(E)), 0.f);
+    lw.dt_proj = add("dt_proj", {E, R}, 1.7f / std::sqrt(float(R)), 0.f);
+    lw.dt_bias = add("dt_bias", {E}, 1.f, -4.f);
+    lw.A_log = add("A_log", {E, N}, 1.f, 1.5f);
+    lw.D = add("D", {E}, 0.5f, 1.f);
+    lw.out_proj = add("out_proj", {D, E}, 1.7f / std::sqrt(float(E)), 0.f);
     w.layers.push_back(lw);
   }
   return rm;

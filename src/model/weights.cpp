@@ -175,21 +175,32 @@ ModelWeights bind_weights(const WeightFiles& files, ModelConfig& config) {
   return w;
 }
 
-int64_t Model::parameter_count() const {
-  std::set<const HostTensor*> seen;  // a tied lm_head is the embedding: counted once
+// Every weight tensor once (a tied lm_head is the embedding).
+static std::set<const HostTensor*> weight_tensors(const ModelWeights& w) {
+  std::set<const HostTensor*> seen;
   auto add = [&](const HostTensor* t) {
     if (t) seen.insert(t);
   };
-  add(weights.embedding);
-  add(weights.norm_f);
-  add(weights.lm_head);
-  for (const LayerWeights& l : weights.layers)
+  add(w.embedding);
+  add(w.norm_f);
+  add(w.lm_head);
+  for (const LayerWeights& l : w.layers)
     for (const HostTensor* t :
          {l.norm, l.in_proj, l.in_proj_bias, l.conv_weight, l.conv_bias, l.x_proj, l.dt_proj,
           l.dt_bias, l.A_log, l.D, l.out_proj, l.out_proj_bias})
       add(t);
+  return seen;
+}
+
+int64_t Model::parameter_count() const {
   int64_t n = 0;
-  for (const HostTensor* t : seen) n += t->numel();
+  for (const HostTensor* t : weight_tensors(weights)) n += t->numel();
+  return n;
+}
+
+int64_t Model::weight_bytes() const {
+  int64_t n = 0;
+  for (const HostTensor* t : weight_tensors(weights)) n += int64_t(t->bytes);
   return n;
 }
 

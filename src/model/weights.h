@@ -48,6 +48,8 @@ struct Model {
   std::unique_ptr<WeightFiles> files;  // owns the mappings the weights point into
   ModelWeights weights;
   int64_t parameter_count() const;
+  // Bytes a decode step reads at least once: every weight tensor once, in its stored dtype.
+  int64_t weight_bytes() const;
 };
 
 // Throws dm::Error naming the file and the problem ("[model] <dir>: not a directory", ...).

@@ -15,5 +15,6 @@ void cuda_graph_begin(Backend&) { absent(); }
 std::unique_ptr<CudaGraph> cuda_graph_end(Backend&) { absent(); }
 double cuda_time_ms(Backend&, const std::function<void()>&, int, int) { absent(); }
 double cuda_copy_bandwidth_gbs(Backend&, size_t) { absent(); }
+void cuda_profiler_range(Backend&, const std::function<void()>&) { absent(); }
 
 }  // namespace dm

@@ -1,6 +1,8 @@
 #include "backend/cuda/cuda_timing.h"
 
 #include <algorithm>
+
+#include <cuda_profiler_api.h>
 #include <vector>
 
 #include "backend/cuda/cuda_backend.h"
@@ -66,6 +68,15 @@ double cuda_copy_bandwidth_gbs(Backend& backend, size_t bytes) {
       backend, [&] { CUDA_CHECK(cudaMemcpyAsync(pb, pa, bytes, cudaMemcpyDeviceToDevice, be.stream())); },
       10, 2);
   return 2.0 * double(bytes) / (ms * 1e-3) / 1e9;
+}
+
+void cuda_profiler_range(Backend& backend, const std::function<void()>& enqueue) {
+  CudaBackend& be = as_cuda(backend);
+  be.synchronize();
+  CUDA_CHECK(cudaProfilerStart());
+  enqueue();
+  be.synchronize();
+  CUDA_CHECK(cudaProfilerStop());
 }
 
 }  // namespace dm

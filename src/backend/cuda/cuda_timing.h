@@ -18,4 +18,8 @@ double cuda_time_ms(Backend& backend, const std::function<void()>& enqueue, int 
 // in GB/s: the bandwidth ceiling of a streaming kernel on this card.
 double cuda_copy_bandwidth_gbs(Backend& backend, size_t bytes = size_t(1) << 30);
 
+// Runs enqueue() and waits for it between cudaProfilerStart and cudaProfilerStop, so that a
+// profiler started with `ncu --profile-from-start off` sees exactly that work.
+void cuda_profiler_range(Backend& backend, const std::function<void()>& enqueue);
+
 }  // namespace dm

@@ -367,6 +367,7 @@ void Recorder::set_profiling(bool on) {
     fail("[vulkan] profiling needs timestamp queries, which ", ctx_.caps.name,
          "'s compute queue does not have");
   finish();
+  if (on && !profiling_) times_.clear();  // each profiled stretch starts a fresh table
   profiling_ = on;
 }
 

@@ -37,7 +37,7 @@ struct VulkanStats {
   uint64_t dispatches = 0, copies = 0, barriers = 0, submits = 0;
 };
 // These return false / empty when `backend` is not the Vulkan backend.
-bool vulkan_set_profiling(Backend& backend, bool on);
+bool vulkan_set_profiling(Backend& backend, bool on);  // off → on starts an empty table
 std::vector<VulkanKernelTime> vulkan_profile(Backend& backend);  // synchronizes first
 std::string vulkan_profile_table(Backend& backend);              // the --profile table
 bool vulkan_stats(const Backend& backend, VulkanStats* out);

@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""Summarise `ncu --csv --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum`
+output: per kernel (template arguments dropped) the launches, total and mean µs, DRAM GB/s; then
+the first N launches in order (one decode layer). Usage: ncu_summary.py FILE.csv [N]"""
+import csv, re, sys
+from collections import OrderedDict
+
+rows = OrderedDict()  # launch id -> {name, metrics}
+with open(sys.argv[1], newline="") as f:
+    lines = [l for l in f if l.startswith('"')]
+for r in csv.DictReader(lines):
+    key = r["ID"]
+    e = rows.setdefault(key, {"name": r["Kernel Name"], "m": {}})
+    v = r["Metric Value"].replace(",", "")
+    unit = r["Metric Unit"]
+    try:
+        x = float(v)
+    except ValueError:
+        continue
+    scale = {"ns": 1e-3, "us": 1.0, "usecond": 1.0, "nsecond": 1e-3, "msecond": 1e3, "ms": 1e3,
+             "byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9, "KB": 1e3, "MB": 1e6, "GB": 1e9}.get(unit, 1)
+    e["m"][r["Metric Name"]] = x * scale
+
+def short(n):
+    n = re.sub(r"\(.*", "", n)
+    return re.sub(r"<.*>", "", n).replace("void ", "").replace("dm::cuda::", "").replace("(anonymous namespace)::", "")
+
+agg = OrderedDict()
+total = 0.0
+for e in rows.values():
+    t = e["m"].get("gpu__time_duration.sum", 0.0)
+    b = e["m"].get("dram__bytes_read.sum", 0.0) + e["m"].get("dram__bytes_write.sum", 0.0)
+    a = agg.setdefault(short(e["name"]), [0, 0.0, 0.0])
+    a[0] += 1; a[1] += t; a[2] += b
+    total += t
+print(f"{len(rows)} launches, {total:.1f} µs summed (kernels in isolation, no overlap)\n")
+print("| kernel | launches | total µs | % | mean µs | DRAM GB/s |\n|---|---|---|---|---|---|")
+for k, (n, t, b) in sorted(agg.items(), key=lambda kv: -kv[1][1]):
+    print(f"| {k} | {n} | {t:.1f} | {100*t/total:.1f} | {t/n:.2f} | {b/(t*1e3) if t else 0:.0f} |")
+N = int(sys.argv[2]) if len(sys.argv) > 2 else 12
+print(f"\nFirst {N} launches:\n\n| # | kernel | µs | DRAM MB | GB/s |\n|---|---|---|---|---|")
+for i, e in enumerate(list(rows.values())[:N]):
+    t = e["m"].get("gpu__time_duration.sum", 0.0)
+    b = e["m"].get("dram__bytes_read.sum", 0.0) + e["m"].get("dram__bytes_write.sum", 0.0)
+    print(f"| {i} | {short(e['name'])} | {t:.2f} | {b/1e6:.2f} | {b/(t*1e3) if t else 0:.0f} |")
