@@ -9,10 +9,12 @@
 //      recorded kernels, fused decode methods off/on and PDL off/on, against the weight-read
 //      floor (weight bytes / copy bandwidth);
 //   4. prefill: Executor::prefill end to end on a random 130m fp16 model;
-//   5. decode-profile (not in the default sections): one eager decode step per shape (default
+//   5. decode-settings (not in the default sections; third argument "A=1,B=2;base;..."): the
+//      graph device time of a decode step per environment setting, side by side;
+//   6. decode-profile (not in the default sections): one eager decode step per shape (default
 //      switches) inside cudaProfilerStart/Stop, for `ncu --profile-from-start off bench_cuda
 //      decode-profile 2.8b`: each kernel's time and bytes in isolation.
-// Usage: bench_cuda [sections=copy,kernels,decode,prefill] [decode shapes=130m,2.8b]
+// Usage: bench_cuda [sections=copy,kernels,decode,prefill] [decode shapes=130m,2.8b] [settings]
 // Prints markdown tables and one JSON line per row.
 #include <chrono>
 #include <cstdlib>
@@ -35,6 +37,18 @@
 using namespace dm;
 
 namespace {
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  size_t a = 0;
+  while (a <= s.size()) {
+    const size_t b = s.find(',', a);
+    out.push_back(s.substr(a, b == std::string::npos ? std::string::npos : b - a));
+    if (b == std::string::npos) break;
+    a = b + 1;
+  }
+  return out;
+}
 
 // Fills `bytes` of buf with the pool's bytes, repeated.
 void fill(Backend& be, Buffer& buf, const void* pool, size_t pool_bytes, size_t bytes) {
@@ -226,6 +240,50 @@ void bench_decode(Bench& b, const std::vector<std::string>& shapes, const char* 
   }
 }
 
+// The graph device time of one decode step under each of `settings` (';'-separated; each a
+// ','-separated list of NAME=VALUE environment settings applied while the step is recorded, or
+// "base" for none), side by side in one process: for A/B runs of the decode switches.
+void bench_decode_settings(Bench& b, const std::vector<std::string>& shapes,
+                           const std::string& settings, const char* card) {
+  Backend& be = b.be;
+  std::printf("\n## Decode settings, batch 1, random fp16 weights, graph device time, on %s\n\n", card);
+  std::printf("| shape | setting | µs/token | floor µs | of floor |\n|---|---|---|---|---|\n");
+  std::vector<std::string> list;
+  for (size_t a = 0; a <= settings.size();) {
+    const size_t e = settings.find(';', a);
+    list.push_back(settings.substr(a, e == std::string::npos ? std::string::npos : e - a));
+    if (e == std::string::npos) break;
+    a = e + 1;
+  }
+  for (const std::string& s : shapes) {
+    auto rm = make_pooled_random_model(s);
+    const double floor_us = double(rm->model.weight_bytes()) / (b.copy_gbs * 1e3);
+    Executor ex(be, rm->model);
+    ex.set_step_replay(false);
+    auto st = ex.new_state();
+    for (int i = 0; i < 4; ++i) ex.step(17, *st);
+    for (const std::string& setting : list) {
+      std::vector<std::string> names;
+      if (setting != "base")
+        for (const std::string& kv : split(setting)) {
+          const size_t eq = kv.find('=');
+          if (eq == std::string::npos) fail("[bench_cuda] setting '", kv, "' is not NAME=VALUE");
+          names.push_back(kv.substr(0, eq));
+          setenv(names.back().c_str(), kv.substr(eq + 1).c_str(), 1);
+        }
+      std::unique_ptr<Recording> rec = be.record([&] { ex.enqueue_step_kernels(*st); });
+      const double us = 1e3 * cuda_time_ms(be, [&] { be.replay(*rec); }, 30, 5);
+      for (const std::string& n : names) unsetenv(n.c_str());
+      std::printf("| %s | %s | %.1f | %.1f | %.0f%% |\n", s.c_str(), setting.c_str(), us, floor_us,
+                  100.0 * floor_us / us);
+      std::fprintf(stderr,
+                   "{\"bench\":\"cuda_decode_setting\",\"card\":\"%s\",\"shape\":\"%s\",\"setting\":\"%s\","
+                   "\"us_per_token\":%.2f,\"floor_us\":%.2f}\n",
+                   card, s.c_str(), setting.c_str(), us, floor_us);
+    }
+  }
+}
+
 // One eager decode step per shape inside a profiler range (see the file comment).
 void bench_decode_profile(Backend& be, const std::vector<std::string>& shapes) {
   for (const std::string& s : shapes) {
@@ -262,18 +320,6 @@ void bench_prefill(Backend& be, const char* card) {
   }
 }
 
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  size_t a = 0;
-  while (a <= s.size()) {
-    const size_t b = s.find(',', a);
-    out.push_back(s.substr(a, b == std::string::npos ? std::string::npos : b - a));
-    if (b == std::string::npos) break;
-    a = b + 1;
-  }
-  return out;
-}
-
 }  // namespace
 
 // Whether the comma-separated `sections` names `name` exactly ("decode" is not "decode-profile").
@@ -301,6 +347,8 @@ int main(int argc, char** argv) try {
   if (has_section(sections, "kernels")) bench_kernels(b, card.c_str());
   else if (has_section(sections, "scan")) bench_kernels(b, card.c_str(), true);
   if (has_section(sections, "decode")) bench_decode(b, shapes, card.c_str());
+  if (has_section(sections, "decode-settings"))
+    bench_decode_settings(b, shapes, argc > 3 ? argv[3] : "base", card.c_str());
   if (has_section(sections, "decode-profile")) bench_decode_profile(b.be, shapes);
   if (has_section(sections, "prefill")) bench_prefill(*be, card.c_str());
   return 0;

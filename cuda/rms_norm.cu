@@ -1,37 +1,87 @@
 // rms_norm, optionally fused with the residual add: one block per row. The residual row is
 // updated and its sum of squares taken in one pass (in double, as the CPU reference sums), the
-// normalised row written in a second pass that re-reads the row from L1/L2.
-#include "common.cuh"
+// normalised row written in a second pass.
+//
+// Rows of up to kBlock·kPer elements (every published d_model) are held in registers: a thread
+// issues all its loads (x, residual, the norm weight) before it uses any, so a row costs one
+// memory latency, not one per element (the loads of a loop that stores into the residual
+// between them cannot be hoisted by the compiler). Decode runs this once per layer on a single
+// row, where that latency is the whole kernel. Longer rows take the loop.
+//
+// Launched with PDL (fused_step.cuh): the norm weight is loaded before pdl_wait().
+#include "fused_step.cuh"
 
 namespace dm::cuda {
 namespace {
 
 constexpr int kBlock = 256;
+constexpr int kPer = 16;  // elements per thread held in registers: rows up to 4096
 
-__global__ void __launch_bounds__(kBlock) rms_norm_kernel(RmsNormParams p, const float* x,
-                                                          float* residual, const void* weight,
+template <bool kRegs>
+__global__ void __launch_bounds__(kBlock) rms_norm_kernel(RmsNormParams p,
+                                                          const float* x, float* residual,
+                                                          const void* __restrict__ weight,
                                                           float* y) {
   __shared__ double scratch[32];
   const size_t t = blockIdx.x;
+  const uint32_t D = p.D, tid = threadIdx.x;
   const float* xr = x + t * p.x_stride;
   float* rr = p.has_residual ? residual + t * p.residual_stride : nullptr;
-  double ss = 0;
-  for (uint32_t i = threadIdx.x; i < p.D; i += kBlock) {
-    float v = xr[i];
-    if (rr) {
-      v = rr[i] + v;
-      rr[i] = v;
-    }
-    ss += double(v) * double(v);
-  }
-  ss = block_sum(ss, scratch);
-  const float var = p.D > 0 ? float(ss / double(p.D)) : 0.f;
-  const float scale = 1.f / sqrtf(var + p.eps);
-  // Same thread, same elements as the first pass: the updated residual is its own write.
-  const float* src = rr ? rr : xr;
   float* yr = y + t * p.y_stride;
-  for (uint32_t i = threadIdx.x; i < p.D; i += kBlock)
-    yr[i] = (src[i] * scale) * load_f(weight, p.weight_dtype, i);
+  if constexpr (kRegs) {
+    // Element j of this thread is i = tid + j·kBlock, the same split as the loop below, so the
+    // double sum adds the same values in the same order.
+    float wv[kPer], v[kPer];
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) {
+      const uint32_t i = tid + j * kBlock;
+      wv[j] = i < D ? load_f(weight, p.weight_dtype, i) : 0.f;
+    }
+    pdl_wait();
+    pdl_trigger();
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) {
+      const uint32_t i = tid + j * kBlock;
+      v[j] = i < D ? xr[i] : 0.f;
+      if (rr && i < D) v[j] = rr[i] + v[j];
+    }
+    double ss = 0;
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) {
+      const uint32_t i = tid + j * kBlock;
+      if (i < D) {
+        if (rr) rr[i] = v[j];
+        ss += double(v[j]) * double(v[j]);
+      }
+    }
+    ss = block_sum(ss, scratch);
+    const float var = D > 0 ? float(ss / double(D)) : 0.f;
+    const float scale = 1.f / sqrtf(var + p.eps);
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) {
+      const uint32_t i = tid + j * kBlock;
+      if (i < D) yr[i] = (v[j] * scale) * wv[j];
+    }
+  } else {
+    pdl_wait();
+    pdl_trigger();
+    double ss = 0;
+    for (uint32_t i = tid; i < D; i += kBlock) {
+      float v = xr[i];
+      if (rr) {
+        v = rr[i] + v;
+        rr[i] = v;
+      }
+      ss += double(v) * double(v);
+    }
+    ss = block_sum(ss, scratch);
+    const float var = D > 0 ? float(ss / double(D)) : 0.f;
+    const float scale = 1.f / sqrtf(var + p.eps);
+    // Same thread, same elements as the first pass: the updated residual is its own write.
+    const float* src = rr ? rr : xr;
+    for (uint32_t i = tid; i < D; i += kBlock)
+      yr[i] = (src[i] * scale) * load_f(weight, p.weight_dtype, i);
+  }
 }
 
 }  // namespace
@@ -39,8 +89,11 @@ __global__ void __launch_bounds__(kBlock) rms_norm_kernel(RmsNormParams p, const
 cudaError_t launch_rms_norm(const RmsNormParams& p, const float* x, float* residual,
                             const void* weight, float* y, cudaStream_t s) {
   if (p.L == 0) return cudaSuccess;
-  rms_norm_kernel<<<p.L, kBlock, 0, s>>>(p, x, residual, weight, y);
-  return cudaGetLastError();
+  if (p.D <= uint32_t(kBlock * kPer))
+    return launch_pdl(rms_norm_kernel<true>, dim3(p.L), dim3(kBlock), 0, s, p, x, residual,
+                      weight, y);
+  return launch_pdl(rms_norm_kernel<false>, dim3(p.L), dim3(kBlock), 0, s, p, x, residual, weight,
+                    y);
 }
 
 }  // namespace dm::cuda
