@@ -3,6 +3,10 @@
 // coalesced. Inputs before the first token come from the conv state (its last d_conv-1 entries).
 // The new state (the last d_conv inputs) is written by a second, per-channel kernel after all
 // outputs, because the first tiles read the old state that it replaces.
+// d_conv 4 (every published Mamba) slides a window of registers down time: one load per token,
+// independent of the FMAs, so the unrolled loop keeps several rows in flight (the generic kernel
+// reloads d_conv inputs per output, a chain of dependent L1 round trips: measured at half the
+// speed of the Vulkan shader, which slides, on an H100). Same FMAs in the same order.
 #include "common.cuh"
 
 namespace dm::cuda {
@@ -49,6 +53,35 @@ __global__ void __launch_bounds__(kBlock) causal_conv1d_kernel(CausalConv1dParam
   }
 }
 
+template <int D>
+__global__ void __launch_bounds__(kBlock) causal_conv1d_window_kernel(
+    CausalConv1dParams p, const float* __restrict__ x, const void* __restrict__ weight,
+    const void* __restrict__ bias, const float* __restrict__ conv_state, float* __restrict__ y) {
+  const uint32_t c = blockIdx.x * kBlock + threadIdx.x;
+  if (c >= p.channels) return;
+  const int64_t t0 = int64_t(blockIdx.y) * kTile;
+  const int64_t t1 = min(int64_t(p.L), t0 + kTile);
+  const float b = p.has_bias ? load_f(bias, p.bias_dtype, c) : 0.f;
+  const float* st = conv_state + size_t(c) * D;
+  const float* xc = x + c;
+  float w[D], win[D];  // win[k]: the input at token t - (D-1) + k
+#pragma unroll
+  for (int k = 0; k < D; ++k) w[k] = load_f(weight, p.weight_dtype, size_t(c) * D + k);
+#pragma unroll
+  for (int k = 0; k + 1 < D; ++k) win[k] = xin(t0 - (D - 1) + k, xc, p.x_stride, st, D);
+  // Unrolled: the next rows' loads are issued while this row's FMAs wait.
+#pragma unroll 8
+  for (int64_t t = t0; t < t1; ++t) {
+    win[D - 1] = xc[size_t(t) * p.x_stride];
+    float acc = b;
+#pragma unroll
+    for (int k = 0; k < D; ++k) acc += w[k] * win[k];
+    y[size_t(t) * p.y_stride + c] = silu(acc);
+#pragma unroll
+    for (int k = 0; k + 1 < D; ++k) win[k] = win[k + 1];
+  }
+}
+
 // state'[k] = xin(L - d + k): in place, ascending k reads old[L + k] before anything overwrites it.
 __global__ void __launch_bounds__(kBlock) conv_state_update_kernel(CausalConv1dParams p,
                                                                    const float* x,
@@ -67,7 +100,10 @@ cudaError_t launch_causal_conv1d(const CausalConv1dParams& p, const float* x, co
   if (p.L == 0 || p.channels == 0) return cudaSuccess;
   const dim3 grid(ceil_div(p.channels, kBlock), ceil_div(p.L, kTile));
   if (grid.y > 65535) return cudaErrorInvalidConfiguration;  // > 2M tokens in one call
-  causal_conv1d_kernel<<<grid, kBlock, 0, s>>>(p, x, weight, bias, conv_state, y);
+  if (p.d_conv == 4)
+    causal_conv1d_window_kernel<4><<<grid, kBlock, 0, s>>>(p, x, weight, bias, conv_state, y);
+  else
+    causal_conv1d_kernel<<<grid, kBlock, 0, s>>>(p, x, weight, bias, conv_state, y);
   conv_state_update_kernel<<<ceil_div(p.channels, kBlock), kBlock, 0, s>>>(p, x, conv_state);
   return cudaGetLastError();
 }

@@ -425,7 +425,11 @@ class VulkanBackend final : public Backend {
     const char* kn = "topk_indices";
     BufferUse us = bind(scores, false, kn, "scores"), ui = bind(idx, true, kn, "idx");
     Push push(p, {off(scores, us), off(idx, ui)});
-    auto& pipe = pipelines_.get("topk_indices", 2, push.size, {256}, 256, "topk_indices");
+    // One work group walks every candidate 5 times. Measured on an H100: 1024 invocations
+    // instead of 256 take 58.8 → 38.9 µs at 16K candidates and 252 → 107 µs at 64K, but
+    // 21.9 → 27.4 µs at 4K (the block scan's barriers grow with the group): wide above 8K.
+    const uint32_t wg = ctx_->caps.max_wg_invocations >= 1024 && p.n_candidates > 8192 ? 1024 : 256;
+    auto& pipe = pipelines_.get("topk_indices", 2, push.size, {wg}, wg, "topk_indices");
     rec_->dispatch(pipe, {us, ui}, push.bytes, push.size, 1, 1, 1);
   }
 
