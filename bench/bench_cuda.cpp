@@ -9,13 +9,16 @@
 //      recorded kernels, fused decode methods off/on and PDL off/on, against the weight-read
 //      floor (weight bytes / copy bandwidth);
 //   4. prefill: Executor::prefill end to end on a random 130m fp16 model;
-//   5. decode-settings (not in the default sections; third argument "A=1,B=2;base;..."): the
+//   5. gemv (not in the default sections): the decode GEMVs of both shapes in a recorded chain,
+//      per K split: µs and GB/s;
+//   6. decode-settings (not in the default sections; third argument "A=1,B=2;base;..."): the
 //      graph device time of a decode step per environment setting, side by side;
-//   6. decode-profile (not in the default sections): one eager decode step per shape (default
+//   7. decode-profile (not in the default sections): one eager decode step per shape (default
 //      switches) inside cudaProfilerStart/Stop, for `ncu --profile-from-start off bench_cuda
 //      decode-profile 2.8b`: each kernel's time and bytes in isolation.
 // Usage: bench_cuda [sections=copy,kernels,decode,prefill] [decode shapes=130m,2.8b] [settings]
 // Prints markdown tables and one JSON line per row.
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cmath>
@@ -173,6 +176,46 @@ void bench_kernels(Bench& b, const char* card, bool scan_only = false) {
       }
       b.release();
     }
+}
+
+// The decode GEMVs (batch 1, F16 weights) of the 130m and 2.8b shapes, as a decode step runs
+// them: a recorded chain (CUDA graph, programmatic launches) of GEMVs over distinct copies of the
+// weight, ≥ 256 MB in all so that none is still in L2 when read again; device time per GEMV and
+// weight GB/s, for each K split of gemv_small_m (DM_CUDA_GEMV_KS; "auto" is the default choice).
+void bench_gemv(Bench& b, const char* card) {
+  Backend& be = b.be;
+  std::printf("\n## Decode GEMVs on %s (F16 weights, a graph of back-to-back GEMVs over distinct copies)\n\n", card);
+  std::printf("| matrix | N × K | K split | µs | GB/s | of copy |\n|---|---|---|---|---|---|\n");
+  struct G { const char* what; int64_t N, K; };
+  const G gs[] = {{"2.8b in_proj", 10240, 2560}, {"2.8b out_proj", 2560, 5120},
+                  {"2.8b x_proj", 192, 5120},    {"2.8b dt_proj", 5120, 160},
+                  {"2.8b lm_head", 50280, 2560}, {"130m in_proj", 3072, 768},
+                  {"130m out_proj", 768, 1536},  {"130m x_proj", 80, 1536},
+                  {"130m lm_head", 50280, 768}};
+  for (const G& g : gs) {
+    const double bytes = 2.0 * double(g.N) * double(g.K);
+    const int copies = int(std::max(2.0, std::ceil(256e6 / bytes)));
+    std::vector<Tensor> w;
+    for (int i = 0; i < copies; ++i) w.push_back(b.tensor(DType::F16, g.N, g.K, 0.05f));
+    Tensor x = b.tensor(DType::F32, 1, g.K), y = b.tensor(DType::F32, 1, g.N);
+    for (const char* ks : {"auto", "1", "2", "4", "8"}) {
+      if (std::string(ks) == "auto") unsetenv("DM_CUDA_GEMV_KS");
+      else setenv("DM_CUDA_GEMV_KS", ks, 1);
+      be.gemm(x, w[0], nullptr, y);  // first launch outside the recording
+      std::unique_ptr<Recording> rec = be.record([&] {
+        for (const Tensor& wi : w) be.gemm(x, wi, nullptr, y);
+      });
+      const double us = 1e3 * cuda_time_ms(be, [&] { be.replay(*rec); }, 10, 2) / copies;
+      const double gbs = bytes / (us * 1e3);
+      std::printf("| %s | %lld × %lld | %s | %.2f | %.0f | %.0f%% |\n", g.what, (long long)g.N,
+                  (long long)g.K, ks, us, gbs, 100.0 * gbs / b.copy_gbs);
+      std::fprintf(stderr,
+                   "{\"bench\":\"cuda_gemv\",\"card\":\"%s\",\"matrix\":\"%s\",\"ks\":\"%s\","
+                   "\"us\":%.3f,\"gbs\":%.1f}\n", card, g.what, ks, us, gbs);
+    }
+    unsetenv("DM_CUDA_GEMV_KS");
+    b.release();
+  }
 }
 
 // Decode runs Executor::step itself (one source for the kernel sequence): eager and replayed
@@ -347,6 +390,7 @@ int main(int argc, char** argv) try {
   if (has_section(sections, "kernels")) bench_kernels(b, card.c_str());
   else if (has_section(sections, "scan")) bench_kernels(b, card.c_str(), true);
   if (has_section(sections, "decode")) bench_decode(b, shapes, card.c_str());
+  if (has_section(sections, "gemv")) bench_gemv(b, card.c_str());
   if (has_section(sections, "decode-settings"))
     bench_decode_settings(b, shapes, argc > 3 ? argv[3] : "base", card.c_str());
   if (has_section(sections, "decode-profile")) bench_decode_profile(b.be, shapes);

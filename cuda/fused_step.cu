@@ -269,10 +269,9 @@ cudaError_t launch_norm_gemv_v(const RmsNormGemmParams& p, const float* x, float
                                const void* norm_w, float* normed, const void* w, const void* bias,
                                float* y, const void* conv_w, const void* conv_b, float* conv_state,
                                float* conv_y, unsigned* counter, cudaStream_t s) {
-  // gemv_small_m's split: K over KS warps while the grid would be under 1056 blocks.
+  // gemv_small_m's K split (fused_step.cuh).
   const uint32_t N = p.gemm.N, K = p.gemm.K;
-  int ks = 1;
-  while (ks < 8 && K >= uint32_t(ks) * 2 * 256 && ceil_div(N, 8 / ks) < 1056) ks *= 2;
+  const int ks = gemv_k_split(N, K);
   const char* pf = std::getenv("DM_CUDA_NORM_GEMV_PREFETCH");
   const bool l2 = !(pf && std::strcmp(pf, "reg") == 0);
   switch (8 / ks) {

@@ -101,4 +101,20 @@ __device__ __forceinline__ float dot8(const float (&w)[8], const float* x, float
 // Chunks per lane a GEMV loads before pdl_wait().
 constexpr int kPrefetchChunks = 4;
 
+// How many warps of a GEMV block share one row (split K), for N rows of K weights: the larger of
+//  - doubling while the grid is small (< 1056 blocks: 8 per SM of an H100) and each slice keeps
+//    at least two 256-element steps (short, thin matrices: x_proj, 130m's out_proj), and
+//  - doubling while each slice keeps at least 640 weights (long rows: 2.8b's in_proj and LM
+//    head split 4 ways, out_proj 8: more, shorter warps, an even end of the grid).
+// Measured on an H100 (bench_cuda gemv: a recorded chain of GEMVs, every split side by side,
+// bench/results/h100_cuda_decode_session4_2026-11-27.md): the best or within 0.1 µs of it for
+// every decode GEMV of the 130m and 2.8b shapes. DM_CUDA_GEMV_KS=1|2|4|8 forces a split.
+inline int gemv_k_split(uint32_t N, uint32_t K) {
+  int grid_rule = 1, long_rule = 1;
+  while (grid_rule < 8 && K >= uint32_t(grid_rule) * 2 * 256 && ceil_div(N, 8 / grid_rule) < 1056)
+    grid_rule *= 2;
+  while (long_rule < 8 && K >= uint32_t(long_rule) * 2 * 640) long_rule *= 2;
+  return grid_rule > long_rule ? grid_rule : long_rule;
+}
+
 }  // namespace dm::cuda

@@ -165,18 +165,12 @@ template <typename WT, bool kVec>
 cudaError_t gemv_rb(uint32_t M, uint32_t N, uint32_t K, const float* x, uint32_t x_stride,
                     const WT* wp, uint32_t w_stride, const void* bias, uint32_t bias_dtype,
                     float* y, uint32_t y_stride, cudaStream_t s) {
-  // Split K across the block's warps while the grid is small (< 8 blocks per SM of an H100)
-  // and each slice keeps at least two 256-element steps; DM_CUDA_GEMV_KS forces a split.
-  int ks = 1;
-  static const int forced = [] {
-    const char* e = std::getenv("DM_CUDA_GEMV_KS");
-    return e ? std::atoi(e) : 0;
-  }();
-  if (forced == 1 || forced == 2 || forced == 4 || forced == 8) {
-    ks = forced;
-  } else {
-    while (ks < 8 && K >= uint32_t(ks) * 2 * 256 && ceil_div(N, 8 / ks) < 1056) ks *= 2;
-  }
+  // K split: gemv_k_split (fused_step.cuh); DM_CUDA_GEMV_KS, read per launch so that a
+  // benchmark can flip it, forces one.
+  const char* e = std::getenv("DM_CUDA_GEMV_KS");
+  const int forced = e ? std::atoi(e) : 0;
+  const int ks = forced == 1 || forced == 2 || forced == 4 || forced == 8 ? forced
+                                                                          : gemv_k_split(N, K);
   const int rb = 8 / ks;
   const unsigned blocks = ceil_div(N, rb);
 #define DM_GEMV(RB)                                                                            \

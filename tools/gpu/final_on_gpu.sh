@@ -6,8 +6,12 @@
 #   scan     selective_scan alone on both backends, same card, same run: bench_cuda copy,scan
 #            and bench_vulkan with the chunked and warp scans side by side
 #   bench    decimamba bench, CUDA and Vulkan side by side: 130m (decimation off and on), 2.8b
+#   deci     DeciMamba's prefill speed-up at the target's setting (130m, 32K tokens, layer 12,
+#            L_base 2000), both backends side by side
 #   long     a 130m-shaped prefill of 1,048,576 tokens on CUDA and on Vulkan (memory target)
-#   decode   bench_cuda decode (the executor's step: eager, graph, fusions and PDL on/off)
+#   decode   bench_cuda decode (the executor's step: eager, graph, fusions and PDL on/off) and
+#            bench_vulkan --sections decode (fused shaders off/on, per-kernel tables)
+#   kernels  bench_cuda kernels and bench_vulkan --sections kernels: every kernel's table
 # (default: all but decode). PACK names the pack folder (default .gpupack). Logs go to $OUT.
 set -u
 root=$PWD
@@ -45,6 +49,11 @@ if has bench; then
     --json "$out/bench_2.8b.json" --force > "$out/bench_2.8b.md" 2>&1; echo "bench 2.8b exit $?"
   grep "^| cuda\|^| vulkan" "$out/bench_2.8b.md"
 fi
+if has deci; then
+  timeout 150 "$dm" bench --shape 130m --backend cuda,vulkan -p 32768 -n 1 -r 3 --deci-layers 12 \
+    --deci-L-base 2000 --json "$out/bench_deci32k.json" --force > "$out/bench_deci32k.md" 2>&1
+  echo "bench deci 32K exit $?"; grep "^| cuda\|^| vulkan" "$out/bench_deci32k.md"
+fi
 if has long; then
   for be in cuda vulkan; do
     timeout 60 "$dm" bench --shape 130m --backend "$be" -p 1048576 -n 1 -r 1 --no-deci \
@@ -54,5 +63,11 @@ if has long; then
 fi
 if has decode; then
   timeout 120 ./bench_cuda decode 130m,2.8b > "$out/decode_cuda.md" 2> "$out/decode_cuda.json"
-  echo "bench_cuda decode exit $?"
+  echo "bench_cuda decode exit $?"; grep "graph (device time)" "$out/decode_cuda.md"
+  timeout 150 ./bench_vulkan --sections decode --shapes 130m,2.8b > "$out/decode_vulkan.md" 2>/dev/null
+  echo "bench_vulkan decode exit $?"; grep "^| 130m\|^| 2.8b" "$out/decode_vulkan.md"
+fi
+if has kernels; then
+  timeout 150 ./bench_cuda kernels > "$out/kernels_cuda.md" 2>/dev/null; echo "bench_cuda kernels exit $?"
+  timeout 200 ./bench_vulkan --sections kernels > "$out/kernels_vulkan.md" 2>/dev/null; echo "bench_vulkan kernels exit $?"
 fi
