@@ -15,7 +15,9 @@
 //      graph device time of a decode step per environment setting, side by side;
 //   7. decode-profile (not in the default sections): one eager decode step per shape (default
 //      switches) inside cudaProfilerStart/Stop, for `ncu --profile-from-start off bench_cuda
-//      decode-profile 2.8b`: each kernel's time and bytes in isolation.
+//      decode-profile 2.8b`: each kernel's time and bytes in isolation;
+//   8. prefill-profile (not in the default sections): one 16K-token prefill per shape inside
+//      cudaProfilerStart/Stop, likewise for ncu.
 // Usage: bench_cuda [sections=copy,kernels,decode,prefill] [decode shapes=130m,2.8b] [settings]
 // Prints markdown tables and one JSON line per row.
 #include <algorithm>
@@ -340,6 +342,22 @@ void bench_decode_profile(Backend& be, const std::vector<std::string>& shapes) {
   }
 }
 
+// One prefill of 16,384 tokens per shape inside a profiler range (after a warm-up prefill), for
+// `ncu --profile-from-start off bench_cuda prefill-profile 130m`: each kernel's share of a prompt.
+void bench_prefill_profile(Backend& be, const std::vector<std::string>& shapes) {
+  for (const std::string& s : shapes) {
+    auto rm = make_pooled_random_model(s);
+    Executor ex(be, rm->model);
+    std::vector<int32_t> prompt(16384);
+    for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = int32_t((i * 7919) % 50000);
+    auto st = ex.new_state();
+    ex.prefill(prompt, *st);  // sizes every buffer
+    st->reset();
+    cuda_profiler_range(be, [&] { ex.prefill(prompt, *st); });
+    std::printf("prefill-profile: 16384 tokens of %s in the profiler range\n", s.c_str());
+  }
+}
+
 void bench_prefill(Backend& be, const char* card) {
   std::printf("\n## Prefill via Executor, random 130m fp16 model, on %s\n\n| tokens | ms | tokens/s |\n|---|---|---|\n", card);
   auto rm = make_random_model("130m", DType::F16);
@@ -394,6 +412,7 @@ int main(int argc, char** argv) try {
   if (has_section(sections, "decode-settings"))
     bench_decode_settings(b, shapes, argc > 3 ? argv[3] : "base", card.c_str());
   if (has_section(sections, "decode-profile")) bench_decode_profile(b.be, shapes);
+  if (has_section(sections, "prefill-profile")) bench_prefill_profile(b.be, shapes);
   if (has_section(sections, "prefill")) bench_prefill(*be, card.c_str());
   return 0;
 } catch (const std::exception& e) {
