@@ -58,7 +58,7 @@ int sm_count() {
 // residual: 1×D; x: 1×D (absent when !p.norm.has_residual); normed: 1×D, written by block 0;
 // w: N×K (K = D); y: 1×N. RB rows per block group, KS = 8 / RB warps per row; the grid strides
 // over the groups.
-template <typename WT, bool kVec, int RB, bool kConv, bool kL2>
+template <typename WT, bool kVec, int RB, bool kConv, bool kL2, bool kNorm>
 __global__ void __launch_bounds__(kBlock) norm_gemv_kernel(
     RmsNormGemmParams p, const float* __restrict__ x, float* residual, const void* norm_w,
     float* __restrict__ normed, const WT* __restrict__ w, const void* bias, float* __restrict__ y,
@@ -98,21 +98,26 @@ __global__ void __launch_bounds__(kBlock) norm_gemv_kernel(
   pdl_trigger();
 
   // residual (+ x), its mean square in double, then the normed row: rms_norm.cu's arithmetic.
-  const bool has_x = p.norm.has_residual != 0;
-  double ss = 0;
-  for (uint32_t i = threadIdx.x; i < D; i += kBlock) {
-    float v = has_x ? x[i] : residual[i];
-    if (has_x) v = residual[i] + v;
-    xs[i] = v;
-    ss += double(v) * double(v);
-  }
-  ss = block_sum(ss, red);
-  const float var = D > 0 ? float(ss / double(D)) : 0.f;
-  const float scale = 1.f / sqrtf(var + p.norm.eps);
-  for (uint32_t i = threadIdx.x; i < D; i += kBlock) {
-    const float v = (xs[i] * scale) * load_f(norm_w, p.norm.weight_dtype, i);
-    xs[i] = v;
-    if (blockIdx.x == 0) normed[i] = v;
+  // !kNorm (prenormed): rms_norm ran before this kernel; the normed row is read as it is.
+  const bool has_x = kNorm && p.norm.has_residual != 0;
+  if constexpr (kNorm) {
+    double ss = 0;
+    for (uint32_t i = threadIdx.x; i < D; i += kBlock) {
+      float v = has_x ? x[i] : residual[i];
+      if (has_x) v = residual[i] + v;
+      xs[i] = v;
+      ss += double(v) * double(v);
+    }
+    ss = block_sum(ss, red);
+    const float var = D > 0 ? float(ss / double(D)) : 0.f;
+    const float scale = 1.f / sqrtf(var + p.norm.eps);
+    for (uint32_t i = threadIdx.x; i < D; i += kBlock) {
+      const float v = (xs[i] * scale) * load_f(norm_w, p.norm.weight_dtype, i);
+      xs[i] = v;
+      if (blockIdx.x == 0) normed[i] = v;
+    }
+  } else {
+    for (uint32_t i = threadIdx.x; i < D; i += kBlock) xs[i] = normed[i];
   }
   __syncthreads();
 
@@ -239,13 +244,13 @@ __global__ void __launch_bounds__(kBlock) dt_scan_n16_kernel(
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-template <typename WT, bool kVec, int RB, bool kConv, bool kL2>
+template <typename WT, bool kVec, int RB, bool kConv, bool kL2, bool kNorm>
 cudaError_t launch_norm_gemv_rb(const RmsNormGemmParams& p, const float* x, float* residual,
                                 const void* norm_w, float* normed, const void* w,
                                 const void* bias, float* y, const void* conv_w,
                                 const void* conv_b, float* conv_state, float* conv_y,
                                 unsigned* counter, cudaStream_t s) {
-  auto kernel = norm_gemv_kernel<WT, kVec, RB, kConv, kL2>;
+  auto kernel = norm_gemv_kernel<WT, kVec, RB, kConv, kL2, kNorm>;
   const size_t smem = size_t(p.norm.D) * sizeof(float);
   // Resident blocks per SM, asked once per instantiation (the row width is the model's d_model).
   static const int per_sm = [&] {
@@ -268,7 +273,7 @@ template <typename WT, bool kVec, bool kConv>
 cudaError_t launch_norm_gemv_v(const RmsNormGemmParams& p, const float* x, float* residual,
                                const void* norm_w, float* normed, const void* w, const void* bias,
                                float* y, const void* conv_w, const void* conv_b, float* conv_state,
-                               float* conv_y, unsigned* counter, cudaStream_t s) {
+                               float* conv_y, unsigned* counter, bool prenormed, cudaStream_t s) {
   // gemv_small_m's K split (fused_step.cuh).
   const uint32_t N = p.gemm.N, K = p.gemm.K;
   const int ks = gemv_k_split(N, K);
@@ -277,12 +282,15 @@ cudaError_t launch_norm_gemv_v(const RmsNormGemmParams& p, const float* x, float
   switch (8 / ks) {
 #define DM_NG(RB)                                                                           \
   case RB:                                                                                  \
-    return l2 ? launch_norm_gemv_rb<WT, kVec, RB, kConv, true>(                              \
-                    p, x, residual, norm_w, normed, w, bias, y, conv_w, conv_b, conv_state,   \
-                    conv_y, counter, s)                                                       \
-              : launch_norm_gemv_rb<WT, kVec, RB, kConv, false>(                             \
-                    p, x, residual, norm_w, normed, w, bias, y, conv_w, conv_b, conv_state,   \
-                    conv_y, counter, s);
+    return prenormed ? launch_norm_gemv_rb<WT, kVec, RB, kConv, true, false>(                \
+                           p, x, residual, norm_w, normed, w, bias, y, conv_w, conv_b,        \
+                           conv_state, conv_y, counter, s)                                    \
+           : l2      ? launch_norm_gemv_rb<WT, kVec, RB, kConv, true, true>(                 \
+                      p, x, residual, norm_w, normed, w, bias, y, conv_w, conv_b, conv_state, \
+                      conv_y, counter, s)                                                     \
+                     : launch_norm_gemv_rb<WT, kVec, RB, kConv, false, true>(                \
+                           p, x, residual, norm_w, normed, w, bias, y, conv_w, conv_b,        \
+                           conv_state, conv_y, counter, s);
     DM_NG(1)
     DM_NG(2)
     DM_NG(4)
@@ -296,21 +304,21 @@ template <typename WT>
 cudaError_t launch_norm_gemv_t(const RmsNormGemmParams& p, const float* x, float* residual,
                                const void* norm_w, float* normed, const void* w, const void* bias,
                                float* y, const void* conv_w, const void* conv_b, float* conv_state,
-                               float* conv_y, unsigned* counter, cudaStream_t s) {
+                               float* conv_y, unsigned* counter, bool prenormed, cudaStream_t s) {
   const bool vec = p.gemm.K % 8 == 0 && aligned16(w) &&
                    (size_t(p.gemm.w_stride) * sizeof(WT)) % 16 == 0;
   if (p.has_conv) {
     if (vec)
       return launch_norm_gemv_v<WT, true, true>(p, x, residual, norm_w, normed, w, bias, y, conv_w,
-                                                conv_b, conv_state, conv_y, counter, s);
+                                                conv_b, conv_state, conv_y, counter, prenormed, s);
     return launch_norm_gemv_v<WT, false, true>(p, x, residual, norm_w, normed, w, bias, y, conv_w,
-                                               conv_b, conv_state, conv_y, counter, s);
+                                               conv_b, conv_state, conv_y, counter, prenormed, s);
   }
   if (vec)
     return launch_norm_gemv_v<WT, true, false>(p, x, residual, norm_w, normed, w, bias, y, conv_w,
-                                               conv_b, conv_state, conv_y, counter, s);
+                                               conv_b, conv_state, conv_y, counter, prenormed, s);
   return launch_norm_gemv_v<WT, false, false>(p, x, residual, norm_w, normed, w, bias, y, conv_w,
-                                              conv_b, conv_state, conv_y, counter, s);
+                                              conv_b, conv_state, conv_y, counter, prenormed, s);
 }
 
 }  // namespace
@@ -323,13 +331,13 @@ bool norm_gemv_supported(const RmsNormGemmParams& p) {
 cudaError_t launch_norm_gemv(const RmsNormGemmParams& p, const float* x, float* residual,
                              const void* norm_w, float* normed, const void* w, const void* bias,
                              float* y, const void* conv_w, const void* conv_b, float* conv_state,
-                             float* conv_y, unsigned* counter, cudaStream_t s) {
+                             float* conv_y, unsigned* counter, bool prenormed, cudaStream_t s) {
   if (!norm_gemv_supported(p)) return cudaErrorInvalidValue;
   if (p.gemm.N == 0) return cudaSuccess;
   switch (p.gemm.w_dtype) {
-    case 0: return launch_norm_gemv_t<float>(p, x, residual, norm_w, normed, w, bias, y, conv_w, conv_b, conv_state, conv_y, counter, s);
-    case 1: return launch_norm_gemv_t<__half>(p, x, residual, norm_w, normed, w, bias, y, conv_w, conv_b, conv_state, conv_y, counter, s);
-    case 2: return launch_norm_gemv_t<__nv_bfloat16>(p, x, residual, norm_w, normed, w, bias, y, conv_w, conv_b, conv_state, conv_y, counter, s);
+    case 0: return launch_norm_gemv_t<float>(p, x, residual, norm_w, normed, w, bias, y, conv_w, conv_b, conv_state, conv_y, counter, prenormed, s);
+    case 1: return launch_norm_gemv_t<__half>(p, x, residual, norm_w, normed, w, bias, y, conv_w, conv_b, conv_state, conv_y, counter, prenormed, s);
+    case 2: return launch_norm_gemv_t<__nv_bfloat16>(p, x, residual, norm_w, normed, w, bias, y, conv_w, conv_b, conv_state, conv_y, counter, prenormed, s);
     default: return cudaErrorInvalidValue;
   }
 }

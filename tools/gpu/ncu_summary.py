@@ -22,8 +22,9 @@ for r in csv.DictReader(lines):
     e["m"][r["Metric Name"]] = x * scale
 
 def short(n):
+    n = n.replace("(anonymous namespace)::", "").replace("<unnamed>::", "")
     n = re.sub(r"\(.*", "", n)
-    return re.sub(r"<.*>", "", n).replace("void ", "").replace("dm::cuda::", "").replace("(anonymous namespace)::", "")
+    return re.sub(r"<.*>", "", n).replace("void ", "").replace("dm::cuda::", "")
 
 agg = OrderedDict()
 total = 0.0

@@ -427,13 +427,29 @@ bool fused_step_enabled() {
   const char* e = std::getenv("DM_FUSED_STEP");
   return !(e && std::string(e) == "0");
 }
-// The fused norm + GEMV (+ conv) wins where launches dominate and loses where the weight stream
-// does (every block recomputes the norm before its first FMA): measured on an H100, 130m's
-// in_proj (3072 × 768) runs faster fused, 2.8b's (10240 × 2560) slower than rms_norm + gemv.
-// Matrices above this many weights take the composition; DM_CUDA_NORM_GEMV_MAX_WEIGHTS overrides.
+// Three ways to run rms_norm_gemm(_conv_step) for one row, DM_CUDA_DECODE_NORM (read per call):
+//   fused    norm_gemv: every block recomputes the norm, then the GEMV (+ conv in its epilogue);
+//   split    the rms_norm kernel, then norm_gemv reading the normed row (GEMV + conv epilogue);
+//   compose  Backend's composition: rms_norm, GEMV, conv step (three kernels).
+// Default: split for matrices of at most DM_CUDA_NORM_GEMV_MAX_WEIGHTS (4M) weights, where
+// launches dominate (130m's in_proj), compose above (2.8b's in_proj and every LM head, where the
+// weight stream dominates). Measured on an H100, graph device time per token
+// (bench/results/h100_cuda_decode_session4_2026-11-27.md): 130m split 346, compose 373, fused
+// 400 µs; 2.8b compose 2823, split 2993, fused 3285 µs.
 size_t norm_gemv_max_weights() {
   const char* e = std::getenv("DM_CUDA_NORM_GEMV_MAX_WEIGHTS");
   return e ? size_t(std::strtoull(e, nullptr, 10)) : size_t(1) << 22;
+}
+enum class NormPath { kFused, kSplit, kCompose };
+NormPath norm_path(const RmsNormGemmParams& p) {
+  const char* e = std::getenv("DM_CUDA_DECODE_NORM");
+  const std::string v = e ? e : "";
+  if (!fused_step_enabled() || !cuda::norm_gemv_supported(p) || v == "compose")
+    return NormPath::kCompose;
+  if (v == "split") return NormPath::kSplit;
+  if (v == "fused") return NormPath::kFused;
+  return size_t(p.gemm.N) * p.gemm.K > norm_gemv_max_weights() ? NormPath::kCompose
+                                                                 : NormPath::kSplit;
 }
 }  // namespace
 
@@ -444,8 +460,8 @@ void CudaBackend::norm_gemm(const Tensor* x, const Tensor& residual, const Tenso
   const RmsNormGemmParams p = make_rms_norm_gemm_params(x, residual, norm_weight, eps, normed, w,
                                                         bias, y, conv_weight, conv_bias,
                                                         conv_state, conv_y);
-  if (!fused_step_enabled() || !cuda::norm_gemv_supported(p) ||
-      size_t(p.gemm.N) * p.gemm.K > norm_gemv_max_weights()) {
+  const NormPath path = norm_path(p);
+  if (path == NormPath::kCompose) {
     if (conv_weight)
       Backend::rms_norm_gemm_conv_step(x, residual, norm_weight, eps, normed, w, bias, y,
                                        *conv_weight, conv_bias, *conv_state, *conv_y);
@@ -453,12 +469,19 @@ void CudaBackend::norm_gemm(const Tensor* x, const Tensor& residual, const Tenso
       Backend::rms_norm_gemm(x, residual, norm_weight, eps, normed, w, bias, y);
     return;
   }
+  const bool prenormed = path == NormPath::kSplit;
+  if (prenormed) {  // residual += x; normed = rms_norm(residual)
+    if (x)
+      rms_norm(*x, &residual, norm_weight, normed, eps);
+    else
+      rms_norm(residual, nullptr, norm_weight, normed, eps);
+  }
   const char* k = "rms_norm_gemm";
   check_launch(cuda::launch_norm_gemv(
                    p, dptr(x, k), dptr(residual, k), dptr<const void>(norm_weight, k),
                    dptr(normed, k), dptr<const void>(w, k), dptr<const void>(bias, k), dptr(y, k),
                    dptr<const void>(conv_weight, k), dptr<const void>(conv_bias, k),
-                   dptr(conv_state, k), dptr(conv_y, k), step_counter_, stream_),
+                   dptr(conv_state, k), dptr(conv_y, k), step_counter_, prenormed, stream_),
                conv_weight ? "rms_norm_gemm_conv_step" : "rms_norm_gemm");
 }
 

@@ -71,13 +71,15 @@ cudaError_t launch_selective_scan_step(const SelectiveScanStepParams& p, const f
 // Decode fusions (cuda/fused_step.cu), one row, launched with programmatic dependent launch
 // where the device has it (DM_CUDA_PDL=0: plain launches). rms_norm_gemm(_conv_step): rows of up
 // to kNormGemvMaxD (the normed row sits in shared memory, under the 48 KiB default); `counter` is one zeroed device word,
-// left zero, that no other launch uses concurrently (the stream serialises them).
+// left zero, that no other launch uses concurrently (the stream serialises them). prenormed:
+// normed already holds the normed row (rms_norm ran; residual and x are not touched): only the
+// GEMV (+ the conv step in its epilogue) runs.
 constexpr uint32_t kNormGemvMaxD = 8192;
 bool norm_gemv_supported(const RmsNormGemmParams& p);
 cudaError_t launch_norm_gemv(const RmsNormGemmParams& p, const float* x, float* residual,
                              const void* norm_w, float* normed, const void* w, const void* bias,
                              float* y, const void* conv_w, const void* conv_b, float* conv_state,
-                             float* conv_y, unsigned* counter, cudaStream_t s);
+                             float* conv_y, unsigned* counter, bool prenormed, cudaStream_t s);
 // dt_proj_scan_step: batch 1, d_state 16.
 bool dt_scan_supported(const DtProjScanStepParams& p);
 cudaError_t launch_dt_scan(const DtProjScanStepParams& p, const float* dt_low, const void* dt_proj,
