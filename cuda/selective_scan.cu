@@ -2,13 +2,14 @@
 //   Δ = softplus(delta + dt_bias); h_t = exp(Δ·A)·h_{t-1} + Δ·B_t·u_t; y_t = C_t·h_t + D·u_t;
 //   y_t *= SiLU(z_t).
 //
-// d_state 16 (every published Mamba-1) runs, by default, v6 (selective_scan_v6.cu: one warp
-// per channel, time-parallel inside the warp) for d_inner ≥ 1536 and otherwise
-// selective_scan_v2_kernel (described where it is defined): sequential over time per lane, a
-// few states of one channel per lane, all inputs staged through shared memory by cp.async
-// several stages ahead, one ex2.approx per (token, channel, state). DM_CUDA_SCAN=v2 forces v2,
-// v6[<letter>] a v6 configuration. DM_CUDA_SCAN=v1 selects the older chunked block scan kept
-// below for comparison:
+// d_state 16 (every published Mamba-1) runs, by default, v7 (selective_scan_v7.cu: v6's scan
+// with TMA staging and warps coupled only by mbarriers) at d_inner 1536 … 2047 and ≥ 5120, v6
+// (selective_scan_v6.cu: one warp per channel, time-parallel inside the warp, block-synchronous)
+// at 2048 … 5119 and where v7 cannot run, and below 1536 selective_scan_v2_kernel (described
+// where it is defined): sequential over time per lane, a few states of one channel per lane, all
+// inputs staged through shared memory by cp.async several stages ahead, one ex2.approx per
+// (token, channel, state). DM_CUDA_SCAN=v2 forces v2, v6[<letter>] / v7[<letter>] a v6 / v7
+// configuration. DM_CUDA_SCAN=v1 selects the older chunked block scan kept below for comparison:
 //
 // v1: a block owns 8 channels and walks the sequence in chunks of 64 tokens, carrying the state
 // from chunk to chunk on chip. Within a chunk each of its 8 warps takes 8 consecutive tokens (a
@@ -31,6 +32,7 @@
 #include "selective_scan_common.cuh"
 #include "selective_scan_lookback.cuh"
 #include "selective_scan_v6.cuh"
+#include "selective_scan_v7.cuh"
 
 namespace dm::cuda {
 namespace {
@@ -568,10 +570,20 @@ cudaError_t launch_v2(const SelectiveScanParams& p, const float* u, const float*
 // not measured; below 1536 (130m: 768) v6 would have under 6 warps per SM, so v2 stays there.
 char v6_default(uint32_t channels) { return channels < 1536 ? 0 : channels < 4096 ? 'g' : 'j'; }
 
+// The v7 configuration (selective_scan_v7.cu) that runs by default for this width, 0 for none
+// (v6 or v2 then). Measured on an H100 80GB HBM3 in one run with v6 (cuda/README.md), L = 4K /
+// 16K: d_inner 1536 (130m) v7a 83.7 / 312.4 µs against v6g's 106.5 / 406.2; 5120 (2.8b) v7e
+// 255.9 / 990.8 against v6j's 292.6 / 1141.7. The widths between (370m … 1.4b: 2048 … 4096) are
+// not measured with v7 and keep v6; above 5120 (no published model) v7e is assumed.
+char v7_default(uint32_t channels) {
+  return channels >= 1536 && channels < 2048 ? 'a' : channels >= 5120 ? 'e' : 0;
+}
+
 // DM_CUDA_SCAN picks a kernel for measurements: v1 (the chunked block scan), v2 (v2 at its
 // per-width shape), s<SPL>w<W>[x<S>] (v2 with SPL states per lane, W warps per block, S
-// segments), v3<letter> (a look-back scan, selective_scan_lookback.cu), v6[<letter>]; anything
-// else or unset: the default. Encoded: 1, 2, SPL·100 + W·10 + S, 1000 + letter, 2000 [+ letter].
+// segments), v3<letter> (a look-back scan, selective_scan_lookback.cu), v6[<letter>],
+// v7[<letter>]; anything else or unset: the default. Encoded: 1, 2, SPL·100 + W·10 + S,
+// 1000 + letter, 2000 [+ letter], 3000 [+ letter].
 int scan_variant() {
   static const int v = [] {
     const char* e = std::getenv("DM_CUDA_SCAN");
@@ -581,6 +593,9 @@ int scan_variant() {
     if (s == "v6") return 2000;
     if (s.size() == 3 && s[0] == 'v' && s[1] == '6' && s[2] >= 'a' && s[2] <= 'k')
       return 2000 + s[2];
+    if (s == "v7") return 3000;
+    if (s.size() == 3 && s[0] == 'v' && s[1] == '7' && s[2] >= 'a' && s[2] <= 'z')
+      return 3000 + s[2];
     if (s.size() == 3 && s[0] == 'v' && s[1] == '3' && lookback_known(s[2])) return 1000 + s[2];
     // s<SPL>w<W>x<S>: S time segments per stage (two-phase); x1 when omitted.
     int spl = 0, w = 0, sg = 1;
@@ -645,10 +660,22 @@ cudaError_t launch_selective_scan(const SelectiveScanParams& p, const float* u,
                                                                      z, dt_bias, ssm_state, y);
       return cudaGetLastError();
     }
-    // v6 (selective_scan_v6.cu): DM_CUDA_SCAN=v6[<letter>], or by default where v6_default.
+    // v7 (selective_scan_v7.cu): DM_CUDA_SCAN=v7[<letter>], or by default where v7_default.
+    // Where it cannot run (no tensor-map encoder, unknown letter) v6 runs instead.
+    if ((v >= 3000 || (v == 0 && v7_default(p.channels))) &&
+        scan_v7_applies(p, u, delta, B, C, z, y)) {
+      const char cfg = v > 3000 ? char(v - 3000) : v == 3000 ? 0 : v7_default(p.channels);
+      const cudaError_t e =
+          launch_scan_v7(cfg, p, u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y, s);
+      if (e != cudaErrorNotSupported && e != cudaErrorInvalidValue) return e;
+    }
+    // v6 (selective_scan_v6.cu): DM_CUDA_SCAN=v6[<letter>], or by default where v6_default
+    // (also for DM_CUDA_SCAN=v7… where v7 did not run).
     if ((v >= 2000 || (v == 0 && v6_default(p.channels))) &&
         scan_v6_applies(p, u, delta, B, C, z, y)) {
-      const char cfg = v > 2000 ? char(v - 2000) : v == 2000 ? 0 : v6_default(p.channels);
+      const char cfg = v > 2000 && v < 3000 ? char(v - 2000)
+                       : v >= 2000           ? 0
+                                             : v6_default(p.channels);
       return launch_scan_v6(cfg, p, u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y, s);
     }
     // The look-back scans (selective_scan_lookback.cu), opt-in. They need room for at least one

@@ -1,5 +1,6 @@
-// Device helpers shared by the prompt-scan kernels (selective_scan.cu, selective_scan_v6.cu):
-// the MUFU-only activations and the cp.async staging primitives.
+// Device helpers shared by the prompt-scan kernels (selective_scan.cu, selective_scan_v6.cu,
+// selective_scan_v7.cu): the MUFU-only activations, the cp.async staging primitives, and the
+// in-warp chunk scan of v6 and v7.
 #pragma once
 
 #include <cstdint>
@@ -69,6 +70,115 @@ __device__ __forceinline__ void reduce_scatter(float (&yv)[N], int g) {
     yv[i] = keep + __shfl_xor_sync(kFull, send, OFF);
   }
   if constexpr (OFF > 1) reduce_scatter<OFF / 2>(yv, g);
+}
+
+// The in-warp scan of one chunk of kSlices·R tokens of one channel (v6 and v7; the design is in
+// selective_scan_v6.cu's file comment). Lane = 4·s + g: slice s (tokens s·R .. s·R + R − 1 of
+// the chunk), states 4g .. 4g + 3. dtv / duv: Δ and Δ·u of the slice's tokens; Bs / Cs: B and C
+// of the slice's first token at this lane's 4 states, row r at + r·kN (shared memory); A2:
+// A·log2(e) of the 4 states; h: the carried state (the same in every slice), replaced by the
+// chunk's end state. yv[r]: Σ over this lane's 4 states of C·h at token r, before the reduction
+// over the group (group_reduce_scatter). LEAN: the slice scan without predicated moves.
+constexpr int kSlices = 8;  // time slices per warp (lanes = 8 slices × 4 state groups)
+
+// Δ and Δ·u of slice s's R tokens from a channel's transposed rows pt / pu (16-byte aligned).
+template <int R>
+__device__ __forceinline__ void load_slice(const float* pt, const float* pu, int s,
+                                           float (&dtv)[R], float (&duv)[R]) {
+#pragma unroll
+  for (int r = 0; r < R; r += 4) {
+    const float4 d4 = *reinterpret_cast<const float4*>(pt + s * R + r);
+    const float4 u4 = *reinterpret_cast<const float4*>(pu + s * R + r);
+    dtv[r] = d4.x, dtv[r + 1] = d4.y, dtv[r + 2] = d4.z, dtv[r + 3] = d4.w;
+    duv[r] = u4.x, duv[r + 1] = u4.y, duv[r + 2] = u4.z, duv[r + 3] = u4.w;
+  }
+}
+
+template <int R, bool LEAN>
+__device__ __forceinline__ void warp_chunk_scan(const float (&dtv)[R], const float (&duv)[R],
+                                                const float* Bs, const float* Cs,
+                                                const float (&A2)[4], float (&h)[4], int s, int g,
+                                                float (&yv)[R]) {
+  // Local: a = exp2(Δ·A·log2e) (one ex2 per element, kept), x = Δ·B·u (kept), the slice run
+  // from a zero state: end state H.
+  float a[R][4], x[R][4], Pp[4], H[4];
+  float dsum = 0.f;
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    const float4 b4 = *reinterpret_cast<const float4*>(Bs + r * kN);
+    const float Bv[4] = {b4.x, b4.y, b4.z, b4.w};
+    dsum += dtv[r];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      a[r][j] = ex2_approx(dtv[r] * A2[j]);
+      x[r][j] = Bv[j] * duv[r];
+      H[j] = r == 0 ? x[r][j] : fmaf(a[r][j], H[j], x[r][j]);
+    }
+  }
+  // The slice's decay product as one exp of the summed Δ: 4 MUFU instead of 4·(R−1) FMULs
+  // (the kernels are issue-bound; the MUFU pipe has room).
+#pragma unroll
+  for (int j = 0; j < 4; ++j) Pp[j] = ex2_approx(dsum * A2[j]);
+  // Slice 0 starts from the carried state; then the inclusive scan over slices.
+#pragma unroll
+  for (int j = 0; j < 4; ++j)
+    if (s == 0) H[j] = fmaf(Pp[j], h[j], H[j]);
+#pragma unroll
+  for (int d = 1; d < kSlices; d *= 2) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      float Hq = __shfl_up_sync(kFull, H[j], 4 * d);
+      float Pq = __shfl_up_sync(kFull, Pp[j], 4 * d);
+      if constexpr (LEAN) {
+        // Below slice d the partner is the identity map (1, 0): no predicated moves.
+        Hq = s >= d ? Hq : 0.f;
+        Pq = s >= d ? Pq : 1.f;
+        H[j] = fmaf(Pp[j], Hq, H[j]);
+        Pp[j] *= Pq;
+      } else if (s >= d) {
+        H[j] = fmaf(Pp[j], Hq, H[j]);
+        Pp[j] *= Pq;
+      }
+    }
+  }
+  // H: this slice's true end state. Start = the previous slice's end; carry = slice 7's end.
+  float hs[4];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const float prev = __shfl_up_sync(kFull, H[j], 4);
+    hs[j] = s == 0 ? h[j] : prev;
+    h[j] = __shfl_sync(kFull, H[j], 4 * (kSlices - 1) + g);
+  }
+  // Rerun from the true start out of registers (2 FMAs per element, no second exp).
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    const float4 c4 = *reinterpret_cast<const float4*>(Cs + r * kN);
+    const float Cv[4] = {c4.x, c4.y, c4.z, c4.w};
+    float acc = 0.f;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      hs[j] = fmaf(a[r][j], hs[j], x[r][j]);
+      acc = fmaf(hs[j], Cv[j], acc);
+    }
+    yv[r] = acc;
+  }
+}
+
+// The sums of warp_chunk_scan's yv over the 4 state-group lanes of a slice, reduce-scattered:
+// lane g ends with tokens g·R/4 .. g·R/4 + R/4 − 1 of its slice in yv[0 .. R/4).
+template <int R>
+__device__ __forceinline__ void group_reduce_scatter(float (&yv)[R], int g) {
+#pragma unroll
+  for (int off = 2; off >= 1; off >>= 1) {
+    const bool hi = g & off;
+    const int n = off * R / 4;  // values kept after this level
+#pragma unroll
+    for (int i = 0; i < n; ++i) {
+      const float lo_v = yv[i], hi_v = yv[i + n];
+      const float keep = hi ? hi_v : lo_v, send = hi ? lo_v : hi_v;
+      yv[i] = keep + __shfl_xor_sync(kFull, send, off);
+    }
+  }
 }
 
 }  // namespace dm::cuda::scan

@@ -31,8 +31,6 @@ namespace {
 
 using namespace scan;
 
-constexpr int kSlices = 8;  // time slices per warp (lanes = 8 slices × 4 state groups)
-
 template <int CB, int R, int NS>
 struct V6Smem {
   static constexpr int T = kSlices * R;  // tokens per chunk
@@ -179,88 +177,11 @@ __global__ void __launch_bounds__(32 * CB, MINB) scan_v6_kernel(
     const Stage& b = sm.st[k % NS];
     const int pb = k & 1;
     float dtv[R], duv[R];
-#pragma unroll
-    for (int r = 0; r < R; r += 4) {
-      const float4 d4 = *reinterpret_cast<const float4*>(&sm.dt[pb][w][s * R + r]);
-      const float4 u4 = *reinterpret_cast<const float4*>(&sm.du[pb][w][s * R + r]);
-      dtv[r] = d4.x, dtv[r + 1] = d4.y, dtv[r + 2] = d4.z, dtv[r + 3] = d4.w;
-      duv[r] = u4.x, duv[r + 1] = u4.y, duv[r + 2] = u4.z, duv[r + 3] = u4.w;
-    }
+    load_slice(&sm.dt[pb][w][0], &sm.du[pb][w][0], s, dtv, duv);
     const int row0 = s * (R + 1);
-    float a[R][4], x[R][4], Pp[4], H[4];
-    float dsum = 0.f;
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-      const float4 b4 = *reinterpret_cast<const float4*>(&b.B[row0 + r][g * 4]);
-      const float Bv[4] = {b4.x, b4.y, b4.z, b4.w};
-      dsum += dtv[r];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        a[r][j] = ex2_approx(dtv[r] * A2[j]);
-        x[r][j] = Bv[j] * duv[r];
-        H[j] = r == 0 ? x[r][j] : fmaf(a[r][j], H[j], x[r][j]);
-      }
-    }
-    // The slice's decay product as one exp of the summed Δ: 4 MUFU instead of 4·(R−1) FMULs
-    // (the kernel is issue-bound; the MUFU pipe has room).
-#pragma unroll
-    for (int j = 0; j < 4; ++j) Pp[j] = ex2_approx(dsum * A2[j]);
-    // Slice 0 starts from the carried state; then the inclusive scan over slices.
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-      if (s == 0) H[j] = fmaf(Pp[j], h[j], H[j]);
-#pragma unroll
-    for (int d = 1; d < kSlices; d *= 2) {
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        float Hq = __shfl_up_sync(kFull, H[j], 4 * d);
-        float Pq = __shfl_up_sync(kFull, Pp[j], 4 * d);
-        if constexpr (LEAN) {
-          // Below slice d the partner is the identity map (1, 0): no predicated moves.
-          Hq = s >= d ? Hq : 0.f;
-          Pq = s >= d ? Pq : 1.f;
-          H[j] = fmaf(Pp[j], Hq, H[j]);
-          Pp[j] *= Pq;
-        } else if (s >= d) {
-          H[j] = fmaf(Pp[j], Hq, H[j]);
-          Pp[j] *= Pq;
-        }
-      }
-    }
-    // H: this slice's true end state. Start = the previous slice's end; carry = slice 7's end.
-    float hs[4];
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const float prev = __shfl_up_sync(kFull, H[j], 4);
-      hs[j] = s == 0 ? h[j] : prev;
-      h[j] = __shfl_sync(kFull, H[j], 4 * (kSlices - 1) + g);
-    }
-    // Rerun from the true start out of registers, y over this lane's 4 states.
     float yv[R];
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-      const float4 c4 = *reinterpret_cast<const float4*>(&b.C[row0 + r][g * 4]);
-      const float Cv[4] = {c4.x, c4.y, c4.z, c4.w};
-      float acc = 0.f;
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        hs[j] = fmaf(a[r][j], hs[j], x[r][j]);
-        acc = fmaf(hs[j], Cv[j], acc);
-      }
-      yv[r] = acc;
-    }
-    // Reduce-scatter over the 4 group lanes: lane g ends with tokens g·R/4 .. of its slice.
-#pragma unroll
-    for (int off = 2; off >= 1; off >>= 1) {
-      const bool hi = g & off;
-      const int n = off * R / 4;  // values kept after this level
-#pragma unroll
-      for (int i = 0; i < n; ++i) {
-        const float lo_v = yv[i], hi_v = yv[i + n];
-        const float keep = hi ? hi_v : lo_v, send = hi ? lo_v : hi_v;
-        yv[i] = keep + __shfl_xor_sync(kFull, send, off);
-      }
-    }
+    warp_chunk_scan<R, LEAN>(dtv, duv, &b.B[row0][g * 4], &b.C[row0][g * 4], A2, h, s, g, yv);
+    group_reduce_scatter(yv, g);  // lane g: tokens g·R/4 .. of its slice
     float* yo = &sm.y[pb][w][s * R + g * (R / 4)];
     if constexpr (R == 4) {
       yo[0] = yv[0];

@@ -1,0 +1,472 @@
+// v7: the prompt scan (d_state 16) with warps that never wait for each other mid-chunk.
+//
+// Why: v6 (selective_scan_v6.cu) keeps one warp per channel and the time-parallel slice scan,
+// but its block walks every chunk in lockstep: one __syncthreads per chunk, then every warp
+// gates (row-wise, transposed reads), prepares Δ (block-wide, transposed stores with 2.7-way
+// bank conflicts) and scans, so all warps hit the same latency-bound phase (shuffle levels,
+// MUFU chains) at the same time; 12 warps per SM then leave the issue slots half idle (ncu at
+// 1536 × 4K: 49% busy, 0.84 eligible warps per scheduler, 5.7 cycles between a warp's
+// instructions, ~17 instructions per element of which ~5 are staging, prep and gate
+// bookkeeping; stalls per issued instruction: short scoreboard 1.3, wait 1.2, barrier 0.7).
+//
+// Here the block's warps are coupled only through mbarriers, with slack of several chunks:
+//   staging: the tensor-memory accelerator (TMA) copies each chunk (T = 64 tokens) into one of
+//            NS stages: one 2D box each for delta, u, z ([T][CB], zero-filled past L and past
+//            the last channel; at CB 8 / 16 swizzled so that a channel's column read hits 8
+//            banks, not 4 / 2) and B, C as one 3D box each ([8 slices][R + 1 rows][16], an
+//            overlapping view of the rows, so slice s starts 576·s bytes in and the 8 slices'
+//            16-byte reads of a token row hit both bank halves: conflict-free). The last chunk
+//            or two (where slice 7's extra row would pass L) take 8 2D boxes per array instead.
+//            Completion on full[stage]; every thread arrives on empty[stage] after its last read.
+//   duty:    storing chunk j's y and reloading its stage with chunk j + NS is done by warp
+//            j % CB once it has finished chunk j + 1, so the duty rotates and rarely waits. (A
+//            first version gave it all to warp 0: that warp then paced the block, 126 µs at
+//            1536 × 4K against v6's 106.6, the others stalled on full[] a third of the time.)
+//   prep:    each warp prepares its own channel: lane i takes tokens i and i + 32 (column reads,
+//            4-way conflicts at CB 4 / 12 and swizzled 8 / 16 — the wavefronts of a 16-byte row
+//            read), Δ = softplus(delta + bias), Δ·u into a warp-private transposed buffer
+//            (conflict-free), u and SiLU(z) kept in registers for the gate; no block-wide phase.
+//   scan:    v6's: lane = 4·slice + state group, a = exp2(Δ·A·log2e) and Δ·B·u kept in registers,
+//            the slice maps scanned with shuffles, the rerun from the true start, y
+//            reduce-scattered over the 4 group lanes (lane i ends with tokens 2i, 2i+1).
+//   gate:    two shuffles a token bring y to the lane holding u and SiLU(z) of that token;
+//            (y + D·u)·SiLU(z) is written to a y buffer ([T][CB], NY deep, the store's swizzle)
+//            and, once every warp has (mbarrier ydone), the duty warp stores the box with one TMA
+//            store (clipped at L and at the last channel); yfree tells the warps the buffer may
+//            be rewritten.
+// The arithmetic is v6's, in v6's order (ex2/lg2/rcp.approx as in selective_scan_common.cuh).
+// Tokens past L have Δ = 0 and zero B (TMA fill): decay 1, input 0, the state is left alone;
+// their y is clipped by the store. Needs the driver's cuTensorMapEncodeTiled (taken through
+// cudaGetDriverEntryPointByVersion); without it launch_scan_v7 launches nothing and v6 runs.
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
+#include <cstdio>
+
+#include "selective_scan_common.cuh"
+#include "selective_scan_v7.cuh"
+
+namespace dm::cuda {
+namespace {
+
+using namespace scan;
+
+constexpr int kSl = 8;        // time slices per warp (lanes = 8 slices × 4 state groups)
+constexpr int kR = 8;         // tokens per slice
+constexpr int kT = kSl * kR;  // tokens per chunk
+constexpr int kBSL = 160;     // floats per B/C slice region: R + 1 rows of 16, 640 bytes
+static_assert((kR + 1) * kN <= kBSL && (kBSL * 4) % 128 == 0, "slice regions 128-byte aligned");
+
+struct V7Maps {
+  CUtensorMap delta, u, z, B, C, y;
+  CUtensorMap B3, C3;  // B, C as [slice][R + 1 rows][16] windows (overlapping), one box a chunk
+  int use3d;           // whether B3 / C3 were encoded
+};
+
+template <int CB, int NS, int NY>
+struct V7Smem {
+  static_assert((kT * CB * 4) % 128 == 0, "TMA boxes start 128-byte aligned");
+  struct Stage {
+    float delta[kT][CB];
+    float u[kT][CB];
+    float z[kT][CB];
+    // B and C, one of two layouts per chunk, both conflict-free for the 8 slices' 16-byte reads
+    // of a token row (odd slices start a 64-byte bank half later): a chunk that ends at least one
+    // row before L comes as one 3D box, dense [8 slices][R + 1 rows][16] (slice s at 576·s
+    // bytes); otherwise 8 2D boxes, slice s at 640·s bytes from token row s·R − (s & 1), so its
+    // row r sits at r + (s & 1) (boxes need 128-byte-aligned destinations).
+    float B[kSl][kBSL];
+    float C[kSl][kBSL];
+  };
+  Stage st[NS];
+  float y[NY][kT][CB];  // gated y, the TMA store's box
+  float dt[CB][2][kT];  // per warp: Δ, transposed, double-buffered
+  float du[CB][2][kT];  // per warp: Δ·u
+  uint64_t full[NS], empty[NS], ydone[NY], yfree[NY];
+};
+
+__device__ __forceinline__ uint32_t smem_u32(const void* ptr) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(ptr));
+}
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes)
+               : "memory");
+}
+// Returns once the phase of this parity has completed.
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  asm volatile(
+      "{\n\t.reg .pred p;\n"
+      "V7_WAIT:\n\t"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n\t"
+      "@!p bra V7_WAIT;\n\t}" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+__device__ __forceinline__ void tma_load_2d(uint32_t dst, const CUtensorMap* map, int x, int y,
+                                            uint32_t bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%2, %3}], [%4];" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(x), "r"(y), "r"(bar)
+      : "memory");
+}
+__device__ __forceinline__ void tma_load_3d(uint32_t dst, const CUtensorMap* map, int x, int y,
+                                            int z, uint32_t bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%2, %3, %4}], [%5];" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(x), "r"(y), "r"(z), "r"(bar)
+      : "memory");
+}
+__device__ __forceinline__ void tma_store_2d(const CUtensorMap* map, int x, int y, uint32_t src) {
+  asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];" ::"l"(
+                   reinterpret_cast<uint64_t>(map)),
+               "r"(x), "r"(y), "r"(src)
+               : "memory");
+  asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+}
+__device__ __forceinline__ void bulk_wait_read0() {
+  asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
+}
+__device__ __forceinline__ void bulk_wait_all0() {
+  asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");
+}
+// Makes this thread's shared-memory stores visible to the TMA (async proxy).
+__device__ __forceinline__ void fence_proxy_async() {
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+}
+
+template <int CB, int NS, int NY, int MINB, bool PIPE, bool SWZ>
+__global__ void __launch_bounds__(32 * CB, MINB)
+    scan_v7_kernel(const __grid_constant__ V7Maps maps, SelectiveScanParams p, const void* A_log,
+                   const void* Dp, const void* dt_bias, float* state) {
+  using SM = V7Smem<CB, NS, NY>;
+  using Stage = typename SM::Stage;
+  extern __shared__ unsigned char smem_raw[];
+  static_assert(!SWZ || CB == 8 || CB == 16, "TMA swizzle: 32-byte (CB 8) or 64-byte (CB 16) rows");
+  constexpr uint32_t kAlign = SWZ ? 1024 : 128;  // swizzled boxes: the pattern repeats in 1 KB
+  SM& sm = *reinterpret_cast<SM*>(smem_raw +
+                                  ((kAlign - (smem_u32(smem_raw) & (kAlign - 1))) & (kAlign - 1)));
+
+  const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+  const int s = lane >> 2, g = lane & 3;  // slice, state group
+  const uint32_t c0 = blockIdx.x * CB, c = c0 + w;
+  const bool cv = c < p.channels;
+  const uint32_t cc = cv ? c : 0;
+  const int L = int(p.L);
+  const bool has_z = p.has_z;
+
+  float A2[4], h[4];  // A·log2(e); the state carried from chunk to chunk (same in all slices)
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    A2[j] = -expf(load_f(A_log, p.A_log_dtype, size_t(cc) * kN + g * 4 + j)) * kLog2e;
+    h[j] = cv ? state[size_t(c) * kN + g * 4 + j] : 0.f;
+  }
+  const float bias = load_f(dt_bias, p.dt_bias_dtype, cc);
+  const float Dw = load_f(Dp, p.D_dtype, cc);
+
+  const int nch = (L + kT - 1) / kT;
+  // Float offset of (token t, this warp's channel) in a [T][CB] box: with SWZ the TMA swizzles
+  // 16-byte pieces (32-byte mode: piece ^= bit 7 of the byte address; 64-byte mode: pieces ^=
+  // bits 7-8), so a column read hits 8 banks instead of 4 (CB 8) or 2 (CB 16).
+  auto boxoff = [&](int t) {
+    if constexpr (SWZ && CB == 8) return t * 8 + (w ^ (((t >> 2) & 1) << 2));
+    else if constexpr (SWZ && CB == 16) return t * 16 + (w ^ (((t >> 1) & 3) << 2));
+    else return t * CB + w;
+  };
+  const int offa = boxoff(lane), offb = boxoff(lane + 32);
+  const uint32_t stage_bytes =
+      uint32_t(kT * CB * 4 * (has_z ? 3 : 2) + 2 * kSl * (kR + 1) * kN * 4);
+  // Load chunk k into its stage: one thread posts the byte count and issues the copies (5, or
+  // 19 where B and C come as 2D per-slice boxes).
+  auto issue = [&](int k) {
+    const int si = k % NS;
+    Stage& b = sm.st[si];
+    const uint32_t fb = smem_u32(&sm.full[si]);
+    mbar_arrive_tx(fb, stage_bytes);
+    const int t0 = k * kT;
+    tma_load_2d(smem_u32(&b.delta[0][0]), &maps.delta, int(c0), t0, fb);
+    tma_load_2d(smem_u32(&b.u[0][0]), &maps.u, int(c0), t0, fb);
+    if (has_z) tma_load_2d(smem_u32(&b.z[0][0]), &maps.z, int(c0), t0, fb);
+    if (maps.use3d && t0 + kT + 1 <= L) {
+      tma_load_3d(smem_u32(&b.B[0][0]), &maps.B3, 0, 0, k * kSl, fb);
+      tma_load_3d(smem_u32(&b.C[0][0]), &maps.C3, 0, 0, k * kSl, fb);
+    } else {
+#pragma unroll
+      for (int sl = 0; sl < kSl; ++sl) {
+        const int row0 = t0 + sl * kR - (sl & 1);
+        tma_load_2d(smem_u32(&b.B[sl][0]), &maps.B, 0, row0, fb);
+        tma_load_2d(smem_u32(&b.C[sl][0]), &maps.C, 0, row0, fb);
+      }
+    }
+  };
+  // The block's duty for chunk j, taken in turn by warp j % CB once it has finished chunk j + 1
+  // (so it rarely waits): store chunk j's y, tell the warps its buffer is free again, and reload
+  // chunk j's stage with chunk j + NS.
+  auto duty = [&](int j) {
+    if (lane == 0) {
+      const int yb = j % NY, si = j % NS;
+      mbar_wait(smem_u32(&sm.ydone[yb]), uint32_t(j / NY) & 1u);
+      tma_store_2d(&maps.y, int(c0), j * kT, smem_u32(&sm.y[yb][0][0]));
+      if (j + NS < nch) {
+        mbar_wait(smem_u32(&sm.empty[si]), uint32_t(j / NS) & 1u);
+        issue(j + NS);
+      }
+      bulk_wait_read0();  // the store has read its buffer
+      mbar_arrive(smem_u32(&sm.yfree[yb]));
+    }
+    __syncwarp();
+  };
+
+  if (tid == 0) {
+#pragma unroll
+    for (int i = 0; i < NS; ++i) {
+      mbar_init(smem_u32(&sm.full[i]), 1);
+      mbar_init(smem_u32(&sm.empty[i]), 32 * CB);
+    }
+#pragma unroll
+    for (int i = 0; i < NY; ++i) {
+      mbar_init(smem_u32(&sm.ydone[i]), 32 * CB);
+      mbar_init(smem_u32(&sm.yfree[i]), 1);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+  if (tid == 0) {
+#pragma unroll 1
+    for (int k = 0; k < NS && k < nch; ++k) issue(k);
+  }
+
+  // Prep of a chunk: lane i takes tokens i and i + 32 of this warp's channel; Δ and Δ·u go to
+  // the warp's transposed buffers, u and SiLU(z) stay in registers for the gate.
+  struct Gate {
+    float ua, ub, za, zb;
+  };
+  auto prep = [&](const Stage& b, int rem, float* pt, float* pu) {
+    Gate q;
+    const int ta = lane, tb = lane + 32;
+    const float sa = softplus_fast((&b.delta[0][0])[offa] + bias);
+    const float sb = softplus_fast((&b.delta[0][0])[offb] + bias);
+    const float da = ta < rem ? sa : 0.f, db = tb < rem ? sb : 0.f;
+    q.ua = (&b.u[0][0])[offa];
+    q.ub = (&b.u[0][0])[offb];
+    // Without z the z rows are never loaded: SiLU of whatever is there, then dropped.
+    const float sza = silu_fast((&b.z[0][0])[offa]), szb = silu_fast((&b.z[0][0])[offb]);
+    q.za = has_z ? sza : 1.f;
+    q.zb = has_z ? szb : 1.f;
+    pt[ta] = da;
+    pt[tb] = db;
+    pu[ta] = da * q.ua;
+    pu[tb] = db * q.ub;
+    return q;
+  };
+  // The scan of a chunk (v6's scan_chunk; see selective_scan_v6.cu): y of the slice's R tokens
+  // over this lane's 4 states; h becomes the carry out of the chunk.
+  const int bo2 = s * kBSL + (s & 1) * kN + g * 4, bo3 = s * (kR + 1) * kN + g * 4;
+  auto scan = [&](const Stage& b, bool f3, const float* pt, const float* pu, float (&yv)[kR]) {
+    float dtv[kR], duv[kR];
+    load_slice(pt, pu, s, dtv, duv);
+    const int bo = f3 ? bo3 : bo2;
+    const float* Bs = &b.B[0][0] + bo;
+    const float* Cs = &b.C[0][0] + bo;
+    warp_chunk_scan<kR, true>(dtv, duv, Bs, Cs, A2, h, s, g, yv);
+  };
+
+  int si = 0, yb = 0;         // stage, y buffer
+  uint32_t sph = 0, yph = 0;  // their use parities
+  Gate cur{};
+  if constexpr (PIPE) {  // chunk 0's prep ahead of the loop
+    mbar_wait(smem_u32(&sm.full[0]), 0);
+    cur = prep(sm.st[0], L < kT ? L : kT, &sm.dt[w][0][0], &sm.du[w][0][0]);
+  }
+#pragma unroll 1
+  for (int k = 0; k < nch; ++k) {
+    const Stage& b = sm.st[si];
+    const int t0 = k * kT, pb = k & 1;
+    Gate nxt{};
+    if constexpr (PIPE) {
+      // Chunk k's Δ (written last iteration) visible; chunk k − 1's reads of the other buffer
+      // done. Then chunk k + 1's prep, interleaved by the compiler with chunk k's scan.
+      __syncwarp();
+      const int sn = si + 1 == NS ? 0 : si + 1;
+      if (k + 1 < nch) mbar_wait(smem_u32(&sm.full[sn]), si + 1 == NS ? sph ^ 1u : sph);
+      nxt = prep(sm.st[sn], L - t0 - kT, &sm.dt[w][pb ^ 1][0], &sm.du[w][pb ^ 1][0]);
+    } else {
+      mbar_wait(smem_u32(&sm.full[si]), sph);
+      cur = prep(b, L - t0, &sm.dt[w][pb][0], &sm.du[w][pb][0]);
+      __syncwarp();
+    }
+    float yv[kR];
+    scan(b, maps.use3d && t0 + kT + 1 <= L, &sm.dt[w][pb][0], &sm.du[w][pb][0], yv);
+    // Every read of this stage is done: release it.
+    mbar_arrive(smem_u32(&sm.empty[si]));
+    group_reduce_scatter(yv, g);  // lane g: tokens 2g, 2g + 1 of its slice
+    // Token i from lane i / 2, token i + 32 from lane 16 + i / 2 (element i & 1), then the gate.
+    const bool odd = lane & 1;
+    const int src = lane >> 1;
+    float y0 = __shfl_sync(kFull, yv[0], src), y1 = __shfl_sync(kFull, yv[1], src);
+    const float ya = odd ? y1 : y0;
+    y0 = __shfl_sync(kFull, yv[0], src + 16);
+    y1 = __shfl_sync(kFull, yv[1], src + 16);
+    const float yb2 = odd ? y1 : y0;
+    const float oa = fmaf(Dw, cur.ua, ya) * cur.za, ob = fmaf(Dw, cur.ub, yb2) * cur.zb;
+
+    if (k >= NY) mbar_wait(smem_u32(&sm.yfree[yb]), yph ^ 1u);  // the store of chunk k − NY
+    (&sm.y[yb][0][0])[offa] = oa;
+    (&sm.y[yb][0][0])[offb] = ob;
+    fence_proxy_async();
+    mbar_arrive(smem_u32(&sm.ydone[yb]));
+
+    if (k >= 1 && (k - 1) % CB == w) duty(k - 1);
+
+    if constexpr (PIPE) cur = nxt;
+    if (++yb == NY) yb = 0, yph ^= 1u;
+    if (++si == NS) si = 0, sph ^= 1u;
+  }
+  if (nch >= 1 && (nch - 1) % CB == w) duty(nch - 1);
+  if (lane == 0) bulk_wait_all0();  // this thread's stores are complete
+  if (cv && s == 0) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) state[size_t(c) * kN + g * 4 + j] = h[j];
+  }
+}
+
+using EncodeTiled = PFN_cuTensorMapEncodeTiled_v12000;
+
+EncodeTiled encoder() {
+  static const EncodeTiled fn = []() -> EncodeTiled {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault,
+                                         &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess || !f) {
+      cudaGetLastError();
+      std::fprintf(stderr, "decimamba: no cuTensorMapEncodeTiled from the driver; v7 scan off\n");
+      return nullptr;
+    }
+    return reinterpret_cast<EncodeTiled>(f);
+  }();
+  return fn;
+}
+
+// A row-major fp32 matrix [rows][cols] with a row stride (floats), read or written as boxes of
+// [box_rows][box_cols]; out-of-bounds elements read as 0 and are not written.
+bool encode(CUtensorMap* m, const float* base, uint32_t cols, uint32_t rows, uint32_t stride,
+            uint32_t box_cols, uint32_t box_rows, bool swz = false) {
+  const EncodeTiled fn = encoder();
+  if (!fn) return false;
+  const cuuint64_t dims[2] = {cols, rows};
+  const cuuint64_t strides[1] = {cuuint64_t(stride) * 4};
+  const cuuint32_t box[2] = {box_cols, box_rows};
+  const cuuint32_t estr[2] = {1, 1};
+  return fn(m, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 2, const_cast<float*>(base), dims, strides, box,
+            estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
+            !swz                ? CU_TENSOR_MAP_SWIZZLE_NONE
+            : box_cols * 4 == 32 ? CU_TENSOR_MAP_SWIZZLE_32B
+                                 : CU_TENSOR_MAP_SWIZZLE_64B,
+            CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+bool encode3(CUtensorMap* m, const float* base, uint32_t L, uint32_t stride) {
+  const EncodeTiled fn = encoder();
+  if (!fn) return false;
+  const uint32_t windows = (L - 1) / kR;
+  const cuuint64_t dims[3] = {kN, kR + 1, windows > 0 ? windows : 1};
+  const cuuint64_t strides[2] = {cuuint64_t(stride) * 4, cuuint64_t(stride) * 4 * kR};
+  const cuuint32_t box[3] = {kN, kR + 1, kSl};
+  const cuuint32_t estr[3] = {1, 1, 1};
+  return fn(m, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 3, const_cast<float*>(base), dims, strides, box,
+            estr, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
+            CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+template <int CB, int NS, int NY, int MINB, bool PIPE, bool SWZ, bool T3D>
+cudaError_t launch(const SelectiveScanParams& p, const float* u, const float* delta,
+                   const void* A_log, const float* B, const float* C, const void* D,
+                   const float* z, const void* dt_bias, float* ssm_state, float* y,
+                   cudaStream_t s) {
+  V7Maps m;
+  bool ok = encode(&m.delta, delta, p.channels, p.L, p.delta_stride, CB, kT, SWZ) &&
+            encode(&m.u, u, p.channels, p.L, p.u_stride, CB, kT, SWZ) &&
+            encode(&m.B, B, kN, p.L, p.B_stride, kN, kR + 1) &&
+            encode(&m.C, C, kN, p.L, p.C_stride, kN, kR + 1) &&
+            encode(&m.y, y, p.channels, p.L, p.y_stride, CB, kT, SWZ);
+  if (ok && p.has_z) ok = encode(&m.z, z, p.channels, p.L, p.z_stride, CB, kT, SWZ);
+  if (!ok) return cudaErrorNotSupported;
+  if (!p.has_z) m.z = m.u;  // never read
+  // The 3D views of B and C: window sl covers rows sl·R .. sl·R + R; only windows that end
+  // before row L exist, so a box of 8 never reads past the tensor.
+  m.use3d = T3D && encode3(&m.B3, B, p.L, p.B_stride) && encode3(&m.C3, C, p.L, p.C_stride);
+  if (T3D && !m.use3d) {
+    static bool told = false;
+    if (!told) std::fprintf(stderr, "decimamba: v7 scan: no 3D B/C maps, per-slice boxes\n");
+    told = true;
+  }
+  const size_t smem = sizeof(V7Smem<CB, NS, NY>) + (SWZ ? 1024 : 128);  // + room to align
+  auto kern = scan_v7_kernel<CB, NS, NY, MINB, PIPE, SWZ>;
+  static const cudaError_t attr =
+      cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  if (attr != cudaSuccess) return attr;
+  kern<<<ceil_div(p.channels, CB), 32 * CB, smem, s>>>(m, p, A_log, D, dt_bias, ssm_state);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+bool scan_v7_applies(const SelectiveScanParams& p, const float* u, const float* delta,
+                     const float* B, const float* C, const float* z, const float* y) {
+  return p.d_state == kN && p.channels % 4 == 0 && p.L < (1u << 31) - kT &&
+         aligned16(u, p.u_stride) && aligned16(delta, p.delta_stride) &&
+         aligned16(B, p.B_stride) && aligned16(C, p.C_stride) && aligned16(y, p.y_stride) &&
+         (!p.has_z || aligned16(z, p.z_stride));
+}
+
+// Configurations (DM_CUDA_SCAN=v7<letter>): CB channels (= warps) per block, NS stages (chunks
+// loaded ahead), NY y buffers, MINB blocks per SM asked of the register allocator, PIPE (prep of
+// chunk k + 1 before the scan of chunk k, for the compiler to interleave), SWZ (swizzled delta /
+// u / z / y boxes, CB 8 or 16), T3D (B and C as one 3D box a chunk; else 16 2D boxes a chunk).
+// Measured on an H100 80GB HBM3 (2026-11-27, one run, v6 twice in the same run: 106.5 / 406.2 µs
+// at d_inner 1536, L 4K / 16K; 292.6 / 1141.7 at 5120), µs at L = 4K / 16K:
+//   a (CB 12, NS 4, 3D)         83.7 / 312.4 at 1536 — the default there; 320.0 / 1231.8 at 5120
+//   g (CB 12, NS 5) 85.2 / 316.0; i (a without 3D) 87.4 / 324.9; d (a + PIPE) 88.1 / 326.5
+//   c (CB 4, NS 3, 4 blocks/SM) 90.4 / 347.1 at 1536; 365.4 / 1395.8 at 5120
+//   e (CB 8, NS 4, swizzled, 3D, 2 blocks/SM) 255.9 / 990.8 at 5120 — the default there;
+//     103.6 / 391.9 at 1536 (192 blocks on 132 SMs); k (e with NS 5) 256.1 / 990.5;
+//     j (e without 3D) 265.2 / 1022.0; h (e + PIPE) 274.0 / 1057.1; b (e unswizzled: 8-way
+//     column conflicts) 294.5 / 1146.8; f (CB 16, swizzled, 1 block/SM) 294.9 / 1136.9.
+// One block of 12 warps per SM fits 1536 channels in one wave (128 blocks); at 5120, CB 12 / 16
+// (one block per SM) give 3.23 / 2.42 blocks per SM, so the last wave runs a quarter / half full,
+// while CB 8 with two blocks per SM comes in finer pieces.
+cudaError_t launch_scan_v7(char cfg, const SelectiveScanParams& p, const float* u,
+                           const float* delta, const void* A_log, const float* B, const float* C,
+                           const void* D, const float* z, const void* dt_bias, float* ssm_state,
+                           float* y, cudaStream_t s) {
+  if (cfg == 0) cfg = p.channels >= 4096 ? 'e' : 'a';
+#define DM_V7(n, cb, ns, ny, mb, pipe, swz, t3d)                                               \
+  case n:                                                                                      \
+    return launch<cb, ns, ny, mb, pipe, swz, t3d>(p, u, delta, A_log, B, C, D, z, dt_bias,      \
+                                                  ssm_state, y, s);
+  switch (cfg) {
+    DM_V7('a', 12, 4, 4, 1, false, false, true)
+    DM_V7('b', 8, 4, 4, 2, false, false, true)
+    DM_V7('c', 4, 3, 3, 4, false, false, true)
+    DM_V7('d', 12, 4, 4, 1, true, false, true)
+    DM_V7('e', 8, 4, 4, 2, false, true, true)
+    DM_V7('f', 16, 4, 4, 1, false, true, true)
+    DM_V7('g', 12, 5, 5, 1, false, false, true)
+    DM_V7('h', 8, 4, 4, 2, true, true, true)
+    DM_V7('i', 12, 4, 4, 1, false, false, false)
+    DM_V7('j', 8, 4, 4, 2, false, true, false)
+    DM_V7('k', 8, 5, 5, 2, false, true, true)
+    default: return cudaErrorInvalidValue;
+  }
+#undef DM_V7
+}
+
+}  // namespace dm::cuda
