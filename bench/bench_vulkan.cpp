@@ -10,14 +10,20 @@
 //      (DM_VULKAN_FUSED_STEP) off and on, µs per token against the weight-read floor (weight
 //      bytes / floor bandwidth), then one profiled run per shape: the per-kernel device times of
 //      a step (timestamp queries; the profiled steps run eagerly, so only their kernel times count).
+//   4. gemv (not in the default sections): each decode GEMV of the --shapes models alone (in_proj,
+//      x_proj, dt_proj, out_proj, lm_head; M = 1, fp16 weights), once per DM_VULKAN_GEMV value
+//      ("old": gemm.small_m_vec, "default": gemm.gemv's own choice, "T,PIPE": a forced shape;
+//      --gemv-variants, default: old, default and a sweep of T): device µs (median), GB/s of the
+//      weights + x + y, % of the floor. L2 is flushed (a 128 MiB copy) before every timed call,
+//      as decode streams weights far larger than the L2.
 // Floor bandwidth: --floor-gbs, else 3000 GB/s on an H100 and 4300 on an H200 (measured
 // device-to-device copies, docs/performance.md), else a gather_rows copy measured here.
 //
-// Usage: bench_vulkan [--device N] [--quick] [--sections kernels,e2e,decode] [--widths 1536,5120]
+// Usage: bench_vulkan [--device N] [--quick] [--sections kernels,e2e,decode,gemv] [--widths 1536,5120]
 //                     [--lengths 4096,16384,65536] [--shapes 130m,2.8b] [--reps 10]
 //                     [--floor-gbs G] [--prefill-len 2048] [--kernels selective_scan,...]
 //                     [--scan-modes "default;chunked;warp;warp:4,4;lookback:32,8,4"]
-//                     [--gemm-variants default,n256,n128]
+//                     [--gemm-variants default,n256,n128] [--gemv-variants "old;default;32,10"]
 // --kernels: only these kernels (names as in the table; gemm is "gemm"). --scan-modes: time
 // selective_scan once per mode, ';'-separated: DM_VULKAN_SCAN=mode, and for "lookback:CW,S,TOK"
 // also DM_VULKAN_SCAN_LB=CW,S,TOK, for "warp:CB,R" DM_VULKAN_SCAN_WARP=CB,R (rows labelled
@@ -62,6 +68,7 @@ struct Options {
   std::vector<std::string> kernels;     // empty: all
   std::vector<std::string> scan_modes;  // empty: the default only
   std::vector<std::string> gemm_variants;  // empty: the default only
+  std::vector<std::string> gemv_variants;  // empty: old, default and a sweep of T
 };
 
 template <typename T>
@@ -98,6 +105,10 @@ Options parse(int argc, char** argv) {
       for (std::string part; std::getline(ss, part, ';');) o.scan_modes.push_back(part);
     }
     else if (a == "--gemm-variants") o.gemm_variants = split_list<std::string>(next());
+    else if (a == "--gemv-variants") {
+      std::stringstream ss(next());
+      for (std::string part; std::getline(ss, part, ';');) o.gemv_variants.push_back(part);
+    }
     else fail("[bench_vulkan] unknown argument ", a, " (see the comment at the top of bench_vulkan.cpp)");
   }
   if (o.quick) {
@@ -155,8 +166,31 @@ class Bench {
     std::sort(t.begin(), t.end());
     return t[t.size() / 2];
   }
+  // The same, counting only the kernels whose label starts with `prefix`, with `before` (an L2
+  // flush) run and waited for before each call.
+  double time_us_cold(const std::string& prefix, const std::function<void()>& before,
+                      const std::function<void()>& call) {
+    call();
+    be_.synchronize();
+    std::vector<double> t;
+    for (int r = 0; r < reps_; ++r) {
+      before();
+      be_.synchronize();
+      const double t0 = total_us(prefix);
+      call();
+      t.push_back(total_us(prefix) - t0);
+    }
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+  }
 
  private:
+  double total_us(const std::string& prefix) {
+    double s = 0;
+    for (const auto& k : vulkan_profile(be_))
+      if (k.kernel.compare(0, prefix.size(), prefix) == 0) s += k.total_us;
+    return s;
+  }
   double total_us() {
     double s = 0;
     for (const auto& k : vulkan_profile(be_)) s += k.total_us;
@@ -378,6 +412,68 @@ void bench_e2e(Backend& be, const Options& o, const std::string& card) {
   }
 }
 
+// Each decode GEMV shape alone, per DM_VULKAN_GEMV variant (see the file comment).
+void bench_gemv(Backend& be, const Options& o, const std::string& card, double floor_gbs) {
+  Bench b(be, o.reps);
+  std::printf("\n## Decode GEMVs on %s (M = 1, random fp16 weights, L2 flushed before each call; floor = "
+              "weights + x + y at %.0f GB/s)\n\n",
+              card.c_str(), floor_gbs);
+  std::printf("| model | gemv | N × K | variant | µs | GB/s | floor µs | of floor |\n|---|---|---|---|---|---|---|---|\n");
+  // 128 MiB copied between timed calls: more than an H100's (50 MB) or H200's L2.
+  const int64_t frows = o.quick ? 64 : 8192, fcols = 4096;
+  Tensor fsrc = b.tensor(DType::F32, frows, fcols, -1.f, 1.f), fdst = b.tensor(DType::F32, frows, fcols, 0.f, 1.f);
+  Tensor fidx = b.tensor(DType::I32, frows, 1, 0.f, 0.f);
+  auto flush = [&] { be.gather_rows(fsrc, fidx, fdst); };
+  for (const std::string& shape : o.shapes) {
+    const int64_t D = shape == "2.8b" ? 2560 : shape == "1.4b" ? 2048 : shape == "790m" ? 1536
+                    : shape == "370m" ? 1024 : shape == "tiny" ? 64 : 768;
+    const int64_t E = 2 * D, R = (D + 15) / 16, V = shape == "tiny" ? 512 : 50280;
+    struct G {
+      const char* name;
+      int64_t N, K;
+    };
+    const G gs[] = {{"in_proj", 2 * E, D}, {"x_proj", R + 32, E}, {"dt_proj", E, R}, {"out_proj", D, E},
+                    {"lm_head", V, D}};
+    for (const G& g : gs) {
+      Tensor x = b.tensor(DType::F32, 1, g.K, -1.f, 1.f), w = b.tensor(DType::F16, g.N, g.K, -0.05f, 0.05f);
+      Tensor y = b.tensor(DType::F32, 1, g.N, 0.f, 1.f);
+      std::vector<std::string> variants = o.gemv_variants;
+      if (variants.empty()) {
+        variants = {"old", "default"};
+        const int64_t pieces = g.K / 8;
+        for (int64_t T = 1; T <= 256; T *= 2) {
+          const int64_t per = (pieces + T - 1) / T;
+          if (per <= 16 && (per >= 2 || T == 1) && T <= 2 * pieces)
+            variants.push_back(std::to_string(T) + "," + std::to_string(per));
+        }
+      }
+      static bool warmed = false;  // the clocks of an idle GPU take a while to rise
+      for (const auto t0 = std::chrono::steady_clock::now();
+           !warmed && std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(1000);) {
+        for (int i = 0; i < 20; ++i) be.gemm(x, w, nullptr, y);
+        be.synchronize();
+      }
+      warmed = true;
+      const double bytes = 2.0 * double(g.N) * double(g.K) + 4.0 * double(g.K + g.N);
+      for (const std::string& v : variants) {
+        if (v == "default") unsetenv("DM_VULKAN_GEMV");
+        else setenv("DM_VULKAN_GEMV", v.c_str(), 1);
+        const double us = b.time_us_cold("gemm", flush, [&] { be.gemm(x, w, nullptr, y); });
+        const double gbs = bytes / (us * 1e-6) / 1e9, floor_us = bytes / (floor_gbs * 1e9) * 1e6;
+        const std::string nk = std::to_string(g.N) + " × " + std::to_string(g.K);
+        std::printf("| %s | %s | %s | %s | %.1f | %.0f | %.1f | %.0f%% |\n", shape.c_str(), g.name, nk.c_str(),
+                    v.c_str(), us, gbs, floor_us, 100.0 * floor_us / us);
+        std::fprintf(stderr,
+                     "{\"bench\":\"vulkan_gemv\",\"card\":\"%s\",\"model\":\"%s\",\"gemv\":\"%s\",\"N\":%lld,"
+                     "\"K\":%lld,\"variant\":\"%s\",\"us\":%.2f,\"gbs\":%.1f}\n",
+                     card.c_str(), shape.c_str(), g.name, (long long)g.N, (long long)g.K, v.c_str(), us, gbs);
+      }
+      unsetenv("DM_VULKAN_GEMV");
+    }
+  }
+  b.release();
+}
+
 void bench_decode(Backend& be, const Options& o, const std::string& card, double floor_gbs) {
   using clock = std::chrono::steady_clock;
   vulkan_set_profiling(be, false);  // the floor measurement may have left it on
@@ -442,6 +538,7 @@ int main(int argc, char** argv) {
     std::printf("floor bandwidth: %.2f GB/s (%s)\n", floor_gbs, floor_src.c_str());
     if (has(o.sections, "kernels")) bench_kernels(*be, o, card, floor_gbs);
     if (has(o.sections, "e2e")) bench_e2e(*be, o, card);
+    if (has(o.sections, "gemv")) bench_gemv(*be, o, card, floor_gbs);
     if (has(o.sections, "decode")) bench_decode(*be, o, card, floor_gbs);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());

@@ -1,6 +1,8 @@
 #version 450
 // One decode token per sequence: invocation (b, c) shifts state row b·channels + c left by one,
-// appends x[b,c], and writes y[b,c] = SiLU(bias[c] + Σ_k w[c,k] · state[k]).
+// appends x[b,c], and writes y[b,c] = SiLU(bias[c] + Σ_k w[c,k] · state[k]). The weights are
+// loaded with the state, before the first store into the state (a load after a store to a buffer
+// that might alias it cannot be hoisted: one memory round trip per tap otherwise).
 #include "common.glsl"
 
 layout(constant_id = 0) const uint WG = 64;
@@ -29,9 +31,11 @@ void main() {
   float s[D_CONV];
   [[unroll]] for (uint k = 0; k + 1 < D_CONV; ++k) s[k] = state[sb + k + 1];
   s[D_CONV - 1] = x[p.off[0] + b * p.x_stride + c];
+  float wv[D_CONV];
+  [[unroll]] for (uint k = 0; k < D_CONV; ++k) wv[k] = load_weight(p.weight_dtype, p.off[1] + c * D_CONV + k);
   float acc = p.has_bias != 0u ? load_bias(p.bias_dtype, p.off[2] + c) : 0.0;
   [[unroll]] for (uint k = 0; k < D_CONV; ++k) {
-    acc = fma(load_weight(p.weight_dtype, p.off[1] + c * D_CONV + k), s[k], acc);
+    acc = fma(wv[k], s[k], acc);
     state[sb + k] = s[k];
   }
   y[p.off[4] + b * p.y_stride + c] = silu(acc);

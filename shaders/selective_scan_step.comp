@@ -6,12 +6,32 @@
 //                               dt_rank-long dot product the separate gemm would do), writes it
 //                               out, and scans with it: one dispatch and one barrier fewer per
 //                               decode layer.
+// Every load (the state row, A_log, B, C, u, z, D, dt_bias) is issued before the first store: the
+// compiler may not move a load past a store into a buffer that might alias it, so a loop that
+// loads state[n + 1] after storing state[n] paid one memory round trip per state entry. Same
+// arithmetic in the same order as that loop: identical results.
+//  selective_scan_step.dt_proj_sg  the same with LANES invocations per channel (a run of
+//                               consecutive lanes of one subgroup; needs subgroup shuffles): each
+//                               takes every LANES-th term of the dt_rank-long dot product (so a
+//                               channel's dt_proj row is read as neighbouring words, not one
+//                               invocation walking 2·dt_rank bytes alone) and every LANES-th
+//                               state; butterfly shuffles sum delta and y. LANES× the invocations,
+//                               1/LANES of the loads each, all issued before the first store.
 // variant selective_scan_step -DFUSED_DT=0
 // variant selective_scan_step.dt_proj -DFUSED_DT=1
+// variant selective_scan_step.dt_proj_sg -DFUSED_DT=1 -DSPLIT=1
+#ifndef SPLIT
+#define SPLIT 0
+#endif
+#if SPLIT
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_shuffle : require
+#endif
 #include "common.glsl"
 
 layout(constant_id = 0) const uint WG = 64;
 layout(constant_id = 1) const uint D_STATE = 16;
+layout(constant_id = 2) const uint LANES = 8;  // dt_proj_sg: invocations per channel (≤ subgroup size)
 layout(local_size_x_id = 0) in;
 
 layout(std430, binding = 0) readonly buffer Ub { float u[]; };
@@ -52,11 +72,85 @@ DEFINE_LOAD_ANY(load_dt_bias, dt_bias)
 DEFINE_LOAD_ANY(load_dt_proj, dt_proj)
 #endif
 
+#if SPLIT
+const uint NPL = (D_STATE + LANES - 1) / LANES;  // states per invocation
+const uint RB = 8;                               // dt_proj terms loaded per batch
+
+void main() {
+  const uint tid = gl_SubgroupID * gl_SubgroupSize + gl_SubgroupInvocationID;
+  const uint l = tid % LANES;
+  const uint c = gl_WorkGroupID.x * (WG / LANES) + tid / LANES;
+  const uint b = gl_WorkGroupID.y + gl_NumWorkGroups.y * gl_WorkGroupID.z;
+  // No early return: every lane takes part in the shuffles.
+  const bool live = c < p.channels && b < p.batch;
+  const uint di = p.off[1] + b * p.delta_stride + c;
+  const uint sb = p.off[8] + (b * p.channels + c) * D_STATE;
+  float a_l[NPL], h0[NPL], Bv[NPL], Cv[NPL];
+  [[unroll]] for (uint i = 0; i < NPL; ++i) {
+    const uint n = l + i * LANES;
+    const bool on = live && n < D_STATE;
+    a_l[i] = on ? load_a_log(p.A_log_dtype, p.off[2] + c * D_STATE + n) : 0.0;
+    h0[i] = on ? state[sb + n] : 0.0;
+    Bv[i] = on ? Bm[p.off[3] + b * p.B_stride + n] : 0.0;
+    Cv[i] = on ? Cm[p.off[4] + b * p.C_stride + n] : 0.0;
+  }
+  const bool lead = live && l == 0u;
+  const float uu = live ? u[p.off[0] + b * p.u_stride + c] : 0.0;
+  const float bias = live ? load_dt_bias(p.dt_bias_dtype, p.off[7] + c) : 0.0;
+  const float dskip = lead ? load_d(p.D_dtype, p.off[5] + c) : 0.0;
+  const float zz = lead && p.has_z != 0u ? z[p.off[6] + b * p.z_stride + c] : 0.0;
+  float draw = 0.0;
+  const uint xb = p.off_dt_low + b * p.dt_low_stride, wb = p.off_dt_proj + c * p.dt_proj_stride;
+  for (uint r0 = l; r0 < p.dt_rank; r0 += RB * LANES) {
+    float xa[RB], wa[RB];
+    [[unroll]] for (uint i = 0; i < RB; ++i) {
+      const uint r = r0 + i * LANES;
+      const bool on = live && r < p.dt_rank;
+      xa[i] = on ? dt_low[xb + r] : 0.0;
+      wa[i] = on ? load_dt_proj(p.dt_proj_dtype, wb + r) : 0.0;
+    }
+    [[unroll]] for (uint i = 0; i < RB; ++i) draw = fma(xa[i], wa[i], draw);
+  }
+  // Butterfly sums: every lane of the channel ends with the same (bitwise) total.
+  [[unroll]] for (uint o = LANES / 2u; o > 0u; o >>= 1) draw += subgroupShuffleXor(draw, o);
+  if (lead) delta[di] = draw;
+  const float dt = softplus(draw + bias);
+  const float du = dt * uu;
+  float acc = 0.0;
+  [[unroll]] for (uint i = 0; i < NPL; ++i) {
+    const uint n = l + i * LANES;
+    if (live && n < D_STATE) {
+      const float A = -exp(a_l[i]);
+      const float h = fma(exp(dt * A), h0[i], du * Bv[i]);
+      state[sb + n] = h;
+      acc = fma(h, Cv[i], acc);
+    }
+  }
+  [[unroll]] for (uint o = LANES / 2u; o > 0u; o >>= 1) acc += subgroupShuffleXor(acc, o);
+  if (lead) {
+    float res = fma(dskip, uu, acc);
+    if (p.has_z != 0u) res *= silu(zz);
+    y[p.off[9] + b * p.y_stride + c] = res;
+  }
+}
+#else
 void main() {
   const uint c = gl_WorkGroupID.x * WG + gl_LocalInvocationID.x;
   const uint b = gl_WorkGroupID.y + gl_NumWorkGroups.y * gl_WorkGroupID.z;
   if (c >= p.channels || b >= p.batch) return;
   const uint di = p.off[1] + b * p.delta_stride + c;
+  const uint sb = p.off[8] + (b * p.channels + c) * D_STATE;
+  float a_l[D_STATE], h0[D_STATE], Bv[D_STATE], Cv[D_STATE];
+  [[unroll]] for (uint n = 0; n < D_STATE; ++n) {
+    a_l[n] = load_a_log(p.A_log_dtype, p.off[2] + c * D_STATE + n);
+    h0[n] = state[sb + n];
+    Bv[n] = Bm[p.off[3] + b * p.B_stride + n];
+    Cv[n] = Cm[p.off[4] + b * p.C_stride + n];
+  }
+  const float uu = u[p.off[0] + b * p.u_stride + c];
+  const float bias = load_dt_bias(p.dt_bias_dtype, p.off[7] + c);
+  const float dskip = load_d(p.D_dtype, p.off[5] + c);
+  const float zz = p.has_z != 0u ? z[p.off[6] + b * p.z_stride + c] : 0.0;
 #if FUSED_DT
   float draw = 0.0;
   const uint xb = p.off_dt_low + b * p.dt_low_stride, wb = p.off_dt_proj + c * p.dt_proj_stride;
@@ -65,18 +159,17 @@ void main() {
 #else
   const float draw = delta[di];
 #endif
-  const float uu = u[p.off[0] + b * p.u_stride + c];
-  const float dt = softplus(draw + load_dt_bias(p.dt_bias_dtype, p.off[7] + c));
+  const float dt = softplus(draw + bias);
   const float du = dt * uu;
-  const uint sb = p.off[8] + (b * p.channels + c) * D_STATE;
   float acc = 0.0;
   [[unroll]] for (uint n = 0; n < D_STATE; ++n) {
-    const float A = -exp(load_a_log(p.A_log_dtype, p.off[2] + c * D_STATE + n));
-    const float h = fma(exp(dt * A), state[sb + n], du * Bm[p.off[3] + b * p.B_stride + n]);
+    const float A = -exp(a_l[n]);
+    const float h = fma(exp(dt * A), h0[n], du * Bv[n]);
     state[sb + n] = h;
-    acc = fma(h, Cm[p.off[4] + b * p.C_stride + n], acc);
+    acc = fma(h, Cv[n], acc);
   }
-  float res = fma(load_d(p.D_dtype, p.off[5] + c), uu, acc);
-  if (p.has_z != 0u) res *= silu(z[p.off[6] + b * p.z_stride + c]);
+  float res = fma(dskip, uu, acc);
+  if (p.has_z != 0u) res *= silu(zz);
   y[p.off[9] + b * p.y_stride + c] = res;
 }
+#endif

@@ -443,6 +443,48 @@ TEST(BackendOpsVulkan, SelectiveScanPaths) {
   else unsetenv("DM_VULKAN_SCAN_WARP");
 }
 
+// Every work split of the Vulkan decode GEMV (gemm.gemv, DM_VULKAN_GEMV=T,PIPE) and the old
+// gemm.small_m_vec ("old"): rows reduced inside part of a subgroup (T below the subgroup size),
+// by whole subgroups, across several subgroups through shared memory (T = 256), one invocation
+// per row (T = 1), several batches of PIPE pieces per invocation, pieces past the row's end
+// (K not a multiple of T · 8), a partial last work group, M = 1 (one accumulator) and M = 3.
+TEST(BackendOpsVulkan, GemvPaths) {
+  if (!test::backend_available("vulkan")) GTEST_SKIP() << skip_reason();
+  const char* modes[] = {"old", "1,16", "1,3", "4,3", "8,1", "16,2", "32,4", "64,2", "256,1", "256,3"};
+  struct G {
+    int64_t M, N, K;
+    DType w_dtype;
+    bool bias;
+  };
+  const G cases[] = {{1, 203, 1000, DType::F16, false},  // 125 pieces: ragged for every T
+                     {3, 77, 520, DType::BF16, true},   // M = 3, bias
+                     {1, 300, 96, DType::F32, true},    // F32 pieces (4 weights)
+                     {1, 515, 2560, DType::F16, false}}; // a 2.8b-width row, several batches
+  const char* old_env = std::getenv("DM_VULKAN_GEMV");
+  const std::string keep = old_env ? old_env : "";
+  for (const char* m : modes)
+    for (size_t i = 0; i < std::size(cases); ++i) {
+      setenv("DM_VULKAN_GEMV", m, 1);
+      const G& g = cases[i];
+      std::ostringstream d;
+      d << "gemv[" << m << "] M=" << g.M << " N=" << g.N << " K=" << g.K << " w=" << dt(g.w_dtype)
+        << " bias=" << g.bias;
+      Case c("vulkan", d.str(), 5100 + uint32_t(i));
+      c.align16();
+      Arg& x = c.add("x", Role::In, DType::F32, g.M, g.K, g.K, c.nonzero(0.1f, 1.f));
+      Arg& w = c.add("w", Role::In, g.w_dtype, g.N, g.K, g.K, c.nonzero(0.01f, 0.1f));
+      Arg* b = g.bias ? &c.add("bias", Role::In, g.w_dtype, 1, g.N, g.N, c.nonzero(0.1f, 1.f)) : nullptr;
+      Arg& y = c.add("y", Role::Out, DType::F32, g.M, g.N, g.N, nullptr);
+      Tensor bc, bd;
+      if (b) { bc = b->cpu(); bd = b->dev(); }
+      c.cpu().gemm(x.cpu(), w.cpu(), b ? &bc : nullptr, y.cpu());
+      c.dev().gemm(x.dev(), w.dev(), b ? &bd : nullptr, y.dev());
+      c.check(kTolGemm);
+    }
+  if (old_env) setenv("DM_VULKAN_GEMV", keep.c_str(), 1);
+  else unsetenv("DM_VULKAN_GEMV");
+}
+
 TEST(BackendOps, SelectiveScanStep) {
   DM_REQUIRE_DEVICE_BACKENDS();
   // L here is the batch.

@@ -60,6 +60,10 @@ class VulkanBackend final : public Backend {
     align_ = std::max<VkDeviceSize>(ctx_->caps.min_storage_offset_align, 4);
     DM_ASSERT(align_ % 4 == 0, "minStorageBufferOffsetAlignment ", align_);
     dummy_ = std::make_unique<VulkanBuffer>(*ctx_, 16, vk::BufferKind::Device);
+    // gemm.gemv_norm's work-group ticket: zero, and back to zero after every dispatch.
+    ticket_ = std::make_unique<VulkanBuffer>(*ctx_, 16, vk::BufferKind::Device);
+    const uint32_t zeros[4] = {0, 0, 0, 0};
+    rec_->upload(*ticket_, 0, zeros, sizeof(zeros));
   }
   ~VulkanBackend() override {
     try {
@@ -69,6 +73,7 @@ class VulkanBackend final : public Backend {
     scan_h_.reset();
     scan_d_.reset();
     scan_sync_.reset();
+    ticket_.reset();
     dummy_.reset();
     rec_.reset();
   }
@@ -120,6 +125,13 @@ class VulkanBackend final : public Backend {
               ub = bias ? bind(*bias, false, k, "bias") : dummy(), uy = bind(y, true, k, "y");
     Push push(p, {off(x, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy)});
     if (p.M <= 4 && small_m_vec_ok(x, w, p)) {  // decode, 16-byte loads: shaders/gemm.comp
+      if (const GemvConfig gc = gemv_config(p); gc.ok) {  // gemm.gemv
+        Push vp(p, {off(x, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy), gc.rows});
+        auto& pipe = pipelines_.get("gemm.gemv", 4, vp.size, gc.spec(), 256, "gemm.gemv");
+        const Grid g = linear_grid(ceil_div(p.N, gc.rows));
+        rec_->dispatch(pipe, {ux, uw, ub, uy}, vp.bytes, vp.size, g.x, g.y, g.z);
+        return;
+      }
       const uint32_t rows = small_m_vec_rows(p);
       Push vp(p, {off(x, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy), rows});
       auto& pipe = pipelines_.get("gemm.small_m_vec", 4, vp.size, {}, 256, "gemm.small_m_vec");
@@ -497,11 +509,84 @@ class VulkanBackend final : public Backend {
                    ceil_div(p.channels, 64), g.y, g.z);
   }
 
-  // DM_VULKAN_FUSED_STEP=1 turns the fused decode shaders on. Opt-in: correct on lavapipe (the
-  // FusedStep tests run both ways) but not yet run or timed on a GPU driver.
+  // The fused decode shaders (gemm.gemv_norm_conv / gemm.gemv_norm: residual add + norm + GEMV
+  // (+ conv step) in one dispatch; selective_scan_step.dt_proj(_sg): dt_proj inside the scan
+  // step): DM_VULKAN_FUSED_STEP=1 on, =0 off, unset: kFusedStepDefault.
+  static constexpr bool kFusedStepDefault = false;
+  // gemm.gemv_norm(_conv) only with DM_VULKAN_FUSED_NORM=1 (and the fused shaders on): correct,
+  // but measured 2–3× SLOWER than rms_norm + gemm.gemv on an H100 (README): every work group
+  // re-reads the whole of x, the residual and the norm weight (scalar loads) from L2, which at
+  // 2 rows per work group is ~2.5× the weight bytes.
+  static bool fused_norm_on() {
+    const char* e = std::getenv("DM_VULKAN_FUSED_NORM");
+    return fused_step_on() && e && std::strcmp(e, "1") == 0;
+  }
   static bool fused_step_on() {
     const char* e = std::getenv("DM_VULKAN_FUSED_STEP");
-    return e && std::strcmp(e, "1") == 0;
+    if (e && *e) return std::strcmp(e, "0") != 0;
+    return kFusedStepDefault;
+  }
+  // Batch 1 with the fused shaders: the norm inside the GEMV (gemm.gemv_norm, the LM head).
+  void rms_norm_gemm(const Tensor* x, const Tensor& residual, const Tensor& norm_weight, float eps,
+                     const Tensor& normed, const Tensor& w, const Tensor* bias, const Tensor& y) override {
+    const RmsNormGemmParams p = make_rms_norm_gemm_params(x, residual, norm_weight, eps, normed, w, bias,
+                                                          y, nullptr, nullptr, nullptr, nullptr);
+    if (!gemv_norm(x, residual, norm_weight, normed, w, bias, y, p, nullptr, nullptr, nullptr, nullptr))
+      Backend::rms_norm_gemm(x, residual, norm_weight, eps, normed, w, bias, y);
+  }
+  // gemm.gemv_norm(_conv) (shaders/gemm.comp): residual add, norm, GEMV (and conv step) in one
+  // dispatch at M = 1 with the fused shaders on, where gemm.gemv applies, one batch of loads
+  // covers a row (v stays in registers), x and the residual are 16-byte aligned and the bindings
+  // fit. False: not taken (nothing enqueued).
+  bool gemv_norm(const Tensor* x, const Tensor& residual, const Tensor& norm_weight, const Tensor& normed,
+                 const Tensor& w, const Tensor* bias, const Tensor& y, const RmsNormGemmParams& p,
+                 const Tensor* conv_weight, const Tensor* conv_bias, const Tensor* conv_state,
+                 const Tensor* conv_y) {
+    const bool conv = conv_weight != nullptr;
+    if (!fused_norm_on() || p.gemm.M != 1 || p.gemm.N == 0 || !small_m_vec_ok(residual, w, p.gemm) ||
+        (x && (x->offset % 16 != 0)) || ctx_->caps.max_storage_buffers < (conv ? 12u : 8u) ||
+        (conv && (p.conv.d_conv < 1 || p.conv.d_conv > 8)) || rows_fit(w) < w.rows)
+      return false;
+    const GemvConfig gc = gemv_config(p.gemm);
+    const uint32_t pieces = p.gemm.K / (p.gemm.w_dtype == uint32_t(DType::F32) ? 4 : 8);
+    if (!gc.ok || pieces > gc.pipe * (256 / gc.rows)) return false;
+    const char* k = conv ? "gemm.gemv_norm_conv" : "gemm.gemv_norm";
+    BufferUse ux = x ? bind(*x, false, k, "x") : dummy(), uw = bind(w, false, k, "w"),
+              ub = bias ? bind(*bias, false, k, "bias") : dummy(), uy = bind(y, true, k, "y"),
+              ur = bind(residual, true, k, "residual"), un = bind(norm_weight, false, k, "norm_weight"),
+              uo = bind(normed, true, k, "normed"), ut = scratch(*ticket_, 4);
+    const uint32_t tail[] = {p.norm.has_residual, p.norm.weight_dtype, 0u, off(residual, ur),
+                             off(norm_weight, un), off(normed, uo)};
+    const uint32_t offs[] = {x ? off(*x, ux) : 0u, off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy)};
+    const Grid g = linear_grid(ceil_div(p.gemm.N, gc.rows));
+    auto push_tail = [&](Push& push) {  // the norm fields after the conv ones (eps as its bits)
+      for (uint32_t i = 0; i < 6; ++i) {
+        uint32_t v = tail[i];
+        if (i == 2) std::memcpy(&v, &p.norm.eps, 4);
+        std::memcpy(push.bytes + push.size, &v, 4);
+        push.size += 4;
+      }
+      DM_ASSERT(push.size <= sizeof(push.bytes));
+    };
+    if (conv) {
+      const CausalConv1dStepParams& c = p.conv;
+      BufferUse ucw = bind(*conv_weight, false, k, "conv_weight"),
+                ucb = conv_bias ? bind(*conv_bias, false, k, "conv_bias") : dummy(),
+                ucs = bind(*conv_state, true, k, "conv_state"), ucy = bind(*conv_y, true, k, "conv_y");
+      Push push(p.gemm, {offs[0], offs[1], offs[2], offs[3], gc.rows, c.channels, c.d_conv, c.y_stride,
+                         c.weight_dtype, c.bias_dtype, c.has_bias, off(*conv_weight, ucw),
+                         conv_bias ? off(*conv_bias, ucb) : 0u, off(*conv_state, ucs), off(*conv_y, ucy)});
+      push_tail(push);
+      auto& pipe = pipelines_.get(k, 12, push.size, gc.spec(), 256, k);
+      rec_->dispatch(pipe, {ux, uw, ub, uy, ucw, ucb, ucs, ucy, ur, un, uo, ut}, push.bytes, push.size, g.x,
+                     g.y, g.z);
+    } else {
+      Push push(p.gemm, {offs[0], offs[1], offs[2], offs[3], gc.rows});
+      push_tail(push);
+      auto& pipe = pipelines_.get(k, 8, push.size, gc.spec(), 256, k);
+      rec_->dispatch(pipe, {ux, uw, ub, uy, ur, un, uo, ut}, push.bytes, push.size, g.x, g.y, g.z);
+    }
+    return true;
   }
   // Decode fusions (backend.h): rms_norm, then in_proj and the conv step in one dispatch
   // (gemm.small_m_vec_conv), where the GEMV takes its 16-byte path; else the composition.
@@ -512,6 +597,9 @@ class VulkanBackend final : public Backend {
     const RmsNormGemmParams p = make_rms_norm_gemm_params(x, residual, norm_weight, eps, normed, w,
                                                           bias, y, &conv_weight, conv_bias,
                                                           &conv_state, &conv_y);
+    if (gemv_norm(x, residual, norm_weight, normed, w, bias, y, p, &conv_weight, conv_bias, &conv_state,
+                  &conv_y))
+      return;
     const bool fuse = fused_step_on() && p.gemm.M >= 1 && p.gemm.M <= 4 && small_m_vec_ok(normed, w, p.gemm) &&
                       p.conv.d_conv >= 1 && p.conv.d_conv <= 8 && ctx_->caps.max_storage_buffers >= 8 &&
                       rows_fit(w) >= w.rows && rows_fit(normed) >= normed.rows && rows_fit(y) >= y.rows;
@@ -522,19 +610,22 @@ class VulkanBackend final : public Backend {
       rms_norm(*x, &residual, norm_weight, normed, eps);  // residual += x
     else
       rms_norm(residual, nullptr, norm_weight, normed, eps);
-    const char* k = "gemm.small_m_vec_conv";
+    const char* k = "gemm.small_m_vec_conv";  // the label of the bindings' errors too
     BufferUse ux = bind(normed, false, k, "x"), uw = bind(w, false, k, "w"),
               ub = bias ? bind(*bias, false, k, "bias") : dummy(), uy = bind(y, true, k, "y"),
               ucw = bind(conv_weight, false, k, "conv_weight"),
               ucb = conv_bias ? bind(*conv_bias, false, k, "conv_bias") : dummy(),
               ucs = bind(conv_state, true, k, "conv_state"), ucy = bind(conv_y, true, k, "conv_y");
-    const uint32_t rows = small_m_vec_rows(p.gemm);
+    // gemm.gemv_conv where gemm.gemv applies (as gemm() decides), else gemm.small_m_vec_conv.
+    const GemvConfig gc = gemv_config(p.gemm);
+    if (gc.ok) k = "gemm.gemv_conv";
+    const uint32_t rows = gc.ok ? gc.rows : small_m_vec_rows(p.gemm);
     const CausalConv1dStepParams& c = p.conv;
     Push push(p.gemm, {off(normed, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy), rows,
                        c.channels, c.d_conv, c.y_stride, c.weight_dtype, c.bias_dtype, c.has_bias,
                        off(conv_weight, ucw), conv_bias ? off(*conv_bias, ucb) : 0u,
                        off(conv_state, ucs), off(conv_y, ucy)});
-    auto& pipe = pipelines_.get(k, 8, push.size, {}, 256, k);
+    auto& pipe = pipelines_.get(k, 8, push.size, gc.ok ? gc.spec() : std::vector<uint32_t>{}, 256, k);
     const Grid g = linear_grid(ceil_div(p.gemm.N, rows));
     rec_->dispatch(pipe, {ux, uw, ub, uy, ucw, ucb, ucs, ucy}, push.bytes, push.size, g.x, g.y, g.z);
   }
@@ -562,8 +653,17 @@ class VulkanBackend final : public Backend {
                        z ? off(*z, uz) : 0u, off(dt_bias, ubias), off(ssm_state, us), off(y, uy),
                        p.dt.K, p.dt.x_stride, p.dt.w_stride, p.dt.w_dtype, off(dt_low, ul),
                        off(dt_proj, uw)});
-    auto& pipe = pipelines_.get(k, 12, push.size, {64, p.scan.d_state}, 64, k);
     const Grid g = fold_yz(p.scan.batch);
+    // LANES = 8 invocations per channel (selective_scan_step.dt_proj_sg) where subgroup shuffles
+    // allow, 32 channels per work group of 256; else one invocation per channel.
+    if (const uint32_t lanes = 8; shuffles_ok() && ctx_->caps.subgroup_size >= lanes && !old_decode_kernels()) {
+      const char* v = "selective_scan_step.dt_proj_sg";
+      auto& pipe = pipelines_.get(v, 12, push.size, {256, p.scan.d_state, lanes}, 256, v);
+      rec_->dispatch(pipe, {uu, ud, ua, uB, uC, uD, uz, ubias, us, uy, ul, uw}, push.bytes, push.size,
+                     ceil_div(p.scan.channels, 256 / lanes), g.y, g.z);
+      return;
+    }
+    auto& pipe = pipelines_.get(k, 12, push.size, {64, p.scan.d_state}, 64, k);
     rec_->dispatch(pipe, {uu, ud, ua, uB, uC, uD, uz, ubias, us, uy, ul, uw}, push.bytes, push.size,
                    ceil_div(p.scan.channels, 64), g.y, g.z);
   }
@@ -637,6 +737,61 @@ class VulkanBackend final : public Backend {
     while (T < 256 && T * 6 < pieces) T *= 2;
     while (T < 256 && ceil_div(p.N, 256 / T) < 264 && pieces >= 2 * T) T *= 2;
     return 256 / T;
+  }
+  // gemm.gemv (shaders/gemm.comp): where the device has subgroup shuffles in compute and a
+  // subgroup size of 4 … 128 (a power of two; rows are reduced inside subgroups of consecutive
+  // invocations, as NVIDIA, AMD, Intel and lavapipe lay out a one-dimensional work group).
+  // Sizes, all specialization constants: T invocations per row (ROWS = 256 / T rows per work
+  // group) and PIPE pieces per invocation in flight. By default T is the smallest power of two
+  // that leaves each invocation at most 3 pieces (its whole share of the row is one batch of
+  // loads), doubled while the grid has fewer than 264 work groups (two per SM of an H100: thin
+  // layers) and some invocation keeps 2 pieces; PIPE covers the share. Measured on an H100
+  // (bench_vulkan --sections gemv, every power of two T per 130m / 2.8b decode shape, L2 flushed):
+  // 2–3 pieces per invocation was the fastest or within 3% of it on every shape; 5, 6 or 10
+  // pieces (fewer, longer-lived invocations) 3–40% slower. DM_VULKAN_GEMV=old selects
+  // gemm.small_m_vec; DM_VULKAN_GEMV=T,PIPE forces a shape.
+  struct GemvConfig {
+    bool ok = false;
+    uint32_t rows = 8, pipe = 8, mm = 4, sg = 32;
+    std::vector<uint32_t> spec() const { return {rows, pipe, mm, sg}; }
+  };
+  // Subgroup shuffles in compute, subgroups of 4 … 128 (a power of two) and work groups of 256.
+  bool shuffles_ok() const {
+    const auto& c = ctx_->caps;
+    const VkSubgroupFeatureFlags need = VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_SHUFFLE_BIT;
+    const uint32_t sg = c.subgroup_size;
+    return c.subgroup_in_compute && (c.subgroup_ops & need) == need && sg >= 4 && sg <= 128 &&
+           (sg & (sg - 1)) == 0 && c.max_wg_invocations >= 256;
+  }
+  // DM_VULKAN_GEMV=old: the decode kernels as they were before the subgroup ones (gemm.small_m_vec,
+  // gemm.small_m_vec_conv, selective_scan_step.dt_proj), for comparisons in one run.
+  static bool old_decode_kernels() {
+    const char* env = std::getenv("DM_VULKAN_GEMV");
+    return env && std::strcmp(env, "old") == 0;
+  }
+  GemvConfig gemv_config(const GemmParams& p) const {
+    GemvConfig g;
+    const uint32_t sg = ctx_->caps.subgroup_size;
+    if (!shuffles_ok() || old_decode_kernels()) return g;
+    const char* env = std::getenv("DM_VULKAN_GEMV");
+    const uint32_t pieces = p.K / (p.w_dtype == uint32_t(DType::F32) ? 4 : 8);
+    uint32_t T = 1, pipe = 0;
+    if (env && *env) {
+      unsigned t = 0, q = 0;
+      if (std::sscanf(env, "%u,%u", &t, &q) != 2 || t < 1 || t > 256 || (t & (t - 1)) != 0 || q < 1 || q > 16)
+        fail("[vulkan] DM_VULKAN_GEMV=", env, ": want old, or T,PIPE with T a power of two ≤ 256, PIPE 1 … 16");
+      T = t, pipe = q;
+    } else {
+      while (T < 256 && ceil_div(pieces, T) > 3) T *= 2;
+      while (T < 256 && ceil_div(p.N, 256 / T) < 264 && pieces > 2 * T) T *= 2;
+      pipe = std::clamp<uint32_t>(ceil_div(pieces, T), 1, 16);
+    }
+    g.ok = true;
+    g.rows = 256 / T;
+    g.pipe = pipe;
+    g.mm = p.M == 1 ? 1 : 4;
+    g.sg = sg;
+    return g;
   }
   static uint32_t off(const Tensor& t, const BufferUse& u) {
     return uint32_t((t.offset - u.desc_offset) / dtype_size(t.dtype));
@@ -823,7 +978,7 @@ class VulkanBackend final : public Backend {
   std::unique_ptr<vk::Recorder> rec_;
   VkDeviceSize align_ = 4;
   // Declared after the recorder: freed first, through its deferred free.
-  std::unique_ptr<VulkanBuffer> dummy_, scan_h_, scan_d_, scan_sync_;
+  std::unique_ptr<VulkanBuffer> dummy_, scan_h_, scan_d_, scan_sync_, ticket_;
   uint32_t lb_tickets_ = 0;  // look-back tickets handed out so far (the device counter's value)
   uint32_t lb_epoch_ = 1;    // the next look-back dispatch's flag tag
 };
