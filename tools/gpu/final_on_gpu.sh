@@ -6,6 +6,7 @@
 #   scan     selective_scan alone on both backends, same card, same run: bench_cuda copy,scan
 #            and bench_vulkan with the chunked and warp scans side by side
 #   bench    decimamba bench, CUDA and Vulkan side by side: 130m (decimation off and on), 2.8b
+#            (bench130m / bench2.8b: one of them; 2.8b's random weights take minutes to draw)
 #   deci     DeciMamba's prefill speed-up at the target's setting (130m, 32K tokens, layer 12,
 #            L_base 2000), both backends side by side
 #   long     a 130m-shaped prefill of 1,048,576 tokens on CUDA and on Vulkan (memory target)
@@ -41,11 +42,13 @@ if has scan; then
   echo "bench_vulkan scan exit $?"
   grep -h "selective_scan" "$out/scan_cuda.md" "$out/scan_vulkan.md" | head -40
 fi
-if has bench; then
+if has bench || has bench130m; then
   timeout 110 "$dm" bench --shape 130m --backend cuda,vulkan -p 4096,16384 -n 64 -r 3 --deci passkey-130m \
     --json "$out/bench_130m.json" --force > "$out/bench_130m.md" 2>&1; echo "bench 130m exit $?"
   grep "^| cuda\|^| vulkan" "$out/bench_130m.md"
-  timeout 150 "$dm" bench --shape 2.8b --backend cuda,vulkan -p 4096 -n 16 -r 2 --deci-layers 22 --deci-L-base 2000 \
+fi
+if has bench || has bench2.8b; then
+  timeout 320 "$dm" bench --shape 2.8b --backend cuda,vulkan -p 4096 -n 16 -r 2 --deci-layers 22 --deci-L-base 2000 \
     --json "$out/bench_2.8b.json" --force > "$out/bench_2.8b.md" 2>&1; echo "bench 2.8b exit $?"
   grep "^| cuda\|^| vulkan" "$out/bench_2.8b.md"
 fi
