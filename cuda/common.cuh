@@ -51,4 +51,8 @@ __device__ __forceinline__ T block_sum(T v, T* scratch) {
 
 inline unsigned ceil_div(uint64_t a, uint64_t b) { return unsigned((a + b - 1) / b); }
 
+// Whether the current device has compute capability 9.0 or later (PDL, TMA), asked once per
+// device (fused_step.cu).
+bool device_sm90_or_later();
+
 }  // namespace dm::cuda

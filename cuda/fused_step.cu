@@ -20,9 +20,7 @@
 
 namespace dm::cuda {
 
-bool pdl_enabled() {
-  const char* e = std::getenv("DM_CUDA_PDL");
-  if (e && std::strcmp(e, "0") == 0) return false;
+bool device_sm90_or_later() {
   int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) {
     cudaGetLastError();
@@ -38,6 +36,12 @@ bool pdl_enabled() {
     major[dev] = m > 0 ? m : -1;
   }
   return major[dev] >= 9;
+}
+
+bool pdl_enabled() {
+  const char* e = std::getenv("DM_CUDA_PDL");
+  if (e && std::strcmp(e, "0") == 0) return false;
+  return device_sm90_or_later();
 }
 
 namespace {

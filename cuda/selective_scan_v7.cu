@@ -46,6 +46,15 @@
 #include "selective_scan_common.cuh"
 #include "selective_scan_v7.cuh"
 
+// TMA, mbarriers and bulk copies are sm_90 instructions: the kernel's device code exists for
+// sm_90 and later only (an empty body elsewhere), and scan_v7_applies() turns v7 down on a device
+// below compute capability 9.0, so the empty body never runs.
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
+#define DM_V7_DEVICE 1
+#else
+#define DM_V7_DEVICE 0
+#endif
+
 namespace dm::cuda {
 namespace {
 
@@ -85,6 +94,7 @@ struct V7Smem {
   uint64_t full[NS], empty[NS], ydone[NY], yfree[NY];
 };
 
+#if DM_V7_DEVICE  // sm_90 device code (and the host pass, which compiles none of it)
 __device__ __forceinline__ uint32_t smem_u32(const void* ptr) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(ptr));
 }
@@ -141,11 +151,13 @@ __device__ __forceinline__ void bulk_wait_all0() {
 __device__ __forceinline__ void fence_proxy_async() {
   asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
 }
+#endif
 
 template <int CB, int NS, int NY, int MINB, bool PIPE, bool SWZ>
 __global__ void __launch_bounds__(32 * CB, MINB)
     scan_v7_kernel(const __grid_constant__ V7Maps maps, SelectiveScanParams p, const void* A_log,
                    const void* Dp, const void* dt_bias, float* state) {
+#if DM_V7_DEVICE
   using SM = V7Smem<CB, NS, NY>;
   using Stage = typename SM::Stage;
   extern __shared__ unsigned char smem_raw[];
@@ -335,6 +347,7 @@ __global__ void __launch_bounds__(32 * CB, MINB)
 #pragma unroll
     for (int j = 0; j < 4; ++j) state[size_t(c) * kN + g * 4 + j] = h[j];
   }
+#endif
 }
 
 using EncodeTiled = PFN_cuTensorMapEncodeTiled_v12000;
@@ -421,8 +434,9 @@ cudaError_t launch(const SelectiveScanParams& p, const float* u, const float* de
 
 bool scan_v7_applies(const SelectiveScanParams& p, const float* u, const float* delta,
                      const float* B, const float* C, const float* z, const float* y) {
-  return p.d_state == kN && p.channels % 4 == 0 && p.L < (1u << 31) - kT &&
-         aligned16(u, p.u_stride) && aligned16(delta, p.delta_stride) &&
+  // The TMA: compute capability 9.0 or later.
+  return device_sm90_or_later() && p.d_state == kN && p.channels % 4 == 0 &&
+         p.L < (1u << 31) - kT && aligned16(u, p.u_stride) && aligned16(delta, p.delta_stride) &&
          aligned16(B, p.B_stride) && aligned16(C, p.C_stride) && aligned16(y, p.y_stride) &&
          (!p.has_z || aligned16(z, p.z_stride));
 }
