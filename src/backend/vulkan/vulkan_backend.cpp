@@ -124,7 +124,7 @@ class VulkanBackend final : public Backend {
     BufferUse ux = bind(x, false, k, "x"), uw = bind(w, false, k, "w"),
               ub = bias ? bind(*bias, false, k, "bias") : dummy(), uy = bind(y, true, k, "y");
     Push push(p, {off(x, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy)});
-    if (p.M <= 4 && small_m_vec_ok(x, w, p)) {  // decode, 16-byte loads: shaders/gemm.comp
+    if (p.M <= 4 && small_m_vec_ok(x, w, p)) {  // decode, 16-byte loads: shaders/gemv.comp
       if (const GemvConfig gc = gemv_config(p); gc.ok) {  // gemm.gemv
         Push vp(p, {off(x, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy), gc.rows});
         auto& pipe = pipelines_.get("gemm.gemv", 4, vp.size, gc.spec(), 256, "gemm.gemv");
@@ -534,7 +534,7 @@ class VulkanBackend final : public Backend {
     if (!gemv_norm(x, residual, norm_weight, normed, w, bias, y, p, nullptr, nullptr, nullptr, nullptr))
       Backend::rms_norm_gemm(x, residual, norm_weight, eps, normed, w, bias, y);
   }
-  // gemm.gemv_norm(_conv) (shaders/gemm.comp): residual add, norm, GEMV (and conv step) in one
+  // gemm.gemv_norm(_conv) (shaders/gemv.comp): residual add, norm, GEMV (and conv step) in one
   // dispatch at M = 1 with the fused shaders on, where gemm.gemv applies, one batch of loads
   // covers a row (v stays in registers), x and the residual are 16-byte aligned and the bindings
   // fit. False: not taken (nothing enqueued).
@@ -738,7 +738,7 @@ class VulkanBackend final : public Backend {
     while (T < 256 && ceil_div(p.N, 256 / T) < 264 && pieces >= 2 * T) T *= 2;
     return 256 / T;
   }
-  // gemm.gemv (shaders/gemm.comp): where the device has subgroup shuffles in compute and a
+  // gemm.gemv (shaders/gemv.comp): where the device has subgroup shuffles in compute and a
   // subgroup size of 4 … 128 (a power of two; rows are reduced inside subgroups of consecutive
   // invocations, as NVIDIA, AMD, Intel and lavapipe lay out a one-dimensional work group).
   // Sizes, all specialization constants: T invocations per row (ROWS = 256 / T rows per work

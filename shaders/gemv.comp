@@ -1,0 +1,427 @@
+#version 450
+// The decode GEMVs, y[M,N] = x[M,K] · w[N,K]ᵀ (+ bias[N]) for M ≤ 4 rows of x (reading W is the
+// whole cost); x, y fp32, w and bias F32/F16/BF16, fp32 accumulate. The tiled GEMM for prompts
+// is gemm.comp; the pipelines keep their gemm.* names (a variant line names its pipeline).
+// Variants:
+//  gemm.small_m  M ≤ 4 (decode): reading W is the whole cost. 8 rows of W per work group, 32
+//                invocations per row striding K (neighbours read neighbouring weights), each
+//                keeping the M dot products, then a shared-memory reduction over the 32. Any
+//                alignment; what gemm.small_m_vec cannot take.
+//  gemm.small_m_vec  M ≤ 4 with 16-byte aligned rows of W and x: the same one pass over W, but
+//                every load is 16 bytes (8 F16/BF16 or 4 F32 weights) and four are in flight per
+//                invocation before the first is used; the host picks how many invocations share
+//                a row (T = 256 / rows, a power of two) so that each gets a few 16-byte pieces and
+//                the grid has enough work groups for thin layers (x_proj, dt_proj).
+// variant gemm.small_m -DSMALL_M=1
+// variant gemm.small_m_vec -DSMALL_M=2
+// variant gemm.small_m_vec_conv -DSMALL_M=2 -DCONV=1
+// variant gemm.gemv -DSMALL_M=3
+// variant gemm.gemv_conv -DSMALL_M=3 -DCONV=1
+// variant gemm.gemv_norm -DSMALL_M=3 -DNORM=1
+// variant gemm.gemv_norm_conv -DSMALL_M=3 -DNORM=1 -DCONV=1
+//  gemm.small_m_vec_conv  gemm.small_m_vec whose rows n < conv_channels also run the decode conv
+//                step of channel n on the value just computed (Backend::rms_norm_gemm_conv_step's
+//                in_proj + causal_conv1d_step in one dispatch: conv state shifted, SiLU output).
+//  gemm.gemv     the decode GEMV that replaces gemm.small_m_vec where subgroup shuffles exist (same
+//                16-byte pieces and preconditions). Sizes are specialization constants, so the
+//                loops are unrolled and the arrays live in registers: ROWS rows of W per work
+//                group, T = 256 / ROWS invocations per row, PIPE pieces per invocation loaded
+//                (all of them, before the first is used) per batch — the host picks PIPE so
+//                that one batch covers the whole row slice of an invocation where it can, i.e.
+//                each invocation has its whole share of the row in flight at once; MM the most
+//                rows of x (1 at batch 1: one accumulator, a quarter of the reduction). The T
+//                partial sums of a row are reduced with subgroup shuffles (no barrier) and,
+//                when a row spans several subgroups, one shared-memory step.
+//  gemm.gemv_conv  gemm.gemv with gemm.small_m_vec_conv's conv step.
+//  gemm.gemv_norm(_conv)  Backend::rms_norm_gemm(_conv_step) at M = 1 in ONE dispatch (no
+//                rms_norm dispatch, and no barrier, before the GEMV): y = inv · Σ_k W[n,k] · v_k·g_k
+//                with v = x + residual (or the residual alone), g the norm weight and
+//                inv = rsqrt(mean(v²) + eps) applied after the dot product. Every row's T
+//                invocations together read all of v anyway (their pieces cover K), so each row
+//                also sums v² from the same registers and reduces it with the dot product: no
+//                grid-wide sync. But each work group reads x, the residual and the norm weight
+//                (word by word) where gemm.gemv reads x alone: on an H100 that L2 traffic made it
+//                2–3× slower than rms_norm + gemm.gemv (opt-in, DM_VULKAN_FUSED_NORM=1; a
+//                layout that reads v once for many rows would be needed). Needs one batch to cover a row
+//                (pieces ≤ PIPE · T, the host checks) so that v stays in registers. Side outputs:
+//                work group 0 writes normed (v · inv · g, as rms_norm does); the residual is
+//                rewritten (residual += x) by the LAST work group to finish, found with an atomic
+//                ticket that every work group takes after its reads of the residual have
+//                completed, so no work group can read an updated residual; it resets the ticket.
+//                Rounding differs from the composition (inv applied once per row, v² summed in
+//                another order), within fp32 summation-order error.
+#if SMALL_M == 3
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_shuffle : require
+#endif
+#include "common.glsl"
+
+layout(local_size_x = 256, local_size_y = 1, local_size_z = 1) in;
+
+#if SMALL_M >= 2
+layout(std430, binding = 0) readonly buffer X { vec4 x4[]; };
+layout(std430, binding = 1) readonly buffer W { uvec4 w4[]; };
+#else
+layout(std430, binding = 0) readonly buffer X { float x[]; };
+layout(std430, binding = 1) readonly buffer W { uint w[]; };
+#endif
+layout(std430, binding = 2) readonly buffer Bias { uint bias[]; };
+layout(std430, binding = 3) writeonly buffer Y { float y[]; };
+#ifndef CONV
+#define CONV 0
+#endif
+#if CONV
+layout(std430, binding = 4) readonly buffer ConvW { uint conv_w[]; };
+layout(std430, binding = 5) readonly buffer ConvB { uint conv_b[]; };
+layout(std430, binding = 6) buffer ConvState { float conv_state[]; };
+layout(std430, binding = 7) writeonly buffer ConvY { float conv_y[]; };
+const uint MAX_D_CONV = 8;  // the host sends larger d_conv to the unfused path
+#endif
+#ifndef NORM
+#define NORM 0
+#endif
+#if NORM
+#if CONV
+#define NB 8
+#else
+#define NB 4
+#endif
+layout(std430, binding = NB) buffer Res { vec4 res4[]; };
+layout(std430, binding = NB + 1) readonly buffer NormW { uint norm_w[]; };
+layout(std430, binding = NB + 2) writeonly buffer Normed { float normed[]; };
+layout(std430, binding = NB + 3) buffer Ticket { uint ticket[]; };
+#endif
+
+layout(push_constant) uniform Push {
+  uint M, N, K;
+  uint x_stride, w_stride, y_stride;
+  uint w_dtype, bias_dtype, has_bias;
+  uint off[4];  // element offsets of x, w, bias, y
+#if SMALL_M >= 2
+  uint rows;    // rows of W per work group (1 … 32, a power of two; gemm.gemv: its ROWS)
+#endif
+#if CONV
+  uint conv_channels, d_conv, conv_y_stride, conv_w_dtype, conv_b_dtype, conv_has_bias;
+  uint conv_off[4];  // element offsets of conv_w, conv_b, conv_state, conv_y
+#endif
+#if NORM
+  uint has_x, norm_w_dtype;  // has_x 0: v is the residual alone (x unbound, residual unchanged)
+  float eps;
+  uint norm_off[3];  // element offsets of residual, norm weight, normed
+#endif
+} p;
+
+#if SMALL_M < 2
+DEFINE_LOAD_ANY(load_w, w)
+#endif
+DEFINE_LOAD_ANY(load_bias, bias)
+#if NORM
+DEFINE_LOAD_ANY(load_norm_w, norm_w)
+#endif
+#if CONV
+DEFINE_LOAD_ANY(load_conv_w, conv_w)
+DEFINE_LOAD_ANY(load_conv_b, conv_b)
+
+// Decode conv step of channel c for sequence m, in two halves: conv_load issues every load (the
+// state's last d_conv - 1 taps, the weights, the bias), conv_store shifts in the value just
+// computed, stores the state and writes SiLU of the dot product. gemm.gemv_conv loads before
+// its weight loop, so the conv adds no memory round trip at the work group's tail. (Loads after
+// a store to a buffer that might alias them cannot be hoisted: interleaved, each tap would pay a
+// round trip.) The arithmetic is that of causal_conv1d_step.
+struct ConvIn {
+  float s[MAX_D_CONV], w[MAX_D_CONV], b;
+};
+ConvIn conv_load(uint m, uint c) {
+  ConvIn r;
+  const uint sb = p.conv_off[2] + (m * p.conv_channels + c) * p.d_conv;
+  [[unroll]] for (uint k = 0; k < MAX_D_CONV; ++k) {
+    r.s[k] = k + 1 < p.d_conv ? conv_state[sb + k + 1] : 0.0;
+    r.w[k] = k < p.d_conv ? load_conv_w(p.conv_w_dtype, p.conv_off[0] + c * p.d_conv + k) : 0.0;
+  }
+  r.b = p.conv_has_bias != 0u ? load_conv_b(p.conv_b_dtype, p.conv_off[1] + c) : 0.0;
+  return r;
+}
+void conv_store(uint m, uint c, float xv, ConvIn r) {
+  const uint sb = p.conv_off[2] + (m * p.conv_channels + c) * p.d_conv;
+  [[unroll]] for (uint k = 0; k < MAX_D_CONV; ++k)
+    if (k + 1 == p.d_conv) r.s[k] = xv;
+  float acc = r.b;
+  [[unroll]] for (uint k = 0; k < MAX_D_CONV; ++k) {
+    if (k < p.d_conv) {
+      acc = fma(r.w[k], r.s[k], acc);
+      conv_state[sb + k] = r.s[k];
+    }
+  }
+  conv_y[p.conv_off[3] + m * p.conv_y_stride + c] = silu(acc);
+}
+#endif
+
+#if SMALL_M >= 2
+// The weights of one 16-byte piece: 8 (F16, BF16: lo holds the first 4) or 4 (F32: lo only).
+void widen(uvec4 q, out vec4 lo, out vec4 hi) {
+  if (p.w_dtype == DT_F32) {
+    lo = uintBitsToFloat(q);
+    hi = vec4(0.0);
+  } else if (p.w_dtype == DT_F16) {
+    lo = vec4(unpackHalf2x16(q.x), unpackHalf2x16(q.y));
+    hi = vec4(unpackHalf2x16(q.z), unpackHalf2x16(q.w));
+  } else {  // BF16: element 2i in the low half of word i
+    const uvec4 e = q << 16, o = q & 0xffff0000u;
+    lo = uintBitsToFloat(uvec4(e.x, o.x, e.y, o.y));
+    hi = uintBitsToFloat(uvec4(e.z, o.z, e.w, o.w));
+  }
+}
+#endif
+
+#if SMALL_M == 3
+layout(constant_id = 0) const uint ROWS = 8;  // rows of W per work group (1 … 256, a power of two)
+layout(constant_id = 1) const uint PIPE = 8;  // 16-byte pieces per invocation per batch (1 … 16)
+layout(constant_id = 2) const uint MM = 4;    // the most rows of x this pipeline takes (1 or 4)
+layout(constant_id = 3) const uint SG = 32;   // the device's subgroup size (a power of two ≤ 256)
+const uint MAX_M = 4, WG = 256;
+const uint T = WG / ROWS;           // invocations per row of W
+const uint TS = T < SG ? T : SG;    // of them in one subgroup
+const uint NSUB = T / TS;           // subgroups per row
+shared float part[MAX_M][64];       // per-subgroup sums (subgroups of ≥ 4 lanes: ≤ 64 of them)
+#if NORM
+shared bool last_group;
+#endif
+
+void main() {
+  // Rows own runs of T consecutive invocations counted subgroup by subgroup, so a row's lanes
+  // share a subgroup (T ≤ SG) or own whole subgroups (T > SG): the shuffles below stay in a row.
+  const uint tid = gl_SubgroupID * SG + gl_SubgroupInvocationID;
+  const uint t = tid % T;
+  const uint n = linear_group_id() * ROWS + tid / T;
+  const bool wide = p.w_dtype != DT_F32;  // 8 weights per piece, else 4
+  const uint per = wide ? 8u : 4u;
+  const uint pieces = p.K / per;          // the host guarantees K % per == 0
+  float acc[MAX_M];
+  [[unroll]] for (uint m = 0; m < MAX_M; ++m) acc[m] = 0.0;
+  // The bias (and the conv step's inputs) loaded now, so that they arrive with the weights
+  // rather than after the reduction.
+  const float bv = t == 0u && n < p.N && p.has_bias != 0u ? load_bias(p.bias_dtype, p.off[2] + n) : 0.0;
+#if CONV
+  const bool conv = t == 0u && n < p.N && n < p.conv_channels;
+  ConvIn ci[MAX_M];
+  [[unroll]] for (uint m = 0; m < MAX_M; ++m)
+    if (m < MM && m < p.M && conv) ci[m] = conv_load(m, n);
+#endif
+#if NORM
+  // v = x + residual and g for this invocation's pieces (one batch: the host checks), loaded
+  // with the weights whether or not the row exists (a padded work group may be the last).
+  vec4 vlo[PIPE], vhi[PIPE], glo[PIPE], ghi[PIPE];
+  float ss = 0.0;
+  {
+    const uint wq = wide ? 2u : 1u;  // vec4s per piece
+    [[unroll]] for (uint u = 0; u < PIPE; ++u) {
+      const uint j = t + u * T;
+      const bool on = j < pieces;
+      const uint rb = p.norm_off[0] / 4u + j * wq, xb = p.off[0] / 4u + j * wq;
+      vlo[u] = on ? res4[rb] : vec4(0.0);
+      vhi[u] = on && wide ? res4[rb + 1u] : vec4(0.0);
+      if (p.has_x != 0u) {
+        vlo[u] = on ? x4[xb] + vlo[u] : vec4(0.0);
+        vhi[u] = on && wide ? x4[xb + 1u] + vhi[u] : vec4(0.0);
+      }
+      [[unroll]] for (uint e = 0; e < 4u; ++e) {
+        const uint k = j * per + e;
+        glo[u][e] = on ? load_norm_w(p.norm_w_dtype, p.norm_off[1] + k) : 0.0;
+        ghi[u][e] = on && wide ? load_norm_w(p.norm_w_dtype, p.norm_off[1] + k + 4u) : 0.0;
+      }
+    }
+    [[unroll]] for (uint u = 0; u < PIPE; ++u) {
+      [[unroll]] for (uint e = 0; e < 4u; ++e) ss = fma(vlo[u][e], vlo[u][e], ss);
+      [[unroll]] for (uint e = 0; e < 4u; ++e) ss = fma(vhi[u][e], vhi[u][e], ss);
+    }
+  }
+#endif
+  if (n < p.N) {
+    const uint wb = (p.off[1] + n * p.w_stride) / per;  // first piece of the row
+    for (uint j0 = t; j0 < pieces; j0 += PIPE * T) {
+      // Every weight load of the batch first (PIPE × 16 bytes in flight per invocation) ...
+      uvec4 q[PIPE];
+      [[unroll]] for (uint u = 0; u < PIPE; ++u) {
+        const uint j = j0 + u * T;
+        q[u] = j < pieces ? w4[wb + j] : uvec4(0);
+      }
+#if NORM
+      [[unroll]] for (uint u = 0; u < PIPE; ++u) {
+        vec4 lo, hi;
+        widen(q[u], lo, hi);
+        acc[0] += dot(lo, vlo[u] * glo[u]);
+        if (wide) acc[0] += dot(hi, vhi[u] * ghi[u]);
+      }
+#else
+      // ... then x (L1/L2-resident) and the FMAs. Pieces past the row are zero weights times
+      // x's first piece (read, never out of range) rather than a branch per piece.
+      [[unroll]] for (uint u = 0; u < PIPE; ++u) {
+        const uint j = j0 + u * T;
+        const uint jj = j < pieces ? j : 0u;
+        vec4 lo, hi;
+        widen(q[u], lo, hi);
+        [[unroll]] for (uint m = 0; m < MAX_M; ++m) {
+          if (m >= MM || m >= p.M) break;
+          const uint xb = (p.off[0] + m * p.x_stride) / 4u + jj * (per / 4u);
+          acc[m] += dot(lo, x4[xb]);
+          if (wide) acc[m] += dot(hi, x4[xb + 1u]);
+        }
+      }
+#endif
+    }
+  }
+  // The row's T partial sums: a butterfly inside the subgroup (every lane ends with its group's
+  // sum), then across the row's subgroups through shared memory.
+#if NORM
+  acc[1] = ss;  // MM is 1 here: the sum of squares rides in the second slot
+  const uint NR = 2;
+#else
+  const uint NR = MM;
+#endif
+  [[unroll]] for (uint m = 0; m < MAX_M; ++m) {
+    if (m >= NR) break;
+    [[unroll]] for (uint o = TS / 2u; o > 0u; o >>= 1) acc[m] += subgroupShuffleXor(acc[m], o);
+  }
+  if (NSUB > 1u) {
+    if (gl_SubgroupInvocationID == 0u)
+      [[unroll]] for (uint m = 0; m < MAX_M; ++m)
+        if (m < NR) part[m][gl_SubgroupID] = acc[m];
+    barrier();
+    // Every lane of the row takes the total (NORM: all of them need inv).
+    [[unroll]] for (uint m = 0; m < MAX_M; ++m) {
+      if (m >= NR) break;
+      float s = 0.0;
+      const uint first = gl_SubgroupID - (t / TS);  // the row's first subgroup
+      for (uint i = 0; i < NSUB; ++i) s += part[m][first + i];
+      acc[m] = s;
+    }
+  }
+#if NORM
+  const float inv = inversesqrt(acc[1] / float(p.K) + p.eps);
+  acc[0] *= inv;
+  // normed: the first row of work group 0 (its lanes hold every piece of v).
+  if (linear_group_id() == 0u && tid < T) {
+    [[unroll]] for (uint u = 0; u < PIPE; ++u) {
+      const uint j = t + u * T;
+      if (j < pieces) {
+        const uint k = p.norm_off[2] + j * per;
+        [[unroll]] for (uint e = 0; e < 4u; ++e) normed[k + e] = vlo[u][e] * inv * glo[u][e];
+        if (wide) [[unroll]] for (uint e = 0; e < 4u; ++e) normed[k + 4u + e] = vhi[u][e] * inv * ghi[u][e];
+      }
+    }
+  }
+  // residual += x: by the last work group to finish reading the residual (see the top).
+  if (p.has_x != 0u) {
+    barrier();  // every lane of this work group has consumed its residual loads
+    if (tid == 0u) {
+      const uint groups = gl_NumWorkGroups.x * gl_NumWorkGroups.y * gl_NumWorkGroups.z;
+      last_group = atomicAdd(ticket[0], 1u) == groups - 1u;
+      if (last_group) ticket[0] = 0u;  // for the next dispatch
+    }
+    barrier();
+    if (last_group && tid < T) {
+      const uint wq = wide ? 2u : 1u;
+      [[unroll]] for (uint u = 0; u < PIPE; ++u) {
+        const uint j = t + u * T;
+        if (j < pieces) {
+          res4[p.norm_off[0] / 4u + j * wq] = vlo[u];
+          if (wide) res4[p.norm_off[0] / 4u + j * wq + 1u] = vhi[u];
+        }
+      }
+    }
+  }
+#endif
+  if (t == 0u && n < p.N) {
+    [[unroll]] for (uint m = 0; m < MAX_M; ++m) {
+      if (m >= MM || m >= p.M) break;
+      y[p.off[3] + m * p.y_stride + n] = acc[m] + bv;
+#if CONV
+      if (conv) conv_store(m, n, acc[m] + bv, ci[m]);
+#endif
+    }
+  }
+}
+#elif SMALL_M == 2
+const uint MAX_M = 4, PIPE = 4;  // PIPE 16-byte weight loads in flight per invocation
+shared float red[MAX_M][256];
+
+void main() {
+  const uint tid = gl_LocalInvocationIndex;
+  const uint T = 256u / p.rows;  // invocations sharing one row of W
+  const uint t = tid % T;
+  const uint n = linear_group_id() * p.rows + tid / T;
+  const bool wide = p.w_dtype != DT_F32;  // 8 weights per piece, else 4
+  const uint per = wide ? 8u : 4u;
+  const uint pieces = p.K / per;          // the host guarantees K % per == 0
+  float acc[MAX_M];
+  [[unroll]] for (uint m = 0; m < MAX_M; ++m) acc[m] = 0.0;
+  if (n < p.N) {
+    const uint wb = (p.off[1] + n * p.w_stride) / per;  // first piece of the row
+    for (uint j0 = t; j0 < pieces; j0 += PIPE * T) {
+      uvec4 q[PIPE];
+      [[unroll]] for (uint u = 0; u < PIPE; ++u) {
+        const uint j = j0 + u * T;
+        q[u] = j < pieces ? w4[wb + j] : uvec4(0);
+      }
+      [[unroll]] for (uint u = 0; u < PIPE; ++u) {
+        const uint j = j0 + u * T;
+        if (j >= pieces) break;
+        vec4 lo, hi;
+        widen(q[u], lo, hi);
+        [[unroll]] for (uint m = 0; m < MAX_M; ++m) {
+          if (m >= p.M) break;
+          const uint xb = (p.off[0] + m * p.x_stride) / 4u + j * (per / 4u);
+          acc[m] += dot(lo, x4[xb]);
+          if (wide) acc[m] += dot(hi, x4[xb + 1u]);
+        }
+      }
+    }
+  }
+  [[unroll]] for (uint m = 0; m < MAX_M; ++m) red[m][tid] = acc[m];
+  barrier();
+  for (uint s = T / 2u; s > 0u; s >>= 1) {
+    if (t < s)
+      [[unroll]] for (uint m = 0; m < MAX_M; ++m) red[m][tid] += red[m][tid + s];
+    barrier();
+  }
+  if (t == 0u && n < p.N) {
+    const float b = p.has_bias != 0u ? load_bias(p.bias_dtype, p.off[2] + n) : 0.0;
+    for (uint m = 0; m < p.M; ++m) {
+      y[p.off[3] + m * p.y_stride + n] = red[m][tid] + b;
+#if CONV
+      if (n < p.conv_channels) conv_store(m, n, red[m][tid] + b, conv_load(m, n));
+#endif
+    }
+  }
+}
+#elif SMALL_M == 1
+const uint MAX_M = 4, ROWS = 8, LANES = 32;
+shared float red[MAX_M][256];
+
+void main() {
+  const uint tid = gl_LocalInvocationIndex;
+  const uint lane = tid % LANES;
+  const uint n = (gl_WorkGroupID.x + gl_NumWorkGroups.x * gl_WorkGroupID.y) * ROWS + tid / LANES;
+  float acc[MAX_M];
+  [[unroll]] for (uint m = 0; m < MAX_M; ++m) acc[m] = 0.0;
+  if (n < p.N) {
+    const uint wb = p.off[1] + n * p.w_stride;
+    for (uint k = lane; k < p.K; k += LANES) {
+      const float wv = load_w(p.w_dtype, wb + k);
+      [[unroll]] for (uint m = 0; m < MAX_M; ++m)
+        if (m < p.M) acc[m] = fma(x[p.off[0] + m * p.x_stride + k], wv, acc[m]);
+    }
+  }
+  [[unroll]] for (uint m = 0; m < MAX_M; ++m) red[m][tid] = acc[m];
+  barrier();
+  for (uint s = LANES / 2; s > 0; s >>= 1) {
+    if (lane < s)
+      [[unroll]] for (uint m = 0; m < MAX_M; ++m) red[m][tid] += red[m][tid + s];
+    barrier();
+  }
+  if (lane == 0 && n < p.N) {
+    const float b = p.has_bias != 0u ? load_bias(p.bias_dtype, p.off[2] + n) : 0.0;
+    for (uint m = 0; m < p.M; ++m) y[p.off[3] + m * p.y_stride + n] = red[m][tid] + b;
+  }
+}
+#endif
