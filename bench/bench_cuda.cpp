@@ -43,11 +43,11 @@ using namespace dm;
 
 namespace {
 
-std::vector<std::string> split(const std::string& s) {
+std::vector<std::string> split(const std::string& s, char sep = ',') {
   std::vector<std::string> out;
   size_t a = 0;
   while (a <= s.size()) {
-    const size_t b = s.find(',', a);
+    const size_t b = s.find(sep, a);
     out.push_back(s.substr(a, b == std::string::npos ? std::string::npos : b - a));
     if (b == std::string::npos) break;
     a = b + 1;
@@ -293,13 +293,7 @@ void bench_decode_settings(Bench& b, const std::vector<std::string>& shapes,
   Backend& be = b.be;
   std::printf("\n## Decode settings, batch 1, random fp16 weights, graph device time, on %s\n\n", card);
   std::printf("| shape | setting | µs/token | floor µs | of floor |\n|---|---|---|---|---|\n");
-  std::vector<std::string> list;
-  for (size_t a = 0; a <= settings.size();) {
-    const size_t e = settings.find(';', a);
-    list.push_back(settings.substr(a, e == std::string::npos ? std::string::npos : e - a));
-    if (e == std::string::npos) break;
-    a = e + 1;
-  }
+  const std::vector<std::string> list = split(settings, ';');
   for (const std::string& s : shapes) {
     auto rm = make_pooled_random_model(s);
     const double floor_us = double(rm->model.weight_bytes()) / (b.copy_gbs * 1e3);

@@ -49,6 +49,15 @@ __device__ __forceinline__ T block_sum(T v, T* scratch) {
   return t;
 }
 
+// rms_norm's scale 1 / sqrt(mean of squares + eps) from each thread's partial sum of squares
+// (double, as the CPU reference sums): the block's total, then the mean over D. Begins and
+// ends with a barrier (block_sum); every thread gets the scale.
+__device__ __forceinline__ float rms_scale(double ss, double* scratch, uint32_t D, float eps) {
+  ss = block_sum(ss, scratch);
+  const float var = D > 0 ? float(ss / double(D)) : 0.f;
+  return 1.f / sqrtf(var + eps);
+}
+
 inline unsigned ceil_div(uint64_t a, uint64_t b) { return unsigned((a + b - 1) / b); }
 
 // Whether the current device has compute capability 9.0 or later (PDL, TMA), asked once per

@@ -112,9 +112,7 @@ __global__ void __launch_bounds__(kBlock) norm_gemv_kernel(
       xs[i] = v;
       ss += double(v) * double(v);
     }
-    ss = block_sum(ss, red);
-    const float var = D > 0 ? float(ss / double(D)) : 0.f;
-    const float scale = 1.f / sqrtf(var + p.norm.eps);
+    const float scale = rms_scale(ss, red, D, p.norm.eps);
     for (uint32_t i = threadIdx.x; i < D; i += kBlock) {
       const float v = (xs[i] * scale) * load_f(norm_w, p.norm.weight_dtype, i);
       xs[i] = v;

@@ -53,9 +53,7 @@ __global__ void __launch_bounds__(kBlock) rms_norm_kernel(RmsNormParams p,
         ss += double(v[j]) * double(v[j]);
       }
     }
-    ss = block_sum(ss, scratch);
-    const float var = D > 0 ? float(ss / double(D)) : 0.f;
-    const float scale = 1.f / sqrtf(var + p.eps);
+    const float scale = rms_scale(ss, scratch, D, p.eps);
 #pragma unroll
     for (int j = 0; j < kPer; ++j) {
       const uint32_t i = tid + j * kBlock;
@@ -73,9 +71,7 @@ __global__ void __launch_bounds__(kBlock) rms_norm_kernel(RmsNormParams p,
       }
       ss += double(v) * double(v);
     }
-    ss = block_sum(ss, scratch);
-    const float var = D > 0 ? float(ss / double(D)) : 0.f;
-    const float scale = 1.f / sqrtf(var + p.eps);
+    const float scale = rms_scale(ss, scratch, D, p.eps);
     // Same thread, same elements as the first pass: the updated residual is its own write.
     const float* src = rr ? rr : xr;
     for (uint32_t i = tid; i < D; i += kBlock)
