@@ -154,28 +154,19 @@ class Bench {
   }
 
   // Median device time of one call in µs (timestamps; the sum over the call's dispatches).
-  double time_us(const std::function<void()>& call) {
+  double time_us(const std::function<void()>& call) { return time_us_cold("", nullptr, call); }
+  // The same, counting only the kernels whose label starts with `prefix`, with `before` (an L2
+  // flush), where given, run and waited for before each call.
+  double time_us_cold(const std::string& prefix, const std::function<void()>& before,
+                      const std::function<void()>& call) {
     call();  // warm-up: pipelines, scratch
     be_.synchronize();
     std::vector<double> t;
     for (int r = 0; r < reps_; ++r) {
-      const double before = total_us();
-      call();
-      t.push_back(total_us() - before);
-    }
-    std::sort(t.begin(), t.end());
-    return t[t.size() / 2];
-  }
-  // The same, counting only the kernels whose label starts with `prefix`, with `before` (an L2
-  // flush) run and waited for before each call.
-  double time_us_cold(const std::string& prefix, const std::function<void()>& before,
-                      const std::function<void()>& call) {
-    call();
-    be_.synchronize();
-    std::vector<double> t;
-    for (int r = 0; r < reps_; ++r) {
-      before();
-      be_.synchronize();
+      if (before) {
+        before();
+        be_.synchronize();
+      }
       const double t0 = total_us(prefix);
       call();
       t.push_back(total_us(prefix) - t0);
@@ -189,11 +180,6 @@ class Bench {
     double s = 0;
     for (const auto& k : vulkan_profile(be_))
       if (k.kernel.compare(0, prefix.size(), prefix) == 0) s += k.total_us;
-    return s;
-  }
-  double total_us() {
-    double s = 0;
-    for (const auto& k : vulkan_profile(be_)) s += k.total_us;
     return s;
   }
   Backend& be_;
