@@ -1,0 +1,246 @@
+// The Vulkan backend's class, shared by the files that define its methods (internal to
+// src/backend/vulkan/; callers see vulkan_backend.h). Each Backend method checks its call with
+// make_*_params (params.h), binds its tensors and pushes the params struct followed by the
+// tensors' element offsets, and enqueues one dispatch (two for causal_conv1d, up to three for
+// selective_scan) on the recorder, which derives the barriers. Nothing waits until download()
+// or synchronize().
+//
+// Tensor offsets: a binding's descriptor range starts at the tensor's byte offset rounded down
+// to max(minStorageBufferOffsetAlignment, 4); the remainder travels in elements in the
+// push-constant tail after the params struct (every block here is ≤ 100 bytes, inside the
+// 128 bytes Vulkan guarantees). Weights (F32 / F16 / BF16) are read as 32-bit words and
+// widened in the shader, so no device feature is needed and BF16 needs no conversion at load.
+//
+// Where the methods live: vulkan_backend.cpp (construction, buffers, bindings, capture and the
+// entry points of vulkan_backend.h), vulkan_gemm.cpp (GEMM and GEMV choice), vulkan_scan.cpp
+// (the prompt scans), vulkan_kernels.cpp (the other prompt kernels), vulkan_decode.cpp (the
+// decode steps and fusions).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/params.h"
+#include "backend/vulkan/context.h"
+#include "backend/vulkan/pipeline.h"
+#include "backend/vulkan/recorder.h"
+#include "core/error.h"
+
+namespace dm::vk {
+
+inline uint32_t ceil_div(uint64_t a, uint64_t b) { return uint32_t((a + b - 1) / b); }
+
+// The params struct, then uint32 element offsets: the shader's push-constant block.
+struct Push {
+  uint8_t bytes[128];
+  uint32_t size = 0;
+  template <typename P>
+  Push(const P& params, std::initializer_list<uint32_t> tail) {
+    static_assert(sizeof(P) % 4 == 0);
+    DM_ASSERT(sizeof(P) + 4 * tail.size() <= sizeof(bytes));
+    std::memcpy(bytes, &params, sizeof(P));
+    size = sizeof(P);
+    for (uint32_t v : tail) {
+      std::memcpy(bytes + size, &v, 4);
+      size += 4;
+    }
+  }
+};
+
+struct Grid {
+  uint32_t x = 1, y = 1, z = 1;
+};
+
+class VulkanBackend final : public Backend {
+ public:
+  explicit VulkanBackend(int device);
+  ~VulkanBackend() override;
+
+  std::string name() const override { return "vulkan"; }
+  std::string device_name() const override { return ctx_->caps.name; }
+  bool supports_weight_dtype(DType t) const override {
+    return t == DType::F32 || t == DType::F16 || t == DType::BF16;
+  }
+
+  std::unique_ptr<Buffer> alloc(size_t bytes) override {
+    return std::make_unique<VulkanBuffer>(*ctx_, bytes, BufferKind::Device);
+  }
+  void upload(Buffer& dst, size_t offset, const void* src, size_t bytes) override;
+  void download(const Buffer& src, size_t offset, void* dst, size_t bytes) override;
+  void synchronize() override { rec_->finish(); }
+
+  // Prompt kernels (vulkan_gemm.cpp, vulkan_scan.cpp, vulkan_kernels.cpp).
+  void gemm(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) override;
+  void selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A_log, const Tensor& B,
+                      const Tensor& C, const Tensor& D, const Tensor* z, const Tensor& dt_bias,
+                      const Tensor& ssm_state, const Tensor& y) override;
+  void rms_norm(const Tensor& x, const Tensor* residual, const Tensor& weight, const Tensor& y,
+                float eps) override;
+  void causal_conv1d(const Tensor& x, const Tensor& weight, const Tensor* bias,
+                     const Tensor& conv_state, const Tensor& y) override;
+  void dt_importance(const Tensor& delta, const Tensor& dt_bias, const Tensor& scores) override;
+  void topk_indices(const Tensor& scores, int64_t n_candidates, int64_t k,
+                    const Tensor& idx) override;
+  void gather_rows(const Tensor& src, const Tensor& idx, const Tensor& dst) override;
+
+  // Decode steps and fusions (vulkan_decode.cpp).
+  void causal_conv1d_step(const Tensor& x, const Tensor& weight, const Tensor* bias,
+                          const Tensor& conv_state, const Tensor& y) override;
+  void selective_scan_step(const Tensor& u, const Tensor& delta, const Tensor& A_log,
+                           const Tensor& B, const Tensor& C, const Tensor& D, const Tensor* z,
+                           const Tensor& dt_bias, const Tensor& ssm_state,
+                           const Tensor& y) override;
+  void rms_norm_gemm(const Tensor* x, const Tensor& residual, const Tensor& norm_weight, float eps,
+                     const Tensor& normed, const Tensor& w, const Tensor* bias,
+                     const Tensor& y) override;
+  void rms_norm_gemm_conv_step(const Tensor* x, const Tensor& residual, const Tensor& norm_weight,
+                               float eps, const Tensor& normed, const Tensor& w, const Tensor* bias,
+                               const Tensor& y, const Tensor& conv_weight, const Tensor* conv_bias,
+                               const Tensor& conv_state, const Tensor& conv_y) override;
+  void dt_proj_scan_step(const Tensor& dt_low, const Tensor& dt_proj, const Tensor& delta,
+                         const Tensor& u, const Tensor& A_log, const Tensor& B, const Tensor& C,
+                         const Tensor& D, const Tensor* z, const Tensor& dt_bias,
+                         const Tensor& ssm_state, const Tensor& y) override;
+
+  // Capture / replay (recording.cpp): one command buffer per recording.
+  std::unique_ptr<Recording> record(const std::function<void()>& enqueue) override;
+  void replay(Recording& recording) override;
+
+  // Hooks of vulkan_backend.h.
+  Recorder& recorder() { return *rec_; }
+  const Recorder& recorder() const { return *rec_; }
+
+ private:
+  // Buffers and bindings (vulkan_backend.cpp).
+  VulkanBuffer& vbuf(Buffer& b, const char* what);
+  BufferUse bind(const Tensor& t, bool write, const char* kernel, const char* name);
+  // How many leading rows of t one binding can address (all of them, almost always).
+  int64_t rows_fit(const Tensor& t) const;
+  // Elements [i0, i0 + n) of a vector stored as 1 × len or len × 1.
+  static Tensor vec_slice(const Tensor& v, int64_t i0, int64_t n) {
+    return v.rows == 1 && v.cols != 1 ? v.col_slice(i0, n) : v.row_slice(i0, n);
+  }
+  static uint32_t off(const Tensor& t, const BufferUse& u) {
+    return uint32_t((t.offset - u.desc_offset) / dtype_size(t.dtype));
+  }
+  BufferUse dummy() const {
+    BufferUse u;
+    u.buf = dummy_.get();
+    u.desc_range = dummy_->vk_size;
+    u.track = false;
+    return u;
+  }
+  static BufferUse untracked(BufferUse u) {
+    u.track = false;
+    return u;
+  }
+  static BufferUse read_only(BufferUse u) {
+    u.write = false;
+    return u;
+  }
+  static void check_small(const char* kernel, const char* what, uint32_t v, uint32_t max) {
+    if (v > max)
+      fail("[vulkan] ", kernel, ": ", what, " = ", v, " is larger than this backend supports (",
+           max, ")");
+  }
+  // One work group per item, numbered x fastest over (x, y).
+  Grid linear_grid(uint64_t groups) const {
+    Grid g;
+    g.x = uint32_t(std::min<uint64_t>(groups, ctx_->caps.max_wg_count[0]));
+    g.y = ceil_div(groups, g.x);
+    return g;
+  }
+  // Items folded over (y, z): item = y + Y·z.
+  Grid fold_yz(uint64_t items) const {
+    Grid g;
+    g.y = uint32_t(std::min<uint64_t>(items, ctx_->caps.max_wg_count[1]));
+    g.z = ceil_div(items, g.y);
+    return g;
+  }
+
+  // GEMM and GEMV choice (vulkan_gemm.cpp). gemm.gemv's shape: ROWS rows per work group of 256,
+  // PIPE 16-byte pieces per invocation in flight, MM rows of x, SG the subgroup size (the
+  // specialization constants; gemv_config explains the choice).
+  struct GemvConfig {
+    bool ok = false;
+    uint32_t rows = 8, pipe = 8, mm = 4, sg = 32;
+    std::vector<uint32_t> spec() const { return {rows, pipe, mm, sg}; }
+  };
+  // gemm.small_m_vec reads W and x in 16-byte pieces: rows must start 16-byte aligned (the
+  // descriptor start is then 16-byte aligned too: it is the offset rounded down to a multiple
+  // of the power-of-two binding alignment) and K must be whole pieces.
+  static bool small_m_vec_ok(const Tensor& x, const Tensor& w, const GemmParams& p) {
+    const uint32_t per = w.dtype == DType::F32 ? 4 : 8;  // weights per 16 bytes
+    return x.offset % 16 == 0 && p.x_stride % 4 == 0 && w.offset % 16 == 0 && p.K % per == 0 &&
+           p.w_stride % per == 0;
+  }
+  void gemm_coopmat(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
+                    const GemmParams& p, const BufferUse& ux, const BufferUse& uw,
+                    const BufferUse& ub, const BufferUse& uy);
+  static uint32_t small_m_vec_rows(const GemmParams& p);
+  bool shuffles_ok() const;
+  static bool old_decode_kernels();
+  GemvConfig gemv_config(const GemmParams& p) const;
+
+  // Prompt scans (vulkan_scan.cpp). The look-back scan's shape: CW channels × S segments of TOK
+  // tokens per work group (lb_config); at most kLbMaxGroups channel groups (the sync buffer's
+  // done counts, lb_sync_words). The warp scan's shape: CB channels (subgroups) per work group,
+  // R tokens per slice (warp_config).
+  struct LbConfig {
+    bool ok = false;
+    uint32_t cw = 32, s = 8, tok = 8;
+  };
+  static constexpr uint64_t kLbMaxGroups = 8192;
+  struct WarpConfig {
+    bool ok = false;
+    bool vec = false;  // rows of 4 floats: the vec4 variant (selective_scan.warp_scalar otherwise)
+    uint32_t cb = 8, r = 8;
+  };
+  void scan_in_pieces(int64_t m, const Tensor& u, const Tensor& delta, const Tensor& A_log,
+                      const Tensor& B, const Tensor& C, const Tensor& D, const Tensor* z,
+                      const Tensor& dt_bias, const Tensor& ssm_state, const Tensor& y);
+  BufferUse scratch(VulkanBuffer& b, uint64_t bytes) const;
+  void ensure_scratch(std::unique_ptr<VulkanBuffer>& b, uint64_t bytes);
+  static std::string scan_mode();
+  uint64_t lb_sync_words() const;
+  static uint64_t lb_shared_bytes(uint32_t cw, uint32_t s, uint32_t tok);
+  LbConfig lb_config(uint32_t d_state) const;
+  void ensure_sync();
+  static uint64_t warp_shared_bytes(uint64_t sg, uint64_t cb, uint64_t r);
+  WarpConfig warp_config(const SelectiveScanParams& p, const std::string& mode,
+                         std::initializer_list<uint32_t> offs) const;
+  bool scan_subgroup_ok(uint32_t d_state) const;
+  // Whether the warp scan is the default (no DM_VULKAN_SCAN): not until a GPU measurement shows it
+  // faster than the chunked scan (it has run on lavapipe only).
+  bool warp_default(const SelectiveScanParams&) const { return false; }
+
+  // Decode fusions (vulkan_decode.cpp).
+  // The fused decode shaders (gemm.gemv_norm_conv / gemm.gemv_norm: residual add + norm + GEMV
+  // (+ conv step) in one dispatch; selective_scan_step.dt_proj(_sg): dt_proj inside the scan
+  // step): DM_VULKAN_FUSED_STEP=1 on, =0 off, unset: kFusedStepDefault.
+  static constexpr bool kFusedStepDefault = false;
+  static bool fused_norm_on();
+  static bool fused_step_on();
+  bool gemv_norm(const Tensor* x, const Tensor& residual, const Tensor& norm_weight,
+                 const Tensor& normed, const Tensor& w, const Tensor* bias, const Tensor& y,
+                 const RmsNormGemmParams& p, const Tensor* conv_weight, const Tensor* conv_bias,
+                 const Tensor* conv_state, const Tensor* conv_y);
+
+  std::unique_ptr<Context> ctx_;
+  PipelineCache pipelines_;
+  std::unique_ptr<Recorder> rec_;
+  VkDeviceSize align_ = 4;
+  // Declared after the recorder: freed first, through its deferred free.
+  std::unique_ptr<VulkanBuffer> dummy_, scan_h_, scan_d_, scan_sync_, ticket_;
+  uint32_t lb_tickets_ = 0;  // look-back tickets handed out so far (the device counter's value)
+  uint32_t lb_epoch_ = 1;    // the next look-back dispatch's flag tag
+};
+
+}  // namespace dm::vk

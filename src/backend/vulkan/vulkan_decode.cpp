@@ -1,0 +1,223 @@
+// The Vulkan backend's decode kernels: the conv and scan steps and the decode fusions of
+// backend.h (rms_norm_gemm, rms_norm_gemm_conv_step, dt_proj_scan_step).
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "backend/vulkan/vulkan_backend_impl.h"
+
+namespace dm::vk {
+
+void VulkanBackend::causal_conv1d_step(const Tensor& x, const Tensor& weight, const Tensor* bias,
+                                       const Tensor& conv_state, const Tensor& y) {
+  const CausalConv1dStepParams p = make_causal_conv1d_step_params(x, weight, bias, conv_state, y);
+  if (p.batch == 0 || p.channels == 0) return;
+  const char* k = "causal_conv1d_step";
+  check_small(k, "d_conv", p.d_conv, 64);
+  BufferUse ux = bind(x, false, k, "x"), uw = bind(weight, false, k, "weight"),
+            ub = bias ? bind(*bias, false, k, "bias") : dummy(),
+            us = bind(conv_state, true, k, "conv_state"), uy = bind(y, true, k, "y");
+  Push push(p, {off(x, ux), off(weight, uw), bias ? off(*bias, ub) : 0u, off(conv_state, us),
+                off(y, uy)});
+  auto& pipe =
+      pipelines_.get("causal_conv1d_step", 5, push.size, {64, p.d_conv}, 64, "causal_conv1d_step");
+  const Grid g = fold_yz(p.batch);
+  rec_->dispatch(pipe, {ux, uw, ub, us, uy}, push.bytes, push.size, ceil_div(p.channels, 64), g.y,
+                 g.z);
+}
+
+void VulkanBackend::selective_scan_step(const Tensor& u, const Tensor& delta, const Tensor& A_log,
+                                        const Tensor& B, const Tensor& C, const Tensor& D,
+                                        const Tensor* z, const Tensor& dt_bias,
+                                        const Tensor& ssm_state, const Tensor& y) {
+  const SelectiveScanStepParams p =
+      make_selective_scan_step_params(u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y);
+  if (p.batch == 0 || p.channels == 0) return;
+  const char* k = "selective_scan_step";
+  check_small(k, "d_state", p.d_state, 256);
+  BufferUse uu = bind(u, false, k, "u"), ud = bind(delta, false, k, "delta"),
+            ua = bind(A_log, false, k, "A_log"), uB = bind(B, false, k, "B"),
+            uC = bind(C, false, k, "C"), uD = bind(D, false, k, "D"),
+            uz = z ? bind(*z, false, k, "z") : dummy(), ubias = bind(dt_bias, false, k, "dt_bias"),
+            us = bind(ssm_state, true, k, "ssm_state"), uy = bind(y, true, k, "y");
+  Push push(p, {off(u, uu), off(delta, ud), off(A_log, ua), off(B, uB), off(C, uC), off(D, uD),
+                z ? off(*z, uz) : 0u, off(dt_bias, ubias), off(ssm_state, us), off(y, uy)});
+  auto& pipe = pipelines_.get("selective_scan_step", 10, push.size, {64, p.d_state}, 64,
+                              "selective_scan_step");
+  const Grid g = fold_yz(p.batch);
+  rec_->dispatch(pipe, {uu, ud, ua, uB, uC, uD, uz, ubias, us, uy}, push.bytes, push.size,
+                 ceil_div(p.channels, 64), g.y, g.z);
+}
+
+// gemm.gemv_norm(_conv) only with DM_VULKAN_FUSED_NORM=1 (and the fused shaders on): correct,
+// but measured 2–3× SLOWER than rms_norm + gemm.gemv on an H100 (README): every work group
+// re-reads the whole of x, the residual and the norm weight (scalar loads) from L2, which at
+// 2 rows per work group is ~2.5× the weight bytes.
+bool VulkanBackend::fused_norm_on() {
+  const char* e = std::getenv("DM_VULKAN_FUSED_NORM");
+  return fused_step_on() && e && std::strcmp(e, "1") == 0;
+}
+
+bool VulkanBackend::fused_step_on() {
+  const char* e = std::getenv("DM_VULKAN_FUSED_STEP");
+  if (e && *e) return std::strcmp(e, "0") != 0;
+  return kFusedStepDefault;
+}
+
+// Batch 1 with the fused shaders: the norm inside the GEMV (gemm.gemv_norm, the LM head).
+void VulkanBackend::rms_norm_gemm(const Tensor* x, const Tensor& residual,
+                                  const Tensor& norm_weight, float eps, const Tensor& normed,
+                                  const Tensor& w, const Tensor* bias, const Tensor& y) {
+  const RmsNormGemmParams p = make_rms_norm_gemm_params(
+      x, residual, norm_weight, eps, normed, w, bias, y, nullptr, nullptr, nullptr, nullptr);
+  if (!gemv_norm(x, residual, norm_weight, normed, w, bias, y, p, nullptr, nullptr, nullptr,
+                 nullptr))
+    Backend::rms_norm_gemm(x, residual, norm_weight, eps, normed, w, bias, y);
+}
+
+// gemm.gemv_norm(_conv) (shaders/gemv.comp): residual add, norm, GEMV (and conv step) in one
+// dispatch at M = 1 with the fused shaders on, where gemm.gemv applies, one batch of loads
+// covers a row (v stays in registers), x and the residual are 16-byte aligned and the bindings
+// fit. False: not taken (nothing enqueued).
+bool VulkanBackend::gemv_norm(const Tensor* x, const Tensor& residual, const Tensor& norm_weight,
+                              const Tensor& normed, const Tensor& w, const Tensor* bias,
+                              const Tensor& y, const RmsNormGemmParams& p,
+                              const Tensor* conv_weight, const Tensor* conv_bias,
+                              const Tensor* conv_state, const Tensor* conv_y) {
+  const bool conv = conv_weight != nullptr;
+  if (!fused_norm_on() || p.gemm.M != 1 || p.gemm.N == 0 || !small_m_vec_ok(residual, w, p.gemm) ||
+      (x && (x->offset % 16 != 0)) || ctx_->caps.max_storage_buffers < (conv ? 12u : 8u) ||
+      (conv && (p.conv.d_conv < 1 || p.conv.d_conv > 8)) || rows_fit(w) < w.rows)
+    return false;
+  const GemvConfig gc = gemv_config(p.gemm);
+  const uint32_t pieces = p.gemm.K / (p.gemm.w_dtype == uint32_t(DType::F32) ? 4 : 8);
+  if (!gc.ok || pieces > gc.pipe * (256 / gc.rows)) return false;
+  const char* k = conv ? "gemm.gemv_norm_conv" : "gemm.gemv_norm";
+  BufferUse ux = x ? bind(*x, false, k, "x") : dummy(), uw = bind(w, false, k, "w"),
+            ub = bias ? bind(*bias, false, k, "bias") : dummy(), uy = bind(y, true, k, "y"),
+            ur = bind(residual, true, k, "residual"),
+            un = bind(norm_weight, false, k, "norm_weight"), uo = bind(normed, true, k, "normed"),
+            ut = scratch(*ticket_, 4);
+  const uint32_t tail[] = {p.norm.has_residual, p.norm.weight_dtype,  0u,
+                           off(residual, ur),   off(norm_weight, un), off(normed, uo)};
+  const uint32_t offs[] = {x ? off(*x, ux) : 0u, off(w, uw), bias ? off(*bias, ub) : 0u,
+                           off(y, uy)};
+  const Grid g = linear_grid(ceil_div(p.gemm.N, gc.rows));
+  auto push_tail = [&](Push& push) {  // the norm fields after the conv ones (eps as its bits)
+    for (uint32_t i = 0; i < 6; ++i) {
+      uint32_t v = tail[i];
+      if (i == 2) std::memcpy(&v, &p.norm.eps, 4);
+      std::memcpy(push.bytes + push.size, &v, 4);
+      push.size += 4;
+    }
+    DM_ASSERT(push.size <= sizeof(push.bytes));
+  };
+  if (conv) {
+    const CausalConv1dStepParams& c = p.conv;
+    BufferUse ucw = bind(*conv_weight, false, k, "conv_weight"),
+              ucb = conv_bias ? bind(*conv_bias, false, k, "conv_bias") : dummy(),
+              ucs = bind(*conv_state, true, k, "conv_state"),
+              ucy = bind(*conv_y, true, k, "conv_y");
+    Push push(p.gemm,
+              {offs[0], offs[1], offs[2], offs[3], gc.rows, c.channels, c.d_conv, c.y_stride,
+               c.weight_dtype, c.bias_dtype, c.has_bias, off(*conv_weight, ucw),
+               conv_bias ? off(*conv_bias, ucb) : 0u, off(*conv_state, ucs), off(*conv_y, ucy)});
+    push_tail(push);
+    auto& pipe = pipelines_.get(k, 12, push.size, gc.spec(), 256, k);
+    rec_->dispatch(pipe, {ux, uw, ub, uy, ucw, ucb, ucs, ucy, ur, un, uo, ut}, push.bytes,
+                   push.size, g.x, g.y, g.z);
+  } else {
+    Push push(p.gemm, {offs[0], offs[1], offs[2], offs[3], gc.rows});
+    push_tail(push);
+    auto& pipe = pipelines_.get(k, 8, push.size, gc.spec(), 256, k);
+    rec_->dispatch(pipe, {ux, uw, ub, uy, ur, un, uo, ut}, push.bytes, push.size, g.x, g.y, g.z);
+  }
+  return true;
+}
+
+// Decode fusions (backend.h): rms_norm, then in_proj and the conv step in one dispatch
+// (gemm.small_m_vec_conv), where the GEMV takes its 16-byte path; else the composition.
+void VulkanBackend::rms_norm_gemm_conv_step(const Tensor* x, const Tensor& residual,
+                                            const Tensor& norm_weight, float eps,
+                                            const Tensor& normed, const Tensor& w,
+                                            const Tensor* bias, const Tensor& y,
+                                            const Tensor& conv_weight, const Tensor* conv_bias,
+                                            const Tensor& conv_state, const Tensor& conv_y) {
+  const RmsNormGemmParams p =
+      make_rms_norm_gemm_params(x, residual, norm_weight, eps, normed, w, bias, y, &conv_weight,
+                                conv_bias, &conv_state, &conv_y);
+  if (gemv_norm(x, residual, norm_weight, normed, w, bias, y, p, &conv_weight, conv_bias,
+                &conv_state, &conv_y))
+    return;
+  const bool fuse = fused_step_on() && p.gemm.M >= 1 && p.gemm.M <= 4 &&
+                    small_m_vec_ok(normed, w, p.gemm) && p.conv.d_conv >= 1 && p.conv.d_conv <= 8 &&
+                    ctx_->caps.max_storage_buffers >= 8 && rows_fit(w) >= w.rows &&
+                    rows_fit(normed) >= normed.rows && rows_fit(y) >= y.rows;
+  if (!fuse)
+    return Backend::rms_norm_gemm_conv_step(x, residual, norm_weight, eps, normed, w, bias, y,
+                                            conv_weight, conv_bias, conv_state, conv_y);
+  if (x)
+    rms_norm(*x, &residual, norm_weight, normed, eps);  // residual += x
+  else
+    rms_norm(residual, nullptr, norm_weight, normed, eps);
+  const char* k = "gemm.small_m_vec_conv";  // the label of the bindings' errors too
+  BufferUse ux = bind(normed, false, k, "x"), uw = bind(w, false, k, "w"),
+            ub = bias ? bind(*bias, false, k, "bias") : dummy(), uy = bind(y, true, k, "y"),
+            ucw = bind(conv_weight, false, k, "conv_weight"),
+            ucb = conv_bias ? bind(*conv_bias, false, k, "conv_bias") : dummy(),
+            ucs = bind(conv_state, true, k, "conv_state"), ucy = bind(conv_y, true, k, "conv_y");
+  // gemm.gemv_conv where gemm.gemv applies (as gemm() decides), else gemm.small_m_vec_conv.
+  const GemvConfig gc = gemv_config(p.gemm);
+  if (gc.ok) k = "gemm.gemv_conv";
+  const uint32_t rows = gc.ok ? gc.rows : small_m_vec_rows(p.gemm);
+  const CausalConv1dStepParams& c = p.conv;
+  Push push(p.gemm,
+            {off(normed, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy), rows, c.channels,
+             c.d_conv, c.y_stride, c.weight_dtype, c.bias_dtype, c.has_bias, off(conv_weight, ucw),
+             conv_bias ? off(*conv_bias, ucb) : 0u, off(conv_state, ucs), off(conv_y, ucy)});
+  auto& pipe = pipelines_.get(k, 8, push.size, gc.ok ? gc.spec() : std::vector<uint32_t>{}, 256, k);
+  const Grid g = linear_grid(ceil_div(p.gemm.N, rows));
+  rec_->dispatch(pipe, {ux, uw, ub, uy, ucw, ucb, ucs, ucy}, push.bytes, push.size, g.x, g.y, g.z);
+}
+
+// dt_proj's dot product inside the scan step (selective_scan_step.dt_proj): one dispatch.
+void VulkanBackend::dt_proj_scan_step(const Tensor& dt_low, const Tensor& dt_proj,
+                                      const Tensor& delta, const Tensor& u, const Tensor& A_log,
+                                      const Tensor& B, const Tensor& C, const Tensor& D,
+                                      const Tensor* z, const Tensor& dt_bias,
+                                      const Tensor& ssm_state, const Tensor& y) {
+  const DtProjScanStepParams p = make_dt_proj_scan_step_params(dt_low, dt_proj, delta, u, A_log, B,
+                                                               C, D, z, dt_bias, ssm_state, y);
+  if (p.scan.batch == 0 || p.scan.channels == 0) return;
+  if (!fused_step_on() || ctx_->caps.max_storage_buffers < 12 || p.scan.d_state > 256 ||
+      rows_fit(dt_proj) < dt_proj.rows)
+    return Backend::dt_proj_scan_step(dt_low, dt_proj, delta, u, A_log, B, C, D, z, dt_bias,
+                                      ssm_state, y);
+  const char* k = "selective_scan_step.dt_proj";
+  BufferUse uu = bind(u, false, k, "u"), ud = bind(delta, true, k, "delta"),
+            ua = bind(A_log, false, k, "A_log"), uB = bind(B, false, k, "B"),
+            uC = bind(C, false, k, "C"), uD = bind(D, false, k, "D"),
+            uz = z ? bind(*z, false, k, "z") : dummy(), ubias = bind(dt_bias, false, k, "dt_bias"),
+            us = bind(ssm_state, true, k, "ssm_state"), uy = bind(y, true, k, "y"),
+            ul = bind(dt_low, false, k, "dt_low"), uw = bind(dt_proj, false, k, "dt_proj");
+  Push push(p.scan,
+            {off(u, uu), off(delta, ud), off(A_log, ua), off(B, uB), off(C, uC), off(D, uD),
+             z ? off(*z, uz) : 0u, off(dt_bias, ubias), off(ssm_state, us), off(y, uy), p.dt.K,
+             p.dt.x_stride, p.dt.w_stride, p.dt.w_dtype, off(dt_low, ul), off(dt_proj, uw)});
+  const Grid g = fold_yz(p.scan.batch);
+  // LANES = 8 invocations per channel (selective_scan_step.dt_proj_sg) where subgroup shuffles
+  // allow, 32 channels per work group of 256; else one invocation per channel.
+  if (const uint32_t lanes = 8;
+      shuffles_ok() && ctx_->caps.subgroup_size >= lanes && !old_decode_kernels()) {
+    const char* v = "selective_scan_step.dt_proj_sg";
+    auto& pipe = pipelines_.get(v, 12, push.size, {256, p.scan.d_state, lanes}, 256, v);
+    rec_->dispatch(pipe, {uu, ud, ua, uB, uC, uD, uz, ubias, us, uy, ul, uw}, push.bytes, push.size,
+                   ceil_div(p.scan.channels, 256 / lanes), g.y, g.z);
+    return;
+  }
+  auto& pipe = pipelines_.get(k, 12, push.size, {64, p.scan.d_state}, 64, k);
+  rec_->dispatch(pipe, {uu, ud, ua, uB, uC, uD, uz, ubias, us, uy, ul, uw}, push.bytes, push.size,
+                 ceil_div(p.scan.channels, 64), g.y, g.z);
+}
+
+}  // namespace dm::vk

@@ -1,0 +1,168 @@
+// The Vulkan backend's GEMMs: the tiled and tensor-core prefill GEMMs (shaders/gemm.comp,
+// shaders/gemm_coopmat.comp), the decode GEMVs (shaders/gemv.comp), and which one a call takes.
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "backend/vulkan/vulkan_backend_impl.h"
+
+namespace dm::vk {
+
+void VulkanBackend::gemm(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) {
+  const GemmParams p = make_gemm_params(x, w, bias, y);
+  if (p.M == 0 || p.N == 0) return;
+  // Larger than one binding: rows of x and y in pieces, then rows of w (columns of y).
+  if (const int64_t m = std::min(rows_fit(x), rows_fit(y)); m < x.rows) {
+    for (int64_t m0 = 0; m0 < x.rows; m0 += m) {
+      const int64_t n = std::min(m, x.rows - m0);
+      gemm(x.row_slice(m0, n), w, bias, y.row_slice(m0, n));
+    }
+    return;
+  }
+  if (const int64_t nw = rows_fit(w); nw < w.rows) {
+    for (int64_t n0 = 0; n0 < w.rows; n0 += nw) {
+      const int64_t n = std::min(nw, w.rows - n0);
+      const Tensor b = bias ? vec_slice(*bias, n0, n) : Tensor{};
+      gemm(x, w.row_slice(n0, n), bias ? &b : nullptr, y.col_slice(n0, n));
+    }
+    return;
+  }
+  const char* k = "gemm";
+  BufferUse ux = bind(x, false, k, "x"), uw = bind(w, false, k, "w"),
+            ub = bias ? bind(*bias, false, k, "bias") : dummy(), uy = bind(y, true, k, "y");
+  Push push(p, {off(x, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy)});
+  if (p.M <= 4 && small_m_vec_ok(x, w, p)) {            // decode, 16-byte loads: shaders/gemv.comp
+    if (const GemvConfig gc = gemv_config(p); gc.ok) {  // gemm.gemv
+      Push vp(p, {off(x, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy), gc.rows});
+      auto& pipe = pipelines_.get("gemm.gemv", 4, vp.size, gc.spec(), 256, "gemm.gemv");
+      const Grid g = linear_grid(ceil_div(p.N, gc.rows));
+      rec_->dispatch(pipe, {ux, uw, ub, uy}, vp.bytes, vp.size, g.x, g.y, g.z);
+      return;
+    }
+    const uint32_t rows = small_m_vec_rows(p);
+    Push vp(p, {off(x, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy), rows});
+    auto& pipe = pipelines_.get("gemm.small_m_vec", 4, vp.size, {}, 256, "gemm.small_m_vec");
+    const Grid g = linear_grid(ceil_div(p.N, rows));
+    rec_->dispatch(pipe, {ux, uw, ub, uy}, vp.bytes, vp.size, g.x, g.y, g.z);
+    return;
+  }
+  if (p.M <= 4) {  // decode: one pass over W, 8 rows of it per work group
+    auto& pipe = pipelines_.get("gemm.small_m", 4, push.size, {}, 256, "gemm.small_m");
+    const Grid g = linear_grid(ceil_div(p.N, 8));
+    rec_->dispatch(pipe, {ux, uw, ub, uy}, push.bytes, push.size, g.x, g.y, g.z);
+    return;
+  }
+  // Tensor cores for 16-bit weights where the device has them (shaders/gemm_coopmat.comp:
+  // activations split into fp16 hi + lo, fp32 accumulation).
+  if (ctx_->caps.gemm_coopmat && p.M >= 16 && (w.dtype == DType::F16 || w.dtype == DType::BF16)) {
+    gemm_coopmat(x, w, bias, y, p, ux, uw, ub, uy);
+    return;
+  }
+  // 128×128 tiles where both sides fill them (prefill projections), 64×64 otherwise.
+  const uint32_t tile = p.M >= 128 && p.N >= 128 ? 128 : 64;
+  const char* variant = tile == 128 ? "gemm.tile128" : "gemm";
+  auto& pipe = pipelines_.get(variant, 4, push.size, {}, 256, variant);
+  rec_->dispatch(pipe, {ux, uw, ub, uy}, push.bytes, push.size, ceil_div(p.N, tile),
+                 ceil_div(p.M, tile), 1);
+}
+
+// The tensor-core GEMM (shaders/gemm_coopmat.comp): 128 × 256 output tiles (16 subgroups
+// of 32 × 64), or 128 × 128 (8 subgroups of 64 × 32) where N fits one 128-wide tile or
+// 256-wide ones would give fewer than 64 work groups (under half an H100's 132 SMs; measured:
+// x_proj at L = 4096 is faster so). The flags tell the shader which 16-byte paths the
+// alignments allow: rows 16-byte aligned (the tensor's byte offset and row stride; the
+// descriptor start is then aligned too, see small_m_vec_ok), direct stores without bias.
+// DM_VULKAN_GEMM_COOPMAT=n256|n128 forces a tile width (bench_vulkan --gemm-variants).
+void VulkanBackend::gemm_coopmat(const Tensor& x, const Tensor& w, const Tensor* bias,
+                                 const Tensor& y, const GemmParams& p, const BufferUse& ux,
+                                 const BufferUse& uw, const BufferUse& ub, const BufferUse& uy) {
+  struct {
+    GemmParams g;
+    uint32_t off[4];
+    uint32_t flags;
+  } cp{p, {off(x, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy)}, 0u};
+  static_assert(sizeof(cp) == sizeof(GemmParams) + 20);
+  if (x.offset % 16 == 0 && p.x_stride % 4 == 0) cp.flags |= 1u;
+  if (w.offset % 16 == 0 && p.w_stride % 8 == 0) cp.flags |= 2u;
+  if (!bias && y.offset % 16 == 0 && p.y_stride % 4 == 0) cp.flags |= 4u;
+  const uint32_t gm = ceil_div(p.M, 128);
+  bool wide = p.N > 128 && uint64_t(gm) * ceil_div(p.N, 256) >= 64;
+  if (const char* v = std::getenv("DM_VULKAN_GEMM_COOPMAT")) {
+    if (std::strcmp(v, "n256") == 0) wide = true;
+    if (std::strcmp(v, "n128") == 0) wide = false;
+  }
+  const uint32_t bn = wide ? 256 : 128, threads = wide ? 512 : 256;
+  const char* variant = wide ? "gemm.coopmat" : "gemm.coopmat_n128";
+  auto& pipe = pipelines_.get(variant, 4, sizeof(cp), {}, threads, variant);
+  rec_->dispatch(pipe, {ux, uw, ub, uy}, &cp, sizeof(cp), ceil_div(p.N, bn), gm, 1);
+}
+
+// Invocations per row T (256 / rows): about six 16-byte pieces each, at least 8 (so the
+// reduction stays short), and more (fewer rows per group) while the grid would leave a
+// large GPU idle and each invocation still gets two pieces.
+uint32_t VulkanBackend::small_m_vec_rows(const GemmParams& p) {
+  const uint32_t pieces = p.K / (p.w_dtype == uint32_t(DType::F32) ? 4 : 8);
+  uint32_t T = 8;
+  while (T < 256 && T * 6 < pieces) T *= 2;
+  while (T < 256 && ceil_div(p.N, 256 / T) < 264 && pieces >= 2 * T) T *= 2;
+  return 256 / T;
+}
+
+// Subgroup shuffles in compute, subgroups of 4 … 128 (a power of two) and work groups of 256.
+bool VulkanBackend::shuffles_ok() const {
+  const auto& c = ctx_->caps;
+  const VkSubgroupFeatureFlags need =
+      VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_SHUFFLE_BIT;
+  const uint32_t sg = c.subgroup_size;
+  return c.subgroup_in_compute && (c.subgroup_ops & need) == need && sg >= 4 && sg <= 128 &&
+         (sg & (sg - 1)) == 0 && c.max_wg_invocations >= 256;
+}
+
+// DM_VULKAN_GEMV=old: the decode kernels as they were before the subgroup ones (gemm.small_m_vec,
+// gemm.small_m_vec_conv, selective_scan_step.dt_proj), for comparisons in one run.
+bool VulkanBackend::old_decode_kernels() {
+  const char* env = std::getenv("DM_VULKAN_GEMV");
+  return env && std::strcmp(env, "old") == 0;
+}
+
+// gemm.gemv (shaders/gemv.comp): where the device has subgroup shuffles in compute and a
+// subgroup size of 4 … 128 (a power of two; rows are reduced inside subgroups of consecutive
+// invocations, as NVIDIA, AMD, Intel and lavapipe lay out a one-dimensional work group).
+// Sizes, all specialization constants: T invocations per row (ROWS = 256 / T rows per work
+// group) and PIPE pieces per invocation in flight. By default T is the smallest power of two
+// that leaves each invocation at most 3 pieces (its whole share of the row is one batch of
+// loads), doubled while the grid has fewer than 264 work groups (two per SM of an H100: thin
+// layers) and some invocation keeps 2 pieces; PIPE covers the share. Measured on an H100
+// (bench_vulkan --sections gemv, every power of two T per 130m / 2.8b decode shape, L2 flushed):
+// 2–3 pieces per invocation was the fastest or within 3% of it on every shape; 5, 6 or 10
+// pieces (fewer, longer-lived invocations) 3–40% slower. DM_VULKAN_GEMV=old selects
+// gemm.small_m_vec; DM_VULKAN_GEMV=T,PIPE forces a shape.
+VulkanBackend::GemvConfig VulkanBackend::gemv_config(const GemmParams& p) const {
+  GemvConfig g;
+  const uint32_t sg = ctx_->caps.subgroup_size;
+  if (!shuffles_ok() || old_decode_kernels()) return g;
+  const char* env = std::getenv("DM_VULKAN_GEMV");
+  const uint32_t pieces = p.K / (p.w_dtype == uint32_t(DType::F32) ? 4 : 8);
+  uint32_t T = 1, pipe = 0;
+  if (env && *env) {
+    unsigned t = 0, q = 0;
+    if (std::sscanf(env, "%u,%u", &t, &q) != 2 || t < 1 || t > 256 || (t & (t - 1)) != 0 || q < 1 ||
+        q > 16)
+      fail("[vulkan] DM_VULKAN_GEMV=", env,
+           ": want old, or T,PIPE with T a power of two ≤ 256, PIPE 1 … 16");
+    T = t, pipe = q;
+  } else {
+    while (T < 256 && ceil_div(pieces, T) > 3) T *= 2;
+    while (T < 256 && ceil_div(p.N, 256 / T) < 264 && pieces > 2 * T) T *= 2;
+    pipe = std::clamp<uint32_t>(ceil_div(pieces, T), 1, 16);
+  }
+  g.ok = true;
+  g.rows = 256 / T;
+  g.pipe = pipe;
+  g.mm = p.M == 1 ? 1 : 4;
+  g.sg = sg;
+  return g;
+}
+
+}  // namespace dm::vk
