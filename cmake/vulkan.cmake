@@ -105,8 +105,13 @@ function(dm_add_vulkan_validation_test)
                    "(Debian: apt-get install vulkan-validationlayers)")
     return()
   endif()
+  # DM_VULKAN_VALIDATION turns synchronization validation on too: the recorder's barriers carry
+  # exact stage masks (one after dispatches waits for compute shaders only), and a missing or
+  # too-narrow one is a SYNC-HAZARD message, which fails the run. Decode replay and the fused
+  # decode kernels run under it as well as the kernels and end-to-end tests.
   add_test(NAME decimamba_tests_vulkan_validation
-           COMMAND decimamba_tests --gtest_filter=BackendOps*:*/BackendOpsE2E.*)
+           COMMAND decimamba_tests
+                   --gtest_filter=BackendOps*:*/BackendOpsE2E.*:BackendRecord.*:*DecodeReplay*:*FusedStep*)
   set_tests_properties(decimamba_tests_vulkan_validation PROPERTIES
                        ENVIRONMENT "DM_VULKAN_VALIDATION=1")
 endfunction()

@@ -27,6 +27,8 @@ constexpr VkAccessFlags kDeviceAccess = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SH
 }  // namespace
 
 Recorder::Recorder(Context& ctx) : ctx_(ctx) {
+  const char* b = std::getenv("DM_VULKAN_BARRIERS");
+  wide_barriers_ = b && std::strcmp(b, "wide") == 0;
   ctx_.deferred_free = [this](VkBuffer b, VkDeviceMemory m) {
     buffer_freed(b);
     if (recording_ && !capturing_) recording_->dead.emplace_back(b, m);
@@ -92,12 +94,20 @@ Recorder::Frame& Recorder::current() {
   return *recording_;
 }
 
-void Recorder::barrier(VkPipelineStageFlags dst_stage, VkAccessFlags dst_access) {
+void Recorder::barrier(VkPipelineStageFlags src_stage, VkAccessFlags src_access,
+                       VkPipelineStageFlags dst_stage, VkAccessFlags dst_access) {
   VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
-  mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+  mb.srcAccessMask = src_access;
   mb.dstAccessMask = dst_access;
-  vkCmdPipelineBarrier(current().cmd, kDeviceStages, dst_stage, 0, 1, &mb, 0, nullptr, 0, nullptr);
+  vkCmdPipelineBarrier(current().cmd, src_stage, dst_stage, 0, 1, &mb, 0, nullptr, 0, nullptr);
   ++stats_.barriers;
+}
+
+// Everything before it (copies and dispatches, their writes) before everything after it.
+void Recorder::full_barrier() {
+  barrier(kDeviceStages, VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT, kDeviceStages,
+          kDeviceAccess);
+  copies_unordered_ = false;
 }
 
 namespace {
@@ -142,8 +152,27 @@ void Recorder::track(const std::vector<Access>& accesses) {
     }
     if (hazard) break;
   }
-  if (hazard) {
-    barrier(kDeviceStages, kDeviceAccess);
+  const bool copy = !accesses.empty() && accesses.front().transfer;
+  if (copy && copies_unordered_ && !hazard) {
+    // An earlier narrow barrier retired accesses without ordering them before copies.
+    full_barrier();
+    pending_.clear();
+  } else if (hazard && (copy || wide_barriers_)) {
+    full_barrier();
+    pending_.clear();
+  } else if (hazard) {
+    // A dispatch: wait for the stages the pending accesses ran in (only compute shaders within a
+    // decode step: a TRANSFER source stage would also wait for the copy engine), make their
+    // writes available, and block only compute shaders after it.
+    VkPipelineStageFlags src = 0;
+    VkAccessFlags src_access = 0;
+    for (const Access& p : pending_) {
+      src |= p.transfer ? VK_PIPELINE_STAGE_TRANSFER_BIT : VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT;
+      if (p.write) src_access |= p.transfer ? VK_ACCESS_TRANSFER_WRITE_BIT : VK_ACCESS_SHADER_WRITE_BIT;
+    }
+    barrier(src, src_access, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+            VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
+    copies_unordered_ = true;
     pending_.clear();
   }
   pending_.insert(pending_.end(), accesses.begin(), accesses.end());
@@ -253,7 +282,7 @@ void Recorder::upload(VulkanBuffer& dst, size_t offset, const void* src, size_t 
     }
     const size_t n = std::min(bytes, kStagingBytes - f->staging_used);
     std::memcpy(static_cast<uint8_t*>(f->staging->mapped) + f->staging_used, from, n);
-    track({{dst.buffer, offset, offset + n, 1, n, 0, true}});
+    track({{dst.buffer, offset, offset + n, 1, n, 0, true, true}});
     const VkBufferCopy region{f->staging_used, offset, n};
     vkCmdCopyBuffer(f->cmd, f->staging->buffer, dst.buffer, 1, &region);
     ++stats_.copies;
@@ -276,7 +305,7 @@ void Recorder::download(VulkanBuffer& src, size_t offset, void* dst, size_t byte
   if (!readback_ || readback_->bytes() < bytes)
     readback_ = std::make_unique<VulkanBuffer>(ctx_, std::max(bytes, size_t(1) << 20), BufferKind::Readback);
   Frame& f = current();
-  track({{src.buffer, offset, offset + bytes, 1, bytes, 0, false}});
+  track({{src.buffer, offset, offset + bytes, 1, bytes, 0, false, true}});
   const VkBufferCopy region{offset, 0, bytes};
   vkCmdCopyBuffer(f.cmd, src.buffer, readback_->buffer, 1, &region);
   ++stats_.copies;

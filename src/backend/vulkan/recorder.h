@@ -121,14 +121,19 @@ class Recorder {
     VkDeviceSize begin, end;  // hull
     VkDeviceSize rows, row_bytes, stride;
     bool write;
+    bool transfer = false;  // a copy (transfer stage), else a dispatch (compute shader stage)
   };
   static bool overlap(const Access& a, const Access& b);
 
   Frame& current();  // begins a batch when none is being recorded
   void recycle(Frame& f);
   void free_now(VkBuffer b, VkDeviceMemory m);  // after its fence: read timestamps, free per-batch objects
+  // Inserts a barrier when an access overlaps a pending one (the accesses are all copies or all
+  // dispatches), then adds them to the pending set.
   void track(const std::vector<Access>& accesses);
-  void barrier(VkPipelineStageFlags dst_stage, VkAccessFlags dst_access);
+  void barrier(VkPipelineStageFlags src_stage, VkAccessFlags src_access,
+               VkPipelineStageFlags dst_stage, VkAccessFlags dst_access);
+  void full_barrier();
   VkDescriptorSet allocate_set(Frame& f, VkDescriptorSetLayout layout);
   void check_messages();
 
@@ -147,6 +152,11 @@ class Recorder {
   std::deque<std::unique_ptr<Frame>> in_flight_;
   std::vector<std::unique_ptr<Frame>> free_;
   std::vector<Access> pending_;
+  // A barrier triggered by a dispatch waits only for the stages of the pending accesses and
+  // blocks only compute shaders (see track()). The accesses it retires are then not ordered
+  // before later copies: copies_unordered_ says a copy must first get a full barrier.
+  bool copies_unordered_ = false, saved_copies_unordered_ = false;
+  bool wide_barriers_ = false;  // DM_VULKAN_BARRIERS=wide: every barrier full, as before
   std::unique_ptr<VulkanBuffer> readback_;
   bool profiling_ = false;
   std::map<std::string, KernelTime> times_;

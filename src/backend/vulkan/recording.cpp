@@ -10,13 +10,6 @@
 
 namespace dm::vk {
 
-namespace {
-constexpr VkPipelineStageFlags kStages =
-    VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
-constexpr VkAccessFlags kAccess = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
-                                  VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
-}  // namespace
-
 void Recorder::not_capturing(const char* op) const {
   if (capturing_)
     fail("[vulkan] ", op, ": not allowed while a step is being recorded (write inputs before "
@@ -48,17 +41,19 @@ void Recorder::begin_capture() {
   capturing_ = true;
   capture_uses_.clear();
   saved_pending_ = std::move(pending_);
+  saved_copies_unordered_ = copies_unordered_;
   pending_.clear();
-  barrier(kStages, kAccess);  // after everything submitted before the replay
+  full_barrier();  // after everything submitted before the replay
 }
 
 std::unique_ptr<Captured> Recorder::end_capture() {
   DM_ASSERT(capturing_ && recording_, "end_capture without begin_capture");
-  barrier(kStages, kAccess);  // before everything submitted after the replay
+  full_barrier();  // before everything submitted after the replay
   std::unique_ptr<Frame> f = std::move(recording_);
   capturing_ = false;
   pending_ = std::move(saved_pending_);
   saved_pending_.clear();
+  copies_unordered_ = saved_copies_unordered_;
   auto c = std::unique_ptr<Captured>(new Captured(*this));
   c->pool_ = f->pool;
   c->cmd_ = f->cmd;
@@ -79,6 +74,7 @@ void Recorder::abort_capture() {
   capturing_ = false;
   pending_ = std::move(saved_pending_);
   saved_pending_.clear();
+  copies_unordered_ = saved_copies_unordered_;
   capture_uses_.clear();
   if (!f) return;
   vkEndCommandBuffer(f->cmd);
@@ -94,6 +90,7 @@ void Recorder::replay(Captured& c) {
   f.tail = c.cmd_;
   submit();
   pending_.clear();  // the captured commands end with a full barrier
+  copies_unordered_ = false;
 }
 
 void Recorder::buffer_freed(VkBuffer b) {
