@@ -73,9 +73,7 @@ void VulkanBackend::gemm(const Tensor& x, const Tensor& w, const Tensor* bias, c
 // x_proj at L = 4096 is faster so). The flags tell the shader which 16-byte paths the
 // alignments allow: rows 16-byte aligned (the tensor's byte offset and row stride; the
 // descriptor start is then aligned too, see small_m_vec_ok), direct stores without bias.
-// DM_VULKAN_GEMM_COOPMAT forces a variant (bench_vulkan --gemm-variants): n256 / n128 (the
-// single-stage 128 × 256 / 128 × 128 tiles the default picks from), db / db8 (two shared-memory
-// stages, 16 or 8 subgroups: slower on an H100, see the shader's file comment).
+// DM_VULKAN_GEMM_COOPMAT=n256|n128 forces a tile width (bench_vulkan --gemm-variants).
 void VulkanBackend::gemm_coopmat(const Tensor& x, const Tensor& w, const Tensor* bias,
                                  const Tensor& y, const GemmParams& p, const BufferUse& ux,
                                  const BufferUse& uw, const BufferUse& ub, const BufferUse& uy) {
@@ -88,26 +86,16 @@ void VulkanBackend::gemm_coopmat(const Tensor& x, const Tensor& w, const Tensor*
   if (x.offset % 16 == 0 && p.x_stride % 4 == 0) cp.flags |= 1u;
   if (w.offset % 16 == 0 && p.w_stride % 8 == 0) cp.flags |= 2u;
   if (!bias && y.offset % 16 == 0 && p.y_stride % 4 == 0) cp.flags |= 4u;
-  // The shader's variants: tile BM × BN, invocations (32 per subgroup).
-  struct Tile {
-    const char* env;  // DM_VULKAN_GEMM_COOPMAT value that forces it
-    const char* variant;
-    uint32_t bm, bn, threads;
-  };
-  static constexpr Tile kTiles[] = {
-      {"n256", "gemm.coopmat", 128, 256, 512},          {"n128", "gemm.coopmat_n128", 128, 128, 256},
-      {"db", "gemm.coopmat_db", 128, 256, 512},         {"db8", "gemm.coopmat_db8", 128, 256, 256},
-  };
-  const bool wide = p.N > 128 && uint64_t(ceil_div(p.M, 128)) * ceil_div(p.N, 256) >= 64;
-  const Tile* t = &kTiles[wide ? 0 : 1];
-  if (const char* v = std::getenv("DM_VULKAN_GEMM_COOPMAT"); v && *v) {
-    t = nullptr;
-    for (const Tile& c : kTiles)
-      if (std::strcmp(v, c.env) == 0) t = &c;
-    if (!t) fail("[vulkan] DM_VULKAN_GEMM_COOPMAT=", v, ": want n256, n128, db or db8");
+  const uint32_t gm = ceil_div(p.M, 128);
+  bool wide = p.N > 128 && uint64_t(gm) * ceil_div(p.N, 256) >= 64;
+  if (const char* v = std::getenv("DM_VULKAN_GEMM_COOPMAT")) {
+    if (std::strcmp(v, "n256") == 0) wide = true;
+    if (std::strcmp(v, "n128") == 0) wide = false;
   }
-  auto& pipe = pipelines_.get(t->variant, 4, sizeof(cp), {}, t->threads, t->variant);
-  rec_->dispatch(pipe, {ux, uw, ub, uy}, &cp, sizeof(cp), ceil_div(p.N, t->bn), ceil_div(p.M, t->bm), 1);
+  const uint32_t bn = wide ? 256 : 128, threads = wide ? 512 : 256;
+  const char* variant = wide ? "gemm.coopmat" : "gemm.coopmat_n128";
+  auto& pipe = pipelines_.get(variant, 4, sizeof(cp), {}, threads, variant);
+  rec_->dispatch(pipe, {ux, uw, ub, uy}, &cp, sizeof(cp), ceil_div(p.N, bn), gm, 1);
 }
 
 // Invocations per row T (256 / rows): about six 16-byte pieces each, at least 8 (so the
