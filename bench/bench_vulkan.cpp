@@ -26,7 +26,7 @@
 //                     [--gemm-variants default,n256,n128] [--gemv-variants "old;default;32,10"]
 // --kernels: only these kernels (names as in the table; gemm is "gemm"). --scan-modes: time
 // selective_scan once per mode, ';'-separated: DM_VULKAN_SCAN=mode, and for "lookback:CW,S,TOK"
-// also DM_VULKAN_SCAN_LB=CW,S,TOK, for "warp:CB,R" DM_VULKAN_SCAN_WARP=CB,R (rows labelled
+// also DM_VULKAN_SCAN_LB=CW,S,TOK, for "warp:CB,R" / "warp6:CB,R" DM_VULKAN_SCAN_WARP=CB,R (rows labelled
 // selective_scan[mode]). --gemm-variants: time
 // the prefill GEMMs (in_proj, x_proj, dt_proj, out_proj) once per DM_VULKAN_GEMM_COOPMAT value.
 // Prints markdown tables, and one JSON object per row on stderr. --quick: small sizes for a
@@ -246,7 +246,7 @@ void bench_kernels(Backend& be, const Options& o, const std::string& card, doubl
           unsetenv("DM_VULKAN_SCAN_LB");
           unsetenv("DM_VULKAN_SCAN_WARP");
           if (colon != std::string::npos)
-            setenv(mode == "warp" ? "DM_VULKAN_SCAN_WARP" : "DM_VULKAN_SCAN_LB", m.substr(colon + 1).c_str(), 1);
+            setenv(mode.rfind("warp", 0) == 0 ? "DM_VULKAN_SCAN_WARP" : "DM_VULKAN_SCAN_LB", m.substr(colon + 1).c_str(), 1);
           us = b.time_us([&] { be.selective_scan(u, dt, A_log, B, Cm, Dv, &z, dt_bias, ssm, y); });
           const std::string label = "selective_scan[" + m + "]";
           row(card, label.c_str(), sh + " z", us, double(L) * (16.0 * C + 128), floor_gbs);

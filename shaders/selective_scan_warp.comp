@@ -1,6 +1,6 @@
 #version 450
 // The prompt scan (d_state 16), time-parallel inside a subgroup: the Vulkan port of
-// cuda/selective_scan_v6.cu.
+// cuda/selective_scan_v6.cu (DM_VULKAN_SCAN=warp6; selective_scan_warp2.comp is its successor).
 //
 // A work group is CB subgroups of SG lanes (SG = the device's subgroup size); subgroup w owns
 // channel c0 + w and walks the sequence in chunks of T = NSL·R tokens, NSL = SG / 4 time slices
@@ -29,11 +29,11 @@
 // Δ = 0 and zero B: decay 1, input 0, the state is left alone.
 // Needs: d_state 16, subgroup shuffles in compute, work groups of CB full subgroups of the
 // reported size; R a multiple of 4, R <= 16, R <= CB (at most one piece per invocation).
-// Variant warp (VEC): channels, row strides and element offsets of u, delta, B, C, z, y
-// multiples of 4; warp_scalar: any.
+// Variant warp6 (VEC): channels, row strides and element offsets of u, delta, B, C, z, y
+// multiples of 4; warp6_scalar: any.
 //   Δ = softplus(delta + dt_bias); h = exp(Δ·A)·h + Δ·B·u; y = C·h + D·u; y *= SiLU(z).
-// variant selective_scan.warp -DVEC=1
-// variant selective_scan.warp_scalar -DVEC=0
+// variant selective_scan.warp6 -DVEC=1
+// variant selective_scan.warp6_scalar -DVEC=0
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_shuffle : require
 #include "common.glsl"
@@ -44,46 +44,14 @@ layout(constant_id = 2) const uint CB = 8;    // channels (subgroups) per work g
 layout(constant_id = 3) const uint R = 8;     // tokens per slice
 layout(local_size_x_id = 0) in;
 
+#include "selective_scan_warp_io.glsl"
+
 const uint N = 16;
 const uint NSL = SG / 4;     // time slices per subgroup
 const uint T = NSL * R;      // tokens per chunk
 const uint V = CB / 4;       // vec4 pieces in a row of CB channels
 const uint TP4 = T / 4 + 1;  // transposed rows, in vec4s: T + 4 floats (banks shifted by 4)
 const uint BR = T + NSL;     // B, C rows: a pad row after each slice's R rows
-
-// VEC: u, delta, B, C, z, y as vec4 arrays (rows of 4 floats, 16-byte loads); otherwise as
-// floats, 4 loads per piece and any offset, stride or channel count.
-#if VEC
-#define ROW4 vec4
-#define LD4(BUF, e, n) BUF[(e) / 4u]
-#else
-#define ROW4 float
-#define LD4(BUF, e, n) \
-  vec4(BUF[e], (n) > 1u ? BUF[(e) + 1u] : 0.0, (n) > 2u ? BUF[(e) + 2u] : 0.0, (n) > 3u ? BUF[(e) + 3u] : 0.0)
-#endif
-layout(std430, binding = 0) restrict readonly buffer Ub { ROW4 u4[]; };
-layout(std430, binding = 1) restrict readonly buffer DeltaB { ROW4 delta4[]; };
-layout(std430, binding = 2) restrict readonly buffer ALogB { uint a_log[]; };
-layout(std430, binding = 3) restrict readonly buffer Bb { ROW4 B4[]; };
-layout(std430, binding = 4) restrict readonly buffer Cb { ROW4 C4[]; };
-layout(std430, binding = 5) restrict readonly buffer Db { uint Dv[]; };
-layout(std430, binding = 6) restrict readonly buffer Zb { ROW4 z4[]; };
-layout(std430, binding = 7) restrict readonly buffer DtBiasB { uint dt_bias[]; };
-layout(std430, binding = 8) restrict buffer StateB { float state[]; };
-layout(std430, binding = 9) restrict writeonly buffer Yb { ROW4 y4[]; };
-
-layout(push_constant) uniform Push {
-  uint L, channels, d_state;
-  uint u_stride, delta_stride, B_stride, C_stride, z_stride, y_stride;
-  uint A_log_dtype, D_dtype, dt_bias_dtype;
-  uint has_z;
-  uint chunk_len, n_chunks;
-  uint off[10];  // u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y
-} p;
-
-DEFINE_LOAD_ANY(load_a_log, a_log)
-DEFINE_LOAD_ANY(load_d, Dv)
-DEFINE_LOAD_ANY(load_dt_bias, dt_bias)
 
 shared vec4 s_dl[2 * T * V];       // delta rows [slot][t][channel / 4]
 shared vec4 s_u[2 * T * V];        // u rows
@@ -99,8 +67,6 @@ shared float s_bias[CB];
 // of B / C (row bt, states 4·bq ..).
 uint tid, c0, nch, lt, lq, ln, bt, bq;  // ln: channels in the piece (4 but at the end)
 bool lrow, lch, brow;
-
-vec4 silu4(vec4 x) { return x / (1.0 + exp(-x)); }
 
 bool row_ok(uint k, uint t) { return k < nch && k * T + t < p.L; }
 
@@ -158,13 +124,7 @@ void gate(uint k) {
   vec4 o;
   [[unroll]] for (uint j = 0; j < 4; ++j) o[j] = s_y[(slot * CB + 4 * lq + j) * TP4 + lt / 4][lt % 4];
   if (p.has_z != 0u) o *= silu4(s_z[(slot * T + lt) * V + lq]);
-  const uint e = p.off[9] + (k * T + lt) * p.y_stride + c0 + 4 * lq;
-#if VEC
-  y4[e / 4] = o;
-#else
-  [[unroll]] for (uint j = 0; j < 4; ++j)
-    if (j < ln) y4[e + j] = o[j];
-#endif
+  store_y4(p.off[9] + (k * T + lt) * p.y_stride + c0 + 4 * lq, o, ln);
 }
 
 // The scan of chunk k by subgroup w (see the file comment); h: the carried state of this

@@ -24,6 +24,7 @@
 #include <initializer_list>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backend/backend.h"
@@ -200,7 +201,8 @@ class VulkanBackend final : public Backend {
   static constexpr uint64_t kLbMaxGroups = 8192;
   struct WarpConfig {
     bool ok = false;
-    bool vec = false;  // rows of 4 floats: the vec4 variant (selective_scan.warp_scalar otherwise)
+    bool vec = false;  // rows of 4 floats: the vec4 variant (the _scalar one otherwise)
+    bool own_prep = true;  // selective_scan.warp2 (subgroups prepare their channel); false: warp6
     uint32_t cb = 8, r = 8;
   };
   void scan_in_pieces(int64_t m, const Tensor& u, const Tensor& delta, const Tensor& A_log,
@@ -213,13 +215,15 @@ class VulkanBackend final : public Backend {
   static uint64_t lb_shared_bytes(uint32_t cw, uint32_t s, uint32_t tok);
   LbConfig lb_config(uint32_t d_state) const;
   void ensure_sync();
-  static uint64_t warp_shared_bytes(uint64_t sg, uint64_t cb, uint64_t r);
+  static uint64_t warp_shared_bytes(uint64_t sg, uint64_t cb, uint64_t r, bool own_prep);
   WarpConfig warp_config(const SelectiveScanParams& p, const std::string& mode,
                          std::initializer_list<uint32_t> offs) const;
   bool scan_subgroup_ok(uint32_t d_state) const;
-  // Whether the warp scan is the default (no DM_VULKAN_SCAN): not until a GPU measurement shows it
-  // faster than the chunked scan (it has run on lavapipe only).
-  bool warp_default(const SelectiveScanParams&) const { return false; }
+  // Whether the warp scan (warp2) is the default (no DM_VULKAN_SCAN): on NVIDIA at the widths
+  // where it measured faster than the chunked scan; its shape there (vulkan_scan.cpp).
+  static constexpr uint32_t kVendorNvidia = 0x10de;
+  bool warp_default(const SelectiveScanParams& p) const;
+  static std::pair<uint32_t, uint32_t> warp_shape_nvidia(uint32_t channels);
 
   // Decode fusions (vulkan_decode.cpp).
   // The fused decode shaders (gemm.gemv_norm_conv / gemm.gemv_norm: residual add + norm + GEMV

@@ -109,9 +109,10 @@ void VulkanBackend::selective_scan(const Tensor& u, const Tensor& delta, const T
       }
     }
   }
-  // One pass, time-parallel inside a subgroup (shaders/selective_scan_warp.comp, the port of
-  // cuda/selective_scan_v6.cu): where subgroup shuffles and d_state 16 allow; 16-byte row loads
-  // where the rows are aligned, scalar loads otherwise.
+  // One pass, time-parallel inside a subgroup: shaders/selective_scan_warp2.comp (each subgroup
+  // prepares and gates its own channel) or, DM_VULKAN_SCAN=warp6, shaders/selective_scan_warp.comp
+  // (the port of cuda/selective_scan_v6.cu); where subgroup shuffles and d_state 16 allow;
+  // 16-byte row loads where the rows are aligned, scalar loads otherwise.
   if (const WarpConfig wc = warp_config(
           p, mode,
           {off(u, uu), off(delta, ud), off(B, uB), off(C, uC), z ? off(*z, uz) : 0u, off(y, uy)});
@@ -120,7 +121,9 @@ void VulkanBackend::selective_scan(const Tensor& u, const Tensor& delta, const T
     Push push(
         p, {0u, 1u, off(u, uu), off(delta, ud), off(A_log, ua), off(B, uB), off(C, uC), off(D, uD),
             z ? off(*z, uz) : 0u, off(dt_bias, ubias), off(ssm_state, us), off(y, uy)});
-    const char* variant = wc.vec ? "selective_scan.warp" : "selective_scan.warp_scalar";
+    const char* variant =
+        wc.own_prep ? (wc.vec ? "selective_scan.warp2" : "selective_scan.warp2_scalar")
+                    : (wc.vec ? "selective_scan.warp6" : "selective_scan.warp6_scalar");
     auto& pipe =
         pipelines_.get(variant, 10, push.size, {wc.cb * sg, sg, wc.cb, wc.r}, wc.cb * sg, variant);
     const Grid g = linear_grid(ceil_div(p.channels, wc.cb));
@@ -208,10 +211,11 @@ void VulkanBackend::ensure_scratch(std::unique_ptr<VulkanBuffer>& b, uint64_t by
                                      BufferKind::Device);
 }
 
-// DM_VULKAN_SCAN: "" (the default: chunked), chunked, warp, subgroup or lookback. The subgroup
-// and warp scans need shuffles in compute and a device where work groups of k × subgroupSize
-// invocations are k full subgroups of the reported size (NVIDIA and lavapipe, where they are
-// tested); the chunked scan wherever a forced one does not apply.
+// DM_VULKAN_SCAN: "" (the default: the warp scan where warp_default says so, else chunked),
+// chunked, warp, warp6, subgroup or lookback. The subgroup and warp scans need shuffles in
+// compute and a device where work groups of k × subgroupSize invocations are k full subgroups of
+// the reported size (NVIDIA and lavapipe, where they are tested); the chunked scan wherever a
+// forced one does not apply.
 std::string VulkanBackend::scan_mode() {
   const char* env = std::getenv("DM_VULKAN_SCAN");
   return env ? env : "";
@@ -272,23 +276,29 @@ void VulkanBackend::ensure_sync() {
   rec_->upload(*scan_sync_, 0, zeros.data(), bytes);
 }
 
-uint64_t VulkanBackend::warp_shared_bytes(uint64_t sg, uint64_t cb, uint64_t r) {
+// Shared memory of the warp scans: selective_scan_warp2.comp (own_prep: delta, u, z, y
+// transposed, B, C; 2 slots each) or selective_scan_warp.comp (rows and transposed copies).
+uint64_t VulkanBackend::warp_shared_bytes(uint64_t sg, uint64_t cb, uint64_t r, bool own_prep) {
   const uint64_t nsl = sg / 4, t = nsl * r;
+  if (own_prep) return 16 * (8 * cb * (t / 4 + 1) + 16 * (t + nsl));
   return 16 * (6 * t * (cb / 4) + 16 * (t + nsl) + 6 * cb * (t / 4 + 1)) + 4 * cb;
 }
 
-// The warp scan's shape (shaders/selective_scan_warp.comp): CB channels (subgroups) per work
-// group, R tokens per slice (chunks of subgroupSize / 4 · R tokens). DM_VULKAN_SCAN=warp forces
-// it where it applies (the chunked scan otherwise), DM_VULKAN_SCAN_WARP=CB,R picks the shape;
-// by default 8,8 (44 KiB of shared memory at subgroups of 32), else 4,4 where that does not
-// fit. R <= CB: a work group stages a chunk's B and C rows with one vec4 per invocation.
+// The warp scans' shape (shaders/selective_scan_warp2.comp, DM_VULKAN_SCAN=warp or the
+// default where warp_default says so; shaders/selective_scan_warp.comp, DM_VULKAN_SCAN=warp6):
+// CB channels (subgroups) per work group, R tokens per slice (chunks of subgroupSize / 4 · R
+// tokens). A forced one runs where it applies (the chunked scan otherwise);
+// DM_VULKAN_SCAN_WARP=CB,R picks the shape, else the defaults below (warp2 12,8: 44 KiB of
+// shared memory at subgroups of 32; warp6 8,8: 44 KiB). warp6 needs R <= CB (a work group
+// stages a chunk's B and C rows with one vec4 per invocation); warp2 loops over its pieces.
 // offs: element offsets of u, delta, B, C, z, y in their bindings (the vec4 variant needs all
 // of them, the row strides and the channel count to be multiples of 4).
 VulkanBackend::WarpConfig VulkanBackend::warp_config(const SelectiveScanParams& p,
                                                      const std::string& mode,
                                                      std::initializer_list<uint32_t> offs) const {
   WarpConfig w;
-  if (mode != "warp" && !(mode.empty() && warp_default(p))) return w;
+  if (mode != "warp" && mode != "warp6" && !(mode.empty() && warp_default(p))) return w;
+  w.own_prep = mode != "warp6";
   const auto& c = ctx_->caps;
   const VkSubgroupFeatureFlags need =
       VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_SHUFFLE_BIT;
@@ -300,25 +310,51 @@ VulkanBackend::WarpConfig VulkanBackend::warp_config(const SelectiveScanParams& 
           (!p.has_z || p.z_stride % 4 == 0);
   for (uint32_t o : offs) w.vec = w.vec && o % 4 == 0;
   auto fits = [&](uint32_t cb, uint32_t r) {
-    return cb >= 4 && cb % 4 == 0 && r >= 4 && r % 4 == 0 && r <= 16 && r <= cb &&
+    return cb >= 4 && cb % 4 == 0 && r >= 4 && r % 4 == 0 && r <= 16 && (w.own_prep || r <= cb) &&
            uint64_t(cb) * sg <= c.max_wg_invocations &&
-           warp_shared_bytes(sg, cb, r) <= c.max_shared_bytes;
+           warp_shared_bytes(sg, cb, r, w.own_prep) <= c.max_shared_bytes;
   };
   if (const char* env = std::getenv("DM_VULKAN_SCAN_WARP")) {
     unsigned cb = 0, r = 0;
     if (std::sscanf(env, "%u,%u", &cb, &r) != 2 || !fits(cb, r))
       fail("[vulkan] DM_VULKAN_SCAN_WARP=", env,
-           ": want CB,R with CB a multiple of 4, R in 4, 8, 12, 16, R <= CB, ", "fitting ",
+           ": want CB,R with CB a multiple of 4, R in 4, 8, 12, 16 (warp6: R <= CB), fitting ",
            c.max_shared_bytes, " bytes of shared memory and the work-group limits");
     w.ok = true, w.cb = cb, w.r = r;
     return w;
   }
-  for (const auto& [cb, r] : {std::pair{8u, 8u}, std::pair{4u, 4u}})
+  // warp2: 12,8, but 8,4 for 1536 < d_inner <= 2048 on NVIDIA (warp_shape_nvidia); warp6: 8,8
+  // as before; 4,4 where those do not fit.
+  std::pair<uint32_t, uint32_t> first{8u, 8u};
+  if (w.own_prep)
+    first = c.vendor_id == kVendorNvidia ? warp_shape_nvidia(p.channels) : std::pair{12u, 8u};
+  for (const auto& [cb, r] : {first, std::pair{8u, 8u}, std::pair{4u, 4u}})
     if (fits(cb, r)) {
       w.ok = true, w.cb = cb, w.r = r;
       return w;
     }
   return w;
+}
+
+// The warp scan (warp2) is the default on NVIDIA for 1536 <= d_inner <= 3072, where it measured
+// faster than the chunked scan (H100, one run, L 4K / 16K, µs: d_inner 1536 118.9 / 447.2 against
+// 159.4 / 541.0; 2048 (8,4) 168.3 / 640.1 against 212.8 / 698.3; 3072 233.2 / 888.7 against
+// 283.6 / 1024.3). At 5120 it only ties (best shape 8,8: 432.4 / 1676.4 against 440.3 / 1657.8;
+// on an H200 1666 against 1593 at 16K) and below 1536 it was not measured (fewer work groups
+// than SMs): the chunked scan stays the default there, and on other vendors (the warp scans are
+// tested on lavapipe, measured on NVIDIA only).
+bool VulkanBackend::warp_default(const SelectiveScanParams& p) const {
+  return ctx_->caps.vendor_id == kVendorNvidia && p.channels >= 1536 && p.channels <= 3072;
+}
+
+// warp2's shape on NVIDIA. A 12,8 work group (384 invocations) takes a whole SM's registers:
+// the time goes by waves of 132 work groups on a 132-SM H100 / H200 (d_inner 1536: 128 groups,
+// one wave, 118.9 µs at L 4K; 2048: 171, two waves, 228.2; 3072: 256, two waves, 233.2). Where
+// 12,8 would spill just past a wave, 8,4 (smaller groups, several per SM) is faster: 168.3 µs at
+// 2048 (12,8: 228.2), slower at 1536 (163.0 against 118.9) and 3072 (326.4 against 233.2).
+std::pair<uint32_t, uint32_t> VulkanBackend::warp_shape_nvidia(uint32_t channels) {
+  if (channels > 1536 && channels <= 2048) return {8u, 4u};
+  return {12u, 8u};
 }
 
 bool VulkanBackend::scan_subgroup_ok(uint32_t d_state) const {

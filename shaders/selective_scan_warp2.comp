@@ -1,0 +1,240 @@
+#version 450
+// The prompt scan (d_state 16), time-parallel inside a subgroup, with every subgroup preparing
+// and gating its own channel: the warp scan of selective_scan_warp.comp (the port of
+// cuda/selective_scan_v6.cu) restructured after cuda/selective_scan_v7.cu.
+//
+// Why: the v6 port runs, between two barriers, work-group-wide phases (Δ = softplus for the
+// whole chunk, transposed one element at a time; the gate, reading y back transposed) in
+// lockstep with every subgroup's scan; on the H100 it was slower than the chunked scan. Here
+// the work group only moves data and each subgroup does all the arithmetic of its channel:
+//   staging (work group): chunk k+1's delta, u, z rows, loaded into registers one iteration
+//            earlier, are stored TRANSPOSED ([channel][token], rows of T + 4 floats: the 4 stores
+//            of a vec4 piece hit distinct banks at CB 4 and 8), B and C as rows
+//            ([slot][row][state / 4], a pad row after each slice's R rows); chunk k−1's gated y
+//            (transposed, written by the subgroups) goes out as whole rows.
+//   prep (subgroup, per channel): lane l takes tokens l·R/4 .. l·R/4 + R/4 − 1 of its channel
+//            (the tokens it holds after the scan's reduce-scatter): Δ = softplus(delta + bias)
+//            and Δ·u overwrite delta and u in place (the lane keeps u and SiLU(z) in
+//            registers); a subgroup barrier, no work-group one.
+//   scan:    v6's: lane = 4·slice + state group, a = exp2(Δ·A·log2e) and Δ·B·u kept in
+//            registers, the slice maps scanned with shuffles, the rerun from the true start,
+//            y reduce-scattered over the 4 group lanes.
+//   gate:    in the lane, no shuffle: y = (C·h + D·u)·SiLU(z) into the transposed y rows.
+// One work-group barrier per chunk (T = SG/4 · R tokens); ring slots: 2 of each. Inputs read
+// once, y written once. Tokens past L have Δ = 0 and zero B: decay 1, input 0, the state is
+// left alone; their y is not stored.
+// Measured (H100, one run): at the v6 port's shape (8,8) no faster than it; what won was the
+// shape 12,8 (d_inner 1536: a third of the v6 port's time saved, a quarter of the chunked
+// scan's), which the v6 port's shared memory (56 KiB at 12,8) does not allow. Its work group
+// takes a whole SM's registers, so time goes by waves of work groups (vulkan_scan.cpp).
+// Needs: d_state 16, subgroup shuffles in compute, work groups of CB full subgroups of the
+// reported size; CB a multiple of 4, R a multiple of 4, R <= 16. Variant warp2 (VEC): channels,
+// row strides and element offsets of u, delta, B, C, z, y multiples of 4; warp2_scalar: any.
+//   Δ = softplus(delta + dt_bias); h = exp(Δ·A)·h + Δ·B·u; y = C·h + D·u; y *= SiLU(z).
+// variant selective_scan.warp2 -DVEC=1
+// variant selective_scan.warp2_scalar -DVEC=0
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_shuffle : require
+#include "common.glsl"
+
+layout(constant_id = 0) const uint WG = 256;  // CB · SG
+layout(constant_id = 1) const uint SG = 32;   // subgroup size
+layout(constant_id = 2) const uint CB = 8;    // channels (subgroups) per work group
+layout(constant_id = 3) const uint R = 8;     // tokens per slice
+layout(local_size_x_id = 0) in;
+
+#include "selective_scan_warp_io.glsl"
+
+const uint N = 16;
+const uint NSL = SG / 4;     // time slices per subgroup
+const uint T = NSL * R;      // tokens per chunk
+const uint Q = R / 4;        // tokens per lane after the reduce-scatter (T = SG · Q)
+const uint V = CB / 4;       // vec4 pieces in a row of CB channels
+const uint TP4 = T / 4 + 1;  // a transposed row, in vec4s: T + 4 floats
+const uint BR = T + NSL;     // B, C rows: a pad row after each slice's R rows
+const uint NBP = (R + CB - 1) / CB;  // B, C staging pieces per invocation (T·4 = SG·R pieces)
+
+shared vec4 s_dl[2 * CB * TP4];  // [slot][channel][token]: delta, then Δ (prep)
+shared vec4 s_u[2 * CB * TP4];   // u, then Δ·u
+shared vec4 s_z[2 * CB * TP4];   // z
+shared vec4 s_y[2 * CB * TP4];   // gated y
+shared vec4 s_B[2 * BR * 4];     // [slot][row][state / 4], rows padded per slice
+shared vec4 s_C[2 * BR * 4];
+
+// Per invocation: its staging piece of the channel arrays (row lt, channels c0 + 4·lq ..) and
+// its NBP pieces of B / C (piece i: e = tid + i·WG, row e / 4, states 4·(e % 4) ..).
+uint tid, c0, nch, lt, lq, ln;  // ln: channels in the piece (4 but at the end)
+bool lrow, lch;
+
+bool row_ok(uint k, uint t) { return k < nch && k * T + t < p.L; }
+
+vec4 ld_rows(uint k, uint which) {
+  if (!lch || !row_ok(k, lt)) return vec4(0.0);
+  const uint r = k * T + lt, c = c0 + 4 * lq;
+  if (which == 0u) return LD4(delta4, p.off[1] + r * p.delta_stride + c, ln);
+  if (which == 1u) return LD4(u4, p.off[0] + r * p.u_stride + c, ln);
+  return LD4(z4, p.off[6] + r * p.z_stride + c, ln);
+}
+// B and C pieces of the next chunk to stage (NBP <= 4 used; a fixed size: GLSL cannot copy
+// arrays sized by specialization constants).
+vec4 rb[4], rc[4];
+void ld_bc(uint k) {
+  [[unroll]] for (uint i = 0; i < NBP; ++i) {
+    const uint e = tid + i * WG, bt = e / 4;
+    const bool ok = e < T * 4 && row_ok(k, bt);
+    rb[i] = ok ? LD4(B4, p.off[3] + (k * T + bt) * p.B_stride + 4 * (e % 4), 4u) : vec4(0.0);
+    rc[i] = ok ? LD4(C4, p.off[4] + (k * T + bt) * p.C_stride + 4 * (e % 4), 4u) : vec4(0.0);
+  }
+}
+
+// Transposed element (channel ch, token t) of slot k & 1: vec4 index and component.
+uint trow(uint k, uint ch) { return ((k & 1u) * CB + ch) * TP4; }
+
+void stage(uint k, vec4 d, vec4 uu, vec4 zz, bool has_z) {
+  if (lrow)
+    [[unroll]] for (uint j = 0; j < 4; ++j) {
+      const uint o = trow(k, 4 * lq + j) + lt / 4;
+      s_dl[o][lt % 4] = d[j];
+      s_u[o][lt % 4] = uu[j];
+      if (has_z) s_z[o][lt % 4] = zz[j];
+    }
+  [[unroll]] for (uint i = 0; i < NBP; ++i) {
+    const uint e = tid + i * WG, bt = e / 4;
+    if (e < T * 4) {
+      const uint o = (k & 1u) * BR * 4 + (bt + bt / R) * 4 + e % 4;
+      s_B[o] = rb[i];
+      s_C[o] = rc[i];
+    }
+  }
+}
+
+// Store chunk k's gated y rows (this invocation's piece).
+void write_out(uint k) {
+  if (!lch || !row_ok(k, lt)) return;
+  vec4 o;
+  [[unroll]] for (uint j = 0; j < 4; ++j) o[j] = s_y[trow(k, 4 * lq + j) + lt / 4][lt % 4];
+  store_y4(p.off[9] + (k * T + lt) * p.y_stride + c0 + 4 * lq, o, ln);
+}
+
+// Chunk k of channel w (see the file comment); h: the carried state of this lane's 4 states.
+void scan_chunk(uint k, uint w, uint lane, vec4 A2, float bias, float dskip, bool has_z,
+                inout vec4 h) {
+  const uint s = lane >> 2, g = lane & 3u;
+  const uint row = trow(k, w);
+  // Prep: this lane's Q tokens lane·Q + i.
+  float uq[Q], gz[Q];
+  [[unroll]] for (uint i = 0; i < Q; ++i) {
+    const uint t = lane * Q + i, o = row + t / 4;
+    const float dt = k * T + t < p.L ? softplus(s_dl[o][t % 4] + bias) : 0.0;
+    uq[i] = s_u[o][t % 4];
+    gz[i] = has_z ? silu(s_z[o][t % 4]) : 1.0;
+    s_dl[o][t % 4] = dt;
+    s_u[o][t % 4] = dt * uq[i];
+  }
+  subgroupMemoryBarrierShared();
+  subgroupBarrier();  // the prep's Δ and Δ·u are visible to the subgroup
+
+  float dtv[R], duv[R];
+  [[unroll]] for (uint r = 0; r < R / 4; ++r) {
+    const vec4 d4 = s_dl[row + s * (R / 4) + r], v4 = s_u[row + s * (R / 4) + r];
+    [[unroll]] for (uint j = 0; j < 4; ++j) {
+      dtv[4 * r + j] = d4[j];
+      duv[4 * r + j] = v4[j];
+    }
+  }
+  const uint brow = (k & 1u) * BR * 4 + s * (R + 1) * 4 + g;
+  vec4 a[R], x[R];
+  vec4 H = vec4(0.0);
+  float dsum = 0.0;
+  [[unroll]] for (uint r = 0; r < R; ++r) {
+    dsum += dtv[r];
+    a[r] = exp2(dtv[r] * A2);
+    x[r] = s_B[brow + 4 * r] * duv[r];
+    H = fma(a[r], H, x[r]);
+  }
+  // The slice's decay product as one exp2 of the summed Δ.
+  vec4 P = exp2(dsum * A2);
+  if (s == 0) H = fma(P, h, H);
+  [[unroll]] for (uint d = 1; d < NSL; d *= 2) {
+    const uint src = lane >= 4 * d ? lane - 4 * d : lane;
+    const vec4 Hq = subgroupShuffle(H, src), Pq = subgroupShuffle(P, src);
+    if (s >= d) {
+      H = fma(P, Hq, H);
+      P *= Pq;
+    }
+  }
+  // H: this slice's true end state. Start = the previous slice's end; carry = the last one's.
+  const vec4 prev = subgroupShuffle(H, lane >= 4 ? lane - 4 : lane);
+  vec4 hs = s == 0 ? h : prev;
+  h = subgroupShuffle(H, 4 * (NSL - 1) + g);
+  float yv[R];
+  [[unroll]] for (uint r = 0; r < R; ++r) {
+    hs = fma(a[r], hs, x[r]);
+    yv[r] = dot(hs, s_C[brow + 4 * r]);
+  }
+  // Reduce-scatter over the 4 group lanes: lane g ends with tokens g·Q .. of its slice, i.e.
+  // tokens lane·Q + i of the chunk: the ones its prep took.
+  [[unroll]] for (uint off = 2; off >= 1; off >>= 1) {
+    const bool hi = (g & off) != 0u;
+    const uint n = off * Q;
+    [[unroll]] for (uint i = 0; i < n; ++i) {
+      const float lo_v = yv[i], hi_v = yv[i + n];
+      const float keep = hi ? hi_v : lo_v, send = hi ? lo_v : hi_v;
+      yv[i] = keep + subgroupShuffleXor(send, off);
+    }
+  }
+  [[unroll]] for (uint i = 0; i < Q; ++i) {
+    const uint t = lane * Q + i;
+    s_y[row + t / 4][t % 4] = fma(dskip, uq[i], yv[i]) * gz[i];
+  }
+}
+
+void main() {
+  tid = gl_LocalInvocationIndex;
+  const uint w = gl_SubgroupID, lane = gl_SubgroupInvocationID;
+  c0 = linear_group_id() * CB;
+  const uint c = c0 + w;
+  const bool cv = c < p.channels;
+  const uint cc = cv ? c : 0u;
+  nch = (p.L + T - 1) / T;
+  lt = tid / V;
+  lq = tid % V;
+  lrow = tid < T * V;
+  lch = lrow && c0 + 4 * lq < p.channels;
+  ln = lch ? min(4u, p.channels - c0 - 4 * lq) : 0u;
+
+  const uint g = lane & 3u, s = lane >> 2;
+  const float kLog2e = 1.4426950408889634;
+  vec4 A2, h;
+  [[unroll]] for (uint j = 0; j < 4; ++j) {
+    A2[j] = -exp(load_a_log(p.A_log_dtype, p.off[2] + cc * N + 4 * g + j)) * kLog2e;
+    h[j] = cv ? state[p.off[8] + c * N + 4 * g + j] : 0.0;
+  }
+  const float dskip = load_d(p.D_dtype, p.off[5] + cc);
+  const float bias = load_dt_bias(p.dt_bias_dtype, p.off[7] + cc);
+  const bool has_z = p.has_z != 0u;
+
+  // Prologue: chunk 0 in shared memory, chunk 1 in registers.
+  ld_bc(0);
+  stage(0, ld_rows(0, 0), ld_rows(0, 1), has_z ? ld_rows(0, 2) : vec4(0.0), has_z);
+  vec4 rd = ld_rows(1, 0), ru = ld_rows(1, 1), rz = has_z ? ld_rows(1, 2) : vec4(0.0);
+  ld_bc(1);
+  for (uint k = 0; k < nch; ++k) {
+    // Chunk k's staging and chunk k−1's y are visible; every read of slot (k + 1) & 1 (chunk
+    // k − 1's inputs, chunk k − 2's y) is done.
+    barrier();
+    if (k + 1 < nch) stage(k + 1, rd, ru, rz, has_z);
+    // Chunk k + 2's loads, issued before the scan of k so that its work hides their latency
+    // (issued after it instead, the scan took 25-45% longer on the H100).
+    rd = ld_rows(k + 2, 0);
+    ru = ld_rows(k + 2, 1);
+    if (has_z) rz = ld_rows(k + 2, 2);
+    ld_bc(k + 2);
+    if (k >= 1) write_out(k - 1);
+    scan_chunk(k, w, lane, A2, bias, dskip, has_z, h);
+  }
+  barrier();
+  write_out(nch - 1);
+  if (cv && s == 0)
+    [[unroll]] for (uint j = 0; j < 4; ++j) state[p.off[8] + c * N + 4 * g + j] = h[j];
+}
