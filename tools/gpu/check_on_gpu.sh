@@ -5,8 +5,8 @@
 # Logs go to $OUT; a short summary is printed last.
 set -u
 root=$PWD
-[ -d .gpu ] || tar xJf "${DM_GPUPACK:-.gpupack}/gpu.tar.xz"
-cd .gpu && source ./env.sh
+source "$PWD/tools/gpu/unpack.sh"
+gpu_unpack "${DM_GPUPACK:-.gpupack}" || exit 1
 out=${OUT:-/tmp}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 export DM_TEST_DATA_DIR=$root/tests/data DM_SOURCE_DIR=$root

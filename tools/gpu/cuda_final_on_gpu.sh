@@ -6,9 +6,9 @@
 # PACK names the pack folder (default .gpupack). Logs go to $OUT.
 set -u
 root=$PWD
-[ -d .gpu ] || tar xJf "${PACK:-.gpupack}/gpu.tar.xz"
+source "$PWD/tools/gpu/unpack.sh"
 out=${OUT:-/tmp}
-cd .gpu && source ./env.sh
+gpu_unpack "${PACK:-.gpupack}" || exit 1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/card.txt"
 export DM_TEST_DATA_DIR=$root/tests/data DM_SOURCE_DIR=$root
 timeout 150 ./decimamba_tests --gtest_filter='-Cli*' > "$out/tests.log" 2>&1

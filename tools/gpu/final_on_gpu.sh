@@ -2,9 +2,10 @@
 # One GPU-host call that runs the whole test suite and measures what the README's performance
 # section reports: tools/gpu/final_on_gpu.sh [SECTION...], sections in this order:
 #   tests    the whole test suite (Cli* excluded: it runs the CLI at its build-machine path),
-#            then the scan and end-to-end tests again with the Vulkan warp scan forced
+#            then the scan and end-to-end tests again with each Vulkan warp scan forced (warp2,
+#            warp6)
 #   scan     selective_scan alone on both backends, same card, same run: bench_cuda copy,scan
-#            and bench_vulkan with the chunked and warp scans side by side
+#            and bench_vulkan with the default, chunked and warp scans side by side
 #   bench    decimamba bench, CUDA and Vulkan side by side: 130m (decimation off and on), 2.8b
 #            (bench130m / bench2.8b: one of them; 2.8b's random weights take minutes to draw)
 #   deci     DeciMamba's prefill speed-up at the target's setting (130m, 32K tokens, layer 12,
@@ -12,15 +13,17 @@
 #   long     a 130m-shaped prefill of 1,048,576 tokens on CUDA and on Vulkan (memory target)
 #   decode   bench_cuda decode (the executor's step: eager, graph, fusions and PDL on/off) and
 #            bench_vulkan --sections decode (fused shaders off/on, per-kernel tables)
+#   barriers the Vulkan recorder's barriers, exact (the default) against DM_VULKAN_BARRIERS=wide,
+#            alternating twice: bench_vulkan decode 130m, and decimamba bench 130m pp4096
 #   kernels  bench_cuda kernels and bench_vulkan --sections kernels: every kernel's table
 # (default: all but decode). PACK names the pack folder (default .gpupack). Logs go to $OUT.
 set -u
 root=$PWD
-[ -d .gpu ] || tar xJf "${PACK:-.gpupack}/gpu.tar.xz"
+source "$PWD/tools/gpu/unpack.sh"
 out=${OUT:-/tmp}
 sections=${*:-tests scan bench long}
 has() { [[ " $sections " == *" $1 "* ]]; }
-cd .gpu && source ./env.sh
+gpu_unpack "${PACK:-.gpupack}" || exit 1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/card.txt"
 dm=$PWD/decimamba
 export DM_TEST_DATA_DIR=$root/tests/data DM_SOURCE_DIR=$root
@@ -29,15 +32,17 @@ if has tests; then
   echo "tests exit $?"
   grep -E "^\[  (FAILED|PASSED) |tests? from .* ran" "$out/tests.log" | head -20
   f='BackendOps.SelectiveScan*:BackendOpsVulkan.SelectiveScanPaths:*BackendOpsE2E*'
-  DM_VULKAN_SCAN=warp timeout 60 ./decimamba_tests --gtest_filter="$f" > "$out/tests_warp.log" 2>&1
-  echo "tests with the warp scan forced exit $?"
-  grep -E "^\[  (FAILED|PASSED) " "$out/tests_warp.log" | head -10
+  for m in warp warp6; do
+    DM_VULKAN_SCAN=$m timeout 60 ./decimamba_tests --gtest_filter="$f" > "$out/tests_$m.log" 2>&1
+    echo "tests with DM_VULKAN_SCAN=$m exit $?"
+    grep -E "^\[  (FAILED|PASSED) " "$out/tests_$m.log" | head -10
+  done
 fi
 if has scan; then
   timeout 60 ./bench_cuda copy,scan > "$out/scan_cuda.md" 2> "$out/scan_cuda.json"
   echo "bench_cuda scan exit $?"
   timeout 100 ./bench_vulkan --sections kernels --kernels selective_scan --widths 1536,5120 \
-    --lengths 4096,16384 --scan-modes "chunked;warp;warp:8,4;warp:12,4;warp:16,4;warp:4,4" \
+    --lengths 4096,16384 --scan-modes "default;chunked;warp;warp6" \
     > "$out/scan_vulkan.md" 2> "$out/scan_vulkan.json"
   echo "bench_vulkan scan exit $?"
   grep -h "selective_scan" "$out/scan_cuda.md" "$out/scan_vulkan.md" | head -40
@@ -69,6 +74,18 @@ if has decode; then
   echo "bench_cuda decode exit $?"; grep "graph (device time)" "$out/decode_cuda.md"
   timeout 150 ./bench_vulkan --sections decode --shapes 130m,2.8b > "$out/decode_vulkan.md" 2>/dev/null
   echo "bench_vulkan decode exit $?"; grep "^| 130m\|^| 2.8b" "$out/decode_vulkan.md"
+fi
+if has barriers; then
+  for rep in 1 2; do
+    for mode in wide exact; do
+      DM_VULKAN_BARRIERS=$mode timeout 60 ./bench_vulkan --sections decode --shapes 130m \
+        > "$out/barriers_decode_${mode}_$rep.md" 2>/dev/null
+      echo "barriers $mode: 130m decode exit $?"; grep "^| 130m" "$out/barriers_decode_${mode}_$rep.md"
+      DM_VULKAN_BARRIERS=$mode timeout 60 "$dm" bench --shape 130m --backend vulkan -p 4096 -n 64 \
+        -r 3 --no-deci > "$out/barriers_bench_${mode}_$rep.md" 2>&1
+      echo "barriers $mode: 130m bench exit $?"; grep "^| vulkan" "$out/barriers_bench_${mode}_$rep.md"
+    done
+  done
 fi
 if has kernels; then
   timeout 150 ./bench_cuda kernels > "$out/kernels_cuda.md" 2>/dev/null; echo "bench_cuda kernels exit $?"

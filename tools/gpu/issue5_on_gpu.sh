@@ -5,11 +5,11 @@
 # packed as $OUT/issue5_eval.tar.gz; a short summary is printed.
 set -u
 root=$PWD
-[ -d .gpu ] || tar xJf "${PACK:-.gpupack}/gpu.tar.xz"
+source "$PWD/tools/gpu/unpack.sh"
 out=${OUT:-/tmp}
 mkdir -p /tmp/eval_texts
 [ -d .corpuspack ] && tar xJf .corpuspack/eval.tar.xz -C /tmp/eval_texts 2>/dev/null
-(cd .gpu && source ./env.sh && cd "$root" && \
+(gpu_unpack "${PACK:-.gpupack}" || exit 1 && cd "$root" && \
   LENGTHS=${LENGTHS:-512,1024,2048,4096,8192,16384,32768,65536} \
   ERF_LENGTHS=${ERF_LENGTHS:-512 1024 2048 4096 8192 16384 32768 65536} \
   BENCH_LENGTHS=${BENCH_LENGTHS:-512,2048,8192,32768,131072} \
