@@ -159,8 +159,19 @@ class Bench {
   // flush), where given, run and waited for before each call.
   double time_us_cold(const std::string& prefix, const std::function<void()>& before,
                       const std::function<void()>& call) {
+    const auto w0 = std::chrono::steady_clock::now();
     call();  // warm-up: pipelines, scratch
     be_.synchronize();
+    // A warm-up that built a pipeline (host work of tens to hundreds of ms) leaves the GPU idle
+    // long enough for its clocks to drop: an H100 timed the 130m in_proj GEMM at 354.7 µs right
+    // after the clock warm-up and at 1491.7 µs after a variant's pipeline build
+    // (bench/results/h100_vulkan_gemm_stages_2026-11-27.md). Then 300 ms of calls first.
+    if (std::chrono::steady_clock::now() - w0 > std::chrono::milliseconds(20))
+      for (const auto w1 = std::chrono::steady_clock::now();
+           std::chrono::steady_clock::now() - w1 < std::chrono::milliseconds(300);) {
+        call();
+        be_.synchronize();
+      }
     std::vector<double> t;
     for (int r = 0; r < reps_; ++r) {
       if (before) {
