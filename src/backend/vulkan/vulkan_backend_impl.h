@@ -228,10 +228,11 @@ class VulkanBackend final : public Backend {
   // Decode fusions (vulkan_decode.cpp).
   // The fused decode shaders (gemm.gemv_norm_conv / gemm.gemv_norm: residual add + norm + GEMV
   // (+ conv step) in one dispatch; selective_scan_step.dt_proj(_sg): dt_proj inside the scan
-  // step): DM_VULKAN_FUSED_STEP=1 on, =0 off, unset: kFusedStepDefault.
-  static constexpr bool kFusedStepDefault = false;
+  // step): DM_VULKAN_FUSED_STEP=1 on, =0 off, unset: on for layers of at most
+  // kFusedStepMaxChannels channels (fused_step_on).
+  static constexpr uint32_t kFusedStepMaxChannels = 1536;
   static bool fused_norm_on();
-  static bool fused_step_on();
+  static bool fused_step_on(uint32_t channels);
   bool gemv_norm(const Tensor* x, const Tensor& residual, const Tensor& norm_weight,
                  const Tensor& normed, const Tensor& w, const Tensor* bias, const Tensor& y,
                  const RmsNormGemmParams& p, const Tensor* conv_weight, const Tensor* conv_bias,

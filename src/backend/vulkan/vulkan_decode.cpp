@@ -49,19 +49,25 @@ void VulkanBackend::selective_scan_step(const Tensor& u, const Tensor& delta, co
                  ceil_div(p.channels, 64), g.y, g.z);
 }
 
-// gemm.gemv_norm(_conv) only with DM_VULKAN_FUSED_NORM=1 (and the fused shaders on): correct,
-// but measured 2–3× SLOWER than rms_norm + gemm.gemv on an H100 (README): every work group
-// re-reads the whole of x, the residual and the norm weight (scalar loads) from L2, which at
-// 2 rows per work group is ~2.5× the weight bytes.
+// gemm.gemv_norm(_conv) only with DM_VULKAN_FUSED_NORM=1 (and not DM_VULKAN_FUSED_STEP=0):
+// correct, but measured 2–3× SLOWER than rms_norm + gemm.gemv on an H100 (README): every work
+// group re-reads the whole of x, the residual and the norm weight (scalar loads) from L2, which
+// at 2 rows per work group is ~2.5× the weight bytes.
 bool VulkanBackend::fused_norm_on() {
   const char* e = std::getenv("DM_VULKAN_FUSED_NORM");
-  return fused_step_on() && e && std::strcmp(e, "1") == 0;
+  const char* f = std::getenv("DM_VULKAN_FUSED_STEP");
+  return e && std::strcmp(e, "1") == 0 && !(f && std::strcmp(f, "0") == 0);
 }
 
-bool VulkanBackend::fused_step_on() {
+// On by default for layers of at most kFusedStepMaxChannels channels. Measured on an H100
+// (bench_vulkan --sections decode, one call, µs per token, bench/results/
+// h100_decode_session4_2026-11-27.md): 130m (d_inner 1536) 870.0 off, 753.3 on: two dispatches
+// fewer per layer pay; 2.8b (5120) 4457.6 off, 4652.3 on: there the fused in_proj + conv GEMV
+// is the slower one. Widths between are not measured and keep them off.
+bool VulkanBackend::fused_step_on(uint32_t channels) {
   const char* e = std::getenv("DM_VULKAN_FUSED_STEP");
   if (e && *e) return std::strcmp(e, "0") != 0;
-  return kFusedStepDefault;
+  return channels <= kFusedStepMaxChannels;
 }
 
 // Batch 1 with the fused shaders: the norm inside the GEMV (gemm.gemv_norm, the LM head).
@@ -149,7 +155,7 @@ void VulkanBackend::rms_norm_gemm_conv_step(const Tensor* x, const Tensor& resid
   if (gemv_norm(x, residual, norm_weight, normed, w, bias, y, p, &conv_weight, conv_bias,
                 &conv_state, &conv_y))
     return;
-  const bool fuse = fused_step_on() && p.gemm.M >= 1 && p.gemm.M <= 4 &&
+  const bool fuse = fused_step_on(p.conv.channels) && p.gemm.M >= 1 && p.gemm.M <= 4 &&
                     small_m_vec_ok(normed, w, p.gemm) && p.conv.d_conv >= 1 && p.conv.d_conv <= 8 &&
                     ctx_->caps.max_storage_buffers >= 8 && rows_fit(w) >= w.rows &&
                     rows_fit(normed) >= normed.rows && rows_fit(y) >= y.rows;
@@ -189,7 +195,7 @@ void VulkanBackend::dt_proj_scan_step(const Tensor& dt_low, const Tensor& dt_pro
   const DtProjScanStepParams p = make_dt_proj_scan_step_params(dt_low, dt_proj, delta, u, A_log, B,
                                                                C, D, z, dt_bias, ssm_state, y);
   if (p.scan.batch == 0 || p.scan.channels == 0) return;
-  if (!fused_step_on() || ctx_->caps.max_storage_buffers < 12 || p.scan.d_state > 256 ||
+  if (!fused_step_on(p.scan.channels) || ctx_->caps.max_storage_buffers < 12 || p.scan.d_state > 256 ||
       rows_fit(dt_proj) < dt_proj.rows)
     return Backend::dt_proj_scan_step(dt_low, dt_proj, delta, u, A_log, B, C, D, z, dt_bias,
                                       ssm_state, y);
