@@ -3,7 +3,7 @@
 //   2. kernels: each Backend kernel at real widths (d_inner 1536 = 130m, 5120 = 2.8b) and long
 //      prompts: device time (median of 20, CUDA events), GB/s of the fewest bytes the kernel must
 //      move, and that as a percentage of the copy bandwidth (the floor of docs/performance.md);
-//      GEMMs in TFLOP/s;
+//      GEMMs in TFLOP/s; section "scan": selective_scan alone, also at d_inner 2048, 3072, 4096;
 //   3. decode: one token at batch 1 of a random fp16 model of the 130m and 2.8b shapes through
 //      Executor::step (eager, and replayed from its recording) and the device time of its
 //      recorded kernels, fused decode methods off/on and PDL off/on, against the weight-read
@@ -114,7 +114,12 @@ void bench_kernels(Bench& b, const char* card, bool scan_only = false) {
   std::printf("\n## Kernels on %s (fp32 activations; floor = fewest bytes / %.0f GB/s copy)\n\n",
               card, b.copy_gbs);
   std::printf("| kernel | shape | µs | GB/s | floor µs | of floor |\n|---|---|---|---|---|---|\n");
-  for (int64_t C : {1536, 5120})
+  // The scan section also times the widths between (370m, 790m, 1.4b) to set the per-width
+  // defaults of cuda/selective_scan.cu.
+  const std::vector<int64_t> widths = scan_only
+                                          ? std::vector<int64_t>{1536, 2048, 3072, 4096, 5120}
+                                          : std::vector<int64_t>{1536, 5120};
+  for (int64_t C : widths)
     for (int64_t L : {4096, 16384}) {
       const int64_t D = C / 2, N = 16, R = (D + 15) / 16;
       const std::string sh = "L=" + std::to_string(L) + " d_inner=" + std::to_string(C);

@@ -3,9 +3,9 @@
 //   y_t *= SiLU(z_t).
 //
 // d_state 16 (every published Mamba-1) runs, by default, v7 (selective_scan_v7.cu: v6's scan
-// with TMA staging and warps coupled only by mbarriers) at d_inner 1536 … 2047 and ≥ 5120, v6
+// with TMA staging and warps coupled only by mbarriers) at d_inner ≥ 1536, v6
 // (selective_scan_v6.cu: one warp per channel, time-parallel inside the warp, block-synchronous)
-// at 2048 … 5119 and where v7 cannot run, and below 1536 selective_scan_v2_kernel (described
+// where v7 cannot run, and below 1536 selective_scan_v2_kernel (described
 // where it is defined): sequential over time per lane, a few states of one channel per lane, all
 // inputs staged through shared memory by cp.async several stages ahead, one ex2.approx per
 // (token, channel, state). DM_CUDA_SCAN=v2 forces v2, v6[<letter>] / v7[<letter>] a v6 / v7
@@ -571,13 +571,14 @@ cudaError_t launch_v2(const SelectiveScanParams& p, const float* u, const float*
 char v6_default(uint32_t channels) { return channels < 1536 ? 0 : channels < 4096 ? 'g' : 'j'; }
 
 // The v7 configuration (selective_scan_v7.cu) that runs by default for this width, 0 for none
-// (v6 or v2 then). Measured on an H100 80GB HBM3 in one run with v6 (cuda/README.md), L = 4K /
-// 16K: d_inner 1536 (130m) v7a 83.7 / 312.4 µs against v6g's 106.5 / 406.2; 5120 (2.8b) v7e
-// 255.9 / 990.8 against v6j's 292.6 / 1141.7. The widths between (370m … 1.4b: 2048 … 4096) are
-// not measured with v7 and keep v6; above 5120 (no published model) v7e is assumed.
-char v7_default(uint32_t channels) {
-  return channels >= 1536 && channels < 2048 ? 'a' : channels >= 5120 ? 'e' : 0;
-}
+// (v6 or v2 then): v7l (12 warps a block, one block per SM) below 2048, v7m (8 warps, 2 blocks
+// per SM) from 2048 on. Measured on an H100 80GB HBM3 in one run with v6 (cuda/README.md), µs
+// at L = 4K / 16K: d_inner 1536 (130m) v7l 82.5 / 307.2 (v6g 106.8 / 406.5, v7m 101.7 / 386.0);
+// 2048 (370m) v7m 102.2 / 384.3 (v6g 205.8 / 799.5, v7l 159.8 / 609.6); 3072 (790m) v7m
+// 160.3 / 611.1, v7l 161.0 / 609.0 (v6g 208.9 / 808.9); 4096 (1.4b) v7m 197.6 / 759.2 (v6j
+// 229.0 / 889.2); 5120 (2.8b) v7m 252.5 / 975.2 (v6j 292.9 / 1141.4). Above 5120 (no published
+// model) v7m is assumed.
+char v7_default(uint32_t channels) { return channels < 1536 ? 0 : channels < 2048 ? 'l' : 'm'; }
 
 // DM_CUDA_SCAN picks a kernel for measurements: v1 (the chunked block scan), v2 (v2 at its
 // per-width shape), s<SPL>w<W>[x<S>] (v2 with SPL states per lane, W warps per block, S

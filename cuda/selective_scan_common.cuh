@@ -81,6 +81,18 @@ __device__ __forceinline__ void reduce_scatter(float (&yv)[N], int g) {
 // over the group (group_reduce_scatter). LEAN: the slice scan without predicated moves.
 constexpr int kSlices = 8;  // time slices per warp (lanes = 8 slices × 4 state groups)
 
+// How the slice scan treats the slices below the shuffle distance d (they have no partner):
+//   kScanPredicated: the combine is skipped (predicated or branched, the compiler's choice);
+//   kScanSelect:     the partner is replaced by the identity map (1, 0) with two selects (LEAN);
+//   kScanZeroDone:   a slice whose map already starts at the chunk's start (slice 0 once the
+//                    carry is folded in, slices < 2d after level d) gets decay 0, so combining it
+//                    with any finite partner (the shuffle returns its own values) changes
+//                    nothing: H = 0·Hq + H, P = 0·Pq. No selects per level, one per state to zero
+//                    slice 0's decay. Every H is the value kScanSelect computes (while the states
+//                    are finite): a zeroed decay only multiplies into decays of slices that are
+//                    complete too, and no H update reads those.
+constexpr int kScanPredicated = 0, kScanSelect = 1, kScanZeroDone = 2;
+
 // Δ and Δ·u of slice s's R tokens from a channel's transposed rows pt / pu (16-byte aligned).
 template <int R>
 __device__ __forceinline__ void load_slice(const float* pt, const float* pu, int s,
@@ -94,74 +106,113 @@ __device__ __forceinline__ void load_slice(const float* pt, const float* pu, int
   }
 }
 
-template <int R, bool LEAN>
-__device__ __forceinline__ void warp_chunk_scan(const float (&dtv)[R], const float (&duv)[R],
-                                                const float* Bs, const float* Cs,
-                                                const float (&A2)[4], float (&h)[4], int s, int g,
-                                                float (&yv)[R]) {
+// NC channels at once (v7's two-channel configurations): the channels share each B and C
+// read (one 16-byte shared load feeds NC channels' elements), everything else is per channel:
+// dtv / duv / A2 / h / yv carry a leading channel index. NC = 1 is warp_chunk_scan.
+template <int R, int MODE, int NC>
+__device__ __forceinline__ void warp_chunk_scan_nc(const float (&dtv)[NC][R],
+                                                   const float (&duv)[NC][R], const float* Bs,
+                                                   const float* Cs, const float (&A2)[NC][4],
+                                                   float (&h)[NC][4], int s, int g,
+                                                   float (&yv)[NC][R]) {
   // Local: a = exp2(Δ·A·log2e) (one ex2 per element, kept), x = Δ·B·u (kept), the slice run
   // from a zero state: end state H.
-  float a[R][4], x[R][4], Pp[4], H[4];
-  float dsum = 0.f;
+  float a[NC][R][4], x[NC][R][4], Pp[NC][4], H[NC][4];
+  float dsum[NC];
+#pragma unroll
+  for (int q = 0; q < NC; ++q) dsum[q] = 0.f;
 #pragma unroll
   for (int r = 0; r < R; ++r) {
     const float4 b4 = *reinterpret_cast<const float4*>(Bs + r * kN);
     const float Bv[4] = {b4.x, b4.y, b4.z, b4.w};
-    dsum += dtv[r];
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      a[r][j] = ex2_approx(dtv[r] * A2[j]);
-      x[r][j] = Bv[j] * duv[r];
-      H[j] = r == 0 ? x[r][j] : fmaf(a[r][j], H[j], x[r][j]);
+    for (int q = 0; q < NC; ++q) {
+      dsum[q] += dtv[q][r];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        a[q][r][j] = ex2_approx(dtv[q][r] * A2[q][j]);
+        x[q][r][j] = Bv[j] * duv[q][r];
+        H[q][j] = r == 0 ? x[q][r][j] : fmaf(a[q][r][j], H[q][j], x[q][r][j]);
+      }
     }
   }
   // The slice's decay product as one exp of the summed Δ: 4 MUFU instead of 4·(R−1) FMULs
   // (the kernels are issue-bound; the MUFU pipe has room).
 #pragma unroll
-  for (int j = 0; j < 4; ++j) Pp[j] = ex2_approx(dsum * A2[j]);
+  for (int q = 0; q < NC; ++q)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) Pp[q][j] = ex2_approx(dsum[q] * A2[q][j]);
   // Slice 0 starts from the carried state; then the inclusive scan over slices.
 #pragma unroll
-  for (int j = 0; j < 4; ++j)
-    if (s == 0) H[j] = fmaf(Pp[j], h[j], H[j]);
+  for (int q = 0; q < NC; ++q)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      if (s == 0) H[q][j] = fmaf(Pp[q][j], h[q][j], H[q][j]);
+      if constexpr (MODE == kScanZeroDone) Pp[q][j] = s == 0 ? 0.f : Pp[q][j];
+    }
 #pragma unroll
   for (int d = 1; d < kSlices; d *= 2) {
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      float Hq = __shfl_up_sync(kFull, H[j], 4 * d);
-      float Pq = __shfl_up_sync(kFull, Pp[j], 4 * d);
-      if constexpr (LEAN) {
-        // Below slice d the partner is the identity map (1, 0): no predicated moves.
-        Hq = s >= d ? Hq : 0.f;
-        Pq = s >= d ? Pq : 1.f;
-        H[j] = fmaf(Pp[j], Hq, H[j]);
-        Pp[j] *= Pq;
-      } else if (s >= d) {
-        H[j] = fmaf(Pp[j], Hq, H[j]);
-        Pp[j] *= Pq;
+    for (int q = 0; q < NC; ++q)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        float Hq = __shfl_up_sync(kFull, H[q][j], 4 * d);
+        float Pq = __shfl_up_sync(kFull, Pp[q][j], 4 * d);
+        if constexpr (MODE == kScanZeroDone) {
+          H[q][j] = fmaf(Pp[q][j], Hq, H[q][j]);
+          Pp[q][j] *= Pq;
+        } else if constexpr (MODE == kScanSelect) {
+          // Below slice d the partner is the identity map (1, 0): no predicated moves.
+          Hq = s >= d ? Hq : 0.f;
+          Pq = s >= d ? Pq : 1.f;
+          H[q][j] = fmaf(Pp[q][j], Hq, H[q][j]);
+          Pp[q][j] *= Pq;
+        } else if (s >= d) {
+          H[q][j] = fmaf(Pp[q][j], Hq, H[q][j]);
+          Pp[q][j] *= Pq;
+        }
       }
-    }
   }
   // H: this slice's true end state. Start = the previous slice's end; carry = slice 7's end.
-  float hs[4];
+  float hs[NC][4];
 #pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const float prev = __shfl_up_sync(kFull, H[j], 4);
-    hs[j] = s == 0 ? h[j] : prev;
-    h[j] = __shfl_sync(kFull, H[j], 4 * (kSlices - 1) + g);
-  }
+  for (int q = 0; q < NC; ++q)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float prev = __shfl_up_sync(kFull, H[q][j], 4);
+      hs[q][j] = s == 0 ? h[q][j] : prev;
+      h[q][j] = __shfl_sync(kFull, H[q][j], 4 * (kSlices - 1) + g);
+    }
   // Rerun from the true start out of registers (2 FMAs per element, no second exp).
 #pragma unroll
   for (int r = 0; r < R; ++r) {
     const float4 c4 = *reinterpret_cast<const float4*>(Cs + r * kN);
     const float Cv[4] = {c4.x, c4.y, c4.z, c4.w};
-    float acc = 0.f;
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      hs[j] = fmaf(a[r][j], hs[j], x[r][j]);
-      acc = fmaf(hs[j], Cv[j], acc);
+    for (int q = 0; q < NC; ++q) {
+      float acc = 0.f;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        hs[q][j] = fmaf(a[q][r][j], hs[q][j], x[q][r][j]);
+        acc = fmaf(hs[q][j], Cv[j], acc);
+      }
+      yv[q][r] = acc;
     }
-    yv[r] = acc;
   }
+}
+
+// One channel (v6, v7's one-channel configurations).
+template <int R, bool LEAN>
+__device__ __forceinline__ void warp_chunk_scan(const float (&dtv)[R], const float (&duv)[R],
+                                                const float* Bs, const float* Cs,
+                                                const float (&A2)[4], float (&h)[4], int s, int g,
+                                                float (&yv)[R]) {
+  constexpr int kMode = LEAN ? kScanSelect : kScanPredicated;
+  warp_chunk_scan_nc<R, kMode, 1>(reinterpret_cast<const float(&)[1][R]>(dtv),
+                                  reinterpret_cast<const float(&)[1][R]>(duv), Bs, Cs,
+                                  reinterpret_cast<const float(&)[1][4]>(A2),
+                                  reinterpret_cast<float(&)[1][4]>(h), s, g,
+                                  reinterpret_cast<float(&)[1][R]>(yv));
 }
 
 // The sums of warp_chunk_scan's yv over the 4 state-group lanes of a slice, reduce-scattered:

@@ -22,13 +22,18 @@
 //            j % CB once it has finished chunk j + 1, so the duty rotates and rarely waits. (A
 //            first version gave it all to warp 0: that warp then paced the block, 126 µs at
 //            1536 × 4K against v6's 106.6, the others stalled on full[] a third of the time.)
+//            Option PROD: one extra warp does every chunk's duty and computes nothing (not yet
+//            measured).
 //   prep:    each warp prepares its own channel: lane i takes tokens i and i + 32 (column reads,
 //            4-way conflicts at CB 4 / 12 and swizzled 8 / 16 — the wavefronts of a 16-byte row
 //            read), Δ = softplus(delta + bias), Δ·u into a warp-private transposed buffer
 //            (conflict-free), u and SiLU(z) kept in registers for the gate; no block-wide phase.
 //   scan:    v6's: lane = 4·slice + state group, a = exp2(Δ·A·log2e) and Δ·B·u kept in registers,
 //            the slice maps scanned with shuffles, the rerun from the true start, y
-//            reduce-scattered over the 4 group lanes (lane i ends with tokens 2i, 2i+1).
+//            reduce-scattered over the 4 group lanes (lane i ends with tokens 2i, 2i+1). The
+//            default configurations scan with kScanZeroDone (no selects per shuffle level,
+//            selective_scan_common.cuh). Option NC = 2: a warp scans two channels, each B and C
+//            read shared by both (measured slower: half the warps).
 //   gate:    two shuffles a token bring y to the lane holding u and SiLU(z) of that token;
 //            (y + D·u)·SiLU(z) is written to a y buffer ([T][CB], NY deep, the store's swizzle)
 //            and, once every warp has (mbarrier ydone), the duty warp stores the box with one TMA
@@ -72,13 +77,14 @@ struct V7Maps {
   int use3d;           // whether B3 / C3 were encoded
 };
 
-template <int CB, int NS, int NY>
+template <int CB, int NC, int NS, int NY>
 struct V7Smem {
-  static_assert((kT * CB * 4) % 128 == 0, "TMA boxes start 128-byte aligned");
+  static constexpr int BW = CB * NC;  // channels per block: the boxes' width
+  static_assert((kT * BW * 4) % 128 == 0, "TMA boxes start 128-byte aligned");
   struct Stage {
-    float delta[kT][CB];
-    float u[kT][CB];
-    float z[kT][CB];
+    float delta[kT][BW];
+    float u[kT][BW];
+    float z[kT][BW];
     // B and C, one of two layouts per chunk, both conflict-free for the 8 slices' 16-byte reads
     // of a token row (odd slices start a 64-byte bank half later): a chunk that ends at least one
     // row before L comes as one 3D box, dense [8 slices][R + 1 rows][16] (slice s at 576·s
@@ -88,9 +94,9 @@ struct V7Smem {
     float C[kSl][kBSL];
   };
   Stage st[NS];
-  float y[NY][kT][CB];  // gated y, the TMA store's box
-  float dt[CB][2][kT];  // per warp: Δ, transposed, double-buffered
-  float du[CB][2][kT];  // per warp: Δ·u
+  float y[NY][kT][BW];  // gated y, the TMA store's box
+  float dt[BW][2][kT];  // per channel: Δ, transposed, double-buffered
+  float du[BW][2][kT];  // per channel: Δ·u
   uint64_t full[NS], empty[NS], ydone[NY], yfree[NY];
 };
 
@@ -153,48 +159,61 @@ __device__ __forceinline__ void fence_proxy_async() {
 }
 #endif
 
-template <int CB, int NS, int NY, int MINB, bool PIPE, bool SWZ>
-__global__ void __launch_bounds__(32 * CB, MINB)
+template <int CB, int NC, int NS, int NY, int MINB, bool PIPE, bool SWZ, int MODE, bool PROD>
+__global__ void __launch_bounds__(32 * (CB + PROD), MINB)
     scan_v7_kernel(const __grid_constant__ V7Maps maps, SelectiveScanParams p, const void* A_log,
                    const void* Dp, const void* dt_bias, float* state) {
 #if DM_V7_DEVICE
-  using SM = V7Smem<CB, NS, NY>;
+  using SM = V7Smem<CB, NC, NS, NY>;
   using Stage = typename SM::Stage;
+  constexpr int BW = SM::BW;
   extern __shared__ unsigned char smem_raw[];
-  static_assert(!SWZ || CB == 8 || CB == 16, "TMA swizzle: 32-byte (CB 8) or 64-byte (CB 16) rows");
+  static_assert(!SWZ || BW == 8 || BW == 16,
+                "TMA swizzle: 32-byte (BW 8) or 64-byte (BW 16) rows");
   constexpr uint32_t kAlign = SWZ ? 1024 : 128;  // swizzled boxes: the pattern repeats in 1 KB
   SM& sm = *reinterpret_cast<SM*>(smem_raw +
                                   ((kAlign - (smem_u32(smem_raw) & (kAlign - 1))) & (kAlign - 1)));
 
   const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
   const int s = lane >> 2, g = lane & 3;  // slice, state group
-  const uint32_t c0 = blockIdx.x * CB, c = c0 + w;
-  const bool cv = c < p.channels;
-  const uint32_t cc = cv ? c : 0;
+  // This warp's NC channels: box columns w·NC + q, channels c0 + w·NC + q.
+  const uint32_t c0 = blockIdx.x * BW;
   const int L = int(p.L);
   const bool has_z = p.has_z;
 
-  float A2[4], h[4];  // A·log2(e); the state carried from chunk to chunk (same in all slices)
+  // Per channel q: A·log2(e); the state carried from chunk to chunk (same in all slices).
+  float A2[NC][4], h[NC][4], bias[NC], Dw[NC];
 #pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    A2[j] = -expf(load_f(A_log, p.A_log_dtype, size_t(cc) * kN + g * 4 + j)) * kLog2e;
-    h[j] = cv ? state[size_t(c) * kN + g * 4 + j] : 0.f;
+  for (int q = 0; q < NC; ++q) {
+    const uint32_t c = c0 + w * NC + q;
+    const bool cv = c < p.channels;
+    const uint32_t cc = cv ? c : 0;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      A2[q][j] = -expf(load_f(A_log, p.A_log_dtype, size_t(cc) * kN + g * 4 + j)) * kLog2e;
+      h[q][j] = cv ? state[size_t(c) * kN + g * 4 + j] : 0.f;
+    }
+    bias[q] = load_f(dt_bias, p.dt_bias_dtype, cc);
+    Dw[q] = load_f(Dp, p.D_dtype, cc);
   }
-  const float bias = load_f(dt_bias, p.dt_bias_dtype, cc);
-  const float Dw = load_f(Dp, p.D_dtype, cc);
 
   const int nch = (L + kT - 1) / kT;
-  // Float offset of (token t, this warp's channel) in a [T][CB] box: with SWZ the TMA swizzles
+  // Float offset of (token t, box column col) in a [T][BW] box: with SWZ the TMA swizzles
   // 16-byte pieces (32-byte mode: piece ^= bit 7 of the byte address; 64-byte mode: pieces ^=
-  // bits 7-8), so a column read hits 8 banks instead of 4 (CB 8) or 2 (CB 16).
-  auto boxoff = [&](int t) {
-    if constexpr (SWZ && CB == 8) return t * 8 + (w ^ (((t >> 2) & 1) << 2));
-    else if constexpr (SWZ && CB == 16) return t * 16 + (w ^ (((t >> 1) & 3) << 2));
-    else return t * CB + w;
+  // bits 7-8), so a column read hits 8 banks instead of 4 (BW 8) or 2 (BW 16).
+  auto boxoff = [&](int t, int col) {
+    if constexpr (SWZ && BW == 8) return t * 8 + (col ^ (((t >> 2) & 1) << 2));
+    else if constexpr (SWZ && BW == 16) return t * 16 + (col ^ (((t >> 1) & 3) << 2));
+    else return t * BW + col;
   };
-  const int offa = boxoff(lane), offb = boxoff(lane + 32);
+  int offa[NC], offb[NC];
+#pragma unroll
+  for (int q = 0; q < NC; ++q) {
+    offa[q] = boxoff(lane, w * NC + q);
+    offb[q] = boxoff(lane + 32, w * NC + q);
+  }
   const uint32_t stage_bytes =
-      uint32_t(kT * CB * 4 * (has_z ? 3 : 2) + 2 * kSl * (kR + 1) * kN * 4);
+      uint32_t(kT * BW * 4 * (has_z ? 3 : 2) + 2 * kSl * (kR + 1) * kN * 4);
   // Load chunk k into its stage: one thread posts the byte count and issues the copies (5, or
   // 19 where B and C come as 2D per-slice boxes).
   auto issue = [&](int k) {
@@ -221,18 +240,21 @@ __global__ void __launch_bounds__(32 * CB, MINB)
   // The block's duty for chunk j, taken in turn by warp j % CB once it has finished chunk j + 1
   // (so it rarely waits): store chunk j's y, tell the warps its buffer is free again, and reload
   // chunk j's stage with chunk j + NS.
-  auto duty = [&](int j) {
-    if (lane == 0) {
-      const int yb = j % NY, si = j % NS;
-      mbar_wait(smem_u32(&sm.ydone[yb]), uint32_t(j / NY) & 1u);
-      tma_store_2d(&maps.y, int(c0), j * kT, smem_u32(&sm.y[yb][0][0]));
-      if (j + NS < nch) {
-        mbar_wait(smem_u32(&sm.empty[si]), uint32_t(j / NS) & 1u);
-        issue(j + NS);
-      }
-      bulk_wait_read0();  // the store has read its buffer
-      mbar_arrive(smem_u32(&sm.yfree[yb]));
+  // PROD: one more warp (w == CB) does every chunk's duty in order and nothing else, so no
+  // compute warp ever stalls on a store or a reload.
+  auto duty_lane0 = [&](int j) {
+    const int yb = j % NY, si = j % NS;
+    mbar_wait(smem_u32(&sm.ydone[yb]), uint32_t(j / NY) & 1u);
+    tma_store_2d(&maps.y, int(c0), j * kT, smem_u32(&sm.y[yb][0][0]));
+    if (j + NS < nch) {
+      mbar_wait(smem_u32(&sm.empty[si]), uint32_t(j / NS) & 1u);
+      issue(j + NS);
     }
+    bulk_wait_read0();  // the store has read its buffer
+    mbar_arrive(smem_u32(&sm.yfree[yb]));
+  };
+  auto duty = [&](int j) {
+    if (lane == 0) duty_lane0(j);
     __syncwarp();
   };
 
@@ -254,98 +276,129 @@ __global__ void __launch_bounds__(32 * CB, MINB)
 #pragma unroll 1
     for (int k = 0; k < NS && k < nch; ++k) issue(k);
   }
+  if (PROD && w == CB) {  // the producer warp: its channels (past the block's) are never used
+    if (lane == 0) {
+#pragma unroll 1
+      for (int j = 0; j < nch; ++j) duty_lane0(j);
+      bulk_wait_all0();  // this thread's stores are complete
+    }
+    return;
+  }
 
-  // Prep of a chunk: lane i takes tokens i and i + 32 of this warp's channel; Δ and Δ·u go to
-  // the warp's transposed buffers, u and SiLU(z) stay in registers for the gate.
+  // Prep of a chunk for channel q: lane i takes tokens i and i + 32; Δ and Δ·u go to the
+  // channel's transposed buffers, u and SiLU(z) stay in registers for the gate.
   struct Gate {
     float ua, ub, za, zb;
   };
-  auto prep = [&](const Stage& b, int rem, float* pt, float* pu) {
-    Gate q;
+  auto prep = [&](const Stage& b, int rem, int q, int pb) {
+    Gate r;
+    float* pt = &sm.dt[w * NC + q][pb][0];
+    float* pu = &sm.du[w * NC + q][pb][0];
     const int ta = lane, tb = lane + 32;
-    const float sa = softplus_fast((&b.delta[0][0])[offa] + bias);
-    const float sb = softplus_fast((&b.delta[0][0])[offb] + bias);
+    const float sa = softplus_fast((&b.delta[0][0])[offa[q]] + bias[q]);
+    const float sb = softplus_fast((&b.delta[0][0])[offb[q]] + bias[q]);
     const float da = ta < rem ? sa : 0.f, db = tb < rem ? sb : 0.f;
-    q.ua = (&b.u[0][0])[offa];
-    q.ub = (&b.u[0][0])[offb];
+    r.ua = (&b.u[0][0])[offa[q]];
+    r.ub = (&b.u[0][0])[offb[q]];
     // Without z the z rows are never loaded: SiLU of whatever is there, then dropped.
-    const float sza = silu_fast((&b.z[0][0])[offa]), szb = silu_fast((&b.z[0][0])[offb]);
-    q.za = has_z ? sza : 1.f;
-    q.zb = has_z ? szb : 1.f;
+    const float sza = silu_fast((&b.z[0][0])[offa[q]]), szb = silu_fast((&b.z[0][0])[offb[q]]);
+    r.za = has_z ? sza : 1.f;
+    r.zb = has_z ? szb : 1.f;
     pt[ta] = da;
     pt[tb] = db;
-    pu[ta] = da * q.ua;
-    pu[tb] = db * q.ub;
-    return q;
+    pu[ta] = da * r.ua;
+    pu[tb] = db * r.ub;
+    return r;
   };
-  // The scan of a chunk (v6's scan_chunk; see selective_scan_v6.cu): y of the slice's R tokens
-  // over this lane's 4 states; h becomes the carry out of the chunk.
+  // The scan of a chunk (v6's scan_chunk; see selective_scan_v6.cu), the NC channels sharing
+  // each B and C read: y of the slice's R tokens over this lane's 4 states; h becomes the carry
+  // out of the chunk.
   const int bo2 = s * kBSL + (s & 1) * kN + g * 4, bo3 = s * (kR + 1) * kN + g * 4;
-  auto scan = [&](const Stage& b, bool f3, const float* pt, const float* pu, float (&yv)[kR]) {
-    float dtv[kR], duv[kR];
-    load_slice(pt, pu, s, dtv, duv);
+  auto scan = [&](const Stage& b, bool f3, int pb, float (&yv)[NC][kR]) {
+    float dtv[NC][kR], duv[NC][kR];
+#pragma unroll
+    for (int q = 0; q < NC; ++q)
+      load_slice(&sm.dt[w * NC + q][pb][0], &sm.du[w * NC + q][pb][0], s, dtv[q], duv[q]);
     const int bo = f3 ? bo3 : bo2;
     const float* Bs = &b.B[0][0] + bo;
     const float* Cs = &b.C[0][0] + bo;
-    warp_chunk_scan<kR, true>(dtv, duv, Bs, Cs, A2, h, s, g, yv);
+    warp_chunk_scan_nc<kR, MODE, NC>(dtv, duv, Bs, Cs, A2, h, s, g, yv);
   };
 
   int si = 0, yb = 0;         // stage, y buffer
   uint32_t sph = 0, yph = 0;  // their use parities
-  Gate cur{};
+  Gate cur[NC] = {};
   if constexpr (PIPE) {  // chunk 0's prep ahead of the loop
     mbar_wait(smem_u32(&sm.full[0]), 0);
-    cur = prep(sm.st[0], L < kT ? L : kT, &sm.dt[w][0][0], &sm.du[w][0][0]);
+#pragma unroll
+    for (int q = 0; q < NC; ++q) cur[q] = prep(sm.st[0], L < kT ? L : kT, q, 0);
   }
 #pragma unroll 1
   for (int k = 0; k < nch; ++k) {
     const Stage& b = sm.st[si];
     const int t0 = k * kT, pb = k & 1;
-    Gate nxt{};
+    Gate nxt[NC] = {};
     if constexpr (PIPE) {
       // Chunk k's Δ (written last iteration) visible; chunk k − 1's reads of the other buffer
       // done. Then chunk k + 1's prep, interleaved by the compiler with chunk k's scan.
       __syncwarp();
       const int sn = si + 1 == NS ? 0 : si + 1;
       if (k + 1 < nch) mbar_wait(smem_u32(&sm.full[sn]), si + 1 == NS ? sph ^ 1u : sph);
-      nxt = prep(sm.st[sn], L - t0 - kT, &sm.dt[w][pb ^ 1][0], &sm.du[w][pb ^ 1][0]);
+#pragma unroll
+      for (int q = 0; q < NC; ++q) nxt[q] = prep(sm.st[sn], L - t0 - kT, q, pb ^ 1);
     } else {
       mbar_wait(smem_u32(&sm.full[si]), sph);
-      cur = prep(b, L - t0, &sm.dt[w][pb][0], &sm.du[w][pb][0]);
+#pragma unroll
+      for (int q = 0; q < NC; ++q) cur[q] = prep(b, L - t0, q, pb);
       __syncwarp();
     }
-    float yv[kR];
-    scan(b, maps.use3d && t0 + kT + 1 <= L, &sm.dt[w][pb][0], &sm.du[w][pb][0], yv);
+    float yv[NC][kR];
+    scan(b, maps.use3d && t0 + kT + 1 <= L, pb, yv);
     // Every read of this stage is done: release it.
     mbar_arrive(smem_u32(&sm.empty[si]));
-    group_reduce_scatter(yv, g);  // lane g: tokens 2g, 2g + 1 of its slice
-    // Token i from lane i / 2, token i + 32 from lane 16 + i / 2 (element i & 1), then the gate.
-    const bool odd = lane & 1;
-    const int src = lane >> 1;
-    float y0 = __shfl_sync(kFull, yv[0], src), y1 = __shfl_sync(kFull, yv[1], src);
-    const float ya = odd ? y1 : y0;
-    y0 = __shfl_sync(kFull, yv[0], src + 16);
-    y1 = __shfl_sync(kFull, yv[1], src + 16);
-    const float yb2 = odd ? y1 : y0;
-    const float oa = fmaf(Dw, cur.ua, ya) * cur.za, ob = fmaf(Dw, cur.ub, yb2) * cur.zb;
+    float oa[NC], ob[NC];  // gated y of tokens lane and lane + 32
+#pragma unroll
+    for (int q = 0; q < NC; ++q) {
+      group_reduce_scatter(yv[q], g);  // lane g: tokens 2g, 2g + 1 of its slice
+      // Token i from lane i / 2, token i + 32 from lane 16 + i / 2 (element i & 1), the gate.
+      const bool odd = lane & 1;
+      const int src = lane >> 1;
+      float y0 = __shfl_sync(kFull, yv[q][0], src), y1 = __shfl_sync(kFull, yv[q][1], src);
+      const float ya = odd ? y1 : y0;
+      y0 = __shfl_sync(kFull, yv[q][0], src + 16);
+      y1 = __shfl_sync(kFull, yv[q][1], src + 16);
+      const float yb2 = odd ? y1 : y0;
+      oa[q] = fmaf(Dw[q], cur[q].ua, ya) * cur[q].za;
+      ob[q] = fmaf(Dw[q], cur[q].ub, yb2) * cur[q].zb;
+    }
 
     if (k >= NY) mbar_wait(smem_u32(&sm.yfree[yb]), yph ^ 1u);  // the store of chunk k − NY
-    (&sm.y[yb][0][0])[offa] = oa;
-    (&sm.y[yb][0][0])[offb] = ob;
+#pragma unroll
+    for (int q = 0; q < NC; ++q) {
+      (&sm.y[yb][0][0])[offa[q]] = oa[q];
+      (&sm.y[yb][0][0])[offb[q]] = ob[q];
+    }
     fence_proxy_async();
     mbar_arrive(smem_u32(&sm.ydone[yb]));
 
-    if (k >= 1 && (k - 1) % CB == w) duty(k - 1);
+    if (!PROD && k >= 1 && (k - 1) % CB == w) duty(k - 1);
 
-    if constexpr (PIPE) cur = nxt;
+    if constexpr (PIPE) {
+#pragma unroll
+      for (int q = 0; q < NC; ++q) cur[q] = nxt[q];
+    }
     if (++yb == NY) yb = 0, yph ^= 1u;
     if (++si == NS) si = 0, sph ^= 1u;
   }
-  if (nch >= 1 && (nch - 1) % CB == w) duty(nch - 1);
+  if (!PROD && nch >= 1 && (nch - 1) % CB == w) duty(nch - 1);
   if (lane == 0) bulk_wait_all0();  // this thread's stores are complete
-  if (cv && s == 0) {
 #pragma unroll
-    for (int j = 0; j < 4; ++j) state[size_t(c) * kN + g * 4 + j] = h[j];
+  for (int q = 0; q < NC; ++q) {
+    const uint32_t c = c0 + w * NC + q;
+    if (c < p.channels && s == 0) {
+#pragma unroll
+      for (int j = 0; j < 4; ++j) state[size_t(c) * kN + g * 4 + j] = h[q][j];
+    }
   }
 #endif
 }
@@ -399,18 +452,20 @@ bool encode3(CUtensorMap* m, const float* base, uint32_t L, uint32_t stride) {
             CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-template <int CB, int NS, int NY, int MINB, bool PIPE, bool SWZ, bool T3D>
+template <int CB, int NC, int NS, int NY, int MINB, bool PIPE, bool SWZ, bool T3D, int MODE,
+          bool PROD>
 cudaError_t launch(const SelectiveScanParams& p, const float* u, const float* delta,
                    const void* A_log, const float* B, const float* C, const void* D,
                    const float* z, const void* dt_bias, float* ssm_state, float* y,
                    cudaStream_t s) {
+  constexpr int BW = CB * NC;  // channels per block
   V7Maps m;
-  bool ok = encode(&m.delta, delta, p.channels, p.L, p.delta_stride, CB, kT, SWZ) &&
-            encode(&m.u, u, p.channels, p.L, p.u_stride, CB, kT, SWZ) &&
+  bool ok = encode(&m.delta, delta, p.channels, p.L, p.delta_stride, BW, kT, SWZ) &&
+            encode(&m.u, u, p.channels, p.L, p.u_stride, BW, kT, SWZ) &&
             encode(&m.B, B, kN, p.L, p.B_stride, kN, kR + 1) &&
             encode(&m.C, C, kN, p.L, p.C_stride, kN, kR + 1) &&
-            encode(&m.y, y, p.channels, p.L, p.y_stride, CB, kT, SWZ);
-  if (ok && p.has_z) ok = encode(&m.z, z, p.channels, p.L, p.z_stride, CB, kT, SWZ);
+            encode(&m.y, y, p.channels, p.L, p.y_stride, BW, kT, SWZ);
+  if (ok && p.has_z) ok = encode(&m.z, z, p.channels, p.L, p.z_stride, BW, kT, SWZ);
   if (!ok) return cudaErrorNotSupported;
   if (!p.has_z) m.z = m.u;  // never read
   // The 3D views of B and C: window sl covers rows sl·R .. sl·R + R; only windows that end
@@ -421,12 +476,13 @@ cudaError_t launch(const SelectiveScanParams& p, const float* u, const float* de
     if (!told) std::fprintf(stderr, "decimamba: v7 scan: no 3D B/C maps, per-slice boxes\n");
     told = true;
   }
-  const size_t smem = sizeof(V7Smem<CB, NS, NY>) + (SWZ ? 1024 : 128);  // + room to align
-  auto kern = scan_v7_kernel<CB, NS, NY, MINB, PIPE, SWZ>;
+  const size_t smem = sizeof(V7Smem<CB, NC, NS, NY>) + (SWZ ? 1024 : 128);  // + room to align
+  auto kern = scan_v7_kernel<CB, NC, NS, NY, MINB, PIPE, SWZ, MODE, PROD>;
   static const cudaError_t attr =
       cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
   if (attr != cudaSuccess) return attr;
-  kern<<<ceil_div(p.channels, CB), 32 * CB, smem, s>>>(m, p, A_log, D, dt_bias, ssm_state);
+  kern<<<ceil_div(p.channels, BW), 32 * (CB + PROD), smem, s>>>(m, p, A_log, D, dt_bias,
+                                                                 ssm_state);
   return cudaGetLastError();
 }
 
@@ -441,19 +497,45 @@ bool scan_v7_applies(const SelectiveScanParams& p, const float* u, const float* 
          (!p.has_z || aligned16(z, p.z_stride));
 }
 
-// Configurations (DM_CUDA_SCAN=v7<letter>): CB channels (= warps) per block, NS stages (chunks
-// loaded ahead), NY y buffers, MINB blocks per SM asked of the register allocator, PIPE (prep of
-// chunk k + 1 before the scan of chunk k, for the compiler to interleave), SWZ (swizzled delta /
-// u / z / y boxes, CB 8 or 16), T3D (B and C as one 3D box a chunk; else 16 2D boxes a chunk).
-// Measured on an H100 80GB HBM3 (2026-11-27, one run, v6 twice in the same run: 106.5 / 406.2 µs
+// Configurations (DM_CUDA_SCAN=v7<letter>): CB warps per block, NC channels per warp (CB·NC per
+// block), NS stages (chunks loaded ahead), NY y buffers, MINB blocks per SM asked of the register
+// allocator, PIPE (prep of chunk k + 1 before the scan of chunk k, for the compiler to
+// interleave), SWZ (swizzled delta / u / z / y boxes, CB·NC 8 or 16), T3D (B and C as one 3D box
+// a chunk; else 16 2D boxes a chunk), MODE (the slice scan's treatment of slices without a
+// partner: kScanSelect, or kScanZeroDone, selective_scan_common.cuh), PROD (a producer warp).
+// Session 1, H100 80GB HBM3 (2026-11-27, one run, v6 twice in the same run: 106.5 / 406.2 µs
 // at d_inner 1536, L 4K / 16K; 292.6 / 1141.7 at 5120), µs at L = 4K / 16K:
-//   a (CB 12, NS 4, 3D)         83.7 / 312.4 at 1536 — the default there; 320.0 / 1231.8 at 5120
+//   a (CB 12, NS 4, 3D)         83.7 / 312.4 at 1536; 320.0 / 1231.8 at 5120
 //   g (CB 12, NS 5) 85.2 / 316.0; i (a without 3D) 87.4 / 324.9; d (a + PIPE) 88.1 / 326.5
 //   c (CB 4, NS 3, 4 blocks/SM) 90.4 / 347.1 at 1536; 365.4 / 1395.8 at 5120
-//   e (CB 8, NS 4, swizzled, 3D, 2 blocks/SM) 255.9 / 990.8 at 5120 — the default there;
+//   e (CB 8, NS 4, swizzled, 3D, 2 blocks/SM) 255.9 / 990.8 at 5120;
 //     103.6 / 391.9 at 1536 (192 blocks on 132 SMs); k (e with NS 5) 256.1 / 990.5;
 //     j (e without 3D) 265.2 / 1022.0; h (e + PIPE) 274.0 / 1057.1; b (e unswizzled: 8-way
 //     column conflicts) 294.5 / 1146.8; f (CB 16, swizzled, 1 block/SM) 294.9 / 1136.9.
+// Session 2, H100 80GB HBM3 (2026-11-27, one run: `tools/gpu/scan_variants_on_gpu.sh`, v6 at its
+// per-width default, a and e in the same run), µs at L = 4K / 16K, d_inner 1536 / 2048 / 3072 /
+// 4096 / 5120 (cuda/README.md has the whole table):
+//   l (a with kScanZeroDone) 82.5 / 307.2 at 1536 — the default below 2048 (a: 83.9 / 312.7);
+//     161.0 / 609.0 at 3072
+//   m (e with kScanZeroDone) 102.2 / 384.3, 160.3 / 611.1, 197.6 / 759.2, 252.5 / 975.2 at 2048,
+//     3072, 4096, 5120 — the default from 2048 on (e: 103.9 / 391.6, 162.8 / 622.6, 201.3 /
+//     774.7, 256.7 / 992.4; v6: 205.8 / 799.5, 208.9 / 808.9, 229.0 / 889.2, 292.9 / 1141.4)
+//   n (CB 6, NC 2, l's scan: two channels per warp share each B / C read, 219 registers, one
+//     block of 6 warps per SM) 108.3 / 413.6 at 1536; o (CB 4, NC 2, swizzled, 2 blocks/SM)
+//     291.0 / 1128.2 at 5120: slower everywhere — half the B / C shared loads, but half the
+//     warps (latency-bound: each warp's two channels interleave less than two warps would).
+//   Measured and dropped: NC 2 with CB 8 (one block per SM) 322.4 / 1250.9 at 5120; NC 2 with
+//     kScanSelect 111.5 / 427.8 at 1536, 300.6 / 1166.9 at 5120; ydone arrived one chunk late
+//     (so the proxy fence finds the y stores complete) 96.9 / 366.6 at 1536 (l: 83.5 / 309.6 in
+//     that run), 291.7 / 1223.4 at 5120 (m: 260.8 / 1006.9): the duty then waits for the slowest
+//     warp's next scan; the carry and the previous slice's end from one rotating shuffle (4
+//     shuffles a chunk fewer): m 260.8 / 1006.9 against e's 257.1 / 993.1 in the same run (at
+//     m's 128-register cap the compiler re-derives the lane index), l unchanged.
+//   u / v / w (l; m; m with one block per SM — each with PROD: a 13th / 9th warp does every
+//     chunk's duty, the compute warps never branch on lane 0, which also removes the compiler's
+//     warp-divergence checks (BRA.DIV) before their shuffles: u's compute loop is 442
+//     instructions a chunk against l's ~485 plus its share of the duty; ptxas: 122 / 96 / 124
+//     registers, no spills): compiled, NOT yet run on a GPU — unmeasured and untested.
 // One block of 12 warps per SM fits 1536 channels in one wave (128 blocks); at 5120, CB 12 / 16
 // (one block per SM) give 3.23 / 2.42 blocks per SM, so the last wave runs a quarter / half full,
 // while CB 8 with two blocks per SM comes in finer pieces.
@@ -461,23 +543,31 @@ cudaError_t launch_scan_v7(char cfg, const SelectiveScanParams& p, const float* 
                            const float* delta, const void* A_log, const float* B, const float* C,
                            const void* D, const float* z, const void* dt_bias, float* ssm_state,
                            float* y, cudaStream_t s) {
-  if (cfg == 0) cfg = p.channels >= 4096 ? 'e' : 'a';
-#define DM_V7(n, cb, ns, ny, mb, pipe, swz, t3d)                                               \
+  if (cfg == 0) cfg = p.channels >= 2048 ? 'm' : 'l';  // as v7_default (selective_scan.cu)
+#define DM_V7(n, cb, nc, ns, ny, mb, pipe, swz, t3d, mode, prod)                               \
   case n:                                                                                      \
-    return launch<cb, ns, ny, mb, pipe, swz, t3d>(p, u, delta, A_log, B, C, D, z, dt_bias,      \
-                                                  ssm_state, y, s);
+    return launch<cb, nc, ns, ny, mb, pipe, swz, t3d, mode, prod>(p, u, delta, A_log, B, C, D, \
+                                                                  z, dt_bias, ssm_state, y, s);
+  constexpr int kSel = kScanSelect, kZero = kScanZeroDone;
   switch (cfg) {
-    DM_V7('a', 12, 4, 4, 1, false, false, true)
-    DM_V7('b', 8, 4, 4, 2, false, false, true)
-    DM_V7('c', 4, 3, 3, 4, false, false, true)
-    DM_V7('d', 12, 4, 4, 1, true, false, true)
-    DM_V7('e', 8, 4, 4, 2, false, true, true)
-    DM_V7('f', 16, 4, 4, 1, false, true, true)
-    DM_V7('g', 12, 5, 5, 1, false, false, true)
-    DM_V7('h', 8, 4, 4, 2, true, true, true)
-    DM_V7('i', 12, 4, 4, 1, false, false, false)
-    DM_V7('j', 8, 4, 4, 2, false, true, false)
-    DM_V7('k', 8, 5, 5, 2, false, true, true)
+    DM_V7('a', 12, 1, 4, 4, 1, false, false, true, kSel, false)
+    DM_V7('b', 8, 1, 4, 4, 2, false, false, true, kSel, false)
+    DM_V7('c', 4, 1, 3, 3, 4, false, false, true, kSel, false)
+    DM_V7('d', 12, 1, 4, 4, 1, true, false, true, kSel, false)
+    DM_V7('e', 8, 1, 4, 4, 2, false, true, true, kSel, false)
+    DM_V7('f', 16, 1, 4, 4, 1, false, true, true, kSel, false)
+    DM_V7('g', 12, 1, 5, 5, 1, false, false, true, kSel, false)
+    DM_V7('h', 8, 1, 4, 4, 2, true, true, true, kSel, false)
+    DM_V7('i', 12, 1, 4, 4, 1, false, false, false, kSel, false)
+    DM_V7('j', 8, 1, 4, 4, 2, false, true, false, kSel, false)
+    DM_V7('k', 8, 1, 5, 5, 2, false, true, true, kSel, false)
+    DM_V7('l', 12, 1, 4, 4, 1, false, false, true, kZero, false)
+    DM_V7('m', 8, 1, 4, 4, 2, false, true, true, kZero, false)
+    DM_V7('n', 6, 2, 4, 4, 1, false, false, true, kZero, false)
+    DM_V7('o', 4, 2, 4, 4, 2, false, true, true, kZero, false)
+    DM_V7('u', 12, 1, 4, 4, 1, false, false, true, kZero, true)
+    DM_V7('v', 8, 1, 4, 4, 2, false, true, true, kZero, true)
+    DM_V7('w', 8, 1, 4, 4, 1, false, true, true, kZero, true)
     default: return cudaErrorInvalidValue;
   }
 #undef DM_V7
