@@ -1,4 +1,5 @@
-// The decode fusions of Backend (rms_norm_gemm, rms_norm_gemm_conv_step, dt_proj_scan_step) on
+// The decode fusions of Backend (rms_norm_gemm, rms_norm_gemm_conv_step, dt_proj_scan_step,
+// mamba_block_step: the whole block, CUDA's one-kernel path forced on and off) on
 // every backend, CPU included, against their default composition (Backend::…, the single-kernel
 // methods in order) on the CPU backend: the same random inputs (never zeros), real widths
 // (d_model 768 / 2560, d_inner 1536 / 5120, the 50280-row LM head) and odd ones, aligned and
@@ -225,6 +226,99 @@ TEST(FusedStep, DtProjScanStep) {
     }
 }
 
+struct BlockCase {
+  int64_t D, E, R, N;  // d_model, d_inner, dt_rank, d_state (d_conv 4)
+  DType w_dtype;       // every weight
+  bool has_x, biases;  // biases: in_proj and out_proj (conv bias always)
+  bool alias;          // hidden written into x's buffer, as Executor::enqueue_step calls it
+  int64_t lead;
+};
+
+// mamba_block_step against its composition; CUDA with the one-kernel path forced on
+// (DM_CUDA_DECODE_BLOCK=1; shapes it does not take run the composition) and off.
+TEST(FusedStep, MambaBlockStep) {
+  const std::vector<BlockCase> cases = {
+      {768, 1536, 48, 16, DType::F16, true, false, true, 0},     // 130m, the executor's call
+      {768, 1536, 48, 16, DType::F16, false, false, false, 0},   // 130m layer 0: no x
+      {2560, 5120, 160, 16, DType::F16, true, false, true, 0},   // 2.8b: streamed weights, scan rounds
+      {2560, 5120, 160, 16, DType::BF16, true, true, false, 0},  // 2.8b BF16, biases
+      {1024, 2048, 64, 16, DType::F32, true, true, true, 0},     // F32 weights, biases
+      {264, 520, 20, 16, DType::F16, true, true, true, 0},       // odd widths (multiples of 8)
+      {264, 520, 20, 16, DType::BF16, true, false, false, 3},    // unaligned: the composition
+      {100, 200, 7, 8, DType::F32, true, true, false, 1},        // d_state 8, K % 8: composition
+  };
+  for (const std::string& entry : backends_under_test()) {
+    const BackendEntry be(entry);
+    const std::vector<const char*> settings =
+        be.name() == "cuda" ? std::vector<const char*>{"1", "0"} : std::vector<const char*>{nullptr};
+    for (const char* block : settings)
+      for (size_t i = 0; i < cases.size(); ++i) {
+        const BlockCase& b = cases[i];
+        if (small_only() && b.D > 1024) continue;
+        if (block) setenv("DM_CUDA_DECODE_BLOCK", block, 1);
+        const int64_t D = b.D, E = b.E, R = b.R, N = b.N, d = 4, W = R + 2 * N;
+        std::ostringstream desc;
+        desc << be.label() << "mamba_block_step" << (block ? std::string(" block=") + block : "")
+             << " D=" << D << " E=" << E << " R=" << R << " N=" << N << " w=" << dt(b.w_dtype)
+             << " x=" << b.has_x << " biases=" << b.biases << " alias=" << b.alias
+             << " lead=" << b.lead;
+        Case c(be.name(), desc.str(), 5000 + uint32_t(i));
+        c.set_lead(b.lead);
+        const DType wt = b.w_dtype;
+        Arg* x = b.has_x ? &c.add("x", b.alias ? Role::InOut : Role::In, DType::F32, 1, D, D,
+                                  c.nonzero(0.1f, 2.f))
+                         : nullptr;
+        Arg& res = c.add("residual", b.has_x ? Role::InOut : Role::In, DType::F32, 1, D, D,
+                         c.nonzero(0.1f, 2.f));
+        Arg& nw = c.add("norm_weight", Role::In, wt, 1, D, D, c.nonzero(0.5f, 1.5f));
+        Arg& normed = c.add("normed", Role::Out, DType::F32, 1, D, D, nullptr);
+        const float s_in = 1.7f / std::sqrt(float(D)), s_x = 1.f / std::sqrt(float(E)),
+                    s_dt = 1.f / std::sqrt(float(R));
+        Arg& in_w = c.add("in_proj", Role::In, wt, 2 * E, D, D, c.nonzero(0.1f * s_in, s_in));
+        Arg* in_b = b.biases ? &c.add("in_proj_bias", Role::In, wt, 1, 2 * E, 2 * E, c.nonzero(0.1f, 1.f)) : nullptr;
+        Arg& xz = c.add("xz", Role::Out, DType::F32, 1, 2 * E, 2 * E, nullptr);
+        Arg& cw = c.add("conv_weight", Role::In, wt, E, d, d, c.nonzero(0.1f, 0.6f));
+        Arg& cb = c.add("conv_bias", Role::In, wt, 1, E, E, c.nonzero(0.1f, 0.5f));
+        Arg& cs = c.add("conv_state", Role::InOut, DType::F32, E, d, d, c.nonzero(0.1f, 1.f));
+        Arg& xc = c.add("xc", Role::Out, DType::F32, 1, E, E, nullptr);
+        Arg& xp = c.add("x_proj", Role::In, wt, W, E, E, c.nonzero(0.1f * s_x, s_x));
+        Arg& x_dbl = c.add("x_dbl", Role::Out, DType::F32, 1, W, W, nullptr);
+        Arg& dtw = c.add("dt_proj", Role::In, wt, E, R, R, c.nonzero(0.1f * s_dt, s_dt));
+        Arg& delta = c.add("dt", Role::Out, DType::F32, 1, E, E, nullptr);
+        Arg& al = c.add("A_log", Role::In, wt, E, N, N, c.uniform(0.f, 2.77f));
+        Arg& Dv = c.add("D", Role::In, wt, 1, E, E, c.nonzero(0.5f, 1.5f));
+        Arg& db = c.add("dt_bias", Role::In, wt, 1, E, E, c.uniform(-4.5f, -2.f));
+        Arg& st = c.add("ssm_state", Role::InOut, DType::F32, E, N, N, c.nonzero(0.01f, 1.f));
+        Arg& y = c.add("y", Role::Out, DType::F32, 1, E, E, nullptr);
+        Arg& out_w = c.add("out_proj", Role::In, wt, D, E, E, c.nonzero(0.1f * s_x, s_x));
+        Arg* out_b = b.biases ? &c.add("out_proj_bias", Role::In, wt, 1, D, D, c.nonzero(0.1f, 1.f)) : nullptr;
+        Arg& hidden = b.alias ? *x : c.add("hidden", Role::Out, DType::F32, 1, D, D, nullptr);
+        for (int rep = 0; rep < 2; ++rep) {
+          for (const bool cpu : {true, false}) {
+            auto t = [cpu](const Arg& arg) { return cpu ? arg.cpu() : arg.dev(); };
+            const Tensor xt = x ? t(*x) : Tensor{}, cbt = t(cb);
+            const Tensor in_bt = in_b ? t(*in_b) : Tensor{}, out_bt = out_b ? t(*out_b) : Tensor{};
+            MambaBlockStepArgs a;
+            a.x = x ? &xt : nullptr;
+            a.residual = t(res), a.norm_weight = t(nw), a.eps = 1e-5f, a.normed = t(normed);
+            a.in_proj = t(in_w), a.in_proj_bias = in_b ? &in_bt : nullptr, a.xz = t(xz);
+            a.conv_weight = t(cw), a.conv_bias = &cbt, a.conv_state = t(cs), a.xc = t(xc);
+            a.x_proj = t(xp), a.x_dbl = t(x_dbl), a.dt_proj = t(dtw), a.dt = t(delta);
+            a.A_log = t(al), a.D = t(Dv), a.dt_bias = t(db), a.ssm_state = t(st), a.y = t(y);
+            a.out_proj = t(out_w), a.out_proj_bias = out_b ? &out_bt : nullptr;
+            a.hidden = t(hidden);
+            if (cpu)
+              c.cpu().Backend::mamba_block_step(a);
+            else
+              c.dev().mamba_block_step(a);
+          }
+        }
+        c.check(kTol);
+        if (block) unsetenv("DM_CUDA_DECODE_BLOCK");
+      }
+  }
+}
+
 // Bad calls fail in the shared checks, the same way on every backend.
 TEST(FusedStep, BadShapesThrow) {
   for (const std::string& entry : backends_under_test()) {
@@ -248,6 +342,14 @@ TEST(FusedStep, BadShapesThrow) {
                                       t(1, 16), t(1, 8), nullptr, t(1, 8), t(8, 16), t(1, 8)),
                  Error)
         << name;
+    // x_dbl narrower than R + 2N: fails before anything is enqueued.
+    MambaBlockStepArgs m;
+    m.residual = t(1, 8), m.norm_weight = t(1, 8), m.normed = t(1, 8), m.in_proj = t(32, 8);
+    m.xz = t(1, 32), m.conv_weight = t(16, 4), m.conv_state = t(16, 4), m.xc = t(1, 16);
+    m.x_proj = t(35, 16), m.x_dbl = t(1, 35), m.dt_proj = t(16, 4), m.dt = t(1, 16);
+    m.A_log = t(16, 16), m.D = t(1, 16), m.dt_bias = t(1, 16), m.ssm_state = t(16, 16);
+    m.y = t(1, 16), m.out_proj = t(8, 16), m.hidden = t(1, 8);
+    EXPECT_THROW(be.mamba_block_step(m), Error) << name;
   }
 }
 

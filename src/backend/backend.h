@@ -25,6 +25,46 @@ class Recording {
   virtual bool valid() const = 0;
 };
 
+// What Backend::mamba_block_step takes: one layer's weights, its recurrent state and the step's
+// activations, rows = 1 (batch 1). D = d_model, E = d_inner, R = dt_rank, N = d_state.
+struct MambaBlockStepArgs {
+  const Tensor* x = nullptr;  // (1, D) the previous block's output, added into residual; null at layer 0
+  Tensor residual;            // (1, D) read; residual += x when x is set
+  Tensor norm_weight;         // (1, D)
+  float eps = 1e-5f;
+  Tensor normed;              // (1, D) out: residual / rms(residual) · norm_weight
+  Tensor in_proj;             // (2E, D)
+  const Tensor* in_proj_bias = nullptr;  // (1, 2E)
+  Tensor xz;                  // (1, 2E) out: x | z
+  Tensor conv_weight;         // (E, d_conv)
+  const Tensor* conv_bias = nullptr;  // (1, E)
+  Tensor conv_state;          // (E, d_conv) read, then advanced by one token
+  Tensor xc;                  // (1, E) out: SiLU(conv step of x), the scan input u
+  Tensor x_proj;              // (R + 2N, E)
+  Tensor x_dbl;               // (1, R + 2N) out: dt_low | B | C
+  Tensor dt_proj;             // (E, R)
+  Tensor dt;                  // (1, E) out: dt_low · dt_projᵀ (before bias and softplus)
+  Tensor A_log;               // (E, N)
+  Tensor D;                   // (1, E)
+  Tensor dt_bias;             // (1, E)
+  Tensor ssm_state;           // (E, N) read, then advanced by one token
+  Tensor y;                   // (1, E) out: gated scan output
+  Tensor out_proj;            // (D, E)
+  const Tensor* out_proj_bias = nullptr;  // (1, D)
+  Tensor hidden;              // (1, D) out: the block's output (may share x's buffer)
+};
+
+// The params of mamba_block_step's four calls, each made and checked by its own make_*_params
+// (front: rms_norm_gemm_conv_step; x_proj: gemm; scan: dt_proj_scan_step; out: gemm), after
+// checking the links between them (xz is 2E wide, x_dbl R + 2N). Defined in backend.cpp.
+struct MambaBlockStepParams {
+  RmsNormGemmParams front;
+  GemmParams x_proj;
+  DtProjScanStepParams scan;
+  GemmParams out;
+};
+MambaBlockStepParams make_mamba_block_step_params(const MambaBlockStepArgs& a);
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -105,6 +145,13 @@ class Backend {
                                  const Tensor& B, const Tensor& C, const Tensor& D,
                                  const Tensor* z, const Tensor& dt_bias, const Tensor& ssm_state,
                                  const Tensor& y);
+  // One Mamba block of a decode step: rms_norm_gemm_conv_step (a.x, residual, norm, in_proj →
+  // xz, conv step → xc), gemm x_proj (xc → x_dbl), dt_proj_scan_step (x_dbl's dt_low | B | C,
+  // u = xc, z = xz's last E columns → dt, y, ssm_state), gemm out_proj (y → hidden), in that
+  // order: the four calls Executor::enqueue_step made per layer. Every output and intermediate
+  // of MambaBlockStepArgs is written as those calls write it (a backend may run it as one
+  // kernel). hidden may be x's own buffer (the executor's case): x is consumed first.
+  virtual void mamba_block_step(const MambaBlockStepArgs& a);
 
   // Capture and replay (decode as one unit). record() calls `enqueue` once and records the work
   // it enqueues without running it; replay() enqueues that work again, in order with everything

@@ -255,27 +255,40 @@ Executor::StepTensors Executor::step_tensors() {
 }
 
 // The kernels of one step: token id from t.ids (device), logits to t.logits. No host transfer,
-// so it can be recorded. Four fused calls per layer (backend.h, "Decode fusions"); a backend
-// without fused kernels runs them as the seven single kernels they compose.
+// so it can be recorded. One Backend call per layer (mamba_block_step: the four decode fusions
+// of backend.h in order, or one kernel where the backend has it), then the LM head.
 void Executor::enqueue_step(const StepTensors& t, SequenceState& state) {
   const ModelConfig& c = config_;
-  const int64_t E = c.d_inner, N = c.d_state, R = c.dt_rank;
   Backend& be = backend_;
   be.gather_rows(w_->embedding, t.ids, t.residual);  // (1, D) the token's embedding
   for (int l = 0; l < c.n_layer; ++l) {
     const DeviceWeights::Layer& w = w_->layers[size_t(l)];
-    // residual += hidden (not at layer 0); normed (1, D); xz (1, 2E) = x | z;
-    // xc (1, E) = SiLU(conv step of x), the conv state advanced by one token.
-    be.rms_norm_gemm_conv_step(l == 0 ? nullptr : &t.hidden, t.residual, w.norm, c.norm_eps,
-                               t.normed, w.in_proj, opt(w.in_proj_bias), t.xz, w.conv_w,
-                               opt(w.conv_b), state.conv(l), t.xc);
-    const Tensor z = t.xz.col_slice(E, E);     // (1, E) gate
-    be.gemm(t.xc, w.x_proj, nullptr, t.x_dbl);  // (1, R + 2N) dt_low | B | C
-    // dt (1, E) = dt_low · dt_projᵀ; y (1, E) = gated scan output, the SSM state advanced.
-    be.dt_proj_scan_step(t.x_dbl.col_slice(0, R), w.dt_proj, t.dt, t.xc, w.A_log,
-                         t.x_dbl.col_slice(R, N), t.x_dbl.col_slice(R + N, N), w.D, &z,
-                         w.dt_bias, state.ssm(l), t.y);
-    be.gemm(t.y, w.out_proj, opt(w.out_proj_bias), t.hidden);  // (1, D) mixer output
+    MambaBlockStepArgs a;
+    a.x = l == 0 ? nullptr : &t.hidden;  // residual += hidden (not at layer 0)
+    a.residual = t.residual;              // (1, D)
+    a.norm_weight = w.norm;
+    a.eps = c.norm_eps;
+    a.normed = t.normed;                  // (1, D)
+    a.in_proj = w.in_proj;
+    a.in_proj_bias = opt(w.in_proj_bias);
+    a.xz = t.xz;                          // (1, 2E) x | z
+    a.conv_weight = w.conv_w;
+    a.conv_bias = opt(w.conv_b);
+    a.conv_state = state.conv(l);         // advanced by one token
+    a.xc = t.xc;                          // (1, E) SiLU(conv step of x)
+    a.x_proj = w.x_proj;
+    a.x_dbl = t.x_dbl;                    // (1, R + 2N) dt_low | B | C
+    a.dt_proj = w.dt_proj;
+    a.dt = t.dt;                          // (1, E) Δ before bias and softplus
+    a.A_log = w.A_log;
+    a.D = w.D;
+    a.dt_bias = w.dt_bias;
+    a.ssm_state = state.ssm(l);           // advanced by one token
+    a.y = t.y;                            // (1, E) gated scan output
+    a.out_proj = w.out_proj;
+    a.out_proj_bias = opt(w.out_proj_bias);
+    a.hidden = t.hidden;                  // (1, D) mixer output, the next layer's x
+    be.mamba_block_step(a);
   }
   // residual += hidden; normed = norm_f(residual); logits (1, V) = normed · lm_headᵀ.
   be.rms_norm_gemm(&t.hidden, t.residual, w_->norm_f, c.norm_eps, t.normed, w_->lm_head, nullptr,

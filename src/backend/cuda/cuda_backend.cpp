@@ -146,6 +146,8 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_workspace_, kCublasWorkspace));
   CUDA_CHECK(cudaMalloc(&step_counter_, sizeof(unsigned)));
   CUDA_CHECK(cudaMemset(step_counter_, 0, sizeof(unsigned)));
+  CUDA_CHECK(cudaMalloc(&block_barrier_, cuda::kBlockBarrierWords * sizeof(unsigned)));
+  CUDA_CHECK(cudaMemset(block_barrier_, 0, cuda::kBlockBarrierWords * sizeof(unsigned)));
   CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&err_host_), sizeof(cuda::DeviceErrorInfo),
                            cudaHostAllocMapped));
   std::memset(err_host_, 0, sizeof(*err_host_));
@@ -171,6 +173,7 @@ CudaBackend::~CudaBackend() {
   if (scratch_) cudaFree(scratch_);
   if (scan_scratch_) cudaFree(scan_scratch_);
   if (step_counter_) cudaFree(step_counter_);
+  if (block_barrier_) cudaFree(block_barrier_);
   if (cublas_) cublasDestroy(cublas_);
   if (cublas_workspace_) cudaFree(cublas_workspace_);
   if (err_host_) cudaFreeHost(err_host_);
@@ -520,6 +523,47 @@ void CudaBackend::dt_proj_scan_step(const Tensor& dt_low, const Tensor& dt_proj,
                                     dptr<const void>(dt_bias, k), dptr(ssm_state, k), dptr(y, k),
                                     stream_),
                k);
+}
+
+namespace {
+// DM_CUDA_DECODE_BLOCK (read at each call): 1 runs mamba_block_step as one kernel
+// (cuda/mamba_block_step.cu) wherever it supports the shapes; unset or 0 runs Backend's
+// composition (the decode fusions above, four kernels per layer). Opt-in because it measured
+// slower: graph device time per token, the executor's step (bench_cuda decode-settings), one
+// kernel against four: 130m 490 against 347 µs (H100), 569 against 326 (H200); 2.8b 6622
+// against 2451 (H200). The kernel changed after those runs (smaller code, fewer dependent
+// loads) and was not timed again: see the file comment of cuda/mamba_block_step.cu.
+bool decode_block_wanted() {
+  const char* e = std::getenv("DM_CUDA_DECODE_BLOCK");
+  return e && std::string(e) == "1";
+}
+}  // namespace
+
+void CudaBackend::mamba_block_step(const MambaBlockStepArgs& a) {
+  if (!fused_step_enabled() || !decode_block_wanted()) {
+    Backend::mamba_block_step(a);
+    return;
+  }
+  const MambaBlockStepParams p = make_mamba_block_step_params(a);
+  const char* k = "mamba_block_step";
+  const cuda::MambaBlockStepPtrs ptrs{
+      dptr(a.x, k),           dptr(a.residual, k),
+      dptr<const void>(a.norm_weight, k), dptr(a.normed, k),
+      dptr<const void>(a.in_proj, k),     dptr<const void>(a.in_proj_bias, k),
+      dptr(a.xz, k),          dptr<const void>(a.conv_weight, k),
+      dptr<const void>(a.conv_bias, k),   dptr(a.conv_state, k),
+      dptr(a.xc, k),          dptr<const void>(a.x_proj, k),
+      dptr(a.x_dbl, k),       dptr<const void>(a.dt_proj, k),
+      dptr(a.dt, k),          dptr<const void>(a.A_log, k),
+      dptr<const void>(a.D, k),           dptr<const void>(a.dt_bias, k),
+      dptr(a.ssm_state, k),   dptr(a.y, k),
+      dptr<const void>(a.out_proj, k),    dptr<const void>(a.out_proj_bias, k),
+      dptr(a.hidden, k)};
+  if (!cuda::mamba_block_step_supported(p, ptrs)) {
+    Backend::mamba_block_step(a);
+    return;
+  }
+  check_launch(cuda::launch_mamba_block_step(p, ptrs, block_barrier_, stream_), k);
 }
 
 // ---------------------------------------------------------------------------------------------

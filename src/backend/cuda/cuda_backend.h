@@ -70,6 +70,10 @@ class CudaBackend : public Backend {
                          const Tensor& u, const Tensor& A_log, const Tensor& B, const Tensor& C,
                          const Tensor& D, const Tensor* z, const Tensor& dt_bias,
                          const Tensor& ssm_state, const Tensor& y) override;
+  // One kernel per Mamba block (cuda/mamba_block_step.cu) where supported and chosen
+  // (DM_CUDA_DECODE_BLOCK, read at each call; see cuda_backend.cpp); else Backend's composition
+  // of the three methods above and gemm.
+  void mamba_block_step(const MambaBlockStepArgs& a) override;
 
   // Decode as a CUDA graph: stream capture of `enqueue`, instantiated once, launched by replay().
   std::unique_ptr<Recording> record(const std::function<void()>& enqueue) override;
@@ -99,6 +103,7 @@ class CudaBackend : public Backend {
   void* scan_scratch_ = nullptr;  // selective_scan's look-back flags and chunk states
   size_t scan_scratch_bytes_ = 0;
   unsigned* step_counter_ = nullptr;  // rms_norm_gemm's last-block counter (one word, kept 0)
+  unsigned* block_barrier_ = nullptr;  // mamba_block_step's grid barrier words (kernels.h)
   cuda::DeviceErrorInfo* err_host_ = nullptr;  // mapped pinned memory
   cuda::DeviceErrorInfo* err_dev_ = nullptr;
   bool capturing_ = false;

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "backend/backend.h"  // MambaBlockStepParams
 #include "backend/params.h"
 
 namespace dm::cuda {
@@ -86,5 +87,34 @@ cudaError_t launch_dt_scan(const DtProjScanStepParams& p, const float* dt_low, c
                            float* delta, const float* u, const void* A_log, const float* B,
                            const float* C, const void* D, const float* z, const void* dt_bias,
                            float* ssm_state, float* y, cudaStream_t s);
+
+// mamba_block_step (cuda/mamba_block_step.cu): a whole Mamba block of a decode step, one row,
+// as one kernel with grid-wide barriers, launched with PDL. `barrier`: kBlockBarrierWords device
+// words that start at zero, that only these launches use (the stream serialises them) and that
+// each leaves fit for the next (never reset). Supported: mamba_block_step_supported (batch 1, d_state 16,
+// d_conv 4, d_model ≤ 4096, d_inner ≤ 8192, one weight dtype for the four matrices, K % 8 == 0
+// and 16-byte aligned weight rows).
+constexpr uint32_t kBlockBarrierWords = 1026;  // a counter, an epoch, a flag per block (≤ 1024)
+struct MambaBlockStepPtrs {
+  const float* x;  // null at layer 0
+  float* residual;
+  const void* norm_w;
+  float* normed;
+  const void *in_proj, *in_bias;  // in_bias: null when absent
+  float* xz;
+  const void *conv_w, *conv_b;
+  float *conv_state, *xc;
+  const void* x_proj;
+  float* x_dbl;
+  const void* dt_proj;
+  float* dt;
+  const void *A_log, *D, *dt_bias;
+  float *ssm_state, *y;
+  const void *out_proj, *out_bias;
+  float* hidden;
+};
+bool mamba_block_step_supported(const MambaBlockStepParams& p, const MambaBlockStepPtrs& a);
+cudaError_t launch_mamba_block_step(const MambaBlockStepParams& p, const MambaBlockStepPtrs& a,
+                                    unsigned* barrier, cudaStream_t s);
 
 }  // namespace dm::cuda
