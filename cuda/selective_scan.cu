@@ -570,15 +570,10 @@ cudaError_t launch_v2(const SelectiveScanParams& p, const float* u, const float*
 // not measured; below 1536 (130m: 768) v6 would have under 6 warps per SM, so v2 stays there.
 char v6_default(uint32_t channels) { return channels < 1536 ? 0 : channels < 4096 ? 'g' : 'j'; }
 
-// The v7 configuration (selective_scan_v7.cu) that runs by default for this width, 0 for none
-// (v6 or v2 then): v7l (12 warps a block, one block per SM) below 2048, v7m (8 warps, 2 blocks
-// per SM) from 2048 on. Measured on an H100 80GB HBM3 in one run with v6 (cuda/README.md), µs
-// at L = 4K / 16K: d_inner 1536 (130m) v7l 82.5 / 307.2 (v6g 106.8 / 406.5, v7m 101.7 / 386.0);
-// 2048 (370m) v7m 102.2 / 384.3 (v6g 205.8 / 799.5, v7l 159.8 / 609.6); 3072 (790m) v7m
-// 160.3 / 611.1, v7l 161.0 / 609.0 (v6g 208.9 / 808.9); 4096 (1.4b) v7m 197.6 / 759.2 (v6j
-// 229.0 / 889.2); 5120 (2.8b) v7m 252.5 / 975.2 (v6j 292.9 / 1141.4). Above 5120 (no published
-// model) v7m is assumed.
-char v7_default(uint32_t channels) { return channels < 1536 ? 0 : channels < 2048 ? 'l' : 'm'; }
+// The v7 configuration that runs by default for this width: scan_v7_default
+// (selective_scan_v7.cu, with its measurements), from 1536 channels on; 0 below (v2 runs there:
+// too few warps per SM for one channel per warp).
+char v7_default(uint32_t channels) { return channels < 1536 ? 0 : scan_v7_default(channels); }
 
 // DM_CUDA_SCAN picks a kernel for measurements: v1 (the chunked block scan), v2 (v2 at its
 // per-width shape), s<SPL>w<W>[x<S>] (v2 with SPL states per lane, W warps per block, S

@@ -535,15 +535,31 @@ bool scan_v7_applies(const SelectiveScanParams& p, const float* u, const float* 
 //     chunk's duty, the compute warps never branch on lane 0, which also removes the compiler's
 //     warp-divergence checks (BRA.DIV) before their shuffles: u's compute loop is 442
 //     instructions a chunk against l's ~485 plus its share of the duty; ptxas: 122 / 96 / 124
-//     registers, no spills): compiled, NOT yet run on a GPU — unmeasured and untested.
+//     registers, no spills). Session 5, H100 80GB HBM3 (device call 11, one run, l and m in
+//     the same run), µs at L = 4K / 16K for d_inner 1536 / 2048 / 3072 / 4096 / 5120:
+//       u 77.4 / 287.6, 148.0 / 564.7, 149.8 / 566.4, 220.4 / 845.3, 290.8 / 1122.4
+//       v 105.6 / 403.3, 105.7 / 402.0, 164.2 / 640.1, 202.8 / 789.6, 258.1 / 1013.5
+//       w 115.9 / 438.1, 116.8 / 441.2, 172.7 / 657.2, 228.3 / 872.5, 283.7 / 1088.4
+//       l 82.6 / 307.0, 159.5 / 607.6, 161.0 / 609.0, 236.9 / 909.1, 314.0 / 1210.1
+//       m 101.8 / 384.2, 101.8 / 384.0, 159.6 / 610.7, 197.2 / 759.0, 252.1 / 974.6
+//     u, the fastest at 1536 and 3072 (43–47% of the floor), is the default there; m stays at
+//     2048, 4096, 5120. u passed the scan and end-to-end tests (device call 10) and
+//     compute-sanitizer memcheck and racecheck (call 12); v and w passed the tests (call 10).
 // One block of 12 warps per SM fits 1536 channels in one wave (128 blocks); at 5120, CB 12 / 16
 // (one block per SM) give 3.23 / 2.42 blocks per SM, so the last wave runs a quarter / half full,
 // while CB 8 with two blocks per SM comes in finer pieces.
+// u (12 compute warps + a producer warp, one block per SM) where the blocks come in whole waves
+// of 132 (one at 1536: 128 blocks; two at 3072: 256), m (8 warps, 2 blocks per SM, finer
+// pieces) elsewhere. Measured at the published widths only (above); above 5120 m is assumed.
+char scan_v7_default(uint32_t channels) {
+  return channels < 2048 || (channels > 2560 && channels <= 3072) ? 'u' : 'm';
+}
+
 cudaError_t launch_scan_v7(char cfg, const SelectiveScanParams& p, const float* u,
                            const float* delta, const void* A_log, const float* B, const float* C,
                            const void* D, const float* z, const void* dt_bias, float* ssm_state,
                            float* y, cudaStream_t s) {
-  if (cfg == 0) cfg = p.channels >= 2048 ? 'm' : 'l';  // as v7_default (selective_scan.cu)
+  if (cfg == 0) cfg = scan_v7_default(p.channels);
 #define DM_V7(n, cb, nc, ns, ny, mb, pipe, swz, t3d, mode, prod)                               \
   case n:                                                                                      \
     return launch<cb, nc, ns, ny, mb, pipe, swz, t3d, mode, prod>(p, u, delta, A_log, B, C, D, \

@@ -12,8 +12,10 @@ namespace dm::cuda {
 // aligned, L < 2^31 (TMA coordinates are 32-bit signed).
 bool scan_v7_applies(const SelectiveScanParams& p, const float* u, const float* delta,
                      const float* B, const float* C, const float* z, const float* y);
-// cfg: a letter of the configuration table in selective_scan_v7.cu, or 0 for the per-width
-// choice. Returns cudaErrorInvalidValue for an unknown letter and cudaErrorNotSupported when the
+// The configuration letter for a width (selective_scan_v7.cu, with its measurements).
+char scan_v7_default(uint32_t channels);
+// cfg: a letter of the configuration table in selective_scan_v7.cu, or 0 for scan_v7_default.
+// Returns cudaErrorInvalidValue for an unknown letter and cudaErrorNotSupported when the
 // driver gives no tensor-map encoder or a map cannot be encoded (nothing launched: the caller
 // then runs v6).
 cudaError_t launch_scan_v7(char cfg, const SelectiveScanParams& p, const float* u,

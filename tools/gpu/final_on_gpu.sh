@@ -28,7 +28,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 dm=$PWD/decimamba
 export DM_TEST_DATA_DIR=$root/tests/data DM_SOURCE_DIR=$root
 if has tests; then
-  timeout 100 ./decimamba_tests --gtest_filter='-Cli*' > "$out/tests.log" 2>&1
+  timeout 200 ./decimamba_tests --gtest_filter='-Cli*' > "$out/tests.log" 2>&1
   echo "tests exit $?"
   grep -E "^\[  (FAILED|PASSED) |tests? from .* ran" "$out/tests.log" | head -20
   f='BackendOps.SelectiveScan*:BackendOpsVulkan.SelectiveScanPaths:*BackendOpsE2E*'
