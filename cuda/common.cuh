@@ -63,5 +63,7 @@ inline unsigned ceil_div(uint64_t a, uint64_t b) { return unsigned((a + b - 1) /
 // Whether the current device has compute capability 9.0 or later (PDL, TMA), asked once per
 // device (fused_step.cu).
 bool device_sm90_or_later();
+// The current device's SM count, 1 when it cannot be asked (fused_step.cu).
+int sm_count();
 
 }  // namespace dm::cuda

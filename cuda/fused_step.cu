@@ -38,6 +38,16 @@ bool device_sm90_or_later() {
   return major[dev] >= 9;
 }
 
+int sm_count() {
+  int dev = 0, n = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return 1;
+  }
+  return n > 0 ? n : 1;
+}
+
 bool pdl_enabled() {
   const char* e = std::getenv("DM_CUDA_PDL");
   if (e && std::strcmp(e, "0") == 0) return false;
@@ -48,16 +58,6 @@ namespace {
 
 constexpr int kBlock = 256;
 constexpr int kWarps = kBlock / 32;
-
-int sm_count() {
-  int dev = 0, n = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-    cudaGetLastError();
-    return 1;
-  }
-  return n > 0 ? n : 1;
-}
 
 // residual: 1×D; x: 1×D (absent when !p.norm.has_residual); normed: 1×D, written by block 0;
 // w: N×K (K = D); y: 1×N. RB rows per block group, KS = 8 / RB warps per row; the grid strides
