@@ -26,7 +26,7 @@
 //                     [--gemm-variants default,n256,n128] [--gemv-variants "old;default;32,10"]
 // --kernels: only these kernels (names as in the table; gemm is "gemm"). --scan-modes: time
 // selective_scan once per mode, ';'-separated: DM_VULKAN_SCAN=mode, and for "lookback:CW,S,TOK"
-// also DM_VULKAN_SCAN_LB=CW,S,TOK, for "warp:CB,R" / "warp6:CB,R" DM_VULKAN_SCAN_WARP=CB,R (rows labelled
+// also DM_VULKAN_SCAN_LB=CW,S,TOK, for "warp:CB,R" DM_VULKAN_SCAN_WARP=CB,R (rows labelled
 // selective_scan[mode]). --gemm-variants: time
 // the prefill GEMMs (in_proj, x_proj, dt_proj, out_proj) once per DM_VULKAN_GEMM_COOPMAT value.
 // Prints markdown tables, and one JSON object per row on stderr. --quick: small sizes for a

@@ -1,7 +1,7 @@
 #version 450
 // The prompt scan (d_state 16), time-parallel inside a subgroup, with every subgroup preparing
-// and gating its own channel: the warp scan of selective_scan_warp.comp (the port of
-// cuda/selective_scan_v6.cu) restructured after cuda/selective_scan_v7.cu.
+// and gating its own channel: the first GLSL port of cuda/selective_scan_v6.cu ("warp6", removed
+// in session 5; in the git history) restructured after cuda/selective_scan_v7.cu.
 //
 // Why: the v6 port runs, between two barriers, work-group-wide phases (Δ = softplus for the
 // whole chunk, transposed one element at a time; the gate, reading y back transposed) in

@@ -1,5 +1,5 @@
-// The bindings, push constants and row loads shared by the warp scans
-// (selective_scan_warp.comp, selective_scan_warp2.comp): u, delta, B, C, z, y as rows of 4
+// The bindings, push constants and row loads of the warp scan (selective_scan_warp2.comp; kept
+// apart from its algorithm, as the port it replaced shared them): u, delta, B, C, z, y as rows of 4
 // floats where VEC (16-byte loads; channels, row strides and element offsets multiples of 4),
 // else as floats (4 loads per piece, any offset, stride or channel count).
 #if VEC

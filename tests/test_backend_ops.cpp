@@ -387,8 +387,8 @@ TEST(BackendOps, CausalConv1dStep) {
 
 // Every Vulkan selective_scan path on the same shapes: the chunked three-pass scan, the
 // one-pass look-back scan in several shapes (tiny chunks and channel groups make long
-// look-back chains and many work groups waiting on each other), and the warp scans (warp2, the
-// NVIDIA default at 1536-3072 channels, including its 12,8 default and R > CB; warp6, the v6 port).
+// look-back chains and many work groups waiting on each other), and the warp scan (warp2, the
+// NVIDIA default at 1536-3072 channels, including its 12,8 default and R > CB).
 TEST(BackendOpsVulkan, SelectiveScanPaths) {
   if (!test::backend_available("vulkan")) GTEST_SKIP() << skip_reason();
   struct Mode {
@@ -399,8 +399,7 @@ TEST(BackendOpsVulkan, SelectiveScanPaths) {
   const Mode modes[] = {{"chunked", nullptr},      {"lookback", nullptr},    {"lookback", "8,2,4"},
                         {"lookback", "32,4,8"},    {"lookback", "16,8,4"},   {"warp", nullptr},
                         {"warp", nullptr, true},   {"warp", "4,4", true},    {"warp", "8,4", true},
-                        {"warp", "4,4"},           {"warp", "12,8", true},   {"warp", "4,8", true},
-                        {"warp6", nullptr},        {"warp6", "8,4", true}};
+                        {"warp", "4,4"},           {"warp", "12,8", true},   {"warp", "4,8", true}};
   // The warp scan: unaligned tensors or strided cases (delta stride C + 3) take its scalar
   // variant, aligned unstrided ones its vec4 variant; C = 40 and 20 leave a partial work group.
   const std::vector<ScanCase> cases = {

@@ -2,8 +2,7 @@
 # One GPU-host call that runs the whole test suite and measures what the README's performance
 # section reports: tools/gpu/final_on_gpu.sh [SECTION...], sections in this order:
 #   tests    the whole test suite (Cli* excluded: it runs the CLI at its build-machine path),
-#            then the scan and end-to-end tests again with each Vulkan warp scan forced (warp2,
-#            warp6)
+#            then the scan and end-to-end tests again with the Vulkan warp scan forced
 #   scan     selective_scan alone on both backends, same card, same run: bench_cuda copy,scan
 #            and bench_vulkan with the default, chunked and warp scans side by side
 #   bench    decimamba bench, CUDA and Vulkan side by side: 130m (decimation off and on), 2.8b
@@ -32,7 +31,7 @@ if has tests; then
   echo "tests exit $?"
   grep -E "^\[  (FAILED|PASSED) |tests? from .* ran" "$out/tests.log" | head -20
   f='BackendOps.SelectiveScan*:BackendOpsVulkan.SelectiveScanPaths:*BackendOpsE2E*'
-  for m in warp warp6; do
+  for m in warp; do
     DM_VULKAN_SCAN=$m timeout 60 ./decimamba_tests --gtest_filter="$f" > "$out/tests_$m.log" 2>&1
     echo "tests with DM_VULKAN_SCAN=$m exit $?"
     grep -E "^\[  (FAILED|PASSED) " "$out/tests_$m.log" | head -10
@@ -42,7 +41,7 @@ if has scan; then
   timeout 60 ./bench_cuda copy,scan > "$out/scan_cuda.md" 2> "$out/scan_cuda.json"
   echo "bench_cuda scan exit $?"
   timeout 100 ./bench_vulkan --sections kernels --kernels selective_scan --widths 1536,5120 \
-    --lengths 4096,16384 --scan-modes "default;chunked;warp;warp6" \
+    --lengths 4096,16384 --scan-modes "default;chunked;warp" \
     > "$out/scan_vulkan.md" 2> "$out/scan_vulkan.json"
   echo "bench_vulkan scan exit $?"
   grep -h "selective_scan" "$out/scan_cuda.md" "$out/scan_vulkan.md" | head -40

@@ -3,16 +3,14 @@
 # mode of TEST_MODES forced: MODE or MODE:SHAPE, SHAPE going to DM_VULKAN_SCAN_WARP), then
 # selective_scan timed once per mode of SCAN_MODES in one bench_vulkan run (same card, same
 # process), then a short table.
-#   PACK=.gpupack-vkscan TEST_MODES="warp warp:12,8,0,0 warp6" SCAN_MODES="chunked;warp6;warp" \
+#   PACK=.gpupack-vkscan TEST_MODES="warp warp:12,8" SCAN_MODES="chunked;warp" \
 #     tools/gpu/vkscan_on_gpu.sh
-# Builds nothing; unpacks the pack afresh into .vkscan-run/ (a warm host may hold another
-# pack's .gpu/); logs go to $OUT (4 files).
+# Builds nothing; unpacks the pack afresh (tools/gpu/unpack.sh); logs go to $OUT (4 files).
 set -u
 root=$PWD
-rm -rf .vkscan-run && mkdir .vkscan-run &&
-  tar xJf "${PACK:-.gpupack-vkscan}/gpu.tar.xz" -C .vkscan-run || exit 1
+source "$PWD/tools/gpu/unpack.sh"
 out=${OUT:-/tmp}
-cd .vkscan-run/.gpu && source ./env.sh
+gpu_unpack "${PACK:-.gpupack-vkscan}" || exit 1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/card.txt"
 export DM_TEST_DATA_DIR=$root/tests/data DM_SOURCE_DIR=$root
 f='BackendOps.SelectiveScan*:BackendOpsVulkan.SelectiveScanPaths:*BackendOpsE2E*'
@@ -33,7 +31,7 @@ f='BackendOps.SelectiveScan*:BackendOpsVulkan.SelectiveScanPaths:*BackendOpsE2E*
 grep -E "^== |^exit |^\[  (FAILED|PASSED) |tests? from .* ran" "$out/tests.log" | head -40
 timeout "${BENCH_TIMEOUT:-150}" ./bench_vulkan --sections kernels --kernels selective_scan \
   --widths "${WIDTHS:-1536,5120}" --lengths "${LENGTHS:-4096,16384}" \
-  --scan-modes "${SCAN_MODES:-chunked;warp6;warp}" \
+  --scan-modes "${SCAN_MODES:-chunked;warp}" \
   > "$out/scan_vulkan.md" 2> "$out/scan_vulkan.json"
 echo "bench_vulkan exit $?"
 grep -h "selective_scan" "$out/scan_vulkan.md" | head -80

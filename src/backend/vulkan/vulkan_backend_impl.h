@@ -202,7 +202,6 @@ class VulkanBackend final : public Backend {
   struct WarpConfig {
     bool ok = false;
     bool vec = false;  // rows of 4 floats: the vec4 variant (the _scalar one otherwise)
-    bool own_prep = true;  // selective_scan.warp2 (subgroups prepare their channel); false: warp6
     uint32_t cb = 8, r = 8;
   };
   void scan_in_pieces(int64_t m, const Tensor& u, const Tensor& delta, const Tensor& A_log,
@@ -215,7 +214,7 @@ class VulkanBackend final : public Backend {
   static uint64_t lb_shared_bytes(uint32_t cw, uint32_t s, uint32_t tok);
   LbConfig lb_config(uint32_t d_state) const;
   void ensure_sync();
-  static uint64_t warp_shared_bytes(uint64_t sg, uint64_t cb, uint64_t r, bool own_prep);
+  static uint64_t warp_shared_bytes(uint64_t sg, uint64_t cb, uint64_t r);
   WarpConfig warp_config(const SelectiveScanParams& p, const std::string& mode,
                          std::initializer_list<uint32_t> offs) const;
   bool scan_subgroup_ok(uint32_t d_state) const;

@@ -109,9 +109,8 @@ void VulkanBackend::selective_scan(const Tensor& u, const Tensor& delta, const T
       }
     }
   }
-  // One pass, time-parallel inside a subgroup: shaders/selective_scan_warp2.comp (each subgroup
-  // prepares and gates its own channel) or, DM_VULKAN_SCAN=warp6, shaders/selective_scan_warp.comp
-  // (the port of cuda/selective_scan_v6.cu); where subgroup shuffles and d_state 16 allow;
+  // One pass, time-parallel inside a subgroup (shaders/selective_scan_warp2.comp: each subgroup
+  // prepares, scans and gates its own channel); where subgroup shuffles and d_state 16 allow;
   // 16-byte row loads where the rows are aligned, scalar loads otherwise.
   if (const WarpConfig wc = warp_config(
           p, mode,
@@ -121,9 +120,7 @@ void VulkanBackend::selective_scan(const Tensor& u, const Tensor& delta, const T
     Push push(
         p, {0u, 1u, off(u, uu), off(delta, ud), off(A_log, ua), off(B, uB), off(C, uC), off(D, uD),
             z ? off(*z, uz) : 0u, off(dt_bias, ubias), off(ssm_state, us), off(y, uy)});
-    const char* variant =
-        wc.own_prep ? (wc.vec ? "selective_scan.warp2" : "selective_scan.warp2_scalar")
-                    : (wc.vec ? "selective_scan.warp6" : "selective_scan.warp6_scalar");
+    const char* variant = wc.vec ? "selective_scan.warp2" : "selective_scan.warp2_scalar";
     auto& pipe =
         pipelines_.get(variant, 10, push.size, {wc.cb * sg, sg, wc.cb, wc.r}, wc.cb * sg, variant);
     const Grid g = linear_grid(ceil_div(p.channels, wc.cb));
@@ -212,7 +209,7 @@ void VulkanBackend::ensure_scratch(std::unique_ptr<VulkanBuffer>& b, uint64_t by
 }
 
 // DM_VULKAN_SCAN: "" (the default: the warp scan where warp_default says so, else chunked),
-// chunked, warp, warp6, subgroup or lookback. The subgroup and warp scans need shuffles in
+// chunked, warp, subgroup or lookback. The subgroup and warp scans need shuffles in
 // compute and a device where work groups of k × subgroupSize invocations are k full subgroups of
 // the reported size (NVIDIA and lavapipe, where they are tested); the chunked scan wherever a
 // forced one does not apply.
@@ -276,29 +273,27 @@ void VulkanBackend::ensure_sync() {
   rec_->upload(*scan_sync_, 0, zeros.data(), bytes);
 }
 
-// Shared memory of the warp scans: selective_scan_warp2.comp (own_prep: delta, u, z, y
-// transposed, B, C; 2 slots each) or selective_scan_warp.comp (rows and transposed copies).
-uint64_t VulkanBackend::warp_shared_bytes(uint64_t sg, uint64_t cb, uint64_t r, bool own_prep) {
+// Shared memory of the warp scan (selective_scan_warp2.comp): delta, u, z, y transposed, B, C;
+// 2 slots each.
+uint64_t VulkanBackend::warp_shared_bytes(uint64_t sg, uint64_t cb, uint64_t r) {
   const uint64_t nsl = sg / 4, t = nsl * r;
-  if (own_prep) return 16 * (8 * cb * (t / 4 + 1) + 16 * (t + nsl));
-  return 16 * (6 * t * (cb / 4) + 16 * (t + nsl) + 6 * cb * (t / 4 + 1)) + 4 * cb;
+  return 16 * (8 * cb * (t / 4 + 1) + 16 * (t + nsl));
 }
 
-// The warp scans' shape (shaders/selective_scan_warp2.comp, DM_VULKAN_SCAN=warp or the
-// default where warp_default says so; shaders/selective_scan_warp.comp, DM_VULKAN_SCAN=warp6):
-// CB channels (subgroups) per work group, R tokens per slice (chunks of subgroupSize / 4 · R
-// tokens). A forced one runs where it applies (the chunked scan otherwise);
-// DM_VULKAN_SCAN_WARP=CB,R picks the shape, else the defaults below (warp2 12,8: 44 KiB of
-// shared memory at subgroups of 32; warp6 8,8: 44 KiB). warp6 needs R <= CB (a work group
-// stages a chunk's B and C rows with one vec4 per invocation); warp2 loops over its pieces.
+// The warp scan's shape (shaders/selective_scan_warp2.comp, DM_VULKAN_SCAN=warp or the default
+// where warp_default says so): CB channels (subgroups) per work group, R tokens per slice
+// (chunks of subgroupSize / 4 · R tokens). A forced one runs where it applies (the chunked scan
+// otherwise); DM_VULKAN_SCAN_WARP=CB,R picks the shape, else the defaults below (12,8: 44 KiB
+// of shared memory at subgroups of 32). Its predecessor, the plain port of the CUDA v6 scan
+// (`warp6`, shaders/selective_scan_warp.comp), measured slower than it at 1536-3072 and no
+// faster than the chunked scan (the default there) at 5120 (H100, session 5), was removed.
 // offs: element offsets of u, delta, B, C, z, y in their bindings (the vec4 variant needs all
 // of them, the row strides and the channel count to be multiples of 4).
 VulkanBackend::WarpConfig VulkanBackend::warp_config(const SelectiveScanParams& p,
                                                      const std::string& mode,
                                                      std::initializer_list<uint32_t> offs) const {
   WarpConfig w;
-  if (mode != "warp" && mode != "warp6" && !(mode.empty() && warp_default(p))) return w;
-  w.own_prep = mode != "warp6";
+  if (mode != "warp" && !(mode.empty() && warp_default(p))) return w;
   const auto& c = ctx_->caps;
   const VkSubgroupFeatureFlags need =
       VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_SHUFFLE_BIT;
@@ -310,24 +305,23 @@ VulkanBackend::WarpConfig VulkanBackend::warp_config(const SelectiveScanParams& 
           (!p.has_z || p.z_stride % 4 == 0);
   for (uint32_t o : offs) w.vec = w.vec && o % 4 == 0;
   auto fits = [&](uint32_t cb, uint32_t r) {
-    return cb >= 4 && cb % 4 == 0 && r >= 4 && r % 4 == 0 && r <= 16 && (w.own_prep || r <= cb) &&
+    return cb >= 4 && cb % 4 == 0 && r >= 4 && r % 4 == 0 && r <= 16 &&
            uint64_t(cb) * sg <= c.max_wg_invocations &&
-           warp_shared_bytes(sg, cb, r, w.own_prep) <= c.max_shared_bytes;
+           warp_shared_bytes(sg, cb, r) <= c.max_shared_bytes;
   };
   if (const char* env = std::getenv("DM_VULKAN_SCAN_WARP")) {
     unsigned cb = 0, r = 0;
     if (std::sscanf(env, "%u,%u", &cb, &r) != 2 || !fits(cb, r))
       fail("[vulkan] DM_VULKAN_SCAN_WARP=", env,
-           ": want CB,R with CB a multiple of 4, R in 4, 8, 12, 16 (warp6: R <= CB), fitting ",
+           ": want CB,R with CB a multiple of 4, R in 4, 8, 12, 16, fitting ",
            c.max_shared_bytes, " bytes of shared memory and the work-group limits");
     w.ok = true, w.cb = cb, w.r = r;
     return w;
   }
-  // warp2: 12,8, but 8,4 for 1536 < d_inner <= 2048 on NVIDIA (warp_shape_nvidia); warp6: 8,8
-  // as before; 4,4 where those do not fit.
-  std::pair<uint32_t, uint32_t> first{8u, 8u};
-  if (w.own_prep)
-    first = c.vendor_id == kVendorNvidia ? warp_shape_nvidia(p.channels) : std::pair{12u, 8u};
+  // 12,8, but 8,4 for 1536 < d_inner <= 2048 on NVIDIA (warp_shape_nvidia); 8,8 or 4,4 where
+  // those do not fit.
+  const std::pair<uint32_t, uint32_t> first =
+      c.vendor_id == kVendorNvidia ? warp_shape_nvidia(p.channels) : std::pair{12u, 8u};
   for (const auto& [cb, r] : {first, std::pair{8u, 8u}, std::pair{4u, 4u}})
     if (fits(cb, r)) {
       w.ok = true, w.cb = cb, w.r = r;
