@@ -17,8 +17,6 @@
 // variant gemm.small_m_vec_conv -DSMALL_M=2 -DCONV=1
 // variant gemm.gemv -DSMALL_M=3
 // variant gemm.gemv_conv -DSMALL_M=3 -DCONV=1
-// variant gemm.gemv_norm -DSMALL_M=3 -DNORM=1
-// variant gemm.gemv_norm_conv -DSMALL_M=3 -DNORM=1 -DCONV=1
 //  gemm.small_m_vec_conv  gemm.small_m_vec whose rows n < conv_channels also run the decode conv
 //                step of channel n on the value just computed (Backend::rms_norm_gemm_conv_step's
 //                in_proj + causal_conv1d_step in one dispatch: conv state shifted, SiLU output).
@@ -33,23 +31,10 @@
 //                partial sums of a row are reduced with subgroup shuffles (no barrier) and,
 //                when a row spans several subgroups, one shared-memory step.
 //  gemm.gemv_conv  gemm.gemv with gemm.small_m_vec_conv's conv step.
-//  gemm.gemv_norm(_conv)  Backend::rms_norm_gemm(_conv_step) at M = 1 in ONE dispatch (no
-//                rms_norm dispatch, and no barrier, before the GEMV): y = inv · Σ_k W[n,k] · v_k·g_k
-//                with v = x + residual (or the residual alone), g the norm weight and
-//                inv = rsqrt(mean(v²) + eps) applied after the dot product. Every row's T
-//                invocations together read all of v anyway (their pieces cover K), so each row
-//                also sums v² from the same registers and reduces it with the dot product: no
-//                grid-wide sync. But each work group reads x, the residual and the norm weight
-//                (word by word) where gemm.gemv reads x alone: on an H100 that L2 traffic made it
-//                2–3× slower than rms_norm + gemm.gemv (opt-in, DM_VULKAN_FUSED_NORM=1; a
-//                layout that reads v once for many rows would be needed). Needs one batch to cover a row
-//                (pieces ≤ PIPE · T, the host checks) so that v stays in registers. Side outputs:
-//                work group 0 writes normed (v · inv · g, as rms_norm does); the residual is
-//                rewritten (residual += x) by the LAST work group to finish, found with an atomic
-//                ticket that every work group takes after its reads of the residual have
-//                completed, so no work group can read an updated residual; it resets the ticket.
-//                Rounding differs from the composition (inv applied once per row, v² summed in
-//                another order), within fp32 summation-order error.
+//  (gemm.gemv_norm(_conv), the residual add and rms_norm inside the GEMV, was measured 2–3×
+//                slower than rms_norm + gemm.gemv on an H100 — every work group re-read x, the
+//                residual and the norm weight from L2 — and removed in session 5; the git
+//                history has it.)
 #if SMALL_M == 3
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_shuffle : require
@@ -77,20 +62,6 @@ layout(std430, binding = 6) buffer ConvState { float conv_state[]; };
 layout(std430, binding = 7) writeonly buffer ConvY { float conv_y[]; };
 const uint MAX_D_CONV = 8;  // the host sends larger d_conv to the unfused path
 #endif
-#ifndef NORM
-#define NORM 0
-#endif
-#if NORM
-#if CONV
-#define NB 8
-#else
-#define NB 4
-#endif
-layout(std430, binding = NB) buffer Res { vec4 res4[]; };
-layout(std430, binding = NB + 1) readonly buffer NormW { uint norm_w[]; };
-layout(std430, binding = NB + 2) writeonly buffer Normed { float normed[]; };
-layout(std430, binding = NB + 3) buffer Ticket { uint ticket[]; };
-#endif
 
 layout(push_constant) uniform Push {
   uint M, N, K;
@@ -104,20 +75,12 @@ layout(push_constant) uniform Push {
   uint conv_channels, d_conv, conv_y_stride, conv_w_dtype, conv_b_dtype, conv_has_bias;
   uint conv_off[4];  // element offsets of conv_w, conv_b, conv_state, conv_y
 #endif
-#if NORM
-  uint has_x, norm_w_dtype;  // has_x 0: v is the residual alone (x unbound, residual unchanged)
-  float eps;
-  uint norm_off[3];  // element offsets of residual, norm weight, normed
-#endif
 } p;
 
 #if SMALL_M < 2
 DEFINE_LOAD_ANY(load_w, w)
 #endif
 DEFINE_LOAD_ANY(load_bias, bias)
-#if NORM
-DEFINE_LOAD_ANY(load_norm_w, norm_w)
-#endif
 #if CONV
 DEFINE_LOAD_ANY(load_conv_w, conv_w)
 DEFINE_LOAD_ANY(load_conv_b, conv_b)
@@ -183,9 +146,6 @@ const uint T = WG / ROWS;           // invocations per row of W
 const uint TS = T < SG ? T : SG;    // of them in one subgroup
 const uint NSUB = T / TS;           // subgroups per row
 shared float part[MAX_M][64];       // per-subgroup sums (subgroups of ≥ 4 lanes: ≤ 64 of them)
-#if NORM
-shared bool last_group;
-#endif
 
 void main() {
   // Rows own runs of T consecutive invocations counted subgroup by subgroup, so a row's lanes
@@ -207,35 +167,6 @@ void main() {
   [[unroll]] for (uint m = 0; m < MAX_M; ++m)
     if (m < MM && m < p.M && conv) ci[m] = conv_load(m, n);
 #endif
-#if NORM
-  // v = x + residual and g for this invocation's pieces (one batch: the host checks), loaded
-  // with the weights whether or not the row exists (a padded work group may be the last).
-  vec4 vlo[PIPE], vhi[PIPE], glo[PIPE], ghi[PIPE];
-  float ss = 0.0;
-  {
-    const uint wq = wide ? 2u : 1u;  // vec4s per piece
-    [[unroll]] for (uint u = 0; u < PIPE; ++u) {
-      const uint j = t + u * T;
-      const bool on = j < pieces;
-      const uint rb = p.norm_off[0] / 4u + j * wq, xb = p.off[0] / 4u + j * wq;
-      vlo[u] = on ? res4[rb] : vec4(0.0);
-      vhi[u] = on && wide ? res4[rb + 1u] : vec4(0.0);
-      if (p.has_x != 0u) {
-        vlo[u] = on ? x4[xb] + vlo[u] : vec4(0.0);
-        vhi[u] = on && wide ? x4[xb + 1u] + vhi[u] : vec4(0.0);
-      }
-      [[unroll]] for (uint e = 0; e < 4u; ++e) {
-        const uint k = j * per + e;
-        glo[u][e] = on ? load_norm_w(p.norm_w_dtype, p.norm_off[1] + k) : 0.0;
-        ghi[u][e] = on && wide ? load_norm_w(p.norm_w_dtype, p.norm_off[1] + k + 4u) : 0.0;
-      }
-    }
-    [[unroll]] for (uint u = 0; u < PIPE; ++u) {
-      [[unroll]] for (uint e = 0; e < 4u; ++e) ss = fma(vlo[u][e], vlo[u][e], ss);
-      [[unroll]] for (uint e = 0; e < 4u; ++e) ss = fma(vhi[u][e], vhi[u][e], ss);
-    }
-  }
-#endif
   if (n < p.N) {
     const uint wb = (p.off[1] + n * p.w_stride) / per;  // first piece of the row
     for (uint j0 = t; j0 < pieces; j0 += PIPE * T) {
@@ -245,14 +176,6 @@ void main() {
         const uint j = j0 + u * T;
         q[u] = j < pieces ? w4[wb + j] : uvec4(0);
       }
-#if NORM
-      [[unroll]] for (uint u = 0; u < PIPE; ++u) {
-        vec4 lo, hi;
-        widen(q[u], lo, hi);
-        acc[0] += dot(lo, vlo[u] * glo[u]);
-        if (wide) acc[0] += dot(hi, vhi[u] * ghi[u]);
-      }
-#else
       // ... then x (L1/L2-resident) and the FMAs. Pieces past the row are zero weights times
       // x's first piece (read, never out of range) rather than a branch per piece.
       [[unroll]] for (uint u = 0; u < PIPE; ++u) {
@@ -267,17 +190,11 @@ void main() {
           if (wide) acc[m] += dot(hi, x4[xb + 1u]);
         }
       }
-#endif
     }
   }
   // The row's T partial sums: a butterfly inside the subgroup (every lane ends with its group's
   // sum), then across the row's subgroups through shared memory.
-#if NORM
-  acc[1] = ss;  // MM is 1 here: the sum of squares rides in the second slot
-  const uint NR = 2;
-#else
   const uint NR = MM;
-#endif
   [[unroll]] for (uint m = 0; m < MAX_M; ++m) {
     if (m >= NR) break;
     [[unroll]] for (uint o = TS / 2u; o > 0u; o >>= 1) acc[m] += subgroupShuffleXor(acc[m], o);
@@ -287,7 +204,7 @@ void main() {
       [[unroll]] for (uint m = 0; m < MAX_M; ++m)
         if (m < NR) part[m][gl_SubgroupID] = acc[m];
     barrier();
-    // Every lane of the row takes the total (NORM: all of them need inv).
+    // Every lane of the row takes the total.
     [[unroll]] for (uint m = 0; m < MAX_M; ++m) {
       if (m >= NR) break;
       float s = 0.0;
@@ -296,41 +213,6 @@ void main() {
       acc[m] = s;
     }
   }
-#if NORM
-  const float inv = inversesqrt(acc[1] / float(p.K) + p.eps);
-  acc[0] *= inv;
-  // normed: the first row of work group 0 (its lanes hold every piece of v).
-  if (linear_group_id() == 0u && tid < T) {
-    [[unroll]] for (uint u = 0; u < PIPE; ++u) {
-      const uint j = t + u * T;
-      if (j < pieces) {
-        const uint k = p.norm_off[2] + j * per;
-        [[unroll]] for (uint e = 0; e < 4u; ++e) normed[k + e] = vlo[u][e] * inv * glo[u][e];
-        if (wide) [[unroll]] for (uint e = 0; e < 4u; ++e) normed[k + 4u + e] = vhi[u][e] * inv * ghi[u][e];
-      }
-    }
-  }
-  // residual += x: by the last work group to finish reading the residual (see the top).
-  if (p.has_x != 0u) {
-    barrier();  // every lane of this work group has consumed its residual loads
-    if (tid == 0u) {
-      const uint groups = gl_NumWorkGroups.x * gl_NumWorkGroups.y * gl_NumWorkGroups.z;
-      last_group = atomicAdd(ticket[0], 1u) == groups - 1u;
-      if (last_group) ticket[0] = 0u;  // for the next dispatch
-    }
-    barrier();
-    if (last_group && tid < T) {
-      const uint wq = wide ? 2u : 1u;
-      [[unroll]] for (uint u = 0; u < PIPE; ++u) {
-        const uint j = t + u * T;
-        if (j < pieces) {
-          res4[p.norm_off[0] / 4u + j * wq] = vlo[u];
-          if (wide) res4[p.norm_off[0] / 4u + j * wq + 1u] = vhi[u];
-        }
-      }
-    }
-  }
-#endif
   if (t == 0u && n < p.N) {
     [[unroll]] for (uint m = 0; m < MAX_M; ++m) {
       if (m >= MM || m >= p.M) break;

@@ -41,17 +41,16 @@ constexpr double kTol = 1e-8;
 
 // The CPU backend and every device backend this machine has; DM_FUSED_TEST_BACKENDS=cuda (a
 // comma-separated list) narrows it, e.g. for compute-sanitizer.
-// Vulkan's fused decode shaders are opt-in (DM_VULKAN_FUSED_STEP=1): "vulkan:fused" runs the
-// Vulkan backend with them on, "vulkan" with the compositions, "vulkan:fused:norm" with the
-// opt-in norm-in-GEMV shaders too (DM_VULKAN_FUSED_NORM=1), "vulkan:fused:oldgemv" with the
-// old decode kernels (DM_VULKAN_GEMV=old: gemm.small_m_vec_conv, selective_scan_step.dt_proj).
+// Vulkan's fused decode shaders depend on the width by default: "vulkan:fused" runs the Vulkan
+// backend with them forced on (DM_VULKAN_FUSED_STEP=1), "vulkan" forced off (the compositions),
+// "vulkan:fused:oldgemv" with the old decode kernels (DM_VULKAN_GEMV=old:
+// gemm.small_m_vec_conv, selective_scan_step.dt_proj).
 std::vector<std::string> backends_under_test() {
   std::vector<std::string> out = {"cpu"};
   for (const std::string& b : test::device_backends()) {
     out.push_back(b);
     if (b == "vulkan") {
       out.push_back("vulkan:fused");
-      out.push_back("vulkan:fused:norm");
       out.push_back("vulkan:fused:oldgemv");
     }
   }
@@ -70,24 +69,22 @@ class BackendEntry {
  public:
   explicit BackendEntry(const std::string& entry)
       : name_(entry.substr(0, entry.find(':'))), fused_(entry.find(":fused") != std::string::npos),
-        old_gemv_(entry.find(":oldgemv") != std::string::npos), norm_(entry.find(":norm") != std::string::npos) {
+        old_gemv_(entry.find(":oldgemv") != std::string::npos) {
     setenv("DM_VULKAN_FUSED_STEP", fused_ ? "1" : "0", 1);  // whatever the default is
-    if (norm_) setenv("DM_VULKAN_FUSED_NORM", "1", 1);  // gemm.gemv_norm(_conv) too
     if (old_gemv_) setenv("DM_VULKAN_GEMV", "old", 1);
   }
   ~BackendEntry() {
     unsetenv("DM_VULKAN_FUSED_STEP");
-    unsetenv("DM_VULKAN_FUSED_NORM");
     if (old_gemv_) unsetenv("DM_VULKAN_GEMV");
   }
   const std::string& name() const { return name_; }
   std::string label() const {
-    return std::string(fused_ ? "fused shaders: " : "") + (norm_ ? "norm in gemv: " : "") + (old_gemv_ ? "old gemv: " : "");
+    return std::string(fused_ ? "fused shaders: " : "") + (old_gemv_ ? "old gemv: " : "");
   }
 
  private:
   std::string name_;
-  bool fused_, old_gemv_, norm_;
+  bool fused_, old_gemv_;
 };
 
 // DM_CUDA_TEST_SMALL=1 keeps the cases up to 130m widths (racecheck is slow).
@@ -114,7 +111,7 @@ TEST(FusedStep, RmsNormGemm) {
       {100, 150, 75, DType::F16, true, true, true, 0},         // K not a multiple of 8
       {264, 333, 100, DType::F32, false, false, false, 1},     // odd, unaligned
       {1, 5, 2, DType::F32, true, false, true, 0},             // D = 1
-      // Vulkan gemm.gemv_norm(_conv) with rows reduced inside part of a subgroup (few pieces):
+      // Short rows: Vulkan's gemm.gemv(_conv) reduces them inside part of a subgroup (few pieces):
       {32, 200, 100, DType::F16, true, true, true, 0},         // 4 pieces, + conv, biases
       {48, 300, 0, DType::BF16, true, false, false, 0},        // 6 pieces, no conv
       {64, 130, 0, DType::F16, false, true, false, 0},         // no x: residual unchanged

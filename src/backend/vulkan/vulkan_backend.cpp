@@ -17,10 +17,6 @@ VulkanBackend::VulkanBackend(int device)
   align_ = std::max<VkDeviceSize>(ctx_->caps.min_storage_offset_align, 4);
   DM_ASSERT(align_ % 4 == 0, "minStorageBufferOffsetAlignment ", align_);
   dummy_ = std::make_unique<VulkanBuffer>(*ctx_, 16, BufferKind::Device);
-  // gemm.gemv_norm's work-group ticket: zero, and back to zero after every dispatch.
-  ticket_ = std::make_unique<VulkanBuffer>(*ctx_, 16, BufferKind::Device);
-  const uint32_t zeros[4] = {0, 0, 0, 0};
-  rec_->upload(*ticket_, 0, zeros, sizeof(zeros));
 }
 VulkanBackend::~VulkanBackend() {
   try {
@@ -30,7 +26,6 @@ VulkanBackend::~VulkanBackend() {
   scan_h_.reset();
   scan_d_.reset();
   scan_sync_.reset();
-  ticket_.reset();
   dummy_.reset();
   rec_.reset();
 }

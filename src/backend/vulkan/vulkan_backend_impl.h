@@ -98,9 +98,6 @@ class VulkanBackend final : public Backend {
                            const Tensor& B, const Tensor& C, const Tensor& D, const Tensor* z,
                            const Tensor& dt_bias, const Tensor& ssm_state,
                            const Tensor& y) override;
-  void rms_norm_gemm(const Tensor* x, const Tensor& residual, const Tensor& norm_weight, float eps,
-                     const Tensor& normed, const Tensor& w, const Tensor* bias,
-                     const Tensor& y) override;
   void rms_norm_gemm_conv_step(const Tensor* x, const Tensor& residual, const Tensor& norm_weight,
                                float eps, const Tensor& normed, const Tensor& w, const Tensor* bias,
                                const Tensor& y, const Tensor& conv_weight, const Tensor* conv_bias,
@@ -225,24 +222,19 @@ class VulkanBackend final : public Backend {
   static std::pair<uint32_t, uint32_t> warp_shape_nvidia(uint32_t channels);
 
   // Decode fusions (vulkan_decode.cpp).
-  // The fused decode shaders (gemm.gemv_norm_conv / gemm.gemv_norm: residual add + norm + GEMV
-  // (+ conv step) in one dispatch; selective_scan_step.dt_proj(_sg): dt_proj inside the scan
-  // step): DM_VULKAN_FUSED_STEP=1 on, =0 off, unset: on for layers of at most
-  // kFusedStepMaxChannels channels (fused_step_on).
+  // The fused decode shaders (gemm.gemv_conv: the in_proj GEMV with the conv step in its
+  // epilogue; selective_scan_step.dt_proj(_sg): dt_proj inside the scan step):
+  // DM_VULKAN_FUSED_STEP=1 on, =0 off, unset: on for layers of at most kFusedStepMaxChannels
+  // channels (fused_step_on).
   static constexpr uint32_t kFusedStepMaxChannels = 1536;
-  static bool fused_norm_on();
   static bool fused_step_on(uint32_t channels);
-  bool gemv_norm(const Tensor* x, const Tensor& residual, const Tensor& norm_weight,
-                 const Tensor& normed, const Tensor& w, const Tensor* bias, const Tensor& y,
-                 const RmsNormGemmParams& p, const Tensor* conv_weight, const Tensor* conv_bias,
-                 const Tensor* conv_state, const Tensor* conv_y);
 
   std::unique_ptr<Context> ctx_;
   PipelineCache pipelines_;
   std::unique_ptr<Recorder> rec_;
   VkDeviceSize align_ = 4;
   // Declared after the recorder: freed first, through its deferred free.
-  std::unique_ptr<VulkanBuffer> dummy_, scan_h_, scan_d_, scan_sync_, ticket_;
+  std::unique_ptr<VulkanBuffer> dummy_, scan_h_, scan_d_, scan_sync_;
   uint32_t lb_tickets_ = 0;  // look-back tickets handed out so far (the device counter's value)
   uint32_t lb_epoch_ = 1;    // the next look-back dispatch's flag tag
 };

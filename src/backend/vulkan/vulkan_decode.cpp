@@ -49,16 +49,6 @@ void VulkanBackend::selective_scan_step(const Tensor& u, const Tensor& delta, co
                  ceil_div(p.channels, 64), g.y, g.z);
 }
 
-// gemm.gemv_norm(_conv) only with DM_VULKAN_FUSED_NORM=1 (and not DM_VULKAN_FUSED_STEP=0):
-// correct, but measured 2–3× SLOWER than rms_norm + gemm.gemv on an H100 (README): every work
-// group re-reads the whole of x, the residual and the norm weight (scalar loads) from L2, which
-// at 2 rows per work group is ~2.5× the weight bytes.
-bool VulkanBackend::fused_norm_on() {
-  const char* e = std::getenv("DM_VULKAN_FUSED_NORM");
-  const char* f = std::getenv("DM_VULKAN_FUSED_STEP");
-  return e && std::strcmp(e, "1") == 0 && !(f && std::strcmp(f, "0") == 0);
-}
-
 // On by default for layers of at most kFusedStepMaxChannels channels. Measured on an H100
 // (bench_vulkan --sections decode, one call, µs per token, bench/results/
 // h100_decode_session4_2026-11-27.md): 130m (d_inner 1536) 870.0 off, 753.3 on: two dispatches
@@ -68,77 +58,6 @@ bool VulkanBackend::fused_step_on(uint32_t channels) {
   const char* e = std::getenv("DM_VULKAN_FUSED_STEP");
   if (e && *e) return std::strcmp(e, "0") != 0;
   return channels <= kFusedStepMaxChannels;
-}
-
-// Batch 1 with the fused shaders: the norm inside the GEMV (gemm.gemv_norm, the LM head).
-void VulkanBackend::rms_norm_gemm(const Tensor* x, const Tensor& residual,
-                                  const Tensor& norm_weight, float eps, const Tensor& normed,
-                                  const Tensor& w, const Tensor* bias, const Tensor& y) {
-  const RmsNormGemmParams p = make_rms_norm_gemm_params(
-      x, residual, norm_weight, eps, normed, w, bias, y, nullptr, nullptr, nullptr, nullptr);
-  if (!gemv_norm(x, residual, norm_weight, normed, w, bias, y, p, nullptr, nullptr, nullptr,
-                 nullptr))
-    Backend::rms_norm_gemm(x, residual, norm_weight, eps, normed, w, bias, y);
-}
-
-// gemm.gemv_norm(_conv) (shaders/gemv.comp): residual add, norm, GEMV (and conv step) in one
-// dispatch at M = 1 with the fused shaders on, where gemm.gemv applies, one batch of loads
-// covers a row (v stays in registers), x and the residual are 16-byte aligned and the bindings
-// fit. False: not taken (nothing enqueued).
-bool VulkanBackend::gemv_norm(const Tensor* x, const Tensor& residual, const Tensor& norm_weight,
-                              const Tensor& normed, const Tensor& w, const Tensor* bias,
-                              const Tensor& y, const RmsNormGemmParams& p,
-                              const Tensor* conv_weight, const Tensor* conv_bias,
-                              const Tensor* conv_state, const Tensor* conv_y) {
-  const bool conv = conv_weight != nullptr;
-  if (!fused_norm_on() || p.gemm.M != 1 || p.gemm.N == 0 || !small_m_vec_ok(residual, w, p.gemm) ||
-      (x && (x->offset % 16 != 0)) || ctx_->caps.max_storage_buffers < (conv ? 12u : 8u) ||
-      (conv && (p.conv.d_conv < 1 || p.conv.d_conv > 8)) || rows_fit(w) < w.rows)
-    return false;
-  const GemvConfig gc = gemv_config(p.gemm);
-  const uint32_t pieces = p.gemm.K / (p.gemm.w_dtype == uint32_t(DType::F32) ? 4 : 8);
-  if (!gc.ok || pieces > gc.pipe * (256 / gc.rows)) return false;
-  const char* k = conv ? "gemm.gemv_norm_conv" : "gemm.gemv_norm";
-  BufferUse ux = x ? bind(*x, false, k, "x") : dummy(), uw = bind(w, false, k, "w"),
-            ub = bias ? bind(*bias, false, k, "bias") : dummy(), uy = bind(y, true, k, "y"),
-            ur = bind(residual, true, k, "residual"),
-            un = bind(norm_weight, false, k, "norm_weight"), uo = bind(normed, true, k, "normed"),
-            ut = scratch(*ticket_, 4);
-  const uint32_t tail[] = {p.norm.has_residual, p.norm.weight_dtype,  0u,
-                           off(residual, ur),   off(norm_weight, un), off(normed, uo)};
-  const uint32_t offs[] = {x ? off(*x, ux) : 0u, off(w, uw), bias ? off(*bias, ub) : 0u,
-                           off(y, uy)};
-  const Grid g = linear_grid(ceil_div(p.gemm.N, gc.rows));
-  auto push_tail = [&](Push& push) {  // the norm fields after the conv ones (eps as its bits)
-    for (uint32_t i = 0; i < 6; ++i) {
-      uint32_t v = tail[i];
-      if (i == 2) std::memcpy(&v, &p.norm.eps, 4);
-      std::memcpy(push.bytes + push.size, &v, 4);
-      push.size += 4;
-    }
-    DM_ASSERT(push.size <= sizeof(push.bytes));
-  };
-  if (conv) {
-    const CausalConv1dStepParams& c = p.conv;
-    BufferUse ucw = bind(*conv_weight, false, k, "conv_weight"),
-              ucb = conv_bias ? bind(*conv_bias, false, k, "conv_bias") : dummy(),
-              ucs = bind(*conv_state, true, k, "conv_state"),
-              ucy = bind(*conv_y, true, k, "conv_y");
-    Push push(p.gemm,
-              {offs[0], offs[1], offs[2], offs[3], gc.rows, c.channels, c.d_conv, c.y_stride,
-               c.weight_dtype, c.bias_dtype, c.has_bias, off(*conv_weight, ucw),
-               conv_bias ? off(*conv_bias, ucb) : 0u, off(*conv_state, ucs), off(*conv_y, ucy)});
-    push_tail(push);
-    auto& pipe = pipelines_.get(k, 12, push.size, gc.spec(), 256, k);
-    rec_->dispatch(pipe, {ux, uw, ub, uy, ucw, ucb, ucs, ucy, ur, un, uo, ut}, push.bytes,
-                   push.size, g.x, g.y, g.z);
-  } else {
-    Push push(p.gemm, {offs[0], offs[1], offs[2], offs[3], gc.rows});
-    push_tail(push);
-    auto& pipe = pipelines_.get(k, 8, push.size, gc.spec(), 256, k);
-    rec_->dispatch(pipe, {ux, uw, ub, uy, ur, un, uo, ut}, push.bytes, push.size, g.x, g.y, g.z);
-  }
-  return true;
 }
 
 // Decode fusions (backend.h): rms_norm, then in_proj and the conv step in one dispatch
@@ -152,9 +71,6 @@ void VulkanBackend::rms_norm_gemm_conv_step(const Tensor* x, const Tensor& resid
   const RmsNormGemmParams p =
       make_rms_norm_gemm_params(x, residual, norm_weight, eps, normed, w, bias, y, &conv_weight,
                                 conv_bias, &conv_state, &conv_y);
-  if (gemv_norm(x, residual, norm_weight, normed, w, bias, y, p, &conv_weight, conv_bias,
-                &conv_state, &conv_y))
-    return;
   const bool fuse = fused_step_on(p.conv.channels) && p.gemm.M >= 1 && p.gemm.M <= 4 &&
                     small_m_vec_ok(normed, w, p.gemm) && p.conv.d_conv >= 1 && p.conv.d_conv <= 8 &&
                     ctx_->caps.max_storage_buffers >= 8 && rows_fit(w) >= w.rows &&
