@@ -47,7 +47,10 @@
 // the barriers cost ~1 µs each (72 a token); most of the rest was the body. Since then: the
 // split barrier, the conv / scan / B, C inputs issued early, rows staged in one round trip, and
 // the code cut from ~20K to ~9K PTX lines (row reductions and epilogues out of the unrolled
-// steps) -- not timed yet. So the path is opt-in (DM_CUDA_DECODE_BLOCK=1, cuda_backend.cpp).
+// steps). That revision, timed on an H100 in one process with the four-kernel path (session 5,
+// device call 10, bench/results/h100_session5_2026-11-27.md): 130m 419.6 against 346.6 µs
+// (flags barrier 459.6, 2 blocks per SM 456.4, no PDL 500.0); 2.8b 5209.5 against 2820.6.
+// Still slower, so the path is opt-in (DM_CUDA_DECODE_BLOCK=1, cuda_backend.cpp).
 // tools/gpu/decode_block_on_gpu.sh tests and times it in one GPU-host call.
 //
 // Supported: batch 1, d_state 16, d_conv 4, d_model ≤ 4096, d_inner ≤ 8192, the four matrices

@@ -531,8 +531,8 @@ namespace {
 // composition (the decode fusions above, four kernels per layer). Opt-in because it measured
 // slower: graph device time per token, the executor's step (bench_cuda decode-settings), one
 // kernel against four: 130m 490 against 347 µs (H100), 569 against 326 (H200); 2.8b 6622
-// against 2451 (H200). The kernel changed after those runs (smaller code, fewer dependent
-// loads) and was not timed again: see the file comment of cuda/mamba_block_step.cu.
+// against 2451 (H200); its revision (smaller code, fewer dependent loads) 130m 419.6 against
+// 346.6, 2.8b 5209.5 against 2820.6 (H100, one process): see cuda/mamba_block_step.cu.
 bool decode_block_wanted() {
   const char* e = std::getenv("DM_CUDA_DECODE_BLOCK");
   return e && std::string(e) == "1";
