@@ -153,26 +153,25 @@ void Recorder::track(const std::vector<Access>& accesses) {
     if (hazard) break;
   }
   const bool copy = !accesses.empty() && accesses.front().transfer;
-  if (copy && copies_unordered_ && !hazard) {
-    // An earlier narrow barrier retired accesses without ordering them before copies.
-    full_barrier();
-    pending_.clear();
-  } else if (hazard && (copy || wide_barriers_)) {
-    full_barrier();
-    pending_.clear();
-  } else if (hazard) {
-    // A dispatch: wait for the stages the pending accesses ran in (only compute shaders within a
-    // decode step: a TRANSFER source stage would also wait for the copy engine), make their
-    // writes available, and block only compute shaders after it.
-    VkPipelineStageFlags src = 0;
-    VkAccessFlags src_access = 0;
-    for (const Access& p : pending_) {
-      src |= p.transfer ? VK_PIPELINE_STAGE_TRANSFER_BIT : VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT;
-      if (p.write) src_access |= p.transfer ? VK_ACCESS_TRANSFER_WRITE_BIT : VK_ACCESS_SHADER_WRITE_BIT;
+  // A copy also needs a barrier when an earlier narrow one retired accesses without ordering
+  // them before copies.
+  if (hazard || (copy && copies_unordered_)) {
+    if (copy || wide_barriers_) {
+      full_barrier();
+    } else {
+      // A dispatch: wait for the stages the pending accesses ran in (only compute shaders within
+      // a decode step: a TRANSFER source stage would also wait for the copy engine), make their
+      // writes available, and block only compute shaders after it.
+      VkPipelineStageFlags src = 0;
+      VkAccessFlags src_access = 0;
+      for (const Access& p : pending_) {
+        src |= p.transfer ? VK_PIPELINE_STAGE_TRANSFER_BIT : VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT;
+        if (p.write) src_access |= p.transfer ? VK_ACCESS_TRANSFER_WRITE_BIT : VK_ACCESS_SHADER_WRITE_BIT;
+      }
+      barrier(src, src_access, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+              VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
+      copies_unordered_ = true;
     }
-    barrier(src, src_access, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
-            VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
-    copies_unordered_ = true;
     pending_.clear();
   }
   pending_.insert(pending_.end(), accesses.begin(), accesses.end());
