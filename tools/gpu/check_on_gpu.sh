@@ -4,12 +4,8 @@
 # same greedy continuation on every backend, then (with "bench") the benchmarks.
 # Logs go to $OUT; a short summary is printed last.
 set -u
-root=$PWD
 source "$PWD/tools/gpu/unpack.sh"
-gpu_unpack "${DM_GPUPACK:-.gpupack}" || exit 1
-out=${OUT:-/tmp}
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-export DM_TEST_DATA_DIR=$root/tests/data DM_SOURCE_DIR=$root
+gpu_enter "${DM_GPUPACK:-.gpupack}" || exit 1
 # Cli* runs the CLI at its build-machine path; it is covered by CI.
 ./decimamba_tests --gtest_filter='-Cli*' > "$out/tests.log" 2>&1
 echo "tests exit code: $?"

@@ -5,12 +5,8 @@
 # racecheck over the small CUDA kernel cases, and the decode step's graph device time.
 # PACK names the pack folder (default .gpupack). Logs go to $OUT.
 set -u
-root=$PWD
 source "$PWD/tools/gpu/unpack.sh"
-out=${OUT:-/tmp}
-gpu_unpack "${PACK:-.gpupack}" || exit 1
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/card.txt"
-export DM_TEST_DATA_DIR=$root/tests/data DM_SOURCE_DIR=$root
+gpu_enter "${PACK:-.gpupack}" || exit 1
 timeout 150 ./decimamba_tests --gtest_filter='-Cli*' > "$out/tests.log" 2>&1
 echo "tests exit $?"; grep -E "^\[  (FAILED|PASSED) |tests? from .* ran" "$out/tests.log" | head -20
 DM_CUDA_SCAN=v6 timeout 60 ./decimamba_tests --gtest_filter='*SelectiveScan*:*BackendOpsE2E*' > "$out/tests_v6.log" 2>&1

@@ -11,17 +11,13 @@
 #             the cases up to 130m widths (DM_CUDA_TEST_SMALL=1)
 # PACK names the pack folder (default .gpupack-block). Logs go to $OUT (7 files).
 set -u
-root=$PWD
 source "$PWD/tools/gpu/unpack.sh"
-out=${OUT:-/tmp}
+gpu_enter "${PACK:-.gpupack-block}" || exit 1
 on=DM_CUDA_DECODE_BLOCK=1
 SETTINGS_130M=${SETTINGS_130M:-DM_CUDA_DECODE_BLOCK=0;$on;$on,DM_CUDA_DECODE_BLOCK_BARRIER=flags;$on,DM_CUDA_DECODE_BLOCK_PER_SM=2;$on,DM_CUDA_PDL=0;base}
 SETTINGS_28B=${SETTINGS_28B:-DM_CUDA_DECODE_BLOCK=0;$on;base}
 sections=${*:-tests bench sanitize}
 has() { [[ " $sections " == *" $1 "* ]]; }
-gpu_unpack "${PACK:-.gpupack-block}" || exit 1
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/card.txt"
-export DM_TEST_DATA_DIR=$root/tests/data DM_SOURCE_DIR=$root
 export DM_FUSED_TEST_BACKENDS=${DM_FUSED_TEST_BACKENDS:-cuda}
 if has tests; then
   timeout 100 ./decimamba_tests --gtest_filter='FusedStep.*:*DecodeReplay*:*BackendRecord*:*BackendOpsE2E*' \

@@ -8,13 +8,9 @@
 #   4. (SCAN_PROFILE=1, the default) ncu --set full over the default CUDA scan's first launch.
 # PACK names the pack folder (default .gpupack). Logs go to $OUT.
 set -u
-root=$PWD
 source "$PWD/tools/gpu/unpack.sh"
-out=${OUT:-/tmp}
+gpu_enter "${PACK:-.gpupack}" || exit 1
 SHAPES=${SHAPES:-130m,2.8b}
-gpu_unpack "${PACK:-.gpupack}" || exit 1
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/card.txt"
-export DM_TEST_DATA_DIR=$root/tests/data DM_SOURCE_DIR=$root
 timeout 60 ./decimamba_tests --gtest_filter='*FusedStep*' > "$out/fused_tests.log" 2>&1
 echo "FusedStep tests exit $?"; grep -E "^\[  (FAILED|PASSED) " "$out/fused_tests.log" | head
 timeout 150 ./bench_vulkan --sections decode --shapes "$SHAPES" > "$out/vulkan_decode.md" 2> "$out/vulkan_decode.json"

@@ -6,15 +6,11 @@
 #   vulkan  bench_vulkan --sections decode for $SHAPES: fused shaders off/on, per-kernel tables
 # PACK names the pack folder (default .gpupack). Logs go to $OUT.
 set -u
-root=$PWD
 source "$PWD/tools/gpu/unpack.sh"
-out=${OUT:-/tmp}
+gpu_enter "${PACK:-.gpupack}" || exit 1
 SHAPES=${SHAPES:-2.8b,130m}
 sections=${*:-tests cuda vulkan}
 has() { [[ " $sections " == *" $1 "* ]]; }
-gpu_unpack "${PACK:-.gpupack}" || exit 1
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/card.txt"
-export DM_TEST_DATA_DIR=$root/tests/data DM_SOURCE_DIR=$root
 if has tests; then
   timeout 150 ./decimamba_tests --gtest_filter='-Cli*' > "$out/tests.log" 2>&1
   echo "tests exit $?"; grep -E "^\[  (FAILED|PASSED) |tests? from .* ran" "$out/tests.log" | head -20

@@ -17,15 +17,11 @@
 #   kernels  bench_cuda kernels and bench_vulkan --sections kernels: every kernel's table
 # (default: all but decode). PACK names the pack folder (default .gpupack). Logs go to $OUT.
 set -u
-root=$PWD
 source "$PWD/tools/gpu/unpack.sh"
-out=${OUT:-/tmp}
+gpu_enter "${PACK:-.gpupack}" || exit 1
 sections=${*:-tests scan bench long}
 has() { [[ " $sections " == *" $1 "* ]]; }
-gpu_unpack "${PACK:-.gpupack}" || exit 1
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/card.txt"
 dm=$PWD/decimamba
-export DM_TEST_DATA_DIR=$root/tests/data DM_SOURCE_DIR=$root
 if has tests; then
   timeout 200 ./decimamba_tests --gtest_filter='-Cli*' > "$out/tests.log" 2>&1
   echo "tests exit $?"

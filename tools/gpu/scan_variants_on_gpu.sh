@@ -12,12 +12,8 @@
 #   TESTS="default v7l v7m" BENCH="v6 v7a v7e v7l v7m default" SANITIZE="v7l v7m" \
 #     SAN_TIMEOUT=40 bash tools/gpu/scan_variants_on_gpu.sh
 set -u
-root=$PWD
 source "$PWD/tools/gpu/unpack.sh"
-out=${OUT:-/tmp}
-gpu_unpack "${PACK:-.gpupack-scan}" || exit 1
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee "$out/card.txt"
-export DM_TEST_DATA_DIR=$root/tests/data DM_SOURCE_DIR=$root
+gpu_enter "${PACK:-.gpupack-scan}" || exit 1
 with_scan() {  # with_scan VALUE CMD...: CMD with DM_CUDA_SCAN=VALUE ("default": unset)
   local v=$1; shift
   if [ "$v" = default ]; then env -u DM_CUDA_SCAN "$@"; else DM_CUDA_SCAN=$v "$@"; fi

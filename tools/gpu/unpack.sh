@@ -1,10 +1,23 @@
-# Sourced by the tools/gpu/*_on_gpu.sh scripts: gpu_unpack PACK_DIR unpacks a tools/gpu/bundle.sh
-# pack into a fresh folder and enters its .gpu/ with the bundle's environment (env.sh). Fresh,
-# because a warm GPU host keeps the files of the call before: a `.gpu/` left by another pack
-# would otherwise run in this one's place (a helper's call timed another helper's binaries so).
+# Sourced by the tools/gpu/*_on_gpu.sh scripts, run from the repo root on the GPU host.
+# gpu_unpack PACK_DIR unpacks a tools/gpu/bundle.sh pack into a fresh folder and enters its .gpu/
+# with the bundle's environment (env.sh). Fresh, because a warm GPU host keeps the files of the
+# call before: a `.gpu/` left by another pack would otherwise run in this one's place (a helper's
+# call timed another helper's binaries so).
 gpu_unpack() {
   local dir
   dir=$(mktemp -d "$PWD/.gpu-run.XXXXXX") || return 1
   tar xJf "$1/gpu.tar.xz" -C "$dir" || { echo "gpu_unpack: no $1/gpu.tar.xz" >&2; return 1; }
   cd "$dir/.gpu" && source ./env.sh
+}
+
+# gpu_enter PACK_DIR: every script's preamble. Sets root (the repo root) and out ($OUT, else /tmp),
+# unpacks and enters the pack (gpu_unpack), prints the card (also into $out/card.txt: each number
+# a script reports is read on that card) and exports the test data paths the tests read.
+gpu_enter() {
+  root=$PWD
+  out=${OUT:-/tmp}
+  gpu_unpack "$1" || return 1
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader \
+    | tee "$out/card.txt"
+  export DM_TEST_DATA_DIR=$root/tests/data DM_SOURCE_DIR=$root
 }

@@ -7,12 +7,8 @@
 #     tools/gpu/vkscan_on_gpu.sh
 # Builds nothing; unpacks the pack afresh (tools/gpu/unpack.sh); logs go to $OUT (4 files).
 set -u
-root=$PWD
 source "$PWD/tools/gpu/unpack.sh"
-out=${OUT:-/tmp}
-gpu_unpack "${PACK:-.gpupack-vkscan}" || exit 1
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/card.txt"
-export DM_TEST_DATA_DIR=$root/tests/data DM_SOURCE_DIR=$root
+gpu_enter "${PACK:-.gpupack-vkscan}" || exit 1
 f='BackendOps.SelectiveScan*:BackendOpsVulkan.SelectiveScanPaths:*BackendOpsE2E*'
 {
   echo "== default scan"
