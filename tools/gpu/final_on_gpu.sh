@@ -15,6 +15,8 @@
 #   barriers the Vulkan recorder's barriers, exact (the default) against DM_VULKAN_BARRIERS=wide,
 #            alternating twice: bench_vulkan decode 130m, and decimamba bench 130m pp4096
 #   kernels  bench_cuda kernels and bench_vulkan --sections kernels: every kernel's table
+#   share    ncu over one 16K-token CUDA prefill of 130m and 2.8b (bench_cuda prefill-profile):
+#            each kernel's time in isolation, and the GEMMs' share (target: the rest <= 25%)
 # (default: all but decode). PACK names the pack folder (default .gpupack). Logs go to $OUT.
 set -u
 source "$PWD/tools/gpu/unpack.sh"
@@ -85,4 +87,13 @@ fi
 if has kernels; then
   timeout 150 ./bench_cuda kernels > "$out/kernels_cuda.md" 2>/dev/null; echo "bench_cuda kernels exit $?"
   timeout 200 ./bench_vulkan --sections kernels > "$out/kernels_vulkan.md" 2>/dev/null; echo "bench_vulkan kernels exit $?"
+fi
+if has share; then
+  for shape in 130m 2.8b; do
+    timeout 250 ncu --profile-from-start off --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
+      --csv ./bench_cuda prefill-profile "$shape" > "$out/ncu_prefill_$shape.csv" 2>> "$out/ncu.err"
+    echo "ncu prefill $shape exit $?"
+    python3 "$root/tools/gpu/ncu_summary.py" "$out/ncu_prefill_$shape.csv" 0 > "$out/ncu_prefill_$shape.md"
+    sed -n 1,16p "$out/ncu_prefill_$shape.md"; grep "^GEMM kernels" "$out/ncu_prefill_$shape.md"
+  done
 fi

@@ -38,6 +38,11 @@ print(f"{len(rows)} launches, {total:.1f} µs summed (kernels in isolation, no o
 print("| kernel | launches | total µs | % | mean µs | DRAM GB/s |\n|---|---|---|---|---|---|")
 for k, (n, t, b) in sorted(agg.items(), key=lambda kv: -kv[1][1]):
     print(f"| {k} | {n} | {t:.1f} | {100*t/total:.1f} | {t/n:.2f} | {b/(t*1e3) if t else 0:.0f} |")
+# The GEMM's share (docs/performance.md: a prefill is "GEMM-bound" when scan + conv + misc take
+# <= 25%): cuBLAS's kernels, the own small-M GEMV and the activation split that feeds cuBLAS.
+gemm = sum(t for k, (n, t, b) in agg.items() if re.search(r"gemm|gemv|nvjet|xmma|cutlass|convert_rows|add_bias|^sm\d", k, re.I))
+print(f"\nGEMM kernels (cuBLAS, gemv, activation split): {gemm:.1f} µs, {100*gemm/total:.1f}%; "
+      f"the rest (scan, conv, norms, misc): {total-gemm:.1f} µs, {100*(total-gemm)/total:.1f}%")
 N = int(sys.argv[2]) if len(sys.argv) > 2 else 12
 print(f"\nFirst {N} launches:\n\n| # | kernel | µs | DRAM MB | GB/s |\n|---|---|---|---|---|")
 for i, e in enumerate(list(rows.values())[:N]):
