@@ -12,7 +12,7 @@ pack=${2:-.gpupack}
 stage=$(mktemp -d "$PWD/.gpu-stage.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 progs=()
-for p in decimamba decimamba_tests bench_cuda bench_vulkan; do
+for p in decimamba decimamba_tests bench_cuda bench_vulkan bench_dispatch; do
   [ -e "$b/$p" ] && progs+=("$b/$p")
 done
 ../shared/gpu-host/bundle.sh "$stage/.gpu" "${progs[@]}"

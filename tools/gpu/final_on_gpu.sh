@@ -15,6 +15,7 @@
 #   barriers the Vulkan recorder's barriers, exact (the default) against DM_VULKAN_BARRIERS=wide,
 #            alternating twice: bench_vulkan decode 130m, and decimamba bench 130m pp4096
 #   kernels  bench_cuda kernels and bench_vulkan --sections kernels: every kernel's table
+#   dispatch bench_dispatch: what one small kernel costs in a replayed chain, CUDA and Vulkan
 #   share    ncu over one 16K-token CUDA prefill of 130m and 2.8b (bench_cuda prefill-profile):
 #            each kernel's time in isolation, and the GEMMs' share (target: the rest <= 25%)
 # (default: all but decode). PACK names the pack folder (default .gpupack). Logs go to $OUT.
@@ -96,4 +97,8 @@ if has share; then
     python3 "$root/tools/gpu/ncu_summary.py" "$out/ncu_prefill_$shape.csv" 0 > "$out/ncu_prefill_$shape.md"
     sed -n 1,16p "$out/ncu_prefill_$shape.md"; grep "^GEMM kernels" "$out/ncu_prefill_$shape.md"
   done
+fi
+if has dispatch; then
+  timeout 60 ./bench_dispatch cuda,vulkan > "$out/dispatch.md" 2>&1; echo "bench_dispatch exit $?"
+  grep "^| " "$out/dispatch.md"
 fi
