@@ -12,14 +12,15 @@
 //            of a vec4 piece hit distinct banks at CB 4 and 8), B and C as rows
 //            ([slot][row][state / 4], a pad row after each slice's R rows); chunk k−1's gated y
 //            (transposed, written by the subgroups) goes out as whole rows.
-//   prep (subgroup, per channel): lane l takes tokens l·R/4 .. l·R/4 + R/4 − 1 of its channel
-//            (the tokens it holds after the scan's reduce-scatter): Δ = softplus(delta + bias)
-//            and Δ·u overwrite delta and u in place (the lane keeps u and SiLU(z) in
-//            registers); a subgroup barrier, no work-group one.
+//   prep (subgroup, per channel): lane l takes tokens l + SG·i (i < R/4) of its channel
+//            (PREP2 below; conflict-free column reads): Δ = softplus(delta + bias) and Δ·u
+//            overwrite delta and u in place (the lane keeps u and SiLU(z) in registers); a
+//            subgroup barrier, no work-group one.
 //   scan:    v6's: lane = 4·slice + state group, a = exp2(Δ·A·log2e) and Δ·B·u kept in
 //            registers, the slice maps scanned with shuffles, the rerun from the true start,
 //            y reduce-scattered over the 4 group lanes.
-//   gate:    in the lane, no shuffle: y = (C·h + D·u)·SiLU(z) into the transposed y rows.
+//   gate:    y shuffled to the prep's lane of its token, y = (C·h + D·u)·SiLU(z) into the
+//            transposed y rows.
 // One work-group barrier per chunk (T = SG/4 · R tokens); ring slots: 2 of each. Inputs read
 // once, y written once. Tokens past L have Δ = 0 and zero B: decay 1, input 0, the state is
 // left alone; their y is not stored.
@@ -27,6 +28,11 @@
 // shape 12,8 (d_inner 1536: a third of the v6 port's time saved, a quarter of the chunked
 // scan's), which the v6 port's shared memory (56 KiB at 12,8) does not allow. Its work group
 // takes a whole SM's registers, so time goes by waves of work groups (vulkan_scan.cpp).
+// Tried in session 6 and dropped (H100, 1536 × 4K at 12,8, against 118.7-119.6 µs; in the git
+// history): B and C read by the scan from the buffers, not staged (173.1 µs; 163.3 with the
+// staging loads kept as an L1 prefetch); odd subgroups doing their staging duty after the scan
+// (151.5; 241.6 when the scan's call was written twice instead); a denormal-flushing variant
+// (SPV_KHR_float_controls) was never dispatched: the H100 driver reported no fp32 flush-to-zero.
 // Needs: d_state 16, subgroup shuffles in compute, work groups of CB full subgroups of the
 // reported size; CB a multiple of 4, R a multiple of 4, R <= 16. Variant warp2 (VEC): channels,
 // row strides and element offsets of u, delta, B, C, z, y multiples of 4; warp2_scalar: any.
@@ -41,6 +47,11 @@ layout(constant_id = 0) const uint WG = 256;  // CB · SG
 layout(constant_id = 1) const uint SG = 32;   // subgroup size
 layout(constant_id = 2) const uint CB = 8;    // channels (subgroups) per work group
 layout(constant_id = 3) const uint R = 8;     // tokens per slice
+// PREP2 (the default, 1): the prep's lane l takes tokens l + SG·i (consecutive floats of the
+// transposed row: no bank conflicts) rather than l·Q + i (0: 2-way conflicts at Q 2, where the
+// reduce-scatter leaves the lane's y); the scan's y then comes to it by Q² shuffles (none at
+// Q 1, where both maps are one). H100, two runs: 0.5-1% faster at 12,8 (session 6).
+layout(constant_id = 4) const uint PREP2 = 1;
 layout(local_size_x_id = 0) in;
 
 #include "selective_scan_warp_io.glsl"
@@ -116,15 +127,18 @@ void write_out(uint k) {
   store_y4(p.off[9] + (k * T + lt) * p.y_stride + c0 + 4 * lq, o, ln);
 }
 
+// The token of entry i of the prep's lane (PREP2: Q = 1 maps the same either way).
+uint prep_token(uint lane, uint i) { return PREP2 != 0u ? lane + SG * i : lane * Q + i; }
+
 // Chunk k of channel w (see the file comment); h: the carried state of this lane's 4 states.
 void scan_chunk(uint k, uint w, uint lane, vec4 A2, float bias, float dskip, bool has_z,
                 inout vec4 h) {
   const uint s = lane >> 2, g = lane & 3u;
   const uint row = trow(k, w);
-  // Prep: this lane's Q tokens lane·Q + i.
+  // Prep: this lane's Q tokens (lane·Q + i, or lane + SG·i with PREP2).
   float uq[Q], gz[Q];
   [[unroll]] for (uint i = 0; i < Q; ++i) {
-    const uint t = lane * Q + i, o = row + t / 4;
+    const uint t = prep_token(lane, i), o = row + t / 4;
     const float dt = k * T + t < p.L ? softplus(s_dl[o][t % 4] + bias) : 0.0;
     uq[i] = s_u[o][t % 4];
     gz[i] = has_z ? silu(s_z[o][t % 4]) : 1.0;
@@ -184,9 +198,32 @@ void scan_chunk(uint k, uint w, uint lane, vec4 A2, float bias, float dskip, boo
     }
   }
   [[unroll]] for (uint i = 0; i < Q; ++i) {
-    const uint t = lane * Q + i;
-    s_y[row + t / 4][t % 4] = fma(dskip, uq[i], yv[i]) * gz[i];
+    const uint t = prep_token(lane, i);
+    float yt = yv[i];
+    if (PREP2 != 0u && Q > 1u) {
+      // Token t's y sits in lane t / Q, entry t % Q: every entry j is shuffled from that lane
+      // (a shuffle's index must be uniform in the source lane's registers), the right one kept.
+      const uint holder = t / Q, idx = t % Q;
+      yt = 0.0;
+      [[unroll]] for (uint j = 0; j < Q; ++j) {
+        const float yj = subgroupShuffle(yv[j], holder);
+        if (idx == j) yt = yj;
+      }
+    }
+    s_y[row + t / 4][t % 4] = fma(dskip, uq[i], yt) * gz[i];
   }
+}
+
+// The staging duty of iteration k: chunk k + 1 into shared memory, chunk k + 2's loads issued
+// (before the scan of k, so that its work hides their latency: issued after it instead, the scan
+// took 25-45% longer on the H100), chunk k − 1's y out.
+void duty(uint k, inout vec4 rd, inout vec4 ru, inout vec4 rz, bool has_z) {
+  if (k + 1 < nch) stage(k + 1, rd, ru, rz, has_z);
+  rd = ld_rows(k + 2, 0);
+  ru = ld_rows(k + 2, 1);
+  if (has_z) rz = ld_rows(k + 2, 2);
+  ld_bc(k + 2);
+  if (k >= 1) write_out(k - 1);
 }
 
 void main() {
@@ -223,14 +260,7 @@ void main() {
     // Chunk k's staging and chunk k−1's y are visible; every read of slot (k + 1) & 1 (chunk
     // k − 1's inputs, chunk k − 2's y) is done.
     barrier();
-    if (k + 1 < nch) stage(k + 1, rd, ru, rz, has_z);
-    // Chunk k + 2's loads, issued before the scan of k so that its work hides their latency
-    // (issued after it instead, the scan took 25-45% longer on the H100).
-    rd = ld_rows(k + 2, 0);
-    ru = ld_rows(k + 2, 1);
-    if (has_z) rz = ld_rows(k + 2, 2);
-    ld_bc(k + 2);
-    if (k >= 1) write_out(k - 1);
+    duty(k, rd, ru, rz, has_z);
     scan_chunk(k, w, lane, A2, bias, dskip, has_z, h);
   }
   barrier();

@@ -399,7 +399,11 @@ TEST(BackendOpsVulkan, SelectiveScanPaths) {
   const Mode modes[] = {{"chunked", nullptr},      {"lookback", nullptr},    {"lookback", "8,2,4"},
                         {"lookback", "32,4,8"},    {"lookback", "16,8,4"},   {"warp", nullptr},
                         {"warp", nullptr, true},   {"warp", "4,4", true},    {"warp", "8,4", true},
-                        {"warp", "4,4"},           {"warp", "12,8", true},   {"warp", "4,8", true}};
+                        {"warp", "4,4"},           {"warp", "12,8", true},   {"warp", "4,8", true},
+                        // The prep's token map (CB,R,PREP2): the former one (0), the default
+                        // one (1) at Q = R / 4 = 3 (9 shuffles a lane), vec4 and scalar rows.
+                        {"warp", "12,8,0", true},  {"warp", "8,8,0"},       {"warp", "4,12,1", true},
+                        {"warp", "4,12,1"}};
   // The warp scan: unaligned tensors or strided cases (delta stride C + 3) take its scalar
   // variant, aligned unstrided ones its vec4 variant; C = 40 and 20 leave a partial work group.
   const std::vector<ScanCase> cases = {

@@ -9,6 +9,18 @@
 
 namespace dm::vk {
 
+namespace {
+// The warp scan's prep map (spec constant 4 of shaders/selective_scan_warp2.comp, PREP2): 1, the
+// default, conflict-free tokens l + SG·i; DM_VULKAN_SCAN_WARP=CB,R,0 the former l·Q + i (kept
+// for A/B timing: 0.5-1% slower on the H100, session 6).
+uint32_t warp_prep2() {
+  unsigned cb = 0, r = 0, prep2 = 1;
+  if (const char* env = std::getenv("DM_VULKAN_SCAN_WARP"))
+    if (std::sscanf(env, "%u,%u,%u", &cb, &r, &prep2) == 3) return prep2 != 0;
+  return 1;
+}
+}  // namespace
+
 // The scan over consecutive pieces of at most m time steps, the state carrying between them.
 void VulkanBackend::scan_in_pieces(int64_t m, const Tensor& u, const Tensor& delta,
                                    const Tensor& A_log, const Tensor& B, const Tensor& C,
@@ -121,8 +133,8 @@ void VulkanBackend::selective_scan(const Tensor& u, const Tensor& delta, const T
         p, {0u, 1u, off(u, uu), off(delta, ud), off(A_log, ua), off(B, uB), off(C, uC), off(D, uD),
             z ? off(*z, uz) : 0u, off(dt_bias, ubias), off(ssm_state, us), off(y, uy)});
     const char* variant = wc.vec ? "selective_scan.warp2" : "selective_scan.warp2_scalar";
-    auto& pipe =
-        pipelines_.get(variant, 10, push.size, {wc.cb * sg, sg, wc.cb, wc.r}, wc.cb * sg, variant);
+    auto& pipe = pipelines_.get(variant, 10, push.size,
+                                {wc.cb * sg, sg, wc.cb, wc.r, warp_prep2()}, wc.cb * sg, variant);
     const Grid g = linear_grid(ceil_div(p.channels, wc.cb));
     rec_->dispatch(pipe, {uu, ud, ua, uB, uC, uD, uz, ubias, us, uy}, push.bytes, push.size, g.x,
                    g.y, g.z);
@@ -283,8 +295,8 @@ uint64_t VulkanBackend::warp_shared_bytes(uint64_t sg, uint64_t cb, uint64_t r) 
 // The warp scan's shape (shaders/selective_scan_warp2.comp, DM_VULKAN_SCAN=warp or the default
 // where warp_default says so): CB channels (subgroups) per work group, R tokens per slice
 // (chunks of subgroupSize / 4 · R tokens). A forced one runs where it applies (the chunked scan
-// otherwise); DM_VULKAN_SCAN_WARP=CB,R picks the shape, else the defaults below (12,8: 44 KiB
-// of shared memory at subgroups of 32). Its predecessor, the plain port of the CUDA v6 scan
+// otherwise); DM_VULKAN_SCAN_WARP=CB,R[,PREP2] picks the shape (and the prep's token map,
+// warp_prep2), else the defaults below (12,8: 44 KiB of shared memory at subgroups of 32). Its predecessor, the plain port of the CUDA v6 scan
 // (`warp6`, shaders/selective_scan_warp.comp), measured slower than it at 1536-3072 and no
 // faster than the chunked scan (the default there) at 5120 (H100, session 5), was removed.
 // offs: element offsets of u, delta, B, C, z, y in their bindings (the vec4 variant needs all
