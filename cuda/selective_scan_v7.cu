@@ -403,6 +403,253 @@ __global__ void __launch_bounds__(32 * (CB + PROD), MINB)
 #endif
 }
 
+// v7 with specialised warps (configurations p … t, z; x is the default at 3072): CB compute
+// warps only load Δ and Δ·u, scan and write raw y; NH prep warps and NH gate warps do the rest,
+// so the shared-memory accesses that v7's compute warps made as 4-way conflicting column reads
+// and writes of the [T][CB] boxes become 16-byte row accesses (ncu at 1536 × 4K of u: L1 86%
+// busy, 2.5-way store and 3.8-way load conflicts, 24 of ~100 load wavefronts per warp and chunk
+// in the prep columns). Measured (configuration table below): the conflicts go (ncu), the time
+// does not: u is issue- and latency-bound as much as L1-bound; x is 1–2% faster than u at 3072
+// and 16K tokens, 3% slower at 1536 × 4K. With one prep and one gate warp (p) the block waits on
+// those two warps (89.6 against u's 77.8 µs at 1536 × 4K), so NH 2 splits the tokens in halves.
+//   prep warps (w = CB + h, h < NH): lane i takes token i + 32·h (NH 2; tokens i and i + 32 with
+//            NH 1), four channels per 16-byte read of the delta and u boxes (a row read:
+//            conflict-free), and writes Δ and Δ·u into the stage's per-channel rows dt / du
+//            (token t at t ^ (4·bit 5 of t), so the compute lanes' 16-byte reads of slices s and
+//            s + 4 fall in different banks); arrive on prepped[stage].
+//   compute warps: wait on full and prepped, scan (v6's in-warp scan), reduce-scatter y over
+//            the state groups (lane i ends with tokens 2i, 2i + 1) and write them as one 8-byte
+//            store into yr[buffer][channel][token]; arrive on ydone.
+//   gate warps (w = CB + NH + h): wait ydone, read yr (rows: conflict-free) and u, z of the stage
+//            (16-byte row reads), gate (y + D·u)·SiLU(z) into the [T][CB] box with 16-byte
+//            stores, free yr (yfree) and arrive on gated; the first gate warp's lane 0 then
+//            stores the box by TMA and, the stage's reads being all done (every other warp's
+//            come before ydone or gated), reloads the stage with chunk j + NS; boxfree tells the
+//            gate warps when a box's store has read it.
+// No empty barriers: the gated wait orders the reload after every read.
+template <int CB, int NS, int NY>
+struct V7sSmem {
+  static_assert(CB % 4 == 0, "16-byte row accesses of four channels");
+  static_assert((kT * CB * 4) % 1024 == 0, "boxes start 1 KB aligned (the swizzle's period)");
+  struct Stage {
+    float delta[kT][CB];
+    float u[kT][CB];
+    float z[kT][CB];
+    float B[kSl][kBSL];  // as in V7Smem
+    float C[kSl][kBSL];
+    float dt[CB][kT];  // Δ per channel, token t at t ^ (4·bit 5 of t)
+    float du[CB][kT];  // Δ·u, same order
+  };
+  Stage st[NS];
+  float y[NY][kT][CB];   // gated y, the TMA store's box
+  float yr[NY][CB][kT];  // raw y (C·h summed over the states) per channel
+  uint64_t full[NS], prepped[NS], ydone[NY], yfree[NY], gated[NY], boxfree[NY];
+};
+
+template <int CB, int NS, int NY, int NH, int MINB, bool SWZ, int MODE>
+__global__ void __launch_bounds__(32 * (CB + 2 * NH), MINB)
+    scan_v7s_kernel(const __grid_constant__ V7Maps maps, SelectiveScanParams p,
+                    const void* A_log, const void* Dp, const void* dt_bias, float* state) {
+#if DM_V7_DEVICE
+  using SM = V7sSmem<CB, NS, NY>;
+  using Stage = typename SM::Stage;
+  extern __shared__ unsigned char smem_raw[];
+  static_assert(!SWZ || CB == 8 || CB == 16, "TMA swizzle: 32-byte (CB 8) or 64-byte (CB 16) rows");
+  static_assert(NH == 1 || NH == 2, "one prep / gate warp for both token halves, or one per half");
+  constexpr uint32_t kAlign = SWZ ? 1024 : 128;
+  SM& sm = *reinterpret_cast<SM*>(smem_raw +
+                                  ((kAlign - (smem_u32(smem_raw) & (kAlign - 1))) & (kAlign - 1)));
+  const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+  const uint32_t c0 = blockIdx.x * CB;
+  const int L = int(p.L);
+  const bool has_z = p.has_z;
+  const int nch = (L + kT - 1) / kT;
+  // Float offset of (token t, the 16-byte piece holding box column col) in a [T][CB] box, with
+  // the TMA's swizzle (as boxoff in scan_v7_kernel).
+  auto boxoff = [](int t, int col) {
+    if constexpr (SWZ && CB == 8) return t * 8 + (col ^ (((t >> 2) & 1) << 2));
+    else if constexpr (SWZ && CB == 16) return t * 16 + (col ^ (((t >> 1) & 3) << 2));
+    else return t * CB + col;
+  };
+  const uint32_t stage_bytes =
+      uint32_t(kT * CB * 4 * (has_z ? 3 : 2) + 2 * kSl * (kR + 1) * kN * 4);
+  auto issue = [&](int k) {  // one thread: chunk k into its stage (as in scan_v7_kernel)
+    Stage& b = sm.st[k % NS];
+    const uint32_t fb = smem_u32(&sm.full[k % NS]);
+    mbar_arrive_tx(fb, stage_bytes);
+    const int t0 = k * kT;
+    tma_load_2d(smem_u32(&b.delta[0][0]), &maps.delta, int(c0), t0, fb);
+    tma_load_2d(smem_u32(&b.u[0][0]), &maps.u, int(c0), t0, fb);
+    if (has_z) tma_load_2d(smem_u32(&b.z[0][0]), &maps.z, int(c0), t0, fb);
+    if (maps.use3d && t0 + kT + 1 <= L) {
+      tma_load_3d(smem_u32(&b.B[0][0]), &maps.B3, 0, 0, k * kSl, fb);
+      tma_load_3d(smem_u32(&b.C[0][0]), &maps.C3, 0, 0, k * kSl, fb);
+    } else {
+#pragma unroll 1
+      for (int sl = 0; sl < kSl; ++sl) {
+        const int row0 = t0 + sl * kR - (sl & 1);
+        tma_load_2d(smem_u32(&b.B[sl][0]), &maps.B, 0, row0, fb);
+        tma_load_2d(smem_u32(&b.C[sl][0]), &maps.C, 0, row0, fb);
+      }
+    }
+  };
+  if (tid == 0) {
+#pragma unroll
+    for (int i = 0; i < NS; ++i) {
+      mbar_init(smem_u32(&sm.full[i]), 1);
+      mbar_init(smem_u32(&sm.prepped[i]), 32 * NH);
+    }
+#pragma unroll
+    for (int i = 0; i < NY; ++i) {
+      mbar_init(smem_u32(&sm.ydone[i]), 32 * CB);
+      mbar_init(smem_u32(&sm.yfree[i]), 32 * NH);
+      mbar_init(smem_u32(&sm.gated[i]), 32 * NH);
+      mbar_init(smem_u32(&sm.boxfree[i]), 1);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+
+  if (w >= CB) {  // aux warps: NH prep warps, then NH gate warps; warp h of a role takes token
+                  // half h (NH 2) or both halves (NH 1) of every box row
+    const int a = w - CB, h0 = NH == 2 ? a % NH : 0;
+    constexpr int NHALF = 2 / NH;  // token halves per aux warp
+    const bool is_prep = a < NH;
+    if (a == 0 && lane == 0) {
+#pragma unroll 1
+      for (int k = 0; k < NS && k < nch; ++k) issue(k);
+    }
+    float coef[CB];  // the prep's dt_bias, the gate's D
+#pragma unroll
+    for (int c = 0; c < CB; ++c) {
+      const uint32_t cc = c0 + c < p.channels ? c0 + c : 0;
+      coef[c] = is_prep ? load_f(dt_bias, p.dt_bias_dtype, cc) : load_f(Dp, p.D_dtype, cc);
+    }
+    if (is_prep) {
+#pragma unroll 1
+      for (int i = 0; i < nch; ++i) {
+        const int si = i % NS;
+        Stage& b = sm.st[si];
+        mbar_wait(smem_u32(&sm.full[si]), uint32_t(i / NS) & 1u);
+        const int rem = L - i * kT;
+#pragma unroll
+        for (int hh = 0; hh < NHALF; ++hh) {
+          const int t = lane + 32 * (hh + h0), pos = t ^ ((t >> 5) << 2);
+#pragma unroll
+          for (int c = 0; c < CB; c += 4) {
+            const float4 d4 = *reinterpret_cast<const float4*>(&b.delta[0][0] + boxoff(t, c));
+            const float4 u4 = *reinterpret_cast<const float4*>(&b.u[0][0] + boxoff(t, c));
+            const float dv[4] = {d4.x, d4.y, d4.z, d4.w}, uv[4] = {u4.x, u4.y, u4.z, u4.w};
+#pragma unroll
+            for (int q = 0; q < 4; ++q) {
+              const float sp = softplus_fast(dv[q] + coef[c + q]);
+              const float d = t < rem ? sp : 0.f;
+              b.dt[c + q][pos] = d;
+              b.du[c + q][pos] = d * uv[q];
+            }
+          }
+        }
+        mbar_arrive(smem_u32(&sm.prepped[si]));
+      }
+      return;
+    }
+#pragma unroll 1
+    for (int j = 0; j < nch; ++j) {  // the gate of chunk j
+      const int si = j % NS, yb = j % NY;
+      const Stage& b = sm.st[si];
+      mbar_wait(smem_u32(&sm.ydone[yb]), uint32_t(j / NY) & 1u);
+      mbar_wait(smem_u32(&sm.full[si]), uint32_t(j / NS) & 1u);  // (complete: for visibility)
+      float o[NHALF][CB];
+#pragma unroll
+      for (int hh = 0; hh < NHALF; ++hh) {
+        const int t = lane + 32 * (hh + h0);
+#pragma unroll
+        for (int c = 0; c < CB; c += 4) {
+          const float4 u4 = *reinterpret_cast<const float4*>(&b.u[0][0] + boxoff(t, c));
+          const float uv[4] = {u4.x, u4.y, u4.z, u4.w};
+          float zv[4] = {1.f, 1.f, 1.f, 1.f};
+          if (has_z) {
+            const float4 z4 = *reinterpret_cast<const float4*>(&b.z[0][0] + boxoff(t, c));
+            zv[0] = silu_fast(z4.x), zv[1] = silu_fast(z4.y);
+            zv[2] = silu_fast(z4.z), zv[3] = silu_fast(z4.w);
+          }
+#pragma unroll
+          for (int q = 0; q < 4; ++q)
+            o[hh][c + q] = fmaf(coef[c + q], uv[q], sm.yr[yb][c + q][t]) * zv[q];
+        }
+      }
+      mbar_arrive(smem_u32(&sm.yfree[yb]));  // this warp's reads of yr are done
+      // The TMA store of chunk j − NY has read this y buffer.
+      if (j >= NY) mbar_wait(smem_u32(&sm.boxfree[yb]), uint32_t(j / NY - 1) & 1u);
+#pragma unroll
+      for (int hh = 0; hh < NHALF; ++hh) {
+        const int t = lane + 32 * (hh + h0);
+#pragma unroll
+        for (int c = 0; c < CB; c += 4)
+          *reinterpret_cast<float4*>(&sm.y[yb][0][0] + boxoff(t, c)) =
+              make_float4(o[hh][c], o[hh][c + 1], o[hh][c + 2], o[hh][c + 3]);
+      }
+      fence_proxy_async();
+      mbar_arrive(smem_u32(&sm.gated[yb]));  // also: this warp's reads of the stage are done
+      if (a == NH && lane == 0) {
+        mbar_wait(smem_u32(&sm.gated[yb]), uint32_t(j / NY) & 1u);
+        tma_store_2d(&maps.y, int(c0), j * kT, smem_u32(&sm.y[yb][0][0]));
+        if (j + NS < nch) issue(j + NS);  // every read of the stage is done
+        if (j >= 1) {  // the store of chunk j − 1 has read its buffer
+          asm volatile("cp.async.bulk.wait_group.read 1;" ::: "memory");
+          mbar_arrive(smem_u32(&sm.boxfree[(j - 1) % NY]));
+        }
+      }
+      __syncwarp();
+    }
+    if (a == NH && lane == 0) bulk_wait_all0();
+    return;
+  }
+
+  // A compute warp: channel c0 + w.
+  const int s = lane >> 2, g = lane & 3;
+  const uint32_t c = c0 + w;
+  const bool cv = c < p.channels;
+  const uint32_t cc = cv ? c : 0;
+  float A2[1][4], h[1][4];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    A2[0][j] = -expf(load_f(A_log, p.A_log_dtype, size_t(cc) * kN + g * 4 + j)) * kLog2e;
+    h[0][j] = cv ? state[size_t(c) * kN + g * 4 + j] : 0.f;
+  }
+  const int bo2 = s * kBSL + (s & 1) * kN + g * 4, bo3 = s * (kR + 1) * kN + g * 4;
+  // Slice s's tokens s·R + 4h' + i sit at s·R + 4·(h' ^ (s >> 2)) + i (the prep's order).
+  const int sw = (s >> 2) << 2;
+#pragma unroll 1
+  for (int k = 0; k < nch; ++k) {
+    const int si = k % NS, yb = k % NY;
+    const Stage& b = sm.st[si];
+    mbar_wait(smem_u32(&sm.full[si]), uint32_t(k / NS) & 1u);
+    mbar_wait(smem_u32(&sm.prepped[si]), uint32_t(k / NS) & 1u);
+    float dtv[1][kR], duv[1][kR];
+#pragma unroll
+    for (int r = 0; r < kR; r += 4) {
+      const float4 d4 = *reinterpret_cast<const float4*>(&b.dt[w][s * kR + (r ^ sw)]);
+      const float4 u4 = *reinterpret_cast<const float4*>(&b.du[w][s * kR + (r ^ sw)]);
+      dtv[0][r] = d4.x, dtv[0][r + 1] = d4.y, dtv[0][r + 2] = d4.z, dtv[0][r + 3] = d4.w;
+      duv[0][r] = u4.x, duv[0][r + 1] = u4.y, duv[0][r + 2] = u4.z, duv[0][r + 3] = u4.w;
+    }
+    const bool f3 = maps.use3d && k * kT + kT + 1 <= L;
+    const int bo = f3 ? bo3 : bo2;
+    float yv[1][kR];
+    warp_chunk_scan_nc<kR, MODE, 1>(dtv, duv, &b.B[0][0] + bo, &b.C[0][0] + bo, A2, h, s, g, yv);
+    group_reduce_scatter(yv[0], g);  // lane i: tokens 2i, 2i + 1 of the chunk
+    if (k >= NY) mbar_wait(smem_u32(&sm.yfree[yb]), uint32_t(k / NY - 1) & 1u);
+    *reinterpret_cast<float2*>(&sm.yr[yb][w][2 * lane]) = make_float2(yv[0][0], yv[0][1]);
+    mbar_arrive(smem_u32(&sm.ydone[yb]));
+  }
+  if (cv && s == 0) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) state[size_t(c) * kN + g * 4 + j] = h[0][j];
+  }
+#endif
+}
+
 using EncodeTiled = PFN_cuTensorMapEncodeTiled_v12000;
 
 EncodeTiled encoder() {
@@ -452,6 +699,30 @@ bool encode3(CUtensorMap* m, const float* base, uint32_t L, uint32_t stride) {
             CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
+// The tensor maps of a launch: [T][BW] boxes of delta, u, z, y (swizzled if swz), B and C as
+// 2D per-slice boxes and, if t3d, the 3D slice windows. False if the driver cannot encode them.
+bool encode_maps(V7Maps& m, const SelectiveScanParams& p, uint32_t BW, bool swz, bool t3d,
+                 const float* u, const float* delta, const float* B, const float* C,
+                 const float* z, float* y) {
+  bool ok = encode(&m.delta, delta, p.channels, p.L, p.delta_stride, BW, kT, swz) &&
+            encode(&m.u, u, p.channels, p.L, p.u_stride, BW, kT, swz) &&
+            encode(&m.B, B, kN, p.L, p.B_stride, kN, kR + 1) &&
+            encode(&m.C, C, kN, p.L, p.C_stride, kN, kR + 1) &&
+            encode(&m.y, y, p.channels, p.L, p.y_stride, BW, kT, swz);
+  if (ok && p.has_z) ok = encode(&m.z, z, p.channels, p.L, p.z_stride, BW, kT, swz);
+  if (!ok) return false;
+  if (!p.has_z) m.z = m.u;  // never read
+  // The 3D views of B and C: window sl covers rows sl·R .. sl·R + R; only windows that end
+  // before row L exist, so a box of 8 never reads past the tensor.
+  m.use3d = t3d && encode3(&m.B3, B, p.L, p.B_stride) && encode3(&m.C3, C, p.L, p.C_stride);
+  if (t3d && !m.use3d) {
+    static bool told = false;
+    if (!told) std::fprintf(stderr, "decimamba: v7 scan: no 3D B/C maps, per-slice boxes\n");
+    told = true;
+  }
+  return true;
+}
+
 template <int CB, int NC, int NS, int NY, int MINB, bool PIPE, bool SWZ, bool T3D, int MODE,
           bool PROD>
 cudaError_t launch(const SelectiveScanParams& p, const float* u, const float* delta,
@@ -460,22 +731,7 @@ cudaError_t launch(const SelectiveScanParams& p, const float* u, const float* de
                    cudaStream_t s) {
   constexpr int BW = CB * NC;  // channels per block
   V7Maps m;
-  bool ok = encode(&m.delta, delta, p.channels, p.L, p.delta_stride, BW, kT, SWZ) &&
-            encode(&m.u, u, p.channels, p.L, p.u_stride, BW, kT, SWZ) &&
-            encode(&m.B, B, kN, p.L, p.B_stride, kN, kR + 1) &&
-            encode(&m.C, C, kN, p.L, p.C_stride, kN, kR + 1) &&
-            encode(&m.y, y, p.channels, p.L, p.y_stride, BW, kT, SWZ);
-  if (ok && p.has_z) ok = encode(&m.z, z, p.channels, p.L, p.z_stride, BW, kT, SWZ);
-  if (!ok) return cudaErrorNotSupported;
-  if (!p.has_z) m.z = m.u;  // never read
-  // The 3D views of B and C: window sl covers rows sl·R .. sl·R + R; only windows that end
-  // before row L exist, so a box of 8 never reads past the tensor.
-  m.use3d = T3D && encode3(&m.B3, B, p.L, p.B_stride) && encode3(&m.C3, C, p.L, p.C_stride);
-  if (T3D && !m.use3d) {
-    static bool told = false;
-    if (!told) std::fprintf(stderr, "decimamba: v7 scan: no 3D B/C maps, per-slice boxes\n");
-    told = true;
-  }
+  if (!encode_maps(m, p, BW, SWZ, T3D, u, delta, B, C, z, y)) return cudaErrorNotSupported;
   const size_t smem = sizeof(V7Smem<CB, NC, NS, NY>) + (SWZ ? 1024 : 128);  // + room to align
   auto kern = scan_v7_kernel<CB, NC, NS, NY, MINB, PIPE, SWZ, MODE, PROD>;
   static const cudaError_t attr =
@@ -483,6 +739,24 @@ cudaError_t launch(const SelectiveScanParams& p, const float* u, const float* de
   if (attr != cudaSuccess) return attr;
   kern<<<ceil_div(p.channels, BW), 32 * (CB + PROD), smem, s>>>(m, p, A_log, D, dt_bias,
                                                                  ssm_state);
+  return cudaGetLastError();
+}
+
+// scan_v7s_kernel: CB compute warps + the prep and gate warps; B and C as 3D boxes.
+template <int CB, int NS, int NY, int NH, int MINB, bool SWZ>
+cudaError_t launch_s(const SelectiveScanParams& p, const float* u, const float* delta,
+                     const void* A_log, const float* B, const float* C, const void* D,
+                     const float* z, const void* dt_bias, float* ssm_state, float* y,
+                     cudaStream_t s) {
+  V7Maps m;
+  if (!encode_maps(m, p, CB, SWZ, true, u, delta, B, C, z, y)) return cudaErrorNotSupported;
+  const size_t smem = sizeof(V7sSmem<CB, NS, NY>) + (SWZ ? 1024 : 128);  // + room to align
+  auto kern = scan_v7s_kernel<CB, NS, NY, NH, MINB, SWZ, kScanZeroDone>;
+  static const cudaError_t attr =
+      cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  if (attr != cudaSuccess) return attr;
+  kern<<<ceil_div(p.channels, CB), 32 * (CB + 2 * NH), smem, s>>>(m, p, A_log, D, dt_bias,
+                                                                   ssm_state);
   return cudaGetLastError();
 }
 
@@ -542,17 +816,35 @@ bool scan_v7_applies(const SelectiveScanParams& p, const float* u, const float* 
 //       w 115.9 / 438.1, 116.8 / 441.2, 172.7 / 657.2, 228.3 / 872.5, 283.7 / 1088.4
 //       l 82.6 / 307.0, 159.5 / 607.6, 161.0 / 609.0, 236.9 / 909.1, 314.0 / 1210.1
 //       m 101.8 / 384.2, 101.8 / 384.0, 159.6 / 610.7, 197.2 / 759.0, 252.1 / 974.6
-//     u, the fastest at 1536 and 3072 (43–47% of the floor), is the default there; m stays at
-//     2048, 4096, 5120. u passed the scan and end-to-end tests (device call 10) and
-//     compute-sanitizer memcheck and racecheck (call 12); v and w passed the tests (call 10).
+//     u, the fastest at 1536 and 3072 (43–47% of the floor), was the default there (x at 3072
+//     since session 6); m stays at 2048, 4096, 5120. u passed the scan and end-to-end tests
+//     (device call 10) and compute-sanitizer memcheck and racecheck (call 12); v and w passed
+//     the tests (call 10).
+// p … t, z (scan_v7s_kernel: CB compute warps that only scan, NH prep and NH gate warps doing
+//   16-byte row accesses of the boxes; session 6, H100 80GB HBM3, device call 3 of that session's
+//   scan helper, one run with the default (u / m) in it), µs at L = 4K / 16K, 1536 / 3072 / 5120:
+//     x (CB 12, NH 2: 16 warps)   80.3 / 285.8, 148.0 / 557.2, 283.5 / 1093.7
+//     p (CB 12, NH 1)             89.6 / 334.7; z (x with NS 3) 83.9 / 311.6 at 1536
+//     q / s / r / y (CB 8 / 16 with one or two prep + gate warp pairs): 102–126 at 1536 × 4K,
+//     265.6–366.1 at 5120 × 4K (q, 2 blocks per SM at 96 registers, spills 20 bytes: 265.6)
+//     default  77.8 / 287.6, 149.8 / 567.4, 252.2 / 974.9
+//   call 4 (final): default (x at 3072) 77.5 / 287.3, 148.2 / 558.0, 252.8 / 975.8; u forced
+//   77.6 / 287.5, 150.1 / 566.8; x forced 79.6 / 286.2, 148.2 / 557.4; t (x, NS 5) 81.4 / 301.2.
+//   x passed the scan and end-to-end tests forced (27) and memcheck / racecheck (call 4).
+//   ncu at 1536 × 4K (same call and call 1): shared-load bank conflicts 2.14 M → 0.36 M (x
+//   against u), store conflicts 0.90 M → 0.20 M, L1/TEX 86% → 74% busy, but the same 45 M
+//   warp instructions and issue slots 62% → 64% busy: the conflicts were not what bounds u.
+//   x is the default at 3072 (1.2–1.8% faster there), u stays at 1536 (x 3% slower at 4K).
 // One block of 12 warps per SM fits 1536 channels in one wave (128 blocks); at 5120, CB 12 / 16
 // (one block per SM) give 3.23 / 2.42 blocks per SM, so the last wave runs a quarter / half full,
 // while CB 8 with two blocks per SM comes in finer pieces.
-// u (12 compute warps + a producer warp, one block per SM) where the blocks come in whole waves
-// of 132 (one at 1536: 128 blocks; two at 3072: 256), m (8 warps, 2 blocks per SM, finer
-// pieces) elsewhere. Measured at the published widths only (above); above 5120 m is assumed.
+// u (12 compute warps + a producer warp, one block per SM) at 1536 and x (u's blocks with the
+// prep and gate split off) at 3072, where the blocks come in whole waves of 132 (one at 1536:
+// 128 blocks; two at 3072: 256), m (8 warps, 2 blocks per SM, finer pieces) elsewhere. Measured
+// at the published widths only (above); above 5120 m is assumed.
 char scan_v7_default(uint32_t channels) {
-  return channels < 2048 || (channels > 2560 && channels <= 3072) ? 'u' : 'm';
+  if (channels < 2048) return 'u';
+  return channels > 2560 && channels <= 3072 ? 'x' : 'm';
 }
 
 cudaError_t launch_scan_v7(char cfg, const SelectiveScanParams& p, const float* u,
@@ -584,6 +876,21 @@ cudaError_t launch_scan_v7(char cfg, const SelectiveScanParams& p, const float* 
     DM_V7('u', 12, 1, 4, 4, 1, false, false, true, kZero, true)
     DM_V7('v', 8, 1, 4, 4, 2, false, true, true, kZero, true)
     DM_V7('w', 8, 1, 4, 4, 1, false, true, true, kZero, true)
+    // Specialised warps (scan_v7s_kernel): CB, NS, NY, NH prep and NH gate warps, blocks per
+    // SM, swizzled boxes.
+#define DM_V7S(n, cb, ns, ny, nh, mb, swz)                                                 \
+  case n:                                                                                  \
+    return launch_s<cb, ns, ny, nh, mb, swz>(p, u, delta, A_log, B, C, D, z, dt_bias,      \
+                                             ssm_state, y, s);
+    DM_V7S('p', 12, 4, 4, 1, 1, false)
+    DM_V7S('x', 12, 4, 4, 2, 1, false)
+    DM_V7S('q', 8, 4, 4, 1, 2, true)
+    DM_V7S('r', 16, 4, 4, 1, 1, true)
+    DM_V7S('s', 8, 4, 4, 2, 1, true)
+    DM_V7S('y', 16, 4, 4, 2, 1, true)
+    DM_V7S('z', 12, 3, 3, 2, 1, false)
+    DM_V7S('t', 12, 5, 4, 2, 1, false)
+#undef DM_V7S
     default: return cudaErrorInvalidValue;
   }
 #undef DM_V7

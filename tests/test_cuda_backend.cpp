@@ -279,7 +279,8 @@ TEST(CudaBackend, SelectiveScan) {
       {4096, 1536, 16, 48, true, DType::F32}, {129, 24, 8, 4, true, DType::F32},
       {7, 3, 1, 1, false, DType::F32},        {3000, 64, 16, 3, true, DType::F16},
       {20000, 64, 16, 16, true, DType::F32},  {777, 40, 16, 16, true, DType::F16},
-      {300, 1536, 16, 48, false, DType::F32}};
+      {300, 1536, 16, 48, false, DType::F32}, {200, 3072, 16, 96, true, DType::F32}};
+  // C = 3072: the width where the default is v7x (selective_scan_v7.cu), 1536 u, 5120 m.
   // DM_CUDA_TEST_SMALL=1 keeps the small cases only (for compute-sanitizer's racecheck).
   const bool small = std::getenv("DM_CUDA_TEST_SMALL") != nullptr;
   for (const Case& c : cases) {
