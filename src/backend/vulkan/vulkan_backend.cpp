@@ -74,6 +74,28 @@ BufferUse VulkanBackend::bind(const Tensor& t, bool write, const char* kernel, c
   return u;
 }
 
+ScanBindings VulkanBackend::bind_scan(const char* k, const Tensor& u, const Tensor& delta,
+                                      const Tensor& A_log, const Tensor& B, const Tensor& C,
+                                      const Tensor& D, const Tensor* z, const Tensor& dt_bias,
+                                      const Tensor& ssm_state, const Tensor& y, bool delta_out) {
+  ScanBindings b;
+  b.u = bind(u, false, k, "u");
+  b.delta = bind(delta, delta_out, k, "delta");
+  b.A_log = bind(A_log, false, k, "A_log");
+  b.B = bind(B, false, k, "B");
+  b.C = bind(C, false, k, "C");
+  b.D = bind(D, false, k, "D");
+  b.z = z ? bind(*z, false, k, "z") : dummy();
+  b.dt_bias = bind(dt_bias, false, k, "dt_bias");
+  b.state = bind(ssm_state, true, k, "ssm_state");
+  b.y = bind(y, true, k, "y");
+  b.off = {off(u, b.u),         off(delta, b.delta), off(A_log, b.A_log),
+           off(B, b.B),         off(C, b.C),         off(D, b.D),
+           z ? off(*z, b.z) : 0u, off(dt_bias, b.dt_bias), off(ssm_state, b.state),
+           off(y, b.y)};
+  return b;
+}
+
 int64_t VulkanBackend::rows_fit(const Tensor& t) const {
   const uint64_t lim = ctx_->caps.max_storage_range / 4 * 4 - align_ - 4;
   if (t.span_bytes() <= lim || t.rows <= 1) return std::max<int64_t>(t.rows, 1);

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -48,10 +49,31 @@ struct Push {
     DM_ASSERT(sizeof(P) + 4 * tail.size() <= sizeof(bytes));
     std::memcpy(bytes, &params, sizeof(P));
     size = sizeof(P);
-    for (uint32_t v : tail) {
+    append(tail);
+  }
+  // More 32-bit words after those already there.
+  template <typename Words>
+  void append(const Words& words) {
+    for (uint32_t v : words) {
+      DM_ASSERT(size + 4 <= sizeof(bytes));
       std::memcpy(bytes + size, &v, 4);
       size += 4;
     }
+  }
+  void append(std::initializer_list<uint32_t> words) { append<>(words); }
+};
+
+// The ten tensors every selective-scan kernel binds, in its binding order (u, delta, A_log, B,
+// C, D, z, dt_bias, ssm_state, y; z a dummy binding when absent), and their element offsets in
+// those bindings, which every scan shader takes in the same order among its push constants.
+struct ScanBindings {
+  BufferUse u, delta, A_log, B, C, D, z, dt_bias, state, y;
+  std::array<uint32_t, 10> off{};
+  // The ten uses in binding order, then `more` (bindings 10, 11, ...).
+  std::vector<BufferUse> uses(std::initializer_list<BufferUse> more = {}) const {
+    std::vector<BufferUse> v{u, delta, A_log, B, C, D, z, dt_bias, state, y};
+    v.insert(v.end(), more);
+    return v;
   }
 };
 
@@ -119,6 +141,11 @@ class VulkanBackend final : public Backend {
   // Buffers and bindings (vulkan_backend.cpp).
   VulkanBuffer& vbuf(Buffer& b, const char* what);
   BufferUse bind(const Tensor& t, bool write, const char* kernel, const char* name);
+  // bind() for the scans' ten tensors (delta written by the fused dt_proj step: delta_out).
+  ScanBindings bind_scan(const char* kernel, const Tensor& u, const Tensor& delta,
+                         const Tensor& A_log, const Tensor& B, const Tensor& C, const Tensor& D,
+                         const Tensor* z, const Tensor& dt_bias, const Tensor& ssm_state,
+                         const Tensor& y, bool delta_out = false);
   // How many leading rows of t one binding can address (all of them, almost always).
   int64_t rows_fit(const Tensor& t) const;
   // Elements [i0, i0 + n) of a vector stored as 1 × len or len × 1.

@@ -35,18 +35,13 @@ void VulkanBackend::selective_scan_step(const Tensor& u, const Tensor& delta, co
   if (p.batch == 0 || p.channels == 0) return;
   const char* k = "selective_scan_step";
   check_small(k, "d_state", p.d_state, 256);
-  BufferUse uu = bind(u, false, k, "u"), ud = bind(delta, false, k, "delta"),
-            ua = bind(A_log, false, k, "A_log"), uB = bind(B, false, k, "B"),
-            uC = bind(C, false, k, "C"), uD = bind(D, false, k, "D"),
-            uz = z ? bind(*z, false, k, "z") : dummy(), ubias = bind(dt_bias, false, k, "dt_bias"),
-            us = bind(ssm_state, true, k, "ssm_state"), uy = bind(y, true, k, "y");
-  Push push(p, {off(u, uu), off(delta, ud), off(A_log, ua), off(B, uB), off(C, uC), off(D, uD),
-                z ? off(*z, uz) : 0u, off(dt_bias, ubias), off(ssm_state, us), off(y, uy)});
+  const ScanBindings sb = bind_scan(k, u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y);
+  Push push(p, {});
+  push.append(sb.off);
   auto& pipe = pipelines_.get("selective_scan_step", 10, push.size, {64, p.d_state}, 64,
                               "selective_scan_step");
   const Grid g = fold_yz(p.batch);
-  rec_->dispatch(pipe, {uu, ud, ua, uB, uC, uD, uz, ubias, us, uy}, push.bytes, push.size,
-                 ceil_div(p.channels, 64), g.y, g.z);
+  rec_->dispatch(pipe, sb.uses(), push.bytes, push.size, ceil_div(p.channels, 64), g.y, g.z);
 }
 
 // On by default for layers of at most kFusedStepMaxChannels channels. Measured on an H100
@@ -116,16 +111,14 @@ void VulkanBackend::dt_proj_scan_step(const Tensor& dt_low, const Tensor& dt_pro
     return Backend::dt_proj_scan_step(dt_low, dt_proj, delta, u, A_log, B, C, D, z, dt_bias,
                                       ssm_state, y);
   const char* k = "selective_scan_step.dt_proj";
-  BufferUse uu = bind(u, false, k, "u"), ud = bind(delta, true, k, "delta"),
-            ua = bind(A_log, false, k, "A_log"), uB = bind(B, false, k, "B"),
-            uC = bind(C, false, k, "C"), uD = bind(D, false, k, "D"),
-            uz = z ? bind(*z, false, k, "z") : dummy(), ubias = bind(dt_bias, false, k, "dt_bias"),
-            us = bind(ssm_state, true, k, "ssm_state"), uy = bind(y, true, k, "y"),
-            ul = bind(dt_low, false, k, "dt_low"), uw = bind(dt_proj, false, k, "dt_proj");
-  Push push(p.scan,
-            {off(u, uu), off(delta, ud), off(A_log, ua), off(B, uB), off(C, uC), off(D, uD),
-             z ? off(*z, uz) : 0u, off(dt_bias, ubias), off(ssm_state, us), off(y, uy), p.dt.K,
-             p.dt.x_stride, p.dt.w_stride, p.dt.w_dtype, off(dt_low, ul), off(dt_proj, uw)});
+  // delta is an output here: the step writes the Δ it computes (dt_proj + bias, softplus).
+  const ScanBindings sb =
+      bind_scan(k, u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y, /*delta_out=*/true);
+  const BufferUse ul = bind(dt_low, false, k, "dt_low"), uw = bind(dt_proj, false, k, "dt_proj");
+  Push push(p.scan, {});
+  push.append(sb.off);
+  push.append({p.dt.K, p.dt.x_stride, p.dt.w_stride, p.dt.w_dtype, off(dt_low, ul),
+               off(dt_proj, uw)});
   const Grid g = fold_yz(p.scan.batch);
   // LANES = 8 invocations per channel (selective_scan_step.dt_proj_sg) where subgroup shuffles
   // allow, 32 channels per work group of 256; else one invocation per channel.
@@ -133,13 +126,13 @@ void VulkanBackend::dt_proj_scan_step(const Tensor& dt_low, const Tensor& dt_pro
       shuffles_ok() && ctx_->caps.subgroup_size >= lanes && !old_decode_kernels()) {
     const char* v = "selective_scan_step.dt_proj_sg";
     auto& pipe = pipelines_.get(v, 12, push.size, {256, p.scan.d_state, lanes}, 256, v);
-    rec_->dispatch(pipe, {uu, ud, ua, uB, uC, uD, uz, ubias, us, uy, ul, uw}, push.bytes, push.size,
+    rec_->dispatch(pipe, sb.uses({ul, uw}), push.bytes, push.size,
                    ceil_div(p.scan.channels, 256 / lanes), g.y, g.z);
     return;
   }
   auto& pipe = pipelines_.get(k, 12, push.size, {64, p.scan.d_state}, 64, k);
-  rec_->dispatch(pipe, {uu, ud, ua, uB, uC, uD, uz, ubias, us, uy, ul, uw}, push.bytes, push.size,
-                 ceil_div(p.scan.channels, 64), g.y, g.z);
+  rec_->dispatch(pipe, sb.uses({ul, uw}), push.bytes, push.size, ceil_div(p.scan.channels, 64),
+                 g.y, g.z);
 }
 
 }  // namespace dm::vk

@@ -51,11 +51,7 @@ void VulkanBackend::selective_scan(const Tensor& u, const Tensor& delta, const T
   }
   const char* k = "selective_scan";
   check_small(k, "d_state", p.d_state, 256);
-  BufferUse uu = bind(u, false, k, "u"), ud = bind(delta, false, k, "delta"),
-            ua = bind(A_log, false, k, "A_log"), uB = bind(B, false, k, "B"),
-            uC = bind(C, false, k, "C"), uD = bind(D, false, k, "D"),
-            uz = z ? bind(*z, false, k, "z") : dummy(), ubias = bind(dt_bias, false, k, "dt_bias"),
-            us = bind(ssm_state, true, k, "ssm_state"), uy = bind(y, true, k, "y");
+  const ScanBindings sb = bind_scan(k, u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y);
 
   const std::string mode = scan_mode();
   // DM_VULKAN_SCAN=lookback (experimental, opt-in): one pass over the inputs, parallel over
@@ -95,9 +91,8 @@ void VulkanBackend::selective_scan(const Tensor& u, const Tensor& delta, const T
         BufferUse uscr = scratch(*scan_h_, scr_bytes),
                   usync = scratch(*scan_sync_, scan_sync_->bytes());
         const Grid g = linear_grid(nslot);
-        Push push(p, {n_chunks, lb_tickets_, lb_epoch_, off(u, uu), off(delta, ud), off(A_log, ua),
-                      off(B, uB), off(C, uC), off(D, uD), z ? off(*z, uz) : 0u, off(dt_bias, ubias),
-                      off(ssm_state, us), off(y, uy)});
+        Push push(p, {n_chunks, lb_tickets_, lb_epoch_});
+        push.append(sb.off);
         lb_tickets_ += g.x * g.y * g.z;  // mod 2^32, as the device counter
         lb_epoch_ = (lb_epoch_ + 1) & 0x3fffffffu;
         if (lb_epoch_ == 0) lb_epoch_ = 1;  // 0 is the freshly cleared flags' tag
@@ -108,8 +103,7 @@ void VulkanBackend::selective_scan(const Tensor& u, const Tensor& delta, const T
         const uint32_t poll = ctx_->caps.type == "cpu" ? 64 : 4096;
         auto& pipe = pipelines_.get(variant, 12, push.size, {lb.cw * lb.s, lb.cw, lb.s, poll},
                                     lb.cw * lb.s, "selective_scan.lookback");
-        rec_->dispatch(pipe, {uu, ud, ua, uB, uC, uD, uz, ubias, us, uy, uscr, usync}, push.bytes,
-                       push.size, g.x, g.y, g.z);
+        rec_->dispatch(pipe, sb.uses({uscr, usync}), push.bytes, push.size, g.x, g.y, g.z);
         if (std::getenv(
                 "DM_VULKAN_LB_DEBUG")) {  // fallbacks so far (work groups that gave up polling)
           uint32_t w[4];
@@ -125,34 +119,29 @@ void VulkanBackend::selective_scan(const Tensor& u, const Tensor& delta, const T
   // prepares, scans and gates its own channel); where subgroup shuffles and d_state 16 allow;
   // 16-byte row loads where the rows are aligned, scalar loads otherwise.
   if (const WarpConfig wc = warp_config(
-          p, mode,
-          {off(u, uu), off(delta, ud), off(B, uB), off(C, uC), z ? off(*z, uz) : 0u, off(y, uy)});
+          p, mode, {sb.off[0], sb.off[1], sb.off[3], sb.off[4], sb.off[6], sb.off[9]});
       wc.ok) {
     const uint32_t sg = ctx_->caps.subgroup_size;
-    Push push(
-        p, {0u, 1u, off(u, uu), off(delta, ud), off(A_log, ua), off(B, uB), off(C, uC), off(D, uD),
-            z ? off(*z, uz) : 0u, off(dt_bias, ubias), off(ssm_state, us), off(y, uy)});
+    Push push(p, {0u, 1u});
+    push.append(sb.off);
     const char* variant = wc.vec ? "selective_scan.warp2" : "selective_scan.warp2_scalar";
     auto& pipe = pipelines_.get(variant, 10, push.size,
                                 {wc.cb * sg, sg, wc.cb, wc.r, warp_prep2()}, wc.cb * sg, variant);
     const Grid g = linear_grid(ceil_div(p.channels, wc.cb));
-    rec_->dispatch(pipe, {uu, ud, ua, uB, uC, uD, uz, ubias, us, uy}, push.bytes, push.size, g.x,
-                   g.y, g.z);
+    rec_->dispatch(pipe, sb.uses(), push.bytes, push.size, g.x, g.y, g.z);
     return;
   }
   // One pass, one exp per (token, channel, state), where subgroup shuffles are verified
   // (shaders/selective_scan_sg.comp); the chunked three-pass scan below otherwise.
   if (mode == "subgroup" && scan_subgroup_ok(p.d_state)) {
     const uint32_t sg = ctx_->caps.subgroup_size, chn = 4, items = 4;
-    Push push(
-        p, {0u, 1u, off(u, uu), off(delta, ud), off(A_log, ua), off(B, uB), off(C, uC), off(D, uD),
-            z ? off(*z, uz) : 0u, off(dt_bias, ubias), off(ssm_state, us), off(y, uy)});
+    Push push(p, {0u, 1u});
+    push.append(sb.off);
     auto& pipe =
         pipelines_.get("selective_scan.subgroup", 10, push.size,
                        {chn * sg, p.d_state, sg, items, chn}, chn * sg, "selective_scan.subgroup");
     const Grid g = linear_grid(ceil_div(p.channels, chn));
-    rec_->dispatch(pipe, {uu, ud, ua, uB, uC, uD, uz, ubias, us, uy}, push.bytes, push.size, g.x,
-                   g.y, g.z);
+    rec_->dispatch(pipe, sb.uses(), push.bytes, push.size, g.x, g.y, g.z);
     return;
   }
   // Chunks: enough (channel, chunk) invocations to fill a large GPU (~128K), chunks of at
@@ -166,17 +155,15 @@ void VulkanBackend::selective_scan(const Tensor& u, const Tensor& delta, const T
   const uint32_t n_chunks = ceil_div(p.L, len);
   const uint32_t chunk_len = n_chunks == 1 ? p.L : uint32_t(len);
 
-  Push push(
-      p, {chunk_len, n_chunks, off(u, uu), off(delta, ud), off(A_log, ua), off(B, uB), off(C, uC),
-          off(D, uD), z ? off(*z, uz) : 0u, off(dt_bias, ubias), off(ssm_state, us), off(y, uy)});
+  Push push(p, {chunk_len, n_chunks});
+  push.append(sb.off);
   const uint32_t cg = ceil_div(p.channels, 64);
   auto pipe = [&](const char* variant) -> Pipeline& {
     return pipelines_.get(variant, 12, push.size, {64, p.d_state, s_tok}, 64, variant);
   };
   if (n_chunks == 1) {
-    rec_->dispatch(pipe("selective_scan"),
-                   {uu, ud, ua, uB, uC, uD, uz, ubias, us, uy, dummy(), dummy()}, push.bytes,
-                   push.size, cg, 1, 1);
+    rec_->dispatch(pipe("selective_scan"), sb.uses({dummy(), dummy()}), push.bytes, push.size,
+                   cg, 1, 1);
     return;
   }
   const uint64_t h_bytes = uint64_t(n_chunks) * p.channels * p.d_state * 4;
@@ -184,19 +171,19 @@ void VulkanBackend::selective_scan(const Tensor& u, const Tensor& delta, const T
   ensure_scratch(scan_h_, h_bytes);
   ensure_scratch(scan_d_, d_bytes);
   BufferUse uh = scratch(*scan_h_, h_bytes), udsum = scratch(*scan_d_, d_bytes);
-  BufferUse us_r = us;
-  us_r.write = false;
+  // Pass 1 reads the inputs of every chunk but the last, pass 2 (combine) only A_log and the
+  // start state, pass 3 everything: the rest is bound but untracked (not read).
   rec_->dispatch(pipe("selective_scan.chunk_state"),
-                 {uu, ud, ua, uB, untracked(uC), untracked(uD), untracked(uz), ubias, untracked(us),
-                  untracked(uy), uh, udsum},
+                 {sb.u, sb.delta, sb.A_log, sb.B, untracked(sb.C), untracked(sb.D), untracked(sb.z),
+                  sb.dt_bias, untracked(sb.state), untracked(sb.y), uh, udsum},
                  push.bytes, push.size, cg, n_chunks - 1, 1);
   rec_->dispatch(pipe("selective_scan.combine"),
-                 {untracked(uu), untracked(ud), ua, untracked(uB), untracked(uC), untracked(uD),
-                  untracked(uz), untracked(ubias), us_r, untracked(uy), uh, read_only(udsum)},
+                 {untracked(sb.u), untracked(sb.delta), sb.A_log, untracked(sb.B), untracked(sb.C),
+                  untracked(sb.D), untracked(sb.z), untracked(sb.dt_bias), read_only(sb.state),
+                  untracked(sb.y), uh, read_only(udsum)},
                  push.bytes, push.size, ceil_div(uint64_t(p.channels) * p.d_state, 64), 1, 1);
-  rec_->dispatch(pipe("selective_scan"),
-                 {uu, ud, ua, uB, uC, uD, uz, ubias, us, uy, read_only(uh), untracked(udsum)},
-                 push.bytes, push.size, cg, n_chunks, 1);
+  rec_->dispatch(pipe("selective_scan"), sb.uses({read_only(uh), untracked(udsum)}), push.bytes,
+                 push.size, cg, n_chunks, 1);
 }
 
 BufferUse VulkanBackend::scratch(VulkanBuffer& b, uint64_t bytes) const {
