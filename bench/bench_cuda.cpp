@@ -18,6 +18,10 @@
 //      decode-profile 2.8b`: each kernel's time and bytes in isolation;
 //   8. prefill-profile (not in the default sections): one 16K-token prefill per shape inside
 //      cudaProfilerStart/Stop, likewise for ncu.
+//   9. decode-trace (not in the default sections): the one-kernel Mamba block
+//      (DM_CUDA_DECODE_BLOCK=1) with DM_CUDA_DECODE_BLOCK_TRACE=1, a recorded step replayed:
+//      where each layer's kernel spends its time, from its blocks' %globaltimer stamps; per
+//      setting of the third argument (as decode-settings).
 // Usage: bench_cuda [sections=copy,kernels,decode,prefill] [decode shapes=130m,2.8b] [settings]
 // Prints markdown tables and one JSON line per row.
 #include <algorithm>
@@ -380,6 +384,71 @@ void bench_prefill(Backend& be, const char* card) {
   }
 }
 
+// Section 9: the stamps of cuda/mamba_block_step.cu (in order: 0 start, 1 small weights staged,
+// 2 griddepcontrol.wait returned, 3 norm done and in_proj / out_proj slices landed, 4 in_proj +
+// conv step, 5 x_proj partials stored, 6 x_proj reduced (blocks j < R + 2N), 7 x_dbl read,
+// 8 scan step + y stored, 9 y read, 10 out_proj done), as ns since stamp 2 of the same block,
+// mean over the step's layers, for block 0 and the last block; and the gap from a layer's later
+// end (of the two blocks) to the next layer's stamp 2 (kernel completion → dependent release).
+void bench_decode_trace(Bench& b, const std::vector<std::string>& shapes,
+                        const std::string& settings, const char* card) {
+  Backend& be = b.be;
+  std::printf("\n## One-kernel Mamba block, stamps (ns after griddepcontrol.wait; mean over layers), on %s\n\n", card);
+  for (const std::string& s : shapes) {
+    auto rm = make_pooled_random_model(s);
+    Executor ex(be, rm->model);
+    ex.set_step_replay(false);
+    auto st = ex.new_state();
+    std::printf("| %s | block | stamp 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10 | gap to next | µs per layer | SM MHz |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n", s.c_str());
+    for (const std::string& setting : split(settings, ';')) {
+      std::vector<std::string> names = {"DM_CUDA_DECODE_BLOCK", "DM_CUDA_DECODE_BLOCK_TRACE"};
+      setenv("DM_CUDA_DECODE_BLOCK", "1", 1);
+      setenv("DM_CUDA_DECODE_BLOCK_TRACE", "1", 1);
+      if (setting != "base")
+        for (const std::string& kv : split(setting)) {
+          const size_t eq = kv.find('=');
+          if (eq == std::string::npos) fail("[bench_cuda] setting '", kv, "' is not NAME=VALUE");
+          names.push_back(kv.substr(0, eq));
+          setenv(names.back().c_str(), kv.substr(eq + 1).c_str(), 1);
+        }
+      for (int i = 0; i < 4; ++i) ex.step(17, *st);
+      std::unique_ptr<Recording> rec = be.record([&] { ex.enqueue_step_kernels(*st); });
+      for (int i = 0; i < 5; ++i) be.replay(*rec);
+      const std::vector<unsigned long long> t = cuda_decode_block_trace(be);
+      for (const std::string& n : names) unsetenv(n.c_str());
+      // The last step's launches: the n_layer highest epochs.
+      struct Rec { unsigned long long epoch; const unsigned long long *b0, *bl; };
+      std::vector<Rec> recs;
+      for (size_t slot = 0; slot * 32 < t.size(); ++slot)
+        if (t[slot * 32 + 15] != 0) recs.push_back({t[slot * 32 + 15], &t[slot * 32], &t[slot * 32 + 16]});
+      std::sort(recs.begin(), recs.end(), [](const Rec& x, const Rec& y) { return x.epoch < y.epoch; });
+      const size_t L = size_t(ex.config().n_layer);
+      if (recs.size() < L) {
+        std::printf("| %s %s: %zu trace records, expected %zu (not the one-kernel path?) |\n", s.c_str(), setting.c_str(), recs.size(), L);
+        continue;
+      }
+      recs.erase(recs.begin(), recs.end() - long(L));
+      const double span = double(recs.back().b0[10]) - double(recs.front().b0[2]);
+      for (int which = 0; which < 2; ++which) {
+        double mean[11] = {}, gap = 0, cycles = 0, ns = 0;
+        for (size_t l = 0; l < L; ++l) {
+          const unsigned long long* r = which ? recs[l].bl : recs[l].b0;
+          for (int i = 0; i < 11; ++i) mean[i] += (double(r[i]) - double(r[2])) / double(L);
+          cycles += double(r[11]), ns += double(r[10]) - double(r[2]);
+          if (l + 1 < L) {
+            const double end = double(std::max(recs[l].b0[10], recs[l].bl[10]));
+            const unsigned long long* n = which ? recs[l + 1].bl : recs[l + 1].b0;
+            gap += (double(n[2]) - end) / double(L - 1);
+          }
+        }
+        std::printf("| %s | %s |", setting.c_str(), which ? "last" : "0");
+        for (int i = 0; i < 11; ++i) std::printf(" %.0f |", mean[i]);
+        std::printf(" %.0f | %.2f | %.0f |\n", gap, span / 1e3 / double(L), 1e3 * cycles / ns);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 // Whether the comma-separated `sections` names `name` exactly ("decode" is not "decode-profile").
@@ -411,6 +480,8 @@ int main(int argc, char** argv) try {
   if (has_section(sections, "decode-settings"))
     bench_decode_settings(b, shapes, argc > 3 ? argv[3] : "base", card.c_str());
   if (has_section(sections, "decode-profile")) bench_decode_profile(b.be, shapes);
+  if (has_section(sections, "decode-trace"))
+    bench_decode_trace(b, shapes, argc > 3 ? argv[3] : "base", card.c_str());
   if (has_section(sections, "prefill-profile")) bench_prefill_profile(b.be, shapes);
   if (has_section(sections, "prefill")) bench_prefill(*be, card.c_str());
   return 0;

@@ -146,8 +146,8 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_workspace_, kCublasWorkspace));
   CUDA_CHECK(cudaMalloc(&step_counter_, sizeof(unsigned)));
   CUDA_CHECK(cudaMemset(step_counter_, 0, sizeof(unsigned)));
-  CUDA_CHECK(cudaMalloc(&block_barrier_, cuda::kBlockBarrierWords * sizeof(unsigned)));
-  CUDA_CHECK(cudaMemset(block_barrier_, 0, cuda::kBlockBarrierWords * sizeof(unsigned)));
+  CUDA_CHECK(cudaMalloc(&block_exchange_, cuda::kDecodeExchangeBytes));
+  CUDA_CHECK(cudaMemset(block_exchange_, 0, cuda::kDecodeExchangeBytes));
   CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&err_host_), sizeof(cuda::DeviceErrorInfo),
                            cudaHostAllocMapped));
   std::memset(err_host_, 0, sizeof(*err_host_));
@@ -173,7 +173,7 @@ CudaBackend::~CudaBackend() {
   if (scratch_) cudaFree(scratch_);
   if (scan_scratch_) cudaFree(scan_scratch_);
   if (step_counter_) cudaFree(step_counter_);
-  if (block_barrier_) cudaFree(block_barrier_);
+  if (block_exchange_) cudaFree(block_exchange_);
   if (cublas_) cublasDestroy(cublas_);
   if (cublas_workspace_) cudaFree(cublas_workspace_);
   if (err_host_) cudaFreeHost(err_host_);
@@ -529,10 +529,9 @@ namespace {
 // DM_CUDA_DECODE_BLOCK (read at each call): 1 runs mamba_block_step as one kernel
 // (cuda/mamba_block_step.cu) wherever it supports the shapes; unset or 0 runs Backend's
 // composition (the decode fusions above, four kernels per layer). Opt-in because it measured
-// slower: graph device time per token, the executor's step (bench_cuda decode-settings), one
-// kernel against four: 130m 490 against 347 µs (H100), 569 against 326 (H200); 2.8b 6622
-// against 2451 (H200); its revision (smaller code, fewer dependent loads) 130m 419.6 against
-// 346.6, 2.8b 5209.5 against 2820.6 (H100, one process): see cuda/mamba_block_step.cu.
+// slower: 130m 358.1 against 344.2 µs a token (H100, graph device time, one process, session 6;
+// bench/results/h100_session6_decode_block_2026-11-27.md). 2.8b's slices do not fit in shared
+// memory: the composition whatever the setting.
 bool decode_block_wanted() {
   const char* e = std::getenv("DM_CUDA_DECODE_BLOCK");
   return e && std::string(e) == "1";
@@ -563,7 +562,18 @@ void CudaBackend::mamba_block_step(const MambaBlockStepArgs& a) {
     Backend::mamba_block_step(a);
     return;
   }
-  check_launch(cuda::launch_mamba_block_step(p, ptrs, block_barrier_, stream_), k);
+  check_launch(cuda::launch_mamba_block_step(p, ptrs, block_exchange_, stream_), k);
+}
+
+std::vector<unsigned long long> CudaBackend::decode_block_trace() {
+  not_capturing("decode_block_trace");
+  std::vector<unsigned long long> out(cuda::kDecodeTraceWords);
+  const char* base = static_cast<const char*>(block_exchange_) + cuda::kDecodeExchangeBytes -
+                     out.size() * sizeof(unsigned long long);
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  CUDA_CHECK(cudaMemcpy(out.data(), base, out.size() * sizeof(unsigned long long),
+                        cudaMemcpyDeviceToHost));
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "backend/backend.h"
 #include "backend/cuda/kernels.h"
@@ -74,6 +75,8 @@ class CudaBackend : public Backend {
   // (DM_CUDA_DECODE_BLOCK, read at each call; see cuda_backend.cpp); else Backend's composition
   // of the three methods above and gemm.
   void mamba_block_step(const MambaBlockStepArgs& a) override;
+  // The trace records of that kernel (DM_CUDA_DECODE_BLOCK_TRACE=1; cuda_timing.h), synchronizing.
+  std::vector<unsigned long long> decode_block_trace();
 
   // Decode as a CUDA graph: stream capture of `enqueue`, instantiated once, launched by replay().
   std::unique_ptr<Recording> record(const std::function<void()>& enqueue) override;
@@ -103,7 +106,7 @@ class CudaBackend : public Backend {
   void* scan_scratch_ = nullptr;  // selective_scan's look-back flags and chunk states
   size_t scan_scratch_bytes_ = 0;
   unsigned* step_counter_ = nullptr;  // rms_norm_gemm's last-block counter (one word, kept 0)
-  unsigned* block_barrier_ = nullptr;  // mamba_block_step's grid barrier words (kernels.h)
+  void* block_exchange_ = nullptr;  // mamba_block_step's exchange area (kernels.h)
   cuda::DeviceErrorInfo* err_host_ = nullptr;  // mapped pinned memory
   cuda::DeviceErrorInfo* err_dev_ = nullptr;
   bool capturing_ = false;

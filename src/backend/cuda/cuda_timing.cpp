@@ -79,4 +79,8 @@ void cuda_profiler_range(Backend& backend, const std::function<void()>& enqueue)
   CUDA_CHECK(cudaProfilerStop());
 }
 
+std::vector<unsigned long long> cuda_decode_block_trace(Backend& backend) {
+  return as_cuda(backend).decode_block_trace();
+}
+
 }  // namespace dm

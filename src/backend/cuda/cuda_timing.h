@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <vector>
 
 #include "backend/backend.h"
 
@@ -21,5 +22,10 @@ double cuda_copy_bandwidth_gbs(Backend& backend, size_t bytes = size_t(1) << 30)
 // Runs enqueue() and waits for it between cudaProfilerStart and cudaProfilerStop, so that a
 // profiler started with `ncu --profile-from-start off` sees exactly that work.
 void cuda_profiler_range(Backend& backend, const std::function<void()>& enqueue);
+
+// After a synchronize: the records of the one-kernel Mamba block's DM_CUDA_DECODE_BLOCK_TRACE=1
+// launches (kernels.h, kDecodeTraceWords words: per slot, block 0's 16 words then the last
+// block's; %globaltimer ns at the kernel's stamps, word 15 the launch's epoch, 0: never written).
+std::vector<unsigned long long> cuda_decode_block_trace(Backend& backend);
 
 }  // namespace dm

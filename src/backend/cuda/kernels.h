@@ -89,12 +89,18 @@ cudaError_t launch_dt_scan(const DtProjScanStepParams& p, const float* dt_low, c
                            float* ssm_state, float* y, cudaStream_t s);
 
 // mamba_block_step (cuda/mamba_block_step.cu): a whole Mamba block of a decode step, one row,
-// as one kernel with grid-wide barriers, launched with PDL. `barrier`: kBlockBarrierWords device
-// words that start at zero, that only these launches use (the stream serialises them) and that
-// each leaves fit for the next (never reset). Supported: mamba_block_step_supported (batch 1, d_state 16,
-// d_conv 4, d_model ≤ 4096, d_inner ≤ 8192, one weight dtype for the four matrices, K % 8 == 0
-// and 16-byte aligned weight rows).
-constexpr uint32_t kBlockBarrierWords = 1026;  // a counter, an epoch, a flag per block (≤ 1024)
+// as one kernel whose blocks exchange values through `exchange` (kDecodeExchangeBytes of device
+// memory that start at zero, that only these launches use (the stream serialises them) and that
+// each leaves fit for the next: never reset), launched with PDL. Supported:
+// mamba_block_step_supported (batch 1, d_state 16, d_conv 4, d_model ≤ 1024, one weight dtype
+// for the four matrices, in_proj / out_proj rows of 16-byte multiples at 16-byte aligned
+// addresses, each block's weight slice within shared memory: 130m-class widths).
+constexpr size_t kDecodeExchangeBytes = size_t(2) << 20;
+// Its last kDecodeTraceWords u64 words: DM_CUDA_DECODE_BLOCK_TRACE=1's records, kDecodeTraceSlots
+// launches (slot = epoch mod slots) × 2 blocks (0 and the last) × 16 words (%globaltimer at the
+// kernel's stamps, cuda/mamba_block_step.cu; word 15 the launch's epoch).
+constexpr uint32_t kDecodeTraceSlots = 64;
+constexpr uint32_t kDecodeTraceWords = kDecodeTraceSlots * 2 * 16;
 struct MambaBlockStepPtrs {
   const float* x;  // null at layer 0
   float* residual;
@@ -115,6 +121,6 @@ struct MambaBlockStepPtrs {
 };
 bool mamba_block_step_supported(const MambaBlockStepParams& p, const MambaBlockStepPtrs& a);
 cudaError_t launch_mamba_block_step(const MambaBlockStepParams& p, const MambaBlockStepPtrs& a,
-                                    unsigned* barrier, cudaStream_t s);
+                                    void* exchange, cudaStream_t s);
 
 }  // namespace dm::cuda
