@@ -17,7 +17,8 @@
 #   kernels  bench_cuda kernels and bench_vulkan --sections kernels: every kernel's table
 #   dispatch bench_dispatch: what one small kernel costs in a replayed chain, CUDA and Vulkan
 #   share    ncu over one 16K-token CUDA prefill of 130m and 2.8b (bench_cuda prefill-profile):
-#            each kernel's time in isolation, and the GEMMs' share (target: the rest <= 25%)
+#            each kernel's time in isolation, and the GEMMs' share (target: the rest <= 25%);
+#            SHARE_SHAPES="130m" for one shape
 # (default: all but decode). PACK names the pack folder (default .gpupack). Logs go to $OUT.
 set -u
 source "$PWD/tools/gpu/unpack.sh"
@@ -90,7 +91,7 @@ if has kernels; then
   timeout 200 ./bench_vulkan --sections kernels > "$out/kernels_vulkan.md" 2>/dev/null; echo "bench_vulkan kernels exit $?"
 fi
 if has share; then
-  for shape in 130m 2.8b; do
+  for shape in ${SHARE_SHAPES:-130m 2.8b}; do
     timeout 250 ncu --profile-from-start off --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
       --csv ./bench_cuda prefill-profile "$shape" > "$out/ncu_prefill_$shape.csv" 2>> "$out/ncu.err"
     echo "ncu prefill $shape exit $?"
