@@ -59,6 +59,18 @@ std::vector<std::string> split(const std::string& s, char sep = ',') {
   return out;
 }
 
+// Sets the environment of one setting ("base", or "NAME=VALUE,NAME=VALUE") and adds the names it
+// set to `names`, for unsetenv once the setting is measured.
+void apply_setting(const std::string& setting, std::vector<std::string>& names) {
+  if (setting == "base") return;
+  for (const std::string& kv : split(setting)) {
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos) fail("[bench_cuda] setting '", kv, "' is not NAME=VALUE");
+    names.push_back(kv.substr(0, eq));
+    setenv(names.back().c_str(), kv.substr(eq + 1).c_str(), 1);
+  }
+}
+
 // Fills `bytes` of buf with the pool's bytes, repeated.
 void fill(Backend& be, Buffer& buf, const void* pool, size_t pool_bytes, size_t bytes) {
   for (size_t off = 0; off < bytes; off += pool_bytes)
@@ -312,13 +324,7 @@ void bench_decode_settings(Bench& b, const std::vector<std::string>& shapes,
     for (int i = 0; i < 4; ++i) ex.step(17, *st);
     for (const std::string& setting : list) {
       std::vector<std::string> names;
-      if (setting != "base")
-        for (const std::string& kv : split(setting)) {
-          const size_t eq = kv.find('=');
-          if (eq == std::string::npos) fail("[bench_cuda] setting '", kv, "' is not NAME=VALUE");
-          names.push_back(kv.substr(0, eq));
-          setenv(names.back().c_str(), kv.substr(eq + 1).c_str(), 1);
-        }
+      apply_setting(setting, names);
       std::unique_ptr<Recording> rec = be.record([&] { ex.enqueue_step_kernels(*st); });
       const double us = 1e3 * cuda_time_ms(be, [&] { be.replay(*rec); }, 30, 5);
       for (const std::string& n : names) unsetenv(n.c_str());
@@ -404,13 +410,7 @@ void bench_decode_trace(Bench& b, const std::vector<std::string>& shapes,
       std::vector<std::string> names = {"DM_CUDA_DECODE_BLOCK", "DM_CUDA_DECODE_BLOCK_TRACE"};
       setenv("DM_CUDA_DECODE_BLOCK", "1", 1);
       setenv("DM_CUDA_DECODE_BLOCK_TRACE", "1", 1);
-      if (setting != "base")
-        for (const std::string& kv : split(setting)) {
-          const size_t eq = kv.find('=');
-          if (eq == std::string::npos) fail("[bench_cuda] setting '", kv, "' is not NAME=VALUE");
-          names.push_back(kv.substr(0, eq));
-          setenv(names.back().c_str(), kv.substr(eq + 1).c_str(), 1);
-        }
+      apply_setting(setting, names);
       for (int i = 0; i < 4; ++i) ex.step(17, *st);
       std::unique_ptr<Recording> rec = be.record([&] { ex.enqueue_step_kernels(*st); });
       for (int i = 0; i < 5; ++i) be.replay(*rec);
