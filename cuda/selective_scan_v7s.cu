@@ -77,7 +77,10 @@ __global__ void __launch_bounds__(32 * (CB + 2 * NH), MINB)
   };
   const uint32_t stage_bytes =
       uint32_t(kT * CB * 4 * (has_z ? 3 : 2) + 2 * kSl * (kR + 1) * kN * 4);
-  auto issue = [&](int k) {  // one thread: chunk k into its stage (as in scan_v7_kernel)
+  // One thread: chunk k into its stage, as in scan_v7_kernel. A copy on purpose: one helper for
+  // both kernels changed their machine code (register allocation) and timed 1-2% slower at 3072
+  // (bench/results/h100_session6_2026-11-27.md, call 16).
+  auto issue = [&](int k) {
     Stage& b = sm.st[k % NS];
     const uint32_t fb = smem_u32(&sm.full[k % NS]);
     mbar_arrive_tx(fb, stage_bytes);

@@ -1,36 +1,37 @@
 #!/usr/bin/env bash
-# One GPU-host call that checks and times CUDA selective_scan variants side by side:
-#   TESTS="default v7n ..."  the scan and end-to-end tests (*SelectiveScan*:*BackendOpsE2E*) once
-#                            per DM_CUDA_SCAN value ("default": unset), logs appended to tests.log;
-#   BENCH="v6 v7a ..."       bench_cuda copy,scan once per value (widths 1536 … 5120, L 4K / 16K),
-#                            then one table: µs per variant, and the best variant per shape;
-#   SANITIZE="v7n ..."       compute-sanitizer memcheck and racecheck over the small CUDA scan cases
-#                            (DM_CUDA_TEST_SMALL=1) with each value forced (SAN_TIMEOUT seconds
-#                            per tool and value, default 100).
-# PACK names the pack folder (default .gpupack-scan). Logs go to $OUT (at most 5 files).
-# Example (session 2 of v7, cuda/README.md):
-#   TESTS="default v7l v7m" BENCH="v6 v7a v7e v7l v7m default" SANITIZE="v7l v7m" \
-#     SAN_TIMEOUT=40 bash tools/gpu/scan_variants_on_gpu.sh
+# One GPU-host call that checks and times CUDA prompt-scan configurations side by side, with the
+# default in the same run (e.g. TESTS="default v7x" BENCH="default v7u v7x" NCU="v7u"
+# SANITIZE="v7x" bash tools/gpu/scan_variants_on_gpu.sh):
+#   TESTS="default v7p ..."  the scan and end-to-end tests once per DM_CUDA_SCAN value
+#                            ("default": unset), filter TEST_FILTER (default
+#                            '*SelectiveScan*:*Cuda*Scan*:*E2E*');
+#   BENCH="default v7u ..."  bench_cuda copy,scan per value (d_inner 1536 … 5120, L 4K / 16K),
+#                            then one table (µs per value, the best per shape);
+#   NCU="v7u v7p ..."        ncu over the first scan launch (d_inner 1536, L 4K) per value:
+#                            time, L1 / issue use, shared wavefronts and bank conflicts;
+#   SANITIZE="default ..."   compute-sanitizer memcheck and racecheck over CudaBackend.SelectiveScan
+#                            (DM_CUDA_TEST_SMALL=1) per value.
+# PACK names the pack folder (default .gpupack-scan). Logs: one archive in $OUT.
 set -u
 source "$PWD/tools/gpu/unpack.sh"
 gpu_enter "${PACK:-.gpupack-scan}" || exit 1
+logs=$(mktemp -d)
 with_scan() {  # with_scan VALUE CMD...: CMD with DM_CUDA_SCAN=VALUE ("default": unset)
   local v=$1; shift
   if [ "$v" = default ]; then env -u DM_CUDA_SCAN "$@"; else DM_CUDA_SCAN=$v "$@"; fi
 }
 for v in ${TESTS:-}; do
   t0=$SECONDS
-  echo "=== DM_CUDA_SCAN=$v" >> "$out/tests.log"
-  with_scan "$v" timeout 120 ./decimamba_tests --gtest_filter='*SelectiveScan*:*BackendOpsE2E*' \
-    >> "$out/tests.log" 2>&1
+  echo "=== DM_CUDA_SCAN=$v" >> "$logs/tests.log"
+  with_scan "$v" timeout ${TEST_TIMEOUT:-90} ./decimamba_tests \
+    --gtest_filter="${TEST_FILTER:-*SelectiveScan*:*Cuda*Scan*:*E2E*}" >> "$logs/tests.log" 2>&1
   rc=$?
-  echo "tests $v exit $rc ($((SECONDS - t0)) s): $(tail -n 40 "$out/tests.log" | grep -E '^\[  (PASSED|FAILED) ' | tr '\n' ' ')"
+  echo "tests $v exit $rc ($((SECONDS - t0)) s): $(tail -n 60 "$logs/tests.log" | grep -E '^\[  (PASSED|FAILED) ' | tr '\n' ' ')"
 done
 for v in ${BENCH:-}; do
-  with_scan "$v" timeout 100 ./bench_cuda copy,scan 2>/dev/null | grep '^| selective_scan' | sed "s/^/$v /"
-done > "$out/scan.md"
-if [ -s "$out/scan.md" ]; then
-  # variant | kernel | shape | µs | ... -> one row per shape, one column per variant.
+  with_scan "$v" timeout 60 ./bench_cuda copy,scan 2>>"$logs/bench.err" | grep '^| selective_scan' | sed "s/^/$v /"
+done > "$logs/scan.md"
+if [ -s "$logs/scan.md" ]; then
   awk -F'|' '{ v = $1; gsub(/ /, "", v); sh = $3; gsub(/^ +| +z +$/, "", sh); us = $4 + 0
                if (!(sh in seen)) { seen[sh] = 1; shapes[++ns] = sh }
                if (!(v in vseen)) { vseen[v] = 1; vars[++nv] = v }
@@ -39,13 +40,26 @@ if [ -s "$out/scan.md" ]; then
              for (i = 1; i <= ns; ++i) { sh = shapes[i]; best = ""; bu = 1e30; printf "| %s |", sh
                for (j = 1; j <= nv; ++j) { u = t[sh, vars[j]]; printf " %.1f |", u
                  if (u > 0 && u < bu) { bu = u; best = vars[j] " " pct[sh, vars[j]] } }
-               print " " best " |" } }' "$out/scan.md" | tee "$out/scan_table.md"
+               print " " best " |" } }' "$logs/scan.md" | tee "$logs/scan_table.md"
 fi
+m=gpu__time_duration.sum,l1tex__throughput.avg.pct_of_peak_sustained_active,sm__inst_executed.sum
+m=$m,smsp__issue_active.avg.pct_of_peak_sustained_active,sm__warps_active.avg.per_cycle_active
+m=$m,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_st.sum
+m=$m,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_st.sum
+m=$m,smsp__inst_executed_op_shfl.sum,sm__pipe_fma_cycles_active.avg.pct_of_peak_sustained_active
+m=$m,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,launch__registers_per_thread
+for v in ${NCU:-}; do
+  with_scan "$v" timeout 90 ncu --metrics "$m" -k regex:scan_v7 -c 1 ./bench_cuda scan \
+    > "$logs/ncu_$v.txt" 2>&1
+  echo "ncu $v exit $?"
+  grep -E "^ +(gpu__|l1tex__|sm__|smsp__|launch__)" "$logs/ncu_$v.txt" | sed "s/^ */$v /"
+done
 export DM_CUDA_TEST_SMALL=1
 for v in ${SANITIZE:-}; do
   for tool in memcheck racecheck; do
-    with_scan "$v" timeout ${SAN_TIMEOUT:-100} compute-sanitizer --tool $tool --error-exitcode 9 ./decimamba_tests \
-      --gtest_filter='CudaBackend.SelectiveScan' >> "$out/sanitizer.log" 2>&1
-    echo "compute-sanitizer $tool $v exit $?: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/sanitizer.log" | tail -1)"
+    with_scan "$v" timeout ${SAN_TIMEOUT:-100} compute-sanitizer --tool $tool --error-exitcode 9 \
+      ./decimamba_tests --gtest_filter='CudaBackend.SelectiveScan' >> "$logs/sanitizer.log" 2>&1
+    echo "compute-sanitizer $tool $v exit $?: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$logs/sanitizer.log" | tail -1)"
   done
 done
+tar czf "$out/scan_logs.tgz" -C "$logs" .

@@ -3,12 +3,14 @@
 # mode of TEST_MODES forced: MODE or MODE:SHAPE, SHAPE going to DM_VULKAN_SCAN_WARP), then
 # selective_scan timed once per mode of SCAN_MODES in one bench_vulkan run (same card, same
 # process), then a short table.
-#   PACK=.gpupack-vkscan TEST_MODES="warp warp:12,8" SCAN_MODES="chunked;warp" \
-#     tools/gpu/vkscan_on_gpu.sh
-# Builds nothing; unpacks the pack afresh (tools/gpu/unpack.sh); logs go to $OUT (4 files).
+#   PACK=.gpupack-vkscan TEST_MODES="warp warp:12,8 warp:12,8,0" \
+#     SCAN_MODES="default;chunked;warp:12,8,0" tools/gpu/vkscan_on_gpu.sh
+# (warp:CB,R[,PREP2]: DM_VULKAN_SCAN_WARP, shaders/selective_scan_warp2.comp's shape and prep map.)
+# Builds nothing; unpacks the pack afresh (tools/gpu/unpack.sh); logs go to $OUT as one tar.
 set -u
 source "$PWD/tools/gpu/unpack.sh"
 gpu_enter "${PACK:-.gpupack-vkscan}" || exit 1
+logs=$(mktemp -d)
 f='BackendOps.SelectiveScan*:BackendOpsVulkan.SelectiveScanPaths:*BackendOpsE2E*'
 {
   echo "== default scan"
@@ -23,11 +25,13 @@ f='BackendOps.SelectiveScan*:BackendOpsVulkan.SelectiveScanPaths:*BackendOpsE2E*
     fi
     echo "exit $?"
   done
-} > "$out/tests.log" 2>&1
-grep -E "^== |^exit |^\[  (FAILED|PASSED) |tests? from .* ran" "$out/tests.log" | head -40
+} > "$logs/tests.log" 2>&1
+grep -E "^== |^exit |^\[  (FAILED|PASSED) |tests? from .* ran" "$logs/tests.log" | head -40
 timeout "${BENCH_TIMEOUT:-150}" ./bench_vulkan --sections kernels --kernels selective_scan \
   --widths "${WIDTHS:-1536,5120}" --lengths "${LENGTHS:-4096,16384}" \
   --scan-modes "${SCAN_MODES:-chunked;warp}" \
-  > "$out/scan_vulkan.md" 2> "$out/scan_vulkan.json"
+  > "$logs/scan_vulkan.md" 2> "$logs/scan_vulkan.json"
 echo "bench_vulkan exit $?"
-grep -h "selective_scan" "$out/scan_vulkan.md" | head -80
+grep -h "selective_scan" "$logs/scan_vulkan.md" | head -80
+cp "$out/card.txt" "$logs/" 2>/dev/null
+tar czf "$out/vkscan_logs.tgz" -C "$logs" .

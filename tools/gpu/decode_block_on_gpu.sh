@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU-host call for the one-kernel Mamba block of a decode step (cuda/mamba_block_step.cu,
-# session 6's exchange-word design): tools/gpu/decode6_block_on_gpu.sh [tests] [bench] [sanitize]
+# session 6's exchange-word design): tools/gpu/decode_block_on_gpu.sh [tests] [bench] [sanitize]
 #   tests     FusedStep.* (mamba_block_step with the one kernel forced on and off, the CUDA backend
 #             only), DecodeReplay / BackendRecord / BackendOpsE2E with the one kernel forced on
 #             (DM_CUDA_DECODE_BLOCK=1), then the same with the default setting
