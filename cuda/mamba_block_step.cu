@@ -53,8 +53,9 @@
 // scan 0.9, y exchange 1.5, out_proj 1.7) plus 1.4 µs from completion to the next release. The
 // shared-memory-only phases run several times longer than their instruction count suggests
 // (an estimate, not profiled) and got faster each
-// time the machine code shrank (121 → 62 KB: 394 → 355 µs a token): instruction fetch is the
-// suspect (every SM runs the kernel's code once per layer); keep the code small.
+// time the machine code shrank (121 → 62 KB: 394 → 355 µs a token); ncu's stall sampling of
+// one isolated launch puts instruction fetch at ~1 of 14.8 cycles per instruction, global-memory
+// waits at 5.3 and block barriers at 3.2 (README's decode section).
 // DM_CUDA_DECODE_BLOCK_TRACE=1 records the stamps (bench_cuda decode-trace reads them).
 #include <algorithm>
 #include <cstdlib>
