@@ -282,6 +282,15 @@ __device__ __forceinline__ void smem_chunk8(const WT* p, float (&w)[8]) {
   }
 }
 
+// warp_sum (common.cuh) of each of kR partial sums at once: every lane ends with the totals.
+template <int kR>
+__device__ __forceinline__ void warp_sum_each(float (&acc)[kR]) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+    for (int m = 0; m < kR; ++m) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], o);
+}
+
 // Rows i in [0, nrows) of w (dense, K per row, K a multiple of 8) · x, all in shared memory:
 // warp w takes rows w, w + 8, … kR at a time (kR chains in flight per lane), lanes stride over
 // K in 8-element chunks; epi(i, sum) by lane 0.
@@ -304,10 +313,7 @@ __device__ __forceinline__ void rows_dot(const WT* w, uint32_t nrows, const floa
         }
       }
     }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1)
-#pragma unroll
-      for (int m = 0; m < kR; ++m) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], o);
+    warp_sum_each<kR>(acc);
     if (lane == 0)
 #pragma unroll
       for (int m = 0; m < kR; ++m) {
@@ -341,10 +347,7 @@ __device__ __forceinline__ void rows_dot_ksplit(const WT* w, uint32_t nrows, con
           for (int j = 0; j < 8; ++j) acc[m] = fmaf(wv[j], xv[j], acc[m]);
         }
     }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1)
-#pragma unroll
-      for (int m = 0; m < kR; ++m) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], o);
+    warp_sum_each<kR>(acc);
     if (lane == 0)
 #pragma unroll
       for (int m = 0; m < kR; ++m) red[wid * kR + m] = acc[m];

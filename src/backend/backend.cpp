@@ -47,20 +47,13 @@ void Backend::dt_proj_scan_step(const Tensor& dt_low, const Tensor& dt_proj, con
   selective_scan_step(u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y);
 }
 
-void Backend::mamba_block_step(const MambaBlockStepArgs& a) {
-  make_mamba_block_step_params(a);  // every shape checked before anything is enqueued
-  const int64_t E = a.xc.cols, R = a.dt_proj.cols, N = a.A_log.cols;
-  rms_norm_gemm_conv_step(a.x, a.residual, a.norm_weight, a.eps, a.normed, a.in_proj,
-                          a.in_proj_bias, a.xz, a.conv_weight, a.conv_bias, a.conv_state, a.xc);
-  gemm(a.xc, a.x_proj, nullptr, a.x_dbl);
-  const Tensor z = a.xz.col_slice(E, E);
-  dt_proj_scan_step(a.x_dbl.col_slice(0, R), a.dt_proj, a.dt, a.xc, a.A_log,
-                    a.x_dbl.col_slice(R, N), a.x_dbl.col_slice(R + N, N), a.D, &z, a.dt_bias,
-                    a.ssm_state, a.y);
-  gemm(a.y, a.out_proj, a.out_proj_bias, a.hidden);
-}
-
-MambaBlockStepParams make_mamba_block_step_params(const MambaBlockStepArgs& a) {
+namespace {
+// What mamba_block_step's scan step reads of the block's intermediates: z = xz's last E columns,
+// x_dbl's dt_low | B | C. Checks the two links first (xz 2E wide, x_dbl R + 2N).
+struct BlockStepViews {
+  Tensor z, dt_low, B, C;
+};
+BlockStepViews block_step_views(const MambaBlockStepArgs& a) {
   const int64_t E = a.xc.cols, R = a.dt_proj.cols, N = a.A_log.cols;
   if (a.xz.cols != 2 * E)
     fail("[mamba_block_step] xz has ", a.xz.cols, " columns, expected 2 · E = ", 2 * E,
@@ -68,15 +61,31 @@ MambaBlockStepParams make_mamba_block_step_params(const MambaBlockStepArgs& a) {
   if (a.x_dbl.cols != R + 2 * N)
     fail("[mamba_block_step] x_dbl has ", a.x_dbl.cols, " columns, expected R + 2N = ", R + 2 * N,
          " (R = dt_proj.cols, N = A_log.cols)");
+  return {a.xz.col_slice(E, E), a.x_dbl.col_slice(0, R), a.x_dbl.col_slice(R, N),
+          a.x_dbl.col_slice(R + N, N)};
+}
+}  // namespace
+
+void Backend::mamba_block_step(const MambaBlockStepArgs& a) {
+  make_mamba_block_step_params(a);  // every shape checked before anything is enqueued
+  const BlockStepViews v = block_step_views(a);
+  rms_norm_gemm_conv_step(a.x, a.residual, a.norm_weight, a.eps, a.normed, a.in_proj,
+                          a.in_proj_bias, a.xz, a.conv_weight, a.conv_bias, a.conv_state, a.xc);
+  gemm(a.xc, a.x_proj, nullptr, a.x_dbl);
+  dt_proj_scan_step(v.dt_low, a.dt_proj, a.dt, a.xc, a.A_log, v.B, v.C, a.D, &v.z, a.dt_bias,
+                    a.ssm_state, a.y);
+  gemm(a.y, a.out_proj, a.out_proj_bias, a.hidden);
+}
+
+MambaBlockStepParams make_mamba_block_step_params(const MambaBlockStepArgs& a) {
+  const BlockStepViews v = block_step_views(a);
   MambaBlockStepParams p{};
   p.front = make_rms_norm_gemm_params(a.x, a.residual, a.norm_weight, a.eps, a.normed, a.in_proj,
                                       a.in_proj_bias, a.xz, &a.conv_weight, a.conv_bias,
                                       &a.conv_state, &a.xc);
   p.x_proj = make_gemm_params(a.xc, a.x_proj, nullptr, a.x_dbl);
-  const Tensor z = a.xz.col_slice(E, E);
-  p.scan = make_dt_proj_scan_step_params(a.x_dbl.col_slice(0, R), a.dt_proj, a.dt, a.xc, a.A_log,
-                                         a.x_dbl.col_slice(R, N), a.x_dbl.col_slice(R + N, N),
-                                         a.D, &z, a.dt_bias, a.ssm_state, a.y);
+  p.scan = make_dt_proj_scan_step_params(v.dt_low, a.dt_proj, a.dt, a.xc, a.A_log, v.B, v.C, a.D,
+                                         &v.z, a.dt_bias, a.ssm_state, a.y);
   p.out = make_gemm_params(a.y, a.out_proj, a.out_proj_bias, a.hidden);
   return p;
 }
