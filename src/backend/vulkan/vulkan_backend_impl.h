@@ -68,6 +68,7 @@ struct Push {
 // those bindings, which every scan shader takes in the same order among its push constants.
 struct ScanBindings {
   BufferUse u, delta, A_log, B, C, D, z, dt_bias, state, y;
+  enum Slot { kU, kDelta, kA, kB, kC, kD, kZ, kBias, kState, kY };  // indices of off
   std::array<uint32_t, 10> off{};
   // The ten uses in binding order, then `more` (bindings 10, 11, ...).
   std::vector<BufferUse> uses(std::initializer_list<BufferUse> more = {}) const {
@@ -227,6 +228,10 @@ class VulkanBackend final : public Backend {
     bool ok = false;
     bool vec = false;  // rows of 4 floats: the vec4 variant (the _scalar one otherwise)
     uint32_t cb = 8, r = 8;
+    // The prep's token map (spec constant 4 of shaders/selective_scan_warp2.comp, PREP2): 1, the
+    // default, conflict-free tokens l + SG·i; DM_VULKAN_SCAN_WARP=CB,R,0 the former l·Q + i
+    // (kept for A/B timing: 0.5-1% slower on the H100, session 6).
+    uint32_t prep2 = 1;
   };
   void scan_in_pieces(int64_t m, const Tensor& u, const Tensor& delta, const Tensor& A_log,
                       const Tensor& B, const Tensor& C, const Tensor& D, const Tensor* z,

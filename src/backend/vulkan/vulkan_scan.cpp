@@ -9,18 +9,6 @@
 
 namespace dm::vk {
 
-namespace {
-// The warp scan's prep map (spec constant 4 of shaders/selective_scan_warp2.comp, PREP2): 1, the
-// default, conflict-free tokens l + SG·i; DM_VULKAN_SCAN_WARP=CB,R,0 the former l·Q + i (kept
-// for A/B timing: 0.5-1% slower on the H100, session 6).
-uint32_t warp_prep2() {
-  unsigned cb = 0, r = 0, prep2 = 1;
-  if (const char* env = std::getenv("DM_VULKAN_SCAN_WARP"))
-    if (std::sscanf(env, "%u,%u,%u", &cb, &r, &prep2) == 3) return prep2 != 0;
-  return 1;
-}
-}  // namespace
-
 // The scan over consecutive pieces of at most m time steps, the state carrying between them.
 void VulkanBackend::scan_in_pieces(int64_t m, const Tensor& u, const Tensor& delta,
                                    const Tensor& A_log, const Tensor& B, const Tensor& C,
@@ -118,15 +106,17 @@ void VulkanBackend::selective_scan(const Tensor& u, const Tensor& delta, const T
   // One pass, time-parallel inside a subgroup (shaders/selective_scan_warp2.comp: each subgroup
   // prepares, scans and gates its own channel); where subgroup shuffles and d_state 16 allow;
   // 16-byte row loads where the rows are aligned, scalar loads otherwise.
-  if (const WarpConfig wc = warp_config(
-          p, mode, {sb.off[0], sb.off[1], sb.off[3], sb.off[4], sb.off[6], sb.off[9]});
+  using S = ScanBindings;
+  if (const WarpConfig wc = warp_config(p, mode,
+                                        {sb.off[S::kU], sb.off[S::kDelta], sb.off[S::kB],
+                                         sb.off[S::kC], sb.off[S::kZ], sb.off[S::kY]});
       wc.ok) {
     const uint32_t sg = ctx_->caps.subgroup_size;
     Push push(p, {0u, 1u});
     push.append(sb.off);
     const char* variant = wc.vec ? "selective_scan.warp2" : "selective_scan.warp2_scalar";
     auto& pipe = pipelines_.get(variant, 10, push.size,
-                                {wc.cb * sg, sg, wc.cb, wc.r, warp_prep2()}, wc.cb * sg, variant);
+                                {wc.cb * sg, sg, wc.cb, wc.r, wc.prep2}, wc.cb * sg, variant);
     const Grid g = linear_grid(ceil_div(p.channels, wc.cb));
     rec_->dispatch(pipe, sb.uses(), push.bytes, push.size, g.x, g.y, g.z);
     return;
@@ -283,7 +273,7 @@ uint64_t VulkanBackend::warp_shared_bytes(uint64_t sg, uint64_t cb, uint64_t r) 
 // where warp_default says so): CB channels (subgroups) per work group, R tokens per slice
 // (chunks of subgroupSize / 4 · R tokens). A forced one runs where it applies (the chunked scan
 // otherwise); DM_VULKAN_SCAN_WARP=CB,R[,PREP2] picks the shape (and the prep's token map,
-// warp_prep2), else the defaults below (12,8: 44 KiB of shared memory at subgroups of 32). Its predecessor, the plain port of the CUDA v6 scan
+// WarpConfig::prep2), else the defaults below (12,8: 44 KiB of shared memory at subgroups of 32). Its predecessor, the plain port of the CUDA v6 scan
 // (`warp6`, shaders/selective_scan_warp.comp), measured slower than it at 1536-3072 and no
 // faster than the chunked scan (the default there) at 5120 (H100, session 5), was removed.
 // offs: element offsets of u, delta, B, C, z, y in their bindings (the vec4 variant needs all
@@ -309,12 +299,12 @@ VulkanBackend::WarpConfig VulkanBackend::warp_config(const SelectiveScanParams& 
            warp_shared_bytes(sg, cb, r) <= c.max_shared_bytes;
   };
   if (const char* env = std::getenv("DM_VULKAN_SCAN_WARP")) {
-    unsigned cb = 0, r = 0;
-    if (std::sscanf(env, "%u,%u", &cb, &r) != 2 || !fits(cb, r))
+    unsigned cb = 0, r = 0, prep2 = 1;
+    if (std::sscanf(env, "%u,%u,%u", &cb, &r, &prep2) < 2 || !fits(cb, r))
       fail("[vulkan] DM_VULKAN_SCAN_WARP=", env,
-           ": want CB,R with CB a multiple of 4, R in 4, 8, 12, 16, fitting ",
+           ": want CB,R[,PREP2] with CB a multiple of 4, R in 4, 8, 12, 16, fitting ",
            c.max_shared_bytes, " bytes of shared memory and the work-group limits");
-    w.ok = true, w.cb = cb, w.r = r;
+    w.ok = true, w.cb = cb, w.r = r, w.prep2 = prep2 != 0;
     return w;
   }
   // 12,8, but 8,4 for 1536 < d_inner <= 2048 on NVIDIA (warp_shape_nvidia); 8,8 or 4,4 where
