@@ -2,7 +2,9 @@
 // consecutive threads take consecutive channels, so every load and store of a token row is
 // coalesced. Inputs before the first token come from the conv state (its last d_conv-1 entries).
 // The new state (the last d_conv inputs) is written by a second, per-channel kernel after all
-// outputs, because the first tiles read the old state that it replaces.
+// outputs, because the first tiles read the old state that it replaces. A launch covers rows
+// [row0, row0 + rows) (the prompt fusion causal_conv1d_gemm runs the conv in the GEMM's row
+// slices, each writing the slice's GEMM operand besides y: kernels.h GemmSplitOut).
 // d_conv 4 (every published Mamba) slides a window of registers down time: one load per token,
 // independent of the FMAs, so the unrolled loop keeps several rows in flight (the generic kernel
 // reloads d_conv inputs per output, a chain of dependent L1 round trips: measured at half the
@@ -25,12 +27,14 @@ __device__ __forceinline__ float xin(int64_t j, const float* x, uint32_t x_strid
 __global__ void __launch_bounds__(kBlock) causal_conv1d_kernel(CausalConv1dParams p,
                                                                const float* x, const void* weight,
                                                                const void* bias,
-                                                               const float* conv_state, float* y) {
+                                                               const float* conv_state, float* y,
+                                                               uint32_t row0, uint32_t rows,
+                                                               GemmSplitOut split) {
   const uint32_t c = blockIdx.x * kBlock + threadIdx.x;
   if (c >= p.channels) return;
   const uint32_t d = p.d_conv;
-  const int64_t t0 = int64_t(blockIdx.y) * kTile;
-  const int64_t t1 = min(int64_t(p.L), t0 + kTile);
+  const int64_t t0 = row0 + int64_t(blockIdx.y) * kTile;
+  const int64_t t1 = min(int64_t(row0) + rows, t0 + kTile);
   const float b = p.has_bias ? load_f(bias, p.bias_dtype, c) : 0.f;
   const float* st = conv_state + size_t(c) * d;
   const float* xc = x + c;
@@ -49,18 +53,21 @@ __global__ void __launch_bounds__(kBlock) causal_conv1d_kernel(CausalConv1dParam
         acc += load_f(weight, p.weight_dtype, size_t(c) * d + k) *
                xin(t - int64_t(d) + 1 + k, xc, p.x_stride, st, d);
     }
-    y[size_t(t) * p.y_stride + c] = silu(acc);
+    const float o = silu(acc);
+    y[size_t(t) * p.y_stride + c] = o;
+    if (split.hi) split_store(split, size_t(t - row0), c, o);
   }
 }
 
 template <int D>
 __global__ void __launch_bounds__(kBlock) causal_conv1d_window_kernel(
     CausalConv1dParams p, const float* __restrict__ x, const void* __restrict__ weight,
-    const void* __restrict__ bias, const float* __restrict__ conv_state, float* __restrict__ y) {
+    const void* __restrict__ bias, const float* __restrict__ conv_state, float* __restrict__ y,
+    uint32_t row0, uint32_t rows, GemmSplitOut split) {
   const uint32_t c = blockIdx.x * kBlock + threadIdx.x;
   if (c >= p.channels) return;
-  const int64_t t0 = int64_t(blockIdx.y) * kTile;
-  const int64_t t1 = min(int64_t(p.L), t0 + kTile);
+  const int64_t t0 = row0 + int64_t(blockIdx.y) * kTile;
+  const int64_t t1 = min(int64_t(row0) + rows, t0 + kTile);
   const float b = p.has_bias ? load_f(bias, p.bias_dtype, c) : 0.f;
   const float* st = conv_state + size_t(c) * D;
   const float* xc = x + c;
@@ -76,7 +83,9 @@ __global__ void __launch_bounds__(kBlock) causal_conv1d_window_kernel(
     float acc = b;
 #pragma unroll
     for (int k = 0; k < D; ++k) acc += w[k] * win[k];
-    y[size_t(t) * p.y_stride + c] = silu(acc);
+    const float o = silu(acc);
+    y[size_t(t) * p.y_stride + c] = o;
+    if (split.hi) split_store(split, size_t(t - row0), c, o);
 #pragma unroll
     for (int k = 0; k + 1 < D; ++k) win[k] = win[k + 1];
   }
@@ -95,17 +104,35 @@ __global__ void __launch_bounds__(kBlock) conv_state_update_kernel(CausalConv1dP
 
 }  // namespace
 
-cudaError_t launch_causal_conv1d(const CausalConv1dParams& p, const float* x, const void* weight,
-                                 const void* bias, float* conv_state, float* y, cudaStream_t s) {
-  if (p.L == 0 || p.channels == 0) return cudaSuccess;
-  const dim3 grid(ceil_div(p.channels, kBlock), ceil_div(p.L, kTile));
+cudaError_t launch_causal_conv1d_rows(const CausalConv1dParams& p, const float* x,
+                                      const void* weight, const void* bias,
+                                      const float* conv_state, float* y, uint32_t row0,
+                                      uint32_t rows, const GemmSplitOut& split, cudaStream_t s) {
+  if (rows == 0 || p.channels == 0) return cudaSuccess;
+  if (uint64_t(row0) + rows > p.L) return cudaErrorInvalidValue;
+  const dim3 grid(ceil_div(p.channels, kBlock), ceil_div(rows, kTile));
   if (grid.y > 65535) return cudaErrorInvalidConfiguration;  // > 2M tokens in one call
   if (p.d_conv == 4)
-    causal_conv1d_window_kernel<4><<<grid, kBlock, 0, s>>>(p, x, weight, bias, conv_state, y);
+    causal_conv1d_window_kernel<4><<<grid, kBlock, 0, s>>>(p, x, weight, bias, conv_state, y,
+                                                           row0, rows, split);
   else
-    causal_conv1d_kernel<<<grid, kBlock, 0, s>>>(p, x, weight, bias, conv_state, y);
+    causal_conv1d_kernel<<<grid, kBlock, 0, s>>>(p, x, weight, bias, conv_state, y, row0, rows,
+                                                 split);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_conv_state_update(const CausalConv1dParams& p, const float* x,
+                                     float* conv_state, cudaStream_t s) {
+  if (p.L == 0 || p.channels == 0) return cudaSuccess;
   conv_state_update_kernel<<<ceil_div(p.channels, kBlock), kBlock, 0, s>>>(p, x, conv_state);
   return cudaGetLastError();
+}
+
+cudaError_t launch_causal_conv1d(const CausalConv1dParams& p, const float* x, const void* weight,
+                                 const void* bias, float* conv_state, float* y, cudaStream_t s) {
+  const cudaError_t e =
+      launch_causal_conv1d_rows(p, x, weight, bias, conv_state, y, 0, p.L, {}, s);
+  return e != cudaSuccess ? e : launch_conv_state_update(p, x, conv_state, s);
 }
 
 }  // namespace dm::cuda

@@ -58,6 +58,23 @@ __device__ __forceinline__ float rms_scale(double ss, double* scratch, uint32_t 
   return 1.f / sqrtf(var + eps);
 }
 
+// Writes v as element (row, col) of the GEMM operand (kernels.h GemmSplitOut; split.hi set):
+// hi = round(v), lo = round(v - hi), in the weights' dtype. The values of launch_convert_rows.
+__device__ __forceinline__ void split_store(const GemmSplitOut& split, size_t row, uint32_t col,
+                                            float v) {
+  const size_t i = row * split.cols + col;
+  if (split.dtype == 1) {
+    const __half h = __float2half_rn(v);
+    static_cast<__half*>(split.hi)[i] = h;
+    if (split.lo) static_cast<__half*>(split.lo)[i] = __float2half_rn(v - __half2float(h));
+  } else {
+    const __nv_bfloat16 h = __float2bfloat16_rn(v);
+    static_cast<__nv_bfloat16*>(split.hi)[i] = h;
+    if (split.lo)
+      static_cast<__nv_bfloat16*>(split.lo)[i] = __float2bfloat16_rn(v - __bfloat162float(h));
+  }
+}
+
 inline unsigned ceil_div(uint64_t a, uint64_t b) { return unsigned((a + b - 1) / b); }
 
 // Whether the current device has compute capability 9.0 or later (PDL, TMA), asked once per

@@ -20,7 +20,7 @@ template <bool kRegs>
 __global__ void __launch_bounds__(kBlock) rms_norm_kernel(RmsNormParams p,
                                                           const float* x, float* residual,
                                                           const void* __restrict__ weight,
-                                                          float* y) {
+                                                          float* y, GemmSplitOut split) {
   __shared__ double scratch[32];
   const size_t t = blockIdx.x;
   const uint32_t D = p.D, tid = threadIdx.x;
@@ -57,7 +57,11 @@ __global__ void __launch_bounds__(kBlock) rms_norm_kernel(RmsNormParams p,
 #pragma unroll
     for (int j = 0; j < kPer; ++j) {
       const uint32_t i = tid + j * kBlock;
-      if (i < D) yr[i] = (v[j] * scale) * wv[j];
+      if (i < D) {
+        const float o = (v[j] * scale) * wv[j];
+        yr[i] = o;
+        if (split.hi) split_store(split, t, i, o);
+      }
     }
   } else {
     pdl_wait();
@@ -74,23 +78,27 @@ __global__ void __launch_bounds__(kBlock) rms_norm_kernel(RmsNormParams p,
     const float scale = rms_scale(ss, scratch, D, p.eps);
     // Same thread, same elements as the first pass: the updated residual is its own write.
     const float* src = rr ? rr : xr;
-    for (uint32_t i = tid; i < D; i += kBlock)
-      yr[i] = (src[i] * scale) * load_f(weight, p.weight_dtype, i);
+    for (uint32_t i = tid; i < D; i += kBlock) {
+      const float o = (src[i] * scale) * load_f(weight, p.weight_dtype, i);
+      yr[i] = o;
+      if (split.hi) split_store(split, t, i, o);
+    }
   }
 }
 
 }  // namespace
 
 cudaError_t launch_rms_norm(const RmsNormParams& p, const float* x, float* residual,
-                            const void* weight, float* y, cudaStream_t s) {
+                            const void* weight, float* y, cudaStream_t s,
+                            const GemmSplitOut& split) {
   if (p.L == 0) return cudaSuccess;
   // Decode (a few rows): the register form, launched with PDL. A prompt (many rows per SM, whose
   // latencies overlap) keeps the loop and a plain launch: measured on an H100, the register form
   // there ran at 47–65% of the copy rate against the loop's 84–91% (L = 16K, d_model 768 / 2560).
   if (p.L <= 8 && p.D <= uint32_t(kBlock * kPer))
     return launch_pdl(rms_norm_kernel<true>, dim3(p.L), dim3(kBlock), 0, s, p, x, residual,
-                      weight, y);
-  rms_norm_kernel<false><<<p.L, kBlock, 0, s>>>(p, x, residual, weight, y);
+                      weight, y, split);
+  rms_norm_kernel<false><<<p.L, kBlock, 0, s>>>(p, x, residual, weight, y, split);
   return cudaGetLastError();
 }
 

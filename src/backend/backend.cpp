@@ -12,7 +12,7 @@ std::unique_ptr<Buffer> Backend::upload_constant(const void* host, size_t bytes)
   return buf;
 }
 
-// The decode fusions, composed of the single-kernel methods. Each checks its params first, so
+// The fusions, composed of the single-kernel methods. Each checks its params first, so
 // a bad call fails the same way whether a backend fuses it or not.
 void Backend::rms_norm_gemm(const Tensor* x, const Tensor& residual, const Tensor& norm_weight,
                             float eps, const Tensor& normed, const Tensor& w, const Tensor* bias,
@@ -35,6 +35,15 @@ void Backend::rms_norm_gemm_conv_step(const Tensor* x, const Tensor& residual,
                             conv_bias, &conv_state, &conv_y);
   rms_norm_gemm(x, residual, norm_weight, eps, normed, w, bias, y);
   causal_conv1d_step(y.col_slice(0, conv_y.cols), conv_weight, conv_bias, conv_state, conv_y);
+}
+
+void Backend::causal_conv1d_gemm(const Tensor& x, const Tensor& conv_weight,
+                                 const Tensor* conv_bias, const Tensor& conv_state,
+                                 const Tensor& xc, const Tensor& w, const Tensor& y) {
+  make_causal_conv1d_params(x, conv_weight, conv_bias, conv_state, xc);
+  make_gemm_params(xc, w, nullptr, y);
+  causal_conv1d(x, conv_weight, conv_bias, conv_state, xc);
+  gemm(xc, w, nullptr, y);
 }
 
 void Backend::dt_proj_scan_step(const Tensor& dt_low, const Tensor& dt_proj, const Tensor& delta,

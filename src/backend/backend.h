@@ -115,7 +115,7 @@ class Backend {
                                    const Tensor* z, const Tensor& dt_bias,
                                    const Tensor& ssm_state, const Tensor& y) = 0;
 
-  // Decode fusions: fewer, larger kernels per layer for a backend that has them. The defaults
+  // Fusions: fewer, larger kernels per layer for a backend that has them. The defaults
   // (backend.cpp) call the methods above in order, so every backend runs them and the CPU stays
   // the oracle; a backend that overrides one must produce the same outputs, including the
   // intermediates named here (normed, delta), which the caller may read afterwards.
@@ -123,7 +123,8 @@ class Backend {
   //
   // With x: residual += x, then normed = residual / rms(residual) · norm_weight; without x:
   // normed = residual / rms(residual) · norm_weight (residual unchanged). Then
-  // y = normed · wᵀ (+ bias): rms_norm then gemm. The LM head of a decode step.
+  // y = normed · wᵀ (+ bias): rms_norm then gemm. The LM head of a decode step, and a prompt's
+  // norm feeding in_proj (rows = L).
   // x, residual, normed: rows×D fp32; norm_weight: 1×D; w: N×D; bias: 1×N; y: rows×N fp32.
   virtual void rms_norm_gemm(const Tensor* x, const Tensor& residual, const Tensor& norm_weight,
                              float eps, const Tensor& normed, const Tensor& w,
@@ -137,6 +138,12 @@ class Backend {
                                        const Tensor& w, const Tensor* bias, const Tensor& y,
                                        const Tensor& conv_weight, const Tensor* conv_bias,
                                        const Tensor& conv_state, const Tensor& conv_y);
+  // causal_conv1d(x, conv_weight, conv_bias, conv_state, xc), then y = xc · wᵀ (gemm, no
+  // bias): a prompt's conv feeding x_proj. Shapes as those two methods; xc (the scan's input)
+  // is written too.
+  virtual void causal_conv1d_gemm(const Tensor& x, const Tensor& conv_weight,
+                                  const Tensor* conv_bias, const Tensor& conv_state,
+                                  const Tensor& xc, const Tensor& w, const Tensor& y);
   // delta = dt_low · dt_projᵀ (gemm, no bias), then selective_scan_step(u, delta, A_log, B, C,
   // D, z, dt_bias, ssm_state, y). dt_low: rows×R; dt_proj: C×R; delta: rows×C fp32 (before bias
   // and softplus); the rest as selective_scan_step.

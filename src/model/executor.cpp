@@ -161,20 +161,17 @@ std::vector<float> Executor::prefill(const std::vector<int32_t>& tokens, Sequenc
   for (int l = 0; l < c.n_layer; ++l) {
     const DeviceWeights::Layer& w = w_->layers[size_t(l)];
     Tensor normed = buf("normed", L, D);  // (L, D)
-    if (l == 0)
-      be.rms_norm(residual, nullptr, w.norm, normed, c.norm_eps);
-    else
-      be.rms_norm(hidden, &residual, w.norm, normed, c.norm_eps);  // residual += hidden
-
-    Tensor xz = buf("xz", L, 2 * E);  // (L, 2E) x | z
-    be.gemm(normed, w.in_proj, opt(w.in_proj_bias), xz);
+    Tensor xz = buf("xz", L, 2 * E);      // (L, 2E) x | z
+    // residual += hidden (not at layer 0), normed = rms_norm(residual), xz = in_proj(normed)
+    be.rms_norm_gemm(l == 0 ? nullptr : &hidden, residual, w.norm, c.norm_eps, normed, w.in_proj,
+                     opt(w.in_proj_bias), xz);
     Tensor x = xz.col_slice(0, E);    // (L, E) conv input
     Tensor z = xz.col_slice(E, E);    // (L, E) gate
     Tensor xc = buf("xc", L, E);      // (L, E) conv output after SiLU: the scan input u
-    // The conv state is written from this layer's full input, before its own decimation.
-    be.causal_conv1d(x, w.conv_w, opt(w.conv_b), state.conv(l), xc);
     Tensor x_dbl = buf("x_dbl", L, R + 2 * N);  // (L, R + 2N) dt_low | B | C
-    be.gemm(xc, w.x_proj, nullptr, x_dbl);
+    // xc = conv(x), x_dbl = x_proj(xc). The conv state is written from this layer's full input,
+    // before its own decimation.
+    be.causal_conv1d_gemm(x, w.conv_w, opt(w.conv_b), state.conv(l), xc, w.x_proj, x_dbl);
     Tensor dt = buf("dt", L, E);  // (L, E) Δ before bias and softplus
     be.gemm(x_dbl.col_slice(0, R), w.dt_proj, nullptr, dt);
 

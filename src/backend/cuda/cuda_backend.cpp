@@ -248,18 +248,68 @@ void* CudaBackend::scratch(size_t bytes) {
 // - M ≤ 8 (decode): gemv_small_m, which reads every weight once in its stored dtype and
 //   multiplies in fp32 (memory-bound; exact to fp32 rounding);
 // - F32 weights: cuBLAS SGEMM (fp32, no TF32);
-// - F16 / BF16 weights: tensor cores with fp32 accumulation. The fp32 activations are split into
-//   hi = round(x) and lo = round(x - hi) in the weight dtype and y = W·hi + W·lo (two GEMMs, the
-//   second accumulating): 22 (fp16) or 16 (bf16) significant bits of x survive, NMSE vs the fp32
-//   CPU ~1e-12, at twice the tensor-core work. DM_CUDA_FAST_GEMM=1 keeps hi only (one GEMM;
-//   measured NMSE ~3e-8 with F16 and ~2e-6 with BF16 weights, H100).
+// - F16 / BF16 weights: tensor cores with fp32 accumulation (gemm_tensor_cores). The fp32
+//   activations are split into hi = round(x) and lo = round(x - hi) in the weight dtype and
+//   y = W·hi + W·lo (two GEMMs, the second accumulating): 22 (fp16) or 16 (bf16) significant bits
+//   of x survive, NMSE vs the fp32 CPU ~1e-12, at twice the tensor-core work. DM_CUDA_FAST_GEMM=1
+//   keeps hi only (one GEMM; measured NMSE ~3e-8 with F16 and ~2e-6 with BF16 weights, H100).
+//   Here a conversion kernel splits x; the prompt fusions (rms_norm_gemm, causal_conv1d_gemm)
+//   have the kernel that produces x write the split as well, which saves that pass.
 // Row-major y is column-major yᵀ (N×M) = W · xᵀ: cuBLAS's C = op(A)·B with A = W stored
 // column-major as K×N (op = T) and B = x stored as K×M.
+namespace {
+void check_cublas_range(const GemmParams& p) {
+  for (uint32_t v : {p.M, p.N, p.K, p.x_stride, p.w_stride, p.y_stride})
+    if (v > uint32_t(INT_MAX)) fail("[cuda] gemm: size ", v, " exceeds cuBLAS's int range");
+}
+uint32_t gemm_slice_rows() {
+  const char* e = std::getenv("DM_CUDA_GEMM_SLICE");
+  const unsigned long v = e ? std::strtoul(e, nullptr, 10) : 0;
+  return v > 0 && v < 32768 ? uint32_t(v) : 32768u;
+}
+}  // namespace
+
+bool CudaBackend::tensor_core_gemm(const GemmParams& p) {
+  const DType wt = DType(p.w_dtype);
+  return p.M > cuda::kGemvMaxM && p.N > 0 && p.K > 0 && (wt == DType::F16 || wt == DType::BF16);
+}
+
+void CudaBackend::gemm_tensor_cores(const GemmParams& p, const void* w, float* y,
+                                    const OperandWriter& write_operand) {
+  check_cublas_range(p);
+  const float one = 1.f, zero = 0.f;
+  const cudaDataType t = DType(p.w_dtype) == DType::F16 ? CUDA_R_16F : CUDA_R_16BF;
+  // Rows in slices, so the operand needs at most 2 · slice · K halves of scratch.
+  const uint32_t slice = std::min(p.M, gemm_slice_rows());
+  char* hi = static_cast<char*>(scratch(size_t(slice) * p.K * 2 * (split_gemm_ ? 2 : 1)));
+  char* lo = split_gemm_ ? hi + size_t(slice) * p.K * 2 : nullptr;
+  cuda::GemmSplitOut out;
+  out.hi = hi, out.lo = lo, out.dtype = p.w_dtype, out.cols = p.K;
+  for (uint32_t m0 = 0; m0 < p.M; m0 += slice) {
+    const uint32_t ms = std::min(slice, p.M - m0);
+    float* ys = y + size_t(m0) * p.y_stride;
+    write_operand(m0, ms, out);
+    CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(p.N), int(ms), int(p.K), &one,
+                              w, t, int(p.w_stride), hi, t, int(p.K), &zero, ys, CUDA_R_32F,
+                              int(p.y_stride), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    if (lo)
+      CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(p.N), int(ms), int(p.K),
+                                &one, w, t, int(p.w_stride), lo, t, int(p.K), &one, ys,
+                                CUDA_R_32F, int(p.y_stride), CUBLAS_COMPUTE_32F,
+                                CUBLAS_GEMM_DEFAULT));
+  }
+}
+
+void CudaBackend::add_bias(const GemmParams& p, float* y, const void* bias) {
+  if (bias)
+    check_launch(cuda::launch_add_bias(p.M, p.N, y, p.y_stride, bias, p.bias_dtype, stream_),
+                 "gemm (bias)");
+}
+
 void CudaBackend::gemm(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) {
   const GemmParams p = make_gemm_params(x, w, bias, y);
   if (p.M == 0 || p.N == 0) return;
-  for (uint32_t v : {p.M, p.N, p.K, p.x_stride, p.w_stride, p.y_stride})
-    if (v > uint32_t(INT_MAX)) fail("[cuda] gemm: size ", v, " exceeds cuBLAS's int range");
+  check_cublas_range(p);
   const float* xp = dptr(x, "gemm x");
   const void* wp = dptr<const void>(w, "gemm w");
   const void* bp = dptr<const void>(bias, "gemm bias");
@@ -272,42 +322,20 @@ void CudaBackend::gemm(const Tensor& x, const Tensor& w, const Tensor* bias, con
   }
   if (p.K == 0) {
     CUDA_CHECK(cudaMemset2DAsync(yp, size_t(p.y_stride) * 4, 0, size_t(p.N) * 4, p.M, stream_));
-  } else {
+  } else if (tensor_core_gemm(p)) {
+    gemm_tensor_cores(p, wp, yp, [&](uint32_t m0, uint32_t ms, const cuda::GemmSplitOut& out) {
+      check_launch(cuda::launch_convert_rows(ms, p.K, xp + size_t(m0) * p.x_stride, p.x_stride,
+                                             out.hi, out.lo, p.w_dtype, stream_),
+                   "gemm (activation split)");
+    });
+  } else {  // F32 weights
     const float one = 1.f, zero = 0.f;
-    const DType wt = DType(p.w_dtype);
-    if (wt == DType::F32) {
-      CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(p.N), int(p.M), int(p.K),
-                                &one, wp, CUDA_R_32F, int(p.w_stride), xp, CUDA_R_32F,
-                                int(p.x_stride), &zero, yp, CUDA_R_32F, int(p.y_stride),
-                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    } else {
-      const cudaDataType t = wt == DType::F16 ? CUDA_R_16F : CUDA_R_16BF;
-      // Rows in slices, so the converted activations need at most 2 · 32768 · K halves.
-      constexpr uint32_t kSlice = 32768;
-      const uint32_t slice = std::min(p.M, kSlice);
-      char* hi = static_cast<char*>(scratch(size_t(slice) * p.K * 2 * (split_gemm_ ? 2 : 1)));
-      char* lo = split_gemm_ ? hi + size_t(slice) * p.K * 2 : nullptr;
-      for (uint32_t m0 = 0; m0 < p.M; m0 += slice) {
-        const uint32_t ms = std::min(slice, p.M - m0);
-        float* ys = yp + size_t(m0) * p.y_stride;
-        check_launch(cuda::launch_convert_rows(ms, p.K, xp + size_t(m0) * p.x_stride, p.x_stride,
-                                               hi, lo, p.w_dtype, stream_),
-                     "gemm (activation split)");
-        CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(p.N), int(ms), int(p.K),
-                                  &one, wp, t, int(p.w_stride), hi, t, int(p.K), &zero, ys,
-                                  CUDA_R_32F, int(p.y_stride), CUBLAS_COMPUTE_32F,
-                                  CUBLAS_GEMM_DEFAULT));
-        if (lo)
-          CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(p.N), int(ms),
-                                    int(p.K), &one, wp, t, int(p.w_stride), lo, t, int(p.K), &one,
-                                    ys, CUDA_R_32F, int(p.y_stride), CUBLAS_COMPUTE_32F,
-                                    CUBLAS_GEMM_DEFAULT));
-      }
-    }
+    CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(p.N), int(p.M), int(p.K),
+                              &one, wp, CUDA_R_32F, int(p.w_stride), xp, CUDA_R_32F,
+                              int(p.x_stride), &zero, yp, CUDA_R_32F, int(p.y_stride),
+                              CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   }
-  if (bias)
-    check_launch(cuda::launch_add_bias(p.M, p.N, yp, p.y_stride, bp, p.bias_dtype, stream_),
-                 "gemm (bias)");
+  add_bias(p, yp, bp);
 }
 
 void CudaBackend::rms_norm(const Tensor& x, const Tensor* residual, const Tensor& weight,
@@ -463,6 +491,10 @@ void CudaBackend::norm_gemm(const Tensor* x, const Tensor& residual, const Tenso
   const RmsNormGemmParams p = make_rms_norm_gemm_params(x, residual, norm_weight, eps, normed, w,
                                                         bias, y, conv_weight, conv_bias,
                                                         conv_state, conv_y);
+  if (!conv_weight && tensor_core_gemm(p.gemm)) {
+    prompt_norm_gemm(p, x, residual, norm_weight, normed, w, bias, y);
+    return;
+  }
   const NormPath path = norm_path(p);
   if (path == NormPath::kCompose) {
     if (conv_weight)
@@ -486,6 +518,55 @@ void CudaBackend::norm_gemm(const Tensor* x, const Tensor& residual, const Tenso
                    dptr<const void>(conv_weight, k), dptr<const void>(conv_bias, k),
                    dptr(conv_state, k), dptr(conv_y, k), step_counter_, prenormed, stream_),
                conv_weight ? "rms_norm_gemm_conv_step" : "rms_norm_gemm");
+}
+
+// A prompt's norm + in_proj: per GEMM slice, the rms_norm kernel over its rows writes normed
+// (and the residual) as rms_norm does and the GEMM's hi / lo besides, for the tensor cores.
+void CudaBackend::prompt_norm_gemm(const RmsNormGemmParams& p, const Tensor* x,
+                                   const Tensor& residual, const Tensor& norm_weight,
+                                   const Tensor& normed, const Tensor& w, const Tensor* bias,
+                                   const Tensor& y) {
+  const char* k = "rms_norm_gemm";
+  // As rms_norm(x, &residual, …) with x, rms_norm(residual, nullptr, …) without (p.norm's strides).
+  const float* src = x ? dptr(x, k) : dptr(residual, k);
+  float* res = x ? dptr(residual, k) : nullptr;
+  const void* nw = dptr<const void>(norm_weight, k);
+  float* np = dptr(normed, k);
+  float* yp = dptr(y, k);
+  gemm_tensor_cores(p.gemm, dptr<const void>(w, k), yp,
+                    [&](uint32_t m0, uint32_t ms, const cuda::GemmSplitOut& out) {
+                      RmsNormParams n = p.norm;
+                      n.L = ms;
+                      check_launch(cuda::launch_rms_norm(
+                                       n, src + size_t(m0) * n.x_stride,
+                                       res ? res + size_t(m0) * n.residual_stride : nullptr, nw,
+                                       np + size_t(m0) * n.y_stride, stream_, out),
+                                   "rms_norm_gemm (norm)");
+                    });
+  add_bias(p.gemm, yp, dptr<const void>(bias, k));
+}
+
+void CudaBackend::causal_conv1d_gemm(const Tensor& x, const Tensor& conv_weight,
+                                     const Tensor* conv_bias, const Tensor& conv_state,
+                                     const Tensor& xc, const Tensor& w, const Tensor& y) {
+  const CausalConv1dParams c = make_causal_conv1d_params(x, conv_weight, conv_bias, conv_state, xc);
+  const GemmParams g = make_gemm_params(xc, w, nullptr, y);
+  if (!tensor_core_gemm(g))
+    return Backend::causal_conv1d_gemm(x, conv_weight, conv_bias, conv_state, xc, w, y);
+  const char* k = "causal_conv1d_gemm";
+  const float* xp = dptr(x, k);
+  const void* cw = dptr<const void>(conv_weight, k);
+  const void* cb = dptr<const void>(conv_bias, k);
+  float* cs = dptr(conv_state, k);
+  float* xcp = dptr(xc, k);
+  gemm_tensor_cores(g, dptr<const void>(w, k), dptr(y, k),
+                    [&](uint32_t m0, uint32_t ms, const cuda::GemmSplitOut& out) {
+                      check_launch(cuda::launch_causal_conv1d_rows(c, xp, cw, cb, cs, xcp, m0, ms,
+                                                                   out, stream_),
+                                   "causal_conv1d_gemm (conv)");
+                    });
+  // After every slice: the first slice read the old state.
+  check_launch(cuda::launch_conv_state_update(c, xp, cs, stream_), "causal_conv1d_gemm (state)");
 }
 
 void CudaBackend::rms_norm_gemm(const Tensor* x, const Tensor& residual, const Tensor& norm_weight,

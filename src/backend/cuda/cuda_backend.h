@@ -6,6 +6,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -57,8 +58,9 @@ class CudaBackend : public Backend {
                            const Tensor& dt_bias, const Tensor& ssm_state,
                            const Tensor& y) override;
 
-  // Decode fusions (cuda/fused_step.cu) for one row; other shapes, or DM_FUSED_STEP=0 (read at
-  // each call), run Backend's composition of the single kernels.
+  // Decode fusions (cuda/fused_step.cu) for one row; a prompt's rms_norm_gemm (many rows, F16 /
+  // BF16 weights): the norm kernel writes the GEMM's operand as well (gemm_tensor_cores); other
+  // shapes, or DM_FUSED_STEP=0 (read at each call), run Backend's composition.
   void rms_norm_gemm(const Tensor* x, const Tensor& residual, const Tensor& norm_weight, float eps,
                      const Tensor& normed, const Tensor& w, const Tensor* bias,
                      const Tensor& y) override;
@@ -67,6 +69,11 @@ class CudaBackend : public Backend {
                                const Tensor* bias, const Tensor& y, const Tensor& conv_weight,
                                const Tensor* conv_bias, const Tensor& conv_state,
                                const Tensor& conv_y) override;
+  // A prompt's conv feeding x_proj: the conv kernel writes the GEMM's operand as well (see
+  // gemm_tensor_cores); other shapes run Backend's composition.
+  void causal_conv1d_gemm(const Tensor& x, const Tensor& conv_weight, const Tensor* conv_bias,
+                          const Tensor& conv_state, const Tensor& xc, const Tensor& w,
+                          const Tensor& y) override;
   void dt_proj_scan_step(const Tensor& dt_low, const Tensor& dt_proj, const Tensor& delta,
                          const Tensor& u, const Tensor& A_log, const Tensor& B, const Tensor& C,
                          const Tensor& D, const Tensor* z, const Tensor& dt_bias,
@@ -93,6 +100,18 @@ class CudaBackend : public Backend {
                  const Tensor& normed, const Tensor& w, const Tensor* bias, const Tensor& y,
                  const Tensor* conv_weight, const Tensor* conv_bias, const Tensor* conv_state,
                  const Tensor* conv_y);
+  // The tensor-core GEMM of fp32 activations (gemm's F16 / BF16 path): in slices of at most
+  // DM_CUDA_GEMM_SLICE rows (default 32768; read per call), `write_operand(m0, rows, out)`
+  // enqueues what writes activation rows m0 .. m0 + rows as hi / lo into out (cuda::GemmSplitOut),
+  // then y's rows = W·hi + W·lo (two cuBLAS GEMMs, the second accumulating). No bias.
+  using OperandWriter = std::function<void(uint32_t m0, uint32_t rows, const cuda::GemmSplitOut&)>;
+  static bool tensor_core_gemm(const GemmParams& p);  // whether gemm takes that path
+  void gemm_tensor_cores(const GemmParams& p, const void* w, float* y,
+                         const OperandWriter& write_operand);
+  void add_bias(const GemmParams& p, float* y, const void* bias);
+  void prompt_norm_gemm(const RmsNormGemmParams& p, const Tensor* x, const Tensor& residual,
+                        const Tensor& norm_weight, const Tensor& normed, const Tensor& w,
+                        const Tensor* bias, const Tensor& y);
   void check_device_errors();  // throws what a kernel recorded in err_
   void* scratch(size_t bytes);  // the GEMM's converted activations, stream-ordered growth
 

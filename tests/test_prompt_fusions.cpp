@@ -1,0 +1,154 @@
+// The prompt fusions of Backend (backend.h): rms_norm_gemm over many rows (a prompt's norm +
+// in_proj) and causal_conv1d_gemm (a prompt's conv + x_proj), on every backend, against their
+// default composition (Backend::…, the single-kernel methods in order) on the CPU backend. On
+// CUDA with F16 / BF16 weights these are the fused paths: the norm / conv kernel writes the
+// tensor-core GEMM's hi / lo operand in row slices (cuda_backend.cpp gemm_tensor_cores), so the
+// cases cut the rows into slices (DM_CUDA_GEMM_SLICE) that end inside a conv window and leave a
+// last slice of 1-2 rows (rms_norm's few-row kernel) besides the default single slice.
+// Elsewhere (CPU, Vulkan, F32 weights) the composition runs on the device: a check of the
+// plumbing. Random inputs (never zeros), real widths (d_model 768, d_inner 1536, x_proj's 80
+// outputs), the conv input a column slice of xz as in a layer (its z columns are NaN padding
+// here: a read of them fails), each call made twice (the residual and the conv state advance).
+//
+// Tolerance 1e-8 NMSE, as test_fused_step: both sides fp32 (the GEMM's hi / lo split keeps
+// ~22 bits of x, NMSE ~1e-12), sums reassociated, device exp a few ulp off.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend_cache.h"
+#include "backend_ops_harness.h"
+#include "core/dtype.h"
+
+namespace dm {
+namespace {
+
+using test::Arg;
+using test::Case;
+using test::Role;
+
+constexpr double kTol = 1e-8;
+
+std::vector<std::string> backends_under_test() {
+  std::vector<std::string> out = {"cpu"};
+  for (const std::string& b : test::device_backends()) out.push_back(b);
+  return out;
+}
+
+// DM_CUDA_GEMM_SLICE for one case (0: the default, unset).
+class SliceRows {
+ public:
+  explicit SliceRows(int64_t rows) {
+    if (rows > 0) setenv("DM_CUDA_GEMM_SLICE", std::to_string(rows).c_str(), 1);
+  }
+  ~SliceRows() { unsetenv("DM_CUDA_GEMM_SLICE"); }
+};
+
+std::string dt(DType t) { return std::string(dtype_name(t)); }
+
+struct NormCase {
+  int64_t L, D, N;
+  DType w_dtype;
+  bool has_x, bias;
+  int64_t slice;  // DM_CUDA_GEMM_SLICE; 0: default
+  int64_t lead;
+};
+
+TEST(PromptFusions, RmsNormGemm) {
+  const std::vector<NormCase> cases = {
+      {1000, 768, 3072, DType::F16, true, false, 0, 0},     // 130m in_proj, one slice
+      {1000, 768, 3072, DType::F16, false, false, 0, 0},    // layer 0: no x
+      {1001, 768, 3072, DType::BF16, true, true, 333, 0},   // slices of 333, a last one of 2
+      {4097, 768, 512, DType::F16, true, false, 1024, 3},   // unaligned, last slice of 1
+      {9, 64, 40, DType::F16, true, true, 0, 0},            // the fewest rows past the GEMV
+      {300, 100, 72, DType::F32, true, true, 0, 0},         // F32 weights: composition
+  };
+  for (const std::string& backend : backends_under_test())
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const NormCase& g = cases[i];
+      const SliceRows slice(g.slice);
+      const int64_t L = g.L, D = g.D, N = g.N;
+      std::ostringstream desc;
+      desc << "rms_norm_gemm L=" << L << " D=" << D << " N=" << N << " w=" << dt(g.w_dtype)
+           << " x=" << g.has_x << " bias=" << g.bias << " slice=" << g.slice << " lead=" << g.lead;
+      Case c(backend, desc.str(), 7000 + uint32_t(i));
+      c.set_lead(g.lead);
+      Arg* x = g.has_x ? &c.add("x", Role::In, DType::F32, L, D, D, c.nonzero(0.1f, 2.f)) : nullptr;
+      Arg& res = c.add("residual", g.has_x ? Role::InOut : Role::In, DType::F32, L, D, D,
+                       c.nonzero(0.1f, 2.f));
+      Arg& nw = c.add("norm_weight", Role::In, g.w_dtype, 1, D, D, c.nonzero(0.5f, 1.5f));
+      Arg& normed = c.add("normed", Role::Out, DType::F32, L, D, D, nullptr);
+      const float ws = 1.7f / std::sqrt(float(D));
+      Arg& w = c.add("w", Role::In, g.w_dtype, N, D, D, c.nonzero(0.1f * ws, ws));
+      Arg* b = g.bias ? &c.add("bias", Role::In, g.w_dtype, 1, N, N, c.nonzero(0.1f, 1.f)) : nullptr;
+      Arg& y = c.add("y", Role::Out, DType::F32, L, N, N, nullptr);
+      for (int rep = 0; rep < 2; ++rep) {
+        Tensor xr, xd, br, bd;
+        if (x) xr = x->cpu(), xd = x->dev();
+        if (b) br = b->cpu(), bd = b->dev();
+        c.cpu().Backend::rms_norm_gemm(x ? &xr : nullptr, res.cpu(), nw.cpu(), 1e-5f,
+                                       normed.cpu(), w.cpu(), b ? &br : nullptr, y.cpu());
+        c.dev().rms_norm_gemm(x ? &xd : nullptr, res.dev(), nw.dev(), 1e-5f, normed.dev(),
+                              w.dev(), b ? &bd : nullptr, y.dev());
+      }
+      c.check(kTol);
+    }
+}
+
+struct ConvCase {
+  int64_t L, E, N, d_conv;
+  DType w_dtype;
+  bool conv_bias;
+  int64_t slice;
+  int64_t lead;
+};
+
+TEST(PromptFusions, CausalConv1dGemm) {
+  const std::vector<ConvCase> cases = {
+      {1000, 1536, 80, 4, DType::F16, true, 0, 0},     // 130m conv + x_proj, one slice
+      {1001, 1536, 80, 4, DType::BF16, true, 333, 0},  // slices of 333 (windows span them), last 2
+      {2050, 256, 40, 4, DType::F16, false, 1024, 3},  // unaligned, last slice of 2
+      {700, 96, 24, 3, DType::F16, true, 250, 0},      // d_conv 3: the generic conv kernel
+      {2, 64, 16, 4, DType::F16, true, 0, 0},          // L < d_conv: the GEMV path, state shifts
+      {300, 128, 32, 4, DType::F32, true, 0, 0},       // F32 weights: composition
+  };
+  for (const std::string& backend : backends_under_test())
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const ConvCase& g = cases[i];
+      const SliceRows slice(g.slice);
+      const int64_t L = g.L, E = g.E, N = g.N, d = g.d_conv;
+      std::ostringstream desc;
+      desc << "causal_conv1d_gemm L=" << L << " E=" << E << " N=" << N << " d_conv=" << d
+           << " w=" << dt(g.w_dtype) << " conv_bias=" << g.conv_bias << " slice=" << g.slice
+           << " lead=" << g.lead;
+      Case c(backend, desc.str(), 7100 + uint32_t(i));
+      c.set_lead(g.lead);
+      // x: the first E columns of an (L, 2E) xz; the other E are padding (NaN).
+      Arg& x = c.add("x", Role::In, DType::F32, L, E, 2 * E, c.nonzero(0.1f, 2.f));
+      Arg& cw = c.add("conv_weight", Role::In, g.w_dtype, E, d, d, c.nonzero(0.1f, 0.6f));
+      Arg* cb = g.conv_bias ? &c.add("conv_bias", Role::In, g.w_dtype, 1, E, E, c.nonzero(0.1f, 0.5f))
+                            : nullptr;
+      Arg& cs = c.add("conv_state", Role::InOut, DType::F32, E, d, d, c.nonzero(0.1f, 1.f));
+      Arg& xc = c.add("xc", Role::Out, DType::F32, L, E, E, nullptr);
+      const float ws = 1.7f / std::sqrt(float(E));
+      Arg& w = c.add("w", Role::In, g.w_dtype, N, E, E, c.nonzero(0.1f * ws, ws));
+      Arg& y = c.add("y", Role::Out, DType::F32, L, N, N, nullptr);
+      for (int rep = 0; rep < 2; ++rep) {
+        Tensor cbr, cbd;
+        if (cb) cbr = cb->cpu(), cbd = cb->dev();
+        c.cpu().Backend::causal_conv1d_gemm(x.cpu(), cw.cpu(), cb ? &cbr : nullptr, cs.cpu(),
+                                            xc.cpu(), w.cpu(), y.cpu());
+        c.dev().causal_conv1d_gemm(x.dev(), cw.dev(), cb ? &cbd : nullptr, cs.dev(), xc.dev(),
+                                   w.dev(), y.dev());
+      }
+      c.check(kTol);
+    }
+}
+
+}  // namespace
+}  // namespace dm
