@@ -11,7 +11,9 @@
 #                            time, L1 / issue use, shared wavefronts and bank conflicts;
 #   SANITIZE="default ..."   compute-sanitizer memcheck and racecheck over CudaBackend.SelectiveScan
 #                            (DM_CUDA_TEST_SMALL=1) per value.
-# PACK names the pack folder (default .gpupack-scan). Logs: one archive in $OUT.
+# PACK names the pack folder (default .gpupack-scan). Logs: one archive in $OUT
+# (scan_logs[_TAG].tgz). STOP_ON_HANG=1: a test run that times out ends the call there (a new
+# kernel that deadlocks would otherwise spend TEST_TIMEOUT per value and then the bench's).
 set -u
 source "$PWD/tools/gpu/unpack.sh"
 gpu_enter "${PACK:-.gpupack-scan}" || exit 1
@@ -27,6 +29,11 @@ for v in ${TESTS:-}; do
     --gtest_filter="${TEST_FILTER:-*SelectiveScan*:*Cuda*Scan*:*E2E*}" >> "$logs/tests.log" 2>&1
   rc=$?
   echo "tests $v exit $rc ($((SECONDS - t0)) s): $(tail -n 60 "$logs/tests.log" | grep -E '^\[  (PASSED|FAILED) ' | tr '\n' ' ')"
+  if [ $rc -eq 124 ] && [ -n "${STOP_ON_HANG:-}" ]; then
+    echo "stopping: $v timed out"
+    tar czf "$out/scan_logs${TAG:+_$TAG}.tgz" -C "$logs" .
+    exit 1
+  fi
 done
 for v in ${BENCH:-}; do
   with_scan "$v" timeout 60 ./bench_cuda copy,scan 2>>"$logs/bench.err" | grep '^| selective_scan' | sed "s/^/$v /"
@@ -49,7 +56,8 @@ m=$m,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum,l1tex__data_bank_c
 m=$m,smsp__inst_executed_op_shfl.sum,sm__pipe_fma_cycles_active.avg.pct_of_peak_sustained_active
 m=$m,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,launch__registers_per_thread
 for v in ${NCU:-}; do
-  with_scan "$v" timeout 90 ncu --metrics "$m" -k regex:scan_v7 -c 1 ./bench_cuda scan \
+  with_scan "$v" timeout 90 ncu --metrics "$m" -k regex:"${NCU_KERNEL:-scan_v[78]s?_kernel}" \
+    -c 1 ./bench_cuda scan \
     > "$logs/ncu_$v.txt" 2>&1
   echo "ncu $v exit $?"
   grep -E "^ +(gpu__|l1tex__|sm__|smsp__|launch__)" "$logs/ncu_$v.txt" | sed "s/^ */$v /"
@@ -62,4 +70,4 @@ for v in ${SANITIZE:-}; do
     echo "compute-sanitizer $tool $v exit $?: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$logs/sanitizer.log" | tail -1)"
   done
 done
-tar czf "$out/scan_logs.tgz" -C "$logs" .
+tar czf "$out/scan_logs${TAG:+_$TAG}.tgz" -C "$logs" .
