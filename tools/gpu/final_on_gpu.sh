@@ -16,6 +16,8 @@
 #            alternating twice: bench_vulkan decode 130m, and decimamba bench 130m pp4096
 #   kernels  bench_cuda kernels and bench_vulkan --sections kernels: every kernel's table
 #   dispatch bench_dispatch: what one small kernel costs in a replayed chain, CUDA and Vulkan
+#   fusions  the fusion tests (prompt and decode) and end-to-end tests on the GPU, then 130m
+#            prefill on CUDA with the fusions off (DM_FUSED_STEP=0) and on, alternating twice
 #   share    ncu over one 16K-token CUDA prefill of 130m and 2.8b (bench_cuda prefill-profile):
 #            each kernel's time in isolation, and the GEMMs' share (target: the rest <= 25%);
 #            SHARE_SHAPES="130m" for one shape
@@ -102,4 +104,17 @@ fi
 if has dispatch; then
   timeout 60 ./bench_dispatch cuda,vulkan > "$out/dispatch.md" 2>&1; echo "bench_dispatch exit $?"
   grep "^| " "$out/dispatch.md"
+fi
+if has fusions; then
+  timeout 200 ./decimamba_tests \
+    --gtest_filter='PromptFusions.*:FusedStep.*:*BackendOpsE2E*:*ExecutorFixture*:CudaBackend.*' \
+    > "$out/tests_fusions.log" 2>&1
+  echo "fusion tests exit $?"; grep -E "^\[  (FAILED|PASSED) |tests? from .* ran" "$out/tests_fusions.log" | head
+  for rep in 1 2; do
+    for f in 0 1; do
+      DM_FUSED_STEP=$f timeout 60 "$dm" bench --shape 130m --backend cuda -p 4096,16384 -n 1 -r 5 \
+        --no-deci > "$out/fusions_${f}_$rep.md" 2>&1
+      echo "DM_FUSED_STEP=$f run $rep exit $?"; grep "^| cuda" "$out/fusions_${f}_$rep.md"
+    done
+  done
 fi

@@ -491,7 +491,7 @@ void CudaBackend::norm_gemm(const Tensor* x, const Tensor& residual, const Tenso
   const RmsNormGemmParams p = make_rms_norm_gemm_params(x, residual, norm_weight, eps, normed, w,
                                                         bias, y, conv_weight, conv_bias,
                                                         conv_state, conv_y);
-  if (!conv_weight && tensor_core_gemm(p.gemm)) {
+  if (!conv_weight && tensor_core_gemm(p.gemm) && fused_step_enabled()) {
     prompt_norm_gemm(p, x, residual, norm_weight, normed, w, bias, y);
     return;
   }
@@ -551,7 +551,7 @@ void CudaBackend::causal_conv1d_gemm(const Tensor& x, const Tensor& conv_weight,
                                      const Tensor& xc, const Tensor& w, const Tensor& y) {
   const CausalConv1dParams c = make_causal_conv1d_params(x, conv_weight, conv_bias, conv_state, xc);
   const GemmParams g = make_gemm_params(xc, w, nullptr, y);
-  if (!tensor_core_gemm(g))
+  if (!tensor_core_gemm(g) || !fused_step_enabled())
     return Backend::causal_conv1d_gemm(x, conv_weight, conv_bias, conv_state, xc, w, y);
   const char* k = "causal_conv1d_gemm";
   const float* xp = dptr(x, k);

@@ -60,7 +60,8 @@ class CudaBackend : public Backend {
 
   // Decode fusions (cuda/fused_step.cu) for one row; a prompt's rms_norm_gemm (many rows, F16 /
   // BF16 weights): the norm kernel writes the GEMM's operand as well (gemm_tensor_cores); other
-  // shapes, or DM_FUSED_STEP=0 (read at each call), run Backend's composition.
+  // shapes, or DM_FUSED_STEP=0 (read at each call; prompt fusions included), run Backend's
+  // composition.
   void rms_norm_gemm(const Tensor* x, const Tensor& residual, const Tensor& norm_weight, float eps,
                      const Tensor& normed, const Tensor& w, const Tensor* bias,
                      const Tensor& y) override;
