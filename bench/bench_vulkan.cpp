@@ -23,7 +23,7 @@
 //                     [--lengths 4096,16384,65536] [--shapes 130m,2.8b] [--reps 10]
 //                     [--floor-gbs G] [--prefill-len 2048] [--kernels selective_scan,...]
 //                     [--scan-modes "default;chunked;warp;warp:4,4;lookback:32,8,4"]
-//                     [--gemm-variants default,n256,n128] [--gemv-variants "old;default;32,10"]
+//                     [--gemm-variants default,n256,w128,q64] [--gemv-variants "old;default;32,10"]
 // --kernels: only these kernels (names as in the table; gemm is "gemm"). --scan-modes: time
 // selective_scan once per mode, ';'-separated: DM_VULKAN_SCAN=mode, and for "lookback:CW,S,TOK"
 // also DM_VULKAN_SCAN_LB=CW,S,TOK, for "warp:CB,R" DM_VULKAN_SCAN_WARP=CB,R (rows labelled
@@ -313,13 +313,17 @@ void bench_kernels(Backend& be, const Options& o, const std::string& card, doubl
                         {"out_proj", &y, &w_out, nullptr, res}};
         const std::vector<std::string> variants =
             o.gemm_variants.empty() ? std::vector<std::string>{"default"} : o.gemm_variants;
-        // The clocks of an idle GPU take a while to rise: 1.5 s of GEMMs before the first timing
-        // (after one call that builds the pipelines).
+        // Every variant's pipelines are built first (one call per shape and variant: a pipeline
+        // built between timings idles the GPU and its clocks drop), then the clocks of an idle
+        // GPU take a while to rise: 1.5 s of GEMMs before the first timing.
         static bool warmed = false;
-        if (!warmed) {
-          be.gemm(hid, w_in, nullptr, xz);
+        for (const std::string& v : variants) {
+          if (v == "default") unsetenv("DM_VULKAN_GEMM_COOPMAT");
+          else setenv("DM_VULKAN_GEMM_COOPMAT", v.c_str(), 1);
+          for (const G& g : gs) be.gemm(*g.x, *g.w, g.bias, g.y);
           be.synchronize();
         }
+        unsetenv("DM_VULKAN_GEMM_COOPMAT");
         for (const auto t0 = std::chrono::steady_clock::now();
              !warmed && std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(1500);) {
           be.gemm(hid, w_in, nullptr, xz);

@@ -13,26 +13,51 @@
 // ordinary size. The price is two MMAs per k step. |x| ≥ 65504 overflows fp16: activations
 // reaching GEMMs (normed hidden states, gated scan outputs, dt) are many orders below that.
 //
-// Tiling: 128 (m) × BN (n) outputs per work group of WARPS_M × WARPS_N subgroups of 32:
-//   gemm.coopmat       BN 256, 4 × 4 subgroups (512 invocations), each 32 × 64 = 2 × 4 tiles
-//   gemm.coopmat_n128  BN 128, 2 × 4 subgroups (256 invocations), each 64 × 32 = 4 × 2 tiles
+// Tiling: BM (m) × BN (n) outputs per work group of WARPS_M × WARPS_N subgroups of 32, each
+// WM × WN = (BM / WARPS_M) × (BN / WARPS_N):
+//   gemm.coopmat       128 × 256, 4 × 4 subgroups (512 invocations) of 32 × 64 = 2 × 4 tiles
+//   gemm.coopmat_n128  128 × 128, 2 × 4 subgroups (256 invocations) of 64 × 32 = 4 × 2 tiles
+//   gemm.coopmat_w128  128 × 128, 4 × 2 subgroups (256) of 32 × 64
+//   gemm.coopmat_m64    64 × 256, 2 × 4 subgroups (256) of 32 × 64
+//   gemm.coopmat_q64    64 × 128, 2 × 2 subgroups (128) of 32 × 64
+//   gemm.coopmat_s     as gemm.coopmat, the k slice's MMAs ordered per B fragment (INNER 1)
+//   gemm.coopmat_w128s, _m64s, _q64s: w128, m64, q64 with INNER 1
+//   gemm.coopmat_t32   128 × 128, 4 × 4 subgroups (512) of 32 × 32 (4 accumulators); _t32s INNER 1
+//   gemm.coopmat_t16   128 × 128, 8 × 2 subgroups (512) of 16 × 64
 // (measured on an H100: 16 subgroups of 8 accumulators beat 8 of 16, 64 × 64 each, by ~25%:
-// more warps to hide latency). K in steps of 32 through shared memory, single-buffered with
+// more warps to hide latency; at 512 invocations the compiler is capped at 128 registers, one
+// work group per SM, so every barrier stalls the whole SM. The 256- and 128-invocation variants
+// of 32 × 64 subgroups are the same per-subgroup work in smaller work groups, which can share
+// an SM where the registers allow.) K in steps of 32 through shared memory, single-buffered with
 // the next step's global loads issued before this step's MMAs (register prefetch). The tiles
 // hold fp16 in uvec4 (8 halves), rows padded to 40 halves = 80 bytes: 16-byte aligned fragment
 // rows, and the 8 rows of one 8×8 fragment piece fall on distinct banks. x is split into hi
 // and lo once, as it is staged (two tiles); per 16-wide k slice a subgroup loads its B and lo
 // fragments, issues all lo MMAs, then the hi ones (no two consecutive MMAs share an
-// accumulator). Shared memory: 2 × 10 KiB (x hi, lo) + BN × 80 B (w) = 40 KiB at BN 256
-// (NVIDIA's Vulkan limit is 48 KiB); the epilogue reuses it as staging.
+// accumulator); INNER 1 loads the lo and hi A fragments first and then one B fragment at a
+// time with its 2 × TM MMAs (fewer fragments live). Shared memory: 2 × BM × 80 B (x hi, lo) +
+// BN × 80 B (w) = 40 KiB at 128 × 256 (NVIDIA's Vulkan limit is 48 KiB), 30 KiB at 128 × 128
+// and 64 × 256, 20 KiB at 64 × 128; the epilogue reuses it as staging.
 // Global loads and stores (uniform choices by the push-constant `flags`):
 //   bit 0  x rows start 16-byte aligned: x in vec4 pieces (scalar at a ragged K edge)
 //   bit 1  w rows start 16-byte aligned: w in 16-byte pieces of 8 halves (BF16 converted to
 //          fp16 while staging); otherwise element by element
 //   bit 2  no bias and y rows 16-byte aligned: whole 16×16 output tiles stored straight to y;
 //          otherwise (and at ragged edges) through a per-subgroup staging tile
-// variant gemm.coopmat -DBN=256 -DWARPS_M=4 -DWARPS_N=4
-// variant gemm.coopmat_n128 -DBN=128 -DWARPS_M=2 -DWARPS_N=4
+// variant gemm.coopmat -DBM=128 -DBN=256 -DWARPS_M=4 -DWARPS_N=4 -DINNER=0 -DSTAGES=1
+// variant gemm.coopmat_n128 -DBM=128 -DBN=128 -DWARPS_M=2 -DWARPS_N=4 -DINNER=0 -DSTAGES=1
+// variant gemm.coopmat_w128 -DBM=128 -DBN=128 -DWARPS_M=4 -DWARPS_N=2 -DINNER=0 -DSTAGES=1
+// variant gemm.coopmat_m64 -DBM=64 -DBN=256 -DWARPS_M=2 -DWARPS_N=4 -DINNER=0 -DSTAGES=1
+// variant gemm.coopmat_q64 -DBM=64 -DBN=128 -DWARPS_M=2 -DWARPS_N=2 -DINNER=0 -DSTAGES=1
+// variant gemm.coopmat_s -DBM=128 -DBN=256 -DWARPS_M=4 -DWARPS_N=4 -DINNER=1 -DSTAGES=1
+// variant gemm.coopmat_w128s -DBM=128 -DBN=128 -DWARPS_M=4 -DWARPS_N=2 -DINNER=1 -DSTAGES=1
+// variant gemm.coopmat_m64s -DBM=64 -DBN=256 -DWARPS_M=2 -DWARPS_N=4 -DINNER=1 -DSTAGES=1
+// variant gemm.coopmat_q64s -DBM=64 -DBN=128 -DWARPS_M=2 -DWARPS_N=2 -DINNER=1 -DSTAGES=1
+// variant gemm.coopmat_t32 -DBM=128 -DBN=128 -DWARPS_M=4 -DWARPS_N=4 -DINNER=0 -DSTAGES=1
+// variant gemm.coopmat_t32s -DBM=128 -DBN=128 -DWARPS_M=4 -DWARPS_N=4 -DINNER=1 -DSTAGES=1
+// variant gemm.coopmat_t16 -DBM=128 -DBN=128 -DWARPS_M=8 -DWARPS_N=2 -DINNER=0 -DSTAGES=1
+// variant gemm.coopmat_t32d -DBM=128 -DBN=128 -DWARPS_M=4 -DWARPS_N=4 -DINNER=0 -DSTAGES=2
+// variant gemm.coopmat_t32ds -DBM=128 -DBN=128 -DWARPS_M=4 -DWARPS_N=4 -DINNER=1 -DSTAGES=2
 #extension GL_NV_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_KHR_shader_subgroup_basic : require
@@ -61,24 +86,30 @@ layout(push_constant) uniform Push {
 DEFINE_LOAD_ANY(load_w, w)
 DEFINE_LOAD_ANY(load_bias, bias)
 
-const uint BM = 128, BK = 32;
+// K per shared-memory stage: 32 single-buffered, 16 double-buffered.
+const uint BK = STAGES == 1 ? 32 : 16;
 // Tiles hold fp16 as uvec4 (8 halves; cooperative-matrix loads take offsets and strides in
-// these units): rows of 5 = 40 halves, 32 used.
-const uint LD = 5;
+// these units): rows of BK + 8 halves (80 or 48 bytes: 16-byte aligned fragment rows, and the
+// 8 rows of one 8×8 fragment piece fall on distinct banks).
+const uint LD = BK / 8 + 1;
 const uint WM = BM / WARPS_M, WN = BN / WARPS_N;  // one subgroup's tile
 const uint TM = WM / 16, TN = WN / 16;             // its accumulator tiles
-const uint RPP = NT / 4;       // rows staged per pass (4 pieces of 8 per 32-wide row)
-const uint XPT = BM / RPP;     // x pieces of 8 floats per invocation and step
-const uint WPT = BN / RPP;     // w pieces of 8 halves per invocation and step
-shared uvec4 a_hi[BM * LD];
-shared uvec4 a_lo[BM * LD];
-shared uvec4 b_s[BN * LD];
+const uint PPR = BK / 8;                  // pieces of 8 (k) per staged row
+const uint XP = BM * PPR, WP = BN * PPR;  // x, w pieces per stage
+const uint XR = (XP + NT - 1) / NT;       // x pieces (8 floats) per invocation and stage
+const uint WR = (WP + NT - 1) / NT;       // w pieces (8 halves) per invocation and stage
+shared uvec4 a_hi[STAGES * BM * LD];
+shared uvec4 a_lo[STAGES * BM * LD];
+shared uvec4 b_s[STAGES * BN * LD];
 // The epilogue stages fp32 16×16 tiles (64 uvec4 per subgroup) in a_hi / a_lo / b_s, free
 // once every subgroup's last MMA has read them.
 const uint C_PER_SG = 64;
-
+#define LD_PP (7 - 2 * STAGES)  // LD for the preprocessor (5 or 3)
+#if WARPS_M * WARPS_N > 2 * (STAGES * BM * LD_PP / 64) + STAGES * BN * LD_PP / 64
+#error "the epilogue's staging tiles must fit in the shared tiles"
+#endif
 // Subgroup sg's staging tile: uvec4 [C_PER_SG sg, +C_PER_SG) of a_hi, then a_lo, then b_s.
-const uint A_SG = BM * LD / C_PER_SG;  // staging tiles a_hi holds (10)
+const uint A_SG = STAGES * BM * LD / C_PER_SG;  // staging tiles a_hi holds
 #define STAGE_STORE(M)                                                              \
   if (sg < A_SG) coopMatStoreNV(M, a_hi, sg * C_PER_SG, 4, false);                  \
   else if (sg < 2u * A_SG) coopMatStoreNV(M, a_lo, (sg - A_SG) * C_PER_SG, 4, false); \
@@ -129,6 +160,22 @@ uvec4 load_w8(uint n, uint k) {
   return r;
 }
 
+// Eight fp32 activations as fp16 hi and lo (see Accuracy): hi is v with its mantissa cut to
+// fp16's 10 bits by an integer mask (exact in fp16 for normal-range v; a float(float16_t(v))
+// round trip was folded away by the NVIDIA compiler, leaving lo = 0 and NMSE ~3e-8), lo =
+// v - hi exactly in fp32, then rounded to fp16.
+void split_hi_lo(vec4 v0, vec4 v1, out uvec4 hi, out uvec4 lo) {
+  [[unroll]] for (uint h = 0; h < 2; ++h) {
+    const vec4 v = h == 0u ? v0 : v1;
+    const vec4 h32 = uintBitsToFloat(floatBitsToUint(v) & 0xffffe000u);
+    precise vec4 l32 = v - h32;
+    hi[2u * h] = packFloat2x16(f16vec2(h32.xy));
+    hi[2u * h + 1u] = packFloat2x16(f16vec2(h32.zw));
+    lo[2u * h] = packFloat2x16(f16vec2(l32.xy));
+    lo[2u * h + 1u] = packFloat2x16(f16vec2(l32.zw));
+  }
+}
+
 void main() {
   const uint tid = gl_LocalInvocationIndex;
   const uint m0 = gl_WorkGroupID.y * BM, n0 = gl_WorkGroupID.x * BN;
@@ -139,62 +186,121 @@ void main() {
   [[unroll]] for (uint i = 0; i < TM; ++i)
     [[unroll]] for (uint j = 0; j < TN; ++j) acc[i][j] = FRAG32(0.0);
 
-  // Global → register staging. x: piece tid % 4 (8 floats, two vec4) of rows tid / 4 + RPP r;
-  // w: piece tid % 4 (8 halves, one uvec4) of rows tid / 4 + RPP r. A subgroup reads 8 rows ×
-  // 128 bytes of x per vec4 pair and 8 rows × 64 bytes of w.
-  vec4 xr[2 * XPT];
-  uvec4 wr[WPT];
-  const uint pc = tid % 4u, prow = tid / 4u;
-
-#define LOAD_STEP(K0)                                                                     \
+  // Global → register staging: piece q = tid + NT r (8 k-consecutive elements: two vec4 of x,
+  // one uvec4 of w) is row q / PPR, k offset 8 (q % PPR) of the stage. A subgroup reads 32 / PPR
+  // rows × 32 PPR bytes of x per vec4 pair and as many rows of w, 16 PPR bytes each.
+#define LOAD_STEP(XS, WS, K0)                                                             \
   {                                                                                       \
-    [[unroll]] for (uint r = 0; r < XPT; ++r) {                                           \
-      xr[2u * r] = load_x4(m0 + prow + RPP * r, (K0) + 8u * pc);                          \
-      xr[2u * r + 1u] = load_x4(m0 + prow + RPP * r, (K0) + 8u * pc + 4u);                \
+    [[unroll]] for (uint r = 0; r < XR; ++r) {                                            \
+      const uint q = tid + NT * r;                                                        \
+      if (XP % NT == 0u || q < XP) {                                                      \
+        XS[2u * r] = load_x4(m0 + q / PPR, (K0) + 8u * (q % PPR));                        \
+        XS[2u * r + 1u] = load_x4(m0 + q / PPR, (K0) + 8u * (q % PPR) + 4u);              \
+      }                                                                                   \
     }                                                                                     \
-    [[unroll]] for (uint r = 0; r < WPT; ++r) wr[r] = load_w8(n0 + prow + RPP * r, (K0) + 8u * pc); \
+    [[unroll]] for (uint r = 0; r < WR; ++r) {                                            \
+      const uint q = tid + NT * r;                                                        \
+      if (WP % NT == 0u || q < WP) WS[r] = load_w8(n0 + q / PPR, (K0) + 8u * (q % PPR));   \
+    }                                                                                     \
   }
+  // Registers → stage BUF of the tiles, x split into hi and lo.
+#define STORE_STEP(XS, WS, BUF)                                                           \
+  {                                                                                       \
+    [[unroll]] for (uint r = 0; r < XR; ++r) {                                            \
+      const uint q = tid + NT * r;                                                        \
+      if (XP % NT == 0u || q < XP) {                                                      \
+        uvec4 hi, lo;                                                                     \
+        split_hi_lo(XS[2u * r], XS[2u * r + 1u], hi, lo);                                 \
+        const uint s = (BUF) * BM * LD + (q / PPR) * LD + q % PPR;                        \
+        a_hi[s] = hi;                                                                     \
+        a_lo[s] = lo;                                                                     \
+      }                                                                                   \
+    }                                                                                     \
+    [[unroll]] for (uint r = 0; r < WR; ++r) {                                            \
+      const uint q = tid + NT * r;                                                        \
+      if (WP % NT == 0u || q < WP) b_s[(BUF) * BN * LD + (q / PPR) * LD + q % PPR] = WS[r]; \
+    }                                                                                     \
+  }
+#if INNER == 0
+  // The MMAs of stage BUF. Per 16-wide k slice a subgroup loads its B and lo fragments, issues
+  // all lo MMAs, then the hi ones: 4 × TN independent MMAs between two that share an
+  // accumulator.
+#define MMA_STEP(BUF)                                                                     \
+  [[unroll]] for (uint kk = 0; kk < BK / 8u; kk += 2u) { /* 16 halves = 2 uvec4 */       \
+    FRAG16 b[TN], a[TM];                                                                  \
+    [[unroll]] for (uint j = 0; j < TN; ++j)                                              \
+      coopMatLoadNV(b[j], b_s, (BUF) * BN * LD + (wn * WN + j * 16u) * LD + kk, LD, true); \
+    [[unroll]] for (uint i = 0; i < TM; ++i)                                              \
+      coopMatLoadNV(a[i], a_lo, (BUF) * BM * LD + (wm * WM + i * 16u) * LD + kk, LD, false); \
+    [[unroll]] for (uint i = 0; i < TM; ++i)                                              \
+      [[unroll]] for (uint j = 0; j < TN; ++j) acc[i][j] = coopMatMulAddNV(a[i], b[j], acc[i][j]); \
+    [[unroll]] for (uint i = 0; i < TM; ++i)                                              \
+      coopMatLoadNV(a[i], a_hi, (BUF) * BM * LD + (wm * WM + i * 16u) * LD + kk, LD, false); \
+    [[unroll]] for (uint i = 0; i < TM; ++i)                                              \
+      [[unroll]] for (uint j = 0; j < TN; ++j) acc[i][j] = coopMatMulAddNV(a[i], b[j], acc[i][j]); \
+  }
+#else
+  // The MMAs of stage BUF: per 16-wide k slice the lo and hi A fragments first, then one B
+  // fragment at a time with its 2 × TM MMAs (fewer fragments live).
+#define MMA_STEP(BUF)                                                                     \
+  [[unroll]] for (uint kk = 0; kk < BK / 8u; kk += 2u) { /* 16 halves = 2 uvec4 */       \
+    FRAG16 al[TM], ah[TM];                                                                \
+    [[unroll]] for (uint i = 0; i < TM; ++i) {                                            \
+      coopMatLoadNV(al[i], a_lo, (BUF) * BM * LD + (wm * WM + i * 16u) * LD + kk, LD, false); \
+      coopMatLoadNV(ah[i], a_hi, (BUF) * BM * LD + (wm * WM + i * 16u) * LD + kk, LD, false); \
+    }                                                                                     \
+    [[unroll]] for (uint j = 0; j < TN; ++j) {                                            \
+      FRAG16 b;                                                                           \
+      coopMatLoadNV(b, b_s, (BUF) * BN * LD + (wn * WN + j * 16u) * LD + kk, LD, true);   \
+      [[unroll]] for (uint i = 0; i < TM; ++i) acc[i][j] = coopMatMulAddNV(al[i], b, acc[i][j]); \
+      [[unroll]] for (uint i = 0; i < TM; ++i) acc[i][j] = coopMatMulAddNV(ah[i], b, acc[i][j]); \
+    }                                                                                     \
+  }
+#endif
 
-  LOAD_STEP(0u)
+#if STAGES == 1
+  // One stage, two barriers per K step; the next step's global loads are in flight during
+  // this step's MMAs.
+  vec4 xr[2 * XR];
+  uvec4 wr[WR];
+  LOAD_STEP(xr, wr, 0u)
   for (uint k0 = 0; k0 < p.K; k0 += BK) {
     barrier();  // the previous step's fragment loads are done
-    [[unroll]] for (uint r = 0; r < XPT; ++r) {
-      // hi: v with its mantissa cut to fp16's 10 bits by an integer mask (exact in fp16 for
-      // normal-range v; a float(float16_t(v)) round trip was folded away by the NVIDIA compiler,
-      // leaving lo = 0 and NMSE ~3e-8), lo = v - hi exactly in fp32, then rounded to fp16.
-      uvec4 hi, lo;
-      [[unroll]] for (uint h = 0; h < 2; ++h) {
-        const vec4 v = xr[2u * r + h];
-        const vec4 h32 = uintBitsToFloat(floatBitsToUint(v) & 0xffffe000u);
-        precise vec4 l32 = v - h32;
-        hi[2u * h] = packFloat2x16(f16vec2(h32.xy));
-        hi[2u * h + 1u] = packFloat2x16(f16vec2(h32.zw));
-        lo[2u * h] = packFloat2x16(f16vec2(l32.xy));
-        lo[2u * h + 1u] = packFloat2x16(f16vec2(l32.zw));
-      }
-      const uint s = (prow + RPP * r) * LD + pc;
-      a_hi[s] = hi;
-      a_lo[s] = lo;
-    }
-    [[unroll]] for (uint r = 0; r < WPT; ++r) b_s[(prow + RPP * r) * LD + pc] = wr[r];
+    STORE_STEP(xr, wr, 0u)
     barrier();
-    if (k0 + BK < p.K) LOAD_STEP(k0 + BK)
-    [[unroll]] for (uint kk = 0; kk < BK / 8u; kk += 2u) {  // 16 halves = 2 uvec4
-      // All lo products, then all hi ones: 4 × TN independent MMAs between two that share an
-      // accumulator.
-      FRAG16 b[TN], a[TM];
-      [[unroll]] for (uint j = 0; j < TN; ++j)
-        coopMatLoadNV(b[j], b_s, (wn * WN + j * 16u) * LD + kk, LD, true);
-      [[unroll]] for (uint i = 0; i < TM; ++i)
-        coopMatLoadNV(a[i], a_lo, (wm * WM + i * 16u) * LD + kk, LD, false);
-      [[unroll]] for (uint i = 0; i < TM; ++i)
-        [[unroll]] for (uint j = 0; j < TN; ++j) acc[i][j] = coopMatMulAddNV(a[i], b[j], acc[i][j]);
-      [[unroll]] for (uint i = 0; i < TM; ++i)
-        coopMatLoadNV(a[i], a_hi, (wm * WM + i * 16u) * LD + kk, LD, false);
-      [[unroll]] for (uint i = 0; i < TM; ++i)
-        [[unroll]] for (uint j = 0; j < TN; ++j) acc[i][j] = coopMatMulAddNV(a[i], b[j], acc[i][j]);
-    }
+    if (k0 + BK < p.K) LOAD_STEP(xr, wr, k0 + BK)
+    MMA_STEP(0u)
   }
+#else
+  // Two stages, one barrier per K step: step s's MMAs read stage s % 2 while each subgroup,
+  // once done with them, stores step s + 1 into the other stage (last read by step s - 1's
+  // MMAs, which every subgroup finished before the previous barrier). Two register sets, one
+  // per stage: step s + 3's global loads are issued as step s + 1 is stored, two steps of MMAs
+  // before their data is needed.
+  vec4 x0[2 * XR], x1[2 * XR];
+  uvec4 w0[WR], w1[WR];
+  LOAD_STEP(x0, w0, 0u)
+  if (BK < p.K) LOAD_STEP(x1, w1, BK)
+  STORE_STEP(x0, w0, 0u)
+  if (2u * BK < p.K) LOAD_STEP(x0, w0, 2u * BK)
+  barrier();
+  for (uint k0 = 0; k0 < p.K; k0 += 2u * BK) {
+    // Registers: x1 / w1 hold step k0 + BK, x0 / w0 step k0 + 2 BK.
+    MMA_STEP(0u)
+    if (k0 + BK < p.K) {
+      STORE_STEP(x1, w1, 1u)
+      if (k0 + 3u * BK < p.K) LOAD_STEP(x1, w1, k0 + 3u * BK)
+    }
+    barrier();
+    if (k0 + BK >= p.K) break;
+    MMA_STEP(1u)
+    if (k0 + 2u * BK < p.K) {
+      STORE_STEP(x0, w0, 0u)
+      if (k0 + 4u * BK < p.K) LOAD_STEP(x0, w0, k0 + 4u * BK)
+    }
+    barrier();
+  }
+#endif
 
   // Epilogue: whole in-bounds tiles straight to y where allowed (bit 2), else each 16×16 tile
   // through this subgroup's staging area, bias added, bounds checked.

@@ -67,13 +67,32 @@ void VulkanBackend::gemm(const Tensor& x, const Tensor& w, const Tensor* bias, c
                  ceil_div(p.M, tile), 1);
 }
 
+// The tensor-core GEMM's pipelines (shaders/gemm_coopmat.comp): DM_VULKAN_GEMM_COOPMAT name,
+// pipeline, output tile (bm × bn) and invocations.
+namespace {
+struct CoopmatVariant {
+  const char* env;
+  const char* pipeline;
+  uint32_t bm, bn, threads;
+};
+constexpr CoopmatVariant kCoopmat[] = {
+    {"n256", "gemm.coopmat", 128, 256, 512},      {"n128", "gemm.coopmat_n128", 128, 128, 256},
+    {"w128", "gemm.coopmat_w128", 128, 128, 256}, {"m64", "gemm.coopmat_m64", 64, 256, 256},
+    {"q64", "gemm.coopmat_q64", 64, 128, 128},    {"s", "gemm.coopmat_s", 128, 256, 512},
+    {"w128s", "gemm.coopmat_w128s", 128, 128, 256}, {"m64s", "gemm.coopmat_m64s", 64, 256, 256},
+    {"q64s", "gemm.coopmat_q64s", 64, 128, 128},   {"t32", "gemm.coopmat_t32", 128, 128, 512},
+    {"t32s", "gemm.coopmat_t32s", 128, 128, 512},  {"t16", "gemm.coopmat_t16", 128, 128, 512},
+    {"t32d", "gemm.coopmat_t32d", 128, 128, 512},  {"t32ds", "gemm.coopmat_t32ds", 128, 128, 512},
+};
+}  // namespace
+
 // The tensor-core GEMM (shaders/gemm_coopmat.comp): 128 × 256 output tiles (16 subgroups
 // of 32 × 64), or 128 × 128 (8 subgroups of 64 × 32) where N fits one 128-wide tile or
 // 256-wide ones would give fewer than 64 work groups (under half an H100's 132 SMs; measured:
 // x_proj at L = 4096 is faster so). The flags tell the shader which 16-byte paths the
 // alignments allow: rows 16-byte aligned (the tensor's byte offset and row stride; the
 // descriptor start is then aligned too, see small_m_vec_ok), direct stores without bias.
-// DM_VULKAN_GEMM_COOPMAT=n256|n128 forces a tile width (bench_vulkan --gemm-variants).
+// DM_VULKAN_GEMM_COOPMAT=<name> forces a variant of kCoopmat (bench_vulkan --gemm-variants).
 void VulkanBackend::gemm_coopmat(const Tensor& x, const Tensor& w, const Tensor* bias,
                                  const Tensor& y, const GemmParams& p, const BufferUse& ux,
                                  const BufferUse& uw, const BufferUse& ub, const BufferUse& uy) {
@@ -86,16 +105,18 @@ void VulkanBackend::gemm_coopmat(const Tensor& x, const Tensor& w, const Tensor*
   if (x.offset % 16 == 0 && p.x_stride % 4 == 0) cp.flags |= 1u;
   if (w.offset % 16 == 0 && p.w_stride % 8 == 0) cp.flags |= 2u;
   if (!bias && y.offset % 16 == 0 && p.y_stride % 4 == 0) cp.flags |= 4u;
-  const uint32_t gm = ceil_div(p.M, 128);
-  bool wide = p.N > 128 && uint64_t(gm) * ceil_div(p.N, 256) >= 64;
-  if (const char* v = std::getenv("DM_VULKAN_GEMM_COOPMAT")) {
-    if (std::strcmp(v, "n256") == 0) wide = true;
-    if (std::strcmp(v, "n128") == 0) wide = false;
+  const bool wide = p.N > 128 && uint64_t(ceil_div(p.M, 128)) * ceil_div(p.N, 256) >= 64;
+  const CoopmatVariant* v = &kCoopmat[wide ? 0 : 1];
+  if (const char* e = std::getenv("DM_VULKAN_GEMM_COOPMAT"); e && *e) {
+    v = nullptr;
+    for (const CoopmatVariant& c : kCoopmat)
+      if (std::strcmp(e, c.env) == 0) v = &c;
+    if (!v)
+      fail("[vulkan] DM_VULKAN_GEMM_COOPMAT=", e,
+           ": want n256, n128, w128, m64, q64, s, w128s, m64s, q64s, t32, t32s, t16, t32d or t32ds");
   }
-  const uint32_t bn = wide ? 256 : 128, threads = wide ? 512 : 256;
-  const char* variant = wide ? "gemm.coopmat" : "gemm.coopmat_n128";
-  auto& pipe = pipelines_.get(variant, 4, sizeof(cp), {}, threads, variant);
-  rec_->dispatch(pipe, {ux, uw, ub, uy}, &cp, sizeof(cp), ceil_div(p.N, bn), gm, 1);
+  auto& pipe = pipelines_.get(v->pipeline, 4, sizeof(cp), {}, v->threads, v->pipeline);
+  rec_->dispatch(pipe, {ux, uw, ub, uy}, &cp, sizeof(cp), ceil_div(p.N, v->bn), ceil_div(p.M, v->bm), 1);
 }
 
 // Invocations per row T (256 / rows): about six 16-byte pieces each, at least 8 (so the

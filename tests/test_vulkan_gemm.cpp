@@ -1,0 +1,85 @@
+// Every pipeline of the Vulkan tensor-core GEMM (shaders/gemm_coopmat.comp), each forced by
+// DM_VULKAN_GEMM_COOPMAT, against the CPU backend: the default choice only ever runs some of
+// them, so BackendOps.Gemm alone would leave the others untested. Runs where device 0 has the
+// tensor-core GEMM ("tensor-core gemm yes" in its capabilities; not lavapipe, which has no
+// cooperative matrix and runs the SIMT GEMM whatever the variable says).
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <sstream>
+#include <string>
+
+#include "backend_cache.h"
+#include "backend_ops_harness.h"
+#include "backend/backend.h"
+#include "core/dtype.h"
+#ifdef DM_HAVE_VULKAN
+#include "backend/vulkan/vulkan_backend.h"
+#endif
+
+namespace dm {
+namespace {
+
+using test::Arg;
+using test::Case;
+using test::Role;
+
+// As BackendOps.Gemm (test_backend_ops.cpp): the hi/lo split keeps fp32-level accuracy.
+constexpr double kTolGemm = 1e-8;
+
+#ifdef DM_HAVE_VULKAN
+bool device0_has_tensor_core_gemm() {
+  const std::vector<VulkanDeviceInfo> d = list_vulkan_devices();
+  return !d.empty() && d[0].caps.find("tensor-core gemm yes") != std::string::npos;
+}
+#endif
+
+TEST(BackendOpsVulkan, GemmCoopmatVariants) {
+#ifndef DM_HAVE_VULKAN
+  GTEST_SKIP() << "Vulkan backend not built";
+#else
+  if (!test::backend_available("vulkan") || !device0_has_tensor_core_gemm())
+    GTEST_SKIP() << "Vulkan device 0 has no tensor-core GEMM (VK_NV_cooperative_matrix)";
+  const char* variants[] = {"n256", "n128", "w128", "m64", "q64", "s", "w128s", "m64s", "q64s",
+                            "t32",  "t32s", "t16",  "t32d", "t32ds"};
+  struct G {
+    int64_t M, N, K;
+    DType w_dtype;
+    bool bias, aligned;
+    int64_t x_pad, y_pad;
+  };
+  // Whole tiles of every variant, ragged edges in m, n and k, the element-wise (odd K) and
+  // 16-byte paths, BF16 staging, bias (staged epilogue) and direct stores.
+  const G cases[] = {{256, 512, 256, DType::F16, false, true, 0, 0},
+                     {200, 300, 100, DType::BF16, true, true, 0, 4},
+                     {150, 200, 333, DType::F16, true, false, 5, 7},
+                     {16, 1536, 48, DType::F16, false, true, 0, 0},
+                     {1040, 2100, 264, DType::BF16, false, true, 0, 0}};
+  const char* old_env = std::getenv("DM_VULKAN_GEMM_COOPMAT");
+  const std::string keep = old_env ? old_env : "";
+  for (const char* v : variants)
+    for (size_t i = 0; i < std::size(cases); ++i) {
+      setenv("DM_VULKAN_GEMM_COOPMAT", v, 1);
+      const G& g = cases[i];
+      std::ostringstream d;
+      d << "gemm.coopmat[" << v << "] M=" << g.M << " N=" << g.N << " K=" << g.K
+        << " w=" << dtype_name(g.w_dtype) << " bias=" << g.bias << " aligned=" << g.aligned;
+      Case c("vulkan", d.str(), 5300 + uint32_t(i));
+      if (g.aligned) c.align16();
+      Arg& x = c.add("x", Role::In, DType::F32, g.M, g.K, g.K + g.x_pad, c.nonzero(0.1f, 1.f));
+      Arg& w = c.add("w", Role::In, g.w_dtype, g.N, g.K, g.K, c.nonzero(0.01f, 0.1f));
+      Arg* b = g.bias ? &c.add("bias", Role::In, g.w_dtype, 1, g.N, g.N, c.nonzero(0.1f, 1.f)) : nullptr;
+      Arg& y = c.add("y", Role::Out, DType::F32, g.M, g.N, g.N + g.y_pad, nullptr);
+      Tensor bc, bd;
+      if (b) { bc = b->cpu(); bd = b->dev(); }
+      c.cpu().gemm(x.cpu(), w.cpu(), b ? &bc : nullptr, y.cpu());
+      c.dev().gemm(x.dev(), w.dev(), b ? &bd : nullptr, y.dev());
+      c.check(kTolGemm);
+    }
+  if (old_env) setenv("DM_VULKAN_GEMM_COOPMAT", keep.c_str(), 1);
+  else unsetenv("DM_VULKAN_GEMM_COOPMAT");
+#endif
+}
+
+}  // namespace
+}  // namespace dm
