@@ -388,12 +388,15 @@ TEST(BackendOps, CausalConv1dStep) {
 // Every Vulkan selective_scan path on the same shapes: the chunked three-pass scan, the
 // one-pass look-back scan in several shapes (tiny chunks and channel groups make long
 // look-back chains and many work groups waiting on each other), and the warp scan (warp2, the
-// NVIDIA default at 1536-3072 channels, including its 12,8 default and R > CB).
+// NVIDIA default at 1536-3072 channels, including its 12,8 default and R > CB), and the segment
+// scan (seg: default shape, vec4 and scalar, work groups spanning 2 or 3 subgroups per segment
+// and segments sharing a subgroup, R = 4 .. 16; plus long L and ragged chunks).
 TEST(BackendOpsVulkan, SelectiveScanPaths) {
   if (!test::backend_available("vulkan")) GTEST_SKIP() << skip_reason();
   struct Mode {
     const char* scan;
-    const char* lb;  // the shape (DM_VULKAN_SCAN_LB, or DM_VULKAN_SCAN_WARP for warp) or nullptr
+    const char* lb;  // the shape (DM_VULKAN_SCAN_LB, DM_VULKAN_SCAN_WARP for warp,
+                     // DM_VULKAN_SCAN_SEG for seg) or nullptr
     bool align16 = false;  // tensors 16-byte aligned (the warp scan's vec4 variant where rows allow)
   };
   const Mode modes[] = {{"chunked", nullptr},      {"lookback", nullptr},    {"lookback", "8,2,4"},
@@ -403,7 +406,16 @@ TEST(BackendOpsVulkan, SelectiveScanPaths) {
                         // The prep's token map (CB,R,PREP2): the former one (0), the default
                         // one (1) at Q = R / 4 = 3 (9 shuffles a lane), vec4 and scalar rows.
                         {"warp", "12,8,0", true},  {"warp", "8,8,0"},       {"warp", "4,12,1", true},
-                        {"warp", "4,12,1"}};
+                        {"warp", "4,12,1"},
+                        // CB,S,R[,NS[,FOLDU[,PIPE]]]: the default shape, segments sharing a
+                        // subgroup (4,8,*), a segment across subgroups (12,2,8), four B / C pieces
+                        // per invocation and z staged with delta (4,4,16), NS 2 (8 lanes a
+                        // channel), the fold as a loop (FOLDU 0), two barriers a chunk (PIPE 0).
+                        {"seg", nullptr},          {"seg", nullptr, true},   {"seg", "4,8,4"},
+                        {"seg", "4,8,8,4,1,0", true}, {"seg", "12,2,8", true},
+                        {"seg", "4,4,16,4,1,0", true}, {"seg", "8,2,8,2", true}, {"seg", "4,2,16,2"},
+                        {"seg", "12,2,8,2", true}, {"seg", "4,4,8,4,0"},  {"seg", "4,8,8,4,0,0", true},
+                        {"seg", "8,4,8,2,1,0"}};
   // The warp scan: unaligned tensors or strided cases (delta stride C + 3) take its scalar
   // variant, aligned unstrided ones its vec4 variant; C = 40 and 20 leave a partial work group.
   const std::vector<ScanCase> cases = {
@@ -414,20 +426,33 @@ TEST(BackendOpsVulkan, SelectiveScanPaths) {
       {1, 64, 16, true, DType::F32, false},
       {777, 20, 16, false, DType::F32, false},
   };
+  // The segment scan also on long L (hundreds of chunks, none a multiple of the chunk) and a
+  // real width over many chunks.
+  const std::vector<ScanCase> seg_cases = {
+      {16411, 40, 16, true, DType::F16, false},
+      {16500, 64, 16, true, DType::F32, true},
+      {2049, 1536, 16, true, DType::BF16, false},
+  };
   const char* old_scan = std::getenv("DM_VULKAN_SCAN");
   const char* old_lb = std::getenv("DM_VULKAN_SCAN_LB");
   const char* old_warp = std::getenv("DM_VULKAN_SCAN_WARP");
+  const char* old_seg = std::getenv("DM_VULKAN_SCAN_SEG");
   const std::string keep_scan = old_scan ? old_scan : "", keep_lb = old_lb ? old_lb : "",
-                    keep_warp = old_warp ? old_warp : "";
-  for (const Mode& m : modes)
-    for (size_t i = 0; i < cases.size(); ++i) {
+                    keep_warp = old_warp ? old_warp : "", keep_seg = old_seg ? old_seg : "";
+  for (const Mode& m : modes) {
+    const bool seg = std::string(m.scan) == "seg";
+    std::vector<ScanCase> mode_cases = cases;
+    if (seg) mode_cases.insert(mode_cases.end(), seg_cases.begin(), seg_cases.end());
+    for (size_t i = 0; i < mode_cases.size(); ++i) {
       setenv("DM_VULKAN_SCAN", m.scan, 1);
-      const char* shape_var =
-          std::string(m.scan).rfind("warp", 0) == 0 ? "DM_VULKAN_SCAN_WARP" : "DM_VULKAN_SCAN_LB";
+      const char* shape_var = std::string(m.scan).rfind("warp", 0) == 0 ? "DM_VULKAN_SCAN_WARP"
+                              : seg                                     ? "DM_VULKAN_SCAN_SEG"
+                                                                        : "DM_VULKAN_SCAN_LB";
       unsetenv("DM_VULKAN_SCAN_LB");
       unsetenv("DM_VULKAN_SCAN_WARP");
+      unsetenv("DM_VULKAN_SCAN_SEG");
       if (m.lb) setenv(shape_var, m.lb, 1);
-      const ScanCase& s = cases[i];
+      const ScanCase& s = mode_cases[i];
       std::ostringstream d;
       d << "selective_scan[" << m.scan << (m.lb ? std::string(" ") + m.lb : std::string())
         << (m.align16 ? " a16" : "") << "] L=" << s.L
@@ -441,12 +466,15 @@ TEST(BackendOpsVulkan, SelectiveScanPaths) {
       run_scan_both(c, a);
       c.check(kTolScan);
     }
+  }
   if (old_scan) setenv("DM_VULKAN_SCAN", keep_scan.c_str(), 1);
   else unsetenv("DM_VULKAN_SCAN");
   if (old_lb) setenv("DM_VULKAN_SCAN_LB", keep_lb.c_str(), 1);
   else unsetenv("DM_VULKAN_SCAN_LB");
   if (old_warp) setenv("DM_VULKAN_SCAN_WARP", keep_warp.c_str(), 1);
   else unsetenv("DM_VULKAN_SCAN_WARP");
+  if (old_seg) setenv("DM_VULKAN_SCAN_SEG", keep_seg.c_str(), 1);
+  else unsetenv("DM_VULKAN_SCAN_SEG");
 }
 
 // Every work split of the Vulkan decode GEMV (gemm.gemv, DM_VULKAN_GEMV=T,PIPE) and the old
