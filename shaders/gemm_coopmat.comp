@@ -14,50 +14,43 @@
 // reaching GEMMs (normed hidden states, gated scan outputs, dt) are many orders below that.
 //
 // Tiling: BM (m) × BN (n) outputs per work group of WARPS_M × WARPS_N subgroups of 32, each
-// WM × WN = (BM / WARPS_M) × (BN / WARPS_N):
+// (BM / WARPS_M) × (BN / WARPS_N):
 //   gemm.coopmat       128 × 256, 4 × 4 subgroups (512 invocations) of 32 × 64 = 2 × 4 tiles
+//   gemm.coopmat_t32   128 × 128, 4 × 4 subgroups (512 invocations) of 32 × 32 = 2 × 2 tiles
 //   gemm.coopmat_n128  128 × 128, 2 × 4 subgroups (256 invocations) of 64 × 32 = 4 × 2 tiles
-//   gemm.coopmat_w128  128 × 128, 4 × 2 subgroups (256) of 32 × 64
-//   gemm.coopmat_m64    64 × 256, 2 × 4 subgroups (256) of 32 × 64
-//   gemm.coopmat_q64    64 × 128, 2 × 2 subgroups (128) of 32 × 64
-//   gemm.coopmat_s     as gemm.coopmat, the k slice's MMAs ordered per B fragment (INNER 1)
-//   gemm.coopmat_w128s, _m64s, _q64s: w128, m64, q64 with INNER 1
-//   gemm.coopmat_t32   128 × 128, 4 × 4 subgroups (512) of 32 × 32 (4 accumulators); _t32s INNER 1
-//   gemm.coopmat_t16   128 × 128, 8 × 2 subgroups (512) of 16 × 64
-// (measured on an H100: 16 subgroups of 8 accumulators beat 8 of 16, 64 × 64 each, by ~25%:
-// more warps to hide latency; at 512 invocations the compiler is capped at 128 registers, one
-// work group per SM, so every barrier stalls the whole SM. The 256- and 128-invocation variants
-// of 32 × 64 subgroups are the same per-subgroup work in smaller work groups, which can share
-// an SM where the registers allow.) K in steps of 32 through shared memory, single-buffered with
-// the next step's global loads issued before this step's MMAs (register prefetch). The tiles
-// hold fp16 in uvec4 (8 halves), rows padded to 40 halves = 80 bytes: 16-byte aligned fragment
-// rows, and the 8 rows of one 8×8 fragment piece fall on distinct banks. x is split into hi
-// and lo once, as it is staged (two tiles); per 16-wide k slice a subgroup loads its B and lo
-// fragments, issues all lo MMAs, then the hi ones (no two consecutive MMAs share an
-// accumulator); INNER 1 loads the lo and hi A fragments first and then one B fragment at a
-// time with its 2 × TM MMAs (fewer fragments live). Shared memory: 2 × BM × 80 B (x hi, lo) +
-// BN × 80 B (w) = 40 KiB at 128 × 256 (NVIDIA's Vulkan limit is 48 KiB), 30 KiB at 128 × 128
-// and 64 × 256, 20 KiB at 64 × 128; the epilogue reuses it as staging.
+//   gemm.coopmat_p64    64 × 128, 2 × 4 subgroups (256 invocations) of 32 × 32 (experiment)
+// What the H100 measured (bench/results/h100_session7_vkgemm_2026-11-27.md): 16 subgroups per
+// work group beat 8 (more warps to hide latency), and at 512 invocations the compiler is capped
+// at 128 registers (gemm.coopmat: 128 with 32 bytes spilled; _t32: 105), so one work group runs
+// per SM. Work groups of 256 or 128 invocations of 32 × 64 subgroups got 160-172 registers, so
+// no more of them shared an SM and they were 20-60% slower; the k slice's MMAs ordered per B
+// fragment, 16 × 64 subgroups and two shared-memory stages of k 16 (one barrier per step) were
+// no faster or slower (the git history has them). gemm.coopmat_t32 does half the work per
+// barrier at ~0.55 of the time per work group: it wins where 128 × 256 tiles leave the last
+// wave of work groups part-empty (vulkan_gemm.cpp chooses by that).
+// K in steps of 32 through shared memory, single-buffered with the next step's global loads
+// issued before this step's MMAs (register prefetch). The tiles hold fp16 in uvec4 (8 halves),
+// rows padded to 40 halves = 80 bytes: 16-byte aligned fragment rows, and the 8 rows of one
+// 8×8 fragment piece fall on distinct banks. x is split into hi and lo once, as it is staged
+// (two tiles); per 16-wide k slice a subgroup loads its B and lo fragments, issues all lo MMAs,
+// then the hi ones (no two consecutive MMAs share an accumulator). Shared memory: 2 × BM × 80 B
+// (x hi, lo) + BN × 80 B (w) = 40 KiB at 128 × 256 (NVIDIA's Vulkan limit is 48 KiB), 30 KiB at
+// 128 × 128; the epilogue reuses it as staging.
+// PROBE (bench only, wrong results): 1 = the K loop without staging or barriers (fragment loads
+// and MMAs on whatever shared memory holds), 2 = MMAs only, on fragments loaded once: what the
+// tensor cores reach through NV cooperative matrices without the rest of the kernel.
 // Global loads and stores (uniform choices by the push-constant `flags`):
 //   bit 0  x rows start 16-byte aligned: x in vec4 pieces (scalar at a ragged K edge)
 //   bit 1  w rows start 16-byte aligned: w in 16-byte pieces of 8 halves (BF16 converted to
 //          fp16 while staging); otherwise element by element
 //   bit 2  no bias and y rows 16-byte aligned: whole 16×16 output tiles stored straight to y;
 //          otherwise (and at ragged edges) through a per-subgroup staging tile
-// variant gemm.coopmat -DBM=128 -DBN=256 -DWARPS_M=4 -DWARPS_N=4 -DINNER=0 -DSTAGES=1
-// variant gemm.coopmat_n128 -DBM=128 -DBN=128 -DWARPS_M=2 -DWARPS_N=4 -DINNER=0 -DSTAGES=1
-// variant gemm.coopmat_w128 -DBM=128 -DBN=128 -DWARPS_M=4 -DWARPS_N=2 -DINNER=0 -DSTAGES=1
-// variant gemm.coopmat_m64 -DBM=64 -DBN=256 -DWARPS_M=2 -DWARPS_N=4 -DINNER=0 -DSTAGES=1
-// variant gemm.coopmat_q64 -DBM=64 -DBN=128 -DWARPS_M=2 -DWARPS_N=2 -DINNER=0 -DSTAGES=1
-// variant gemm.coopmat_s -DBM=128 -DBN=256 -DWARPS_M=4 -DWARPS_N=4 -DINNER=1 -DSTAGES=1
-// variant gemm.coopmat_w128s -DBM=128 -DBN=128 -DWARPS_M=4 -DWARPS_N=2 -DINNER=1 -DSTAGES=1
-// variant gemm.coopmat_m64s -DBM=64 -DBN=256 -DWARPS_M=2 -DWARPS_N=4 -DINNER=1 -DSTAGES=1
-// variant gemm.coopmat_q64s -DBM=64 -DBN=128 -DWARPS_M=2 -DWARPS_N=2 -DINNER=1 -DSTAGES=1
-// variant gemm.coopmat_t32 -DBM=128 -DBN=128 -DWARPS_M=4 -DWARPS_N=4 -DINNER=0 -DSTAGES=1
-// variant gemm.coopmat_t32s -DBM=128 -DBN=128 -DWARPS_M=4 -DWARPS_N=4 -DINNER=1 -DSTAGES=1
-// variant gemm.coopmat_t16 -DBM=128 -DBN=128 -DWARPS_M=8 -DWARPS_N=2 -DINNER=0 -DSTAGES=1
-// variant gemm.coopmat_t32d -DBM=128 -DBN=128 -DWARPS_M=4 -DWARPS_N=4 -DINNER=0 -DSTAGES=2
-// variant gemm.coopmat_t32ds -DBM=128 -DBN=128 -DWARPS_M=4 -DWARPS_N=4 -DINNER=1 -DSTAGES=2
+// variant gemm.coopmat -DBM=128 -DBN=256 -DWARPS_M=4 -DWARPS_N=4
+// variant gemm.coopmat_t32 -DBM=128 -DBN=128 -DWARPS_M=4 -DWARPS_N=4
+// variant gemm.coopmat_n128 -DBM=128 -DBN=128 -DWARPS_M=2 -DWARPS_N=4
+// variant gemm.coopmat_p64 -DBM=64 -DBN=128 -DWARPS_M=2 -DWARPS_N=4
+// variant gemm.coopmat_probe1 -DBM=128 -DBN=256 -DWARPS_M=4 -DWARPS_N=4 -DPROBE=1
+// variant gemm.coopmat_probe2 -DBM=128 -DBN=256 -DWARPS_M=4 -DWARPS_N=4 -DPROBE=2
 #extension GL_NV_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_KHR_shader_subgroup_basic : require
@@ -86,30 +79,30 @@ layout(push_constant) uniform Push {
 DEFINE_LOAD_ANY(load_w, w)
 DEFINE_LOAD_ANY(load_bias, bias)
 
-// K per shared-memory stage: 32 single-buffered, 16 double-buffered.
-const uint BK = STAGES == 1 ? 32 : 16;
+#ifndef PROBE
+#define PROBE 0
+#endif
+const uint BK = 32;
 // Tiles hold fp16 as uvec4 (8 halves; cooperative-matrix loads take offsets and strides in
-// these units): rows of BK + 8 halves (80 or 48 bytes: 16-byte aligned fragment rows, and the
-// 8 rows of one 8×8 fragment piece fall on distinct banks).
-const uint LD = BK / 8 + 1;
+// these units): rows of 5 = 40 halves, 32 used.
+const uint LD = 5;
 const uint WM = BM / WARPS_M, WN = BN / WARPS_N;  // one subgroup's tile
 const uint TM = WM / 16, TN = WN / 16;             // its accumulator tiles
 const uint PPR = BK / 8;                  // pieces of 8 (k) per staged row
 const uint XP = BM * PPR, WP = BN * PPR;  // x, w pieces per stage
 const uint XR = (XP + NT - 1) / NT;       // x pieces (8 floats) per invocation and stage
 const uint WR = (WP + NT - 1) / NT;       // w pieces (8 halves) per invocation and stage
-shared uvec4 a_hi[STAGES * BM * LD];
-shared uvec4 a_lo[STAGES * BM * LD];
-shared uvec4 b_s[STAGES * BN * LD];
+shared uvec4 a_hi[BM * LD];
+shared uvec4 a_lo[BM * LD];
+shared uvec4 b_s[BN * LD];
 // The epilogue stages fp32 16×16 tiles (64 uvec4 per subgroup) in a_hi / a_lo / b_s, free
 // once every subgroup's last MMA has read them.
 const uint C_PER_SG = 64;
-#define LD_PP (7 - 2 * STAGES)  // LD for the preprocessor (5 or 3)
-#if WARPS_M * WARPS_N > 2 * (STAGES * BM * LD_PP / 64) + STAGES * BN * LD_PP / 64
+#if WARPS_M * WARPS_N > 2 * (BM * 5 / 64) + BN * 5 / 64
 #error "the epilogue's staging tiles must fit in the shared tiles"
 #endif
 // Subgroup sg's staging tile: uvec4 [C_PER_SG sg, +C_PER_SG) of a_hi, then a_lo, then b_s.
-const uint A_SG = STAGES * BM * LD / C_PER_SG;  // staging tiles a_hi holds
+const uint A_SG = BM * LD / C_PER_SG;  // staging tiles a_hi holds
 #define STAGE_STORE(M)                                                              \
   if (sg < A_SG) coopMatStoreNV(M, a_hi, sg * C_PER_SG, 4, false);                  \
   else if (sg < 2u * A_SG) coopMatStoreNV(M, a_lo, (sg - A_SG) * C_PER_SG, 4, false); \
@@ -203,62 +196,43 @@ void main() {
       if (WP % NT == 0u || q < WP) WS[r] = load_w8(n0 + q / PPR, (K0) + 8u * (q % PPR));   \
     }                                                                                     \
   }
-  // Registers → stage BUF of the tiles, x split into hi and lo.
-#define STORE_STEP(XS, WS, BUF)                                                           \
+  // Registers → the tiles, x split into hi and lo.
+#define STORE_STEP(XS, WS)                                                                \
   {                                                                                       \
     [[unroll]] for (uint r = 0; r < XR; ++r) {                                            \
       const uint q = tid + NT * r;                                                        \
       if (XP % NT == 0u || q < XP) {                                                      \
         uvec4 hi, lo;                                                                     \
         split_hi_lo(XS[2u * r], XS[2u * r + 1u], hi, lo);                                 \
-        const uint s = (BUF) * BM * LD + (q / PPR) * LD + q % PPR;                        \
+        const uint s = (q / PPR) * LD + q % PPR;                                          \
         a_hi[s] = hi;                                                                     \
         a_lo[s] = lo;                                                                     \
       }                                                                                   \
     }                                                                                     \
     [[unroll]] for (uint r = 0; r < WR; ++r) {                                            \
       const uint q = tid + NT * r;                                                        \
-      if (WP % NT == 0u || q < WP) b_s[(BUF) * BN * LD + (q / PPR) * LD + q % PPR] = WS[r]; \
+      if (WP % NT == 0u || q < WP) b_s[(q / PPR) * LD + q % PPR] = WS[r];                \
     }                                                                                     \
   }
-#if INNER == 0
-  // The MMAs of stage BUF. Per 16-wide k slice a subgroup loads its B and lo fragments, issues
-  // all lo MMAs, then the hi ones: 4 × TN independent MMAs between two that share an
+  // The MMAs of one K step. Per 16-wide k slice a subgroup loads its B and lo fragments,
+  // issues all lo MMAs, then the hi ones: 4 × TN independent MMAs between two that share an
   // accumulator.
-#define MMA_STEP(BUF)                                                                     \
+#define MMA_STEP                                                                          \
   [[unroll]] for (uint kk = 0; kk < BK / 8u; kk += 2u) { /* 16 halves = 2 uvec4 */       \
     FRAG16 b[TN], a[TM];                                                                  \
     [[unroll]] for (uint j = 0; j < TN; ++j)                                              \
-      coopMatLoadNV(b[j], b_s, (BUF) * BN * LD + (wn * WN + j * 16u) * LD + kk, LD, true); \
+      coopMatLoadNV(b[j], b_s, (wn * WN + j * 16u) * LD + kk, LD, true);                  \
     [[unroll]] for (uint i = 0; i < TM; ++i)                                              \
-      coopMatLoadNV(a[i], a_lo, (BUF) * BM * LD + (wm * WM + i * 16u) * LD + kk, LD, false); \
+      coopMatLoadNV(a[i], a_lo, (wm * WM + i * 16u) * LD + kk, LD, false);                \
     [[unroll]] for (uint i = 0; i < TM; ++i)                                              \
       [[unroll]] for (uint j = 0; j < TN; ++j) acc[i][j] = coopMatMulAddNV(a[i], b[j], acc[i][j]); \
     [[unroll]] for (uint i = 0; i < TM; ++i)                                              \
-      coopMatLoadNV(a[i], a_hi, (BUF) * BM * LD + (wm * WM + i * 16u) * LD + kk, LD, false); \
+      coopMatLoadNV(a[i], a_hi, (wm * WM + i * 16u) * LD + kk, LD, false);                \
     [[unroll]] for (uint i = 0; i < TM; ++i)                                              \
       [[unroll]] for (uint j = 0; j < TN; ++j) acc[i][j] = coopMatMulAddNV(a[i], b[j], acc[i][j]); \
   }
-#else
-  // The MMAs of stage BUF: per 16-wide k slice the lo and hi A fragments first, then one B
-  // fragment at a time with its 2 × TM MMAs (fewer fragments live).
-#define MMA_STEP(BUF)                                                                     \
-  [[unroll]] for (uint kk = 0; kk < BK / 8u; kk += 2u) { /* 16 halves = 2 uvec4 */       \
-    FRAG16 al[TM], ah[TM];                                                                \
-    [[unroll]] for (uint i = 0; i < TM; ++i) {                                            \
-      coopMatLoadNV(al[i], a_lo, (BUF) * BM * LD + (wm * WM + i * 16u) * LD + kk, LD, false); \
-      coopMatLoadNV(ah[i], a_hi, (BUF) * BM * LD + (wm * WM + i * 16u) * LD + kk, LD, false); \
-    }                                                                                     \
-    [[unroll]] for (uint j = 0; j < TN; ++j) {                                            \
-      FRAG16 b;                                                                           \
-      coopMatLoadNV(b, b_s, (BUF) * BN * LD + (wn * WN + j * 16u) * LD + kk, LD, true);   \
-      [[unroll]] for (uint i = 0; i < TM; ++i) acc[i][j] = coopMatMulAddNV(al[i], b, acc[i][j]); \
-      [[unroll]] for (uint i = 0; i < TM; ++i) acc[i][j] = coopMatMulAddNV(ah[i], b, acc[i][j]); \
-    }                                                                                     \
-  }
-#endif
 
-#if STAGES == 1
+#if PROBE == 0
   // One stage, two barriers per K step; the next step's global loads are in flight during
   // this step's MMAs.
   vec4 xr[2 * XR];
@@ -266,40 +240,21 @@ void main() {
   LOAD_STEP(xr, wr, 0u)
   for (uint k0 = 0; k0 < p.K; k0 += BK) {
     barrier();  // the previous step's fragment loads are done
-    STORE_STEP(xr, wr, 0u)
+    STORE_STEP(xr, wr)
     barrier();
     if (k0 + BK < p.K) LOAD_STEP(xr, wr, k0 + BK)
-    MMA_STEP(0u)
+    MMA_STEP
   }
+#elif PROBE == 1
+  for (uint k0 = 0; k0 < p.K; k0 += BK) MMA_STEP
 #else
-  // Two stages, one barrier per K step: step s's MMAs read stage s % 2 while each subgroup,
-  // once done with them, stores step s + 1 into the other stage (last read by step s - 1's
-  // MMAs, which every subgroup finished before the previous barrier). Two register sets, one
-  // per stage: step s + 3's global loads are issued as step s + 1 is stored, two steps of MMAs
-  // before their data is needed.
-  vec4 x0[2 * XR], x1[2 * XR];
-  uvec4 w0[WR], w1[WR];
-  LOAD_STEP(x0, w0, 0u)
-  if (BK < p.K) LOAD_STEP(x1, w1, BK)
-  STORE_STEP(x0, w0, 0u)
-  if (2u * BK < p.K) LOAD_STEP(x0, w0, 2u * BK)
-  barrier();
-  for (uint k0 = 0; k0 < p.K; k0 += 2u * BK) {
-    // Registers: x1 / w1 hold step k0 + BK, x0 / w0 step k0 + 2 BK.
-    MMA_STEP(0u)
-    if (k0 + BK < p.K) {
-      STORE_STEP(x1, w1, 1u)
-      if (k0 + 3u * BK < p.K) LOAD_STEP(x1, w1, k0 + 3u * BK)
-    }
-    barrier();
-    if (k0 + BK >= p.K) break;
-    MMA_STEP(1u)
-    if (k0 + 2u * BK < p.K) {
-      STORE_STEP(x0, w0, 0u)
-      if (k0 + 4u * BK < p.K) LOAD_STEP(x0, w0, k0 + 4u * BK)
-    }
-    barrier();
-  }
+  FRAG16 pb[TN], pa[TM];
+  [[unroll]] for (uint j = 0; j < TN; ++j) coopMatLoadNV(pb[j], b_s, (wn * WN + j * 16u) * LD, LD, true);
+  [[unroll]] for (uint i = 0; i < TM; ++i) coopMatLoadNV(pa[i], a_lo, (wm * WM + i * 16u) * LD, LD, false);
+  for (uint k0 = 0; k0 < p.K; k0 += 16u)  // as many MMAs as the real loop: two per 16 of K
+    [[unroll]] for (uint h = 0; h < 2; ++h)
+      [[unroll]] for (uint i = 0; i < TM; ++i)
+        [[unroll]] for (uint j = 0; j < TN; ++j) acc[i][j] = coopMatMulAddNV(pa[i], pb[j], acc[i][j]);
 #endif
 
   // Epilogue: whole in-bounds tiles straight to y where allowed (bit 2), else each 16×16 tile

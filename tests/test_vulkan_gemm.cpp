@@ -40,8 +40,7 @@ TEST(BackendOpsVulkan, GemmCoopmatVariants) {
 #else
   if (!test::backend_available("vulkan") || !device0_has_tensor_core_gemm())
     GTEST_SKIP() << "Vulkan device 0 has no tensor-core GEMM (VK_NV_cooperative_matrix)";
-  const char* variants[] = {"n256", "n128", "w128", "m64", "q64", "s", "w128s", "m64s", "q64s",
-                            "t32",  "t32s", "t16",  "t32d", "t32ds"};
+  const char* variants[] = {"n256", "t32", "n128", "p64"};  // not the probes: wrong on purpose
   struct G {
     int64_t M, N, K;
     DType w_dtype;

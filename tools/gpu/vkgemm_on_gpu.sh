@@ -4,8 +4,8 @@
 # tests of VARIANT_FILTER, default BackendOps.Gemm and the end-to-end ones), then
 # the prefill GEMMs timed once per variant of GEMM_VARIANTS in one bench_vulkan run (same card,
 # same process; pivoted to one row per shape), then `decimamba bench` prefill per E2E_VARIANTS.
-#   PACK=.gpupack-vkgemm TEST_VARIANTS="w128 q64" GEMM_VARIANTS="default,n256,w128,q64" \
-#     E2E_VARIANTS="default w128" tools/gpu/vkgemm_on_gpu.sh
+#   PACK=.gpupack-vkgemm TEST_VARIANTS="n256 t32" GEMM_VARIANTS="default,n256,t32,n128" \
+#     E2E_VARIANTS="default n256" E2E_SHAPES="130m 2.8b" tools/gpu/vkgemm_on_gpu.sh
 # Builds nothing; unpacks the pack afresh (tools/gpu/unpack.sh); logs go to $OUT as one tar.
 set -u
 source "$PWD/tools/gpu/unpack.sh"
@@ -48,11 +48,13 @@ for (g, M, N, K), v in rows.items():
     print(f"| {g} | {M} | {N} | {K} | " + " | ".join(f"{v[c]:.1f}" if c in v else "-" for c in cols)
           + f" | {best} ({tf:.0f} TFLOP/s) |")
 EOF
-for v in ${E2E_VARIANTS-}; do
-  echo "== decimamba bench, DM_VULKAN_GEMM_COOPMAT=$v"
-  if [ "$v" = default ]; then unset DM_VULKAN_GEMM_COOPMAT; else export DM_VULKAN_GEMM_COOPMAT=$v; fi
-  timeout 120 ./decimamba bench --backend vulkan --shape "${E2E_SHAPE:-130m}" -p 4096,16384 -n 1 \
-    -r 2 --no-deci 2>&1 | tee -a "$logs/e2e.log" | grep -E "pp|prefill" | head -8
+for shape in ${E2E_SHAPES:-130m}; do
+  for v in ${E2E_VARIANTS-}; do
+    echo "== decimamba bench $shape, DM_VULKAN_GEMM_COOPMAT=$v"
+    if [ "$v" = default ]; then unset DM_VULKAN_GEMM_COOPMAT; else export DM_VULKAN_GEMM_COOPMAT=$v; fi
+    timeout 120 ./decimamba bench --backend vulkan --shape "$shape" -p 4096,16384 -n 1 -r 2 \
+      --no-deci 2>&1 | tee -a "$logs/e2e.log" | grep -E "pp|prefill" | head -8
+  done
 done
 unset DM_VULKAN_GEMM_COOPMAT
 cp "$out/card.txt" "$logs/" 2>/dev/null

@@ -68,7 +68,8 @@ void VulkanBackend::gemm(const Tensor& x, const Tensor& w, const Tensor* bias, c
 }
 
 // The tensor-core GEMM's pipelines (shaders/gemm_coopmat.comp): DM_VULKAN_GEMM_COOPMAT name,
-// pipeline, output tile (bm × bn) and invocations.
+// pipeline, output tile (bm × bn) and invocations. p64 is an experiment, probe1 / probe2 give
+// wrong results on purpose (bench_vulkan only: the shader's PROBE).
 namespace {
 struct CoopmatVariant {
   const char* env;
@@ -76,23 +77,26 @@ struct CoopmatVariant {
   uint32_t bm, bn, threads;
 };
 constexpr CoopmatVariant kCoopmat[] = {
-    {"n256", "gemm.coopmat", 128, 256, 512},      {"n128", "gemm.coopmat_n128", 128, 128, 256},
-    {"w128", "gemm.coopmat_w128", 128, 128, 256}, {"m64", "gemm.coopmat_m64", 64, 256, 256},
-    {"q64", "gemm.coopmat_q64", 64, 128, 128},    {"s", "gemm.coopmat_s", 128, 256, 512},
-    {"w128s", "gemm.coopmat_w128s", 128, 128, 256}, {"m64s", "gemm.coopmat_m64s", 64, 256, 256},
-    {"q64s", "gemm.coopmat_q64s", 64, 128, 128},   {"t32", "gemm.coopmat_t32", 128, 128, 512},
-    {"t32s", "gemm.coopmat_t32s", 128, 128, 512},  {"t16", "gemm.coopmat_t16", 128, 128, 512},
-    {"t32d", "gemm.coopmat_t32d", 128, 128, 512},  {"t32ds", "gemm.coopmat_t32ds", 128, 128, 512},
+    {"n256", "gemm.coopmat", 128, 256, 512},
+    {"t32", "gemm.coopmat_t32", 128, 128, 512},
+    {"n128", "gemm.coopmat_n128", 128, 128, 256},
+    {"p64", "gemm.coopmat_p64", 64, 128, 256},
+    {"probe1", "gemm.coopmat_probe1", 128, 256, 512},
+    {"probe2", "gemm.coopmat_probe2", 128, 256, 512},
 };
 }  // namespace
 
-// The tensor-core GEMM (shaders/gemm_coopmat.comp): 128 × 256 output tiles (16 subgroups
-// of 32 × 64), or 128 × 128 (8 subgroups of 64 × 32) where N fits one 128-wide tile or
-// 256-wide ones would give fewer than 64 work groups (under half an H100's 132 SMs; measured:
-// x_proj at L = 4096 is faster so). The flags tell the shader which 16-byte paths the
-// alignments allow: rows 16-byte aligned (the tensor's byte offset and row stride; the
-// descriptor start is then aligned too, see small_m_vec_ok), direct stores without bias.
-// DM_VULKAN_GEMM_COOPMAT=<name> forces a variant of kCoopmat (bench_vulkan --gemm-variants).
+// The tensor-core GEMM (shaders/gemm_coopmat.comp): 128 × 256 output tiles (gemm.coopmat) or
+// 128 × 128 (gemm.coopmat_t32), both 16 subgroups and one work group per SM. A t32 work group
+// takes ~0.55 of a 128 × 256 one's time (measured on an H100, bench_vulkan --gemm-variants:
+// 0.50–0.57 over the 130m / 2.8b prefill GEMMs), so t32 wins where the 128 × 256 grid's last
+// wave is part-empty: the choice counts waves of 132 work groups (an H100 SXM's SMs; other GPUs
+// get a plausible, uncalibrated choice). That picks the faster of the two on all 16 measured
+// shapes (thin x_proj / dt_proj, 2.8b out_proj at M = 4096: t32; the large ones: 128 × 256).
+// The flags tell the shader which 16-byte paths the alignments allow: rows 16-byte aligned (the
+// tensor's byte offset and row stride; the descriptor start is then aligned too, see
+// small_m_vec_ok), direct stores without bias. DM_VULKAN_GEMM_COOPMAT=<name> forces a variant
+// of kCoopmat (bench_vulkan --gemm-variants).
 void VulkanBackend::gemm_coopmat(const Tensor& x, const Tensor& w, const Tensor* bias,
                                  const Tensor& y, const GemmParams& p, const BufferUse& ux,
                                  const BufferUse& uw, const BufferUse& ub, const BufferUse& uy) {
@@ -105,15 +109,15 @@ void VulkanBackend::gemm_coopmat(const Tensor& x, const Tensor& w, const Tensor*
   if (x.offset % 16 == 0 && p.x_stride % 4 == 0) cp.flags |= 1u;
   if (w.offset % 16 == 0 && p.w_stride % 8 == 0) cp.flags |= 2u;
   if (!bias && y.offset % 16 == 0 && p.y_stride % 4 == 0) cp.flags |= 4u;
-  const bool wide = p.N > 128 && uint64_t(ceil_div(p.M, 128)) * ceil_div(p.N, 256) >= 64;
-  const CoopmatVariant* v = &kCoopmat[wide ? 0 : 1];
+  const uint32_t gm = ceil_div(p.M, 128);
+  const uint32_t waves256 = ceil_div(uint64_t(gm) * ceil_div(p.N, 256), 132);
+  const uint32_t waves128 = ceil_div(uint64_t(gm) * ceil_div(p.N, 128), 132);
+  const CoopmatVariant* v = &kCoopmat[100 * waves256 <= 55 * waves128 ? 0 : 1];
   if (const char* e = std::getenv("DM_VULKAN_GEMM_COOPMAT"); e && *e) {
     v = nullptr;
     for (const CoopmatVariant& c : kCoopmat)
       if (std::strcmp(e, c.env) == 0) v = &c;
-    if (!v)
-      fail("[vulkan] DM_VULKAN_GEMM_COOPMAT=", e,
-           ": want n256, n128, w128, m64, q64, s, w128s, m64s, q64s, t32, t32s, t16, t32d or t32ds");
+    if (!v) fail("[vulkan] DM_VULKAN_GEMM_COOPMAT=", e, ": want n256, t32, n128, p64, probe1 or probe2");
   }
   auto& pipe = pipelines_.get(v->pipeline, 4, sizeof(cp), {}, v->threads, v->pipeline);
   rec_->dispatch(pipe, {ux, uw, ub, uy}, &cp, sizeof(cp), ceil_div(p.N, v->bn), ceil_div(p.M, v->bm), 1);
