@@ -18,16 +18,19 @@
 //   gemm.coopmat       128 × 256, 4 × 4 subgroups (512 invocations) of 32 × 64 = 2 × 4 tiles
 //   gemm.coopmat_t32   128 × 128, 4 × 4 subgroups (512 invocations) of 32 × 32 = 2 × 2 tiles
 //   gemm.coopmat_n128  128 × 128, 2 × 4 subgroups (256 invocations) of 64 × 32 = 4 × 2 tiles
-//   gemm.coopmat_p64    64 × 128, 2 × 4 subgroups (256 invocations) of 32 × 32 (experiment)
 // What the H100 measured (bench/results/h100_session7_vkgemm_2026-11-27.md): 16 subgroups per
 // work group beat 8 (more warps to hide latency), and at 512 invocations the compiler is capped
 // at 128 registers (gemm.coopmat: 128 with 32 bytes spilled; _t32: 105), so one work group runs
 // per SM. Work groups of 256 or 128 invocations of 32 × 64 subgroups got 160-172 registers, so
-// no more of them shared an SM and they were 20-60% slower; the k slice's MMAs ordered per B
-// fragment, 16 × 64 subgroups and two shared-memory stages of k 16 (one barrier per step) were
-// no faster or slower (the git history has them). gemm.coopmat_t32 does half the work per
+// no more of them shared an SM and they were 20-100% slower; 64 × 128 groups of 8 subgroups of
+// 32 × 32 (116 registers, two per SM) were 25% faster to 12% slower than _t32 (faster only on
+// the thinnest grids); the k slice's MMAs ordered per B fragment, 16 × 64 subgroups and two
+// shared-memory stages of k 16 (one barrier per step) were no faster or slower (the git history
+// has them all). gemm.coopmat_t32 does half the work per
 // barrier at ~0.55 of the time per work group: it wins where 128 × 256 tiles leave the last
-// wave of work groups part-empty (vulkan_gemm.cpp chooses by that).
+// wave of work groups part-empty (vulkan_gemm.cpp chooses by that). Where the time goes: the
+// same loop without the staging and its barriers (fragment loads and MMAs on stale shared
+// memory) took 43% of the kernel's time on the 2.8b out_proj at L = 16K, MMAs alone 38%.
 // K in steps of 32 through shared memory, single-buffered with the next step's global loads
 // issued before this step's MMAs (register prefetch). The tiles hold fp16 in uvec4 (8 halves),
 // rows padded to 40 halves = 80 bytes: 16-byte aligned fragment rows, and the 8 rows of one
@@ -36,9 +39,6 @@
 // then the hi ones (no two consecutive MMAs share an accumulator). Shared memory: 2 × BM × 80 B
 // (x hi, lo) + BN × 80 B (w) = 40 KiB at 128 × 256 (NVIDIA's Vulkan limit is 48 KiB), 30 KiB at
 // 128 × 128; the epilogue reuses it as staging.
-// PROBE (bench only, wrong results): 1 = the K loop without staging or barriers (fragment loads
-// and MMAs on whatever shared memory holds), 2 = MMAs only, on fragments loaded once: what the
-// tensor cores reach through NV cooperative matrices without the rest of the kernel.
 // Global loads and stores (uniform choices by the push-constant `flags`):
 //   bit 0  x rows start 16-byte aligned: x in vec4 pieces (scalar at a ragged K edge)
 //   bit 1  w rows start 16-byte aligned: w in 16-byte pieces of 8 halves (BF16 converted to
@@ -48,9 +48,6 @@
 // variant gemm.coopmat -DBM=128 -DBN=256 -DWARPS_M=4 -DWARPS_N=4
 // variant gemm.coopmat_t32 -DBM=128 -DBN=128 -DWARPS_M=4 -DWARPS_N=4
 // variant gemm.coopmat_n128 -DBM=128 -DBN=128 -DWARPS_M=2 -DWARPS_N=4
-// variant gemm.coopmat_p64 -DBM=64 -DBN=128 -DWARPS_M=2 -DWARPS_N=4
-// variant gemm.coopmat_probe1 -DBM=128 -DBN=256 -DWARPS_M=4 -DWARPS_N=4 -DPROBE=1
-// variant gemm.coopmat_probe2 -DBM=128 -DBN=256 -DWARPS_M=4 -DWARPS_N=4 -DPROBE=2
 #extension GL_NV_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_KHR_shader_subgroup_basic : require
@@ -79,9 +76,6 @@ layout(push_constant) uniform Push {
 DEFINE_LOAD_ANY(load_w, w)
 DEFINE_LOAD_ANY(load_bias, bias)
 
-#ifndef PROBE
-#define PROBE 0
-#endif
 const uint BK = 32;
 // Tiles hold fp16 as uvec4 (8 halves; cooperative-matrix loads take offsets and strides in
 // these units): rows of 5 = 40 halves, 32 used.
@@ -232,7 +226,6 @@ void main() {
       [[unroll]] for (uint j = 0; j < TN; ++j) acc[i][j] = coopMatMulAddNV(a[i], b[j], acc[i][j]); \
   }
 
-#if PROBE == 0
   // One stage, two barriers per K step; the next step's global loads are in flight during
   // this step's MMAs.
   vec4 xr[2 * XR];
@@ -245,17 +238,6 @@ void main() {
     if (k0 + BK < p.K) LOAD_STEP(xr, wr, k0 + BK)
     MMA_STEP
   }
-#elif PROBE == 1
-  for (uint k0 = 0; k0 < p.K; k0 += BK) MMA_STEP
-#else
-  FRAG16 pb[TN], pa[TM];
-  [[unroll]] for (uint j = 0; j < TN; ++j) coopMatLoadNV(pb[j], b_s, (wn * WN + j * 16u) * LD, LD, true);
-  [[unroll]] for (uint i = 0; i < TM; ++i) coopMatLoadNV(pa[i], a_lo, (wm * WM + i * 16u) * LD, LD, false);
-  for (uint k0 = 0; k0 < p.K; k0 += 16u)  // as many MMAs as the real loop: two per 16 of K
-    [[unroll]] for (uint h = 0; h < 2; ++h)
-      [[unroll]] for (uint i = 0; i < TM; ++i)
-        [[unroll]] for (uint j = 0; j < TN; ++j) acc[i][j] = coopMatMulAddNV(pa[i], pb[j], acc[i][j]);
-#endif
 
   // Epilogue: whole in-bounds tiles straight to y where allowed (bit 2), else each 16×16 tile
   // through this subgroup's staging area, bias added, bounds checked.

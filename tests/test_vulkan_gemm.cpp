@@ -40,7 +40,7 @@ TEST(BackendOpsVulkan, GemmCoopmatVariants) {
 #else
   if (!test::backend_available("vulkan") || !device0_has_tensor_core_gemm())
     GTEST_SKIP() << "Vulkan device 0 has no tensor-core GEMM (VK_NV_cooperative_matrix)";
-  const char* variants[] = {"n256", "t32", "n128", "p64"};  // not the probes: wrong on purpose
+  const char* variants[] = {"n256", "t32", "n128"};
   struct G {
     int64_t M, N, K;
     DType w_dtype;

@@ -68,8 +68,7 @@ void VulkanBackend::gemm(const Tensor& x, const Tensor& w, const Tensor* bias, c
 }
 
 // The tensor-core GEMM's pipelines (shaders/gemm_coopmat.comp): DM_VULKAN_GEMM_COOPMAT name,
-// pipeline, output tile (bm × bn) and invocations. p64 is an experiment, probe1 / probe2 give
-// wrong results on purpose (bench_vulkan only: the shader's PROBE).
+// pipeline, output tile (bm × bn) and invocations.
 namespace {
 struct CoopmatVariant {
   const char* env;
@@ -80,9 +79,6 @@ constexpr CoopmatVariant kCoopmat[] = {
     {"n256", "gemm.coopmat", 128, 256, 512},
     {"t32", "gemm.coopmat_t32", 128, 128, 512},
     {"n128", "gemm.coopmat_n128", 128, 128, 256},
-    {"p64", "gemm.coopmat_p64", 64, 128, 256},
-    {"probe1", "gemm.coopmat_probe1", 128, 256, 512},
-    {"probe2", "gemm.coopmat_probe2", 128, 256, 512},
 };
 }  // namespace
 
@@ -117,7 +113,7 @@ void VulkanBackend::gemm_coopmat(const Tensor& x, const Tensor& w, const Tensor*
     v = nullptr;
     for (const CoopmatVariant& c : kCoopmat)
       if (std::strcmp(e, c.env) == 0) v = &c;
-    if (!v) fail("[vulkan] DM_VULKAN_GEMM_COOPMAT=", e, ": want n256, t32, n128, p64, probe1 or probe2");
+    if (!v) fail("[vulkan] DM_VULKAN_GEMM_COOPMAT=", e, ": want n256, t32 or n128");
   }
   auto& pipe = pipelines_.get(v->pipeline, 4, sizeof(cp), {}, v->threads, v->pipeline);
   rec_->dispatch(pipe, {ux, uw, ub, uy}, &cp, sizeof(cp), ceil_div(p.N, v->bn), ceil_div(p.M, v->bm), 1);
