@@ -285,17 +285,21 @@ TEST(BackendOps, SelectiveScan) {
 
 TEST(BackendOps, DtImportance) {
   DM_REQUIRE_DEVICE_BACKENDS();
-  struct K { int64_t L, C; DType b_dtype; int64_t pad; };
-  const std::vector<K> cases = {{1, 1536, DType::F32, 0}, {300, 2048, DType::F16, 3},
-                                {2049, 5120, DType::BF16, 0}, {5, 4096, DType::F32, 4096},
-                                {1000, 3, DType::F32, 0}};
+  // aligned: delta's rows on 16 bytes (CUDA's float4 path: C and the stride multiples of 4).
+  struct K { int64_t L, C; DType b_dtype; int64_t pad; bool aligned; };
+  const std::vector<K> cases = {{1, 1536, DType::F32, 0, false}, {300, 2048, DType::F16, 3, false},
+                                {2049, 5120, DType::BF16, 0, false}, {5, 4096, DType::F32, 4096, false},
+                                {1000, 3, DType::F32, 0, false},  {2049, 1536, DType::F32, 0, true},
+                                {300, 1000, DType::F16, 4, true}, {7, 4, DType::BF16, 0, true},
+                                {9, 5120, DType::F32, 8, true}};
   for (const std::string& name : kBackends)
     for (size_t i = 0; i < cases.size(); ++i) {
       const K& k = cases[i];
       std::ostringstream d;
       d << "dt_importance L=" << k.L << " C=" << k.C << " dt_bias=" << dt(k.b_dtype)
-        << " delta_stride=" << k.C + k.pad;
+        << " delta_stride=" << k.C + k.pad << " aligned=" << k.aligned;
       Case c(name, d.str(), 5000 + uint32_t(i));
+      if (k.aligned) c.align16();
       Arg& delta = c.add("delta", Role::In, DType::F32, k.L, k.C, k.C + k.pad, c.uniform(-3.f, 1.5f));
       Arg& bias = c.add("dt_bias", Role::In, k.b_dtype, 1, k.C, k.C, c.uniform(-4.5f, -2.f));
       Arg& sc = c.add("scores", Role::Out, DType::F32, k.L, 1, 1, nullptr);
