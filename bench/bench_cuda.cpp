@@ -17,7 +17,9 @@
 //      switches) inside cudaProfilerStart/Stop, for `ncu --profile-from-start off bench_cuda
 //      decode-profile 2.8b`: each kernel's time and bytes in isolation;
 //   8. prefill-profile (not in the default sections): one 16K-token prefill per shape inside
-//      cudaProfilerStart/Stop, likewise for ncu.
+//      cudaProfilerStart/Stop, likewise for ncu. DM_BENCH_PROFILE_TOKENS=N changes the length,
+//      DM_BENCH_PROFILE_DECI=LAYER:L_BASE decimates at one layer (DeciMamba's 32K target:
+//      DM_BENCH_PROFILE_TOKENS=32768 DM_BENCH_PROFILE_DECI=12:2000).
 //   9. decode-trace (not in the default sections): the one-kernel Mamba block
 //      (DM_CUDA_DECODE_BLOCK=1) with DM_CUDA_DECODE_BLOCK_TRACE=1, a recorded step replayed:
 //      where each layer's kernel spends its time, from its blocks' %globaltimer stamps; per
@@ -354,16 +356,30 @@ void bench_decode_profile(Backend& be, const std::vector<std::string>& shapes) {
 // One prefill of 16,384 tokens per shape inside a profiler range (after a warm-up prefill), for
 // `ncu --profile-from-start off bench_cuda prefill-profile 130m`: each kernel's share of a prompt.
 void bench_prefill_profile(Backend& be, const std::vector<std::string>& shapes) {
+  const char* tok = std::getenv("DM_BENCH_PROFILE_TOKENS");
+  const size_t L = tok ? std::strtoull(tok, nullptr, 10) : 16384;
+  DecimationConfig deci;
+  if (const char* d = std::getenv("DM_BENCH_PROFILE_DECI"); d && *d) {
+    int layer = -1;
+    double base = 0;
+    if (std::sscanf(d, "%d:%lf", &layer, &base) != 2 || layer < 0 || base <= 0)
+      fail("DM_BENCH_PROFILE_DECI=", d, ": want LAYER:L_BASE, e.g. 12:2000");
+    deci.enabled = true;
+    deci.layers = {layer};
+    deci.L_base = base;
+  }
+  if (L == 0) fail("DM_BENCH_PROFILE_TOKENS must be a positive count");
   for (const std::string& s : shapes) {
     auto rm = make_pooled_random_model(s);
-    Executor ex(be, rm->model);
-    std::vector<int32_t> prompt(16384);
+    Executor ex(be, rm->model, deci);
+    std::vector<int32_t> prompt(L);
     for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = int32_t((i * 7919) % 50000);
     auto st = ex.new_state();
     ex.prefill(prompt, *st);  // sizes every buffer
     st->reset();
     cuda_profiler_range(be, [&] { ex.prefill(prompt, *st); });
-    std::printf("prefill-profile: 16384 tokens of %s in the profiler range\n", s.c_str());
+    std::printf("prefill-profile: %zu tokens of %s (%s) in the profiler range\n", L, s.c_str(),
+                describe_decimation(deci).c_str());
   }
 }
 

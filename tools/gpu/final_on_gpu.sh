@@ -16,6 +16,9 @@
 #            alternating twice: bench_vulkan decode 130m, and decimamba bench 130m pp4096
 #   kernels  bench_cuda kernels and bench_vulkan --sections kernels: every kernel's table
 #   dispatch bench_dispatch: what one small kernel costs in a replayed chain, CUDA and Vulkan
+#   deciprofile  ncu over one 32K-token CUDA prefill of 130m, decimation off and at the target's
+#            setting (layer 12, L_base 2000): each kernel's summed time, to find what keeps the
+#            speed-up under the layer work removed
 #   fusions  the fusion tests (prompt and decode) and end-to-end tests on the GPU, then 130m
 #            prefill on CUDA with the fusions off (DM_FUSED_STEP=0) and on, alternating twice
 #   share    ncu over one 16K-token CUDA prefill of 130m and 2.8b (bench_cuda prefill-profile):
@@ -116,5 +119,16 @@ if has fusions; then
         --no-deci > "$out/fusions_${f}_$rep.md" 2>&1
       echo "DM_FUSED_STEP=$f run $rep exit $?"; grep "^| cuda" "$out/fusions_${f}_$rep.md"
     done
+  done
+fi
+if has deciprofile; then
+  for d in off 12:2000; do
+    tag=${d/:/_}
+    DM_BENCH_PROFILE_TOKENS=32768 DM_BENCH_PROFILE_DECI=${d#off} timeout 280 ncu --profile-from-start off \
+      --metrics gpu__time_duration.sum --csv ./bench_cuda prefill-profile 130m \
+      > "$out/ncu_deci_$tag.csv" 2>> "$out/ncu.err"
+    echo "ncu 32K prefill, decimation $d exit $?"
+    python3 "$root/tools/gpu/ncu_summary.py" "$out/ncu_deci_$tag.csv" 0 > "$out/ncu_deci_$tag.md"
+    sed -n 1,22p "$out/ncu_deci_$tag.md"
   done
 fi
