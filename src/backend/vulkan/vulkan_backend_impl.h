@@ -234,15 +234,11 @@ class VulkanBackend final : public Backend {
     uint32_t prep2 = 1;
   };
   // The segment scan's shape (shaders/selective_scan_seg.comp, seg_config): CB channels per work
-  // group, S time segments of R tokens per chunk, NS states per invocation (16 / NS · CB · S
-  // invocations).
+  // group, S time segments of R tokens per chunk (4·CB·S invocations).
   struct SegConfig {
     bool ok = false;
     bool vec = false;  // rows of 4 floats: the vec4 variant (the _scalar one otherwise)
-    uint32_t cb = 4, s = 8, r = 8, ns = 4;
-    uint32_t foldu = 1;  // the fold unrolled (spec constant FOLDU), or a loop of s steps (0)
-    uint32_t pipe = 1;   // one barrier per chunk, phase 2 of k − 1 before phase 1 of k (PIPE)
-    uint32_t wg() const { return 16 / ns * cb * s; }
+    uint32_t cb = 12, s = 4, r = 8;
   };
   void scan_in_pieces(int64_t m, const Tensor& u, const Tensor& delta, const Tensor& A_log,
                       const Tensor& B, const Tensor& C, const Tensor& D, const Tensor* z,
@@ -257,7 +253,7 @@ class VulkanBackend final : public Backend {
   static uint64_t warp_shared_bytes(uint64_t sg, uint64_t cb, uint64_t r);
   WarpConfig warp_config(const SelectiveScanParams& p, const std::string& mode,
                          std::initializer_list<uint32_t> offs) const;
-  static uint64_t seg_shared_bytes(uint64_t cb, uint64_t s, uint64_t r, bool pipe);
+  static uint64_t seg_shared_bytes(uint64_t cb, uint64_t s, uint64_t r);
   SegConfig seg_config(const SelectiveScanParams& p, const std::string& mode,
                        std::initializer_list<uint32_t> offs) const;
   bool scan_subgroup_ok(uint32_t d_state) const;

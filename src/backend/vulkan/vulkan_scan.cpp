@@ -112,10 +112,9 @@ void VulkanBackend::selective_scan(const Tensor& u, const Tensor& delta, const T
   if (const SegConfig sc = seg_config(p, mode, row_offs); sc.ok) {
     Push push(p, {0u, 1u});
     push.append(sb.off);
-    const char* variant = sc.ns == 2 ? (sc.vec ? "selective_scan.seg2" : "selective_scan.seg2_scalar")
-                                     : (sc.vec ? "selective_scan.seg" : "selective_scan.seg_scalar");
-    const uint32_t wg = sc.wg();
-    auto& pipe = pipelines_.get(variant, 10, push.size, {wg, sc.cb, sc.s, sc.r, sc.foldu, sc.pipe}, wg, variant);
+    const char* variant = sc.vec ? "selective_scan.seg" : "selective_scan.seg_scalar";
+    const uint32_t wg = 4 * sc.cb * sc.s;
+    auto& pipe = pipelines_.get(variant, 10, push.size, {wg, sc.cb, sc.s, sc.r}, wg, variant);
     const Grid g = linear_grid(ceil_div(p.channels, sc.cb));
     rec_->dispatch(pipe, sb.uses(), push.bytes, push.size, g.x, g.y, g.z);
     return;
@@ -353,20 +352,18 @@ std::pair<uint32_t, uint32_t> VulkanBackend::warp_shape_nvidia(uint32_t channels
   return {12u, 8u};
 }
 
-// Shared memory of the segment scan (selective_scan_seg.comp): 2 slots (3 with pipe) of
-// (Δ, Δ·u) and (D·u, gate) pair rows and of B, C rows, (P, H) per invocation (2 slots with
-// pipe), 2 slots of carry-in (the same bytes for NS 2: twice the invocations, half the states
-// each).
-uint64_t VulkanBackend::seg_shared_bytes(uint64_t cb, uint64_t s, uint64_t r, bool pipe) {
-  const uint64_t t = s * r, slots = pipe ? 3 : 2, ph = pipe ? 2 : 1;
-  return slots * (2 * 8 * (t * cb + s * 4) + 2 * 16 * (t + s) * 4) + ph * 2 * 16 * 4 * cb * s +
+// Shared memory of the segment scan (selective_scan_seg.comp): 2 slots of (Δ, Δ·u) and
+// (D·u, gate) pair rows and of B, C rows, (P, H) per invocation, 2 slots of carry-in.
+uint64_t VulkanBackend::seg_shared_bytes(uint64_t cb, uint64_t s, uint64_t r) {
+  const uint64_t t = s * r;
+  return 2 * (2 * 8 * (t * cb + s * 4) + 2 * 16 * (t + s) * 4) + 2 * 16 * 4 * cb * s +
          2 * 16 * 4 * cb;
 }
 
 // The segment scan's shape (DM_VULKAN_SCAN=seg forces it where it applies, the chunked scan
-// otherwise): CB channels per work group, S segments of R tokens per chunk, NS (4 or 2) states
-// per invocation; DM_VULKAN_SCAN_SEG=CB,S,R[,NS[,FOLDU[,PIPE]]] picks it (SegConfig),
-// else the first of the defaults below that fits.
+// otherwise; opt-in: slower than warp2 and the chunked scan on the H100, README): CB channels
+// per work group, S segments of R tokens per chunk; DM_VULKAN_SCAN_SEG=CB,S,R picks it, else
+// the first of 12,4,8 (its fastest shape at d_inner 1536 on the H100), 8,4,8, 4,4,8 that fits.
 // offs: element offsets of u, delta, B, C, z, y (the vec4 variant needs them, the row strides
 // and the channel count to be multiples of 4).
 VulkanBackend::SegConfig VulkanBackend::seg_config(const SelectiveScanParams& p,
@@ -384,31 +381,27 @@ VulkanBackend::SegConfig VulkanBackend::seg_config(const SelectiveScanParams& p,
           p.B_stride % 4 == 0 && p.C_stride % 4 == 0 && p.y_stride % 4 == 0 &&
           (!p.has_z || p.z_stride % 4 == 0);
   for (uint32_t o : offs) w.vec = w.vec && o % 4 == 0;
-  // G = 16 / NS lanes per channel; R a multiple of G; the shader's B / C staging holds at most
-  // 4 pieces per invocation: R <= G·CB.
-  auto fits = [&](uint32_t cb, uint32_t s, uint32_t r, uint32_t ns, uint32_t pipe) {
-    if (ns != 2 && ns != 4) return false;
-    const uint32_t g = 16 / ns;
-    const uint64_t wg = uint64_t(g) * cb * s;
-    return cb >= 4 && cb % 4 == 0 && s >= 1 && r >= g && r % g == 0 && r <= 16 && r <= g * cb &&
-           wg % sg == 0 && wg <= c.max_wg_invocations &&
-           seg_shared_bytes(cb, s, r, pipe != 0) <= c.max_shared_bytes;
+  // The shader's B / C staging holds at most 4 pieces per invocation: R <= 4·CB.
+  auto fits = [&](uint32_t cb, uint32_t s, uint32_t r) {
+    const uint64_t wg = 4ull * cb * s;
+    return cb >= 4 && cb % 4 == 0 && s >= 1 && r >= 4 && r % 4 == 0 && r <= 16 &&
+           r <= 4 * cb && wg % sg == 0 && wg <= c.max_wg_invocations &&
+           seg_shared_bytes(cb, s, r) <= c.max_shared_bytes;
   };
   if (const char* env = std::getenv("DM_VULKAN_SCAN_SEG")) {
-    unsigned cb = 0, s = 0, r = 0, ns = 4, foldu = 1, pipe = 1;
-    if (std::sscanf(env, "%u,%u,%u,%u,%u,%u", &cb, &s, &r, &ns, &foldu, &pipe) < 3 ||
-        !fits(cb, s, r, ns, pipe))
+    unsigned cb = 0, s = 0, r = 0;
+    if (std::sscanf(env, "%u,%u,%u", &cb, &s, &r) != 3 || !fits(cb, s, r))
       fail("[vulkan] DM_VULKAN_SCAN_SEG=", env,
-           ": want CB,S,R[,NS[,FOLDU[,PIPE]]] with CB a multiple of 4, NS 4 or 2, R a multiple of 16 / NS up to "
-           "16, 16 / NS · CB · S a multiple of the subgroup size, fitting ",
+           ": want CB,S,R with CB a multiple of 4, R in 4, 8, 12, 16, 4·CB·S a multiple of the "
+           "subgroup size, fitting ",
            c.max_shared_bytes, " bytes of shared memory and the work-group limits");
-    w.ok = true, w.cb = cb, w.s = s, w.r = r, w.ns = ns, w.foldu = foldu != 0, w.pipe = pipe != 0;
+    w.ok = true, w.cb = cb, w.s = s, w.r = r;
     return w;
   }
-  for (const auto& [cb, s, r, ns] : {std::tuple{8u, 4u, 8u, 4u}, std::tuple{4u, 4u, 8u, 4u},
-                                     std::tuple{4u, 4u, 4u, 4u}})
-    if (fits(cb, s, r, ns, 1)) {
-      w.ok = true, w.cb = cb, w.s = s, w.r = r, w.ns = ns;
+  for (const auto& [cb, s, r] :
+       {std::tuple{12u, 4u, 8u}, std::tuple{8u, 4u, 8u}, std::tuple{4u, 4u, 8u}})
+    if (fits(cb, s, r)) {
+      w.ok = true, w.cb = cb, w.s = s, w.r = r;
       return w;
     }
   return w;
