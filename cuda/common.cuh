@@ -75,6 +75,31 @@ __device__ __forceinline__ void split_store(const GemmSplitOut& split, size_t ro
   }
 }
 
+// Four consecutive columns col .. col + 3 (col a multiple of 4, split.cols too) as two 8-byte
+// stores, hi and lo: split_store's values.
+__device__ __forceinline__ void split_store4(const GemmSplitOut& split, size_t row, uint32_t col,
+                                             float4 v) {
+  const float f[4] = {v.x, v.y, v.z, v.w};
+  uint32_t h[4], l[4];  // the 16-bit patterns
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    if (split.dtype == 1) {
+      const __half hv = __float2half_rn(f[j]), lv = __float2half_rn(f[j] - __half2float(hv));
+      h[j] = __half_as_ushort(hv), l[j] = __half_as_ushort(lv);
+    } else {
+      const __nv_bfloat16 hv = __float2bfloat16_rn(f[j]);
+      const __nv_bfloat16 lv = __float2bfloat16_rn(f[j] - __bfloat162float(hv));
+      h[j] = __bfloat16_as_ushort(hv), l[j] = __bfloat16_as_ushort(lv);
+    }
+  }
+  const size_t i = row * split.cols + col;
+  *reinterpret_cast<uint2*>(static_cast<uint16_t*>(split.hi) + i) =
+      make_uint2(h[0] | h[1] << 16, h[2] | h[3] << 16);
+  if (split.lo)
+    *reinterpret_cast<uint2*>(static_cast<uint16_t*>(split.lo) + i) =
+        make_uint2(l[0] | l[1] << 16, l[2] | l[3] << 16);
+}
+
 inline unsigned ceil_div(uint64_t a, uint64_t b) { return unsigned((a + b - 1) / b); }
 
 // Whether the current device has compute capability 9.0 or later (PDL, TMA), asked once per

@@ -44,9 +44,12 @@
 // their y is clipped by the store. Needs the driver's cuTensorMapEncodeTiled (taken through
 // cudaGetDriverEntryPointByVersion); without it launch_scan_v7 launches nothing and v6 runs.
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #include "selective_scan_v7.cuh"
 #include "selective_scan_v7_device.cuh"
+#include "selective_scan_v8.cuh"
 
 namespace dm::cuda {
 namespace v7 {
@@ -78,7 +81,7 @@ struct V7Smem {
 template <int CB, int NC, int NS, int NY, int MINB, bool PIPE, bool SWZ, int MODE, bool PROD>
 __global__ void __launch_bounds__(32 * (CB + PROD), MINB)
     scan_v7_kernel(const __grid_constant__ V7Maps maps, SelectiveScanParams p, const void* A_log,
-                   const void* Dp, const void* dt_bias, float* state) {
+                   const void* Dp, const void* dt_bias, float* state, GemmSplitOut split) {
 #if DM_V7_DEVICE
   using SM = V7Smem<CB, NC, NS, NY>;
   using Stage = typename SM::Stage;
@@ -193,7 +196,32 @@ __global__ void __launch_bounds__(32 * (CB + PROD), MINB)
     for (int k = 0; k < NS && k < nch; ++k) issue(k);
   }
   if (PROD && w == CB) {  // the producer warp: its channels (past the block's) are never used
-    if (lane == 0) {
+    if (!SWZ && split.hi) {
+      // y as out_proj's GEMM operand (kernels.h GemmSplitOut) instead of the TMA store: the
+      // whole warp converts chunk j's box, 16 bytes of a token row a lane at a time, and writes
+      // hi / lo (8 bytes each) for the rows before L; then lane 0 reloads the stage.
+      constexpr int Q = BW / 4;  // 16-byte pieces per box row
+#pragma unroll 1
+      for (int j = 0; j < nch; ++j) {
+        const int yb = j % NY, si = j % NS;
+        mbar_wait(smem_u32(&sm.ydone[yb]), uint32_t(j / NY) & 1u);
+        for (int pc = lane; pc < kT * Q; pc += 32) {
+          const int t = pc / Q, q = pc % Q, row = j * kT + t;
+          const uint32_t c = c0 + 4 * q;
+          if (row < L && c < p.channels)
+            split_store4(split, size_t(row), c, *reinterpret_cast<const float4*>(&sm.y[yb][t][4 * q]));
+        }
+        __syncwarp();
+        if (lane == 0) {
+          if (j + NS < nch) {
+            mbar_wait(smem_u32(&sm.empty[si]), uint32_t(j / NS) & 1u);
+            issue(j + NS);
+          }
+          mbar_arrive(smem_u32(&sm.yfree[yb]));
+        }
+        __syncwarp();
+      }
+    } else if (lane == 0) {
 #pragma unroll 1
       for (int j = 0; j < nch; ++j) duty_lane0(j);
       bulk_wait_all0();  // this thread's stores are complete
@@ -399,8 +427,9 @@ template <int CB, int NC, int NS, int NY, int MINB, bool PIPE, bool SWZ, bool T3
 cudaError_t launch(const SelectiveScanParams& p, const float* u, const float* delta,
                    const void* A_log, const float* B, const float* C, const void* D,
                    const float* z, const void* dt_bias, float* ssm_state, float* y,
-                   cudaStream_t s) {
+                   const GemmSplitOut& split, cudaStream_t s) {
   constexpr int BW = CB * NC;  // channels per block
+  if (split.hi && (!PROD || SWZ)) return cudaErrorNotSupported;  // only u's producer writes it
   V7Maps m;
   if (!encode_maps(m, p, BW, SWZ, T3D, u, delta, B, C, z, y)) return cudaErrorNotSupported;
   const size_t smem = sizeof(V7Smem<CB, NC, NS, NY>) + (SWZ ? 1024 : 128);  // + room to align
@@ -409,7 +438,7 @@ cudaError_t launch(const SelectiveScanParams& p, const float* u, const float* de
       cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
   if (attr != cudaSuccess) return attr;
   kern<<<ceil_div(p.channels, BW), 32 * (CB + PROD), smem, s>>>(m, p, A_log, D, dt_bias,
-                                                                 ssm_state);
+                                                                 ssm_state, split);
   return cudaGetLastError();
 }
 
@@ -506,12 +535,13 @@ char scan_v7_default(uint32_t channels) {
 cudaError_t launch_scan_v7(char cfg, const SelectiveScanParams& p, const float* u,
                            const float* delta, const void* A_log, const float* B, const float* C,
                            const void* D, const float* z, const void* dt_bias, float* ssm_state,
-                           float* y, cudaStream_t s) {
+                           float* y, cudaStream_t s, const GemmSplitOut& split) {
   if (cfg == 0) cfg = scan_v7_default(p.channels);
 #define DM_V7(n, cb, nc, ns, ny, mb, pipe, swz, t3d, mode, prod)                               \
   case n:                                                                                      \
     return launch<cb, nc, ns, ny, mb, pipe, swz, t3d, mode, prod>(p, u, delta, A_log, B, C, D, \
-                                                                  z, dt_bias, ssm_state, y, s);
+                                                                  z, dt_bias, ssm_state, y,    \
+                                                                  split, s);
   constexpr int kSel = kScanSelect, kZero = kScanZeroDone;
   switch (cfg) {
     DM_V7('a', 12, 1, 4, 4, 1, false, false, true, kSel, false)
@@ -533,9 +563,32 @@ cudaError_t launch_scan_v7(char cfg, const SelectiveScanParams& p, const float* 
     DM_V7('v', 8, 1, 4, 4, 2, false, true, true, kZero, true)
     DM_V7('w', 8, 1, 4, 4, 1, false, true, true, kZero, true)
     // Specialised warps (scan_v7s_kernel, selective_scan_v7s.cu): p, q, r, s, t, x, y, z.
-    default: return launch_scan_v7s(cfg, p, u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y, s);
+    default:
+      if (split.hi) return cudaErrorNotSupported;
+      return launch_scan_v7s(cfg, p, u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y, s);
   }
 #undef DM_V7
+}
+
+// The scan writing out_proj's operand (kernels.h): v7u's producer warp is the one store path
+// that writes it, so this runs where launch_selective_scan would run v7u — its default width
+// (scan_v7_default 'u', v8 not the default there) with DM_CUDA_SCAN unset, or DM_CUDA_SCAN=v7u —
+// and refuses (cudaErrorNotSupported, nothing launched) elsewhere: the caller then scans into y
+// and converts. (Mirrors selective_scan.cu's choice; keep the two in step.)
+cudaError_t launch_selective_scan_split(const SelectiveScanParams& p, const float* u,
+                                        const float* delta, const void* A_log, const float* B,
+                                        const float* C, const void* D, const float* z,
+                                        const void* dt_bias, float* ssm_state, float* y,
+                                        const GemmSplitOut& split, cudaStream_t s) {
+  const char* e = std::getenv("DM_CUDA_SCAN");
+  const std::string v = e ? e : "";
+  const bool u_default = v.empty() && p.channels >= 1536 && scan_v8_default(p.channels) == 0 &&
+                         scan_v7_default(p.channels) == 'u';
+  if (!split.hi || split.cols != p.channels || !(u_default || v == "v7u") ||
+      !scan_v7_applies(p, u, delta, B, C, z, y))
+    return cudaErrorNotSupported;
+  if (p.L == 0 || p.channels == 0) return cudaSuccess;
+  return launch_scan_v7('u', p, u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y, s, split);
 }
 
 }  // namespace dm::cuda

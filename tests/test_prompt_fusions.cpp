@@ -1,5 +1,7 @@
 // The prompt fusions of Backend (backend.h): rms_norm_gemm over many rows (a prompt's norm +
-// in_proj) and causal_conv1d_gemm (a prompt's conv + x_proj), on every backend, against their
+// in_proj), causal_conv1d_gemm (a prompt's conv + x_proj) and selective_scan_gemm (a prompt's
+// scan + out_proj; on CUDA at d_inner 1536 the v7u scan writes the GEMM's operand into y's
+// memory, so y is scratch there and only out and the state are compared), on every backend, against their
 // default composition (Backend::…, the single-kernel methods in order) on the CPU backend. On
 // CUDA with F16 / BF16 weights these are the fused paths: the norm / conv kernel writes the
 // tensor-core GEMM's hi / lo operand in row slices (cuda_backend.cpp gemm_tensor_cores), so the
@@ -145,6 +147,59 @@ TEST(PromptFusions, CausalConv1dGemm) {
                                             xc.cpu(), w.cpu(), y.cpu());
         c.dev().causal_conv1d_gemm(x.dev(), cw.dev(), cb ? &cbd : nullptr, cs.dev(), xc.dev(),
                                    w.dev(), y.dev());
+      }
+      c.check(kTol);
+    }
+}
+
+struct ScanGemmCase {
+  int64_t L, E, N;
+  DType w_dtype;
+  bool z, bias;
+};
+
+TEST(PromptFusions, SelectiveScanGemm) {
+  const std::vector<ScanGemmCase> cases = {
+      {1000, 1536, 768, DType::F16, true, false},   // 130m scan + out_proj: CUDA's fused path
+      {4097, 1536, 768, DType::BF16, true, true},   // a ragged last chunk, BF16, bias
+      {63, 1536, 96, DType::F16, true, false},      // one partial chunk
+      {300, 256, 64, DType::F16, true, false},      // narrow: the composition everywhere
+      {200, 1536, 48, DType::F32, false, false},    // F32 weights, no z: composition
+  };
+  for (const std::string& backend : backends_under_test())
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const ScanGemmCase& g = cases[i];
+      const int64_t L = g.L, E = g.E, N = g.N, S = 16;
+      std::ostringstream desc;
+      desc << "selective_scan_gemm L=" << L << " E=" << E << " N=" << N << " w=" << dt(g.w_dtype)
+           << " z=" << g.z << " bias=" << g.bias;
+      Case c(backend, desc.str(), 7200 + uint32_t(i));
+      c.set_lead(0);  // 16-byte aligned rows: what the executor's buffers are, what v7 needs
+      Arg& u = c.add("u", Role::In, DType::F32, L, E, E, c.nonzero(0.1f, 2.f));
+      Arg& delta = c.add("delta", Role::In, DType::F32, L, E, E, c.uniform(-3.f, 1.5f));
+      Arg& A_log = c.add("A_log", Role::In, DType::F32, E, S, S, c.uniform(0.f, 2.77f));
+      Arg& B = c.add("B", Role::In, DType::F32, L, S, S, c.nonzero(0.1f, 1.f));
+      Arg& C = c.add("C", Role::In, DType::F32, L, S, S, c.nonzero(0.1f, 1.f));
+      Arg& D = c.add("D", Role::In, DType::F32, 1, E, E, c.nonzero(0.5f, 1.5f));
+      Arg* z = g.z ? &c.add("z", Role::In, DType::F32, L, E, E, c.nonzero(0.1f, 3.f)) : nullptr;
+      Arg& dt_bias = c.add("dt_bias", Role::In, DType::F32, 1, E, E, c.uniform(-4.5f, -2.f));
+      Arg& state = c.add("ssm_state", Role::InOut, DType::F32, E, S, S, c.nonzero(0.01f, 1.f));
+      Arg& y = c.add("y", Role::Scratch, DType::F32, L, E, E, nullptr);
+      const float ws = 1.7f / std::sqrt(float(E));
+      Arg& w = c.add("w", Role::In, g.w_dtype, N, E, E, c.nonzero(0.1f * ws, ws));
+      Arg* b = g.bias ? &c.add("bias", Role::In, g.w_dtype, 1, N, N, c.nonzero(0.1f, 1.f)) : nullptr;
+      Arg& out = c.add("out", Role::Out, DType::F32, L, N, N, nullptr);
+      for (int rep = 0; rep < 2; ++rep) {
+        Tensor zc, zd, bc, bd;
+        if (z) zc = z->cpu(), zd = z->dev();
+        if (b) bc = b->cpu(), bd = b->dev();
+        c.cpu().Backend::selective_scan_gemm(u.cpu(), delta.cpu(), A_log.cpu(), B.cpu(), C.cpu(),
+                                             D.cpu(), z ? &zc : nullptr, dt_bias.cpu(),
+                                             state.cpu(), y.cpu(), w.cpu(), b ? &bc : nullptr,
+                                             out.cpu());
+        c.dev().selective_scan_gemm(u.dev(), delta.dev(), A_log.dev(), B.dev(), C.dev(), D.dev(),
+                                    z ? &zd : nullptr, dt_bias.dev(), state.dev(), y.dev(),
+                                    w.dev(), b ? &bd : nullptr, out.dev());
       }
       c.check(kTol);
     }

@@ -46,6 +46,17 @@ void Backend::causal_conv1d_gemm(const Tensor& x, const Tensor& conv_weight,
   gemm(xc, w, nullptr, y);
 }
 
+void Backend::selective_scan_gemm(const Tensor& u, const Tensor& delta, const Tensor& A_log,
+                                  const Tensor& B, const Tensor& C, const Tensor& D,
+                                  const Tensor* z, const Tensor& dt_bias, const Tensor& ssm_state,
+                                  const Tensor& y, const Tensor& w, const Tensor* bias,
+                                  const Tensor& out) {
+  make_selective_scan_params(u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y);
+  make_gemm_params(y, w, bias, out);
+  selective_scan(u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y);
+  gemm(y, w, bias, out);
+}
+
 void Backend::dt_proj_scan_step(const Tensor& dt_low, const Tensor& dt_proj, const Tensor& delta,
                                 const Tensor& u, const Tensor& A_log, const Tensor& B,
                                 const Tensor& C, const Tensor& D, const Tensor* z,

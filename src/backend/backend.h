@@ -144,6 +144,15 @@ class Backend {
   virtual void causal_conv1d_gemm(const Tensor& x, const Tensor& conv_weight,
                                   const Tensor* conv_bias, const Tensor& conv_state,
                                   const Tensor& xc, const Tensor& w, const Tensor& y);
+  // selective_scan(u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y), then out = y · wᵀ
+  // (+ bias): a prompt's scan feeding out_proj. Shapes as those two methods. y is scratch here:
+  // the composition writes the scan's output there, a backend may leave y's contents
+  // unspecified and use its memory for the GEMM's operand instead.
+  virtual void selective_scan_gemm(const Tensor& u, const Tensor& delta, const Tensor& A_log,
+                                   const Tensor& B, const Tensor& C, const Tensor& D,
+                                   const Tensor* z, const Tensor& dt_bias,
+                                   const Tensor& ssm_state, const Tensor& y, const Tensor& w,
+                                   const Tensor* bias, const Tensor& out);
   // delta = dt_low · dt_projᵀ (gemm, no bias), then selective_scan_step(u, delta, A_log, B, C,
   // D, z, dt_bias, ssm_state, y). dt_low: rows×R; dt_proj: C×R; delta: rows×C fp32 (before bias
   // and softplus); the rest as selective_scan_step.

@@ -203,10 +203,10 @@ std::vector<float> Executor::prefill(const std::vector<int32_t>& tokens, Sequenc
     Tensor C = x_dbl.col_slice(R + N, N);  // (L, N)
     if (opts.tap) opts.tap->on_scan_inputs(l, xc, dt, B, C);
 
-    Tensor y = buf("y", L, E);  // (L, E) gated scan output
-    be.selective_scan(xc, dt, w.A_log, B, C, w.D, &z, w.dt_bias, state.ssm(l), y);
-    hidden = buf("hidden", L, D);  // (L, D) mixer output
-    be.gemm(y, w.out_proj, opt(w.out_proj_bias), hidden);
+    Tensor y = buf("y", L, E);     // (L, E) gated scan output (scratch: see selective_scan_gemm)
+    hidden = buf("hidden", L, D);  // (L, D) mixer output = out_proj(y)
+    be.selective_scan_gemm(xc, dt, w.A_log, B, C, w.D, &z, w.dt_bias, state.ssm(l), y,
+                           w.out_proj, opt(w.out_proj_bias), hidden);
     if (opts.tap) opts.tap->on_layer(l, residual, hidden);
     if (opts.on_progress) opts.on_progress(l + 1, int(c.n_layer));
   }

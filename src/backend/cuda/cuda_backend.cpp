@@ -274,11 +274,23 @@ bool CudaBackend::tensor_core_gemm(const GemmParams& p) {
   return p.M > cuda::kGemvMaxM && p.N > 0 && p.K > 0 && (wt == DType::F16 || wt == DType::BF16);
 }
 
+void CudaBackend::gemm_operand(const GemmParams& p, const void* w, const void* hi,
+                               const void* lo, uint32_t m0, uint32_t rows, float* y) {
+  const float one = 1.f, zero = 0.f;
+  const cudaDataType t = DType(p.w_dtype) == DType::F16 ? CUDA_R_16F : CUDA_R_16BF;
+  float* ys = y + size_t(m0) * p.y_stride;
+  CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(p.N), int(rows), int(p.K), &one,
+                            w, t, int(p.w_stride), hi, t, int(p.K), &zero, ys, CUDA_R_32F,
+                            int(p.y_stride), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  if (lo)
+    CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(p.N), int(rows), int(p.K),
+                              &one, w, t, int(p.w_stride), lo, t, int(p.K), &one, ys, CUDA_R_32F,
+                              int(p.y_stride), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
 void CudaBackend::gemm_tensor_cores(const GemmParams& p, const void* w, float* y,
                                     const OperandWriter& write_operand) {
   check_cublas_range(p);
-  const float one = 1.f, zero = 0.f;
-  const cudaDataType t = DType(p.w_dtype) == DType::F16 ? CUDA_R_16F : CUDA_R_16BF;
   // Rows in slices, so the operand needs at most 2 · slice · K halves of scratch.
   const uint32_t slice = std::min(p.M, gemm_slice_rows());
   char* hi = static_cast<char*>(scratch(size_t(slice) * p.K * 2 * (split_gemm_ ? 2 : 1)));
@@ -287,16 +299,8 @@ void CudaBackend::gemm_tensor_cores(const GemmParams& p, const void* w, float* y
   out.hi = hi, out.lo = lo, out.dtype = p.w_dtype, out.cols = p.K;
   for (uint32_t m0 = 0; m0 < p.M; m0 += slice) {
     const uint32_t ms = std::min(slice, p.M - m0);
-    float* ys = y + size_t(m0) * p.y_stride;
     write_operand(m0, ms, out);
-    CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(p.N), int(ms), int(p.K), &one,
-                              w, t, int(p.w_stride), hi, t, int(p.K), &zero, ys, CUDA_R_32F,
-                              int(p.y_stride), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    if (lo)
-      CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(p.N), int(ms), int(p.K),
-                                &one, w, t, int(p.w_stride), lo, t, int(p.K), &one, ys,
-                                CUDA_R_32F, int(p.y_stride), CUBLAS_COMPUTE_32F,
-                                CUBLAS_GEMM_DEFAULT));
+    gemm_operand(p, w, hi, lo, m0, ms, y);
   }
 }
 
@@ -567,6 +571,37 @@ void CudaBackend::causal_conv1d_gemm(const Tensor& x, const Tensor& conv_weight,
                     });
   // After every slice: the first slice read the old state.
   check_launch(cuda::launch_conv_state_update(c, xp, cs, stream_), "causal_conv1d_gemm (state)");
+}
+
+void CudaBackend::selective_scan_gemm(const Tensor& u, const Tensor& delta, const Tensor& A_log,
+                                      const Tensor& B, const Tensor& C, const Tensor& D,
+                                      const Tensor* z, const Tensor& dt_bias,
+                                      const Tensor& ssm_state, const Tensor& y, const Tensor& w,
+                                      const Tensor* bias, const Tensor& out) {
+  const SelectiveScanParams sp =
+      make_selective_scan_params(u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y);
+  const GemmParams g = make_gemm_params(y, w, bias, out);
+  // The operand fills y's bytes exactly (hi: L·E halves, then lo), so y must be dense.
+  if (tensor_core_gemm(g) && fused_step_enabled() && g.x_stride == g.K) {
+    check_cublas_range(g);
+    const char* k = "selective_scan_gemm";
+    cuda::GemmSplitOut op;
+    op.hi = dptr(y, k);
+    op.lo = split_gemm_ ? static_cast<uint16_t*>(op.hi) + size_t(g.M) * g.K : nullptr;
+    op.dtype = g.w_dtype, op.cols = g.K;
+    const cudaError_t e = cuda::launch_selective_scan_split(
+        sp, dptr(u, k), dptr(delta, k), dptr<const void>(A_log, k), dptr(B, k), dptr(C, k),
+        dptr<const void>(D, k), dptr(z, k), dptr<const void>(dt_bias, k), dptr(ssm_state, k),
+        dptr(y, k), op, stream_);
+    if (e != cudaErrorNotSupported) {
+      check_launch(e, "selective_scan_gemm (scan)");
+      float* op_out = dptr(out, k);
+      gemm_operand(g, dptr<const void>(w, k), op.hi, op.lo, 0, g.M, op_out);
+      add_bias(g, op_out, dptr<const void>(bias, k));
+      return;
+    }
+  }
+  Backend::selective_scan_gemm(u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y, w, bias, out);
 }
 
 void CudaBackend::rms_norm_gemm(const Tensor* x, const Tensor& residual, const Tensor& norm_weight,

@@ -75,6 +75,12 @@ class CudaBackend : public Backend {
   void causal_conv1d_gemm(const Tensor& x, const Tensor& conv_weight, const Tensor* conv_bias,
                           const Tensor& conv_state, const Tensor& xc, const Tensor& w,
                           const Tensor& y) override;
+  // A prompt's scan feeding out_proj: where the scan can (kernels.h
+  // launch_selective_scan_split), it writes the GEMM's operand into y's memory instead of y.
+  void selective_scan_gemm(const Tensor& u, const Tensor& delta, const Tensor& A_log,
+                           const Tensor& B, const Tensor& C, const Tensor& D, const Tensor* z,
+                           const Tensor& dt_bias, const Tensor& ssm_state, const Tensor& y,
+                           const Tensor& w, const Tensor* bias, const Tensor& out) override;
   void dt_proj_scan_step(const Tensor& dt_low, const Tensor& dt_proj, const Tensor& delta,
                          const Tensor& u, const Tensor& A_log, const Tensor& B, const Tensor& C,
                          const Tensor& D, const Tensor* z, const Tensor& dt_bias,
@@ -109,6 +115,10 @@ class CudaBackend : public Backend {
   static bool tensor_core_gemm(const GemmParams& p);  // whether gemm takes that path
   void gemm_tensor_cores(const GemmParams& p, const void* w, float* y,
                          const OperandWriter& write_operand);
+  // y's rows m0 .. m0 + rows = W·hi + W·lo (lo null: W·hi) for an operand already written
+  // (hi, lo: `rows` dense rows of p.K); no bias.
+  void gemm_operand(const GemmParams& p, const void* w, const void* hi, const void* lo,
+                    uint32_t m0, uint32_t rows, float* y);
   void add_bias(const GemmParams& p, float* y, const void* bias);
   void prompt_norm_gemm(const RmsNormGemmParams& p, const Tensor* x, const Tensor& residual,
                         const Tensor& norm_weight, const Tensor& normed, const Tensor& w,

@@ -81,6 +81,15 @@ cudaError_t launch_selective_scan(const SelectiveScanParams& p, const float* u,
                                   const float* C, const void* D, const float* z,
                                   const void* dt_bias, float* ssm_state, float* y,
                                   void* scratch, size_t scratch_bytes, cudaStream_t s);
+// selective_scan with its gated output written as out_proj's GEMM operand (GemmSplitOut,
+// split.cols = p.channels) instead of y (y not written): a prompt's scan + out_proj
+// (cuda_backend.cpp selective_scan_gemm). cudaErrorNotSupported, nothing launched, where the
+// scan that would run cannot write it (selective_scan_v7.cu says where it can).
+cudaError_t launch_selective_scan_split(const SelectiveScanParams& p, const float* u,
+                                        const float* delta, const void* A_log, const float* B,
+                                        const float* C, const void* D, const float* z,
+                                        const void* dt_bias, float* ssm_state, float* y,
+                                        const GemmSplitOut& split, cudaStream_t s);
 cudaError_t launch_dt_importance(const DtImportanceParams& p, const float* delta,
                                  const void* dt_bias, float* scores, cudaStream_t s);
 cudaError_t launch_topk_indices(const TopkIndicesParams& p, const float* scores, int32_t* idx,
