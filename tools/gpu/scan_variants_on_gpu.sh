@@ -9,6 +9,7 @@
 #                            then one table (µs per value, the best per shape);
 #   NCU="v7u v7p ..."        ncu over the first scan launch (d_inner 1536, L 4K) per value:
 #                            time, L1 / issue use, shared wavefronts and bank conflicts;
+#   NCU_STALL="v7u ..."      the same launch's stall reasons per issued instruction (≥ 0.05);
 #   SANITIZE="default ..."   compute-sanitizer memcheck and racecheck over CudaBackend.SelectiveScan
 #                            (DM_CUDA_TEST_SMALL=1) per value.
 # PACK names the pack folder (default .gpupack-scan). Logs: one archive in $OUT
@@ -61,6 +62,16 @@ for v in ${NCU:-}; do
     > "$logs/ncu_$v.txt" 2>&1
   echo "ncu $v exit $?"
   grep -E "^ +(gpu__|l1tex__|sm__|smsp__|launch__)" "$logs/ncu_$v.txt" | sed "s/^ */$v /"
+done
+for v in ${NCU_STALL:-}; do  # stall reasons per issued instruction, same launch as NCU
+  with_scan "$v" timeout 90 ncu --metrics \
+    'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio' \
+    -k regex:"${NCU_KERNEL:-scan_v[78]s?_kernel}" -c 1 ./bench_cuda scan \
+    > "$logs/ncu_stall_$v.txt" 2>&1
+  echo "ncu stalls $v exit $?"
+  grep -E "^ +smsp__" "$logs/ncu_stall_$v.txt" | awk -v v="$v" '$NF + 0 >= 0.05 {
+    sub(/smsp__average_warps_issue_stalled_/, "", $1); sub(/_per_issue_active.ratio/, "", $1)
+    printf "%s %s %s\n", v, $1, $NF }'
 done
 export DM_CUDA_TEST_SMALL=1
 for v in ${SANITIZE:-}; do
