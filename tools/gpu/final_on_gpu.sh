@@ -19,8 +19,9 @@
 #   deciprofile  ncu over one 32K-token CUDA prefill of 130m, decimation off and at the target's
 #            setting (layer 12, L_base 2000): each kernel's summed time, to find what keeps the
 #            speed-up under the layer work removed
-#   fusions  the fusion tests (prompt and decode) and end-to-end tests on the GPU, then 130m
-#            prefill on CUDA with the fusions off (DM_FUSED_STEP=0) and on, alternating twice
+#   fusiontests  the fusion tests (prompt and decode) and end-to-end tests on the GPU, then
+#            compute-sanitizer memcheck over the conv and scan prompt fusions (part of 'tests' but the memcheck)
+#   fusions  130m prefill on CUDA with the fusions off (DM_FUSED_STEP=0) and on, alternating twice
 #   share    ncu over one 16K-token CUDA prefill of 130m and 2.8b (bench_cuda prefill-profile):
 #            each kernel's time in isolation, and the GEMMs' share (target: the rest <= 25%);
 #            SHARE_SHAPES="130m" for one shape
@@ -108,11 +109,19 @@ if has dispatch; then
   timeout 60 ./bench_dispatch cuda,vulkan > "$out/dispatch.md" 2>&1; echo "bench_dispatch exit $?"
   grep "^| " "$out/dispatch.md"
 fi
-if has fusions; then
+if has fusiontests; then
   timeout 200 ./decimamba_tests \
     --gtest_filter='PromptFusions.*:FusedStep.*:*BackendOpsE2E*:*ExecutorFixture*:CudaBackend.*' \
     > "$out/tests_fusions.log" 2>&1
   echo "fusion tests exit $?"; grep -E "^\[  (FAILED|PASSED) |tests? from .* ran" "$out/tests_fusions.log" | head
+fi
+if has fusiontests || has tests; then
+  timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 ./decimamba_tests \
+    --gtest_filter='PromptFusions.SelectiveScanGemm:PromptFusions.CausalConv1dGemm' \
+    > "$out/memcheck_fusions.log" 2>&1
+  echo "memcheck prompt fusions exit $?: $(grep -E 'ERROR SUMMARY' "$out/memcheck_fusions.log" | tail -1)"
+fi
+if has fusions; then
   for rep in 1 2; do
     for f in 0 1; do
       DM_FUSED_STEP=$f timeout 60 "$dm" bench --shape 130m --backend cuda -p 4096,16384 -n 1 -r 5 \
