@@ -197,14 +197,20 @@ __global__ void __launch_bounds__(32 * (CB + PROD), MINB)
   }
   if (PROD && w == CB) {  // the producer warp: its channels (past the block's) are never used
     if (!SWZ && split.hi) {
-      // y as out_proj's GEMM operand (kernels.h GemmSplitOut) instead of the TMA store: the
-      // whole warp converts chunk j's box, 16 bytes of a token row a lane at a time, and writes
-      // hi / lo (8 bytes each) for the rows before L; then lane 0 reloads the stage.
+      // y as out_proj's GEMM operand (kernels.h GemmSplitOut) instead of the TMA store: lane 0
+      // first reloads chunk j's stage (every compute warp released it before its ydone
+      // arrival, so that wait is over: the reload never waits on the stores), then the whole
+      // warp converts chunk j's box, 16 bytes of a token row a lane at a time, and writes
+      // hi / lo (8 bytes each) for the rows before L.
       constexpr int Q = BW / 4;  // 16-byte pieces per box row
 #pragma unroll 1
       for (int j = 0; j < nch; ++j) {
         const int yb = j % NY, si = j % NS;
         mbar_wait(smem_u32(&sm.ydone[yb]), uint32_t(j / NY) & 1u);
+        if (lane == 0 && j + NS < nch) {
+          mbar_wait(smem_u32(&sm.empty[si]), uint32_t(j / NS) & 1u);
+          issue(j + NS);
+        }
         for (int pc = lane; pc < kT * Q; pc += 32) {
           const int t = pc / Q, q = pc % Q, row = j * kT + t;
           const uint32_t c = c0 + 4 * q;
@@ -212,13 +218,7 @@ __global__ void __launch_bounds__(32 * (CB + PROD), MINB)
             split_store4(split, size_t(row), c, *reinterpret_cast<const float4*>(&sm.y[yb][t][4 * q]));
         }
         __syncwarp();
-        if (lane == 0) {
-          if (j + NS < nch) {
-            mbar_wait(smem_u32(&sm.empty[si]), uint32_t(j / NS) & 1u);
-            issue(j + NS);
-          }
-          mbar_arrive(smem_u32(&sm.yfree[yb]));
-        }
+        if (lane == 0) mbar_arrive(smem_u32(&sm.yfree[yb]));
         __syncwarp();
       }
     } else if (lane == 0) {
