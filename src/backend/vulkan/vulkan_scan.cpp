@@ -10,6 +10,27 @@
 
 namespace dm::vk {
 
+namespace {
+// What the warp and segment scans need of the device: d_state 16, subgroup basic and shuffle
+// operations in compute shaders, a power-of-two subgroup of 4 to 128 invocations.
+bool subgroup_scan_supported(const SelectiveScanParams& p, const Caps& c) {
+  const VkSubgroupFeatureFlags need =
+      VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_SHUFFLE_BIT;
+  const uint32_t sg = c.subgroup_size;
+  return p.d_state == 16 && c.subgroup_in_compute && (c.subgroup_ops & need) == need && sg >= 4 &&
+         sg <= 128 && (sg & (sg - 1)) == 0;
+}
+// Whether their vec4 variants apply: the channel count, every row stride and the element
+// offsets of u, delta, B, C, z, y in their bindings (offs) multiples of 4.
+bool scan_vec4(const SelectiveScanParams& p, std::initializer_list<uint32_t> offs) {
+  bool vec = p.channels % 4 == 0 && p.u_stride % 4 == 0 && p.delta_stride % 4 == 0 &&
+             p.B_stride % 4 == 0 && p.C_stride % 4 == 0 && p.y_stride % 4 == 0 &&
+             (!p.has_z || p.z_stride % 4 == 0);
+  for (uint32_t o : offs) vec = vec && o % 4 == 0;
+  return vec;
+}
+}  // namespace
+
 // The scan over consecutive pieces of at most m time steps, the state carrying between them.
 void VulkanBackend::scan_in_pieces(int64_t m, const Tensor& u, const Tensor& delta,
                                    const Tensor& A_log, const Tensor& B, const Tensor& C,
@@ -296,15 +317,9 @@ VulkanBackend::WarpConfig VulkanBackend::warp_config(const SelectiveScanParams& 
   WarpConfig w;
   if (mode != "warp" && !(mode.empty() && warp_default(p))) return w;
   const auto& c = ctx_->caps;
-  const VkSubgroupFeatureFlags need =
-      VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_SHUFFLE_BIT;
-  if (p.d_state != 16 || !c.subgroup_in_compute || (c.subgroup_ops & need) != need) return w;
+  if (!subgroup_scan_supported(p, c)) return w;
   const uint32_t sg = c.subgroup_size;
-  if (sg < 4 || sg > 128 || (sg & (sg - 1)) != 0) return w;
-  w.vec = p.channels % 4 == 0 && p.u_stride % 4 == 0 && p.delta_stride % 4 == 0 &&
-          p.B_stride % 4 == 0 && p.C_stride % 4 == 0 && p.y_stride % 4 == 0 &&
-          (!p.has_z || p.z_stride % 4 == 0);
-  for (uint32_t o : offs) w.vec = w.vec && o % 4 == 0;
+  w.vec = scan_vec4(p, offs);
   auto fits = [&](uint32_t cb, uint32_t r) {
     return cb >= 4 && cb % 4 == 0 && r >= 4 && r % 4 == 0 && r <= 16 &&
            uint64_t(cb) * sg <= c.max_wg_invocations &&
@@ -372,15 +387,9 @@ VulkanBackend::SegConfig VulkanBackend::seg_config(const SelectiveScanParams& p,
   SegConfig w;
   if (mode != "seg") return w;
   const auto& c = ctx_->caps;
-  const VkSubgroupFeatureFlags need =
-      VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_SHUFFLE_BIT;
-  if (p.d_state != 16 || !c.subgroup_in_compute || (c.subgroup_ops & need) != need) return w;
+  if (!subgroup_scan_supported(p, c)) return w;
   const uint32_t sg = c.subgroup_size;
-  if (sg < 4 || sg > 128 || (sg & (sg - 1)) != 0) return w;
-  w.vec = p.channels % 4 == 0 && p.u_stride % 4 == 0 && p.delta_stride % 4 == 0 &&
-          p.B_stride % 4 == 0 && p.C_stride % 4 == 0 && p.y_stride % 4 == 0 &&
-          (!p.has_z || p.z_stride % 4 == 0);
-  for (uint32_t o : offs) w.vec = w.vec && o % 4 == 0;
+  w.vec = scan_vec4(p, offs);
   // The shader's B / C staging holds at most 4 pieces per invocation: R <= 4·CB.
   auto fits = [&](uint32_t cb, uint32_t s, uint32_t r) {
     const uint64_t wg = 4ull * cb * s;
