@@ -8,9 +8,8 @@
 // where v7 cannot run, and below 1536 selective_scan_v2_kernel (described
 // where it is defined): sequential over time per lane, a few states of one channel per lane, all
 // inputs staged through shared memory by cp.async several stages ahead, one ex2.approx per
-// (token, channel, state). DM_CUDA_SCAN=v2 forces v2, v6[<letter>] / v7[<letter>] /
-// v8<letter> a v6 / v7 / v8 configuration. DM_CUDA_SCAN=v1 selects the older chunked block
-// scan kept below for comparison:
+// (token, channel, state). DM_CUDA_SCAN=v2 forces v2, v6[<letter>] / v7[<letter>] a v6 / v7
+// configuration. DM_CUDA_SCAN=v1 selects the older chunked block scan kept below for comparison:
 //
 // v1: a block owns 8 channels and walks the sequence in chunks of 64 tokens, carrying the state
 // from chunk to chunk on chip. Within a chunk each of its 8 warps takes 8 consecutive tokens (a
@@ -34,7 +33,6 @@
 #include "selective_scan_lookback.cuh"
 #include "selective_scan_v6.cuh"
 #include "selective_scan_v7.cuh"
-#include "selective_scan_v8.cuh"
 
 namespace dm::cuda {
 namespace {
@@ -580,8 +578,8 @@ char v7_default(uint32_t channels) { return channels < 1536 ? 0 : scan_v7_defaul
 // DM_CUDA_SCAN picks a kernel for measurements: v1 (the chunked block scan), v2 (v2 at its
 // per-width shape), s<SPL>w<W>[x<S>] (v2 with SPL states per lane, W warps per block, S
 // segments), v3<letter> (a look-back scan, selective_scan_lookback.cu), v6[<letter>],
-// v7[<letter>], v8<letter>; anything else or unset: the default. Encoded: 1, 2,
-// SPL·100 + W·10 + S, 1000 + letter, 2000 [+ letter], 3000 [+ letter], 4000 + letter.
+// v7[<letter>]; anything else or unset: the default. Encoded: 1, 2, SPL·100 + W·10 + S,
+// 1000 + letter, 2000 [+ letter], 3000 [+ letter].
 int scan_variant() {
   static const int v = [] {
     const char* e = std::getenv("DM_CUDA_SCAN");
@@ -594,8 +592,6 @@ int scan_variant() {
     if (s == "v7") return 3000;
     if (s.size() == 3 && s[0] == 'v' && s[1] == '7' && s[2] >= 'a' && s[2] <= 'z')
       return 3000 + s[2];
-    if (s.size() == 3 && s[0] == 'v' && s[1] == '8' && s[2] >= 'a' && s[2] <= 'z')
-      return 4000 + s[2];
     if (s.size() == 3 && s[0] == 'v' && s[1] == '3' && lookback_known(s[2])) return 1000 + s[2];
     // s<SPL>w<W>x<S>: S time segments per stage (two-phase); x1 when omitted.
     int spl = 0, w = 0, sg = 1;
@@ -660,15 +656,6 @@ cudaError_t launch_selective_scan(const SelectiveScanParams& p, const float* u,
                                                                      z, dt_bias, ssm_state, y);
       return cudaGetLastError();
     }
-    // v8 (selective_scan_v8.cu): DM_CUDA_SCAN=v8<letter>, or by default where
-    // scan_v8_default names a configuration; where it cannot run, the default below runs.
-    if ((v > 4000 || (v == 0 && p.channels >= 1536 && scan_v8_default(p.channels))) &&
-        scan_v7_applies(p, u, delta, B, C, z, y)) {
-      const cudaError_t e = launch_scan_v8(v > 4000 ? char(v - 4000) : 0, p, u, delta, A_log, B,
-                                           C, D, z, dt_bias, ssm_state, y, s);
-      if (e != cudaErrorNotSupported && e != cudaErrorInvalidValue) return e;
-    }
-    if (v > 4000) v = 0;
     // v7 (selective_scan_v7.cu): DM_CUDA_SCAN=v7[<letter>], or by default where v7_default.
     // Where it cannot run (no tensor-map encoder, unknown letter) v6 runs instead.
     if ((v >= 3000 || (v == 0 && v7_default(p.channels))) &&

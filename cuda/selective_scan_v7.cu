@@ -49,7 +49,6 @@
 
 #include "selective_scan_v7.cuh"
 #include "selective_scan_v7_device.cuh"
-#include "selective_scan_v8.cuh"
 
 namespace dm::cuda {
 namespace v7 {
@@ -572,7 +571,7 @@ cudaError_t launch_scan_v7(char cfg, const SelectiveScanParams& p, const float* 
 
 // The scan writing out_proj's operand (kernels.h): v7u's producer warp is the one store path
 // that writes it, so this runs where launch_selective_scan would run v7u — its default width
-// (scan_v7_default 'u', v8 not the default there) with DM_CUDA_SCAN unset, or DM_CUDA_SCAN=v7u —
+// (scan_v7_default 'u') with DM_CUDA_SCAN unset, or DM_CUDA_SCAN=v7u —
 // and refuses (cudaErrorNotSupported, nothing launched) elsewhere: the caller then scans into y
 // and converts. (Mirrors selective_scan.cu's choice; keep the two in step.)
 cudaError_t launch_selective_scan_split(const SelectiveScanParams& p, const float* u,
@@ -582,8 +581,7 @@ cudaError_t launch_selective_scan_split(const SelectiveScanParams& p, const floa
                                         const GemmSplitOut& split, cudaStream_t s) {
   const char* e = std::getenv("DM_CUDA_SCAN");
   const std::string v = e ? e : "";
-  const bool u_default = v.empty() && p.channels >= 1536 && scan_v8_default(p.channels) == 0 &&
-                         scan_v7_default(p.channels) == 'u';
+  const bool u_default = v.empty() && p.channels >= 1536 && scan_v7_default(p.channels) == 'u';
   if (!split.hi || split.cols != p.channels || !(u_default || v == "v7u") ||
       !scan_v7_applies(p, u, delta, B, C, z, y))
     return cudaErrorNotSupported;

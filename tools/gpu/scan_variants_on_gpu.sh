@@ -57,7 +57,7 @@ m=$m,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum,l1tex__data_bank_c
 m=$m,smsp__inst_executed_op_shfl.sum,sm__pipe_fma_cycles_active.avg.pct_of_peak_sustained_active
 m=$m,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,launch__registers_per_thread
 for v in ${NCU:-}; do
-  with_scan "$v" timeout 90 ncu --metrics "$m" -k regex:"${NCU_KERNEL:-scan_v[78]s?_kernel}" \
+  with_scan "$v" timeout 90 ncu --metrics "$m" -k regex:"${NCU_KERNEL:-scan_v7s?_kernel}" \
     -c 1 ./bench_cuda scan \
     > "$logs/ncu_$v.txt" 2>&1
   echo "ncu $v exit $?"
@@ -66,7 +66,7 @@ done
 for v in ${NCU_STALL:-}; do  # stall reasons per issued instruction, same launch as NCU
   with_scan "$v" timeout 90 ncu --metrics \
     'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio' \
-    -k regex:"${NCU_KERNEL:-scan_v[78]s?_kernel}" -c 1 ./bench_cuda scan \
+    -k regex:"${NCU_KERNEL:-scan_v7s?_kernel}" -c 1 ./bench_cuda scan \
     > "$logs/ncu_stall_$v.txt" 2>&1
   echo "ncu stalls $v exit $?"
   grep -E "^ +smsp__" "$logs/ncu_stall_$v.txt" | awk -v v="$v" '$NF + 0 >= 0.05 {
