@@ -13,61 +13,33 @@ namespace {
 constexpr int kBlock = 256;
 
 template <typename T>
-__device__ __forceinline__ T from_f32(float v);
-template <>
-__device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
-
-template <typename T>
 __device__ __forceinline__ float to_f32(T v);
 template <>
 __device__ __forceinline__ float to_f32<__half>(__half v) { return __half2float(v); }
 template <>
 __device__ __forceinline__ float to_f32<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
 
-// x (M×K, row stride x_stride) -> hi (M×K, dense) and, when lo is set, lo = x - hi rounded
-// (M×K, dense). Grid: (K tiles, M).
-template <typename T>
+// x (M×K, row stride x_stride) -> the GEMM operand (hi, and lo unless null; M×K dense:
+// split_store's values, common.cuh). Grid: (K tiles, M).
 __global__ void __launch_bounds__(kBlock) convert_rows_kernel(uint32_t K, const float* x,
-                                                              uint32_t x_stride, T* hi, T* lo) {
+                                                              uint32_t x_stride, GemmSplitOut out) {
   const size_t m = blockIdx.y;
   const uint32_t k = blockIdx.x * kBlock + threadIdx.x;
-  if (k >= K) return;
-  const float v = x[m * x_stride + k];
-  const T h = from_f32<T>(v);
-  hi[m * K + k] = h;
-  if (lo) lo[m * K + k] = from_f32<T>(v - to_f32<T>(h));
+  if (k < K) split_store(out, m, k, x[m * x_stride + k]);
 }
 
 // The same with four elements per thread (K % 4 == 0, 16-byte aligned rows): one 16-byte load
-// and two 8-byte stores instead of four and eight; a flat grid over the M·K/4 pieces, so short
-// rows (K = 768 at 130m) leave no thread idle. Same values.
-template <typename T>
+// and two 8-byte stores instead of four and eight (split_store4); a flat grid over the M·K/4
+// pieces, so short rows (K = 768 at 130m) leave no thread idle. Same values.
 __global__ void __launch_bounds__(kBlock) convert_rows_vec4_kernel(uint32_t M, uint32_t K,
                                                                    const float* __restrict__ x,
                                                                    uint32_t x_stride,
-                                                                   T* __restrict__ hi,
-                                                                   T* __restrict__ lo) {
+                                                                   GemmSplitOut out) {
   const uint32_t K4 = K / 4;
   const uint64_t i = uint64_t(blockIdx.x) * kBlock + threadIdx.x;
   if (i >= uint64_t(M) * K4) return;
   const uint64_t m = i / K4, k = (i % K4) * 4;
-  const float4 v = *reinterpret_cast<const float4*>(x + m * x_stride + k);
-  const float f[4] = {v.x, v.y, v.z, v.w};
-  static_assert(sizeof(T) == 2, "fp16 / bf16 halves");
-  uint32_t h[4], l[4];  // the 16-bit patterns
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const T hv = from_f32<T>(f[j]), lv = from_f32<T>(f[j] - to_f32<T>(hv));
-    h[j] = *reinterpret_cast<const unsigned short*>(&hv);
-    l[j] = *reinterpret_cast<const unsigned short*>(&lv);
-  }
-  *reinterpret_cast<uint2*>(hi + m * K + k) = make_uint2(h[0] | h[1] << 16, h[2] | h[3] << 16);
-  if (lo)
-    *reinterpret_cast<uint2*>(lo + m * K + k) = make_uint2(l[0] | l[1] << 16, l[2] | l[3] << 16);
+  split_store4(out, m, uint32_t(k), *reinterpret_cast<const float4*>(x + m * x_stride + k));
 }
 
 // y[m, n] = Σ_k x[m, k] · w[n, k] (+ bias[n]) for M ≤ kMaxM rows: one warp per n, each lane a
@@ -244,31 +216,23 @@ __global__ void __launch_bounds__(kBlock) add_bias_kernel(uint32_t N, float* y, 
 cudaError_t launch_convert_rows(uint32_t M, uint32_t K, const float* x, uint32_t x_stride,
                                 void* hi, void* lo, uint32_t out_dtype, cudaStream_t s) {
   if (M == 0 || K == 0) return cudaSuccess;
+  GemmSplitOut out;
+  out.hi = hi, out.lo = lo, out.dtype = out_dtype, out.cols = K;
   const uintptr_t a = reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(hi) |
                       (lo ? reinterpret_cast<uintptr_t>(lo) : 0);
   if (K % 4 == 0 && x_stride % 4 == 0 && a % 16 == 0 && uint64_t(M) * K / 4 / kBlock < (1u << 31)) {
     const unsigned blocks = ceil_div(uint64_t(M) * (K / 4), kBlock);
-    if (out_dtype == 1)
-      convert_rows_vec4_kernel<__half><<<blocks, kBlock, 0, s>>>(
-          M, K, x, x_stride, static_cast<__half*>(hi), static_cast<__half*>(lo));
-    else
-      convert_rows_vec4_kernel<__nv_bfloat16><<<blocks, kBlock, 0, s>>>(
-          M, K, x, x_stride, static_cast<__nv_bfloat16*>(hi), static_cast<__nv_bfloat16*>(lo));
+    convert_rows_vec4_kernel<<<blocks, kBlock, 0, s>>>(M, K, x, x_stride, out);
     return cudaGetLastError();
   }
   // Rows in grid.y (at most 65535 per launch): long prompts go in slices.
   for (uint32_t m0 = 0; m0 < M; m0 += 65535u) {
     const uint32_t rows = M - m0 < 65535u ? M - m0 : 65535u;
-    const dim3 g(ceil_div(K, kBlock), rows);
-    const float* xs = x + size_t(m0) * x_stride;
-    const size_t o = size_t(m0) * K;
-    if (out_dtype == 1)
-      convert_rows_kernel<__half><<<g, kBlock, 0, s>>>(
-          K, xs, x_stride, static_cast<__half*>(hi) + o, lo ? static_cast<__half*>(lo) + o : nullptr);
-    else
-      convert_rows_kernel<__nv_bfloat16><<<g, kBlock, 0, s>>>(
-          K, xs, x_stride, static_cast<__nv_bfloat16*>(hi) + o,
-          lo ? static_cast<__nv_bfloat16*>(lo) + o : nullptr);
+    GemmSplitOut o = out;
+    o.hi = static_cast<uint16_t*>(hi) + size_t(m0) * K;
+    o.lo = lo ? static_cast<uint16_t*>(lo) + size_t(m0) * K : nullptr;
+    convert_rows_kernel<<<dim3(ceil_div(K, kBlock), rows), kBlock, 0, s>>>(
+        K, x + size_t(m0) * x_stride, x_stride, o);
   }
   return cudaGetLastError();
 }

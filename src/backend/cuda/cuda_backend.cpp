@@ -253,8 +253,8 @@ void* CudaBackend::scratch(size_t bytes) {
 //   y = W·hi + W·lo (two GEMMs, the second accumulating): 22 (fp16) or 16 (bf16) significant bits
 //   of x survive, NMSE vs the fp32 CPU ~1e-12, at twice the tensor-core work. DM_CUDA_FAST_GEMM=1
 //   keeps hi only (one GEMM; measured NMSE ~3e-8 with F16 and ~2e-6 with BF16 weights, H100).
-//   Here a conversion kernel splits x; the prompt fusions (rms_norm_gemm, causal_conv1d_gemm)
-//   have the kernel that produces x write the split as well, which saves that pass.
+//   Here a conversion kernel splits x; the prompt fusions (rms_norm_gemm, causal_conv1d_gemm,
+//   selective_scan_gemm) have the kernel that produces x write the split, which saves that pass.
 // Row-major y is column-major yᵀ (N×M) = W · xᵀ: cuBLAS's C = op(A)·B with A = W stored
 // column-major as K×N (op = T) and B = x stored as K×M.
 namespace {
