@@ -62,7 +62,7 @@ __device__ __forceinline__ float rms_scale(double ss, double* scratch, uint32_t 
 // hi = round(v), lo = round(v - hi), in the weights' dtype. The values of launch_convert_rows.
 __device__ __forceinline__ void split_store(const GemmSplitOut& split, size_t row, uint32_t col,
                                             float v) {
-  const size_t i = row * split.cols + col;
+  const size_t i = row * split.stride + col;
   if (split.dtype == 1) {
     const __half h = __float2half_rn(v);
     static_cast<__half*>(split.hi)[i] = h;
@@ -75,7 +75,7 @@ __device__ __forceinline__ void split_store(const GemmSplitOut& split, size_t ro
   }
 }
 
-// Four consecutive columns col .. col + 3 (col a multiple of 4, split.cols too) as two 8-byte
+// Four consecutive columns col .. col + 3 (col a multiple of 4, split.stride too) as two 8-byte
 // stores, hi and lo: split_store's values.
 __device__ __forceinline__ void split_store4(const GemmSplitOut& split, size_t row, uint32_t col,
                                              float4 v) {
@@ -92,7 +92,7 @@ __device__ __forceinline__ void split_store4(const GemmSplitOut& split, size_t r
       h[j] = __bfloat16_as_ushort(hv), l[j] = __bfloat16_as_ushort(lv);
     }
   }
-  const size_t i = row * split.cols + col;
+  const size_t i = row * split.stride + col;
   *reinterpret_cast<uint2*>(static_cast<uint16_t*>(split.hi) + i) =
       make_uint2(h[0] | h[1] << 16, h[2] | h[3] << 16);
   if (split.lo)

@@ -214,13 +214,14 @@ __global__ void __launch_bounds__(kBlock) add_bias_kernel(uint32_t N, float* y, 
 }  // namespace
 
 cudaError_t launch_convert_rows(uint32_t M, uint32_t K, const float* x, uint32_t x_stride,
-                                void* hi, void* lo, uint32_t out_dtype, cudaStream_t s) {
+                                const GemmSplitOut& out, cudaStream_t s) {
   if (M == 0 || K == 0) return cudaSuccess;
-  GemmSplitOut out;
-  out.hi = hi, out.lo = lo, out.dtype = out_dtype, out.cols = K;
-  const uintptr_t a = reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(hi) |
-                      (lo ? reinterpret_cast<uintptr_t>(lo) : 0);
-  if (K % 4 == 0 && x_stride % 4 == 0 && a % 16 == 0 && uint64_t(M) * K / 4 / kBlock < (1u << 31)) {
+  if (out.cols != K || out.stride < K) return cudaErrorInvalidValue;
+  // 8-byte operand stores, 16-byte x loads.
+  const uintptr_t a = reinterpret_cast<uintptr_t>(out.hi) |
+                      (out.lo ? reinterpret_cast<uintptr_t>(out.lo) : 0);
+  if (K % 4 == 0 && x_stride % 4 == 0 && out.stride % 4 == 0 && a % 8 == 0 &&
+      reinterpret_cast<uintptr_t>(x) % 16 == 0 && uint64_t(M) * K / 4 / kBlock < (1u << 31)) {
     const unsigned blocks = ceil_div(uint64_t(M) * (K / 4), kBlock);
     convert_rows_vec4_kernel<<<blocks, kBlock, 0, s>>>(M, K, x, x_stride, out);
     return cudaGetLastError();
@@ -229,8 +230,8 @@ cudaError_t launch_convert_rows(uint32_t M, uint32_t K, const float* x, uint32_t
   for (uint32_t m0 = 0; m0 < M; m0 += 65535u) {
     const uint32_t rows = M - m0 < 65535u ? M - m0 : 65535u;
     GemmSplitOut o = out;
-    o.hi = static_cast<uint16_t*>(hi) + size_t(m0) * K;
-    o.lo = lo ? static_cast<uint16_t*>(lo) + size_t(m0) * K : nullptr;
+    o.hi = static_cast<uint16_t*>(out.hi) + size_t(m0) * out.stride;
+    o.lo = out.lo ? static_cast<uint16_t*>(out.lo) + size_t(m0) * out.stride : nullptr;
     convert_rows_kernel<<<dim3(ceil_div(K, kBlock), rows), kBlock, 0, s>>>(
         K, x + size_t(m0) * x_stride, x_stride, o);
   }

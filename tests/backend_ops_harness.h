@@ -57,7 +57,10 @@ inline float store(DType dt, uint8_t* p, float v) {
 
 // Scratch: a buffer the call may overwrite with anything (its elements are not compared; its
 // padding is checked like every buffer's).
-enum class Role { In, Out, InOut, Scratch };
+// Weight: an input uploaded with upload_constant, as the model's weights are (read-only, so a
+// backend may keep copies derived from it: CUDA's K-concatenated GEMM weights).
+enum class Role { In, Weight, Out, InOut, Scratch };
+inline bool is_input(Role r) { return r == Role::In || r == Role::Weight; }
 
 // A tensor with the same bytes on the CPU backend and on the device backend.
 struct Arg {
@@ -120,10 +123,10 @@ class Case {
     a->lead = aligned_ ? int64_t(16 / a->es()) : lead_;
     const size_t n = size_t(a->lead + (rows > 0 ? (rows - 1) * stride + cols : 0) + kTail);
     a->image.resize(n * a->es());
-    const float pad = role == Role::In ? std::nanf("") : kSentinel;
+    const float pad = is_input(role) ? std::nanf("") : kSentinel;
     for (size_t i = 0; i < n; ++i) {
       if (dt == DType::I32) {
-        const int32_t v = role == Role::In ? 0x7fffff00 : -7;
+        const int32_t v = is_input(role) ? 0x7fffff00 : -7;
         std::memcpy(&a->image[i * 4], &v, 4);
       } else {
         store(dt, &a->image[i * a->es()], pad);
@@ -140,10 +143,15 @@ class Case {
           store(dt, &a->image[a->elem_pos(r, c) * a->es()], v);
         }
       }
-    a->cpu_buf = be_.cpu->alloc(a->image.size());
-    a->dev_buf = be_.dev->alloc(a->image.size());
-    be_.cpu->upload(*a->cpu_buf, 0, a->image.data(), a->image.size());
-    be_.dev->upload(*a->dev_buf, 0, a->image.data(), a->image.size());
+    if (role == Role::Weight) {  // image outlives the buffers (the CPU backend keeps a view)
+      a->cpu_buf = be_.cpu->upload_constant(a->image.data(), a->image.size());
+      a->dev_buf = be_.dev->upload_constant(a->image.data(), a->image.size());
+    } else {
+      a->cpu_buf = be_.cpu->alloc(a->image.size());
+      a->dev_buf = be_.dev->alloc(a->image.size());
+      be_.cpu->upload(*a->cpu_buf, 0, a->image.data(), a->image.size());
+      be_.dev->upload(*a->dev_buf, 0, a->image.data(), a->image.size());
+    }
     args_.push_back(std::move(a));
     return *args_.back();
   }
@@ -161,15 +169,15 @@ class Case {
         for (int64_t c = 0; c < a->cols; ++c) is_elem[a->elem_pos(r, c)] = true;
       size_t bad_pad = 0, first_bad = 0;
       for (size_t i = 0; i < is_elem.size(); ++i) {
-        if (is_elem[i] && a->role != Role::In) continue;
+        if (is_elem[i] && !is_input(a->role)) continue;
         if (std::memcmp(&got[i * es], &a->image[i * es], es) != 0) {
           if (bad_pad++ == 0) first_bad = i;
         }
       }
       EXPECT_EQ(bad_pad, 0u) << desc_ << " | " << a->name << ": " << bad_pad
-                             << (a->role == Role::In ? " input or padding" : " padding")
+                             << (is_input(a->role) ? " input or padding" : " padding")
                              << " elements changed, first at element " << first_bad;
-      if (a->role == Role::In || a->role == Role::Scratch) continue;
+      if (is_input(a->role) || a->role == Role::Scratch) continue;
       if (a->dtype == DType::I32 || tol < 0) {
         size_t mismatches = 0;
         int64_t first_r = -1, first_c = -1;

@@ -187,6 +187,63 @@ TEST(CudaBackend, Gemm) {
     }
 }
 
+// The model's weights come through upload_constant; the tensor-core GEMM then keeps a
+// K-concatenated copy of each (rows W | W) and runs one GEMM over the operand's hi | lo rows
+// (cuda_gemm.cpp). Against the CPU: the copy on (DM_CUDA_GEMM_KCAT=1) and off, at the shapes of
+// DeciMamba's 2,000-row layers and a ragged one; a weight view inside a bigger constant buffer
+// (offset, row stride); an upload into the buffer afterwards must be seen (the copy is derived
+// from the old contents); a bad setting fails with its message.
+TEST(CudaBackend, GemmConstantWeights) {
+  REQUIRE_CUDA();
+  Env env;
+  struct Case { int64_t M, N, K, wpad; };
+  const Case cases[] = {{2000, 80, 1536, 0}, {2000, 1536, 48, 0}, {2000, 768, 1536, 0},
+                        {300, 200, 333, 5}, {9, 64, 40, 0}};
+  struct KcatSetting {
+    explicit KcatSetting(const char* v) { setenv("DM_CUDA_GEMM_KCAT", v, 1); }
+    ~KcatSetting() { unsetenv("DM_CUDA_GEMM_KCAT"); }
+  };
+  for (const char* kcat : {"1", "0"})
+    for (DType wt : {DType::F16, DType::BF16})
+      for (const Case& c : cases) {
+        const KcatSetting setting(kcat);
+        std::ostringstream name;
+        name << "gemm constant w M=" << c.M << " N=" << c.N << " K=" << c.K
+             << " w_stride=" << c.K + c.wpad << " w=" << dtype_name(wt) << " kcat=" << kcat;
+        Dual x = env.randn(DType::F32, c.M, c.K);
+        Dual w = env.randn(wt, c.N, c.K, c.K + c.wpad, 1.f / std::sqrt(float(c.K)));
+        // The GPU copy of w as a constant buffer (the guard bytes put w at an offset in it).
+        std::unique_ptr<Buffer> wc = env.gpu->upload_constant(w.init.data(), w.init.size());
+        Tensor wg = w.tg;
+        wg.buf = wc.get();
+        Dual y = env.randn(DType::F32, c.M, c.N);
+        env.cpu->gemm(x.tc, w.tc, nullptr, y.tc);
+        env.gpu->gemm(x.tg, wg, nullptr, y.tg);
+        EXPECT_NMSE(env, y, wt == DType::BF16 ? 1e-8 : 1e-9, name.str());
+        // New weights into both copies: the GPU's K-concatenated copy must not be reused.
+        Dual w2 = env.randn(wt, c.N, c.K, c.K + c.wpad, 1.f / std::sqrt(float(c.K)));
+        env.cpu->upload(*w.bc, 0, w2.init.data(), w2.init.size());
+        env.gpu->upload(*wc, 0, w2.init.data(), w2.init.size());
+        env.cpu->gemm(x.tc, w.tc, nullptr, y.tc);
+        env.gpu->gemm(x.tg, wg, nullptr, y.tg);
+        EXPECT_NMSE(env, y, wt == DType::BF16 ? 1e-8 : 1e-9, name.str() + " after an upload");
+      }
+  const KcatSetting bad("yes");
+  Dual x = env.randn(DType::F32, 16, 32);
+  Dual w = env.randn(DType::F16, 8, 32);
+  std::unique_ptr<Buffer> wc = env.gpu->upload_constant(w.init.data(), w.init.size());
+  Tensor wg = w.tg;
+  wg.buf = wc.get();
+  Dual y = env.randn(DType::F32, 16, 8);
+  try {
+    env.gpu->gemm(x.tg, wg, nullptr, y.tg);
+    ADD_FAILURE() << "DM_CUDA_GEMM_KCAT=yes was accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("DM_CUDA_GEMM_KCAT must be 0 or 1"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(CudaBackend, RmsNorm) {
   REQUIRE_CUDA();
   Env env;

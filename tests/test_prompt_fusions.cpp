@@ -53,6 +53,12 @@ class SliceRows {
 
 std::string dt(DType t) { return std::string(dtype_name(t)); }
 
+// Each case runs twice: the GEMM weight allocated and uploaded (Role::In), then as the model's
+// weights are, by upload_constant (Role::Weight), where CUDA's GEMM may use a K-concatenated copy
+// of it (one GEMM over the operand's hi | lo rows instead of two: cuda_gemm.cpp).
+Role weight_role(size_t i) { return i % 2 ? Role::Weight : Role::In; }
+const char* role_name(Role r) { return r == Role::Weight ? "constant" : "uploaded"; }
+
 struct NormCase {
   int64_t L, D, N;
   DType w_dtype;
@@ -71,13 +77,15 @@ TEST(PromptFusions, RmsNormGemm) {
       {300, 100, 72, DType::F32, true, true, 0, 0},         // F32 weights: composition
   };
   for (const std::string& backend : backends_under_test())
-    for (size_t i = 0; i < cases.size(); ++i) {
-      const NormCase& g = cases[i];
+    for (size_t i = 0; i < 2 * cases.size(); ++i) {
+      const NormCase& g = cases[i / 2];
+      const Role w_role = weight_role(i);
       const SliceRows slice(g.slice);
       const int64_t L = g.L, D = g.D, N = g.N;
       std::ostringstream desc;
       desc << "rms_norm_gemm L=" << L << " D=" << D << " N=" << N << " w=" << dt(g.w_dtype)
            << " x=" << g.has_x << " bias=" << g.bias << " slice=" << g.slice << " lead=" << g.lead;
+      desc << " w_role=" << role_name(w_role);
       Case c(backend, desc.str(), 7000 + uint32_t(i));
       c.set_lead(g.lead);
       Arg* x = g.has_x ? &c.add("x", Role::In, DType::F32, L, D, D, c.nonzero(0.1f, 2.f)) : nullptr;
@@ -86,7 +94,7 @@ TEST(PromptFusions, RmsNormGemm) {
       Arg& nw = c.add("norm_weight", Role::In, g.w_dtype, 1, D, D, c.nonzero(0.5f, 1.5f));
       Arg& normed = c.add("normed", Role::Out, DType::F32, L, D, D, nullptr);
       const float ws = 1.7f / std::sqrt(float(D));
-      Arg& w = c.add("w", Role::In, g.w_dtype, N, D, D, c.nonzero(0.1f * ws, ws));
+      Arg& w = c.add("w", w_role, g.w_dtype, N, D, D, c.nonzero(0.1f * ws, ws));
       Arg* b = g.bias ? &c.add("bias", Role::In, g.w_dtype, 1, N, N, c.nonzero(0.1f, 1.f)) : nullptr;
       Arg& y = c.add("y", Role::Out, DType::F32, L, N, N, nullptr);
       for (int rep = 0; rep < 2; ++rep) {
@@ -120,14 +128,16 @@ TEST(PromptFusions, CausalConv1dGemm) {
       {300, 128, 32, 4, DType::F32, true, 0, 0},       // F32 weights: composition
   };
   for (const std::string& backend : backends_under_test())
-    for (size_t i = 0; i < cases.size(); ++i) {
-      const ConvCase& g = cases[i];
+    for (size_t i = 0; i < 2 * cases.size(); ++i) {
+      const ConvCase& g = cases[i / 2];
+      const Role w_role = weight_role(i);
       const SliceRows slice(g.slice);
       const int64_t L = g.L, E = g.E, N = g.N, d = g.d_conv;
       std::ostringstream desc;
       desc << "causal_conv1d_gemm L=" << L << " E=" << E << " N=" << N << " d_conv=" << d
            << " w=" << dt(g.w_dtype) << " conv_bias=" << g.conv_bias << " slice=" << g.slice
            << " lead=" << g.lead;
+      desc << " w_role=" << role_name(w_role);
       Case c(backend, desc.str(), 7100 + uint32_t(i));
       c.set_lead(g.lead);
       // x: the first E columns of an (L, 2E) xz; the other E are padding (NaN).
@@ -138,7 +148,7 @@ TEST(PromptFusions, CausalConv1dGemm) {
       Arg& cs = c.add("conv_state", Role::InOut, DType::F32, E, d, d, c.nonzero(0.1f, 1.f));
       Arg& xc = c.add("xc", Role::Out, DType::F32, L, E, E, nullptr);
       const float ws = 1.7f / std::sqrt(float(E));
-      Arg& w = c.add("w", Role::In, g.w_dtype, N, E, E, c.nonzero(0.1f * ws, ws));
+      Arg& w = c.add("w", w_role, g.w_dtype, N, E, E, c.nonzero(0.1f * ws, ws));
       Arg& y = c.add("y", Role::Out, DType::F32, L, N, N, nullptr);
       for (int rep = 0; rep < 2; ++rep) {
         Tensor cbr, cbd;
@@ -167,12 +177,14 @@ TEST(PromptFusions, SelectiveScanGemm) {
       {200, 1536, 48, DType::F32, false, false},    // F32 weights, no z: composition
   };
   for (const std::string& backend : backends_under_test())
-    for (size_t i = 0; i < cases.size(); ++i) {
-      const ScanGemmCase& g = cases[i];
+    for (size_t i = 0; i < 2 * cases.size(); ++i) {
+      const ScanGemmCase& g = cases[i / 2];
+      const Role w_role = weight_role(i);
       const int64_t L = g.L, E = g.E, N = g.N, S = 16;
       std::ostringstream desc;
       desc << "selective_scan_gemm L=" << L << " E=" << E << " N=" << N << " w=" << dt(g.w_dtype)
            << " z=" << g.z << " bias=" << g.bias;
+      desc << " w_role=" << role_name(w_role);
       Case c(backend, desc.str(), 7200 + uint32_t(i));
       c.set_lead(0);  // 16-byte aligned rows: what the executor's buffers are, what v7 needs
       Arg& u = c.add("u", Role::In, DType::F32, L, E, E, c.nonzero(0.1f, 2.f));
@@ -186,7 +198,7 @@ TEST(PromptFusions, SelectiveScanGemm) {
       Arg& state = c.add("ssm_state", Role::InOut, DType::F32, E, S, S, c.nonzero(0.01f, 1.f));
       Arg& y = c.add("y", Role::Scratch, DType::F32, L, E, E, nullptr);
       const float ws = 1.7f / std::sqrt(float(E));
-      Arg& w = c.add("w", Role::In, g.w_dtype, N, E, E, c.nonzero(0.1f * ws, ws));
+      Arg& w = c.add("w", w_role, g.w_dtype, N, E, E, c.nonzero(0.1f * ws, ws));
       Arg* b = g.bias ? &c.add("bias", Role::In, g.w_dtype, 1, N, N, c.nonzero(0.1f, 1.f)) : nullptr;
       Arg& out = c.add("out", Role::Out, DType::F32, L, N, N, nullptr);
       for (int rep = 0; rep < 2; ++rep) {

@@ -25,6 +25,9 @@
 #   share    ncu over one 16K-token CUDA prefill of 130m and 2.8b (bench_cuda prefill-profile):
 #            each kernel's time in isolation, and the GEMMs' share (target: the rest <= 25%);
 #            SHARE_SHAPES="130m" for one shape
+#   kcat     CUDA prefill with the K-concatenated GEMM weights off (DM_CUDA_GEMM_KCAT=0) and on
+#            (the default), alternating twice: 130m pp4096/16384, 2.8b pp4096, the DeciMamba 32K
+#            setting (speed-up against decimation off, same setting)
 # (default: all but decode). PACK names the pack folder (default .gpupack). Logs go to $OUT.
 set -u
 source "$PWD/tools/gpu/unpack.sh"
@@ -139,5 +142,22 @@ if has deciprofile; then
     echo "ncu 32K prefill, decimation $d exit $?"
     python3 "$root/tools/gpu/ncu_summary.py" "$out/ncu_deci_$tag.csv" 0 > "$out/ncu_deci_$tag.md"
     sed -n 1,22p "$out/ncu_deci_$tag.md"
+  done
+fi
+if has kcat; then
+  for rep in 1 2; do
+    for k in 0 1; do
+      DM_CUDA_GEMM_KCAT=$k timeout 60 "$dm" bench --shape 130m --backend cuda -p 4096,16384 -n 1 -r 5 \
+        --no-deci > "$out/kcat_130m_${k}_$rep.md" 2>&1
+      echo "130m DM_CUDA_GEMM_KCAT=$k run $rep exit $?"; grep "^| cuda" "$out/kcat_130m_${k}_$rep.md"
+      DM_CUDA_GEMM_KCAT=$k timeout 100 "$dm" bench --shape 130m --backend cuda -p 32768 -n 1 -r 3 \
+        --deci-layers 12 --deci-L-base 2000 > "$out/kcat_deci_${k}_$rep.md" 2>&1
+      echo "deci 32K DM_CUDA_GEMM_KCAT=$k run $rep exit $?"; grep "^| cuda" "$out/kcat_deci_${k}_$rep.md"
+    done
+  done
+  for k in 0 1; do
+    DM_CUDA_GEMM_KCAT=$k timeout 120 "$dm" bench --shape 2.8b --backend cuda -p 4096 -n 1 -r 3 \
+      --no-deci > "$out/kcat_2.8b_$k.md" 2>&1
+    echo "2.8b DM_CUDA_GEMM_KCAT=$k exit $?"; grep "^| cuda" "$out/kcat_2.8b_$k.md"
   done
 fi

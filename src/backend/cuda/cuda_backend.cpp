@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_util.h"
 #include "backend/cuda/cuda_graph.h"
 #include "backend/params.h"
 #include "core/error.h"
@@ -34,6 +35,23 @@ class CudaRecordingImpl;
 
 namespace {
 
+// Recordings (Backend::record) and the buffers they address: a recording whose buffer is freed
+// becomes invalid (the executor then records again). While a recording is made, dev() notes
+// every buffer a kernel is given.
+struct RecordingRegistry {
+  std::mutex mu;
+  std::set<CudaRecordingImpl*> live;
+};
+RecordingRegistry& registry() {
+  static RecordingRegistry* r = new RecordingRegistry;  // never destroyed: buffers may outlive statics
+  return *r;
+}
+thread_local std::set<const void*>* t_capture_uses = nullptr;
+
+}  // namespace
+
+namespace cuda_util {
+
 std::string mib(size_t bytes) { return std::to_string((bytes + (1u << 20) - 1) >> 20) + " MiB"; }
 
 [[noreturn]] void out_of_memory(cudaError_t e, size_t bytes, const char* what) {
@@ -52,19 +70,6 @@ void check_launch(cudaError_t e, const char* kernel) {
   }
 }
 
-// Recordings (Backend::record) and the buffers they address: a recording whose buffer is freed
-// becomes invalid (the executor then records again). While a recording is made, dev() notes
-// every buffer a kernel is given.
-struct RecordingRegistry {
-  std::mutex mu;
-  std::set<CudaRecordingImpl*> live;
-};
-RecordingRegistry& registry() {
-  static RecordingRegistry* r = new RecordingRegistry;  // never destroyed: buffers may outlive statics
-  return *r;
-}
-thread_local std::set<const void*>* t_capture_uses = nullptr;
-
 CudaBuffer& dev(const Buffer& b, const char* what) {
   auto* cb = dynamic_cast<const CudaBuffer*>(&b);
   if (!cb) fail("[cuda] ", what, ": buffer was not allocated by the cuda backend");
@@ -72,14 +77,16 @@ CudaBuffer& dev(const Buffer& b, const char* what) {
   return const_cast<CudaBuffer&>(*cb);
 }
 
-template <typename T = float>
-T* dptr(const Tensor& t, const char* what) {
-  return reinterpret_cast<T*>(static_cast<char*>(dev(*t.buf, what).ptr()) + t.offset);
+void check_cublas_range(const GemmParams& p) {
+  for (uint32_t v : {p.M, p.N, p.K, p.x_stride, p.w_stride, p.y_stride})
+    if (v > uint32_t(INT_MAX)) fail("[cuda] gemm: size ", v, " exceeds cuBLAS's int range");
 }
-template <typename T = float>
-T* dptr(const Tensor* t, const char* what) {
-  return t ? dptr<T>(*t, what) : nullptr;
-}
+
+}  // namespace cuda_util
+
+using namespace cuda_util;
+
+namespace {
 
 void check_range(const Buffer& b, size_t offset, size_t bytes, const char* op) {
   if (offset > b.bytes() || bytes > b.bytes() - offset)
@@ -125,6 +132,7 @@ void cuda_buffer_freed(const void* buf);  // below
 
 CudaBuffer::~CudaBuffer() {
   cuda_buffer_freed(this);
+  free_kcat_copies(*this);
   // cudaFree waits for the device, so queued work that still reads the buffer finishes first.
   if (ptr_) cudaFree(ptr_);
 }
@@ -152,6 +160,9 @@ CudaBackend::CudaBackend(int device) : device_(device) {
                            cudaHostAllocMapped));
   std::memset(err_host_, 0, sizeof(*err_host_));
   CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&err_dev_), err_host_, 0));
+  size_t free_b = 0, total_b = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+  kcat_budget_ = total_b / 8;
   const char* fast = std::getenv("DM_CUDA_FAST_GEMM");
   split_gemm_ = !(fast && std::string(fast) == "1");
 }
@@ -203,10 +214,17 @@ std::unique_ptr<Buffer> CudaBackend::alloc(size_t bytes) {
   return std::make_unique<CudaBuffer>(bytes, device_);
 }
 
+std::unique_ptr<Buffer> CudaBackend::upload_constant(const void* host, size_t bytes) {
+  std::unique_ptr<Buffer> b = Backend::upload_constant(host, bytes);
+  dev(*b, "upload_constant").constant = true;
+  return b;
+}
+
 void CudaBackend::upload(Buffer& dst, size_t offset, const void* src, size_t bytes) {
   not_capturing("upload");
   check_range(dst, offset, bytes, "upload");
   if (bytes == 0) return;
+  free_kcat_copies(dev(dst, "upload"));  // derived from the old contents
   // From pageable memory this returns once `src` has been staged: the caller may reuse it.
   CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dev(dst, "upload").ptr()) + offset, src, bytes,
                              cudaMemcpyHostToDevice, stream_));
@@ -226,120 +244,6 @@ void CudaBackend::synchronize() {
   not_capturing("synchronize");
   CUDA_CHECK(cudaStreamSynchronize(stream_));
   check_device_errors();
-}
-
-void* CudaBackend::scratch(size_t bytes) {
-  if (bytes <= scratch_bytes_) return scratch_;
-  if (capturing_)
-    fail("[cuda] gemm: the activation scratch would have to grow to ", mib(bytes),
-         " while a graph is being recorded; run the same work once before recording");
-  if (scratch_) CUDA_CHECK(cudaFreeAsync(scratch_, stream_));
-  scratch_ = nullptr;
-  scratch_bytes_ = 0;
-  const size_t want = (bytes + (size_t(1) << 20) - 1) & ~((size_t(1) << 20) - 1);
-  const cudaError_t e = cudaMallocAsync(&scratch_, want, stream_);
-  if (e == cudaErrorMemoryAllocation) out_of_memory(e, want, "gemm activation scratch");
-  CUDA_CHECK(e);
-  scratch_bytes_ = want;
-  return scratch_;
-}
-
-// y (M×N) = x (M×K) · Wᵀ, three paths:
-// - M ≤ 8 (decode): gemv_small_m, which reads every weight once in its stored dtype and
-//   multiplies in fp32 (memory-bound; exact to fp32 rounding);
-// - F32 weights: cuBLAS SGEMM (fp32, no TF32);
-// - F16 / BF16 weights: tensor cores with fp32 accumulation (gemm_tensor_cores). The fp32
-//   activations are split into hi = round(x) and lo = round(x - hi) in the weight dtype and
-//   y = W·hi + W·lo (two GEMMs, the second accumulating): 22 (fp16) or 16 (bf16) significant bits
-//   of x survive, NMSE vs the fp32 CPU ~1e-12, at twice the tensor-core work. DM_CUDA_FAST_GEMM=1
-//   keeps hi only (one GEMM; measured NMSE ~3e-8 with F16 and ~2e-6 with BF16 weights, H100).
-//   Here a conversion kernel splits x; the prompt fusions (rms_norm_gemm, causal_conv1d_gemm,
-//   selective_scan_gemm) have the kernel that produces x write the split, which saves that pass.
-// Row-major y is column-major yᵀ (N×M) = W · xᵀ: cuBLAS's C = op(A)·B with A = W stored
-// column-major as K×N (op = T) and B = x stored as K×M.
-namespace {
-void check_cublas_range(const GemmParams& p) {
-  for (uint32_t v : {p.M, p.N, p.K, p.x_stride, p.w_stride, p.y_stride})
-    if (v > uint32_t(INT_MAX)) fail("[cuda] gemm: size ", v, " exceeds cuBLAS's int range");
-}
-uint32_t gemm_slice_rows() {
-  const char* e = std::getenv("DM_CUDA_GEMM_SLICE");
-  const unsigned long v = e ? std::strtoul(e, nullptr, 10) : 0;
-  return v > 0 && v < 32768 ? uint32_t(v) : 32768u;
-}
-}  // namespace
-
-bool CudaBackend::tensor_core_gemm(const GemmParams& p) {
-  const DType wt = DType(p.w_dtype);
-  return p.M > cuda::kGemvMaxM && p.N > 0 && p.K > 0 && (wt == DType::F16 || wt == DType::BF16);
-}
-
-void CudaBackend::gemm_operand(const GemmParams& p, const void* w, const void* hi,
-                               const void* lo, uint32_t m0, uint32_t rows, float* y) {
-  const float one = 1.f, zero = 0.f;
-  const cudaDataType t = DType(p.w_dtype) == DType::F16 ? CUDA_R_16F : CUDA_R_16BF;
-  float* ys = y + size_t(m0) * p.y_stride;
-  CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(p.N), int(rows), int(p.K), &one,
-                            w, t, int(p.w_stride), hi, t, int(p.K), &zero, ys, CUDA_R_32F,
-                            int(p.y_stride), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-  if (lo)
-    CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(p.N), int(rows), int(p.K),
-                              &one, w, t, int(p.w_stride), lo, t, int(p.K), &one, ys, CUDA_R_32F,
-                              int(p.y_stride), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-}
-
-void CudaBackend::gemm_tensor_cores(const GemmParams& p, const void* w, float* y,
-                                    const OperandWriter& write_operand) {
-  check_cublas_range(p);
-  // Rows in slices, so the operand needs at most 2 · slice · K halves of scratch.
-  const uint32_t slice = std::min(p.M, gemm_slice_rows());
-  char* hi = static_cast<char*>(scratch(size_t(slice) * p.K * 2 * (split_gemm_ ? 2 : 1)));
-  char* lo = split_gemm_ ? hi + size_t(slice) * p.K * 2 : nullptr;
-  cuda::GemmSplitOut out;
-  out.hi = hi, out.lo = lo, out.dtype = p.w_dtype, out.cols = p.K;
-  for (uint32_t m0 = 0; m0 < p.M; m0 += slice) {
-    const uint32_t ms = std::min(slice, p.M - m0);
-    write_operand(m0, ms, out);
-    gemm_operand(p, w, hi, lo, m0, ms, y);
-  }
-}
-
-void CudaBackend::add_bias(const GemmParams& p, float* y, const void* bias) {
-  if (bias)
-    check_launch(cuda::launch_add_bias(p.M, p.N, y, p.y_stride, bias, p.bias_dtype, stream_),
-                 "gemm (bias)");
-}
-
-void CudaBackend::gemm(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) {
-  const GemmParams p = make_gemm_params(x, w, bias, y);
-  if (p.M == 0 || p.N == 0) return;
-  check_cublas_range(p);
-  const float* xp = dptr(x, "gemm x");
-  const void* wp = dptr<const void>(w, "gemm w");
-  const void* bp = dptr<const void>(bias, "gemm bias");
-  float* yp = dptr(y, "gemm y");
-  if (p.M <= cuda::kGemvMaxM) {
-    check_launch(cuda::launch_gemv_small_m(p.M, p.N, p.K, xp, p.x_stride, wp, p.w_stride,
-                                           p.w_dtype, bp, p.bias_dtype, yp, p.y_stride, stream_),
-                 "gemm (gemv_small_m)");
-    return;
-  }
-  if (p.K == 0) {
-    CUDA_CHECK(cudaMemset2DAsync(yp, size_t(p.y_stride) * 4, 0, size_t(p.N) * 4, p.M, stream_));
-  } else if (tensor_core_gemm(p)) {
-    gemm_tensor_cores(p, wp, yp, [&](uint32_t m0, uint32_t ms, const cuda::GemmSplitOut& out) {
-      check_launch(cuda::launch_convert_rows(ms, p.K, xp + size_t(m0) * p.x_stride, p.x_stride,
-                                             out.hi, out.lo, p.w_dtype, stream_),
-                   "gemm (activation split)");
-    });
-  } else {  // F32 weights
-    const float one = 1.f, zero = 0.f;
-    CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(p.N), int(p.M), int(p.K),
-                              &one, wp, CUDA_R_32F, int(p.w_stride), xp, CUDA_R_32F,
-                              int(p.x_stride), &zero, yp, CUDA_R_32F, int(p.y_stride),
-                              CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-  }
-  add_bias(p, yp, bp);
 }
 
 void CudaBackend::rms_norm(const Tensor& x, const Tensor* residual, const Tensor& weight,
@@ -537,7 +441,7 @@ void CudaBackend::prompt_norm_gemm(const RmsNormGemmParams& p, const Tensor* x,
   const void* nw = dptr<const void>(norm_weight, k);
   float* np = dptr(normed, k);
   float* yp = dptr(y, k);
-  gemm_tensor_cores(p.gemm, dptr<const void>(w, k), yp,
+  gemm_tensor_cores(p.gemm, gemm_weight(w, p.gemm), yp,
                     [&](uint32_t m0, uint32_t ms, const cuda::GemmSplitOut& out) {
                       RmsNormParams n = p.norm;
                       n.L = ms;
@@ -563,14 +467,12 @@ void CudaBackend::causal_conv1d_gemm(const Tensor& x, const Tensor& conv_weight,
   const void* cb = dptr<const void>(conv_bias, k);
   float* cs = dptr(conv_state, k);
   float* xcp = dptr(xc, k);
-  gemm_tensor_cores(g, dptr<const void>(w, k), dptr(y, k),
+  gemm_tensor_cores(g, gemm_weight(w, g), dptr(y, k),
                     [&](uint32_t m0, uint32_t ms, const cuda::GemmSplitOut& out) {
                       check_launch(cuda::launch_causal_conv1d_rows(c, xp, cw, cb, cs, xcp, m0, ms,
                                                                    out, stream_),
                                    "causal_conv1d_gemm (conv)");
                     });
-  // After every slice: the first slice read the old state.
-  check_launch(cuda::launch_conv_state_update(c, xp, cs, stream_), "causal_conv1d_gemm (state)");
 }
 
 void CudaBackend::selective_scan_gemm(const Tensor& u, const Tensor& delta, const Tensor& A_log,
@@ -585,10 +487,9 @@ void CudaBackend::selective_scan_gemm(const Tensor& u, const Tensor& delta, cons
   if (tensor_core_gemm(g) && fused_step_enabled() && g.x_stride == g.K) {
     check_cublas_range(g);
     const char* k = "selective_scan_gemm";
-    cuda::GemmSplitOut op;
-    op.hi = dptr(y, k);
-    op.lo = split_gemm_ ? static_cast<uint16_t*>(op.hi) + size_t(g.M) * g.K : nullptr;
-    op.dtype = g.w_dtype, op.cols = g.K;
+    const GemmWeight wt = gemm_weight(w, g);
+    // y's L·E floats hold the operand's 2·L·E halves exactly.
+    const cuda::GemmSplitOut op = operand_layout(g, wt, dptr(y, k), g.M);
     const cudaError_t e = cuda::launch_selective_scan_split(
         sp, dptr(u, k), dptr(delta, k), dptr<const void>(A_log, k), dptr(B, k), dptr(C, k),
         dptr<const void>(D, k), dptr(z, k), dptr<const void>(dt_bias, k), dptr(ssm_state, k),
@@ -596,7 +497,7 @@ void CudaBackend::selective_scan_gemm(const Tensor& u, const Tensor& delta, cons
     if (e != cudaErrorNotSupported) {
       check_launch(e, "selective_scan_gemm (scan)");
       float* op_out = dptr(out, k);
-      gemm_operand(g, dptr<const void>(w, k), op.hi, op.lo, 0, g.M, op_out);
+      gemm_operand(g, wt, op, 0, g.M, op_out);
       add_bias(g, op_out, dptr<const void>(bias, k));
       return;
     }

@@ -3,6 +3,9 @@
 // kernels of cuda/*.cu. Nothing synchronises except download() and synchronize().
 #pragma once
 
+#include <array>
+#include <map>
+
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -22,6 +25,13 @@ class CudaBuffer : public Buffer {
   ~CudaBuffer() override;
   void* ptr() const { return ptr_; }
 
+  // Made by upload_constant (the model's weights): kernels never write it, so copies derived
+  // from its contents stay valid until the next upload into it.
+  bool constant = false;
+  // K-concatenated copies (W | W rows) of GEMM weights in this buffer (CudaBackend::gemm_weight),
+  // by the weight's offset, N, K and row stride; freed with the buffer or by an upload into it.
+  std::map<std::array<uint64_t, 4>, void*> kcat;
+
  private:
   void* ptr_ = nullptr;
 };
@@ -35,6 +45,7 @@ class CudaBackend : public Backend {
   std::string device_name() const override { return device_name_; }
 
   std::unique_ptr<Buffer> alloc(size_t bytes) override;
+  std::unique_ptr<Buffer> upload_constant(const void* host, size_t bytes) override;
   void upload(Buffer& dst, size_t offset, const void* src, size_t bytes) override;
   void download(const Buffer& src, size_t offset, void* dst, size_t bytes) override;
   void synchronize() override;
@@ -107,17 +118,29 @@ class CudaBackend : public Backend {
                  const Tensor& normed, const Tensor& w, const Tensor* bias, const Tensor& y,
                  const Tensor* conv_weight, const Tensor* conv_bias, const Tensor* conv_state,
                  const Tensor* conv_y);
-  // The tensor-core GEMM of fp32 activations (gemm's F16 / BF16 path): in slices of at most
-  // DM_CUDA_GEMM_SLICE rows (default 32768; read per call), `write_operand(m0, rows, out)`
-  // enqueues what writes activation rows m0 .. m0 + rows as hi / lo into out (cuda::GemmSplitOut),
-  // then y's rows = W·hi + W·lo (two cuBLAS GEMMs, the second accumulating). No bias.
+  // The tensor-core GEMM of fp32 activations (gemm's F16 / BF16 path; cuda_gemm.cpp says how).
+  // The weight operand: W itself, or its K-concatenated copy (rows W | W, ld 2K) where one is
+  // kept (gemm_weight); then the activation operand's rows are hi | lo and one GEMM sums both.
+  struct GemmWeight {
+    const void* ptr;
+    uint32_t ld;  // elements between rows
+    bool kcat;
+  };
+  GemmWeight gemm_weight(const Tensor& w, const GemmParams& p);
+  // Where `rows` operand rows go in `base` (2 · rows · K halves) for this weight: hi | lo rows
+  // (K-concatenated) or an M×K hi plane followed by the lo plane.
+  cuda::GemmSplitOut operand_layout(const GemmParams& p, const GemmWeight& w, void* base,
+                                    uint32_t rows) const;
+  // In slices of at most DM_CUDA_GEMM_SLICE rows (default 32768; read per call),
+  // `write_operand(m0, rows, out)` enqueues what writes activation rows m0 .. m0 + rows into out
+  // (cuda::GemmSplitOut), then gemm_operand. No bias.
   using OperandWriter = std::function<void(uint32_t m0, uint32_t rows, const cuda::GemmSplitOut&)>;
   static bool tensor_core_gemm(const GemmParams& p);  // whether gemm takes that path
-  void gemm_tensor_cores(const GemmParams& p, const void* w, float* y,
+  void gemm_tensor_cores(const GemmParams& p, const GemmWeight& w, float* y,
                          const OperandWriter& write_operand);
-  // y's rows m0 .. m0 + rows = W·hi + W·lo (lo null: W·hi) for an operand already written
-  // (hi, lo: `rows` dense rows of p.K); no bias.
-  void gemm_operand(const GemmParams& p, const void* w, const void* hi, const void* lo,
+  // y's rows m0 .. m0 + rows = W·hi + W·lo (lo null: W·hi) for an operand already written in
+  // operand_layout's layout; no bias.
+  void gemm_operand(const GemmParams& p, const GemmWeight& w, const cuda::GemmSplitOut& op,
                     uint32_t m0, uint32_t rows, float* y);
   void add_bias(const GemmParams& p, float* y, const void* bias);
   void prompt_norm_gemm(const RmsNormGemmParams& p, const Tensor* x, const Tensor& residual,
@@ -140,6 +163,7 @@ class CudaBackend : public Backend {
   cuda::DeviceErrorInfo* err_host_ = nullptr;  // mapped pinned memory
   cuda::DeviceErrorInfo* err_dev_ = nullptr;
   bool capturing_ = false;
+  size_t kcat_budget_ = 0;  // bytes of K-concatenated weight copies made by default (1/8 of memory)
   bool split_gemm_ = true;  // F16/BF16 GEMMs as hi + lo (see gemm); DM_CUDA_FAST_GEMM=1: hi only
 };
 

@@ -27,22 +27,24 @@ constexpr int32_t kErrGatherIndex = 1;
 cudaError_t check_kernel_image();
 
 // The tensor-core GEMM's operand (cuda_backend.cpp): fp32 activations split into hi = x rounded
-// to `dtype` (1 F16, 2 BF16, the weights' dtype) and lo = (x - hi) rounded, dense rows of `cols`
-// halves, so that W·hi + W·lo keeps ~22 (fp16) / 16 (bf16) bits of x. lo null: hi only
-// (DM_CUDA_FAST_GEMM=1). A kernel that produces activations can write this besides its fp32
-// output (rms_norm, causal_conv1d: the prompt fusions of backend.h), which saves the GEMM a
+// to `dtype` (1 F16, 2 BF16, the weights' dtype) and lo = (x - hi) rounded, rows of `cols`
+// halves `stride` halves apart, so that W·hi + W·lo keeps ~22 (fp16) / 16 (bf16) bits of x.
+// Two layouts (cuda_gemm.cpp operand_layout): an M×K hi plane and an M×K lo plane (stride =
+// cols), or rows hi | lo (lo = hi + cols, stride = 2·cols: the K-concatenated operand). lo null:
+// hi only (DM_CUDA_FAST_GEMM=1). A kernel that produces activations can write this besides its
+// fp32 output (rms_norm, causal_conv1d: the prompt fusions of backend.h), which saves the GEMM a
 // conversion pass over them; row r of its launch lands at row r of hi / lo. hi null: none.
 struct GemmSplitOut {
   void* hi = nullptr;
   void* lo = nullptr;
   uint32_t dtype = 1;
   uint32_t cols = 0;
+  uint32_t stride = 0;
 };
 
-// hi = x rounded to out_dtype (F16 / BF16), lo = (x - hi) rounded (skipped when lo is null);
-// both M×K dense.
+// x's M rows of K (out.cols) as the GEMM operand out.
 cudaError_t launch_convert_rows(uint32_t M, uint32_t K, const float* x, uint32_t x_stride,
-                                void* hi, void* lo, uint32_t out_dtype, cudaStream_t s);
+                                const GemmSplitOut& out, cudaStream_t s);
 // y = x · wᵀ (+ bias) for M ≤ kGemvMaxM, any weight dtype, fp32 arithmetic.
 constexpr uint32_t kGemvMaxM = 8;
 cudaError_t launch_gemv_small_m(uint32_t M, uint32_t N, uint32_t K, const float* x,
@@ -56,20 +58,19 @@ cudaError_t launch_add_bias(uint32_t M, uint32_t N, float* y, uint32_t y_stride,
 cudaError_t launch_rms_norm(const RmsNormParams& p, const float* x, float* residual,
                             const void* weight, float* y, cudaStream_t s,
                             const GemmSplitOut& split = {});
-// Every row, then the conv state update.
+// Every row and the conv state update.
 cudaError_t launch_causal_conv1d(const CausalConv1dParams& p, const float* x, const void* weight,
                                  const void* bias, float* conv_state, float* y, cudaStream_t s);
 // The outputs of rows [row0, row0 + rows) only (inputs before row0 come from x, before row 0
-// from the conv state, which is left as it was), and with split also those rows as the GEMM
-// operand (split.cols = p.channels; output row row0 + r at operand row r). Prompts run in row
-// slices so (causal_conv1d_gemm) this is followed, after the last slice, by the state update.
+// from the conv state), and with split also those rows as the GEMM operand (split.cols =
+// p.channels; output row row0 + r at operand row r). The last launch (in row order) whose
+// rows' windows reach into the state also replaces it by the last d_conv inputs of x (all L
+// rows of x must be written before it), so prompts run in ascending row slices
+// (causal_conv1d_gemm) need nothing after the last slice.
 cudaError_t launch_causal_conv1d_rows(const CausalConv1dParams& p, const float* x,
-                                      const void* weight, const void* bias,
-                                      const float* conv_state, float* y, uint32_t row0,
-                                      uint32_t rows, const GemmSplitOut& split, cudaStream_t s);
-// conv_state = the last d_conv inputs of x (older state entries where L < d_conv).
-cudaError_t launch_conv_state_update(const CausalConv1dParams& p, const float* x,
-                                     float* conv_state, cudaStream_t s);
+                                      const void* weight, const void* bias, float* conv_state,
+                                      float* y, uint32_t row0, uint32_t rows,
+                                      const GemmSplitOut& split, cudaStream_t s);
 // The device scratch launch_selective_scan wants for these params (0: none; the look-back
 // scan's per-chunk flags and states, capped: longer prompts run in pieces). With less (or
 // none) it runs a kernel that needs none.
