@@ -16,7 +16,7 @@
 //   most of the difference on short prompts (DeciMamba's 2,000-row layers) and on wide outputs.
 //   The copies cost the GEMM weights' size again in device memory: DM_CUDA_GEMM_KCAT=0 never
 //   makes them, =1 always; by default they are made while they total at most an eighth of the
-//   device's memory (the rest run as two GEMMs).
+//   device's memory and leave a sixteenth of it (at least 1 GiB) free (the rest run as two GEMMs).
 //   A conversion kernel splits x here; the prompt fusions (rms_norm_gemm, causal_conv1d_gemm,
 //   selective_scan_gemm) have the kernel that produces x write the split, which saves that pass.
 // Row-major y is column-major yᵀ (N×M) = W · xᵀ: cuBLAS's C = op(A)·B with A = W stored
@@ -103,7 +103,14 @@ CudaBackend::GemmWeight CudaBackend::gemm_weight(const Tensor& w, const GemmPara
   const uint32_t ld = 2 * p.K;
   if (auto it = b.kcat.find(key); it != b.kcat.end()) return {it->second, ld, true};
   const size_t row = size_t(p.K) * 2, bytes = size_t(p.N) * row * 2;  // N rows of W | W
-  if (mode == KcatMode::kAuto && kcat_bytes() + bytes > kcat_budget_) return plain;
+  if (mode == KcatMode::kAuto) {
+    if (kcat_bytes() + bytes > kcat_budget_) return plain;
+    // Leave room for what comes after (the operand scratch, longer prompts' activations): a
+    // copy is an optimisation and must not be what runs the device out of memory.
+    size_t free_b = 0, total_b = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    if (free_b < bytes + std::max(total_b / 16, size_t(1) << 30)) return plain;
+  }
   void* copy = nullptr;
   const cudaError_t e = cudaMalloc(&copy, bytes);
   if (e == cudaErrorMemoryAllocation && mode == KcatMode::kAuto) {
