@@ -28,6 +28,8 @@
 #   kcat     CUDA prefill with the K-concatenated GEMM weights off (DM_CUDA_GEMM_KCAT=0) and on
 #            (the default), alternating twice: 130m pp4096/16384, 2.8b pp4096, the DeciMamba 32K
 #            setting (speed-up against decimation off, same setting)
+#   scansplit  130m CUDA prefill 16K / 32K with the v7u scan writing out_proj's operand
+#            (default) and not (DM_CUDA_SCAN_SPLIT=0: y, then a conversion), alternating twice
 # (default: all but decode). PACK names the pack folder (default .gpupack). Logs go to $OUT.
 set -u
 source "$PWD/tools/gpu/unpack.sh"
@@ -159,5 +161,14 @@ if has kcat; then
     DM_CUDA_GEMM_KCAT=$k timeout 120 "$dm" bench --shape 2.8b --backend cuda -p 4096 -n 1 -r 3 \
       --no-deci > "$out/kcat_2.8b_$k.md" 2>&1
     echo "2.8b DM_CUDA_GEMM_KCAT=$k exit $?"; grep "^| cuda" "$out/kcat_2.8b_$k.md"
+  done
+fi
+if has scansplit; then
+  for rep in 1 2; do
+    for k in 0 1; do
+      DM_CUDA_SCAN_SPLIT=$k timeout 60 "$dm" bench --shape 130m --backend cuda -p 16384,32768 -n 1 \
+        -r 5 --no-deci > "$out/scansplit_${k}_$rep.md" 2>&1
+      echo "DM_CUDA_SCAN_SPLIT=$k run $rep exit $?"; grep "^| cuda" "$out/scansplit_${k}_$rep.md"
+    done
   done
 fi

@@ -366,6 +366,12 @@ bool fused_step_enabled() {
   const char* e = std::getenv("DM_FUSED_STEP");
   return !(e && std::string(e) == "0");
 }
+// DM_CUDA_SCAN_SPLIT=0: selective_scan_gemm's scan writes y and a conversion kernel the operand,
+// even where the scan could write the operand itself (a comparison switch; read per call).
+bool scan_split_enabled() {
+  const char* e = std::getenv("DM_CUDA_SCAN_SPLIT");
+  return !(e && std::string(e) == "0");
+}
 // Three ways to run rms_norm_gemm(_conv_step) for one row, DM_CUDA_DECODE_NORM (read per call):
 //   fused    norm_gemv: every block recomputes the norm, then the GEMV (+ conv in its epilogue);
 //   split    the rms_norm kernel, then norm_gemv reading the normed row (GEMV + conv epilogue);
@@ -484,7 +490,7 @@ void CudaBackend::selective_scan_gemm(const Tensor& u, const Tensor& delta, cons
       make_selective_scan_params(u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y);
   const GemmParams g = make_gemm_params(y, w, bias, out);
   // The operand fills y's bytes exactly (hi: L·E halves, then lo), so y must be dense.
-  if (tensor_core_gemm(g) && fused_step_enabled() && g.x_stride == g.K) {
+  if (tensor_core_gemm(g) && fused_step_enabled() && scan_split_enabled() && g.x_stride == g.K) {
     check_cublas_range(g);
     const char* k = "selective_scan_gemm";
     const GemmWeight wt = gemm_weight(w, g);
