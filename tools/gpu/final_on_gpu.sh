@@ -126,15 +126,6 @@ if has fusiontests || has tests; then
     > "$out/memcheck_fusions.log" 2>&1
   echo "memcheck prompt fusions exit $?: $(grep -E 'ERROR SUMMARY' "$out/memcheck_fusions.log" | tail -1)"
 fi
-if has fusions; then
-  for rep in 1 2; do
-    for f in 0 1; do
-      DM_FUSED_STEP=$f timeout 60 "$dm" bench --shape 130m --backend cuda -p 4096,16384 -n 1 -r 5 \
-        --no-deci > "$out/fusions_${f}_$rep.md" 2>&1
-      echo "DM_FUSED_STEP=$f run $rep exit $?"; grep "^| cuda" "$out/fusions_${f}_$rep.md"
-    done
-  done
-fi
 if has deciprofile; then
   for d in off 12:2000; do
     tag=${d/:/_}
@@ -146,17 +137,25 @@ if has deciprofile; then
     sed -n 1,22p "$out/ncu_deci_$tag.md"
   done
 fi
-if has kcat; then
+# alternate VAR TAG BENCH_ARGS...: `decimamba bench BENCH_ARGS` with VAR=0, then VAR=1, twice
+# (A/B comparisons in one call); logs $out/TAG_<value>_<run>.md.
+alternate() {
+  local var=$1 tag=$2 rep v
+  shift 2
   for rep in 1 2; do
-    for k in 0 1; do
-      DM_CUDA_GEMM_KCAT=$k timeout 60 "$dm" bench --shape 130m --backend cuda -p 4096,16384 -n 1 -r 5 \
-        --no-deci > "$out/kcat_130m_${k}_$rep.md" 2>&1
-      echo "130m DM_CUDA_GEMM_KCAT=$k run $rep exit $?"; grep "^| cuda" "$out/kcat_130m_${k}_$rep.md"
-      DM_CUDA_GEMM_KCAT=$k timeout 100 "$dm" bench --shape 130m --backend cuda -p 32768 -n 1 -r 3 \
-        --deci-layers 12 --deci-L-base 2000 > "$out/kcat_deci_${k}_$rep.md" 2>&1
-      echo "deci 32K DM_CUDA_GEMM_KCAT=$k run $rep exit $?"; grep "^| cuda" "$out/kcat_deci_${k}_$rep.md"
+    for v in 0 1; do
+      env "$var=$v" timeout 100 "$dm" bench "$@" > "$out/${tag}_${v}_$rep.md" 2>&1
+      echo "$tag: $var=$v run $rep exit $?"; grep "^| cuda" "$out/${tag}_${v}_$rep.md"
     done
   done
+}
+if has fusions; then
+  alternate DM_FUSED_STEP fusions --shape 130m --backend cuda -p 4096,16384 -n 1 -r 5 --no-deci
+fi
+if has kcat; then
+  alternate DM_CUDA_GEMM_KCAT kcat_130m --shape 130m --backend cuda -p 4096,16384 -n 1 -r 5 --no-deci
+  alternate DM_CUDA_GEMM_KCAT kcat_deci --shape 130m --backend cuda -p 32768 -n 1 -r 3 \
+    --deci-layers 12 --deci-L-base 2000
   for k in 0 1; do
     DM_CUDA_GEMM_KCAT=$k timeout 120 "$dm" bench --shape 2.8b --backend cuda -p 4096 -n 1 -r 3 \
       --no-deci > "$out/kcat_2.8b_$k.md" 2>&1
@@ -164,11 +163,5 @@ if has kcat; then
   done
 fi
 if has scansplit; then
-  for rep in 1 2; do
-    for k in 0 1; do
-      DM_CUDA_SCAN_SPLIT=$k timeout 60 "$dm" bench --shape 130m --backend cuda -p 16384,32768 -n 1 \
-        -r 5 --no-deci > "$out/scansplit_${k}_$rep.md" 2>&1
-      echo "DM_CUDA_SCAN_SPLIT=$k run $rep exit $?"; grep "^| cuda" "$out/scansplit_${k}_$rep.md"
-    done
-  done
+  alternate DM_CUDA_SCAN_SPLIT scansplit --shape 130m --backend cuda -p 16384,32768 -n 1 -r 5 --no-deci
 fi
