@@ -18,6 +18,7 @@
 //   gemm.coopmat       128 × 256, 4 × 4 subgroups (512 invocations) of 32 × 64 = 2 × 4 tiles
 //   gemm.coopmat_t32   128 × 128, 4 × 4 subgroups (512 invocations) of 32 × 32 = 2 × 2 tiles
 //   gemm.coopmat_n128  128 × 128, 2 × 4 subgroups (256 invocations) of 64 × 32 = 4 × 2 tiles
+//   gemm.coopmat_n192  128 × 192, 4 × 4 subgroups (512 invocations) of 32 × 48 = 2 × 3 tiles
 // What the H100 measured (bench/results/h100_session7_vkgemm_2026-11-27.md): 16 subgroups per
 // work group beat 8 (more warps to hide latency), and at 512 invocations the compiler is capped
 // at 128 registers (gemm.coopmat: 128 with 32 bytes spilled; _t32: 105), so one work group runs
@@ -45,9 +46,13 @@
 //          fp16 while staging); otherwise element by element
 //   bit 2  no bias and y rows 16-byte aligned: whole 16×16 output tiles stored straight to y;
 //          otherwise (and at ragged edges) through a per-subgroup staging tile
+// Split K (grids too small to fill the GPU, vulkan_gemm.cpp): work group z multiplies the k
+// range [z k_split, (z + 1) k_split) and writes its partial product to y + z M y_stride (the
+// host passes a scratch buffer as y, no bias); gemm_splitk.comp sums the partials in order.
 // variant gemm.coopmat -DBM=128 -DBN=256 -DWARPS_M=4 -DWARPS_N=4
 // variant gemm.coopmat_t32 -DBM=128 -DBN=128 -DWARPS_M=4 -DWARPS_N=4
 // variant gemm.coopmat_n128 -DBM=128 -DBN=128 -DWARPS_M=2 -DWARPS_N=4
+// variant gemm.coopmat_n192 -DBM=128 -DBN=192 -DWARPS_M=4 -DWARPS_N=4
 #extension GL_NV_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_KHR_shader_subgroup_basic : require
@@ -71,6 +76,7 @@ layout(push_constant) uniform Push {
   uint w_dtype, bias_dtype, has_bias;
   uint off[4];  // element offsets of x, w, bias, y
   uint flags;
+  uint k_split;  // k of one split (a multiple of BK): work group z sums k in [z k_split, +k_split)
 } p;
 
 DEFINE_LOAD_ANY(load_w, w)
@@ -228,14 +234,16 @@ void main() {
 
   // One stage, two barriers per K step; the next step's global loads are in flight during
   // this step's MMAs.
+  // k_split is a multiple of BK, so a split's loads stop at its end (or at K, zero-filled).
+  const uint kb = gl_WorkGroupID.z * p.k_split, ke = min(p.K, kb + p.k_split);
   vec4 xr[2 * XR];
   uvec4 wr[WR];
-  LOAD_STEP(xr, wr, 0u)
-  for (uint k0 = 0; k0 < p.K; k0 += BK) {
+  LOAD_STEP(xr, wr, kb)
+  for (uint k0 = kb; k0 < ke; k0 += BK) {
     barrier();  // the previous step's fragment loads are done
     STORE_STEP(xr, wr)
     barrier();
-    if (k0 + BK < p.K) LOAD_STEP(xr, wr, k0 + BK)
+    if (k0 + BK < ke) LOAD_STEP(xr, wr, k0 + BK)
     MMA_STEP
   }
 
@@ -244,12 +252,13 @@ void main() {
   barrier();  // every subgroup's MMAs are done with the tiles the staging reuses
   const uint lane = gl_SubgroupInvocationID;
   const bool direct = (p.flags & 4u) != 0u;
+  const uint yb = p.off[3] + gl_WorkGroupID.z * p.M * p.y_stride;  // this split's output
   [[unroll]] for (uint i = 0; i < TM; ++i)
     [[unroll]] for (uint j = 0; j < TN; ++j) {
       const uint tm = m0 + wm * WM + i * 16u, tn = n0 + wn * WN + j * 16u;
       if (tm >= p.M || tn >= p.N) continue;
       if (direct && tm + 16u <= p.M && tn + 16u <= p.N) {
-        coopMatStoreNV(acc[i][j], y, p.off[3] + tm * p.y_stride + tn, p.y_stride, false);
+        coopMatStoreNV(acc[i][j], y, yb + tm * p.y_stride + tn, p.y_stride, false);
         continue;
       }
       subgroupBarrier();
@@ -261,7 +270,7 @@ void main() {
         const uint m = tm + e / 16u, n = tn + e % 16u;
         if (m < p.M && n < p.N) {
           const float b = p.has_bias != 0u ? load_bias(p.bias_dtype, p.off[2] + n) : 0.0;
-          y[p.off[3] + m * p.y_stride + n] = STAGE_LOAD(e) + b;
+          y[yb + m * p.y_stride + n] = STAGE_LOAD(e) + b;
         }
       }
     }

@@ -2,7 +2,8 @@
 // DM_VULKAN_GEMM_COOPMAT, against the CPU backend: the default choice only ever runs some of
 // them, so BackendOps.Gemm alone would leave the others untested. Runs where device 0 has the
 // tensor-core GEMM ("tensor-core gemm yes" in its capabilities; not lavapipe, which has no
-// cooperative matrix and runs the SIMT GEMM whatever the variable says).
+// cooperative matrix and runs the SIMT GEMM whatever the variable says). Each variant runs with
+// split K as the default rule chooses it, never (DM_VULKAN_GEMM_SPLITK=1) and forced to 3 splits.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -40,7 +41,7 @@ TEST(BackendOpsVulkan, GemmCoopmatVariants) {
 #else
   if (!test::backend_available("vulkan") || !device0_has_tensor_core_gemm())
     GTEST_SKIP() << "Vulkan device 0 has no tensor-core GEMM (VK_NV_cooperative_matrix)";
-  const char* variants[] = {"n256", "t32", "n128"};
+  const char* variants[] = {"n256", "t32", "n128", "n192"};
   struct G {
     int64_t M, N, K;
     DType w_dtype;
@@ -48,35 +49,48 @@ TEST(BackendOpsVulkan, GemmCoopmatVariants) {
     int64_t x_pad, y_pad;
   };
   // Whole tiles of every variant, ragged edges in m, n and k, the element-wise (odd K) and
-  // 16-byte paths, BF16 staging, bias (staged epilogue) and direct stores.
+  // 16-byte paths, BF16 staging, bias (staged epilogue) and direct stores; x_proj at a
+  // decimated layer's 2,000 rows and a ragged thin one with bias, which split K by default (a
+  // last split shorter than the others, the split-K sum adding the bias).
   const G cases[] = {{256, 512, 256, DType::F16, false, true, 0, 0},
                      {200, 300, 100, DType::BF16, true, true, 0, 4},
                      {150, 200, 333, DType::F16, true, false, 5, 7},
                      {16, 1536, 48, DType::F16, false, true, 0, 0},
-                     {1040, 2100, 264, DType::BF16, false, true, 0, 0}};
+                     {1040, 2100, 264, DType::BF16, false, true, 0, 0},
+                     {2000, 80, 1536, DType::F16, false, true, 0, 0},
+                     {200, 78, 1000, DType::BF16, true, false, 3, 5}};
+  const char* splits[] = {"", "1", "3"};
   const char* old_env = std::getenv("DM_VULKAN_GEMM_COOPMAT");
   const std::string keep = old_env ? old_env : "";
+  const char* old_split = std::getenv("DM_VULKAN_GEMM_SPLITK");
+  const std::string keep_split = old_split ? old_split : "";
   for (const char* v : variants)
-    for (size_t i = 0; i < std::size(cases); ++i) {
-      setenv("DM_VULKAN_GEMM_COOPMAT", v, 1);
-      const G& g = cases[i];
-      std::ostringstream d;
-      d << "gemm.coopmat[" << v << "] M=" << g.M << " N=" << g.N << " K=" << g.K
-        << " w=" << dtype_name(g.w_dtype) << " bias=" << g.bias << " aligned=" << g.aligned;
-      Case c("vulkan", d.str(), 5300 + uint32_t(i));
-      if (g.aligned) c.align16();
-      Arg& x = c.add("x", Role::In, DType::F32, g.M, g.K, g.K + g.x_pad, c.nonzero(0.1f, 1.f));
-      Arg& w = c.add("w", Role::In, g.w_dtype, g.N, g.K, g.K, c.nonzero(0.01f, 0.1f));
-      Arg* b = g.bias ? &c.add("bias", Role::In, g.w_dtype, 1, g.N, g.N, c.nonzero(0.1f, 1.f)) : nullptr;
-      Arg& y = c.add("y", Role::Out, DType::F32, g.M, g.N, g.N + g.y_pad, nullptr);
-      Tensor bc, bd;
-      if (b) { bc = b->cpu(); bd = b->dev(); }
-      c.cpu().gemm(x.cpu(), w.cpu(), b ? &bc : nullptr, y.cpu());
-      c.dev().gemm(x.dev(), w.dev(), b ? &bd : nullptr, y.dev());
-      c.check(kTolGemm);
-    }
+    for (const char* sk : splits)
+      for (size_t i = 0; i < std::size(cases); ++i) {
+        setenv("DM_VULKAN_GEMM_COOPMAT", v, 1);
+        if (*sk) setenv("DM_VULKAN_GEMM_SPLITK", sk, 1);
+        else unsetenv("DM_VULKAN_GEMM_SPLITK");
+        const G& g = cases[i];
+        std::ostringstream d;
+        d << "gemm.coopmat[" << v << ", splits " << (*sk ? sk : "default") << "] M=" << g.M
+          << " N=" << g.N << " K=" << g.K
+          << " w=" << dtype_name(g.w_dtype) << " bias=" << g.bias << " aligned=" << g.aligned;
+        Case c("vulkan", d.str(), 5300 + uint32_t(i));
+        if (g.aligned) c.align16();
+        Arg& x = c.add("x", Role::In, DType::F32, g.M, g.K, g.K + g.x_pad, c.nonzero(0.1f, 1.f));
+        Arg& w = c.add("w", Role::In, g.w_dtype, g.N, g.K, g.K, c.nonzero(0.01f, 0.1f));
+        Arg* b = g.bias ? &c.add("bias", Role::In, g.w_dtype, 1, g.N, g.N, c.nonzero(0.1f, 1.f)) : nullptr;
+        Arg& y = c.add("y", Role::Out, DType::F32, g.M, g.N, g.N + g.y_pad, nullptr);
+        Tensor bc, bd;
+        if (b) { bc = b->cpu(); bd = b->dev(); }
+        c.cpu().gemm(x.cpu(), w.cpu(), b ? &bc : nullptr, y.cpu());
+        c.dev().gemm(x.dev(), w.dev(), b ? &bd : nullptr, y.dev());
+        c.check(kTolGemm);
+      }
   if (old_env) setenv("DM_VULKAN_GEMM_COOPMAT", keep.c_str(), 1);
   else unsetenv("DM_VULKAN_GEMM_COOPMAT");
+  if (old_split) setenv("DM_VULKAN_GEMM_SPLITK", keep_split.c_str(), 1);
+  else unsetenv("DM_VULKAN_GEMM_SPLITK");
 #endif
 }
 

@@ -260,7 +260,9 @@ void Recorder::dispatch(Pipeline& p, const std::vector<BufferUse>& uses, const v
   vkCmdDispatch(f.cmd, gx, gy, gz);
   if (timed) {
     vkCmdWriteTimestamp(f.cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, f.queries, q + 1);
-    f.query_labels.push_back(p.label);
+    f.query_labels.push_back(profile_grid_ ? p.label + " " + std::to_string(gx) + "x" + std::to_string(gy) +
+                                                 "x" + std::to_string(gz)
+                                           : p.label);
   }
   ++f.dispatches;
   ++stats_.dispatches;

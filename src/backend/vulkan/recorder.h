@@ -94,6 +94,9 @@ class Recorder {
 
   void set_profiling(bool on);
   bool profiling() const { return profiling_; }
+  // Profile rows per kernel and grid ("gemm.coopmat_t32 1x16x8"): one row per shape
+  // (DM_VULKAN_PROFILE, vulkan_backend.cpp).
+  void set_profile_grid(bool on) { profile_grid_ = on; }
   std::vector<KernelTime> profile() const;  // completed batches only; call after finish()
   void reset_profile() { times_.clear(); }
   const RecorderStats& stats() const { return stats_; }
@@ -158,7 +161,7 @@ class Recorder {
   bool copies_unordered_ = false, saved_copies_unordered_ = false;
   bool wide_barriers_ = false;  // DM_VULKAN_BARRIERS=wide: every barrier full, as before
   std::unique_ptr<VulkanBuffer> readback_;
-  bool profiling_ = false;
+  bool profiling_ = false, profile_grid_ = false;
   std::map<std::string, KernelTime> times_;
   RecorderStats stats_;
 };

@@ -3,6 +3,8 @@
 #include "backend/vulkan/vulkan_backend.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <fstream>
 #include <iomanip>
 #include <sstream>
 
@@ -17,15 +19,29 @@ VulkanBackend::VulkanBackend(int device)
   align_ = std::max<VkDeviceSize>(ctx_->caps.min_storage_offset_align, 4);
   DM_ASSERT(align_ % 4 == 0, "minStorageBufferOffsetAlignment ", align_);
   dummy_ = std::make_unique<VulkanBuffer>(*ctx_, 16, BufferKind::Device);
+  // DM_VULKAN_PROFILE=FILE: time every dispatch of this backend's life, one row per kernel and
+  // grid (so the same kernel at two shapes, e.g. a layer at 32K and at 2,000 rows, gets two
+  // rows), and append the table to FILE when the backend goes: a per-dispatch profile of any
+  // program (decimamba bench) without a --profile flag of its own.
+  if (const char* e = std::getenv("DM_VULKAN_PROFILE"); e && *e) {
+    profile_path_ = e;
+    rec_->set_profiling(true);
+    rec_->set_profile_grid(true);
+  }
 }
 VulkanBackend::~VulkanBackend() {
   try {
     rec_->finish();
+    if (!profile_path_.empty()) {
+      std::ofstream f(profile_path_, std::ios::app);
+      f << vulkan_profile_table(*this);
+    }
   } catch (...) {
   }
   scan_h_.reset();
   scan_d_.reset();
   scan_sync_.reset();
+  gemm_part_.reset();
   dummy_.reset();
   rec_.reset();
 }

@@ -210,6 +210,11 @@ class VulkanBackend final : public Backend {
   void gemm_coopmat(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
                     const GemmParams& p, const BufferUse& ux, const BufferUse& uw,
                     const BufferUse& ub, const BufferUse& uy);
+  // The tensor-core GEMM's pipeline (an index of vulkan_gemm.cpp's kCoopmat) and K splits.
+  struct CoopmatPlan {
+    uint32_t variant = 0, splits = 1;
+  };
+  CoopmatPlan coopmat_plan(const GemmParams& p) const;
   static uint32_t small_m_vec_rows(const GemmParams& p);
   bool shuffles_ok() const;
   static bool old_decode_kernels();
@@ -277,8 +282,10 @@ class VulkanBackend final : public Backend {
   VkDeviceSize align_ = 4;
   // Declared after the recorder: freed first, through its deferred free.
   std::unique_ptr<VulkanBuffer> dummy_, scan_h_, scan_d_, scan_sync_;
+  std::unique_ptr<VulkanBuffer> gemm_part_;  // the split-K GEMM's partial products
   uint32_t lb_tickets_ = 0;  // look-back tickets handed out so far (the device counter's value)
   uint32_t lb_epoch_ = 1;    // the next look-back dispatch's flag tag
+  std::string profile_path_;  // DM_VULKAN_PROFILE: where the destructor appends the profile
 };
 
 }  // namespace dm::vk

@@ -68,31 +68,77 @@ void VulkanBackend::gemm(const Tensor& x, const Tensor& w, const Tensor* bias, c
 }
 
 // The tensor-core GEMM's pipelines (shaders/gemm_coopmat.comp): DM_VULKAN_GEMM_COOPMAT name,
-// pipeline, output tile (bm × bn) and invocations.
+// pipeline, output tile (bm × bn), invocations, and the µs one k step of 32 takes a full wave of
+// them (one work group per SM) on an H100, from the 130m in_proj at M = 32768 (bench_vulkan
+// --gemm-variants, session 8: 1946 / 2221 / 1820 µs in 24 / 47 / 32 waves of 24 steps);
+// n128 is never chosen (forced only).
 namespace {
 struct CoopmatVariant {
   const char* env;
   const char* pipeline;
   uint32_t bm, bn, threads;
+  double step_us;
 };
 constexpr CoopmatVariant kCoopmat[] = {
-    {"n256", "gemm.coopmat", 128, 256, 512},
-    {"t32", "gemm.coopmat_t32", 128, 128, 512},
-    {"n128", "gemm.coopmat_n128", 128, 128, 256},
+    {"n256", "gemm.coopmat", 128, 256, 512, 3.38},
+    {"t32", "gemm.coopmat_t32", 128, 128, 512, 1.97},
+    {"n192", "gemm.coopmat_n192", 128, 192, 512, 2.37},
+    {"n128", "gemm.coopmat_n128", 128, 128, 256, 0},
 };
+constexpr uint32_t kChosen = 3;  // the first kChosen variants are the default's candidates
+constexpr uint32_t kSms = 132;   // an H100 SXM's SMs: one wave of work groups
+constexpr uint32_t kMaxSplits = 16;
 }  // namespace
 
-// The tensor-core GEMM (shaders/gemm_coopmat.comp): 128 × 256 output tiles (gemm.coopmat) or
-// 128 × 128 (gemm.coopmat_t32), both 16 subgroups and one work group per SM. A t32 work group
-// takes ~0.55 of a 128 × 256 one's time (measured on an H100, bench_vulkan --gemm-variants:
-// 0.50–0.57 over the 130m / 2.8b prefill GEMMs), so t32 wins where the 128 × 256 grid's last
-// wave is part-empty: the choice counts waves of 132 work groups (an H100 SXM's SMs; other GPUs
-// get a plausible, uncalibrated choice). That picks the faster of the two on all 16 measured
-// shapes (thin x_proj / dt_proj, 2.8b out_proj at M = 4096: t32; the large ones: 128 × 256).
-// The flags tell the shader which 16-byte paths the alignments allow: rows 16-byte aligned (the
+// The tensor-core GEMM's variant and K splits (gemm_coopmat.comp): the pair with the least
+// estimated time = waves of kSms work groups × k steps per split × the variant's step time, plus
+// for a split ~4 µs and the partials written, read back and y written at 3 TB/s.
+// Splits keep at least 4 k steps each. Measured on an H100 (session 8, bench_vulkan, 130m
+// GEMMs at M = 2001 and 32768), the estimate ranks the variants as measured on 7 of the 8
+// shapes (dt_proj at 32768: n192 220.0 µs against n256's 216.6) and picks: 128 × 192 (n192) for
+// in_proj, dt_proj and out_proj (out_proj at 2001 with 2 splits: 85.3 µs against t32's 90.7;
+// in_proj 1820 against 1946 at 32768), t32 for x_proj, split 8 ways at 2001 rows (16 work
+// groups of 48 k steps otherwise: 81.3 → 22.8 µs). Other GPUs get a plausible, uncalibrated
+// choice. DM_VULKAN_GEMM_COOPMAT=<name> forces a variant, DM_VULKAN_GEMM_SPLITK=S the splits
+// (1: none; at most one per k step); what is not forced is still chosen.
+VulkanBackend::CoopmatPlan VulkanBackend::coopmat_plan(const GemmParams& p) const {
+  const uint32_t ksteps = ceil_div(p.K, 32);
+  uint32_t first = 0, last = kChosen;
+  uint32_t s_lo = 1, s_hi = std::max<uint32_t>(1, std::min(kMaxSplits, ksteps / 4));
+  if (const char* e = std::getenv("DM_VULKAN_GEMM_COOPMAT"); e && *e) {
+    first = uint32_t(std::size(kCoopmat));
+    for (uint32_t i = 0; i < std::size(kCoopmat); ++i)
+      if (std::strcmp(e, kCoopmat[i].env) == 0) first = i;
+    if (first == std::size(kCoopmat))
+      fail("[vulkan] DM_VULKAN_GEMM_COOPMAT=", e, ": want n256, t32, n192 or n128");
+    last = first + 1;
+  }
+  if (const char* e = std::getenv("DM_VULKAN_GEMM_SPLITK"); e && *e) {
+    const int v = std::atoi(e);
+    if (v < 1) fail("[vulkan] DM_VULKAN_GEMM_SPLITK=", e, ": want a number of splits ≥ 1");
+    s_lo = s_hi = std::min<uint32_t>(uint32_t(v), ksteps);
+  }
+  CoopmatPlan best{first, 1};
+  double best_us = 1e300;
+  const uint64_t slab = uint64_t(p.M) * ((p.N + 3) / 4 * 4) * 4;  // one split's partials, bytes
+  for (uint32_t i = first; i < last; ++i) {
+    const CoopmatVariant& v = kCoopmat[i];
+    const uint64_t groups = uint64_t(ceil_div(p.N, v.bn)) * ceil_div(p.M, v.bm);
+    for (uint32_t s = s_lo; s <= s_hi; ++s) {
+      const uint32_t steps = ceil_div(ksteps, s), splits = ceil_div(ksteps, steps);  // none empty
+      if (splits > 1 && splits * slab > ctx_->caps.max_storage_range / 4 * 4) break;  // one binding
+      double us = double(ceil_div(groups * splits, kSms)) * steps * v.step_us;
+      if (splits > 1) us += 4.0 + double(2 * splits + 1) * double(p.M) * p.N * 4 / 3e6;
+      if (us < best_us) best_us = us, best = {i, splits};
+    }
+  }
+  return best;
+}
+
+// The tensor-core GEMM (shaders/gemm_coopmat.comp), its variant and splits by coopmat_plan. The
+// flags tell the shader which 16-byte paths the alignments allow: rows 16-byte aligned (the
 // tensor's byte offset and row stride; the descriptor start is then aligned too, see
-// small_m_vec_ok), direct stores without bias. DM_VULKAN_GEMM_COOPMAT=<name> forces a variant
-// of kCoopmat (bench_vulkan --gemm-variants).
+// small_m_vec_ok), direct stores without bias.
 void VulkanBackend::gemm_coopmat(const Tensor& x, const Tensor& w, const Tensor* bias,
                                  const Tensor& y, const GemmParams& p, const BufferUse& ux,
                                  const BufferUse& uw, const BufferUse& ub, const BufferUse& uy) {
@@ -100,23 +146,41 @@ void VulkanBackend::gemm_coopmat(const Tensor& x, const Tensor& w, const Tensor*
     GemmParams g;
     uint32_t off[4];
     uint32_t flags;
-  } cp{p, {off(x, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy)}, 0u};
-  static_assert(sizeof(cp) == sizeof(GemmParams) + 20);
+    uint32_t k_split;
+  } cp{p, {off(x, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy)}, 0u, p.K};
+  static_assert(sizeof(cp) == sizeof(GemmParams) + 24);
   if (x.offset % 16 == 0 && p.x_stride % 4 == 0) cp.flags |= 1u;
   if (w.offset % 16 == 0 && p.w_stride % 8 == 0) cp.flags |= 2u;
   if (!bias && y.offset % 16 == 0 && p.y_stride % 4 == 0) cp.flags |= 4u;
-  const uint32_t gm = ceil_div(p.M, 128);
-  const uint32_t waves256 = ceil_div(uint64_t(gm) * ceil_div(p.N, 256), 132);
-  const uint32_t waves128 = ceil_div(uint64_t(gm) * ceil_div(p.N, 128), 132);
-  const CoopmatVariant* v = &kCoopmat[100 * waves256 <= 55 * waves128 ? 0 : 1];
-  if (const char* e = std::getenv("DM_VULKAN_GEMM_COOPMAT"); e && *e) {
-    v = nullptr;
-    for (const CoopmatVariant& c : kCoopmat)
-      if (std::strcmp(e, c.env) == 0) v = &c;
-    if (!v) fail("[vulkan] DM_VULKAN_GEMM_COOPMAT=", e, ": want n256, t32 or n128");
-  }
+  const CoopmatPlan plan = coopmat_plan(p);
+  const CoopmatVariant* v = &kCoopmat[plan.variant];
   auto& pipe = pipelines_.get(v->pipeline, 4, sizeof(cp), {}, v->threads, v->pipeline);
-  rec_->dispatch(pipe, {ux, uw, ub, uy}, &cp, sizeof(cp), ceil_div(p.N, v->bn), ceil_div(p.M, v->bm), 1);
+  const uint32_t gx = ceil_div(p.N, v->bn), gy = ceil_div(p.M, v->bm);
+  if (plan.splits == 1) {
+    rec_->dispatch(pipe, {ux, uw, ub, uy}, &cp, sizeof(cp), gx, gy, 1);
+    return;
+  }
+  // Split K: each split's partial product into a slab of scratch (rows of N rounded up to 4
+  // floats, so whole tiles store directly), then gemm.splitk_sum adds them (and the bias) into y.
+  cp.k_split = ceil_div(ceil_div(p.K, 32), plan.splits) * 32;
+  const uint32_t S = ceil_div(p.K, cp.k_split);  // = plan.splits: none empty
+  const uint32_t ps = (p.N + 3) / 4 * 4;
+  const uint64_t part_bytes = uint64_t(S) * p.M * ps * 4;
+  ensure_scratch(gemm_part_, part_bytes);
+  const BufferUse upart = scratch(*gemm_part_, part_bytes);
+  cp.g.y_stride = ps;
+  cp.g.has_bias = 0;
+  cp.off[3] = 0;
+  cp.flags |= 4u;
+  rec_->dispatch(pipe, {ux, uw, untracked(ub), upart}, &cp, sizeof(cp), gx, gy, S);
+  struct {
+    uint32_t M, N, S, part_stride, y_stride, bias_dtype, has_bias;
+    uint32_t off[2];
+  } sp{p.M,          p.N,          S, ps, p.y_stride, p.bias_dtype,
+       p.has_bias, {bias ? off(*bias, ub) : 0u, off(y, uy)}};
+  auto& sum = pipelines_.get("gemm_splitk", 3, sizeof(sp), {}, 256, "gemm.splitk_sum");
+  const Grid g = linear_grid(ceil_div(uint64_t(p.M) * p.N, 256));
+  rec_->dispatch(sum, {read_only(upart), ub, uy}, &sp, sizeof(sp), g.x, g.y, g.z);
 }
 
 // Invocations per row T (256 / rows): about six 16-byte pieces each, at least 8 (so the
