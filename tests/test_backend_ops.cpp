@@ -291,7 +291,9 @@ TEST(BackendOps, DtImportance) {
                                 {2049, 5120, DType::BF16, 0, false}, {5, 4096, DType::F32, 4096, false},
                                 {1000, 3, DType::F32, 0, false},  {2049, 1536, DType::F32, 0, true},
                                 {300, 1000, DType::F16, 4, true}, {7, 4, DType::BF16, 0, true},
-                                {9, 5120, DType::F32, 8, true}};
+                                {9, 5120, DType::F32, 8, true},
+                                // past 8192 channels CUDA reads dt_bias per element
+                                {33, 8200, DType::F16, 0, true}, {5, 9001, DType::BF16, 1, false}};
   for (const std::string& name : kBackends)
     for (size_t i = 0; i < cases.size(); ++i) {
       const K& k = cases[i];
@@ -309,13 +311,28 @@ TEST(BackendOps, DtImportance) {
     }
 }
 
+// Scores with special values in turn: NaN (below every number), ±0 (equal), ±inf, negatives.
+float topk_special_score(int64_t r) {
+  const float v[] = {std::nanf(""), -0.f, 0.f, -1.f, INFINITY, -INFINITY, 1.5f, 0.f, -1.f};
+  return v[r % 9];
+}
+
 TEST(BackendOps, TopkIndices) {
   DM_REQUIRE_DEVICE_BACKENDS();
-  struct K { int64_t L, n_cand, k; int levels; };  // levels > 0: scores from that many values (ties)
+  // levels > 0: scores from that many values (ties); -m: 2 at every m-th position, else 1 (k =
+  // the 2s: every key of the selected prefix is kept); kSpecial: topk_special_score.
+  constexpr int kSpecial = -1000;
+  struct K { int64_t L, n_cand, k; int levels; };
   const std::vector<K> cases = {
       {1, 1, 1, 0},          {1, 0, 0, 0},        {20, 20, 20, 0},      {1000, 1000, 20, 0},
       {1000, 997, 997, 0},   {1000, 600, 0, 0},   {5000, 4000, 2000, 3}, {5000, 5000, 20, 2},
       {70001, 69000, 2000, 0}, {70001, 70001, 70001, 5}, {65536, 60000, 20, 1}, {4097, 4097, 4096, 0},
+      // CUDA keeps up to ~48K keys in shared memory (the 32K prefill), more are re-read per pass;
+      // k = 1, k = n - 1, n not a multiple of the 1024-thread block or its 8192-position tile,
+      // ties straddling the threshold in both forms, and prefixes kept whole (early stop).
+      {33000, 32768, 2000, 0}, {40000, 39999, 1, 0}, {9000, 8999, 8998, 0}, {30001, 30001, 15000, 4},
+      {100003, 100000, 50000, 2}, {12289, 12289, 4097, -3}, {80000, 80000, 16000, -5},
+      {20000, 19999, 9000, kSpecial}, {70000, 70000, 31111, kSpecial}, {1025, 1023, 500, 1},
   };
   for (const std::string& name : kBackends)
     for (size_t i = 0; i < cases.size(); ++i) {
@@ -324,10 +341,15 @@ TEST(BackendOps, TopkIndices) {
       d << "topk_indices L=" << k.L << " n_candidates=" << k.n_cand << " k=" << k.k
         << " tie_levels=" << k.levels;
       Case c(name, d.str(), 6000 + uint32_t(i));
-      Gen g = k.levels > 0 ? Gen([&c, lv = k.levels](int64_t, int64_t) {
-                return 0.5f + float(std::uniform_int_distribution<int>(0, lv - 1)(c.rng())) * 0.25f;
-              })
-                           : c.uniform(0.001f, 3.f);
+      Gen g = c.uniform(0.001f, 3.f);
+      if (k.levels > 0)
+        g = [&c, lv = k.levels](int64_t, int64_t) {
+          return 0.5f + float(std::uniform_int_distribution<int>(0, lv - 1)(c.rng())) * 0.25f;
+        };
+      else if (k.levels == kSpecial)
+        g = [](int64_t r, int64_t) { return topk_special_score(r); };
+      else if (k.levels < 0)
+        g = [m = -k.levels](int64_t r, int64_t) { return r % m == 0 ? 2.f : 1.f; };
       Arg& sc = c.add("scores", Role::In, DType::F32, k.L, 1, 1, g);
       const int64_t n_out = k.k + k.L - k.n_cand;
       Arg& idx = c.add("idx", Role::Out, DType::I32, n_out, 1, 1, nullptr);
@@ -337,21 +359,56 @@ TEST(BackendOps, TopkIndices) {
     }
 }
 
+// DeciMamba's selection as a prefill makes it, on each backend from its own scores: a 32K-token
+// 130m layer's delta (per-token offsets give the scores a spread), dt_importance, then the top
+// 2000. The kept set and its order must be the CPU's exactly.
+TEST(BackendOps, DtImportanceTopkSelection) {
+  DM_REQUIRE_DEVICE_BACKENDS();
+  constexpr int64_t L = 32768, C = 1536, n_cand = L - 64, k = 2000;
+  for (const std::string& name : kBackends) {
+    Case c(name, "dt_importance + topk_indices L=32768 C=1536 k=2000", 7500);
+    c.align16();
+    std::vector<float> offset(L);
+    for (float& o : offset) o = std::uniform_real_distribution<float>(-1.f, 1.f)(c.rng());
+    const Gen u = c.uniform(-3.f, 1.5f);
+    Arg& delta = c.add("delta", Role::In, DType::F32, L, C, C,
+                       [&](int64_t r, int64_t col) { return u(r, col) + offset[size_t(r)]; });
+    Arg& bias = c.add("dt_bias", Role::In, DType::F16, 1, C, C, c.uniform(-4.5f, -2.f));
+    Arg& sc = c.add("scores", Role::Out, DType::F32, L, 1, 1, nullptr);
+    Arg& idx = c.add("idx", Role::Out, DType::I32, k + L - n_cand, 1, 1, nullptr);
+    c.cpu().dt_importance(delta.cpu(), bias.cpu(), sc.cpu());
+    c.cpu().topk_indices(sc.cpu(), n_cand, k, idx.cpu());
+    c.dev().dt_importance(delta.dev(), bias.dev(), sc.dev());
+    c.dev().topk_indices(sc.dev(), n_cand, k, idx.dev());
+    c.check(kTolScore);  // idx (I32) exactly
+  }
+}
+
 TEST(BackendOps, GatherRows) {
   DM_REQUIRE_DEVICE_BACKENDS();
-  struct K { int64_t R, cols, n; DType src_dtype; int64_t src_pad, dst_pad; };
+  // aligned: tensors 16-byte aligned (CUDA's 16-byte path where the strides keep every row so:
+  // fp32 rows of a multiple of 4, 16-bit source rows of a multiple of 8 elements; columns past
+  // the last whole vector element by element).
+  struct K { int64_t R, cols, n; DType src_dtype; int64_t src_pad, dst_pad; bool aligned = false; };
   const std::vector<K> cases = {
       {1000, 768, 1, DType::F16, 0, 0},   {50, 2048, 300, DType::F32, 5, 2048},
       {700, 1536, 257, DType::BF16, 0, 0}, {3, 5, 9, DType::F32, 1, 1},
       {20000, 4096, 2, DType::F16, 0, 0},  // 164 MB: more than lavapipe binds at once
+      {1000, 768, 2000, DType::F16, 0, 0, true},     // the embedding lookup
+      {3000, 1536, 2001, DType::F32, 1536, 0, true},  // z, a column half of xz
+      {500, 1000, 300, DType::BF16, 8, 4, true},     {300, 38, 100, DType::F32, 2, 2, true},
+      {200, 27, 50, DType::F16, 5, 1, true},          {200, 27, 50, DType::F16, 4, 1, true},
+      {100, 64, 9, DType::F32, 1, 0, true},
   };
   for (const std::string& name : kBackends)
     for (size_t i = 0; i < cases.size(); ++i) {
       const K& k = cases[i];
       std::ostringstream d;
       d << "gather_rows R=" << k.R << " cols=" << k.cols << " n=" << k.n << " src=" << dt(k.src_dtype)
-        << " src_stride=" << k.cols + k.src_pad << " dst_stride=" << k.cols + k.dst_pad;
+        << " src_stride=" << k.cols + k.src_pad << " dst_stride=" << k.cols + k.dst_pad
+        << " aligned=" << k.aligned;
       Case c(name, d.str(), 7000 + uint32_t(i));
+      if (k.aligned) c.align16();
       Arg& src = c.add("src", Role::In, k.src_dtype, k.R, k.cols, k.cols + k.src_pad, c.nonzero(0.01f, 4.f));
       Arg& idx = c.add("idx", Role::In, DType::I32, k.n, 1, 1, [&c, R = k.R](int64_t, int64_t) {
         return float(std::uniform_int_distribution<int64_t>(0, R - 1)(c.rng()));
