@@ -120,17 +120,21 @@ TEST(BackendOps, Gemm) {
       {1024, 2048, 256, DType::F16, false, 0, 0, true},
       {1040, 2100, 264, DType::BF16, true, 0, 4, true},
   };
+  // Each case with the weight uploaded, and where a GPU may use tensor cores (F16 / BF16, M > 8)
+  // also as the model's weights are (upload_constant: CUDA's K-concatenated copy, cuda_gemm.cpp).
   for (const std::string& name : kBackends)
-    for (size_t i = 0; i < cases.size(); ++i) {
-      const GemmCase& g = cases[i];
+    for (size_t i = 0; i < 2 * cases.size(); ++i) {
+      const GemmCase& g = cases[i / 2];
+      const Role w_role = i % 2 ? Role::Weight : Role::In;
+      if (w_role == Role::Weight && (g.M <= 8 || g.w_dtype == DType::F32)) continue;
       std::ostringstream d;
       d << "gemm M=" << g.M << " N=" << g.N << " K=" << g.K << " w=" << dt(g.w_dtype)
         << " bias=" << g.bias << " x_stride=" << g.K + g.x_pad << " y_stride=" << g.N + g.y_pad
-        << (g.aligned ? " 16-byte aligned" : "");
-      Case c(name, d.str(), 1000 + uint32_t(i));
+        << (g.aligned ? " 16-byte aligned" : "") << (i % 2 ? " constant w" : "");
+      Case c(name, d.str(), 1000 + uint32_t(i / 2));
       if (g.aligned) c.align16();
       Arg& x = c.add("x", Role::In, DType::F32, g.M, g.K, g.K + g.x_pad, c.nonzero(0.1f, 1.f));
-      Arg& w = c.add("w", Role::In, g.w_dtype, g.N, g.K, g.K, c.nonzero(0.01f, 0.1f));
+      Arg& w = c.add("w", w_role, g.w_dtype, g.N, g.K, g.K, c.nonzero(0.01f, 0.1f));
       Arg* b = g.bias ? &c.add("bias", Role::In, g.w_dtype, 1, g.N, g.N, c.nonzero(0.1f, 1.f)) : nullptr;
       Arg& y = c.add("y", Role::Out, DType::F32, g.M, g.N, g.N + g.y_pad, nullptr);
       Tensor bc, bd;
