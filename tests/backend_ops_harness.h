@@ -230,4 +230,20 @@ class Case {
   double max_nmse_ = 0;
 };
 
+// One GEMM case on c's two backends: y (M×N, rows N + y_pad apart) = x (M×K, rows K + x_pad
+// apart) · wᵀ (N×K, made as w_role: uploaded or upload_constant) (+ bias), random inputs, y
+// within tol NMSE of the CPU's.
+inline void run_gemm_case(Case& c, int64_t M, int64_t N, int64_t K, DType w_dtype, bool bias,
+                          int64_t x_pad, int64_t y_pad, Role w_role, double tol) {
+  Arg& x = c.add("x", Role::In, DType::F32, M, K, K + x_pad, c.nonzero(0.1f, 1.f));
+  Arg& w = c.add("w", w_role, w_dtype, N, K, K, c.nonzero(0.01f, 0.1f));
+  Arg* b = bias ? &c.add("bias", Role::In, w_dtype, 1, N, N, c.nonzero(0.1f, 1.f)) : nullptr;
+  Arg& y = c.add("y", Role::Out, DType::F32, M, N, N + y_pad, nullptr);
+  Tensor bc, bd;
+  if (b) bc = b->cpu(), bd = b->dev();
+  c.cpu().gemm(x.cpu(), w.cpu(), b ? &bc : nullptr, y.cpu());
+  c.dev().gemm(x.dev(), w.dev(), b ? &bd : nullptr, y.dev());
+  c.check(tol);
+}
+
 }  // namespace dm::test

@@ -133,15 +133,7 @@ TEST(BackendOps, Gemm) {
         << (g.aligned ? " 16-byte aligned" : "") << (i % 2 ? " constant w" : "");
       Case c(name, d.str(), 1000 + uint32_t(i / 2));
       if (g.aligned) c.align16();
-      Arg& x = c.add("x", Role::In, DType::F32, g.M, g.K, g.K + g.x_pad, c.nonzero(0.1f, 1.f));
-      Arg& w = c.add("w", w_role, g.w_dtype, g.N, g.K, g.K, c.nonzero(0.01f, 0.1f));
-      Arg* b = g.bias ? &c.add("bias", Role::In, g.w_dtype, 1, g.N, g.N, c.nonzero(0.1f, 1.f)) : nullptr;
-      Arg& y = c.add("y", Role::Out, DType::F32, g.M, g.N, g.N + g.y_pad, nullptr);
-      Tensor bc, bd;
-      if (b) { bc = b->cpu(); bd = b->dev(); }
-      c.cpu().gemm(x.cpu(), w.cpu(), b ? &bc : nullptr, y.cpu());
-      c.dev().gemm(x.dev(), w.dev(), b ? &bd : nullptr, y.dev());
-      c.check(kTolGemm);
+      test::run_gemm_case(c, g.M, g.N, g.K, g.w_dtype, g.bias, g.x_pad, g.y_pad, w_role, kTolGemm);
     }
 }
 

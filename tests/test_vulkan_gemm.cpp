@@ -77,15 +77,8 @@ TEST(BackendOpsVulkan, GemmCoopmatVariants) {
           << " w=" << dtype_name(g.w_dtype) << " bias=" << g.bias << " aligned=" << g.aligned;
         Case c("vulkan", d.str(), 5300 + uint32_t(i));
         if (g.aligned) c.align16();
-        Arg& x = c.add("x", Role::In, DType::F32, g.M, g.K, g.K + g.x_pad, c.nonzero(0.1f, 1.f));
-        Arg& w = c.add("w", Role::In, g.w_dtype, g.N, g.K, g.K, c.nonzero(0.01f, 0.1f));
-        Arg* b = g.bias ? &c.add("bias", Role::In, g.w_dtype, 1, g.N, g.N, c.nonzero(0.1f, 1.f)) : nullptr;
-        Arg& y = c.add("y", Role::Out, DType::F32, g.M, g.N, g.N + g.y_pad, nullptr);
-        Tensor bc, bd;
-        if (b) { bc = b->cpu(); bd = b->dev(); }
-        c.cpu().gemm(x.cpu(), w.cpu(), b ? &bc : nullptr, y.cpu());
-        c.dev().gemm(x.dev(), w.dev(), b ? &bd : nullptr, y.dev());
-        c.check(kTolGemm);
+        test::run_gemm_case(c, g.M, g.N, g.K, g.w_dtype, g.bias, g.x_pad, g.y_pad, Role::In,
+                            kTolGemm);
       }
   if (old_env) setenv("DM_VULKAN_GEMM_COOPMAT", keep.c_str(), 1);
   else unsetenv("DM_VULKAN_GEMM_COOPMAT");
