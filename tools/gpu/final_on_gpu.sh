@@ -30,6 +30,8 @@
 #            setting (speed-up against decimation off, same setting)
 #   scansplit  130m CUDA prefill 16K / 32K with the v7u scan writing out_proj's operand
 #            (default) and not (DM_CUDA_SCAN_SPLIT=0: y, then a conversion), alternating twice
+#   vkgemm   the Vulkan tensor-core GEMM's variants (default choice, t32, n256, n192) on the
+#            130m and 2.8b prefill GEMMs at 4K and 16K
 # (default: all but decode). PACK names the pack folder (default .gpupack). Logs go to $OUT.
 set -u
 source "$PWD/tools/gpu/unpack.sh"
@@ -164,4 +166,10 @@ if has kcat; then
 fi
 if has scansplit; then
   alternate DM_CUDA_SCAN_SPLIT scansplit --shape 130m --backend cuda -p 16384,32768 -n 1 -r 5 --no-deci
+fi
+if has vkgemm; then
+  timeout 200 ./bench_vulkan --sections kernels --kernels gemm --widths 1536,5120 \
+    --lengths 4096,16384 --reps 10 --gemm-variants default,t32,n256,n192 \
+    > "$out/vkgemm.md" 2> "$out/vkgemm.json"
+  echo "bench_vulkan gemm variants exit $?"; grep "^| " "$out/vkgemm.md" | head -40
 fi
