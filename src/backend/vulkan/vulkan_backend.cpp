@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstdio>
 #include <fstream>
 #include <iomanip>
 #include <sstream>
@@ -23,7 +24,11 @@ VulkanBackend::VulkanBackend(int device)
   // grid (so the same kernel at two shapes, e.g. a layer at 32K and at 2,000 rows, gets two
   // rows), and append the table to FILE when the backend goes: a per-dispatch profile of any
   // program (decimamba bench) without a --profile flag of its own.
+  // The file is opened (for appending) now, so a path that cannot be written fails here with
+  // its name rather than losing the table at the end.
   if (const char* e = std::getenv("DM_VULKAN_PROFILE"); e && *e) {
+    if (!std::ofstream(e, std::ios::app))
+      fail("[vulkan] DM_VULKAN_PROFILE=", e, ": cannot open that file for appending");
     profile_path_ = e;
     rec_->set_profiling(true);
     rec_->set_profile_grid(true);
@@ -35,7 +40,11 @@ VulkanBackend::~VulkanBackend() {
     if (!profile_path_.empty()) {
       std::ofstream f(profile_path_, std::ios::app);
       f << vulkan_profile_table(*this);
+      if (!f) std::fprintf(stderr, "decimamba: DM_VULKAN_PROFILE=%s: writing the profile failed\n",
+                           profile_path_.c_str());
     }
+  } catch (const std::exception& e) {  // a destructor does not throw: say it, go on
+    std::fprintf(stderr, "decimamba: vulkan backend shutdown: %s\n", e.what());
   } catch (...) {
   }
   scan_h_.reset();
