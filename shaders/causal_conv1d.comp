@@ -1,14 +1,12 @@
 #version 450
-// Depthwise causal conv over time + bias + SiLU, and the conv-state update, as two dispatches
-// of this shader (the state is both an input of every token block and the output of the last,
-// and work groups cannot order themselves):
-//   PASS 0: invocation (channel c, block of `tb` tokens) slides a d_conv window down time;
-//           tokens before the first read the state's last d_conv-1 inputs.
-//   PASS 1: invocation c overwrites state row c with the last d_conv inputs (x, or older state
-//           entries when L < d_conv; those move left, so ascending order is safe in place).
+// Depthwise causal conv over time + bias + SiLU, and the conv-state update, in one dispatch.
+// Invocation (channel c, block of `tb` tokens) slides a d_conv window down time; tokens before
+// the first read the state's last d_conv-1 inputs. The host makes tb >= d_conv, so only the
+// first token block reads the state: its invocation then overwrites state row c with the last
+// d_conv inputs (x, or older state entries when L < d_conv, read before any store), after its
+// own reads of the old row — work groups cannot order themselves, one invocation can (the CUDA
+// conv does the same; before session 8 this was a second dispatch).
 // Channels are the fast index of every work group: x and y rows are read and written coalesced.
-// variant causal_conv1d -DPASS=0
-// variant causal_conv1d.state -DPASS=1
 #include "common.glsl"
 
 layout(constant_id = 0) const uint WG = 64;
@@ -23,7 +21,7 @@ layout(std430, binding = 4) writeonly buffer Yb { float y[]; };
 
 layout(push_constant) uniform Push {
   uint L, channels, d_conv, x_stride, y_stride, weight_dtype, bias_dtype, has_bias;
-  uint tb;      // tokens per invocation in PASS 0
+  uint tb;      // tokens per invocation (>= d_conv)
   uint off[5];  // x, weight, bias, conv_state, y
 } p;
 
@@ -34,17 +32,6 @@ void main() {
   const uint c = gl_WorkGroupID.x * WG + gl_LocalInvocationID.x;
   if (c >= p.channels) return;
   const uint sb = p.off[3] + c * D_CONV;
-
-#if PASS == 1
-  {
-    float nxt[D_CONV];
-    [[unroll]] for (uint i = 0; i < D_CONV; ++i) {
-      const int s = int(p.L) - int(D_CONV) + int(i);  // token position of new entry i
-      nxt[i] = s >= 0 ? x[p.off[0] + uint(s) * p.x_stride + c] : state[sb + uint(int(D_CONV) + s)];
-    }
-    [[unroll]] for (uint i = 0; i < D_CONV; ++i) state[sb + i] = nxt[i];
-  }
-#else
 
   const uint t0 = (gl_WorkGroupID.y + gl_NumWorkGroups.y * gl_WorkGroupID.z) * p.tb;
   if (t0 >= p.L) return;
@@ -67,5 +54,13 @@ void main() {
     y[p.off[4] + t * p.y_stride + c] = silu(acc);
     [[unroll]] for (uint k = 0; k + 1 < D_CONV; ++k) win[k] = win[k + 1];
   }
-#endif
+
+  if (t0 == 0) {  // the state update (see the top)
+    float nxt[D_CONV];
+    [[unroll]] for (uint i = 0; i < D_CONV; ++i) {
+      const int s = int(p.L) - int(D_CONV) + int(i);  // token position of new entry i
+      nxt[i] = s >= 0 ? x[p.off[0] + uint(s) * p.x_stride + c] : state[sb + uint(int(D_CONV) + s)];
+    }
+    [[unroll]] for (uint i = 0; i < D_CONV; ++i) state[sb + i] = nxt[i];
+  }
 }

@@ -49,21 +49,14 @@ void VulkanBackend::causal_conv1d(const Tensor& x, const Tensor& weight, const T
   BufferUse ux = bind(x, false, k, "x"), uw = bind(weight, false, k, "weight"),
             ub = bias ? bind(*bias, false, k, "bias") : dummy(),
             us = bind(conv_state, false, k, "conv_state"), uy = bind(y, true, k, "y");
-  const uint32_t tb = 16;
+  const uint32_t tb = std::max<uint32_t>(16, p.d_conv);  // the shader's premise: tb >= d_conv
+  us.write = true;  // the first token block's invocations replace the state they read
   Push push(p, {tb, off(x, ux), off(weight, uw), bias ? off(*bias, ub) : 0u, off(conv_state, us),
                 off(y, uy)});
   const uint32_t cg = ceil_div(p.channels, 64);
   auto& conv = pipelines_.get("causal_conv1d", 5, push.size, {64, p.d_conv}, 64, "causal_conv1d");
   const Grid g = fold_yz(ceil_div(p.L, tb));
   rec_->dispatch(conv, {ux, uw, ub, us, uy}, push.bytes, push.size, cg, g.y, g.z);
-  // The state update reads x (and the old state) and overwrites the state: after every
-  // token block has read it (the recorder sees the write-after-read).
-  auto& upd = pipelines_.get("causal_conv1d.state", 5, push.size, {64, p.d_conv}, 64,
-                             "causal_conv1d.state");
-  BufferUse us_w = us;
-  us_w.write = true;
-  rec_->dispatch(upd, {ux, untracked(uw), untracked(ub), us_w, untracked(uy)}, push.bytes,
-                 push.size, cg, 1, 1);
 }
 
 void VulkanBackend::dt_importance(const Tensor& delta, const Tensor& dt_bias,
