@@ -78,6 +78,9 @@ class Backend {
   virtual std::unique_ptr<Buffer> alloc(size_t bytes) = 0;
   // A read-only device copy of host data that outlives the returned buffer (weights in the
   // memory-mapped file). A backend whose memory is host memory keeps a view instead of a copy.
+  // No kernel writes it, so a backend may keep data derived from its contents (the CUDA
+  // backend's K-concatenated GEMM weights). upload() into it: refused by the CPU backend (the
+  // view is the caller's memory); the CUDA backend accepts it and drops the derived data.
   virtual std::unique_ptr<Buffer> upload_constant(const void* host, size_t bytes);
   virtual void upload(Buffer& dst, size_t offset, const void* src, size_t bytes) = 0;
   // Waits for the work already enqueued, then copies.
