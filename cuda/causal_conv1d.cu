@@ -32,17 +32,15 @@ __device__ __forceinline__ float xin(int64_t j, const float* x, uint32_t x_strid
   return j >= 0 ? x[size_t(j) * x_stride] : st[int64_t(d) + j];
 }
 
-// state'[k] = xin(L - d + k), k < d: every value read (old state entries where L < d) before
-// the first store. Called by the thread of the launch's first tile after its outputs, i.e. after
-// its last read of the old state; no other thread of the launch reads channel c's state (tiles
-// are at least d_conv long) and earlier launches have finished.
-template <int D>
-__device__ __forceinline__ void store_state(const CausalConv1dParams& p, const float* xc, float* st) {
-  float v[D];
+// state'[k] = xin(L - d + k), k < d, in place: ascending k reads old[L + k] (k < d - L, where
+// L < d) before anything at or after it is written. Called by the thread of the launch's first
+// tile after its outputs, i.e. after its last read of the old state; no other thread of the
+// launch reads channel c's state (tiles are at least d_conv long) and earlier launches have
+// finished.
+__device__ __forceinline__ void store_state(const CausalConv1dParams& p, const float* xc, float* st,
+                                            uint32_t d) {
 #pragma unroll
-  for (int k = 0; k < D; ++k) v[k] = xin(int64_t(p.L) - D + k, xc, p.x_stride, st, D);
-#pragma unroll
-  for (int k = 0; k < D; ++k) st[k] = v[k];
+  for (uint32_t k = 0; k < d; ++k) st[k] = xin(int64_t(p.L) - d + k, xc, p.x_stride, st, d);
 }
 
 __global__ void __launch_bounds__(kBlock) causal_conv1d_kernel(CausalConv1dParams p,
@@ -79,12 +77,7 @@ __global__ void __launch_bounds__(kBlock) causal_conv1d_kernel(CausalConv1dParam
     y[size_t(t) * p.y_stride + c] = o;
     if (split.hi) split_store(split, size_t(t - row0), c, o);
   }
-  if (write_state && blockIdx.y == 0) {  // write_state's order, for any d
-    for (uint32_t k = 0; k < d; ++k) {
-      // Ascending k: old[L + k] (k < d - L) is read before anything at or after it is written.
-      st[k] = xin(int64_t(p.L) - d + k, xc, p.x_stride, st, d);
-    }
-  }
+  if (write_state && blockIdx.y == 0) store_state(p, xc, st, d);
 }
 
 template <int D>
@@ -118,7 +111,7 @@ __global__ void __launch_bounds__(kBlock) causal_conv1d_window_kernel(
 #pragma unroll
     for (int k = 0; k + 1 < D; ++k) win[k] = win[k + 1];
   }
-  if (write_state && blockIdx.y == 0) store_state<D>(p, xc, st);
+  if (write_state && blockIdx.y == 0) store_state(p, xc, st, D);
 }
 
 }  // namespace
