@@ -92,12 +92,12 @@ bool CudaBackend::tensor_core_gemm(const GemmParams& p) {
 }
 
 CudaBackend::GemmWeight CudaBackend::gemm_weight(const Tensor& w, const GemmParams& p) {
-  const void* wp = dptr<const void>(w, "gemm w");
+  CudaBuffer& b = dev(*w.buf, "gemm w");
+  const void* wp = static_cast<const char*>(b.ptr()) + w.offset;
   const GemmWeight plain{wp, p.w_stride, false};
   if (!split_gemm_ || capturing_ || !tensor_core_gemm(p) || 2 * uint64_t(p.K) > INT_MAX)
     return plain;
   const KcatMode mode = kcat_mode();
-  CudaBuffer& b = dev(*w.buf, "gemm w");
   if (mode == KcatMode::kOff || !b.constant) return plain;
   const std::array<uint64_t, 4> key{w.offset, p.N, p.K, p.w_stride};
   const uint32_t ld = 2 * p.K;
