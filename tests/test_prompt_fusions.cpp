@@ -59,6 +59,12 @@ std::string dt(DType t) { return std::string(dtype_name(t)); }
 Role weight_role(size_t i) { return i % 2 ? Role::Weight : Role::In; }
 const char* role_name(Role r) { return r == Role::Weight ? "constant" : "uploaded"; }
 
+// The GEMM's weight (N×K) as `role`, scaled so outputs stay O(1) for inputs of O(1).
+Arg& add_gemm_weight(Case& c, Role role, DType dtype, int64_t N, int64_t K) {
+  const float ws = 1.7f / std::sqrt(float(K));
+  return c.add("w", role, dtype, N, K, K, c.nonzero(0.1f * ws, ws));
+}
+
 struct NormCase {
   int64_t L, D, N;
   DType w_dtype;
@@ -93,8 +99,7 @@ TEST(PromptFusions, RmsNormGemm) {
                        c.nonzero(0.1f, 2.f));
       Arg& nw = c.add("norm_weight", Role::In, g.w_dtype, 1, D, D, c.nonzero(0.5f, 1.5f));
       Arg& normed = c.add("normed", Role::Out, DType::F32, L, D, D, nullptr);
-      const float ws = 1.7f / std::sqrt(float(D));
-      Arg& w = c.add("w", w_role, g.w_dtype, N, D, D, c.nonzero(0.1f * ws, ws));
+      Arg& w = add_gemm_weight(c, w_role, g.w_dtype, N, D);
       Arg* b = g.bias ? &c.add("bias", Role::In, g.w_dtype, 1, N, N, c.nonzero(0.1f, 1.f)) : nullptr;
       Arg& y = c.add("y", Role::Out, DType::F32, L, N, N, nullptr);
       for (int rep = 0; rep < 2; ++rep) {
@@ -147,8 +152,7 @@ TEST(PromptFusions, CausalConv1dGemm) {
                             : nullptr;
       Arg& cs = c.add("conv_state", Role::InOut, DType::F32, E, d, d, c.nonzero(0.1f, 1.f));
       Arg& xc = c.add("xc", Role::Out, DType::F32, L, E, E, nullptr);
-      const float ws = 1.7f / std::sqrt(float(E));
-      Arg& w = c.add("w", w_role, g.w_dtype, N, E, E, c.nonzero(0.1f * ws, ws));
+      Arg& w = add_gemm_weight(c, w_role, g.w_dtype, N, E);
       Arg& y = c.add("y", Role::Out, DType::F32, L, N, N, nullptr);
       for (int rep = 0; rep < 2; ++rep) {
         Tensor cbr, cbd;
@@ -197,8 +201,7 @@ TEST(PromptFusions, SelectiveScanGemm) {
       Arg& dt_bias = c.add("dt_bias", Role::In, DType::F32, 1, E, E, c.uniform(-4.5f, -2.f));
       Arg& state = c.add("ssm_state", Role::InOut, DType::F32, E, S, S, c.nonzero(0.01f, 1.f));
       Arg& y = c.add("y", Role::Scratch, DType::F32, L, E, E, nullptr);
-      const float ws = 1.7f / std::sqrt(float(E));
-      Arg& w = c.add("w", w_role, g.w_dtype, N, E, E, c.nonzero(0.1f * ws, ws));
+      Arg& w = add_gemm_weight(c, w_role, g.w_dtype, N, E);
       Arg* b = g.bias ? &c.add("bias", Role::In, g.w_dtype, 1, N, N, c.nonzero(0.1f, 1.f)) : nullptr;
       Arg& out = c.add("out", Role::Out, DType::F32, L, N, N, nullptr);
       for (int rep = 0; rep < 2; ++rep) {
