@@ -244,6 +244,53 @@ TEST(CudaBackend, GemmConstantWeights) {
   }
 }
 
+// The shapes of cuda_gemm_algo.cpp's tile exceptions (K-concatenated: the GEMM's K is 2K), with
+// the table on and off, against the CPU; a bad DM_CUDA_GEMM_TABLE is refused.
+TEST(CudaBackend, GemmAlgoTable) {
+  REQUIRE_CUDA();
+  Env env;
+  struct Case { int64_t M, N, K, ypad; };
+  const Case cases[] = {{4096, 3072, 768, 0}, {2000, 768, 1536, 0}, {2001, 768, 1536, 3},
+                        {2000, 192, 5120, 0}, {4096, 5120, 160, 0}};
+  struct Setting {
+    Setting(const char* k, const char* v) : key(k) { setenv(k, v, 1); }
+    ~Setting() { unsetenv(key); }
+    const char* key;
+  };
+  const Setting kcat("DM_CUDA_GEMM_KCAT", "1");
+  for (const Case& c : cases) {
+    Dual x = env.randn(DType::F32, c.M, c.K);
+    Dual w = env.randn(DType::F16, c.N, c.K, c.K, 1.f / std::sqrt(float(c.K)));
+    std::unique_ptr<Buffer> wc = env.gpu->upload_constant(w.init.data(), w.init.size());
+    Tensor wg = w.tg;
+    wg.buf = wc.get();
+    Dual y = env.randn(DType::F32, c.M, c.N, c.N + c.ypad);
+    env.cpu->gemm(x.tc, w.tc, nullptr, y.tc);
+    for (const char* table : {"1", "0"}) {
+      const Setting on("DM_CUDA_GEMM_TABLE", table);
+      std::ostringstream name;
+      name << "gemm M=" << c.M << " N=" << c.N << " K=" << c.K << " y_stride=" << c.N + c.ypad
+           << " table=" << table;
+      env.gpu->gemm(x.tg, wg, nullptr, y.tg);
+      EXPECT_NMSE(env, y, 1e-9, name.str());
+    }
+  }
+  const Setting bad("DM_CUDA_GEMM_TABLE", "yes");
+  Dual x = env.randn(DType::F32, 4096, 768);
+  Dual w = env.randn(DType::F16, 3072, 768);
+  std::unique_ptr<Buffer> wc = env.gpu->upload_constant(w.init.data(), w.init.size());
+  Tensor wg = w.tg;
+  wg.buf = wc.get();
+  Dual y = env.randn(DType::F32, 4096, 3072);
+  try {
+    env.gpu->gemm(x.tg, wg, nullptr, y.tg);
+    ADD_FAILURE() << "DM_CUDA_GEMM_TABLE=yes was accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("DM_CUDA_GEMM_TABLE must be 0 or 1"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(CudaBackend, RmsNorm) {
   REQUIRE_CUDA();
   Env env;

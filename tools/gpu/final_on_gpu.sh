@@ -28,6 +28,9 @@
 #   kcat     CUDA prefill with the K-concatenated GEMM weights off (DM_CUDA_GEMM_KCAT=0) and on
 #            (the default), alternating twice: 130m pp4096/16384, 2.8b pp4096, the DeciMamba 32K
 #            setting (speed-up against decimation off, same setting)
+#   gemmtable  the GEMM tests, then CUDA prefill with cuda_gemm_algo.cpp's tile table off
+#            (DM_CUDA_GEMM_TABLE=0) and on, alternating twice: 130m pp4096/16384, the DeciMamba
+#            32K setting, 2.8b pp4096 (decimation off and at layer 22, L_base 2000)
 #   scansplit  130m CUDA prefill 16K / 32K with the v7u scan writing out_proj's operand
 #            (default) and not (DM_CUDA_SCAN_SPLIT=0: y, then a conversion), alternating twice
 #   vkgemm   the Vulkan tensor-core GEMM's variants (default choice, t32, n256, n192) on the
@@ -162,6 +165,19 @@ if has kcat; then
     DM_CUDA_GEMM_KCAT=$k timeout 120 "$dm" bench --shape 2.8b --backend cuda -p 4096 -n 1 -r 3 \
       --no-deci > "$out/kcat_2.8b_$k.md" 2>&1
     echo "2.8b DM_CUDA_GEMM_KCAT=$k exit $?"; grep "^| cuda" "$out/kcat_2.8b_$k.md"
+  done
+fi
+if has gemmtable; then
+  timeout 200 ./decimamba_tests --gtest_filter='CudaBackend.Gemm*:PromptFusions.*:*BackendOpsE2E*' \
+    > "$out/gemmtable_tests.log" 2>&1
+  echo "gemm table tests exit $?"; grep -E "^\[  (FAILED|PASSED) |tests? from .* ran" "$out/gemmtable_tests.log"
+  alternate DM_CUDA_GEMM_TABLE table_130m --shape 130m --backend cuda -p 4096,16384 -n 1 -r 5 --no-deci
+  alternate DM_CUDA_GEMM_TABLE table_deci --shape 130m --backend cuda -p 32768 -n 1 -r 3 \
+    --deci-layers 12 --deci-L-base 2000
+  for t in 0 1; do
+    DM_CUDA_GEMM_TABLE=$t timeout 150 "$dm" bench --shape 2.8b --backend cuda -p 4096 -n 1 -r 3 \
+      --deci-layers 22 --deci-L-base 2000 > "$out/table_2.8b_$t.md" 2>&1
+    echo "2.8b DM_CUDA_GEMM_TABLE=$t exit $?"; grep "^| cuda" "$out/table_2.8b_$t.md"
   done
 fi
 if has scansplit; then

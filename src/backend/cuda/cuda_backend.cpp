@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_gemm_algo.h"
 #include "backend/cuda/cuda_util.h"
 #include "backend/cuda/cuda_graph.h"
 #include "backend/params.h"
@@ -152,6 +153,8 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   if (e == cudaErrorMemoryAllocation) out_of_memory(e, kCublasWorkspace, "cuBLAS workspace");
   CUDA_CHECK(e);
   CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_workspace_, kCublasWorkspace));
+  algo_table_ = std::make_unique<cuda_util::GemmAlgoTable>(device, cublas_workspace_,
+                                                           kCublasWorkspace);
   CUDA_CHECK(cudaMalloc(&step_counter_, sizeof(unsigned)));
   CUDA_CHECK(cudaMemset(step_counter_, 0, sizeof(unsigned)));
   CUDA_CHECK(cudaMalloc(&block_exchange_, cuda::kDecodeExchangeBytes));
@@ -173,8 +176,10 @@ CudaBackend::~CudaBackend() {
   if (stream_) {
     const cudaError_t q = cudaStreamQuery(stream_);
     if (q == cudaErrorCudartUnloading || q == cudaErrorContextIsDestroyed ||
-        q == cudaErrorInvalidResourceHandle)
+        q == cudaErrorInvalidResourceHandle) {
+      (void)algo_table_.release();  // left to the process's end with the rest
       return;
+    }
   }
   if (capturing_) {
     cudaGraph_t g = nullptr;
@@ -185,6 +190,7 @@ CudaBackend::~CudaBackend() {
   if (scan_scratch_) cudaFree(scan_scratch_);
   if (step_counter_) cudaFree(step_counter_);
   if (block_exchange_) cudaFree(block_exchange_);
+  algo_table_.reset();
   if (cublas_) cublasDestroy(cublas_);
   if (cublas_workspace_) cudaFree(cublas_workspace_);
   if (err_host_) cudaFreeHost(err_host_);

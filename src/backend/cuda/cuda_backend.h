@@ -17,6 +17,10 @@
 #include "backend/backend.h"
 #include "backend/cuda/kernels.h"
 
+namespace dm::cuda_util {
+class GemmAlgoTable;
+}
+
 namespace dm {
 
 class CudaBuffer : public Buffer {
@@ -154,6 +158,8 @@ class CudaBackend : public Backend {
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   void* cublas_workspace_ = nullptr;
+  // Measured tile exceptions for some GEMM shapes (cuda_gemm_algo.h), sharing the workspace.
+  std::unique_ptr<cuda_util::GemmAlgoTable> algo_table_;
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
   void* scan_scratch_ = nullptr;  // selective_scan's look-back flags and chunk states

@@ -29,6 +29,7 @@
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_gemm_algo.h"
 #include "backend/cuda/cuda_util.h"
 #include "core/error.h"
 
@@ -149,13 +150,18 @@ void CudaBackend::gemm_operand(const GemmParams& p, const GemmWeight& w,
   const cudaDataType t = DType(p.w_dtype) == DType::F16 ? CUDA_R_16F : CUDA_R_16BF;
   float* ys = y + size_t(m0) * p.y_stride;
   const int k = int(w.kcat ? 2 * p.K : p.K);
-  CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(p.N), int(rows), k, &one,
-                            w.ptr, t, int(w.ld), op.hi, t, int(op.stride), &zero, ys, CUDA_R_32F,
-                            int(p.y_stride), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-  if (op.lo && !w.kcat)
+  // cuBLAS's own pick, or the measured exception for this shape (cuda_gemm_algo.h).
+  const auto run = [&](const void* x, const float& beta) {
+    if (algo_table_->run({rows, p.N, uint32_t(k), w.ptr, w.ld, x, op.stride, ys, p.y_stride, t,
+                          beta},
+                         stream_))
+      return;
     CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(p.N), int(rows), k, &one,
-                              w.ptr, t, int(w.ld), op.lo, t, int(op.stride), &one, ys, CUDA_R_32F,
+                              w.ptr, t, int(w.ld), x, t, int(op.stride), &beta, ys, CUDA_R_32F,
                               int(p.y_stride), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  };
+  run(op.hi, zero);
+  if (op.lo && !w.kcat) run(op.lo, one);
 }
 
 void CudaBackend::gemm_tensor_cores(const GemmParams& p, const GemmWeight& w, float* y,
