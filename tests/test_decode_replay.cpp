@@ -2,9 +2,11 @@
 // bit-identical logits and states to the same steps enqueued kernel by kernel, on every backend
 // present (CUDA graphs, Vulkan command buffers; the CPU backend does not record and runs eager),
 // on every fixture model; recordings follow their sequence state and are made again when a
-// buffer they use is freed.
+// buffer they use is freed. Vulkan also with its decode layer's other forms: "vulkan:block=4"
+// and "vulkan:block=0" set DM_VULKAN_BLOCK_STEP (the default is three dispatches per layer).
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
@@ -35,15 +37,19 @@ using Param = std::tuple<std::string, std::string>;  // backend, fixture dir
 class DecodeReplay : public ::testing::TestWithParam<Param> {
  protected:
   void SetUp() override {
-    const auto& [be, dir] = GetParam();
+    const auto& [entry, dir] = GetParam();
     if (dir.empty()) GTEST_SKIP() << "no fixtures under " << test::data_dir() << "/models";
+    const std::string be = entry.substr(0, entry.find(':'));
+    if (const size_t b = entry.find(":block="); b != std::string::npos)
+      setenv("DM_VULKAN_BLOCK_STEP", entry.substr(b + 7).c_str(), 1);
     model = load_model(dir);
     ref = SafeTensorsFile::open(dir + "/reference.safetensors");
     backend = be == "cpu" ? (own = create_backend("cpu")).get() : &test::cached_backend(be);
-    what = be + " (" + backend->device_name() + ") " + std::filesystem::path(dir).filename().string();
+    what = entry + " (" + backend->device_name() + ") " + std::filesystem::path(dir).filename().string();
     prompt = as_ints(ref->tensors().at("prompt_ids"));
     records = be != "cpu";
   }
+  void TearDown() override { unsetenv("DM_VULKAN_BLOCK_STEP"); }
   // Greedy: n steps from the prompt's last logits; the logits of every step.
   std::vector<std::vector<float>> run(Executor& ex, SequenceState& st, int n,
                                       const std::vector<int32_t>& p) {
@@ -142,7 +148,11 @@ std::vector<Param> params() {
   auto dirs = test::fixture_models();
   if (dirs.empty()) dirs.push_back("");
   for (const auto& be : backends())
-    for (const auto& d : dirs) out.emplace_back(be, d);
+    for (const auto& d : dirs) {
+      out.emplace_back(be, d);
+      if (be == "vulkan")
+        for (const char* form : {":block=4", ":block=0"}) out.emplace_back(be + form, d);
+    }
   return out;
 }
 

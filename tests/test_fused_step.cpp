@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/vulkan/vulkan_backend.h"
 #include "backend_cache.h"
 #include "backend_ops_harness.h"
 #include "core/dtype.h"
@@ -232,7 +233,10 @@ struct BlockCase {
 };
 
 // mamba_block_step against its composition; CUDA with the one-kernel path forced on
-// (DM_CUDA_DECODE_BLOCK=1; shapes it does not take run the composition) and off.
+// (DM_CUDA_DECODE_BLOCK=1; shapes it does not take run the composition) and off; Vulkan (the
+// fused-shader entry) with its three-dispatch form (DM_VULKAN_BLOCK_STEP=3: x_proj inside the
+// scan step) and its four-dispatch form (=4), each of which must record exactly that many
+// dispatches where it applies (16-byte aligned tensors, lead 0), and the composition (=0).
 TEST(FusedStep, MambaBlockStep) {
   const std::vector<BlockCase> cases = {
       {768, 1536, 48, 16, DType::F16, true, false, true, 0},     // 130m, the executor's call
@@ -246,13 +250,17 @@ TEST(FusedStep, MambaBlockStep) {
   };
   for (const std::string& entry : backends_under_test()) {
     const BackendEntry be(entry);
+    const bool vk_block = be.name() == "vulkan" && entry == "vulkan:fused";
+    const char* block_env = be.name() == "cuda" ? "DM_CUDA_DECODE_BLOCK" : "DM_VULKAN_BLOCK_STEP";
     const std::vector<const char*> settings =
-        be.name() == "cuda" ? std::vector<const char*>{"1", "0"} : std::vector<const char*>{nullptr};
+        be.name() == "cuda" ? std::vector<const char*>{"1", "0"}
+        : vk_block          ? std::vector<const char*>{"3", "4", "0"}
+                            : std::vector<const char*>{nullptr};
     for (const char* block : settings)
       for (size_t i = 0; i < cases.size(); ++i) {
         const BlockCase& b = cases[i];
         if (small_only() && b.D > 1024) continue;
-        if (block) setenv("DM_CUDA_DECODE_BLOCK", block, 1);
+        if (block) setenv(block_env, block, 1);
         const int64_t D = b.D, E = b.E, R = b.R, N = b.N, d = 4, W = R + 2 * N;
         std::ostringstream desc;
         desc << be.label() << "mamba_block_step" << (block ? std::string(" block=") + block : "")
@@ -304,14 +312,21 @@ TEST(FusedStep, MambaBlockStep) {
             a.A_log = t(al), a.D = t(Dv), a.dt_bias = t(db), a.ssm_state = t(st), a.y = t(y);
             a.out_proj = t(out_w), a.out_proj_bias = out_b ? &out_bt : nullptr;
             a.hidden = t(hidden);
-            if (cpu)
+            if (cpu) {
               c.cpu().Backend::mamba_block_step(a);
-            else
-              c.dev().mamba_block_step(a);
+              continue;
+            }
+            VulkanStats s0{}, s1{};
+            const bool vk = vulkan_stats(c.dev(), &s0);
+            c.dev().mamba_block_step(a);
+            if (vk_block && b.lead == 0 && std::string(block) != "0") {
+              ASSERT_TRUE(vk && vulkan_stats(c.dev(), &s1));
+              EXPECT_EQ(s1.dispatches - s0.dispatches, uint64_t(std::atoi(block))) << desc.str();
+            }
           }
         }
         c.check(kTol);
-        if (block) unsetenv("DM_CUDA_DECODE_BLOCK");
+        if (block) unsetenv(block_env);
       }
   }
 }

@@ -14,7 +14,7 @@
 // Where the methods live: vulkan_backend.cpp (construction, buffers, bindings, capture and the
 // entry points of vulkan_backend.h), vulkan_gemm.cpp (GEMM and GEMV choice), vulkan_scan.cpp
 // (the prompt scans), vulkan_kernels.cpp (the other prompt kernels), vulkan_decode.cpp (the
-// decode steps and fusions).
+// decode steps and fusions), vulkan_block_step.cpp (a whole decode layer).
 #pragma once
 
 #include <algorithm>
@@ -129,6 +129,8 @@ class VulkanBackend final : public Backend {
                          const Tensor& u, const Tensor& A_log, const Tensor& B, const Tensor& C,
                          const Tensor& D, const Tensor* z, const Tensor& dt_bias,
                          const Tensor& ssm_state, const Tensor& y) override;
+  // One decode layer in three dispatches (vulkan_block_step.cpp, shaders/mamba_step.comp).
+  void mamba_block_step(const MambaBlockStepArgs& a) override;
 
   // Capture / replay (recording.cpp): one command buffer per recording.
   std::unique_ptr<Recording> record(const std::function<void()>& enqueue) override;
@@ -275,6 +277,12 @@ class VulkanBackend final : public Backend {
   // channels (fused_step_on).
   static constexpr uint32_t kFusedStepMaxChannels = 1536;
   static bool fused_step_on(uint32_t channels);
+  // mamba_block_step's form (vulkan_block_step.cpp, block_step_mode): Backend's composition,
+  // three dispatches (x_proj repeated in every scan work group: up to kBlockXprojMaxBytes of
+  // x_proj weights by default) or four (x_proj a GEMV of its own).
+  enum class BlockStepMode { kOff, kThree, kFour };
+  static constexpr uint64_t kBlockXprojMaxBytes = 512 * 1024;
+  static BlockStepMode block_step_mode(uint64_t x_proj_bytes);
 
   std::unique_ptr<Context> ctx_;
   PipelineCache pipelines_;

@@ -1,0 +1,354 @@
+#version 450
+// One Mamba block of a decode step (batch 1) in three dependent dispatches instead of five
+// (VulkanBackend::mamba_block_step, src/backend/vulkan/vulkan_block_step.cpp): a Vulkan command
+// buffer pays ~4 µs per dependent dispatch (its barrier), more than most of a 130m layer's work.
+// No work group waits for another (no spinning, no tickets): what two dispatches would hand
+// over through memory, each work group here recomputes from L2 instead.
+//  mamba_step.front  A: residual (+ x) and its rms norm, recomputed by EVERY work group into
+//                    shared memory (D ≤ 4·DV floats), then the in_proj GEMV rows of the work
+//                    group on it (gemm.gemv's loop: its first weight batch is loaded before the
+//                    norm, so the norm hides under the weights' latency) and the conv step of
+//                    the rows < E (gemm.gemv_conv's). The norm's sum is rms_norm.comp's, in its
+//                    order: normed (written by work group 0) is rms_norm's, bit for bit. Nobody
+//                    writes the residual here: other work groups still read it.
+//  mamba_step.scan_xproj  B: every work group computes all of x_dbl = xc · x_projᵀ (dt_low | B |
+//                    C, R + 2N dot products of length E) into shared memory, then dt_proj,
+//                    softplus, the scan step, D skip and SiLU(z) gate of its 256 / LANES channels
+//                    (selective_scan_step.dt_proj_sg's code, in its order). Work group 0 also
+//                    writes x_dbl and residual += x (A has read the residual by now).
+//  mamba_step.scan   B with x_dbl read from memory (a separate x_proj GEMV before it) where
+//                    the redundant x_proj would cost more than that dispatch (wide layers).
+// C, out_proj, is gemm.gemv. Weights F32 / F16 / BF16 as 32-bit words (common.glsl).
+// variant mamba_step.front -DFRONT=1
+// variant mamba_step.scan_xproj -DFRONT=0 -DXPROJ=1
+// variant mamba_step.scan -DFRONT=0 -DXPROJ=0
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_shuffle : require
+#include "common.glsl"
+
+const uint WG = 256;
+layout(local_size_x = 256, local_size_y = 1, local_size_z = 1) in;
+
+#if FRONT || XPROJ
+// The weights of one 16-byte piece: 8 (F16, BF16: lo holds the first 4) or 4 (F32: lo only),
+// as gemv.comp's widen.
+void widen(uint dtype, uvec4 q, out vec4 lo, out vec4 hi) {
+  if (dtype == DT_F32) {
+    lo = uintBitsToFloat(q);
+    hi = vec4(0.0);
+  } else if (dtype == DT_F16) {
+    lo = vec4(unpackHalf2x16(q.x), unpackHalf2x16(q.y));
+    hi = vec4(unpackHalf2x16(q.z), unpackHalf2x16(q.w));
+  } else {  // BF16: element 2i in the low half of word i
+    const uvec4 e = q << 16, o = q & 0xffff0000u;
+    lo = uintBitsToFloat(uvec4(e.x, o.x, e.y, o.y));
+    hi = uintBitsToFloat(uvec4(e.z, o.z, e.w, o.w));
+  }
+}
+#endif
+
+#if FRONT
+layout(constant_id = 0) const uint ROWS = 8;   // in_proj rows per work group (a power of two)
+layout(constant_id = 1) const uint PIPE = 8;   // 16-byte pieces per invocation per batch (1 … 16)
+layout(constant_id = 2) const uint SG = 32;    // the device's subgroup size
+layout(constant_id = 3) const uint DV = 192;   // vec4s of the normed row in shared memory
+
+layout(std430, binding = 0) readonly buffer X { float x[]; };
+layout(std430, binding = 1) readonly buffer Res { float res[]; };
+layout(std430, binding = 2) readonly buffer NormW { uint norm_w[]; };
+layout(std430, binding = 3) writeonly buffer Normed { float normed[]; };
+layout(std430, binding = 4) readonly buffer W { uvec4 w4[]; };
+layout(std430, binding = 5) readonly buffer Bias { uint bias[]; };
+layout(std430, binding = 6) writeonly buffer XZ { float xz[]; };
+layout(std430, binding = 7) readonly buffer ConvW { uint conv_w[]; };
+layout(std430, binding = 8) readonly buffer ConvB { uint conv_b[]; };
+layout(std430, binding = 9) buffer ConvState { float conv_state[]; };
+layout(std430, binding = 10) writeonly buffer XC { float xc[]; };
+const uint MAX_D_CONV = 8;  // the host sends larger d_conv to the composition
+
+layout(push_constant) uniform Push {
+  uint D, N;  // d_model (in_proj's K), in_proj's rows (2E)
+  uint w_stride, w_dtype, bias_dtype, has_bias;
+  uint has_x, norm_w_dtype;
+  float eps;
+  uint channels, d_conv, conv_w_dtype, conv_b_dtype, conv_has_bias;
+  // element offsets: x, residual, norm_w, normed, w, bias, xz, conv_w, conv_b, conv_state, xc
+  uint off[11];
+} p;
+
+DEFINE_LOAD_ANY(load_norm_w, norm_w)
+DEFINE_LOAD_ANY(load_bias, bias)
+DEFINE_LOAD_ANY(load_conv_w, conv_w)
+DEFINE_LOAD_ANY(load_conv_b, conv_b)
+
+// gemm.gemv_conv's conv step of channel c: every load first, then the stores.
+struct ConvIn {
+  float s[MAX_D_CONV], w[MAX_D_CONV], b;
+};
+ConvIn conv_load(uint c) {
+  ConvIn r;
+  const uint sb = p.off[9] + c * p.d_conv;
+  [[unroll]] for (uint k = 0; k < MAX_D_CONV; ++k) {
+    r.s[k] = k + 1 < p.d_conv ? conv_state[sb + k + 1] : 0.0;
+    r.w[k] = k < p.d_conv ? load_conv_w(p.conv_w_dtype, p.off[7] + c * p.d_conv + k) : 0.0;
+  }
+  r.b = p.conv_has_bias != 0u ? load_conv_b(p.conv_b_dtype, p.off[8] + c) : 0.0;
+  return r;
+}
+void conv_store(uint c, float xv, ConvIn r) {
+  const uint sb = p.off[9] + c * p.d_conv;
+  [[unroll]] for (uint k = 0; k < MAX_D_CONV; ++k)
+    if (k + 1 == p.d_conv) r.s[k] = xv;
+  float acc = r.b;
+  [[unroll]] for (uint k = 0; k < MAX_D_CONV; ++k) {
+    if (k < p.d_conv) {
+      acc = fma(r.w[k], r.s[k], acc);
+      conv_state[sb + k] = r.s[k];
+    }
+  }
+  xc[p.off[10] + c] = silu(acc);
+}
+
+const uint T = WG / ROWS;         // invocations per row of W
+const uint TS = T < SG ? T : SG;  // of them in one subgroup
+const uint NSUB = T / TS;         // subgroups per row
+shared vec4 vs4[DV];              // the normed row
+shared float partial[WG];         // rms_norm.comp's reduction
+shared float part[64];            // per-subgroup row sums
+
+// One batch of PIPE pieces (j0 + u·T) against the normed row; pieces past the row are zero
+// weights times its first piece.
+float batch_dot(uvec4 q[PIPE], uint j0, uint pieces, bool wide, uint per) {
+  float acc = 0.0;
+  [[unroll]] for (uint u = 0; u < PIPE; ++u) {
+    const uint j = j0 + u * T;
+    const uint xb = (j < pieces ? j : 0u) * (per / 4u);
+    vec4 lo, hi;
+    widen(p.w_dtype, q[u], lo, hi);
+    acc += dot(lo, vs4[xb]);
+    if (wide) acc += dot(hi, vs4[xb + 1u]);
+  }
+  return acc;
+}
+
+void main() {
+  const uint tid = gl_SubgroupID * SG + gl_SubgroupInvocationID;  // as gemm.gemv lays out rows
+  const uint t = tid % T;
+  const uint n = linear_group_id() * ROWS + tid / T;
+  const bool wide = p.w_dtype != DT_F32;
+  const uint per = wide ? 8u : 4u;
+  const uint pieces = p.D / per;  // the host guarantees D % per == 0
+  const uint wb = (p.off[4] + n * p.w_stride) / per;
+  // The first batch of weights, the bias and the conv inputs: in flight during the norm.
+  uvec4 q[PIPE];
+  [[unroll]] for (uint u = 0; u < PIPE; ++u) {
+    const uint j = t + u * T;
+    q[u] = n < p.N && j < pieces ? w4[wb + j] : uvec4(0);
+  }
+  const float bv = t == 0u && n < p.N && p.has_bias != 0u ? load_bias(p.bias_dtype, p.off[5] + n) : 0.0;
+  const bool conv = t == 0u && n < p.N && n < p.channels;
+  ConvIn ci;
+  if (conv) ci = conv_load(n);
+
+  // rms_norm.comp (rms_norm.residual with x), same terms in the same order.
+  const uint li = gl_LocalInvocationID.x;
+  float ss = 0.0;
+  for (uint i = li; i < p.D; i += WG) {
+    float v = p.has_x != 0u ? x[p.off[0] + i] + res[p.off[1] + i] : res[p.off[1] + i];
+    vs4[i >> 2][i & 3u] = v;
+    ss = fma(v, v, ss);
+  }
+  partial[li] = ss;
+  barrier();
+  for (uint s = WG / 2; s > 0; s >>= 1) {
+    if (li < s) partial[li] += partial[li + s];
+    barrier();
+  }
+  const float inv = inversesqrt(partial[0] / float(p.D) + p.eps);
+  const bool first = linear_group_id() == 0u;
+  for (uint i = li; i < p.D; i += WG) {
+    const float v = vs4[i >> 2][i & 3u] * inv * load_norm_w(p.norm_w_dtype, p.off[2] + i);
+    vs4[i >> 2][i & 3u] = v;
+    if (first) normed[p.off[3] + i] = v;
+  }
+  barrier();
+
+  // gemm.gemv's row: the first batch, then any further ones (wide rows of few invocations).
+  float acc = batch_dot(q, t, pieces, wide, per);
+  for (uint j0 = t + PIPE * T; j0 < pieces; j0 += PIPE * T) {
+    [[unroll]] for (uint u = 0; u < PIPE; ++u) {
+      const uint j = j0 + u * T;
+      q[u] = n < p.N && j < pieces ? w4[wb + j] : uvec4(0);
+    }
+    acc += batch_dot(q, j0, pieces, wide, per);
+  }
+  [[unroll]] for (uint o = TS / 2u; o > 0u; o >>= 1) acc += subgroupShuffleXor(acc, o);
+  if (NSUB > 1u) {
+    if (gl_SubgroupInvocationID == 0u) part[gl_SubgroupID] = acc;
+    barrier();
+    float s = 0.0;
+    const uint lead = gl_SubgroupID - (t / TS);  // the row's first subgroup
+    for (uint i = 0; i < NSUB; ++i) s += part[lead + i];
+    acc = s;
+  }
+  if (t == 0u && n < p.N) {
+    xz[p.off[6] + n] = acc + bv;
+    if (conv) conv_store(n, acc + bv, ci);
+  }
+}
+
+#else  // the scan step, B
+layout(constant_id = 0) const uint D_STATE = 16;
+layout(constant_id = 1) const uint LANES = 8;   // invocations per channel (≤ subgroup size)
+layout(constant_id = 2) const uint NRMAX = 80;  // shared floats for x_dbl (≥ R + 2N)
+layout(constant_id = 3) const uint TX = 32;     // scan_xproj: invocations per x_proj row (≤ subgroup)
+layout(constant_id = 4) const uint XP = 6;      // scan_xproj: pieces per invocation per row and batch
+layout(constant_id = 5) const uint RU = 2;      // scan_xproj: x_proj rows per invocation per batch
+
+layout(std430, binding = 0) readonly buffer U { vec4 u4[]; };  // xc: 16-byte aligned (the host checks)
+layout(std430, binding = 1) writeonly buffer Delta { float delta[]; };
+layout(std430, binding = 2) readonly buffer ALog { uint a_log[]; };
+layout(std430, binding = 3) readonly buffer Dsk { uint Dv[]; };
+layout(std430, binding = 4) readonly buffer Z { float z[]; };
+layout(std430, binding = 5) readonly buffer DtBias { uint dt_bias[]; };
+layout(std430, binding = 6) buffer State { float state[]; };
+layout(std430, binding = 7) writeonly buffer Y { float y[]; };
+#if XPROJ
+layout(std430, binding = 8) writeonly buffer XDbl { float x_dbl[]; };
+#else
+layout(std430, binding = 8) readonly buffer XDbl { float x_dbl[]; };
+#endif
+layout(std430, binding = 9) readonly buffer XProj { uvec4 xw4[]; };
+layout(std430, binding = 10) readonly buffer DtProj { uint dt_proj[]; };
+layout(std430, binding = 11) buffer Res { float res[]; };
+layout(std430, binding = 12) readonly buffer X { float x[]; };
+
+layout(push_constant) uniform Push {
+  uint channels, dt_rank, d_model;
+  uint x_proj_stride, x_proj_dtype, dt_proj_stride, dt_proj_dtype;
+  uint A_log_dtype, D_dtype, dt_bias_dtype;
+  uint has_x;
+  // element offsets: u, delta, A_log, D, z, dt_bias, ssm_state, y, x_dbl, x_proj, dt_proj,
+  // residual, x
+  uint off[13];
+} p;
+
+DEFINE_LOAD_ANY(load_a_log, a_log)
+DEFINE_LOAD_ANY(load_d, Dv)
+DEFINE_LOAD_ANY(load_dt_bias, dt_bias)
+DEFINE_LOAD_ANY(load_dt_proj, dt_proj)
+
+const uint NPL = (D_STATE + LANES - 1) / LANES;  // states per invocation
+const uint RB = 8;                               // dt_proj terms loaded per batch
+shared float xd[NRMAX];                          // dt_low | B | C
+
+float u_at(uint i) { return u4[i >> 2][i & 3u]; }
+
+void main() {
+  const uint tid = gl_SubgroupID * gl_SubgroupSize + gl_SubgroupInvocationID;
+  const uint l = tid % LANES;
+  const uint c = gl_WorkGroupID.x * (WG / LANES) + tid / LANES;
+  const uint R = p.dt_rank, NR = R + 2u * D_STATE;
+  // The channel's own loads first (as dt_proj_sg), in flight during x_proj.
+  const bool live = c < p.channels;
+  const uint sb = p.off[6] + c * D_STATE;
+  float a_l[NPL], h0[NPL];
+  [[unroll]] for (uint i = 0; i < NPL; ++i) {
+    const uint n = l + i * LANES;
+    const bool on = live && n < D_STATE;
+    a_l[i] = on ? load_a_log(p.A_log_dtype, p.off[2] + c * D_STATE + n) : 0.0;
+    h0[i] = on ? state[sb + n] : 0.0;
+  }
+  const bool lead = live && l == 0u;
+  const float uu = live ? u_at(p.off[0] + c) : 0.0;
+  const float bias = live ? load_dt_bias(p.dt_bias_dtype, p.off[5] + c) : 0.0;
+  const float dskip = lead ? load_d(p.D_dtype, p.off[3] + c) : 0.0;
+  const float zz = lead ? z[p.off[4] + c] : 0.0;
+
+#if XPROJ
+  // x_dbl = xc · x_projᵀ: TX invocations per row, RU rows of XP pieces each in flight.
+  {
+    const uint t = tid % TX, G = WG / TX;
+    const bool wide = p.x_proj_dtype != DT_F32;
+    const uint per = wide ? 8u : 4u;
+    const uint pieces = p.channels / per;  // the host guarantees E % per == 0
+    for (uint r0 = tid / TX; r0 < NR; r0 += G * RU) {
+      float acc[RU];
+      [[unroll]] for (uint a = 0; a < RU; ++a) acc[a] = 0.0;
+      for (uint j0 = t; j0 < pieces; j0 += XP * TX) {
+        uvec4 q[RU][XP];
+        [[unroll]] for (uint a = 0; a < RU; ++a) {
+          const uint row = r0 + a * G;
+          const uint wb = (p.off[9] + row * p.x_proj_stride) / per;
+          [[unroll]] for (uint u = 0; u < XP; ++u) {
+            const uint j = j0 + u * TX;
+            q[a][u] = row < NR && j < pieces ? xw4[wb + j] : uvec4(0);
+          }
+        }
+        [[unroll]] for (uint u = 0; u < XP; ++u) {
+          const uint j = j0 + u * TX;
+          const uint xb = p.off[0] / 4u + (j < pieces ? j : 0u) * (per / 4u);
+          const vec4 xlo = u4[xb], xhi = wide ? u4[xb + 1u] : vec4(0.0);
+          [[unroll]] for (uint a = 0; a < RU; ++a) {
+            vec4 lo, hi;
+            widen(p.x_proj_dtype, q[a][u], lo, hi);
+            acc[a] += dot(lo, xlo);
+            if (wide) acc[a] += dot(hi, xhi);
+          }
+        }
+      }
+      [[unroll]] for (uint a = 0; a < RU; ++a) {
+        [[unroll]] for (uint o = TX / 2u; o > 0u; o >>= 1) acc[a] += subgroupShuffleXor(acc[a], o);
+        const uint row = r0 + a * G;
+        if (t == 0u && row < NR) xd[row] = acc[a];
+      }
+    }
+  }
+#else
+  for (uint i = tid; i < NR; i += WG) xd[i] = x_dbl[p.off[8] + i];
+#endif
+  barrier();
+  // Work group 0's side outputs: x_dbl, and residual += x (rms_norm.residual's sum).
+  if (gl_WorkGroupID.x == 0u) {
+#if XPROJ
+    for (uint i = tid; i < NR; i += WG) x_dbl[p.off[8] + i] = xd[i];
+#endif
+    if (p.has_x != 0u)
+      for (uint i = tid; i < p.d_model; i += WG) res[p.off[11] + i] = x[p.off[12] + i] + res[p.off[11] + i];
+  }
+
+  // selective_scan_step.dt_proj_sg from here, with dt_low, B and C in shared memory.
+  float draw = 0.0;
+  const uint wb = p.off[10] + c * p.dt_proj_stride;
+  for (uint r0 = l; r0 < R; r0 += RB * LANES) {
+    float xa[RB], wa[RB];
+    [[unroll]] for (uint i = 0; i < RB; ++i) {
+      const uint r = r0 + i * LANES;
+      const bool on = live && r < R;
+      xa[i] = on ? xd[r] : 0.0;
+      wa[i] = on ? load_dt_proj(p.dt_proj_dtype, wb + r) : 0.0;
+    }
+    [[unroll]] for (uint i = 0; i < RB; ++i) draw = fma(xa[i], wa[i], draw);
+  }
+  [[unroll]] for (uint o = LANES / 2u; o > 0u; o >>= 1) draw += subgroupShuffleXor(draw, o);
+  if (lead) delta[p.off[1] + c] = draw;
+  const float dt = softplus(draw + bias);
+  const float du = dt * uu;
+  float acc = 0.0;
+  [[unroll]] for (uint i = 0; i < NPL; ++i) {
+    const uint n = l + i * LANES;
+    if (live && n < D_STATE) {
+      const float A = -exp(a_l[i]);
+      const float h = fma(exp(dt * A), h0[i], du * xd[R + n]);
+      state[sb + n] = h;
+      acc = fma(h, xd[R + D_STATE + n], acc);
+    }
+  }
+  [[unroll]] for (uint o = LANES / 2u; o > 0u; o >>= 1) acc += subgroupShuffleXor(acc, o);
+  if (lead) {
+    float r = fma(dskip, uu, acc);
+    r *= silu(zz);
+    y[p.off[7] + c] = r;
+  }
+}
+#endif
