@@ -26,7 +26,7 @@ __global__ void __launch_bounds__(kBlock) rms_norm_kernel(RmsNormParams p,
   const uint32_t D = p.D, tid = threadIdx.x;
   const float* xr = x + t * p.x_stride;
   float* rr = p.has_residual ? residual + t * p.residual_stride : nullptr;
-  float* yr = y + t * p.y_stride;
+  float* yr = y ? y + t * p.y_stride : nullptr;  // null: only the GEMM's operand is written
   if constexpr (kRegs) {
     // Element j of this thread is i = tid + j·kBlock, the same split as the loop below, so the
     // double sum adds the same values in the same order.
@@ -59,7 +59,7 @@ __global__ void __launch_bounds__(kBlock) rms_norm_kernel(RmsNormParams p,
       const uint32_t i = tid + j * kBlock;
       if (i < D) {
         const float o = (v[j] * scale) * wv[j];
-        yr[i] = o;
+        if (yr) yr[i] = o;
         if (split.hi) split_store(split, t, i, o);
       }
     }
@@ -80,7 +80,7 @@ __global__ void __launch_bounds__(kBlock) rms_norm_kernel(RmsNormParams p,
     const float* src = rr ? rr : xr;
     for (uint32_t i = tid; i < D; i += kBlock) {
       const float o = (src[i] * scale) * load_f(weight, p.weight_dtype, i);
-      yr[i] = o;
+      if (yr) yr[i] = o;
       if (split.hi) split_store(split, t, i, o);
     }
   }

@@ -98,7 +98,8 @@ TEST(PromptFusions, RmsNormGemm) {
       Arg& res = c.add("residual", g.has_x ? Role::InOut : Role::In, DType::F32, L, D, D,
                        c.nonzero(0.1f, 2.f));
       Arg& nw = c.add("norm_weight", Role::In, g.w_dtype, 1, D, D, c.nonzero(0.5f, 1.5f));
-      Arg& normed = c.add("normed", Role::Out, DType::F32, L, D, D, nullptr);
+      // normed is scratch (backend.h): the CUDA fusion feeds the GEMM without writing it.
+      Arg& normed = c.add("normed", Role::Scratch, DType::F32, L, D, D, nullptr);
       Arg& w = add_gemm_weight(c, w_role, g.w_dtype, N, D);
       Arg* b = g.bias ? &c.add("bias", Role::In, g.w_dtype, 1, N, N, c.nonzero(0.1f, 1.f)) : nullptr;
       Arg& y = c.add("y", Role::Out, DType::F32, L, N, N, nullptr);

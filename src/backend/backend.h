@@ -129,6 +129,8 @@ class Backend {
   // y = normed · wᵀ (+ bias): rms_norm then gemm. The LM head of a decode step, and a prompt's
   // norm feeding in_proj (rows = L).
   // x, residual, normed: rows×D fp32; norm_weight: 1×D; w: N×D; bias: 1×N; y: rows×N fp32.
+  // normed is scratch (as y in selective_scan_gemm): the composition writes the norm's output
+  // there; a backend that feeds the GEMM from the norm directly may leave it unspecified.
   virtual void rms_norm_gemm(const Tensor* x, const Tensor& residual, const Tensor& norm_weight,
                              float eps, const Tensor& normed, const Tensor& w,
                              const Tensor* bias, const Tensor& y);

@@ -54,7 +54,8 @@ cudaError_t launch_gemv_small_m(uint32_t M, uint32_t N, uint32_t K, const float*
 cudaError_t launch_add_bias(uint32_t M, uint32_t N, float* y, uint32_t y_stride, const void* bias,
                             uint32_t bias_dtype, cudaStream_t s);
 
-// split: also write y as the GEMM operand (GemmSplitOut; split.cols = p.D).
+// split: also write y as the GEMM operand (GemmSplitOut; split.cols = p.D); y may then be null
+// (the operand only: a prompt's rms_norm_gemm, whose normed is scratch).
 cudaError_t launch_rms_norm(const RmsNormParams& p, const float* x, float* residual,
                             const void* weight, float* y, cudaStream_t s,
                             const GemmSplitOut& split = {});
