@@ -2,6 +2,11 @@
 // One work group per row. With a residual: residual += x, then y = residual · rsqrt(mean(residual²)
 // + eps) · weight; without: the same of x. Each invocation revisits only the columns it wrote,
 // so y may alias x.
+// Rows of up to WG · MAXE columns are held in registers: every load of the row (x, residual,
+// weight) is issued before the first store. In a loop that stores the residual as it goes, no
+// later load may be moved above a store to a buffer that might alias it, so each of the
+// D / WG iterations paid a memory round trip (H100: 12.5 µs a decode row at d_model 2560, 6.0 at
+// 768; bench/results/h100_decode_session4_2026-11-27.md). Same values, same order: the same bits.
 // Two variants so the plain one does not even reference the residual buffer (which the
 // validation layer would count as a write):
 // variant rms_norm -DRESIDUAL=0
@@ -9,6 +14,7 @@
 #include "common.glsl"
 
 layout(constant_id = 0) const uint WG = 256;
+layout(constant_id = 1) const uint REGS = 1;  // 0: always the loop (DM_VULKAN_NORM_LOOP=1)
 layout(local_size_x_id = 0) in;
 
 layout(std430, binding = 0) readonly buffer X { float x[]; };
@@ -30,12 +36,58 @@ DEFINE_LOAD_ANY(load_weight, wt)
 
 shared float partial[WG];
 
+const uint MAXE = 16;  // columns per invocation held in registers (rows up to 16 · WG)
+
+// The reduction of the work group's partial sums of squares into partial[0].
+float row_sum(uint tid, float ss) {
+  partial[tid] = ss;
+  barrier();
+  for (uint s = WG / 2; s > 0; s >>= 1) {
+    if (tid < s) partial[tid] += partial[tid + s];
+    barrier();
+  }
+  return partial[0];
+}
+
 void main() {
   const uint row = linear_group_id();
   if (row >= p.L) return;  // uniform over the work group
   const uint tid = gl_LocalInvocationID.x;
   const uint xb = p.off[0] + row * p.x_stride;
   const uint rb = p.off[1] + row * p.residual_stride;
+  const uint yb = p.off[3] + row * p.y_stride;
+
+  if (REGS != 0u && p.D <= WG * MAXE) {  // uniform
+    float v[MAXE], w[MAXE];
+    [[unroll]] for (uint j = 0; j < MAXE; ++j) {
+      const uint i = tid + j * WG;
+      v[j] = 0.0;
+      w[j] = 0.0;
+      if (i < p.D) {
+        v[j] = x[xb + i];
+#if RESIDUAL
+        v[j] += res[rb + i];
+#endif
+        w[j] = load_weight(p.weight_dtype, p.off[2] + i);
+      }
+    }
+    float ss = 0.0;
+    [[unroll]] for (uint j = 0; j < MAXE; ++j) {
+      const uint i = tid + j * WG;
+      if (i < p.D) {
+#if RESIDUAL
+        res[rb + i] = v[j];
+#endif
+        ss = fma(v[j], v[j], ss);
+      }
+    }
+    const float inv = inversesqrt(row_sum(tid, ss) / float(p.D) + p.eps);
+    [[unroll]] for (uint j = 0; j < MAXE; ++j) {
+      const uint i = tid + j * WG;
+      if (i < p.D) y[yb + i] = v[j] * inv * w[j];
+    }
+    return;
+  }
 
   float ss = 0.0;
   for (uint i = tid; i < p.D; i += WG) {
@@ -46,15 +98,7 @@ void main() {
 #endif
     ss = fma(v, v, ss);
   }
-  partial[tid] = ss;
-  barrier();
-  for (uint s = WG / 2; s > 0; s >>= 1) {
-    if (tid < s) partial[tid] += partial[tid + s];
-    barrier();
-  }
-  const float inv = inversesqrt(partial[0] / float(p.D) + p.eps);
-
-  const uint yb = p.off[3] + row * p.y_stride;
+  const float inv = inversesqrt(row_sum(tid, ss) / float(p.D) + p.eps);
   for (uint i = tid; i < p.D; i += WG) {
 #if RESIDUAL
     const float v = res[rb + i];

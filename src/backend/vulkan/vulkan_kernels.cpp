@@ -1,6 +1,8 @@
 // The Vulkan backend's other prompt kernels, one or two dispatches each: rms_norm,
 // causal_conv1d, dt_importance, topk_indices, gather_rows.
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 #include "backend/vulkan/vulkan_backend_impl.h"
 
@@ -26,7 +28,10 @@ void VulkanBackend::rms_norm(const Tensor& x, const Tensor* residual, const Tens
             uw = bind(weight, false, k, "weight"), uy = bind(y, true, k, "y");
   Push push(p, {off(x, ux), residual ? off(*residual, ur) : 0u, off(weight, uw), off(y, uy)});
   const char* variant = residual ? "rms_norm.residual" : "rms_norm";
-  auto& pipe = pipelines_.get(variant, 4, push.size, {256}, 256, variant);
+  // DM_VULKAN_NORM_LOOP=1 (read per call): the row in a loop instead of registers (comparisons).
+  const char* loop = std::getenv("DM_VULKAN_NORM_LOOP");
+  const uint32_t regs = loop && std::strcmp(loop, "1") == 0 ? 0u : 1u;
+  auto& pipe = pipelines_.get(variant, 4, push.size, {256, regs}, 256, variant);
   const Grid g = linear_grid(p.L);
   rec_->dispatch(pipe, {ux, ur, uw, uy}, push.bytes, push.size, g.x, g.y, g.z);
 }
