@@ -11,17 +11,22 @@
 //                    the rows < E (gemm.gemv_conv's). The norm's sum is rms_norm.comp's, in its
 //                    order: normed (written by work group 0) is rms_norm's, bit for bit. Nobody
 //                    writes the residual here: other work groups still read it.
-//  mamba_step.scan_xproj  B: every work group computes all of x_dbl = xc · x_projᵀ (dt_low | B |
-//                    C, R + 2N dot products of length E) into shared memory, then dt_proj,
-//                    softplus, the scan step, D skip and SiLU(z) gate of its 256 / LANES channels
-//                    (selective_scan_step.dt_proj_sg's code, in its order). Work group 0 also
-//                    writes x_dbl and residual += x (A has read the residual by now).
-//  mamba_step.scan   B with x_dbl read from memory (a separate x_proj GEMV before it) where
-//                    the redundant x_proj would cost more than that dispatch (wide layers).
+//  mamba_step.front_xpart  A that also starts x_proj: work group g, owning the xc channels
+//                    [g·ROWS, g·ROWS + ROWS), writes its slice of the product, part[g][r] =
+//                    Σ_k x_proj[r, g·ROWS + k] · xc[g·ROWS + k] (R + 2N partial sums, k in order).
+//  mamba_step.scan_xpart  B: every work group sums the G partial vectors (in a fixed order:
+//                    replays stay bit-identical) into x_dbl = dt_low | B | C in shared memory,
+//                    then dt_proj, softplus, the scan step, D skip and SiLU(z) gate of its
+//                    256 / LANES channels (selective_scan_step.dt_proj_sg's code, in its order).
+//                    Work group 0 also writes x_dbl and residual += x (A has read the residual).
+//  mamba_step.scan   B with x_dbl read from memory, written by a separate x_proj GEMV.
 // C, out_proj, is gemm.gemv. Weights F32 / F16 / BF16 as 32-bit words (common.glsl).
-// variant mamba_step.front -DFRONT=1
-// variant mamba_step.scan_xproj -DFRONT=0 -DXPROJ=1
-// variant mamba_step.scan -DFRONT=0 -DXPROJ=0
+// (Measured and removed: B computing all of x_proj in every work group, 245 KB of weights from
+// L2 per work group at 130m, was ~8 µs per layer slower than the separate GEMV on an H200.)
+// variant mamba_step.front -DFRONT=1 -DXPART=0
+// variant mamba_step.front_xpart -DFRONT=1 -DXPART=1
+// variant mamba_step.scan_xpart -DFRONT=0 -DXPART=1
+// variant mamba_step.scan -DFRONT=0 -DXPART=0
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_shuffle : require
 #include "common.glsl"
@@ -29,7 +34,7 @@
 const uint WG = 256;
 layout(local_size_x = 256, local_size_y = 1, local_size_z = 1) in;
 
-#if FRONT || XPROJ
+#if FRONT
 // The weights of one 16-byte piece: 8 (F16, BF16: lo holds the first 4) or 4 (F32: lo only),
 // as gemv.comp's widen.
 void widen(uint dtype, uvec4 q, out vec4 lo, out vec4 hi) {
@@ -64,6 +69,10 @@ layout(std430, binding = 7) readonly buffer ConvW { uint conv_w[]; };
 layout(std430, binding = 8) readonly buffer ConvB { uint conv_b[]; };
 layout(std430, binding = 9) buffer ConvState { float conv_state[]; };
 layout(std430, binding = 10) writeonly buffer XC { float xc[]; };
+#if XPART
+layout(std430, binding = 11) readonly buffer XProj { uint x_proj[]; };
+layout(std430, binding = 12) writeonly buffer Part { float part[]; };
+#endif
 const uint MAX_D_CONV = 8;  // the host sends larger d_conv to the composition
 
 layout(push_constant) uniform Push {
@@ -74,9 +83,16 @@ layout(push_constant) uniform Push {
   uint channels, d_conv, conv_w_dtype, conv_b_dtype, conv_has_bias;
   // element offsets: x, residual, norm_w, normed, w, bias, xz, conv_w, conv_b, conv_state, xc
   uint off[11];
+#if XPART
+  uint nr, x_proj_stride, x_proj_dtype;  // nr = R + 2N rows of x_proj
+  uint off_x_proj, off_part;
+#endif
 } p;
 
 DEFINE_LOAD_ANY(load_norm_w, norm_w)
+#if XPART
+DEFINE_LOAD_ANY(load_x_proj, x_proj)
+#endif
 DEFINE_LOAD_ANY(load_bias, bias)
 DEFINE_LOAD_ANY(load_conv_w, conv_w)
 DEFINE_LOAD_ANY(load_conv_b, conv_b)
@@ -95,7 +111,7 @@ ConvIn conv_load(uint c) {
   r.b = p.conv_has_bias != 0u ? load_conv_b(p.conv_b_dtype, p.off[8] + c) : 0.0;
   return r;
 }
-void conv_store(uint c, float xv, ConvIn r) {
+float conv_store(uint c, float xv, ConvIn r) {
   const uint sb = p.off[9] + c * p.d_conv;
   [[unroll]] for (uint k = 0; k < MAX_D_CONV; ++k)
     if (k + 1 == p.d_conv) r.s[k] = xv;
@@ -106,7 +122,9 @@ void conv_store(uint c, float xv, ConvIn r) {
       conv_state[sb + k] = r.s[k];
     }
   }
-  xc[p.off[10] + c] = silu(acc);
+  const float v = silu(acc);
+  xc[p.off[10] + c] = v;
+  return v;
 }
 
 const uint T = WG / ROWS;         // invocations per row of W
@@ -114,7 +132,10 @@ const uint TS = T < SG ? T : SG;  // of them in one subgroup
 const uint NSUB = T / TS;         // subgroups per row
 shared vec4 vs4[DV];              // the normed row
 shared float partial[WG];         // rms_norm.comp's reduction
-shared float part[64];            // per-subgroup row sums
+shared float sub[64];             // per-subgroup row sums
+#if XPART
+shared float xcs[ROWS];           // the work group's xc values
+#endif
 
 // One batch of PIPE pieces (j0 + u·T) against the normed row; pieces past the row are zero
 // weights times its first piece.
@@ -149,6 +170,16 @@ void main() {
   const bool conv = t == 0u && n < p.N && n < p.channels;
   ConvIn ci;
   if (conv) ci = conv_load(n);
+#if XPART
+  // x_proj[r, n0 .. n0 + ROWS): row r = tid's weights, loaded now too.
+  const uint n0 = linear_group_id() * ROWS;
+  const bool xrow = tid < p.nr && n0 < p.channels;
+  float xw[ROWS];
+  [[unroll]] for (uint k = 0; k < ROWS; ++k)
+    xw[k] = xrow && n0 + k < p.channels
+                ? load_x_proj(p.x_proj_dtype, p.off_x_proj + tid * p.x_proj_stride + n0 + k)
+                : 0.0;
+#endif
 
   // rms_norm.comp (rms_norm.residual with x), same terms in the same order.
   const uint li = gl_LocalInvocationID.x;
@@ -184,28 +215,39 @@ void main() {
   }
   [[unroll]] for (uint o = TS / 2u; o > 0u; o >>= 1) acc += subgroupShuffleXor(acc, o);
   if (NSUB > 1u) {
-    if (gl_SubgroupInvocationID == 0u) part[gl_SubgroupID] = acc;
+    if (gl_SubgroupInvocationID == 0u) sub[gl_SubgroupID] = acc;
     barrier();
     float s = 0.0;
     const uint lead = gl_SubgroupID - (t / TS);  // the row's first subgroup
-    for (uint i = 0; i < NSUB; ++i) s += part[lead + i];
+    for (uint i = 0; i < NSUB; ++i) s += sub[lead + i];
     acc = s;
   }
   if (t == 0u && n < p.N) {
     xz[p.off[6] + n] = acc + bv;
-    if (conv) conv_store(n, acc + bv, ci);
+    if (conv) {
+      const float v = conv_store(n, acc + bv, ci);
+#if XPART
+      xcs[tid / T] = v;
+#endif
+    }
   }
+#if XPART
+  barrier();
+  if (xrow) {
+    float s = 0.0;
+    [[unroll]] for (uint k = 0; k < ROWS; ++k)
+      if (n0 + k < p.channels) s = fma(xw[k], xcs[k], s);
+    part[p.off_part + linear_group_id() * p.nr + tid] = s;
+  }
+#endif
 }
 
 #else  // the scan step, B
 layout(constant_id = 0) const uint D_STATE = 16;
 layout(constant_id = 1) const uint LANES = 8;   // invocations per channel (≤ subgroup size)
 layout(constant_id = 2) const uint NRMAX = 80;  // shared floats for x_dbl (≥ R + 2N)
-layout(constant_id = 3) const uint TX = 32;     // scan_xproj: invocations per x_proj row (≤ subgroup)
-layout(constant_id = 4) const uint XP = 6;      // scan_xproj: pieces per invocation per row and batch
-layout(constant_id = 5) const uint RU = 2;      // scan_xproj: x_proj rows per invocation per batch
 
-layout(std430, binding = 0) readonly buffer U { vec4 u4[]; };  // xc: 16-byte aligned (the host checks)
+layout(std430, binding = 0) readonly buffer U { float u[]; };  // xc
 layout(std430, binding = 1) writeonly buffer Delta { float delta[]; };
 layout(std430, binding = 2) readonly buffer ALog { uint a_log[]; };
 layout(std430, binding = 3) readonly buffer Dsk { uint Dv[]; };
@@ -213,22 +255,23 @@ layout(std430, binding = 4) readonly buffer Z { float z[]; };
 layout(std430, binding = 5) readonly buffer DtBias { uint dt_bias[]; };
 layout(std430, binding = 6) buffer State { float state[]; };
 layout(std430, binding = 7) writeonly buffer Y { float y[]; };
-#if XPROJ
+#if XPART
 layout(std430, binding = 8) writeonly buffer XDbl { float x_dbl[]; };
+layout(std430, binding = 9) readonly buffer Part { float part[]; };
 #else
 layout(std430, binding = 8) readonly buffer XDbl { float x_dbl[]; };
 #endif
-layout(std430, binding = 9) readonly buffer XProj { uvec4 xw4[]; };
 layout(std430, binding = 10) readonly buffer DtProj { uint dt_proj[]; };
 layout(std430, binding = 11) buffer Res { float res[]; };
 layout(std430, binding = 12) readonly buffer X { float x[]; };
 
 layout(push_constant) uniform Push {
   uint channels, dt_rank, d_model;
-  uint x_proj_stride, x_proj_dtype, dt_proj_stride, dt_proj_dtype;
+  uint groups;  // scan_xpart: partial x_dbl vectors (front_xpart's work groups with xc channels)
+  uint dt_proj_stride, dt_proj_dtype;
   uint A_log_dtype, D_dtype, dt_bias_dtype;
   uint has_x;
-  // element offsets: u, delta, A_log, D, z, dt_bias, ssm_state, y, x_dbl, x_proj, dt_proj,
+  // element offsets: u, delta, A_log, D, z, dt_bias, ssm_state, y, x_dbl, part, dt_proj,
   // residual, x
   uint off[13];
 } p;
@@ -241,8 +284,9 @@ DEFINE_LOAD_ANY(load_dt_proj, dt_proj)
 const uint NPL = (D_STATE + LANES - 1) / LANES;  // states per invocation
 const uint RB = 8;                               // dt_proj terms loaded per batch
 shared float xd[NRMAX];                          // dt_low | B | C
-
-float u_at(uint i) { return u4[i >> 2][i & 3u]; }
+#if XPART
+shared float chunk[WG];                          // the partial sums' chunk totals
+#endif
 
 void main() {
   const uint tid = gl_SubgroupID * gl_SubgroupSize + gl_SubgroupInvocationID;
@@ -260,48 +304,33 @@ void main() {
     h0[i] = on ? state[sb + n] : 0.0;
   }
   const bool lead = live && l == 0u;
-  const float uu = live ? u_at(p.off[0] + c) : 0.0;
+  const float uu = live ? u[p.off[0] + c] : 0.0;
   const float bias = live ? load_dt_bias(p.dt_bias_dtype, p.off[5] + c) : 0.0;
   const float dskip = lead ? load_d(p.D_dtype, p.off[3] + c) : 0.0;
   const float zz = lead ? z[p.off[4] + c] : 0.0;
 
-#if XPROJ
-  // x_dbl = xc · x_projᵀ: TX invocations per row, RU rows of XP pieces each in flight.
+#if XPART
+  // x_dbl[r] = Σ_g part[g][r]: chunk ch of the WG / NR chunks sums g = ch, ch + NCH, ... (8
+  // loads in flight), then the chunks in order. The host guarantees NR ≤ WG.
   {
-    const uint t = tid % TX, G = WG / TX;
-    const bool wide = p.x_proj_dtype != DT_F32;
-    const uint per = wide ? 8u : 4u;
-    const uint pieces = p.channels / per;  // the host guarantees E % per == 0
-    for (uint r0 = tid / TX; r0 < NR; r0 += G * RU) {
-      float acc[RU];
-      [[unroll]] for (uint a = 0; a < RU; ++a) acc[a] = 0.0;
-      for (uint j0 = t; j0 < pieces; j0 += XP * TX) {
-        uvec4 q[RU][XP];
-        [[unroll]] for (uint a = 0; a < RU; ++a) {
-          const uint row = r0 + a * G;
-          const uint wb = (p.off[9] + row * p.x_proj_stride) / per;
-          [[unroll]] for (uint u = 0; u < XP; ++u) {
-            const uint j = j0 + u * TX;
-            q[a][u] = row < NR && j < pieces ? xw4[wb + j] : uvec4(0);
-          }
+    const uint NCH = WG / NR, r = tid % NR, ch = tid / NR;
+    float s = 0.0;
+    if (ch < NCH) {
+      for (uint g0 = ch; g0 < p.groups; g0 += 8u * NCH) {
+        float v[8];
+        [[unroll]] for (uint i = 0; i < 8u; ++i) {
+          const uint g = g0 + i * NCH;
+          v[i] = g < p.groups ? part[p.off[9] + g * NR + r] : 0.0;
         }
-        [[unroll]] for (uint u = 0; u < XP; ++u) {
-          const uint j = j0 + u * TX;
-          const uint xb = p.off[0] / 4u + (j < pieces ? j : 0u) * (per / 4u);
-          const vec4 xlo = u4[xb], xhi = wide ? u4[xb + 1u] : vec4(0.0);
-          [[unroll]] for (uint a = 0; a < RU; ++a) {
-            vec4 lo, hi;
-            widen(p.x_proj_dtype, q[a][u], lo, hi);
-            acc[a] += dot(lo, xlo);
-            if (wide) acc[a] += dot(hi, xhi);
-          }
-        }
+        [[unroll]] for (uint i = 0; i < 8u; ++i) s += v[i];
       }
-      [[unroll]] for (uint a = 0; a < RU; ++a) {
-        [[unroll]] for (uint o = TX / 2u; o > 0u; o >>= 1) acc[a] += subgroupShuffleXor(acc[a], o);
-        const uint row = r0 + a * G;
-        if (t == 0u && row < NR) xd[row] = acc[a];
-      }
+    }
+    chunk[tid] = s;
+    barrier();
+    if (tid < NR) {
+      float x = 0.0;
+      for (uint i = 0; i < NCH; ++i) x += chunk[i * NR + tid];
+      xd[tid] = x;
     }
   }
 #else
@@ -310,7 +339,7 @@ void main() {
   barrier();
   // Work group 0's side outputs: x_dbl, and residual += x (rms_norm.residual's sum).
   if (gl_WorkGroupID.x == 0u) {
-#if XPROJ
+#if XPART
     for (uint i = tid; i < NR; i += WG) x_dbl[p.off[8] + i] = xd[i];
 #endif
     if (p.has_x != 0u)

@@ -7,9 +7,12 @@
 // tolerance (only summation order and device exp/log differ; the worst measured on lavapipe
 // is 2e-6 against the CPU and the reference).
 // Kept indices and greedy tokens must be identical.
-// Vulkan runs three times: its default decode layer (VulkanBackend::mamba_block_step's three
-// dispatches at the fixtures' widths), "vulkan:block=4" (x_proj a GEMV of its own) and
+// Vulkan runs three times: its default decode layer (VulkanBackend::mamba_block_step's four
+// dispatches), "vulkan:block=3" (three: x_proj's slices summed in the scan step) and
 // "vulkan:block=0" (Backend's composition), through DM_VULKAN_BLOCK_STEP.
+// CUDA runs twice: its default decode layer (mamba_block_step's three kernels where they apply:
+// the fixtures with d_state 16) and "cuda:form=4" (x_proj a GEMV of its own), through
+// DM_CUDA_DECODE_FORM.
 #include <gtest/gtest.h>
 
 #include "backend_cache.h"
@@ -78,13 +81,18 @@ class BackendOpsE2E : public ::testing::TestWithParam<Param> {
     const std::string be = entry.substr(0, entry.find(':'));
     if (const size_t b = entry.find(":block="); b != std::string::npos)
       setenv("DM_VULKAN_BLOCK_STEP", entry.substr(b + 7).c_str(), 1);
+    if (const size_t f = entry.find(":form="); f != std::string::npos)
+      setenv("DM_CUDA_DECODE_FORM", entry.substr(f + 6).c_str(), 1);
     model = load_model(dir);
     ref = SafeTensorsFile::open(dir + "/reference.safetensors");
     cpu = create_backend("cpu");
     dev = &cached_backend(be);
     what = entry + " (" + dev->device_name() + ") " + std::filesystem::path(dir).filename().string();
   }
-  void TearDown() override { unsetenv("DM_VULKAN_BLOCK_STEP"); }
+  void TearDown() override {
+    unsetenv("DM_VULKAN_BLOCK_STEP");
+    unsetenv("DM_CUDA_DECODE_FORM");
+  }
   const HostTensor& get(const std::string& name) const {
     auto it = ref->tensors().find(name);
     if (it == ref->tensors().end()) throw Error("fixture tensor missing: " + name);
@@ -170,7 +178,8 @@ std::vector<Param> params() {
     for (const auto& m : models) {
       out.emplace_back(b, m);
       if (b == "vulkan")
-        for (const char* form : {":block=4", ":block=0"}) out.emplace_back(b + form, m);
+        for (const char* form : {":block=3", ":block=0"}) out.emplace_back(b + form, m);
+      if (b == "cuda") out.emplace_back(b + ":form=4", m);  // x_proj a GEMV of its own
     }
   return out;
 }

@@ -2,8 +2,10 @@
 // bit-identical logits and states to the same steps enqueued kernel by kernel, on every backend
 // present (CUDA graphs, Vulkan command buffers; the CPU backend does not record and runs eager),
 // on every fixture model; recordings follow their sequence state and are made again when a
-// buffer they use is freed. Vulkan also with its decode layer's other forms: "vulkan:block=4"
-// and "vulkan:block=0" set DM_VULKAN_BLOCK_STEP (the default is three dispatches per layer).
+// buffer they use is freed. Vulkan also with its decode layer's other forms: "vulkan:block=3"
+// and "vulkan:block=0" set DM_VULKAN_BLOCK_STEP (the default is four dispatches per layer).
+// CUDA also with "cuda:form=4" (DM_CUDA_DECODE_FORM: x_proj a GEMV of its own; the default folds
+// it into the kernels around it where that applies).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -42,6 +44,8 @@ class DecodeReplay : public ::testing::TestWithParam<Param> {
     const std::string be = entry.substr(0, entry.find(':'));
     if (const size_t b = entry.find(":block="); b != std::string::npos)
       setenv("DM_VULKAN_BLOCK_STEP", entry.substr(b + 7).c_str(), 1);
+    if (const size_t f = entry.find(":form="); f != std::string::npos)
+      setenv("DM_CUDA_DECODE_FORM", entry.substr(f + 6).c_str(), 1);
     model = load_model(dir);
     ref = SafeTensorsFile::open(dir + "/reference.safetensors");
     backend = be == "cpu" ? (own = create_backend("cpu")).get() : &test::cached_backend(be);
@@ -49,7 +53,10 @@ class DecodeReplay : public ::testing::TestWithParam<Param> {
     prompt = as_ints(ref->tensors().at("prompt_ids"));
     records = be != "cpu";
   }
-  void TearDown() override { unsetenv("DM_VULKAN_BLOCK_STEP"); }
+  void TearDown() override {
+    unsetenv("DM_VULKAN_BLOCK_STEP");
+    unsetenv("DM_CUDA_DECODE_FORM");
+  }
   // Greedy: n steps from the prompt's last logits; the logits of every step.
   std::vector<std::vector<float>> run(Executor& ex, SequenceState& st, int n,
                                       const std::vector<int32_t>& p) {
@@ -151,7 +158,8 @@ std::vector<Param> params() {
     for (const auto& d : dirs) {
       out.emplace_back(be, d);
       if (be == "vulkan")
-        for (const char* form : {":block=4", ":block=0"}) out.emplace_back(be + form, d);
+        for (const char* form : {":block=3", ":block=0"}) out.emplace_back(be + form, d);
+      if (be == "cuda") out.emplace_back(be + ":form=4", d);  // x_proj a GEMV of its own
     }
   return out;
 }

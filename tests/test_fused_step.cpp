@@ -26,6 +26,9 @@
 
 #include "backend/backend.h"
 #include "backend/vulkan/vulkan_backend.h"
+#ifdef DM_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
 #include "backend_cache.h"
 #include "backend_ops_harness.h"
 #include "core/dtype.h"
@@ -232,10 +235,13 @@ struct BlockCase {
   int64_t lead;
 };
 
-// mamba_block_step against its composition; CUDA with the one-kernel path forced on
-// (DM_CUDA_DECODE_BLOCK=1; shapes it does not take run the composition) and off; Vulkan (the
-// fused-shader entry) with its three-dispatch form (DM_VULKAN_BLOCK_STEP=3: x_proj inside the
-// scan step) and its four-dispatch form (=4), each of which must record exactly that many
+// mamba_block_step against its composition; CUDA in its three forms (DM_CUDA_DECODE_FORM=1: one
+// kernel, =3: x_proj folded into the kernels around it, =4: x_proj a GEMV of its own; a form
+// that does not take the shapes steps aside; block_step_form must say =3 at the odd widths and,
+// on sm_90, at 130m's, =4 elsewhere); Vulkan (the
+// fused-shader entry) with its three-dispatch form (DM_VULKAN_BLOCK_STEP=3: x_proj's slices
+// from the in_proj work groups, summed in the scan step) and its four-dispatch form (=4: x_proj
+// a GEMV of its own), each of which must record exactly that many
 // dispatches where it applies (16-byte aligned tensors, lead 0), and the composition (=0).
 TEST(FusedStep, MambaBlockStep) {
   const std::vector<BlockCase> cases = {
@@ -251,9 +257,9 @@ TEST(FusedStep, MambaBlockStep) {
   for (const std::string& entry : backends_under_test()) {
     const BackendEntry be(entry);
     const bool vk_block = be.name() == "vulkan" && entry == "vulkan:fused";
-    const char* block_env = be.name() == "cuda" ? "DM_CUDA_DECODE_BLOCK" : "DM_VULKAN_BLOCK_STEP";
+    const char* block_env = be.name() == "cuda" ? "DM_CUDA_DECODE_FORM" : "DM_VULKAN_BLOCK_STEP";
     const std::vector<const char*> settings =
-        be.name() == "cuda" ? std::vector<const char*>{"1", "0"}
+        be.name() == "cuda" ? std::vector<const char*>{"1", "3", "4"}
         : vk_block          ? std::vector<const char*>{"3", "4", "0"}
                             : std::vector<const char*>{nullptr};
     for (const char* block : settings)
@@ -319,6 +325,14 @@ TEST(FusedStep, MambaBlockStep) {
             VulkanStats s0{}, s1{};
             const bool vk = vulkan_stats(c.dev(), &s0);
             c.dev().mamba_block_step(a);
+#ifdef DM_HAVE_CUDA
+            if (auto* cb = dynamic_cast<CudaBackend*>(&c.dev()); cb && std::string(block) == "3") {
+              int major = 0;  // 130m's partials need sm_90's clusters to share the reduction
+              cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
+              const bool form3 = b.D == 264 || (b.D == 768 && major >= 9);
+              EXPECT_EQ(cb->block_step_form(a), form3 ? 3 : 4) << desc.str();
+            }
+#endif
             if (vk_block && b.lead == 0 && std::string(block) != "0") {
               ASSERT_TRUE(vk && vulkan_stats(c.dev(), &s1));
               EXPECT_EQ(s1.dispatches - s0.dispatches, uint64_t(std::atoi(block))) << desc.str();

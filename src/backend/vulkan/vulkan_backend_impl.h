@@ -278,11 +278,11 @@ class VulkanBackend final : public Backend {
   static constexpr uint32_t kFusedStepMaxChannels = 1536;
   static bool fused_step_on(uint32_t channels);
   // mamba_block_step's form (vulkan_block_step.cpp, block_step_mode): Backend's composition,
-  // three dispatches (x_proj repeated in every scan work group: up to kBlockXprojMaxBytes of
-  // x_proj weights by default) or four (x_proj a GEMV of its own).
+  // three dispatches (x_proj's slices written by the in_proj work groups, summed by the scan's)
+  // or four (x_proj a GEMV of its own).
   enum class BlockStepMode { kOff, kThree, kFour };
-  static constexpr uint64_t kBlockXprojMaxBytes = 512 * 1024;
-  static BlockStepMode block_step_mode(uint64_t x_proj_bytes);
+  static constexpr BlockStepMode kBlockStepDefault = BlockStepMode::kFour;
+  static BlockStepMode block_step_mode(uint32_t channels);
 
   std::unique_ptr<Context> ctx_;
   PipelineCache pipelines_;
@@ -291,6 +291,7 @@ class VulkanBackend final : public Backend {
   // Declared after the recorder: freed first, through its deferred free.
   std::unique_ptr<VulkanBuffer> dummy_, scan_h_, scan_d_, scan_sync_;
   std::unique_ptr<VulkanBuffer> gemm_part_;  // the split-K GEMM's partial products
+  std::unique_ptr<VulkanBuffer> block_part_;  // mamba_block_step's partial x_dbl vectors
   uint32_t lb_tickets_ = 0;  // look-back tickets handed out so far (the device counter's value)
   uint32_t lb_epoch_ = 1;    // the next look-back dispatch's flag tag
   std::string profile_path_;  // DM_VULKAN_PROFILE: where the destructor appends the profile

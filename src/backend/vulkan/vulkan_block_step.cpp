@@ -1,10 +1,11 @@
 // VulkanBackend::mamba_block_step: one decode layer (batch 1) in three dependent dispatches
 // (shaders/mamba_step.comp) instead of Backend's five: A = residual add + rms_norm + in_proj +
-// conv step (mamba_step.front), B = x_proj + dt_proj + scan step + gate (mamba_step.scan_xproj),
-// C = out_proj (gemm.gemv). Each dependent dispatch costs a command buffer ~4 µs of barrier on
-// an H100 (bench_dispatch), more than most of a 130m layer's kernels take. Where x_proj is too
-// wide to repeat in every scan work group it stays a GEMV of its own (mamba_step.scan: four
-// dispatches). Shapes, devices or switches it does not take run Backend's composition.
+// conv step + each work group's slice of x_proj (mamba_step.front_xpart), B = the x_proj slices
+// summed + dt_proj + scan step + gate (mamba_step.scan_xpart), C = out_proj (gemm.gemv). Each
+// dependent dispatch costs a command buffer ~4 µs of barrier on an H100 (bench_dispatch), more
+// than most of a 130m layer's kernels take. The four-dispatch form keeps x_proj a GEMV of its
+// own (mamba_step.front, gemm.gemv, mamba_step.scan). Shapes, devices or switches it does not
+// take run Backend's composition.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -23,8 +24,8 @@ struct FrontPush {
   uint32_t channels, d_conv, conv_w_dtype, conv_b_dtype, conv_has_bias;
 };
 struct ScanPush {
-  uint32_t channels, dt_rank, d_model, x_proj_stride, x_proj_dtype, dt_proj_stride,
-      dt_proj_dtype, A_log_dtype, D_dtype, dt_bias_dtype, has_x;
+  uint32_t channels, dt_rank, d_model, groups, dt_proj_stride, dt_proj_dtype, A_log_dtype,
+      D_dtype, dt_bias_dtype, has_x;
 };
 
 bool vec_aligned(const Tensor& w, uint32_t K, uint32_t stride) {  // 16-byte pieces of whole rows
@@ -34,19 +35,17 @@ bool vec_aligned(const Tensor& w, uint32_t K, uint32_t stride) {  // 16-byte pie
 
 }  // namespace
 
-// DM_VULKAN_BLOCK_STEP=0: Backend's composition; 3: three dispatches (x_proj repeated in every
-// scan work group); 4: four (x_proj a GEMV of its own). Unset: off where DM_VULKAN_FUSED_STEP=0,
-// else 3 up to kBlockXprojMaxBytes of x_proj weights, 4 above.
-VulkanBackend::BlockStepMode VulkanBackend::block_step_mode(uint64_t x_proj_bytes) {
+// DM_VULKAN_BLOCK_STEP=0: Backend's composition; 3: three dispatches (x_proj's slices summed in
+// every scan work group); 4: four (x_proj a GEMV of its own). Unset: kBlockStepDefault where the
+// fused decode shaders are on (fused_step_on: DM_VULKAN_FUSED_STEP, else by width), else off.
+VulkanBackend::BlockStepMode VulkanBackend::block_step_mode(uint32_t channels) {
   if (const char* e = std::getenv("DM_VULKAN_BLOCK_STEP"); e && *e) {
     if (std::strcmp(e, "0") == 0) return BlockStepMode::kOff;
     if (std::strcmp(e, "3") == 0) return BlockStepMode::kThree;
     if (std::strcmp(e, "4") == 0) return BlockStepMode::kFour;
     fail("[vulkan] DM_VULKAN_BLOCK_STEP=", e, ": want 0 (off), 3 or 4 (dispatches per layer)");
   }
-  if (const char* f = std::getenv("DM_VULKAN_FUSED_STEP"); f && std::strcmp(f, "0") == 0)
-    return BlockStepMode::kOff;
-  return x_proj_bytes <= kBlockXprojMaxBytes ? BlockStepMode::kThree : BlockStepMode::kFour;
+  return fused_step_on(channels) ? kBlockStepDefault : BlockStepMode::kOff;
 }
 
 void VulkanBackend::mamba_block_step(const MambaBlockStepArgs& a) {
@@ -54,36 +53,41 @@ void VulkanBackend::mamba_block_step(const MambaBlockStepArgs& a) {
   const GemmParams& g = p.front.gemm;
   const SelectiveScanStepParams& s = p.scan.scan;
   const uint32_t E = s.channels, D = g.K, R = p.scan.dt.K, N = s.d_state, NR = R + 2 * N;
-  const BlockStepMode mode =
-      block_step_mode(uint64_t(NR) * E * dtype_size(a.x_proj.dtype));
+  const BlockStepMode mode = block_step_mode(E);
   const Caps& caps = ctx_->caps;
   const uint32_t lanes = 8;  // invocations per channel in B (selective_scan_step.dt_proj_sg's)
   const uint32_t dv = ceil_div(D, 4);  // A's shared vec4s for the normed row
+  // A's rows per work group: gemm.gemv's choice (T invocations per row); DM_VULKAN_BLOCK_FRONT=T
+  // forces T (a power of two ≤ 256).
+  uint32_t T = 256 / gemv_config(g).rows;
+  if (const char* e = std::getenv("DM_VULKAN_BLOCK_FRONT"); e && *e) {
+    unsigned t = 0;
+    if (std::sscanf(e, "%u", &t) != 1 || t < 1 || t > 256 || (t & (t - 1)) != 0)
+      fail("[vulkan] DM_VULKAN_BLOCK_FRONT=", e, ": want T, a power of two ≤ 256");
+    T = t;
+  }
+  const uint32_t rows = 256 / T;
+  const bool three = mode == BlockStepMode::kThree;
   const bool ok =
       mode != BlockStepMode::kOff && g.M == 1 && p.front.has_conv && shuffles_ok() &&
       !old_decode_kernels() && caps.subgroup_size >= lanes && caps.max_storage_buffers >= 13 &&
       p.front.conv.d_conv <= 8 && N <= 256 && E > 0 &&
-      16ull * dv + 4 * (256 + 64) <= caps.max_shared_bytes && 4ull * NR <= caps.max_shared_bytes &&
-      vec_aligned(a.in_proj, D, g.w_stride) && a.xc.offset % 16 == 0 &&
-      (mode == BlockStepMode::kFour || vec_aligned(a.x_proj, E, p.x_proj.w_stride)) &&
-      rows_fit(a.in_proj) >= a.in_proj.rows && rows_fit(a.x_proj) >= a.x_proj.rows &&
-      rows_fit(a.dt_proj) >= a.dt_proj.rows;
+      16ull * dv + 4 * (256 + 64 + 32) <= caps.max_shared_bytes &&
+      4ull * (NR + 256) <= caps.max_shared_bytes && vec_aligned(a.in_proj, D, g.w_stride) &&
+      (!three || (NR <= 256 && rows <= 32)) && rows_fit(a.in_proj) >= a.in_proj.rows &&
+      rows_fit(a.x_proj) >= a.x_proj.rows && rows_fit(a.dt_proj) >= a.dt_proj.rows;
   if (!ok) return Backend::mamba_block_step(a);
+  // The partial x_dbl vectors of the three-dispatch form: one per work group of A that owns xc
+  // channels.
+  const uint32_t groups = ceil_div(E, rows);
+  const uint64_t part_bytes = 4ull * groups * NR;
+  if (three) ensure_scratch(block_part_, part_bytes);
 
-  // A: mamba_step.front. Rows per work group: gemm.gemv's choice, but at most 16 invocations
-  // per row (each work group repeats the norm: fewer, fuller work groups repeat it less);
-  // DM_VULKAN_BLOCK_FRONT=T forces T invocations per row (a power of two ≤ 256).
+  // A: mamba_step.front(_xpart).
   {
-    const char* k = "mamba_step.front";
-    uint32_t T = std::min<uint32_t>(256 / gemv_config(g).rows, 16);
-    if (const char* e = std::getenv("DM_VULKAN_BLOCK_FRONT"); e && *e) {
-      unsigned t = 0;
-      if (std::sscanf(e, "%u", &t) != 1 || t < 1 || t > 256 || (t & (t - 1)) != 0)
-        fail("[vulkan] DM_VULKAN_BLOCK_FRONT=", e, ": want T, a power of two ≤ 256");
-      T = t;
-    }
+    const char* k = three ? "mamba_step.front_xpart" : "mamba_step.front";
     const uint32_t pieces = D / (a.in_proj.dtype == DType::F32 ? 4 : 8);
-    const uint32_t pipe = std::clamp<uint32_t>(ceil_div(pieces, T), 1, 16), rows = 256 / T;
+    const uint32_t pipe = std::clamp<uint32_t>(ceil_div(pieces, T), 1, 16);
     const CausalConv1dStepParams& c = p.front.conv;
     const Tensor& res = a.residual;
     BufferUse ux = a.x ? bind(*a.x, false, k, "x") : dummy(), ur = bind(res, false, k, "residual"),
@@ -102,52 +106,42 @@ void VulkanBackend::mamba_block_step(const MambaBlockStepArgs& a) {
                    a.in_proj_bias ? off(*a.in_proj_bias, ub) : 0u, off(a.xz, uxz),
                    off(a.conv_weight, ucw), a.conv_bias ? off(*a.conv_bias, ucb) : 0u,
                    off(a.conv_state, ucs), off(a.xc, uxc)});
-    auto& pipe_a = pipelines_.get(k, 11, push.size, {rows, pipe, caps.subgroup_size, dv}, 256, k);
+    std::vector<BufferUse> uses = {ux, ur, unw, un, uw, ub, uxz, ucw, ucb, ucs, uxc};
+    if (three) {
+      const BufferUse uxp = bind(a.x_proj, false, k, "x_proj");
+      uses.push_back(uxp);
+      uses.push_back(scratch(*block_part_, part_bytes));
+      push.append({NR, p.x_proj.w_stride, p.x_proj.w_dtype, off(a.x_proj, uxp), 0u});
+    }
+    auto& pipe_a = pipelines_.get(k, uint32_t(uses.size()), push.size,
+                                  {rows, pipe, caps.subgroup_size, dv}, 256, k);
     const Grid gr = linear_grid(ceil_div(g.N, rows));
-    rec_->dispatch(pipe_a, {ux, ur, unw, un, uw, ub, uxz, ucw, ucb, ucs, uxc}, push.bytes,
-                   push.size, gr.x, gr.y, gr.z);
+    rec_->dispatch(pipe_a, uses, push.bytes, push.size, gr.x, gr.y, gr.z);
   }
 
-  if (mode == BlockStepMode::kFour) gemm(a.xc, a.x_proj, nullptr, a.x_dbl);
+  if (!three) gemm(a.xc, a.x_proj, nullptr, a.x_dbl);
 
-  // B: mamba_step.scan_xproj (x_dbl computed here) or mamba_step.scan (read).
+  // B: mamba_step.scan_xpart (x_dbl summed from A's slices) or mamba_step.scan (read).
   {
-    const bool xproj = mode == BlockStepMode::kThree;
-    const char* k = xproj ? "mamba_step.scan_xproj" : "mamba_step.scan";
+    const char* k = three ? "mamba_step.scan_xpart" : "mamba_step.scan";
     const Tensor z = a.xz.col_slice(E, E);
     BufferUse uu = bind(a.xc, false, k, "xc"), ud = bind(a.dt, true, k, "dt"),
               ua = bind(a.A_log, false, k, "A_log"), uD = bind(a.D, false, k, "D"),
               uz = bind(z, false, k, "z"), udb = bind(a.dt_bias, false, k, "dt_bias"),
               us = bind(a.ssm_state, true, k, "ssm_state"), uy = bind(a.y, true, k, "y"),
-              uxd = bind(a.x_dbl, xproj, k, "x_dbl"),
-              uxp = xproj ? bind(a.x_proj, false, k, "x_proj") : dummy(),
+              uxd = bind(a.x_dbl, three, k, "x_dbl"),
+              upart = three ? read_only(scratch(*block_part_, part_bytes)) : dummy(),
               udp = bind(a.dt_proj, false, k, "dt_proj"),
               ur = a.x ? bind(a.residual, true, k, "residual") : dummy(),
               ux = a.x ? bind(*a.x, false, k, "x") : dummy();
-    const ScanPush sp{E,
-                      R,
-                      D,
-                      p.x_proj.w_stride,
-                      p.x_proj.w_dtype,
-                      p.scan.dt.w_stride,
-                      p.scan.dt.w_dtype,
-                      s.A_log_dtype,
-                      s.D_dtype,
-                      s.dt_bias_dtype,
+    const ScanPush sp{E,           R,           D,           groups,      p.scan.dt.w_stride,
+                      p.scan.dt.w_dtype, s.A_log_dtype, s.D_dtype, s.dt_bias_dtype,
                       a.x ? 1u : 0u};
     Push push(sp, {off(a.xc, uu), off(a.dt, ud), off(a.A_log, ua), off(a.D, uD), off(z, uz),
-                   off(a.dt_bias, udb), off(a.ssm_state, us), off(a.y, uy), off(a.x_dbl, uxd),
-                   xproj ? off(a.x_proj, uxp) : 0u, off(a.dt_proj, udp),
-                   a.x ? off(a.residual, ur) : 0u, a.x ? off(*a.x, ux) : 0u});
-    // x_proj's shape: TX invocations per row (≤ the subgroup), XP pieces each per batch, RU rows
-    // per batch (about 24 pieces in flight per invocation).
-    const uint32_t tx = std::min<uint32_t>(caps.subgroup_size, 32);
-    const uint32_t xpieces = E / (a.x_proj.dtype == DType::F32 ? 4 : 8);
-    const uint32_t xp = std::clamp<uint32_t>(ceil_div(xpieces, tx), 1, 16);
-    const uint32_t ru = std::clamp<uint32_t>(24 / xp, 1, 4);
-    auto& pipe_b =
-        pipelines_.get(k, 13, push.size, {N, lanes, NR, tx, xp, ru}, 256, k);
-    rec_->dispatch(pipe_b, {uu, ud, ua, uD, uz, udb, us, uy, uxd, uxp, udp, ur, ux}, push.bytes,
+                   off(a.dt_bias, udb), off(a.ssm_state, us), off(a.y, uy), off(a.x_dbl, uxd), 0u,
+                   off(a.dt_proj, udp), a.x ? off(a.residual, ur) : 0u, a.x ? off(*a.x, ux) : 0u});
+    auto& pipe_b = pipelines_.get(k, 13, push.size, {N, lanes, NR}, 256, k);
+    rec_->dispatch(pipe_b, {uu, ud, ua, uD, uz, udb, us, uy, uxd, upart, udp, ur, ux}, push.bytes,
                    push.size, ceil_div(E, 256 / lanes), 1, 1);
   }
 
