@@ -2,11 +2,11 @@
 // One work group per row. With a residual: residual += x, then y = residual · rsqrt(mean(residual²)
 // + eps) · weight; without: the same of x. Each invocation revisits only the columns it wrote,
 // so y may alias x.
-// Rows of up to WG · MAXE columns are held in registers: every load of the row (x, residual,
-// weight) is issued before the first store. In a loop that stores the residual as it goes, no
-// later load may be moved above a store to a buffer that might alias it, so each of the
-// D / WG iterations paid a memory round trip (H100: 12.5 µs a decode row at d_model 2560, 6.0 at
-// 768; bench/results/h100_decode_session4_2026-11-27.md). Same values, same order: the same bits.
+// With REGS, rows of up to WG · MAXE columns are held in registers: every load of the row (x,
+// residual, weight) is issued before the first store. In a loop that stores the residual as it
+// goes, no later load may be moved above a store to a buffer that might alias it, so each of the
+// D / WG iterations pays a memory round trip (H100: 12.5 µs a decode row at d_model 2560;
+// bench/results/h100_decode_session4_2026-11-27.md). Same values, same order: the same bits.
 // Two variants so the plain one does not even reference the residual buffer (which the
 // validation layer would count as a write):
 // variant rms_norm -DRESIDUAL=0
@@ -14,7 +14,7 @@
 #include "common.glsl"
 
 layout(constant_id = 0) const uint WG = 256;
-layout(constant_id = 1) const uint REGS = 1;  // 0: always the loop (DM_VULKAN_NORM_LOOP=1)
+layout(constant_id = 1) const uint REGS = 1;  // the host's choice (vulkan_kernels.cpp)
 layout(local_size_x_id = 0) in;
 
 layout(std430, binding = 0) readonly buffer X { float x[]; };
