@@ -193,55 +193,69 @@ TEST(CudaBackend, Gemm) {
 // DeciMamba's 2,000-row layers and a ragged one; a weight view inside a bigger constant buffer
 // (offset, row stride); an upload into the buffer afterwards must be seen (the copy is derived
 // from the old contents); a bad setting fails with its message.
+// An environment variable set for a scope.
+struct EnvSetting {
+  EnvSetting(const char* k, const char* v) : key(k) { setenv(k, v, 1); }
+  ~EnvSetting() { unsetenv(key); }
+  const char* key;
+};
+
+// w's GPU image as a constant buffer (upload_constant: the model's weights; w's guard bytes
+// put it at an offset there) and the tensor that views it.
+struct ConstantWeight {
+  std::unique_ptr<Buffer> buf;
+  Tensor t;
+};
+ConstantWeight constant_weight(Env& env, const Dual& w) {
+  ConstantWeight c{env.gpu->upload_constant(w.init.data(), w.init.size()), w.tg};
+  c.t.buf = c.buf.get();
+  return c;
+}
+
+// A tensor-core GEMM with constant (model) weights must fail with `message` (a bad setting).
+void expect_constant_gemm_refused(Env& env, const std::string& message) {
+  Dual x = env.randn(DType::F32, 16, 32);
+  Dual w = env.randn(DType::F16, 8, 32);
+  const ConstantWeight wc = constant_weight(env, w);
+  Dual y = env.randn(DType::F32, 16, 8);
+  try {
+    env.gpu->gemm(x.tg, wc.t, nullptr, y.tg);
+    ADD_FAILURE() << "accepted; wanted: " << message;
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
+  }
+}
+
 TEST(CudaBackend, GemmConstantWeights) {
   REQUIRE_CUDA();
   Env env;
   struct Case { int64_t M, N, K, wpad; };
   const Case cases[] = {{2000, 80, 1536, 0}, {2000, 1536, 48, 0}, {2000, 768, 1536, 0},
                         {300, 200, 333, 5}, {9, 64, 40, 0}};
-  struct KcatSetting {
-    explicit KcatSetting(const char* v) { setenv("DM_CUDA_GEMM_KCAT", v, 1); }
-    ~KcatSetting() { unsetenv("DM_CUDA_GEMM_KCAT"); }
-  };
   for (const char* kcat : {"1", "0"})
     for (DType wt : {DType::F16, DType::BF16})
       for (const Case& c : cases) {
-        const KcatSetting setting(kcat);
+        const EnvSetting setting("DM_CUDA_GEMM_KCAT", kcat);
         std::ostringstream name;
         name << "gemm constant w M=" << c.M << " N=" << c.N << " K=" << c.K
              << " w_stride=" << c.K + c.wpad << " w=" << dtype_name(wt) << " kcat=" << kcat;
         Dual x = env.randn(DType::F32, c.M, c.K);
         Dual w = env.randn(wt, c.N, c.K, c.K + c.wpad, 1.f / std::sqrt(float(c.K)));
-        // The GPU copy of w as a constant buffer (the guard bytes put w at an offset in it).
-        std::unique_ptr<Buffer> wc = env.gpu->upload_constant(w.init.data(), w.init.size());
-        Tensor wg = w.tg;
-        wg.buf = wc.get();
+        const ConstantWeight wc = constant_weight(env, w);
         Dual y = env.randn(DType::F32, c.M, c.N);
         env.cpu->gemm(x.tc, w.tc, nullptr, y.tc);
-        env.gpu->gemm(x.tg, wg, nullptr, y.tg);
+        env.gpu->gemm(x.tg, wc.t, nullptr, y.tg);
         EXPECT_NMSE(env, y, wt == DType::BF16 ? 1e-8 : 1e-9, name.str());
         // New weights into both copies: the GPU's K-concatenated copy must not be reused.
         Dual w2 = env.randn(wt, c.N, c.K, c.K + c.wpad, 1.f / std::sqrt(float(c.K)));
         env.cpu->upload(*w.bc, 0, w2.init.data(), w2.init.size());
-        env.gpu->upload(*wc, 0, w2.init.data(), w2.init.size());
+        env.gpu->upload(*wc.buf, 0, w2.init.data(), w2.init.size());
         env.cpu->gemm(x.tc, w.tc, nullptr, y.tc);
-        env.gpu->gemm(x.tg, wg, nullptr, y.tg);
+        env.gpu->gemm(x.tg, wc.t, nullptr, y.tg);
         EXPECT_NMSE(env, y, wt == DType::BF16 ? 1e-8 : 1e-9, name.str() + " after an upload");
       }
-  const KcatSetting bad("yes");
-  Dual x = env.randn(DType::F32, 16, 32);
-  Dual w = env.randn(DType::F16, 8, 32);
-  std::unique_ptr<Buffer> wc = env.gpu->upload_constant(w.init.data(), w.init.size());
-  Tensor wg = w.tg;
-  wg.buf = wc.get();
-  Dual y = env.randn(DType::F32, 16, 8);
-  try {
-    env.gpu->gemm(x.tg, wg, nullptr, y.tg);
-    ADD_FAILURE() << "DM_CUDA_GEMM_KCAT=yes was accepted";
-  } catch (const std::exception& e) {
-    EXPECT_NE(std::string(e.what()).find("DM_CUDA_GEMM_KCAT must be 0 or 1"), std::string::npos)
-        << e.what();
-  }
+  const EnvSetting bad("DM_CUDA_GEMM_KCAT", "yes");
+  expect_constant_gemm_refused(env, "DM_CUDA_GEMM_KCAT must be 0 or 1");
 }
 
 // The shapes of cuda_gemm_algo.cpp's tile exceptions (K-concatenated: the GEMM's K is 2K), with
@@ -252,43 +266,24 @@ TEST(CudaBackend, GemmAlgoTable) {
   struct Case { int64_t M, N, K, ypad; };
   const Case cases[] = {{4096, 3072, 768, 0}, {2000, 768, 1536, 0}, {2001, 768, 1536, 3},
                         {2000, 192, 5120, 0}, {4096, 5120, 160, 0}};
-  struct Setting {
-    Setting(const char* k, const char* v) : key(k) { setenv(k, v, 1); }
-    ~Setting() { unsetenv(key); }
-    const char* key;
-  };
-  const Setting kcat("DM_CUDA_GEMM_KCAT", "1");
+  const EnvSetting kcat("DM_CUDA_GEMM_KCAT", "1");
   for (const Case& c : cases) {
     Dual x = env.randn(DType::F32, c.M, c.K);
     Dual w = env.randn(DType::F16, c.N, c.K, c.K, 1.f / std::sqrt(float(c.K)));
-    std::unique_ptr<Buffer> wc = env.gpu->upload_constant(w.init.data(), w.init.size());
-    Tensor wg = w.tg;
-    wg.buf = wc.get();
+    const ConstantWeight wc = constant_weight(env, w);
     Dual y = env.randn(DType::F32, c.M, c.N, c.N + c.ypad);
     env.cpu->gemm(x.tc, w.tc, nullptr, y.tc);
     for (const char* table : {"1", "0"}) {
-      const Setting on("DM_CUDA_GEMM_TABLE", table);
+      const EnvSetting on("DM_CUDA_GEMM_TABLE", table);
       std::ostringstream name;
       name << "gemm M=" << c.M << " N=" << c.N << " K=" << c.K << " y_stride=" << c.N + c.ypad
            << " table=" << table;
-      env.gpu->gemm(x.tg, wg, nullptr, y.tg);
+      env.gpu->gemm(x.tg, wc.t, nullptr, y.tg);
       EXPECT_NMSE(env, y, 1e-9, name.str());
     }
   }
-  const Setting bad("DM_CUDA_GEMM_TABLE", "yes");
-  Dual x = env.randn(DType::F32, 4096, 768);
-  Dual w = env.randn(DType::F16, 3072, 768);
-  std::unique_ptr<Buffer> wc = env.gpu->upload_constant(w.init.data(), w.init.size());
-  Tensor wg = w.tg;
-  wg.buf = wc.get();
-  Dual y = env.randn(DType::F32, 4096, 3072);
-  try {
-    env.gpu->gemm(x.tg, wg, nullptr, y.tg);
-    ADD_FAILURE() << "DM_CUDA_GEMM_TABLE=yes was accepted";
-  } catch (const std::exception& e) {
-    EXPECT_NE(std::string(e.what()).find("DM_CUDA_GEMM_TABLE must be 0 or 1"), std::string::npos)
-        << e.what();
-  }
+  const EnvSetting bad("DM_CUDA_GEMM_TABLE", "yes");
+  expect_constant_gemm_refused(env, "DM_CUDA_GEMM_TABLE must be 0 or 1");
 }
 
 TEST(CudaBackend, RmsNorm) {
