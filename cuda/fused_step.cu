@@ -11,7 +11,19 @@
 // dt_scan_n16: dt_proj (an R-long dot per channel, split over the channel's 16 lanes) fused
 //   into selective_scan_step's d_state-16 kernel (a lane per state).
 //
+// x_proj folded away (mamba_block_step's three-kernel form, kernels.h XProjPartials): norm_gemv's
+//   group g of RB rows that holds conv channels also multiplies its RB new xc values by their
+//   x_proj columns and stores the J = R + 2N partial sums part[g][j]; dt_scan_n16 then starts by
+//   reducing them itself, every block redundantly, in a fixed order: the G groups split into
+//   `cs` contiguous slices (cs the thread-block cluster size on sm_90, else 1), a slice's groups
+//   summed in ascending steps of S = 256 / J (S sub-sums per output, added in order), the cs
+//   slice sums added in rank order through distributed shared memory. The same bits on every
+//   launch, eager or replayed. A separate x_proj GEMV kernel (its launch, ramp and tail) is gone;
+//   what it costs instead is the partial stores and, per dt_scan block, G / cs · J loads.
+//
 // Both are launched with PDL (fused_step.cuh): weights are loaded before pdl_wait().
+#include <cooperative_groups.h>
+
 #include <cstdlib>
 #include <cstring>
 
@@ -58,6 +70,10 @@ namespace {
 
 constexpr int kBlock = 256;
 constexpr int kWarps = kBlock / 32;
+static_assert(kBlock >= kXProjMaxJ, "one thread per x_proj output");
+// The most partials one dt_scan block of the three-kernel form reduces (G / cs · J floats, 16 KB):
+// 130m's 48 · 80 = 3840 (H100: cs 8). Wider layers keep the x_proj GEMV.
+constexpr uint32_t kXProjMaxSliceFloats = 4096;
 
 // residual: 1×D; x: 1×D (absent when !p.norm.has_residual); normed: 1×D, written by block 0;
 // w: N×K (K = D); y: 1×N. RB rows per block group, KS = 8 / RB warps per row; the grid strides
@@ -67,18 +83,34 @@ __global__ void __launch_bounds__(kBlock) norm_gemv_kernel(
     RmsNormGemmParams p, const float* __restrict__ x, float* residual, const void* norm_w,
     float* __restrict__ normed, const WT* __restrict__ w, const void* bias, float* __restrict__ y,
     const void* conv_w, const void* conv_b, float* conv_state, float* __restrict__ conv_y,
-    unsigned* counter) {
+    unsigned* counter, XProjPartials xp) {
   constexpr int KS = kWarps / RB;
   extern __shared__ __align__(16) float xs[];  // the normed row
   __shared__ double red[32];
   __shared__ float part[kWarps];
   __shared__ unsigned last;
+  // x_proj partials (kConv, xp.J > 0): the group's RB x_proj columns [RB][J] and new xc values.
+  __shared__ float xpw[kConv ? RB * kXProjMaxJ : 1];
+  __shared__ float xcs[RB];
   const uint32_t N = p.gemm.N, K = p.gemm.K, D = p.norm.D;
   const int wid = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int r = wid / KS, ks = wid % KS;
   const uint32_t n_groups = (N + RB - 1) / RB;
   constexpr uint32_t step = KS * 32 * 8;
   const uint32_t k0 = (ks * 32 + lane) * 8;
+  const uint32_t C = p.conv.channels;
+  const bool with_xp = kConv && xp.J > 0;
+  // Group g's x_proj columns g·RB … into xpw (zeros past the conv channels), thread j row j.
+  auto stage_xp = [&](uint32_t g) {
+    if (threadIdx.x < xp.J && g * RB < C)
+#pragma unroll
+      for (int i = 0; i < RB; ++i)
+        xpw[i * xp.J + threadIdx.x] =
+            g * RB + i < C
+                ? load_f(xp.w, xp.w_dtype, size_t(threadIdx.x) * xp.w_stride + g * RB + i)
+                : 0.f;
+  };
+  if (with_xp) stage_xp(blockIdx.x);
 
   // Weights do not depend on earlier kernels: the first group's first chunks go out now.
   // kL2 (the default): the whole first group's weights are asked into L2 instead
@@ -126,6 +158,7 @@ __global__ void __launch_bounds__(kBlock) norm_gemv_kernel(
   bool first = true;
   for (uint32_t g = blockIdx.x; g < n_groups; g += gridDim.x, first = false) {
     const uint32_t n = g * RB + r;
+    if (with_xp && !first) stage_xp(g);  // the previous group's end barrier freed xpw
     float acc = 0.f;
     if (n < N) {
       const WT* wr = w + size_t(n) * p.gemm.w_stride;
@@ -159,19 +192,32 @@ __global__ void __launch_bounds__(kBlock) norm_gemv_kernel(
     __syncthreads();
     if (int(threadIdx.x) < RB) {
       const uint32_t nn = g * RB + threadIdx.x;
+      float xc = 0.f;
       if (nn < N) {
         float s = 0.f;
 #pragma unroll
         for (int j = 0; j < KS; ++j) s += part[threadIdx.x * KS + j];
         s = s + (p.gemm.has_bias ? load_f(bias, p.gemm.bias_dtype, nn) : 0.f);
         y[nn] = s;
-        if (kConv && nn < p.conv.channels)  // causal_conv1d_step_kernel, batch 1
-          conv_y[nn] = silu(conv_step_window(conv_state + size_t(nn) * p.conv.d_conv, conv_w,
-                                             p.conv.weight_dtype, conv_b, p.conv.bias_dtype,
-                                             p.conv.has_bias, nn, p.conv.d_conv, s));
+        if (kConv && nn < C) {  // causal_conv1d_step_kernel, batch 1
+          xc = silu(conv_step_window(conv_state + size_t(nn) * p.conv.d_conv, conv_w,
+                                     p.conv.weight_dtype, conv_b, p.conv.bias_dtype,
+                                     p.conv.has_bias, nn, p.conv.d_conv, s));
+          conv_y[nn] = xc;
+        }
+      }
+      if (with_xp) xcs[threadIdx.x] = xc;
+    }
+    if (with_xp && g * RB < C) {  // part[g][j] = Σ_i x_proj[j, g·RB + i] · xc[g·RB + i], i ascending
+      __syncthreads();
+      if (threadIdx.x < xp.J) {
+        float s = 0.f;
+#pragma unroll
+        for (int i = 0; i < RB; ++i) s = fmaf(xpw[i * xp.J + threadIdx.x], xcs[i], s);
+        xp.part[size_t(g) * xp.J + threadIdx.x] = s;
       }
     }
-    __syncthreads();  // part is reused by the next group
+    __syncthreads();  // part, xpw and xcs are reused by the next group
   }
 
   // residual += x, by the last block to finish reading the old residual.
@@ -186,16 +232,70 @@ __global__ void __launch_bounds__(kBlock) norm_gemv_kernel(
   }
 }
 
+// x_dbl = dt_low | B | C from norm_gemv's x_proj partials (kernels.h XProjReduce), into `xd`
+// (J floats of this block's shared memory), in the fixed order of this file's head comment.
+// Every thread of every block of the cluster takes part; block 0 also writes x_dbl. On sm_90
+// the caller must end with cluster_done(): the other blocks read this block's slice sums.
+__device__ __forceinline__ void reduce_x_dbl(const XProjReduce& xr, float* xd, float* sub,
+                                             float* tot) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const cooperative_groups::cluster_group cl = cooperative_groups::this_cluster();
+  const uint32_t cs = cl.num_blocks(), rank = cl.block_rank();
+#else
+  const uint32_t cs = 1, rank = 0;
+#endif
+  const uint32_t J = xr.J, G = xr.G, S = kBlock / J, t = threadIdx.x;
+  const uint32_t g_lo = uint32_t(uint64_t(G) * rank / cs);
+  const uint32_t g_hi = uint32_t(uint64_t(G) * (rank + 1) / cs);
+  if (t < S * J) {  // sub[s][j]: groups g_lo + s, g_lo + s + S, … of output j
+    const uint32_t j = t % J;
+    float a = 0.f;
+#pragma unroll 4
+    for (uint32_t g = g_lo + t / J; g < g_hi; g += S) a += xr.part[size_t(g) * J + j];
+    sub[t] = a;
+  }
+  __syncthreads();
+  if (t < J) {
+    float a = 0.f;
+    for (uint32_t s = 0; s < S; ++s) a += sub[s * J + t];
+    tot[t] = a;
+  }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  cl.sync();  // every slice sum of the cluster written
+  if (t < J) {
+    float a = 0.f;
+    for (uint32_t q = 0; q < cs; ++q) a += *cl.map_shared_rank(tot + t, q);
+    xd[t] = a;
+  }
+  cl.barrier_arrive();  // this block's remote reads are done (cluster_done waits for all)
+#else
+  if (t < J) xd[t] = 0.f + tot[t];
+#endif
+  if (blockIdx.x == 0 && t < J) xr.x_dbl[t] = xd[t];
+  __syncthreads();
+}
+
+// The end of a block that ran reduce_x_dbl: no block leaves while another may still read its
+// shared memory.
+__device__ __forceinline__ void cluster_done() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  cooperative_groups::this_cluster().barrier_wait();
+#endif
+}
+
 // dt_proj + selective_scan_step for d_state 16, batch 1: 16 lanes per channel. Lane n takes
 // dt_proj[c, n + 16j]; the 16 partial dots meet in an xor butterfly (every lane gets the same
-// sum), then selective_scan_step_n16_kernel's arithmetic.
+// sum), then selective_scan_step_n16_kernel's arithmetic. kXp: dt_low, B and C are not read
+// from memory but reduced from x_proj partials first (reduce_x_dbl; the pointers are unused).
 constexpr int kDtPre = 8;  // dt_proj weights per lane loaded before pdl_wait (R ≤ 128 entirely)
+template <bool kXp>
 __global__ void __launch_bounds__(kBlock) dt_scan_n16_kernel(
     DtProjScanStepParams p, const float* __restrict__ dt_low, const void* __restrict__ dt_proj,
     float* __restrict__ delta, const float* __restrict__ u, const void* __restrict__ A_log,
     const float* __restrict__ B, const float* __restrict__ C, const void* __restrict__ Dp,
     const float* __restrict__ z, const void* __restrict__ dt_bias, float* __restrict__ state,
-    float* __restrict__ y) {
+    float* __restrict__ y, XProjReduce xr) {
+  __shared__ float xd[kXp ? kXProjMaxJ : 1], sub[kXp ? kBlock : 1], tot[kXp ? kXProjMaxJ : 1];
   const uint64_t i = uint64_t(blockIdx.x) * kBlock + threadIdx.x;
   const uint32_t c = uint32_t(i >> 4), n = uint32_t(i & 15);
   const bool valid = c < p.scan.channels;  // whole 16-lane groups
@@ -215,6 +315,10 @@ __global__ void __launch_bounds__(kBlock) dt_scan_n16_kernel(
   }
   pdl_wait();
   pdl_trigger();
+  if constexpr (kXp) {
+    reduce_x_dbl(xr, xd, sub, tot);
+    dt_low = xd, B = xd + R, C = xd + R + 16;
+  }
   float dot = 0.f;
   if (valid) {
 #pragma unroll
@@ -242,6 +346,7 @@ __global__ void __launch_bounds__(kBlock) dt_scan_n16_kernel(
     if (p.scan.has_z) acc *= silu(z[c]);
     y[c] = acc;
   }
+  if constexpr (kXp) cluster_done();
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
@@ -251,7 +356,7 @@ cudaError_t launch_norm_gemv_rb(const RmsNormGemmParams& p, const float* x, floa
                                 const void* norm_w, float* normed, const void* w,
                                 const void* bias, float* y, const void* conv_w,
                                 const void* conv_b, float* conv_state, float* conv_y,
-                                unsigned* counter, cudaStream_t s) {
+                                unsigned* counter, const XProjPartials& xp, cudaStream_t s) {
   auto kernel = norm_gemv_kernel<WT, kVec, RB, kConv, kL2, kNorm>;
   const size_t smem = size_t(p.norm.D) * sizeof(float);
   // Resident blocks per SM, asked once per instantiation (the row width is the model's d_model).
@@ -268,31 +373,29 @@ cudaError_t launch_norm_gemv_rb(const RmsNormGemmParams& p, const float* x, floa
   const uint32_t grid = groups < uint32_t(sms * per_sm) ? groups : uint32_t(sms * per_sm);
   return launch_pdl(kernel, dim3(grid), dim3(kBlock), smem, s, p, x, residual, norm_w, normed,
                     static_cast<const WT*>(w), bias, y, conv_w, conv_b, conv_state, conv_y,
-                    counter);
+                    counter, xp);
 }
 
 template <typename WT, bool kVec, bool kConv>
 cudaError_t launch_norm_gemv_v(const RmsNormGemmParams& p, const float* x, float* residual,
                                const void* norm_w, float* normed, const void* w, const void* bias,
                                float* y, const void* conv_w, const void* conv_b, float* conv_state,
-                               float* conv_y, unsigned* counter, bool prenormed, cudaStream_t s) {
-  // gemv_small_m's K split (fused_step.cuh).
-  const uint32_t N = p.gemm.N, K = p.gemm.K;
-  const int ks = gemv_k_split(N, K);
+                               float* conv_y, unsigned* counter, bool prenormed,
+                               const XProjPartials& xp, cudaStream_t s) {
   const char* pf = std::getenv("DM_CUDA_NORM_GEMV_PREFETCH");
   const bool l2 = !(pf && std::strcmp(pf, "reg") == 0);
-  switch (8 / ks) {
+  switch (norm_gemv_rows_per_group(p)) {
 #define DM_NG(RB)                                                                           \
   case RB:                                                                                  \
     return prenormed ? launch_norm_gemv_rb<WT, kVec, RB, kConv, true, false>(                \
                            p, x, residual, norm_w, normed, w, bias, y, conv_w, conv_b,        \
-                           conv_state, conv_y, counter, s)                                    \
+                           conv_state, conv_y, counter, xp, s)                                \
            : l2      ? launch_norm_gemv_rb<WT, kVec, RB, kConv, true, true>(                 \
                       p, x, residual, norm_w, normed, w, bias, y, conv_w, conv_b, conv_state, \
-                      conv_y, counter, s)                                                     \
+                      conv_y, counter, xp, s)                                                 \
                      : launch_norm_gemv_rb<WT, kVec, RB, kConv, false, true>(                \
                            p, x, residual, norm_w, normed, w, bias, y, conv_w, conv_b,        \
-                           conv_state, conv_y, counter, s);
+                           conv_state, conv_y, counter, xp, s);
     DM_NG(1)
     DM_NG(2)
     DM_NG(4)
@@ -306,24 +409,33 @@ template <typename WT>
 cudaError_t launch_norm_gemv_t(const RmsNormGemmParams& p, const float* x, float* residual,
                                const void* norm_w, float* normed, const void* w, const void* bias,
                                float* y, const void* conv_w, const void* conv_b, float* conv_state,
-                               float* conv_y, unsigned* counter, bool prenormed, cudaStream_t s) {
+                               float* conv_y, unsigned* counter, bool prenormed,
+                               const XProjPartials& xp, cudaStream_t s) {
   const bool vec = p.gemm.K % 8 == 0 && aligned16(w) &&
                    (size_t(p.gemm.w_stride) * sizeof(WT)) % 16 == 0;
   if (p.has_conv) {
     if (vec)
       return launch_norm_gemv_v<WT, true, true>(p, x, residual, norm_w, normed, w, bias, y, conv_w,
-                                                conv_b, conv_state, conv_y, counter, prenormed, s);
+                                                conv_b, conv_state, conv_y, counter, prenormed,
+                                                xp, s);
     return launch_norm_gemv_v<WT, false, true>(p, x, residual, norm_w, normed, w, bias, y, conv_w,
-                                               conv_b, conv_state, conv_y, counter, prenormed, s);
+                                               conv_b, conv_state, conv_y, counter, prenormed,
+                                               xp, s);
   }
   if (vec)
     return launch_norm_gemv_v<WT, true, false>(p, x, residual, norm_w, normed, w, bias, y, conv_w,
-                                               conv_b, conv_state, conv_y, counter, prenormed, s);
+                                               conv_b, conv_state, conv_y, counter, prenormed,
+                                               {}, s);
   return launch_norm_gemv_v<WT, false, false>(p, x, residual, norm_w, normed, w, bias, y, conv_w,
-                                              conv_b, conv_state, conv_y, counter, prenormed, s);
+                                              conv_b, conv_state, conv_y, counter, prenormed, {},
+                                              s);
 }
 
 }  // namespace
+
+int norm_gemv_rows_per_group(const RmsNormGemmParams& p) {
+  return 8 / gemv_k_split(p.gemm.N, p.gemm.K);  // gemv_small_m's K split (fused_step.cuh)
+}
 
 bool norm_gemv_supported(const RmsNormGemmParams& p) {
   return p.norm.L == 1 && p.gemm.M == 1 && p.norm.D >= 1 && p.norm.D <= kNormGemvMaxD &&
@@ -333,13 +445,15 @@ bool norm_gemv_supported(const RmsNormGemmParams& p) {
 cudaError_t launch_norm_gemv(const RmsNormGemmParams& p, const float* x, float* residual,
                              const void* norm_w, float* normed, const void* w, const void* bias,
                              float* y, const void* conv_w, const void* conv_b, float* conv_state,
-                             float* conv_y, unsigned* counter, bool prenormed, cudaStream_t s) {
-  if (!norm_gemv_supported(p)) return cudaErrorInvalidValue;
+                             float* conv_y, unsigned* counter, bool prenormed,
+                             const XProjPartials& xp, cudaStream_t s) {
+  if (!norm_gemv_supported(p) || (xp.J > 0 && (!p.has_conv || xp.J > kXProjMaxJ)))
+    return cudaErrorInvalidValue;
   if (p.gemm.N == 0) return cudaSuccess;
   switch (p.gemm.w_dtype) {
-    case 0: return launch_norm_gemv_t<float>(p, x, residual, norm_w, normed, w, bias, y, conv_w, conv_b, conv_state, conv_y, counter, prenormed, s);
-    case 1: return launch_norm_gemv_t<__half>(p, x, residual, norm_w, normed, w, bias, y, conv_w, conv_b, conv_state, conv_y, counter, prenormed, s);
-    case 2: return launch_norm_gemv_t<__nv_bfloat16>(p, x, residual, norm_w, normed, w, bias, y, conv_w, conv_b, conv_state, conv_y, counter, prenormed, s);
+    case 0: return launch_norm_gemv_t<float>(p, x, residual, norm_w, normed, w, bias, y, conv_w, conv_b, conv_state, conv_y, counter, prenormed, xp, s);
+    case 1: return launch_norm_gemv_t<__half>(p, x, residual, norm_w, normed, w, bias, y, conv_w, conv_b, conv_state, conv_y, counter, prenormed, xp, s);
+    case 2: return launch_norm_gemv_t<__nv_bfloat16>(p, x, residual, norm_w, normed, w, bias, y, conv_w, conv_b, conv_state, conv_y, counter, prenormed, xp, s);
     default: return cudaErrorInvalidValue;
   }
 }
@@ -355,8 +469,69 @@ cudaError_t launch_dt_scan(const DtProjScanStepParams& p, const float* dt_low, c
   if (!dt_scan_supported(p)) return cudaErrorInvalidValue;
   const uint64_t n = uint64_t(p.scan.channels) * 16;
   if (n == 0) return cudaSuccess;
-  return launch_pdl(dt_scan_n16_kernel, dim3(ceil_div(n, kBlock)), dim3(kBlock), 0, s, p, dt_low,
-                    dt_proj, delta, u, A_log, B, C, D, z, dt_bias, ssm_state, y);
+  return launch_pdl(dt_scan_n16_kernel<false>, dim3(ceil_div(n, kBlock)), dim3(kBlock), 0, s, p,
+                    dt_low, dt_proj, delta, u, A_log, B, C, D, z, dt_bias, ssm_state, y,
+                    XProjReduce{});
+}
+
+namespace {
+// dt_scan_n16's grid for E channels, and the cluster size of the three-kernel form's
+// reduction: the largest of 8, 4, 2 that divides the grid on sm_90 (8 is the portable maximum),
+// else 1.
+uint32_t dt_scan_blocks(uint32_t E) { return ceil_div(uint64_t(E) * 16, kBlock); }
+uint32_t xproj_cluster(uint32_t blocks) {
+  if (!device_sm90_or_later()) return 1;
+  uint32_t cs = 8;
+  while (cs > 1 && blocks % cs != 0) cs /= 2;
+  return cs;
+}
+}  // namespace
+
+XProjPlan xproj_fold_plan(const MambaBlockStepParams& p, size_t partial_bytes) {
+  const RmsNormGemmParams& f = p.front;
+  const GemmParams& xg = p.x_proj;
+  XProjPlan plan;
+  if (!norm_gemv_supported(f) || !f.has_conv || !dt_scan_supported(p.scan) || xg.M != 1 ||
+      xg.has_bias || xg.w_dtype > 2 || xg.K != f.conv.channels || xg.N != p.scan.dt.K + 32 ||
+      xg.N > kXProjMaxJ || p.scan.scan.channels == 0)
+    return plan;
+  const uint32_t G = ceil_div(f.conv.channels, norm_gemv_rows_per_group(f));
+  const uint32_t cs = xproj_cluster(dt_scan_blocks(p.scan.scan.channels));
+  if (size_t(G) * xg.N * sizeof(float) > partial_bytes ||
+      size_t(ceil_div(G, cs)) * xg.N > kXProjMaxSliceFloats)
+    return plan;
+  plan.G = G, plan.J = xg.N, plan.cluster = cs;
+  return plan;
+}
+
+cudaError_t launch_dt_scan_xp(const DtProjScanStepParams& p, const XProjPlan& plan,
+                              const XProjReduce& xr, const void* dt_proj, float* delta,
+                              const float* u, const void* A_log, const void* D, const float* z,
+                              const void* dt_bias, float* ssm_state, float* y, cudaStream_t s) {
+  if (!dt_scan_supported(p) || plan.G == 0 || xr.G != plan.G || xr.J != plan.J)
+    return cudaErrorInvalidValue;
+  const uint32_t blocks = dt_scan_blocks(p.scan.channels);
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(blocks);
+  cfg.blockDim = dim3(kBlock);
+  cfg.stream = s;
+  cudaLaunchAttribute attr[2];
+  unsigned na = 0;
+  if (pdl_enabled()) {
+    attr[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[na++].val.programmaticStreamSerializationAllowed = 1;
+  }
+  if (plan.cluster > 1) {
+    attr[na].id = cudaLaunchAttributeClusterDimension;
+    attr[na].val.clusterDim.x = plan.cluster;
+    attr[na].val.clusterDim.y = 1;
+    attr[na++].val.clusterDim.z = 1;
+  }
+  cfg.attrs = attr;
+  cfg.numAttrs = na;
+  const float* none = nullptr;  // dt_low, B, C: reduced from the partials
+  return cudaLaunchKernelEx(&cfg, dt_scan_n16_kernel<true>, p, none, dt_proj, delta, u, A_log,
+                            none, none, D, z, dt_bias, ssm_state, y, xr);
 }
 
 }  // namespace dm::cuda

@@ -4,8 +4,8 @@
 // on every fixture model; recordings follow their sequence state and are made again when a
 // buffer they use is freed. Vulkan also with its decode layer's other forms: "vulkan:block=3"
 // and "vulkan:block=0" set DM_VULKAN_BLOCK_STEP (the default is four dispatches per layer).
-// CUDA also with "cuda:form=4" (DM_CUDA_DECODE_FORM: x_proj a GEMV of its own; the default folds
-// it into the kernels around it where that applies).
+// CUDA also with "cuda:form=3" (DM_CUDA_DECODE_FORM: x_proj folded into the kernels around it
+// where that applies; the default keeps it a GEMV of its own).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -159,7 +159,7 @@ std::vector<Param> params() {
       out.emplace_back(be, d);
       if (be == "vulkan")
         for (const char* form : {":block=3", ":block=0"}) out.emplace_back(be + form, d);
-      if (be == "cuda") out.emplace_back(be + ":form=4", d);  // x_proj a GEMV of its own
+      if (be == "cuda") out.emplace_back(be + ":form=3", d);  // x_proj folded away
     }
   return out;
 }

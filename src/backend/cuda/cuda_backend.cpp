@@ -159,6 +159,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   CUDA_CHECK(cudaMemset(step_counter_, 0, sizeof(unsigned)));
   CUDA_CHECK(cudaMalloc(&block_exchange_, cuda::kDecodeExchangeBytes));
   CUDA_CHECK(cudaMemset(block_exchange_, 0, cuda::kDecodeExchangeBytes));
+  CUDA_CHECK(cudaMalloc(&xproj_partials_, cuda::kDecodePartialBytes));
   CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&err_host_), sizeof(cuda::DeviceErrorInfo),
                            cudaHostAllocMapped));
   std::memset(err_host_, 0, sizeof(*err_host_));
@@ -190,6 +191,7 @@ CudaBackend::~CudaBackend() {
   if (scan_scratch_) cudaFree(scan_scratch_);
   if (step_counter_) cudaFree(step_counter_);
   if (block_exchange_) cudaFree(block_exchange_);
+  if (xproj_partials_) cudaFree(xproj_partials_);
   algo_table_.reset();
   if (cublas_) cublasDestroy(cublas_);
   if (cublas_workspace_) cudaFree(cublas_workspace_);
@@ -407,7 +409,8 @@ NormPath norm_path(const RmsNormGemmParams& p) {
 void CudaBackend::norm_gemm(const Tensor* x, const Tensor& residual, const Tensor& norm_weight,
                             float eps, const Tensor& normed, const Tensor& w, const Tensor* bias,
                             const Tensor& y, const Tensor* conv_weight, const Tensor* conv_bias,
-                            const Tensor* conv_state, const Tensor* conv_y) {
+                            const Tensor* conv_state, const Tensor* conv_y,
+                            const cuda::XProjPartials& xp) {
   const RmsNormGemmParams p = make_rms_norm_gemm_params(x, residual, norm_weight, eps, normed, w,
                                                         bias, y, conv_weight, conv_bias,
                                                         conv_state, conv_y);
@@ -416,6 +419,8 @@ void CudaBackend::norm_gemm(const Tensor* x, const Tensor& residual, const Tenso
     return;
   }
   const NormPath path = norm_path(p);
+  if (xp.J > 0 && path == NormPath::kCompose)
+    fail("[cuda] rms_norm_gemm_conv_step: x_proj partials need the norm_gemv kernel");
   if (path == NormPath::kCompose) {
     if (conv_weight)
       Backend::rms_norm_gemm_conv_step(x, residual, norm_weight, eps, normed, w, bias, y,
@@ -436,7 +441,7 @@ void CudaBackend::norm_gemm(const Tensor* x, const Tensor& residual, const Tenso
                    p, dptr(x, k), dptr(residual, k), dptr<const void>(norm_weight, k),
                    dptr(normed, k), dptr<const void>(w, k), dptr<const void>(bias, k), dptr(y, k),
                    dptr<const void>(conv_weight, k), dptr<const void>(conv_bias, k),
-                   dptr(conv_state, k), dptr(conv_y, k), step_counter_, prenormed, stream_),
+                   dptr(conv_state, k), dptr(conv_y, k), step_counter_, prenormed, xp, stream_),
                conv_weight ? "rms_norm_gemm_conv_step" : "rms_norm_gemm");
 }
 
@@ -556,43 +561,82 @@ void CudaBackend::dt_proj_scan_step(const Tensor& dt_low, const Tensor& dt_proj,
 }
 
 namespace {
-// DM_CUDA_DECODE_BLOCK (read at each call): 1 runs mamba_block_step as one kernel
-// (cuda/mamba_block_step.cu) wherever it supports the shapes; unset or 0 runs Backend's
-// composition (the decode fusions above, four kernels per layer). Opt-in because it measured
-// slower: 130m 358.1 against 344.2 µs a token (H100, graph device time, one process, session 6;
-// bench/results/h100_session6_decode_block_2026-11-27.md). 2.8b's slices do not fit in shared
-// memory: the composition whatever the setting.
-bool decode_block_wanted() {
-  const char* e = std::getenv("DM_CUDA_DECODE_BLOCK");
-  return e && std::string(e) == "1";
+// DM_CUDA_DECODE_FORM (read at each call) picks mamba_block_step's form where it applies:
+//   1  one kernel (cuda/mamba_block_step.cu; also DM_CUDA_DECODE_BLOCK=1). Opt-in because it
+//      measured slower: 130m 358.1 against 344.2 µs a token for form 4 (H100, graph device time,
+//      session 6; bench/results/h100_session6_decode_block_2026-11-27.md); 2.8b's slices do not
+//      fit in shared memory;
+//   3  x_proj inside the norm_gemv and dt_scan kernels, where cuda::xproj_fold_plan applies and
+//      rms_norm_gemm_conv_step takes a norm_gemv path (split or fused: 130m-class widths; 2.8b's
+//      in_proj is composed and its partials too many); not yet the default: not yet timed;
+//   4  (the default) x_proj a GEMV of its own (Backend's composition of the fused methods).
+// Where the chosen form does not apply, the next one in the order 1, 3, 4 that does runs.
+std::string decode_form() {
+  const char* b = std::getenv("DM_CUDA_DECODE_BLOCK");
+  if (b && std::string(b) == "1") return "1";
+  const char* e = std::getenv("DM_CUDA_DECODE_FORM");
+  return e ? e : "4";
+}
+cuda::MambaBlockStepPtrs block_step_ptrs(const MambaBlockStepArgs& a) {
+  const char* k = "mamba_block_step";
+  return {dptr(a.x, k),           dptr(a.residual, k),
+          dptr<const void>(a.norm_weight, k), dptr(a.normed, k),
+          dptr<const void>(a.in_proj, k),     dptr<const void>(a.in_proj_bias, k),
+          dptr(a.xz, k),          dptr<const void>(a.conv_weight, k),
+          dptr<const void>(a.conv_bias, k),   dptr(a.conv_state, k),
+          dptr(a.xc, k),          dptr<const void>(a.x_proj, k),
+          dptr(a.x_dbl, k),       dptr<const void>(a.dt_proj, k),
+          dptr(a.dt, k),          dptr<const void>(a.A_log, k),
+          dptr<const void>(a.D, k),           dptr<const void>(a.dt_bias, k),
+          dptr(a.ssm_state, k),   dptr(a.y, k),
+          dptr<const void>(a.out_proj, k),    dptr<const void>(a.out_proj_bias, k),
+          dptr(a.hidden, k)};
 }
 }  // namespace
 
+int CudaBackend::block_step_form(const MambaBlockStepArgs& a) {
+  return block_step_form(a, make_mamba_block_step_params(a));
+}
+
+int CudaBackend::block_step_form(const MambaBlockStepArgs& a, const MambaBlockStepParams& p) {
+  if (!fused_step_enabled()) return 0;
+  const std::string form = decode_form();
+  if (form == "1" && cuda::mamba_block_step_supported(p, block_step_ptrs(a))) return 1;
+  if (form != "4" && norm_path(p.front) != NormPath::kCompose &&
+      cuda::xproj_fold_plan(p, cuda::kDecodePartialBytes).G > 0)
+    return 3;
+  return 4;
+}
+
 void CudaBackend::mamba_block_step(const MambaBlockStepArgs& a) {
-  if (!fused_step_enabled() || !decode_block_wanted()) {
-    Backend::mamba_block_step(a);
-    return;
-  }
   const MambaBlockStepParams p = make_mamba_block_step_params(a);
   const char* k = "mamba_block_step";
-  const cuda::MambaBlockStepPtrs ptrs{
-      dptr(a.x, k),           dptr(a.residual, k),
-      dptr<const void>(a.norm_weight, k), dptr(a.normed, k),
-      dptr<const void>(a.in_proj, k),     dptr<const void>(a.in_proj_bias, k),
-      dptr(a.xz, k),          dptr<const void>(a.conv_weight, k),
-      dptr<const void>(a.conv_bias, k),   dptr(a.conv_state, k),
-      dptr(a.xc, k),          dptr<const void>(a.x_proj, k),
-      dptr(a.x_dbl, k),       dptr<const void>(a.dt_proj, k),
-      dptr(a.dt, k),          dptr<const void>(a.A_log, k),
-      dptr<const void>(a.D, k),           dptr<const void>(a.dt_bias, k),
-      dptr(a.ssm_state, k),   dptr(a.y, k),
-      dptr<const void>(a.out_proj, k),    dptr<const void>(a.out_proj_bias, k),
-      dptr(a.hidden, k)};
-  if (!cuda::mamba_block_step_supported(p, ptrs)) {
-    Backend::mamba_block_step(a);
-    return;
+  switch (block_step_form(a, p)) {
+    case 1:
+      check_launch(cuda::launch_mamba_block_step(p, block_step_ptrs(a), block_exchange_, stream_),
+                   k);
+      return;
+    case 3: {
+      // norm (+ residual) → in_proj + conv step + x_proj partials; x_dbl reduced, dt_proj, scan
+      // step, gate; out_proj.
+      const cuda::XProjPlan plan = cuda::xproj_fold_plan(p, cuda::kDecodePartialBytes);
+      const cuda::XProjPartials xp{dptr<const void>(a.x_proj, k), xproj_partials_,
+                                   p.x_proj.w_stride, p.x_proj.w_dtype, plan.J};
+      norm_gemm(a.x, a.residual, a.norm_weight, a.eps, a.normed, a.in_proj, a.in_proj_bias, a.xz,
+                &a.conv_weight, a.conv_bias, &a.conv_state, &a.xc, xp);
+      const Tensor z = a.xz.col_slice(a.xc.cols, a.xc.cols);
+      const cuda::XProjReduce xr{xproj_partials_, dptr(a.x_dbl, k), plan.G, plan.J};
+      check_launch(cuda::launch_dt_scan_xp(p.scan, plan, xr, dptr<const void>(a.dt_proj, k),
+                                           dptr(a.dt, k), dptr(a.xc, k),
+                                           dptr<const void>(a.A_log, k), dptr<const void>(a.D, k),
+                                           dptr(z, k), dptr<const void>(a.dt_bias, k),
+                                           dptr(a.ssm_state, k), dptr(a.y, k), stream_),
+                   k);
+      gemm(a.y, a.out_proj, a.out_proj_bias, a.hidden);
+      return;
+    }
+    default: Backend::mamba_block_step(a);
   }
-  check_launch(cuda::launch_mamba_block_step(p, ptrs, block_exchange_, stream_), k);
 }
 
 std::vector<unsigned long long> CudaBackend::decode_block_trace() {

@@ -100,10 +100,14 @@ class CudaBackend : public Backend {
                          const Tensor& u, const Tensor& A_log, const Tensor& B, const Tensor& C,
                          const Tensor& D, const Tensor* z, const Tensor& dt_bias,
                          const Tensor& ssm_state, const Tensor& y) override;
-  // One kernel per Mamba block (cuda/mamba_block_step.cu) where supported and chosen
-  // (DM_CUDA_DECODE_BLOCK, read at each call; see cuda_backend.cpp); else Backend's composition
-  // of the three methods above and gemm.
+  // One Mamba block of a decode step in the form block_step_form picks.
   void mamba_block_step(const MambaBlockStepArgs& a) override;
+  // Which form mamba_block_step runs for these args (the environment is read at each call;
+  // cuda_backend.cpp, DM_CUDA_DECODE_FORM): 1 one kernel (cuda/mamba_block_step.cu); 3 x_proj
+  // folded into the norm + in_proj + conv kernel and the dt_proj + scan kernel, then out_proj;
+  // 4 Backend's composition of the fused methods above and gemm (x_proj a GEMV of its own);
+  // 0 the composition of single kernels (DM_FUSED_STEP=0).
+  int block_step_form(const MambaBlockStepArgs& a);
   // The trace records of that kernel (DM_CUDA_DECODE_BLOCK_TRACE=1; cuda_timing.h), synchronizing.
   std::vector<unsigned long long> decode_block_trace();
 
@@ -121,7 +125,8 @@ class CudaBackend : public Backend {
   void norm_gemm(const Tensor* x, const Tensor& residual, const Tensor& norm_weight, float eps,
                  const Tensor& normed, const Tensor& w, const Tensor* bias, const Tensor& y,
                  const Tensor* conv_weight, const Tensor* conv_bias, const Tensor* conv_state,
-                 const Tensor* conv_y);
+                 const Tensor* conv_y, const cuda::XProjPartials& xp = {});
+  int block_step_form(const MambaBlockStepArgs& a, const MambaBlockStepParams& p);
   // The tensor-core GEMM of fp32 activations (gemm's F16 / BF16 path; cuda_gemm.cpp says how).
   // The weight operand: W itself, or its K-concatenated copy (rows W | W, ld 2K) where one is
   // kept (gemm_weight); then the activation operand's rows are hi | lo and one GEMM sums both.
@@ -166,6 +171,7 @@ class CudaBackend : public Backend {
   size_t scan_scratch_bytes_ = 0;
   unsigned* step_counter_ = nullptr;  // rms_norm_gemm's last-block counter (one word, kept 0)
   void* block_exchange_ = nullptr;  // mamba_block_step's exchange area (kernels.h)
+  float* xproj_partials_ = nullptr;  // its three-kernel form's x_proj partials (kernels.h)
   cuda::DeviceErrorInfo* err_host_ = nullptr;  // mapped pinned memory
   cuda::DeviceErrorInfo* err_dev_ = nullptr;
   bool capturing_ = false;

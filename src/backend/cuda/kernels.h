@@ -115,16 +115,49 @@ cudaError_t launch_selective_scan_step(const SelectiveScanStepParams& p, const f
 // GEMV (+ the conv step in its epilogue) runs.
 constexpr uint32_t kNormGemvMaxD = 8192;
 bool norm_gemv_supported(const RmsNormGemmParams& p);
+// The GEMV rows one block group of launch_norm_gemv takes (8 / gemv_k_split: 1, 2, 4 or 8).
+int norm_gemv_rows_per_group(const RmsNormGemmParams& p);
+// x_proj folded into the conv epilogue (the three-kernel mamba_block_step, cuda/fused_step.cu):
+// with J > 0, each group g of norm_gemv_rows_per_group rows that holds conv channels stores
+// part[g·J + j] = Σ over its channels c of w[j, c] · xc[c] (w: J×C x_proj, row stride w_stride).
+constexpr uint32_t kXProjMaxJ = 256;  // R + 2N: 80 at 130m, 192 at 2.8b
+struct XProjPartials {
+  const void* w = nullptr;
+  float* part = nullptr;
+  uint32_t w_stride = 0, w_dtype = 0, J = 0;  // J = 0: none
+};
 cudaError_t launch_norm_gemv(const RmsNormGemmParams& p, const float* x, float* residual,
                              const void* norm_w, float* normed, const void* w, const void* bias,
                              float* y, const void* conv_w, const void* conv_b, float* conv_state,
-                             float* conv_y, unsigned* counter, bool prenormed, cudaStream_t s);
+                             float* conv_y, unsigned* counter, bool prenormed,
+                             const XProjPartials& xp, cudaStream_t s);
 // dt_proj_scan_step: batch 1, d_state 16.
 bool dt_scan_supported(const DtProjScanStepParams& p);
 cudaError_t launch_dt_scan(const DtProjScanStepParams& p, const float* dt_low, const void* dt_proj,
                            float* delta, const float* u, const void* A_log, const float* B,
                            const float* C, const void* D, const float* z, const void* dt_bias,
                            float* ssm_state, float* y, cudaStream_t s);
+// The three-kernel mamba_block_step: launch_norm_gemv with XProjPartials (G groups × J
+// partials), launch_dt_scan_xp (dt_proj_scan_step that first reduces them, in a fixed order,
+// to x_dbl = dt_low | B | C; block 0 also stores x_dbl), then out_proj. xproj_fold_plan: G = 0
+// where it does not apply (norm_gemv or dt_scan unsupported, J = R + 2N > kXProjMaxJ, more than
+// partial_bytes of partials, or more than 16 KB of them for one dt_scan block to reduce: 2.8b).
+// The partials area: kDecodePartialBytes of device memory that only these launches use.
+constexpr size_t kDecodePartialBytes = size_t(1) << 20;
+struct XProjPlan {
+  uint32_t G = 0, J = 0;
+  uint32_t cluster = 1;  // dt_scan blocks that share the reduction (a thread-block cluster, sm_90)
+};
+struct XProjReduce {
+  const float* part = nullptr;
+  float* x_dbl = nullptr;
+  uint32_t G = 0, J = 0;
+};
+XProjPlan xproj_fold_plan(const MambaBlockStepParams& p, size_t partial_bytes);
+cudaError_t launch_dt_scan_xp(const DtProjScanStepParams& p, const XProjPlan& plan,
+                              const XProjReduce& xr, const void* dt_proj, float* delta,
+                              const float* u, const void* A_log, const void* D, const float* z,
+                              const void* dt_bias, float* ssm_state, float* y, cudaStream_t s);
 
 // mamba_block_step (cuda/mamba_block_step.cu): a whole Mamba block of a decode step, one row,
 // as one kernel whose blocks exchange values through `exchange` (kDecodeExchangeBytes of device
