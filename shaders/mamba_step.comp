@@ -2,8 +2,9 @@
 // One Mamba block of a decode step (batch 1) in three dependent dispatches instead of five
 // (VulkanBackend::mamba_block_step, src/backend/vulkan/vulkan_block_step.cpp): a Vulkan command
 // buffer pays ~4 µs per dependent dispatch (its barrier), more than most of a 130m layer's work.
-// No work group waits for another (no spinning, no tickets): what two dispatches would hand
-// over through memory, each work group here recomputes from L2 instead.
+// No work group waits for another (no spinning, no tickets): what a dispatch boundary would hand
+// over, each work group recomputes (the norm) or sums from slices written a dispatch earlier
+// (x_proj).
 //  mamba_step.front  A: residual (+ x) and its rms norm, recomputed by EVERY work group into
 //                    shared memory (D ≤ 4·DV floats), then the in_proj GEMV rows of the work
 //                    group on it (gemm.gemv's loop: its first weight batch is loaded before the

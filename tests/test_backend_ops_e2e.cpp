@@ -7,8 +7,8 @@
 // tolerance (only summation order and device exp/log differ; the worst measured on lavapipe
 // is 2e-6 against the CPU and the reference).
 // Kept indices and greedy tokens must be identical.
-// Vulkan runs three times: its default decode layer (VulkanBackend::mamba_block_step's four
-// dispatches), "vulkan:block=3" (three: x_proj's slices summed in the scan step) and
+// Vulkan runs three times: its default decode layer (VulkanBackend::mamba_block_step's three
+// dispatches at the fixtures' widths), "vulkan:block=4" (four: x_proj a GEMV of its own) and
 // "vulkan:block=0" (Backend's composition), through DM_VULKAN_BLOCK_STEP.
 // CUDA runs twice: its default decode layer (mamba_block_step's four kernels: x_proj a GEMV of
 // its own) and "cuda:form=3" (x_proj folded into the kernels around it where that applies: the
@@ -178,7 +178,7 @@ std::vector<Param> params() {
     for (const auto& m : models) {
       out.emplace_back(b, m);
       if (b == "vulkan")
-        for (const char* form : {":block=3", ":block=0"}) out.emplace_back(b + form, m);
+        for (const char* form : {":block=4", ":block=0"}) out.emplace_back(b + form, m);
       if (b == "cuda") out.emplace_back(b + ":form=3", m);  // x_proj folded away
     }
   return out;

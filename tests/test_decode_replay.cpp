@@ -2,8 +2,8 @@
 // bit-identical logits and states to the same steps enqueued kernel by kernel, on every backend
 // present (CUDA graphs, Vulkan command buffers; the CPU backend does not record and runs eager),
 // on every fixture model; recordings follow their sequence state and are made again when a
-// buffer they use is freed. Vulkan also with its decode layer's other forms: "vulkan:block=3"
-// and "vulkan:block=0" set DM_VULKAN_BLOCK_STEP (the default is four dispatches per layer).
+// buffer they use is freed. Vulkan also with its decode layer's other forms: "vulkan:block=4"
+// and "vulkan:block=0" set DM_VULKAN_BLOCK_STEP (the default is three dispatches per layer).
 // CUDA also with "cuda:form=3" (DM_CUDA_DECODE_FORM: x_proj folded into the kernels around it
 // where that applies; the default keeps it a GEMV of its own).
 #include <gtest/gtest.h>
@@ -158,7 +158,7 @@ std::vector<Param> params() {
     for (const auto& d : dirs) {
       out.emplace_back(be, d);
       if (be == "vulkan")
-        for (const char* form : {":block=3", ":block=0"}) out.emplace_back(be + form, d);
+        for (const char* form : {":block=4", ":block=0"}) out.emplace_back(be + form, d);
       if (be == "cuda") out.emplace_back(be + ":form=3", d);  // x_proj folded away
     }
   return out;

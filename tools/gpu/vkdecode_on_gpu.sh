@@ -10,6 +10,9 @@
 #           and at its default, alternating twice; CUDA beside it once per round
 #   v2.8b   bench_vulkan decode 2.8b: off, 4 at several T, 3
 #   b2.8b   decimamba bench --shape 2.8b -p 512 -n 16 -r 2: Vulkan off and forced to 4; CUDA
+#   alt130m decimamba bench --shape 130m --backend vulkan -p 512 -n 64 -r 3: the forms 0, 4,
+#           3 and 3 with 16 and 8 invocations per in_proj row (DM_VULKAN_BLOCK_FRONT), in turn,
+#           three rounds (single runs differ by up to 30 µs/token)
 # (default: tests v130m b130m). PACK: the pack (default .gpupack-vkblock2); CUDA_PACK: a pack
 # with the CUDA backend for the CUDA rows (default: PACK). Logs: $OUT/logs.tgz.
 set -u
@@ -19,7 +22,8 @@ gpu_enter "${PACK:-.gpupack-vkblock2}" || exit 1
 final_out=$out
 out=$(mktemp -d)
 sections=${*:-tests v130m b130m}
-has() { [[ " $sections " == *" $1 "* ]]; }
+# has SECTION: whether to run it (and the logs so far packed first, in case a later one hangs)
+has() { tar czf "$final_out/logs.tgz" -C "$out" .; [[ " $sections " == *" $1 "* ]]; }
 if has tests; then
   f='FusedStep.*:*DecodeReplay*:*BackendOpsE2E*'
   timeout 150 ./decimamba_tests --gtest_filter="$f" > "$out/tests.log" 2>&1
@@ -72,5 +76,15 @@ fi
 if has b2.8b; then
   cuda_bench 2.8b 1 -p 512 -n 16 -r 2
   for mode in 0 4; do vk_bench 2.8b "$mode" 1 -p 512 -n 16 -r 2; done
+fi
+if has alt130m; then
+  for rep in 1 2 3; do
+    for form in 0 4 3 3:16 3:8; do
+      e=(DM_VULKAN_BLOCK_STEP=${form%%:*}); [[ $form == *:* ]] && e+=(DM_VULKAN_BLOCK_FRONT=${form#*:})
+      env "${e[@]}" timeout 60 ./decimamba bench --shape 130m --backend vulkan -p 512 -n 64 -r 3 \
+        --force > "$out/alt_${form/:/_t}_$rep.md" 2>&1
+      echo "round $rep form $form exit $?: $(grep '^| vulkan.*tg64' "$out/alt_${form/:/_t}_$rep.md")"
+    done
+  done
 fi
 tar czf "$final_out/logs.tgz" -C "$out" .

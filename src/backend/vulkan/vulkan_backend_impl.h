@@ -281,7 +281,7 @@ class VulkanBackend final : public Backend {
   // three dispatches (x_proj's slices written by the in_proj work groups, summed by the scan's)
   // or four (x_proj a GEMV of its own).
   enum class BlockStepMode { kOff, kThree, kFour };
-  static constexpr BlockStepMode kBlockStepDefault = BlockStepMode::kFour;
+  static constexpr BlockStepMode kBlockStepDefault = BlockStepMode::kThree;
   static BlockStepMode block_step_mode(uint32_t channels);
 
   std::unique_ptr<Context> ctx_;

@@ -36,8 +36,12 @@ bool vec_aligned(const Tensor& w, uint32_t K, uint32_t stride) {  // 16-byte pie
 }  // namespace
 
 // DM_VULKAN_BLOCK_STEP=0: Backend's composition; 3: three dispatches (x_proj's slices summed in
-// every scan work group); 4: four (x_proj a GEMV of its own). Unset: kBlockStepDefault where the
-// fused decode shaders are on (fused_step_on: DM_VULKAN_FUSED_STEP, else by width), else off.
+// every scan work group); 4: four (x_proj a GEMV of its own). Unset: three where the fused
+// decode shaders are on (fused_step_on: DM_VULKAN_FUSED_STEP, else up to 1536 channels), else
+// off. Measured on an H100 (bench/results/h100_session9_vkdecode_2026-11-27.md, bench_vulkan
+// --sections decode, µs per token, four runs each over two calls): 130m 753 composition, 698
+// four, 688 three; 2.8b 4297 composition (fused shaders off), 4661 four, 5323 three: there A's
+// norm, repeated by 1280 work groups over 2560 floats, costs more than the dispatch it saves.
 VulkanBackend::BlockStepMode VulkanBackend::block_step_mode(uint32_t channels) {
   if (const char* e = std::getenv("DM_VULKAN_BLOCK_STEP"); e && *e) {
     if (std::strcmp(e, "0") == 0) return BlockStepMode::kOff;
@@ -67,14 +71,16 @@ void VulkanBackend::mamba_block_step(const MambaBlockStepArgs& a) {
     T = t;
   }
   const uint32_t rows = 256 / T;
-  const bool three = mode == BlockStepMode::kThree;
+  // Three dispatches need one x_proj row per invocation of A and B (NR ≤ 256) and a work
+  // group's xc slice in registers (rows ≤ 32); else four.
+  const bool three = mode == BlockStepMode::kThree && NR <= 256 && rows <= 32;
   const bool ok =
       mode != BlockStepMode::kOff && g.M == 1 && p.front.has_conv && shuffles_ok() &&
       !old_decode_kernels() && caps.subgroup_size >= lanes && caps.max_storage_buffers >= 13 &&
       p.front.conv.d_conv <= 8 && N <= 256 && E > 0 &&
       16ull * dv + 4 * (256 + 64 + 32) <= caps.max_shared_bytes &&
       4ull * (NR + 256) <= caps.max_shared_bytes && vec_aligned(a.in_proj, D, g.w_stride) &&
-      (!three || (NR <= 256 && rows <= 32)) && rows_fit(a.in_proj) >= a.in_proj.rows &&
+      rows_fit(a.in_proj) >= a.in_proj.rows &&
       rows_fit(a.x_proj) >= a.x_proj.rows && rows_fit(a.dt_proj) >= a.dt_proj.rows;
   if (!ok) return Backend::mamba_block_step(a);
   // The partial x_dbl vectors of the three-dispatch form: one per work group of A that owns xc
