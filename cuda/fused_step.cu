@@ -19,7 +19,10 @@
 //   summed in ascending steps of S = 256 / J (S sub-sums per output, added in order), the cs
 //   slice sums added in rank order through distributed shared memory. The same bits on every
 //   launch, eager or replayed. A separate x_proj GEMV kernel (its launch, ramp and tail) is gone;
-//   what it costs instead is the partial stores and, per dt_scan block, G / cs · J loads.
+//   what it costs instead is the partial stores and, per dt_scan block, G / cs · J loads. That
+//   measured slower (130m: 433 against 356 µs a token, H100, session 9; not profiled: the
+//   reduction's chain of round trips after the wait is the suspect), so it is opt-in
+//   (cuda_backend.cpp, DM_CUDA_DECODE_FORM=3).
 //
 // Both are launched with PDL (fused_step.cuh): weights are loaded before pdl_wait().
 #include <cooperative_groups.h>
@@ -77,21 +80,23 @@ constexpr uint32_t kXProjMaxSliceFloats = 4096;
 
 // residual: 1×D; x: 1×D (absent when !p.norm.has_residual); normed: 1×D, written by block 0;
 // w: N×K (K = D); y: 1×N. RB rows per block group, KS = 8 / RB warps per row; the grid strides
-// over the groups.
-template <typename WT, bool kVec, int RB, bool kConv, bool kL2, bool kNorm>
+// over the groups. kEpi: 0 the GEMV alone, 1 with the conv step, 2 with the conv step and the
+// x_proj partials (a template value of its own, so that 0 and 1 compile as without it).
+template <typename WT, bool kVec, int RB, int kEpi, bool kL2, bool kNorm>
 __global__ void __launch_bounds__(kBlock) norm_gemv_kernel(
     RmsNormGemmParams p, const float* __restrict__ x, float* residual, const void* norm_w,
     float* __restrict__ normed, const WT* __restrict__ w, const void* bias, float* __restrict__ y,
     const void* conv_w, const void* conv_b, float* conv_state, float* __restrict__ conv_y,
     unsigned* counter, XProjPartials xp) {
   constexpr int KS = kWarps / RB;
+  constexpr bool kConv = kEpi >= 1, with_xp = kEpi == 2;
   extern __shared__ __align__(16) float xs[];  // the normed row
   __shared__ double red[32];
   __shared__ float part[kWarps];
   __shared__ unsigned last;
-  // x_proj partials (kConv, xp.J > 0): the group's RB x_proj columns [RB][J] and new xc values.
-  __shared__ float xpw[kConv ? RB * kXProjMaxJ : 1];
-  __shared__ float xcs[RB];
+  // x_proj partials: the group's RB x_proj columns [RB][J] and new xc values.
+  __shared__ float xpw[with_xp ? RB * kXProjMaxJ : 1];
+  __shared__ float xcs[with_xp ? RB : 1];
   const uint32_t N = p.gemm.N, K = p.gemm.K, D = p.norm.D;
   const int wid = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int r = wid / KS, ks = wid % KS;
@@ -99,7 +104,6 @@ __global__ void __launch_bounds__(kBlock) norm_gemv_kernel(
   constexpr uint32_t step = KS * 32 * 8;
   const uint32_t k0 = (ks * 32 + lane) * 8;
   const uint32_t C = p.conv.channels;
-  const bool with_xp = kConv && xp.J > 0;
   // Group g's x_proj columns g·RB … into xpw (zeros past the conv channels), thread j row j.
   auto stage_xp = [&](uint32_t g) {
     if (threadIdx.x < xp.J && g * RB < C)
@@ -110,7 +114,7 @@ __global__ void __launch_bounds__(kBlock) norm_gemv_kernel(
                 ? load_f(xp.w, xp.w_dtype, size_t(threadIdx.x) * xp.w_stride + g * RB + i)
                 : 0.f;
   };
-  if (with_xp) stage_xp(blockIdx.x);
+  if constexpr (with_xp) stage_xp(blockIdx.x);
 
   // Weights do not depend on earlier kernels: the first group's first chunks go out now.
   // kL2 (the default): the whole first group's weights are asked into L2 instead
@@ -206,7 +210,7 @@ __global__ void __launch_bounds__(kBlock) norm_gemv_kernel(
           conv_y[nn] = xc;
         }
       }
-      if (with_xp) xcs[threadIdx.x] = xc;
+      if constexpr (with_xp) xcs[threadIdx.x] = xc;
     }
     if (with_xp && g * RB < C) {  // part[g][j] = Σ_i x_proj[j, g·RB + i] · xc[g·RB + i], i ascending
       __syncthreads();
@@ -351,13 +355,13 @@ __global__ void __launch_bounds__(kBlock) dt_scan_n16_kernel(
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-template <typename WT, bool kVec, int RB, bool kConv, bool kL2, bool kNorm>
+template <typename WT, bool kVec, int RB, int kEpi, bool kL2, bool kNorm>
 cudaError_t launch_norm_gemv_rb(const RmsNormGemmParams& p, const float* x, float* residual,
                                 const void* norm_w, float* normed, const void* w,
                                 const void* bias, float* y, const void* conv_w,
                                 const void* conv_b, float* conv_state, float* conv_y,
                                 unsigned* counter, const XProjPartials& xp, cudaStream_t s) {
-  auto kernel = norm_gemv_kernel<WT, kVec, RB, kConv, kL2, kNorm>;
+  auto kernel = norm_gemv_kernel<WT, kVec, RB, kEpi, kL2, kNorm>;
   const size_t smem = size_t(p.norm.D) * sizeof(float);
   // Resident blocks per SM, asked once per instantiation (the row width is the model's d_model).
   static const int per_sm = [&] {
@@ -376,7 +380,7 @@ cudaError_t launch_norm_gemv_rb(const RmsNormGemmParams& p, const float* x, floa
                     counter, xp);
 }
 
-template <typename WT, bool kVec, bool kConv>
+template <typename WT, bool kVec, int kEpi>
 cudaError_t launch_norm_gemv_v(const RmsNormGemmParams& p, const float* x, float* residual,
                                const void* norm_w, float* normed, const void* w, const void* bias,
                                float* y, const void* conv_w, const void* conv_b, float* conv_state,
@@ -387,13 +391,13 @@ cudaError_t launch_norm_gemv_v(const RmsNormGemmParams& p, const float* x, float
   switch (norm_gemv_rows_per_group(p)) {
 #define DM_NG(RB)                                                                           \
   case RB:                                                                                  \
-    return prenormed ? launch_norm_gemv_rb<WT, kVec, RB, kConv, true, false>(                \
+    return prenormed ? launch_norm_gemv_rb<WT, kVec, RB, kEpi, true, false>(                \
                            p, x, residual, norm_w, normed, w, bias, y, conv_w, conv_b,        \
                            conv_state, conv_y, counter, xp, s)                                \
-           : l2      ? launch_norm_gemv_rb<WT, kVec, RB, kConv, true, true>(                 \
+           : l2      ? launch_norm_gemv_rb<WT, kVec, RB, kEpi, true, true>(                 \
                       p, x, residual, norm_w, normed, w, bias, y, conv_w, conv_b, conv_state, \
                       conv_y, counter, xp, s)                                                 \
-                     : launch_norm_gemv_rb<WT, kVec, RB, kConv, false, true>(                \
+                     : launch_norm_gemv_rb<WT, kVec, RB, kEpi, false, true>(                \
                            p, x, residual, norm_w, normed, w, bias, y, conv_w, conv_b,        \
                            conv_state, conv_y, counter, xp, s);
     DM_NG(1)
@@ -413,22 +417,20 @@ cudaError_t launch_norm_gemv_t(const RmsNormGemmParams& p, const float* x, float
                                const XProjPartials& xp, cudaStream_t s) {
   const bool vec = p.gemm.K % 8 == 0 && aligned16(w) &&
                    (size_t(p.gemm.w_stride) * sizeof(WT)) % 16 == 0;
-  if (p.has_conv) {
-    if (vec)
-      return launch_norm_gemv_v<WT, true, true>(p, x, residual, norm_w, normed, w, bias, y, conv_w,
-                                                conv_b, conv_state, conv_y, counter, prenormed,
-                                                xp, s);
-    return launch_norm_gemv_v<WT, false, true>(p, x, residual, norm_w, normed, w, bias, y, conv_w,
-                                               conv_b, conv_state, conv_y, counter, prenormed,
-                                               xp, s);
+#define DM_NGV(VEC, EPI)                                                                      \
+  return launch_norm_gemv_v<WT, VEC, EPI>(p, x, residual, norm_w, normed, w, bias, y, conv_w,   \
+                                          conv_b, conv_state, conv_y, counter, prenormed, xp, s)
+  if (p.has_conv && xp.J > 0) {
+    if (vec) DM_NGV(true, 2);
+    DM_NGV(false, 2);
   }
-  if (vec)
-    return launch_norm_gemv_v<WT, true, false>(p, x, residual, norm_w, normed, w, bias, y, conv_w,
-                                               conv_b, conv_state, conv_y, counter, prenormed,
-                                               {}, s);
-  return launch_norm_gemv_v<WT, false, false>(p, x, residual, norm_w, normed, w, bias, y, conv_w,
-                                              conv_b, conv_state, conv_y, counter, prenormed, {},
-                                              s);
+  if (p.has_conv) {
+    if (vec) DM_NGV(true, 1);
+    DM_NGV(false, 1);
+  }
+  if (vec) DM_NGV(true, 0);
+  DM_NGV(false, 0);
+#undef DM_NGV
 }
 
 }  // namespace

@@ -568,7 +568,9 @@ namespace {
 //      fit in shared memory;
 //   3  x_proj inside the norm_gemv and dt_scan kernels, where cuda::xproj_fold_plan applies and
 //      rms_norm_gemm_conv_step takes a norm_gemv path (split or fused: 130m-class widths; 2.8b's
-//      in_proj is composed and its partials too many); not yet the default: not yet timed;
+//      in_proj is composed and its partials too many). Opt-in because it measured slower: 130m
+//      433.3 against 356.1 µs a token for form 4 (H100, graph device time, one process, session
+//      9; bench/results/h100_session9_cudadecode_2026-11-27.md);
 //   4  (the default) x_proj a GEMV of its own (Backend's composition of the fused methods).
 // Where the chosen form does not apply, the next one in the order 1, 3, 4 that does runs.
 std::string decode_form() {
