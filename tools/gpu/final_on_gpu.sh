@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One GPU-host call that runs the whole test suite and measures what the README's performance
 # section reports: tools/gpu/final_on_gpu.sh [SECTION...], sections in this order:
-#   tests    the whole test suite (Cli* excluded: it runs the CLI at its build-machine path),
+#   tests    the whole test suite (Cli* excluded: it runs the CLI at its build-machine path; ~4-6
+#            minutes since session 9's decode forms: FusedStep.* alone takes ~2),
 #            then the scan and end-to-end tests again with the Vulkan warp scan forced
 #   scan     selective_scan alone on both backends, same card, same run: bench_cuda copy,scan
 #            and bench_vulkan with the default, chunked and warp scans side by side
@@ -43,7 +44,7 @@ sections=${*:-tests scan bench long}
 has() { [[ " $sections " == *" $1 "* ]]; }
 dm=$PWD/decimamba
 if has tests; then
-  timeout 200 ./decimamba_tests --gtest_filter='-Cli*' > "$out/tests.log" 2>&1
+  timeout 480 ./decimamba_tests --gtest_filter='-Cli*' > "$out/tests.log" 2>&1
   echo "tests exit $?"
   grep -E "^\[  (FAILED|PASSED) |tests? from .* ran" "$out/tests.log" | head -20
   f='BackendOps.SelectiveScan*:BackendOpsVulkan.SelectiveScanPaths:*BackendOpsE2E*'
