@@ -32,13 +32,7 @@ if has tests; then
   grep -E "^\[  (FAILED|PASSED) |tests? from .* ran|Failure" "$logs/tests_e2e.log" | head -20
 fi
 if has sanitize; then
-  for tool in memcheck racecheck; do
-    DM_FUSED_TEST_BACKENDS=cuda DM_CUDA_TEST_SMALL=1 timeout 120 compute-sanitizer --tool $tool \
-      --error-exitcode 9 ./decimamba_tests --gtest_filter='FusedStep.MambaBlockStep' \
-      > "$logs/sanitizer_$tool.log" 2>&1
-    echo "compute-sanitizer $tool exit $?"
-    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|^\[  (FAILED|PASSED) " "$logs/sanitizer_$tool.log" | head -4
-  done
+  fused_block_sanitize "$logs" 120
 fi
 if has bench; then
   timeout 90 ./bench_cuda decode-settings 130m "$SETTINGS_130M" > "$logs/decode_settings_130m.md" 2>/dev/null

@@ -59,12 +59,6 @@ if has ncu; then
   grep -E "Duration|Stall|stall|Warp Cycles|Issued Ipc|Executed Ipc|No Instruction|Long Scoreboard|Barrier|Branch|Instructions" "$logs/ncu_block_130m.txt" | head -40
 fi
 if has sanitize; then
-  for tool in memcheck racecheck; do
-    DM_FUSED_TEST_BACKENDS=cuda DM_CUDA_TEST_SMALL=1 timeout 60 compute-sanitizer --tool $tool \
-      --error-exitcode 9 ./decimamba_tests --gtest_filter='FusedStep.MambaBlockStep' \
-      > "$logs/sanitizer_$tool.log" 2>&1
-    echo "compute-sanitizer $tool exit $?"
-    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|^\[  (FAILED|PASSED) " "$logs/sanitizer_$tool.log" | head -4
-  done
+  fused_block_sanitize "$logs" 60
 fi
 tar czf "$out/decode6_logs.tgz" -C "$logs" .

@@ -21,3 +21,16 @@ gpu_enter() {
     | tee "$out/card.txt"
   export DM_TEST_DATA_DIR=$root/tests/data DM_SOURCE_DIR=$root
 }
+
+# fused_block_sanitize LOGS TIMEOUT: compute-sanitizer memcheck and racecheck over
+# FusedStep.MambaBlockStep on CUDA (small cases), logs in LOGS, one summary line each.
+fused_block_sanitize() {
+  local logs=$1 limit=$2 tool
+  for tool in memcheck racecheck; do
+    DM_FUSED_TEST_BACKENDS=cuda DM_CUDA_TEST_SMALL=1 timeout "$limit" compute-sanitizer --tool $tool \
+      --error-exitcode 9 ./decimamba_tests --gtest_filter='FusedStep.MambaBlockStep' \
+      > "$logs/sanitizer_$tool.log" 2>&1
+    echo "compute-sanitizer $tool exit $?"
+    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|^\[  (FAILED|PASSED) " "$logs/sanitizer_$tool.log" | head -4
+  done
+}
