@@ -351,10 +351,15 @@ TEST(CliProfile, PrintsPerKernelDeviceTimes) {
   const Result r = run_cli({"generate", "--model", kModel, "--backend", "vulkan", "--profile",
                             "--temperature", "0", "-n", "3", "hello"});
   ASSERT_EQ(r.code, 0) << r.err;
-  // Prefill kernels and a decode one: the scan step is a dispatch of its own with the fused
-  // decode shaders on or off (the conv step is not: with them on it runs inside gemm.gemv_conv).
-  for (const char* kernel : {"gemm", "selective_scan", "causal_conv1d", "selective_scan_step", "rms_norm"})
+  // Prefill kernels and a decode one: the scan step is a dispatch of its own in every decode
+  // form, as selective_scan_step(.dt_proj_sg) in Backend's composition or as mamba_step.scan
+  // (_xpart) in VulkanBackend::mamba_block_step (the conv step is not: it runs inside the
+  // in_proj dispatch with the fused decode shaders on).
+  for (const char* kernel : {"gemm", "selective_scan", "causal_conv1d", "rms_norm"})
     EXPECT_NE(r.err.find(kernel), std::string::npos) << kernel << " missing from:\n" << r.err;
+  EXPECT_TRUE(r.err.find("selective_scan_step") != std::string::npos ||
+              r.err.find("mamba_step.scan") != std::string::npos)
+      << "no decode scan step in:\n" << r.err;
 }
 
 namespace {
