@@ -118,7 +118,9 @@ TEST_P(DecodeReplay, RecordingPerStateAndRemadeWhenStateIsFreed) {
     ASSERT_TRUE(same_bits(la, ma)) << what << " sequence a, step " << i;
     ASSERT_TRUE(same_bits(lb, mb)) << what << " sequence b, step " << i;
   }
-  if (records) EXPECT_EQ(replayed.step_stats().recorded, 2) << what;
+  if (records) {
+    EXPECT_EQ(replayed.step_stats().recorded, 2) << what;
+  }
   // A state freed and a new one made (often at the same address, with buffers at the same
   // addresses): the old recording is dropped, a new one made, the results still exact.
   for (int round = 0; round < 2; ++round) {
@@ -130,7 +132,9 @@ TEST_P(DecodeReplay, RecordingPerStateAndRemadeWhenStateIsFreed) {
     for (int i = 0; i < kSteps; ++i)
       ASSERT_TRUE(same_bits(x[i], y[i])) << what << " new state, round " << round << ", step " << i;
   }
-  if (records) EXPECT_EQ(replayed.step_stats().recorded, 4) << what;
+  if (records) {
+    EXPECT_EQ(replayed.step_stats().recorded, 4) << what;
+  }
   // reset() keeps the buffers, so the recording too; a long prefill in between (which grows
   // the prefill buffers) does not touch the step's.
   ra->reset();
@@ -140,7 +144,9 @@ TEST_P(DecodeReplay, RecordingPerStateAndRemadeWhenStateIsFreed) {
   const auto x = run(replayed, *ra, kSteps, longer);
   const auto y = run(eager, *ea, kSteps, longer);
   for (int i = 0; i < kSteps; ++i) ASSERT_TRUE(same_bits(x[i], y[i])) << what << " after reset, step " << i;
-  if (records) EXPECT_EQ(replayed.step_stats().recorded, 4) << what;
+  if (records) {
+    EXPECT_EQ(replayed.step_stats().recorded, 4) << what;
+  }
   // Replay off: eager from now on, still the same numbers.
   replayed.set_step_replay(false);
   const int64_t before = replayed.step_stats().eager;
