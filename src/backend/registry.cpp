@@ -31,7 +31,8 @@ struct Entry {
   std::function<std::unique_ptr<Backend>(int)> create;  // empty when not built
 };
 
-BackendInfo not_built(const std::string& name, const std::string& option) {
+// Used only where a backend is configured out (the #else branches below).
+[[maybe_unused]] BackendInfo not_built(const std::string& name, const std::string& option) {
   return {name, false, "not built into this binary (configure with " + option + "=ON)"};
 }
 
