@@ -8,7 +8,6 @@
 #include "backend/cuda/cuda_check.h"
 #include "core/error.h"
 
-#define LT_CHECK(call) CUBLAS_CHECK(call)
 
 namespace dm::cuda_util {
 
@@ -78,7 +77,7 @@ GemmAlgoTable::GemmAlgoTable(int device, void* workspace, size_t workspace_bytes
   cudaDeviceProp prop{};
   CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
   measured_device_ = prop.major == 9 && prop.minor == 0 && prop.multiProcessorCount == 132;
-  LT_CHECK(cublasLtCreate(&lt_));
+  CUBLAS_CHECK(cublasLtCreate(&lt_));
 }
 
 GemmAlgoTable::~GemmAlgoTable() {
@@ -88,8 +87,9 @@ GemmAlgoTable::~GemmAlgoTable() {
 
 // cuBLAS is column-major: row-major y (M×N) is yᵀ (N×M) = W (stored K×N, op T) · x (K×M).
 const GemmAlgoTable::Plan& GemmAlgoTable::plan(const LtGemm& g) {
+  const uint32_t aw = alignment(g.w), ax = alignment(g.x), ay = alignment(g.y);
   const std::array<uint32_t, 8> key{g.M,   g.N,   g.K,   g.ldw, g.ldx, g.ldy, uint32_t(g.type),
-                                    alignment(g.w) | alignment(g.x) << 9 | alignment(g.y) << 18};
+                                    aw | ax << 9 | ay << 18};
   if (auto it = plans_.find(key); it != plans_.end()) return *it->second;
   if (plans_.size() >= 512) {  // many prompt lengths: start over rather than grow without end
     for (auto& [k, p] : plans_) delete p;
@@ -99,16 +99,17 @@ const GemmAlgoTable::Plan& GemmAlgoTable::plan(const LtGemm& g) {
   plans_.emplace(key, p);
   const Exception* ex = find_exception(g.M, g.N, g.K);
   if (!ex) return *p;
-  LT_CHECK(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-  LT_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-  LT_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-  LT_CHECK(cublasLtMatrixLayoutCreate(&p->w, g.type, g.K, g.N, g.ldw));
-  LT_CHECK(cublasLtMatrixLayoutCreate(&p->x, g.type, g.K, g.M, g.ldx));
-  LT_CHECK(cublasLtMatrixLayoutCreate(&p->y, CUDA_R_32F, g.N, g.M, g.ldy));
+  CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+  CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->w, g.type, g.K, g.N, g.ldw));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->x, g.type, g.K, g.M, g.ldx));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->y, CUDA_R_32F, g.N, g.M, g.ldy));
   cublasLtMatmulPreference_t pref = nullptr;
-  LT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-  const uint32_t aw = alignment(g.w), ax = alignment(g.x), ay = alignment(g.y);
+  CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                        &workspace_bytes_, sizeof workspace_bytes_);
   cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &aw, 4);
@@ -143,7 +144,7 @@ bool GemmAlgoTable::run(const LtGemm& g, cudaStream_t stream) {
   const Plan& p = plan(g);
   if (!p.use) return false;
   const float one = 1.f;
-  LT_CHECK(cublasLtMatmul(lt_, p.desc, &one, g.w, p.w, g.x, p.x, &g.beta, g.y, p.y, g.y, p.y,
+  CUBLAS_CHECK(cublasLtMatmul(lt_, p.desc, &one, g.w, p.w, g.x, p.x, &g.beta, g.y, p.y, g.y, p.y,
                           &p.algo, workspace_, workspace_bytes_, stream));
   return true;
 }

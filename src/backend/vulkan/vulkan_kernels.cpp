@@ -57,9 +57,9 @@ void VulkanBackend::causal_conv1d(const Tensor& x, const Tensor& weight, const T
   const char* k = "causal_conv1d";
   BufferUse ux = bind(x, false, k, "x"), uw = bind(weight, false, k, "weight"),
             ub = bias ? bind(*bias, false, k, "bias") : dummy(),
-            us = bind(conv_state, false, k, "conv_state"), uy = bind(y, true, k, "y");
+            // read, and replaced by the first token block's invocations
+            us = bind(conv_state, true, k, "conv_state"), uy = bind(y, true, k, "y");
   const uint32_t tb = std::max<uint32_t>(16, p.d_conv);  // the shader's premise: tb >= d_conv
-  us.write = true;  // the first token block's invocations replace the state they read
   Push push(p, {tb, off(x, ux), off(weight, uw), bias ? off(*bias, ub) : 0u, off(conv_state, us),
                 off(y, uy)});
   const uint32_t cg = ceil_div(p.channels, 64);
