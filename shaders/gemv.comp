@@ -84,55 +84,20 @@ DEFINE_LOAD_ANY(load_bias, bias)
 #if CONV
 DEFINE_LOAD_ANY(load_conv_w, conv_w)
 DEFINE_LOAD_ANY(load_conv_b, conv_b)
+#define DECODE_CONV_STEP 1
+#endif
+#include "decode_step.glsl"
 
-// Decode conv step of channel c for sequence m, in two halves: conv_load issues every load (the
-// state's last d_conv - 1 taps, the weights, the bias), conv_store shifts in the value just
-// computed, stores the state and writes SiLU of the dot product. gemm.gemv_conv loads before
-// its weight loop, so the conv adds no memory round trip at the work group's tail. (Loads after
-// a store to a buffer that might alias them cannot be hoisted: interleaved, each tap would pay a
-// round trip.) The arithmetic is that of causal_conv1d_step.
-struct ConvIn {
-  float s[MAX_D_CONV], w[MAX_D_CONV], b;
-};
+#if CONV
+// decode_step.glsl's conv step of channel c for sequence m.
 ConvIn conv_load(uint m, uint c) {
-  ConvIn r;
-  const uint sb = p.conv_off[2] + (m * p.conv_channels + c) * p.d_conv;
-  [[unroll]] for (uint k = 0; k < MAX_D_CONV; ++k) {
-    r.s[k] = k + 1 < p.d_conv ? conv_state[sb + k + 1] : 0.0;
-    r.w[k] = k < p.d_conv ? load_conv_w(p.conv_w_dtype, p.conv_off[0] + c * p.d_conv + k) : 0.0;
-  }
-  r.b = p.conv_has_bias != 0u ? load_conv_b(p.conv_b_dtype, p.conv_off[1] + c) : 0.0;
-  return r;
+  return conv_step_load(p.conv_off[2] + (m * p.conv_channels + c) * p.d_conv,
+                   p.conv_off[0] + c * p.d_conv, p.conv_off[1] + c, p.d_conv, p.conv_w_dtype,
+                   p.conv_b_dtype, p.conv_has_bias != 0u);
 }
 void conv_store(uint m, uint c, float xv, ConvIn r) {
-  const uint sb = p.conv_off[2] + (m * p.conv_channels + c) * p.d_conv;
-  [[unroll]] for (uint k = 0; k < MAX_D_CONV; ++k)
-    if (k + 1 == p.d_conv) r.s[k] = xv;
-  float acc = r.b;
-  [[unroll]] for (uint k = 0; k < MAX_D_CONV; ++k) {
-    if (k < p.d_conv) {
-      acc = fma(r.w[k], r.s[k], acc);
-      conv_state[sb + k] = r.s[k];
-    }
-  }
-  conv_y[p.conv_off[3] + m * p.conv_y_stride + c] = silu(acc);
-}
-#endif
-
-#if SMALL_M >= 2
-// The weights of one 16-byte piece: 8 (F16, BF16: lo holds the first 4) or 4 (F32: lo only).
-void widen(uvec4 q, out vec4 lo, out vec4 hi) {
-  if (p.w_dtype == DT_F32) {
-    lo = uintBitsToFloat(q);
-    hi = vec4(0.0);
-  } else if (p.w_dtype == DT_F16) {
-    lo = vec4(unpackHalf2x16(q.x), unpackHalf2x16(q.y));
-    hi = vec4(unpackHalf2x16(q.z), unpackHalf2x16(q.w));
-  } else {  // BF16: element 2i in the low half of word i
-    const uvec4 e = q << 16, o = q & 0xffff0000u;
-    lo = uintBitsToFloat(uvec4(e.x, o.x, e.y, o.y));
-    hi = uintBitsToFloat(uvec4(e.z, o.z, e.w, o.w));
-  }
+  conv_y[p.conv_off[3] + m * p.conv_y_stride + c] =
+      conv_step_store(p.conv_off[2] + (m * p.conv_channels + c) * p.d_conv, p.d_conv, xv, r);
 }
 #endif
 
@@ -182,7 +147,7 @@ void main() {
         const uint j = j0 + u * T;
         const uint jj = j < pieces ? j : 0u;
         vec4 lo, hi;
-        widen(q[u], lo, hi);
+        widen(p.w_dtype, q[u], lo, hi);
         [[unroll]] for (uint m = 0; m < MAX_M; ++m) {
           if (m >= MM || m >= p.M) break;
           const uint xb = (p.off[0] + m * p.x_stride) / 4u + jj * (per / 4u);
@@ -249,7 +214,7 @@ void main() {
         const uint j = j0 + u * T;
         if (j >= pieces) break;
         vec4 lo, hi;
-        widen(q[u], lo, hi);
+        widen(p.w_dtype, q[u], lo, hi);
         [[unroll]] for (uint m = 0; m < MAX_M; ++m) {
           if (m >= p.M) break;
           const uint xb = (p.off[0] + m * p.x_stride) / 4u + j * (per / 4u);

@@ -36,24 +36,6 @@ const uint WG = 256;
 layout(local_size_x = 256, local_size_y = 1, local_size_z = 1) in;
 
 #if FRONT
-// The weights of one 16-byte piece: 8 (F16, BF16: lo holds the first 4) or 4 (F32: lo only),
-// as gemv.comp's widen.
-void widen(uint dtype, uvec4 q, out vec4 lo, out vec4 hi) {
-  if (dtype == DT_F32) {
-    lo = uintBitsToFloat(q);
-    hi = vec4(0.0);
-  } else if (dtype == DT_F16) {
-    lo = vec4(unpackHalf2x16(q.x), unpackHalf2x16(q.y));
-    hi = vec4(unpackHalf2x16(q.z), unpackHalf2x16(q.w));
-  } else {  // BF16: element 2i in the low half of word i
-    const uvec4 e = q << 16, o = q & 0xffff0000u;
-    lo = uintBitsToFloat(uvec4(e.x, o.x, e.y, o.y));
-    hi = uintBitsToFloat(uvec4(e.z, o.z, e.w, o.w));
-  }
-}
-#endif
-
-#if FRONT
 layout(constant_id = 0) const uint ROWS = 8;   // in_proj rows per work group (a power of two)
 layout(constant_id = 1) const uint PIPE = 8;   // 16-byte pieces per invocation per batch (1 … 16)
 layout(constant_id = 2) const uint SG = 32;    // the device's subgroup size
@@ -98,32 +80,16 @@ DEFINE_LOAD_ANY(load_bias, bias)
 DEFINE_LOAD_ANY(load_conv_w, conv_w)
 DEFINE_LOAD_ANY(load_conv_b, conv_b)
 
-// gemm.gemv_conv's conv step of channel c: every load first, then the stores.
-struct ConvIn {
-  float s[MAX_D_CONV], w[MAX_D_CONV], b;
-};
+#define DECODE_CONV_STEP 1
+#include "decode_step.glsl"
+
+// decode_step.glsl's conv step of channel c (gemm.gemv_conv's), its output into xc.
 ConvIn conv_load(uint c) {
-  ConvIn r;
-  const uint sb = p.off[9] + c * p.d_conv;
-  [[unroll]] for (uint k = 0; k < MAX_D_CONV; ++k) {
-    r.s[k] = k + 1 < p.d_conv ? conv_state[sb + k + 1] : 0.0;
-    r.w[k] = k < p.d_conv ? load_conv_w(p.conv_w_dtype, p.off[7] + c * p.d_conv + k) : 0.0;
-  }
-  r.b = p.conv_has_bias != 0u ? load_conv_b(p.conv_b_dtype, p.off[8] + c) : 0.0;
-  return r;
+  return conv_step_load(p.off[9] + c * p.d_conv, p.off[7] + c * p.d_conv, p.off[8] + c, p.d_conv,
+                   p.conv_w_dtype, p.conv_b_dtype, p.conv_has_bias != 0u);
 }
 float conv_store(uint c, float xv, ConvIn r) {
-  const uint sb = p.off[9] + c * p.d_conv;
-  [[unroll]] for (uint k = 0; k < MAX_D_CONV; ++k)
-    if (k + 1 == p.d_conv) r.s[k] = xv;
-  float acc = r.b;
-  [[unroll]] for (uint k = 0; k < MAX_D_CONV; ++k) {
-    if (k < p.d_conv) {
-      acc = fma(r.w[k], r.s[k], acc);
-      conv_state[sb + k] = r.s[k];
-    }
-  }
-  const float v = silu(acc);
+  const float v = conv_step_store(p.off[9] + c * p.d_conv, p.d_conv, xv, r);
   xc[p.off[10] + c] = v;
   return v;
 }
@@ -133,6 +99,7 @@ const uint TS = T < SG ? T : SG;  // of them in one subgroup
 const uint NSUB = T / TS;         // subgroups per row
 shared vec4 vs4[DV];              // the normed row
 shared float partial[WG];         // rms_norm.comp's reduction
+#include "row_sum.glsl"
 shared float sub[64];             // per-subgroup row sums
 #if XPART
 shared float xcs[ROWS];           // the work group's xc values
@@ -190,13 +157,7 @@ void main() {
     vs4[i >> 2][i & 3u] = v;
     ss = fma(v, v, ss);
   }
-  partial[li] = ss;
-  barrier();
-  for (uint s = WG / 2; s > 0; s >>= 1) {
-    if (li < s) partial[li] += partial[li + s];
-    barrier();
-  }
-  const float inv = inversesqrt(partial[0] / float(p.D) + p.eps);
+  const float inv = inversesqrt(row_sum(li, ss) / float(p.D) + p.eps);
   const bool first = linear_group_id() == 0u;
   for (uint i = li; i < p.D; i += WG) {
     const float v = vs4[i >> 2][i & 3u] * inv * load_norm_w(p.norm_w_dtype, p.off[2] + i);

@@ -38,16 +38,7 @@ shared float partial[WG];
 
 const uint MAXE = 16;  // columns per invocation held in registers (rows up to 16 · WG)
 
-// The reduction of the work group's partial sums of squares into partial[0].
-float row_sum(uint tid, float ss) {
-  partial[tid] = ss;
-  barrier();
-  for (uint s = WG / 2; s > 0; s >>= 1) {
-    if (tid < s) partial[tid] += partial[tid + s];
-    barrier();
-  }
-  return partial[0];
-}
+#include "row_sum.glsl"
 
 void main() {
   const uint row = linear_group_id();

@@ -1,0 +1,55 @@
+// What the decode GEMV shaders share (gemv.comp's gemm.*_conv / gemm.gemv, mamba_step.comp's A):
+// widening a 16-byte piece of weights, and the decode conv step of one channel.
+//
+// The conv step needs, declared before the #include: the buffers conv_state (float, read and
+// written), conv_w and conv_b (uint words), load_conv_w / load_conv_b (DEFINE_LOAD_ANY), and
+// the constant MAX_D_CONV (the host sends larger d_conv elsewhere); define DECODE_CONV_STEP.
+
+// The weights of one 16-byte piece: 8 (F16, BF16: lo holds the first 4) or 4 (F32: lo only).
+void widen(uint dtype, uvec4 q, out vec4 lo, out vec4 hi) {
+  if (dtype == DT_F32) {
+    lo = uintBitsToFloat(q);
+    hi = vec4(0.0);
+  } else if (dtype == DT_F16) {
+    lo = vec4(unpackHalf2x16(q.x), unpackHalf2x16(q.y));
+    hi = vec4(unpackHalf2x16(q.z), unpackHalf2x16(q.w));
+  } else {  // BF16: element 2i in the low half of word i
+    const uvec4 e = q << 16, o = q & 0xffff0000u;
+    lo = uintBitsToFloat(uvec4(e.x, o.x, e.y, o.y));
+    hi = uintBitsToFloat(uvec4(e.z, o.z, e.w, o.w));
+  }
+}
+
+#ifdef DECODE_CONV_STEP
+// A channel's decode conv step in two halves: conv_step_load issues every load (the state's
+// last d_conv - 1 taps at sb, the weights at wb, the bias at bo), conv_step_store shifts in the
+// value just computed, stores the state and returns SiLU of the dot product. The GEMV shaders
+// load before their weight loop, so the conv adds no memory round trip at the work group's tail.
+// (Loads after a store to a buffer that might alias them cannot be hoisted: interleaved, each
+// tap would pay a round trip.) The arithmetic is that of causal_conv1d_step.
+struct ConvIn {
+  float s[MAX_D_CONV], w[MAX_D_CONV], b;
+};
+ConvIn conv_step_load(uint sb, uint wb, uint bo, uint d_conv, uint w_dtype, uint b_dtype,
+                 bool has_bias) {
+  ConvIn r;
+  [[unroll]] for (uint k = 0; k < MAX_D_CONV; ++k) {
+    r.s[k] = k + 1 < d_conv ? conv_state[sb + k + 1] : 0.0;
+    r.w[k] = k < d_conv ? load_conv_w(w_dtype, wb + k) : 0.0;
+  }
+  r.b = has_bias ? load_conv_b(b_dtype, bo) : 0.0;
+  return r;
+}
+float conv_step_store(uint sb, uint d_conv, float xv, ConvIn r) {
+  [[unroll]] for (uint k = 0; k < MAX_D_CONV; ++k)
+    if (k + 1 == d_conv) r.s[k] = xv;
+  float acc = r.b;
+  [[unroll]] for (uint k = 0; k < MAX_D_CONV; ++k) {
+    if (k < d_conv) {
+      acc = fma(r.w[k], r.s[k], acc);
+      conv_state[sb + k] = r.s[k];
+    }
+  }
+  return silu(acc);
+}
+#endif
