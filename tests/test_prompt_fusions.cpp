@@ -1,5 +1,6 @@
 // The prompt fusions of Backend (backend.h): rms_norm_gemm over many rows (a prompt's norm +
-// in_proj), causal_conv1d_gemm (a prompt's conv + x_proj) and selective_scan_gemm (a prompt's
+// in_proj), causal_conv1d_gemm (a prompt's conv + x_proj), dt_proj_importance (a decimating
+// layer's dt_proj + scores; delta is scratch) and selective_scan_gemm (a prompt's
 // scan + out_proj; on CUDA at d_inner 1536 the v7u scan writes the GEMM's operand into y's
 // memory, so y is scratch there and only out and the state are compared), on every backend, against their
 // default composition (Backend::…, the single-kernel methods in order) on the CPU backend. On
@@ -18,6 +19,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -219,6 +221,77 @@ TEST(PromptFusions, SelectiveScanGemm) {
       }
       c.check(kTol);
     }
+}
+
+struct ImportanceCase {
+  int64_t L, E, R;
+  DType w_dtype;
+  int64_t extra;  // x_dbl's columns past dt_low (B | C): dt_low is a column slice
+  int64_t lead;
+};
+
+// A decimating layer's scores from dt_low (backend.h dt_proj_importance; delta is scratch). On
+// CUDA with F16 / BF16 weights and dt_rank <= 160 the fused tensor-core kernel
+// (cuda/dt_proj_importance.cu); elsewhere the composition.
+TEST(PromptFusions, DtProjImportance) {
+  const std::vector<ImportanceCase> cases = {
+      {2049, 1536, 48, DType::F16, 32, 0},   // 130m: 32 tokens past a block multiple
+      {300, 5120, 160, DType::BF16, 32, 0},  // 2.8b: ten k steps, BF16
+      {1000, 2048, 64, DType::F16, 32, 3},   // 370m, unaligned rows
+      {1, 100, 5, DType::F16, 0, 0},         // one token, rank < 16, C not a chunk multiple
+      {77, 70, 17, DType::BF16, 3, 1},       // rank 17: two k steps, the second mostly padding
+      {300, 256, 48, DType::F32, 32, 0},     // F32 weights: composition
+      {100, 128, 200, DType::F16, 0, 0},     // rank > 160: composition
+  };
+  for (const std::string& backend : backends_under_test())
+    for (size_t i = 0; i < 2 * cases.size(); ++i) {
+      const ImportanceCase& g = cases[i / 2];
+      const Role w_role = weight_role(i);
+      const int64_t L = g.L, E = g.E, R = g.R;
+      std::ostringstream desc;
+      desc << "dt_proj_importance L=" << L << " E=" << E << " R=" << R << " w=" << dt(g.w_dtype)
+           << " dt_low_stride=" << R + g.extra << " lead=" << g.lead;
+      desc << " w_role=" << role_name(w_role);
+      Case c(backend, desc.str(), 7300 + uint32_t(i));
+      c.set_lead(g.lead);
+      Arg& dt_low = c.add("dt_low", Role::In, DType::F32, L, R, R + g.extra, c.nonzero(0.05f, 1.f));
+      Arg& w = add_gemm_weight(c, w_role, g.w_dtype, E, R);
+      Arg& delta = c.add("delta", Role::Scratch, DType::F32, L, E, E, nullptr);
+      Arg& bias = c.add("dt_bias", Role::In, g.w_dtype, 1, E, E, c.uniform(-4.5f, -2.f));
+      Arg& scores = c.add("scores", Role::Out, DType::F32, L, 1, 1, nullptr);
+      c.cpu().Backend::dt_proj_importance(dt_low.cpu(), w.cpu(), delta.cpu(), bias.cpu(),
+                                          scores.cpu());
+      c.dev().dt_proj_importance(dt_low.dev(), w.dev(), delta.dev(), bias.dev(), scores.dev());
+      c.check(kTol);
+    }
+}
+
+// The selection a 32K-token decimating 130m layer makes from those scores: top 2000 of the first
+// L - 64 (per-token offsets in dt_low spread the scores). The kept set and its order must be the
+// CPU composition's exactly, so a fused projection that rounds differently may not reorder
+// scores that a real layer would keep apart.
+TEST(PromptFusions, DtProjImportanceTopkSelection) {
+  constexpr int64_t L = 32768, E = 1536, R = 48, n_cand = L - 64, k = 2000;
+  for (const std::string& backend : backends_under_test()) {
+    Case c(backend, "dt_proj_importance + topk_indices L=32768 E=1536 R=48 k=2000", 7400);
+    c.align16();
+    std::vector<float> offset(L);
+    for (float& o : offset) o = std::uniform_real_distribution<float>(-0.5f, 0.5f)(c.rng());
+    const test::Gen u = c.uniform(-1.f, 1.f);
+    Arg& dt_low = c.add("dt_low", Role::In, DType::F32, L, R, R + 32,
+                        [&](int64_t r, int64_t col) { return u(r, col) + offset[size_t(r)]; });
+    Arg& w = add_gemm_weight(c, Role::Weight, DType::F16, E, R);
+    Arg& delta = c.add("delta", Role::Scratch, DType::F32, L, E, E, nullptr);
+    Arg& bias = c.add("dt_bias", Role::In, DType::F16, 1, E, E, c.uniform(-4.5f, -2.f));
+    Arg& scores = c.add("scores", Role::Out, DType::F32, L, 1, 1, nullptr);
+    Arg& idx = c.add("idx", Role::Out, DType::I32, k + L - n_cand, 1, 1, nullptr);
+    c.cpu().Backend::dt_proj_importance(dt_low.cpu(), w.cpu(), delta.cpu(), bias.cpu(),
+                                        scores.cpu());
+    c.cpu().topk_indices(scores.cpu(), n_cand, k, idx.cpu());
+    c.dev().dt_proj_importance(dt_low.dev(), w.dev(), delta.dev(), bias.dev(), scores.dev());
+    c.dev().topk_indices(scores.dev(), n_cand, k, idx.dev());
+    c.check(kTol);  // idx (I32) exactly
+  }
 }
 
 }  // namespace

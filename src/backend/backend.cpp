@@ -67,6 +67,14 @@ void Backend::dt_proj_scan_step(const Tensor& dt_low, const Tensor& dt_proj, con
   selective_scan_step(u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y);
 }
 
+void Backend::dt_proj_importance(const Tensor& dt_low, const Tensor& dt_proj,
+                                 const Tensor& delta, const Tensor& dt_bias,
+                                 const Tensor& scores) {
+  make_dt_proj_importance_params(dt_low, dt_proj, delta, dt_bias, scores);
+  gemm(dt_low, dt_proj, nullptr, delta);
+  dt_importance(delta, dt_bias, scores);
+}
+
 namespace {
 // What mamba_block_step's scan step reads of the block's intermediates: z = xz's last E columns,
 // x_dbl's dt_low | B | C. Checks the two links first (xz 2E wide, x_dbl R + 2N).
@@ -141,6 +149,15 @@ DtProjScanStepParams make_dt_proj_scan_step_params(
   DtProjScanStepParams p{};
   p.dt = make_gemm_params(dt_low, dt_proj, nullptr, delta);
   p.scan = make_selective_scan_step_params(u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y);
+  return p;
+}
+
+DtProjImportanceParams make_dt_proj_importance_params(const Tensor& dt_low, const Tensor& dt_proj,
+                                                      const Tensor& delta, const Tensor& dt_bias,
+                                                      const Tensor& scores) {
+  DtProjImportanceParams p{};
+  p.dt = make_gemm_params(dt_low, dt_proj, nullptr, delta);
+  p.importance = make_dt_importance_params(delta, dt_bias, scores);
   return p;
 }
 

@@ -166,6 +166,15 @@ class Backend {
                                  const Tensor& B, const Tensor& C, const Tensor& D,
                                  const Tensor* z, const Tensor& dt_bias, const Tensor& ssm_state,
                                  const Tensor& y);
+  // delta = dt_low · dt_projᵀ (gemm, no bias), then dt_importance(delta, dt_bias, scores): the
+  // token scores of a decimating layer, which keeps only the top-scored tokens, so only their
+  // delta is needed afterwards (the caller projects the kept rows' dt_low again). dt_low: L×R;
+  // dt_proj: C×R; delta: L×C fp32, scratch (as y in selective_scan_gemm): the composition writes
+  // it, a backend that scores straight from the projection may leave it unspecified; dt_bias:
+  // 1×C; scores: L×1 fp32.
+  virtual void dt_proj_importance(const Tensor& dt_low, const Tensor& dt_proj,
+                                  const Tensor& delta, const Tensor& dt_bias,
+                                  const Tensor& scores);
   // One Mamba block of a decode step: rms_norm_gemm_conv_step (a.x, residual, norm, in_proj →
   // xz, conv step → xc), gemm x_proj (xc → x_dbl), dt_proj_scan_step (x_dbl's dt_low | B | C,
   // u = xc, z = xz's last E columns → dt, y, ssm_state), gemm out_proj (y → hidden), in that

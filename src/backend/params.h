@@ -121,6 +121,14 @@ struct DtProjScanStepParams {
 };
 DM_PARAMS_STRUCT(DtProjScanStepParams);
 
+// dt: gemm(dt_low, dt_proj) → delta (L × channels, K = dt_rank); importance: dt_importance of
+// that delta (a decimating layer's scores).
+struct DtProjImportanceParams {
+  GemmParams dt;
+  DtImportanceParams importance;
+};
+DM_PARAMS_STRUCT(DtProjImportanceParams);
+
 GemmParams make_gemm_params(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y);
 RmsNormParams make_rms_norm_params(const Tensor& x, const Tensor* residual, const Tensor& weight,
                                    const Tensor& y, float eps);
@@ -157,5 +165,8 @@ DtProjScanStepParams make_dt_proj_scan_step_params(
     const Tensor& dt_low, const Tensor& dt_proj, const Tensor& delta, const Tensor& u,
     const Tensor& A_log, const Tensor& B, const Tensor& C, const Tensor& D, const Tensor* z,
     const Tensor& dt_bias, const Tensor& ssm_state, const Tensor& y);
+DtProjImportanceParams make_dt_proj_importance_params(const Tensor& dt_low, const Tensor& dt_proj,
+                                                      const Tensor& delta, const Tensor& dt_bias,
+                                                      const Tensor& scores);
 
 }  // namespace dm

@@ -144,7 +144,7 @@ std::vector<float> Executor::prefill(const std::vector<int32_t>& tokens, Sequenc
   // buffer is reallocated while queued work may still use it.
   for (const auto& [role, cols] : std::initializer_list<std::pair<const char*, int64_t>>{
            {"residual_a", D}, {"residual_b", D}, {"normed", D}, {"xz", 2 * E}, {"xc", E},
-           {"x_dbl", R + 2 * N}, {"dt", E}, {"scores", 1}, {"xc_kept", E}, {"dt_kept", E},
+           {"x_dbl", R + 2 * N}, {"dt", E}, {"scores", 1}, {"xc_kept", E},
            {"x_dbl_kept", R + 2 * N}, {"z_kept", E}, {"y", E}, {"hidden", D}})
     buf(role, L, cols);
   buf("kept", L, 1, DType::I32);
@@ -172,8 +172,6 @@ std::vector<float> Executor::prefill(const std::vector<int32_t>& tokens, Sequenc
     // xc = conv(x), x_dbl = x_proj(xc). The conv state is written from this layer's full input,
     // before its own decimation.
     be.causal_conv1d_gemm(x, w.conv_w, opt(w.conv_b), state.conv(l), xc, w.x_proj, x_dbl);
-    Tensor dt = buf("dt", L, E);  // (L, E) Δ before bias and softplus
-    be.gemm(x_dbl.col_slice(0, R), w.dt_proj, nullptr, dt);
 
     // DeciMamba: keep the K highest-Δ tokens of the first L − r; the tail r is always kept.
     const int64_t K = decimation_keep(decimation_, l, L, r);
@@ -181,24 +179,27 @@ std::vector<float> Executor::prefill(const std::vector<int32_t>& tokens, Sequenc
       const int64_t L_out = K + r;
       Tensor scores = buf("scores", L, 1);              // (L) ‖softplus(dt + b)‖₂
       Tensor kept = buf("kept", L_out, 1, DType::I32);  // (L_out) ascending positions
-      be.dt_importance(dt, w.dt_bias, scores);
+      // Every token's Δ is needed only for its score: the projection may go straight into the
+      // scores (dt_all is the composition's scratch); the kept rows are projected again below.
+      Tensor dt_all = buf("dt", L, E);  // (L, E)
+      be.dt_proj_importance(x_dbl.col_slice(0, R), w.dt_proj, dt_all, w.dt_bias, scores);
       be.topk_indices(scores, L - r, K, kept);
       Tensor xc_k = buf("xc_kept", L_out, E);
-      Tensor dt_k = buf("dt_kept", L_out, E);
       Tensor x_dbl_k = buf("x_dbl_kept", L_out, R + 2 * N);
       Tensor z_k = buf("z_kept", L_out, E);
       Tensor residual_k = residual_alt.row_slice(0, L_out);
       be.gather_rows(xc, kept, xc_k);
-      be.gather_rows(dt, kept, dt_k);
       be.gather_rows(x_dbl, kept, x_dbl_k);
       be.gather_rows(z, kept, z_k);
       be.gather_rows(residual, kept, residual_k);
       if (opts.tap) opts.tap->on_kept(l, kept);
       std::swap(residual, residual_alt);
       residual = residual_k;
-      xc = xc_k, dt = dt_k, x_dbl = x_dbl_k, z = z_k;
+      xc = xc_k, x_dbl = x_dbl_k, z = z_k;
       L = L_out;
     }
+    Tensor dt = buf("dt", L, E);  // (L, E) Δ before bias and softplus
+    be.gemm(x_dbl.col_slice(0, R), w.dt_proj, nullptr, dt);
     Tensor B = x_dbl.col_slice(R, N);      // (L, N)
     Tensor C = x_dbl.col_slice(R + N, N);  // (L, N)
     if (opts.tap) opts.tap->on_scan_inputs(l, xc, dt, B, C);

@@ -320,6 +320,24 @@ void CudaBackend::dt_importance(const Tensor& delta, const Tensor& dt_bias, cons
                "dt_importance");
 }
 
+// The fused kernel where it applies; delta is left unwritten then (scratch, backend.h).
+void CudaBackend::dt_proj_importance(const Tensor& dt_low, const Tensor& dt_proj,
+                                     const Tensor& delta, const Tensor& dt_bias,
+                                     const Tensor& scores) {
+  const DtProjImportanceParams p =
+      make_dt_proj_importance_params(dt_low, dt_proj, delta, dt_bias, scores);
+  const cudaError_t e = cuda::launch_dt_proj_importance(
+      p, dptr(dt_low, "dt_proj_importance dt_low"),
+      dptr<const void>(dt_proj, "dt_proj_importance dt_proj"),
+      dptr<const void>(dt_bias, "dt_proj_importance dt_bias"),
+      dptr(scores, "dt_proj_importance scores"), stream_);
+  if (e == cudaErrorNotSupported) {
+    Backend::dt_proj_importance(dt_low, dt_proj, delta, dt_bias, scores);
+    return;
+  }
+  check_launch(e, "dt_proj_importance");
+}
+
 void CudaBackend::topk_indices(const Tensor& scores, int64_t n_candidates, int64_t k,
                                const Tensor& idx) {
   const TopkIndicesParams p = make_topk_indices_params(scores, n_candidates, k, idx);

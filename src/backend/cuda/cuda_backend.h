@@ -63,6 +63,8 @@ class CudaBackend : public Backend {
                       const Tensor& C, const Tensor& D, const Tensor* z, const Tensor& dt_bias,
                       const Tensor& ssm_state, const Tensor& y) override;
   void dt_importance(const Tensor& delta, const Tensor& dt_bias, const Tensor& scores) override;
+  void dt_proj_importance(const Tensor& dt_low, const Tensor& dt_proj, const Tensor& delta,
+                          const Tensor& dt_bias, const Tensor& scores) override;
   void topk_indices(const Tensor& scores, int64_t n_candidates, int64_t k,
                     const Tensor& idx) override;
   void gather_rows(const Tensor& src, const Tensor& idx, const Tensor& dst) override;

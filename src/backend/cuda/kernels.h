@@ -94,6 +94,13 @@ cudaError_t launch_selective_scan_split(const SelectiveScanParams& p, const floa
                                         const GemmSplitOut& split, cudaStream_t s);
 cudaError_t launch_dt_importance(const DtImportanceParams& p, const float* delta,
                                  const void* dt_bias, float* scores, cudaStream_t s);
+// dt_proj_importance's fused form (cuda/dt_proj_importance.cu: the projection on tensor cores,
+// scored without storing delta). cudaErrorNotSupported, nothing launched, where it does not
+// apply (F32 weights, dt_rank > 160, a device below sm_80, DM_CUDA_DT_PROJ_IMPORTANCE=0): the
+// backend composes gemm + dt_importance then.
+cudaError_t launch_dt_proj_importance(const DtProjImportanceParams& p, const float* dt_low,
+                                      const void* dt_proj, const void* dt_bias, float* scores,
+                                      cudaStream_t s);
 cudaError_t launch_topk_indices(const TopkIndicesParams& p, const float* scores, int32_t* idx,
                                 cudaStream_t s);
 cudaError_t launch_gather_rows(const GatherRowsParams& p, const void* src, const int32_t* idx,
