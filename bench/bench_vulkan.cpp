@@ -10,6 +10,10 @@
 //      (DM_VULKAN_FUSED_STEP) off and on, µs per token against the weight-read floor (weight
 //      bytes / floor bandwidth), then one profiled run per shape: the per-kernel device times of
 //      a step (timestamp queries; the profiled steps run eagerly, so only their kernel times count).
+//      --decode-settings "LABEL:ENV=V ENV=V;LABEL2:..." times the replayed step once per setting
+//      instead (environment variables set while it is recorded and replayed; --decode-rounds N
+//      runs the settings in turn N times, single runs differing by up to ~5%; --decode-profile:
+//      each setting's kernel profile too): A/B runs of decode switches on one random model.
 //   4. gemv (not in the default sections): each decode GEMV of the --shapes models alone (in_proj,
 //      x_proj, dt_proj, out_proj, lm_head; M = 1, fp16 weights), once per DM_VULKAN_GEMV value
 //      ("old": gemm.small_m_vec, "default": gemm.gemv's own choice, "T,PIPE": a forced shape;
@@ -24,6 +28,8 @@
 //                     [--floor-gbs G] [--prefill-len 2048] [--kernels selective_scan,...]
 //                     [--scan-modes "default;chunked;warp;warp:4,4;lookback:32,8,4"]
 //                     [--gemm-variants default,n256,t32,n128] [--gemv-variants "old;default;32,10"]
+//                     [--decode-settings "off:DM_VULKAN_BLOCK_STEP=0;four:DM_VULKAN_BLOCK_STEP=4"]
+//                     [--decode-rounds 2] [--decode-profile]
 // --kernels: only these kernels (names as in the table; gemm is "gemm"). --scan-modes: time
 // selective_scan once per mode, ';'-separated: DM_VULKAN_SCAN=mode, and for "lookback:CW,S,TOK"
 // also DM_VULKAN_SCAN_LB=CW,S,TOK, for "warp:CB,R" DM_VULKAN_SCAN_WARP=CB,R (rows labelled
@@ -69,6 +75,9 @@ struct Options {
   std::vector<std::string> scan_modes;  // empty: the default only
   std::vector<std::string> gemm_variants;  // empty: the default only
   std::vector<std::string> gemv_variants;  // empty: old, default and a sweep of T
+  std::vector<std::string> decode_settings;  // empty: fused shaders 0 and 1, each profiled
+  int decode_rounds = 1;
+  bool decode_profile = false;  // --decode-profile: each setting's kernel times (round 1)
 };
 
 template <typename T>
@@ -109,6 +118,12 @@ Options parse(int argc, char** argv) {
       std::stringstream ss(next());
       for (std::string part; std::getline(ss, part, ';');) o.gemv_variants.push_back(part);
     }
+    else if (a == "--decode-settings") {
+      std::stringstream ss(next());
+      for (std::string part; std::getline(ss, part, ';');) o.decode_settings.push_back(part);
+    }
+    else if (a == "--decode-rounds") o.decode_rounds = std::stoi(next());
+    else if (a == "--decode-profile") o.decode_profile = true;
     else fail("[bench_vulkan] unknown argument ", a, " (see the comment at the top of bench_vulkan.cpp)");
   }
   if (o.quick) {
@@ -475,18 +490,79 @@ void bench_gemv(Backend& be, const Options& o, const std::string& card, double f
   b.release();
 }
 
+// --decode-settings "LABEL:ENV=V ENV=V;LABEL2:...": the replayed step of one random model once
+// per setting (its variables set while the step is recorded and replayed, then unset), the
+// settings in turn, --decode-rounds times (single runs differ by up to ~5%); --decode-profile:
+// after each setting's first timed run, 8 eager steps of a new sequence with timestamps.
+template <typename RM>
+void decode_settings(Backend& be, const Options& o, const std::string& card, const std::string& shape,
+                     RM& rm, double floor_us) {
+  using clock = std::chrono::steady_clock;
+  const std::vector<int32_t> prompt{1, 2, 3, 4, 5, 6, 7, 8};
+  std::vector<std::pair<std::string, std::string>> profiles;
+  for (int round = 0; round < o.decode_rounds; ++round)
+    for (const std::string& setting : o.decode_settings) {
+      const size_t colon = setting.find(':');
+      const std::string label = setting.substr(0, colon);
+      std::vector<std::string> vars;
+      if (colon != std::string::npos) {  // space-separated (values may hold commas: T,PIPE)
+        std::stringstream ss(setting.substr(colon + 1));
+        for (std::string v; ss >> v;) vars.push_back(v);
+      }
+      for (const std::string& v : vars) {
+        const size_t eq = v.find('=');
+        if (eq == std::string::npos) fail("[bench_vulkan] --decode-settings: want ENV=VALUE, got ", v);
+        setenv(v.substr(0, eq).c_str(), v.substr(eq + 1).c_str(), 1);
+      }
+      double us = 0;
+      {
+        Executor ex(be, rm.model, DecimationConfig{});
+        auto st = ex.new_state();
+        ex.prefill(prompt, *st);
+        for (int i = 0; i < 4; ++i) ex.step(1, *st);  // records, then warms the clocks
+        const auto t0 = clock::now();
+        for (int i = 0; i < o.decode_tokens; ++i) ex.step(1, *st);
+        us = std::chrono::duration<double, std::micro>(clock::now() - t0).count() / o.decode_tokens;
+        if (o.decode_profile && round == 0) {  // eager steps of a new sequence, timestamped
+          auto pst = ex.new_state();
+          ex.prefill(prompt, *pst);
+          vulkan_set_profiling(be, true);
+          for (int i = 0; i < 8; ++i) ex.step(1, *pst);
+          profiles.emplace_back(shape + ", " + setting + ", 8 steps", vulkan_profile_table(be));
+          vulkan_set_profiling(be, false);
+        }
+      }
+      for (const std::string& v : vars) unsetenv(v.substr(0, v.find('=')).c_str());
+      std::printf("| %s | %.0f | %s (round %d) | %.1f | %.1f | %.1f | %.0f%% |\n", shape.c_str(),
+                  rm.model.weight_bytes() / 1e6, setting.c_str(), round + 1, us, 1e6 / us, floor_us,
+                  100.0 * floor_us / us);
+      std::fprintf(stderr,
+                   "{\"bench\":\"vulkan_decode\",\"card\":\"%s\",\"shape\":\"%s\",\"setting\":\"%s\","
+                   "\"round\":%d,\"us\":%.2f,\"floor_us\":%.2f}\n",
+                   card.c_str(), shape.c_str(), label.c_str(), round + 1, us, floor_us);
+      std::fflush(stdout);
+    }
+  for (const auto& [what, table] : profiles)
+    std::printf("\n### Kernel device times: %s\n\n%s", what.c_str(), table.c_str());
+}
+
 void bench_decode(Backend& be, const Options& o, const std::string& card, double floor_gbs) {
   using clock = std::chrono::steady_clock;
   vulkan_set_profiling(be, false);  // the floor measurement may have left it on
   std::printf("\n## Decode, batch 1, random fp16 weights, Executor::step, on %s (floor = weight bytes / %.0f GB/s)\n\n",
               card.c_str(), floor_gbs);
-  std::printf("| shape | weights MB | fused shaders | µs/token | tokens/s | floor µs | of floor |\n"
-              "|---|---|---|---|---|---|---|\n");
+  std::printf("| shape | weights MB | %s | µs/token | tokens/s | floor µs | of floor |\n",
+              o.decode_settings.empty() ? "fused shaders" : "setting");
+  std::printf("|---|---|---|---|---|---|---|\n");
   std::vector<std::pair<std::string, std::string>> profiles;
   for (const std::string& shape : o.shapes) {
     auto rm = make_pooled_random_model(shape);
     const double floor_us = double(rm->model.weight_bytes()) / (floor_gbs * 1e3);
     const std::vector<int32_t> prompt{1, 2, 3, 4, 5, 6, 7, 8};
+    if (!o.decode_settings.empty()) {
+      decode_settings(be, o, card, shape, *rm, floor_us);
+      continue;
+    }
     for (const char* fused : {"0", "1"}) {
       setenv("DM_VULKAN_FUSED_STEP", fused, 1);  // read while the step is recorded
       Executor ex(be, rm->model, DecimationConfig{});

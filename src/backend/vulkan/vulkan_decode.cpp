@@ -49,11 +49,23 @@ void VulkanBackend::selective_scan_step(const Tensor& u, const Tensor& delta, co
 // h100_decode_session4_2026-11-27.md): 130m (d_inner 1536) 870.0 off, 753.3 on: two dispatches
 // fewer per layer pay; 2.8b (5120) 4457.6 off, 4652.3 on: there the fused in_proj + conv GEMV
 // is the slower one. Widths between are not measured and keep them off.
+// DM_VULKAN_FUSED_STEP=conv or =scan turns on only that fusion (gemm.gemv_conv, or
+// selective_scan_step.dt_proj(_sg)), to tell their costs apart (with DM_VULKAN_BLOCK_STEP=0:
+// the block step counts either as on). H100, session 10 (bench/results/
+// h100_session10_vkdecode_2026-11-28.md), 2.8b µs/token: both off 4384 / 4333, scan only 4373 /
+// 4343, conv only 4854 / 4846: gemm.gemv_conv is what costs at 5120 channels.
 bool VulkanBackend::fused_step_on(uint32_t channels) {
   const char* e = std::getenv("DM_VULKAN_FUSED_STEP");
   if (e && *e) return std::strcmp(e, "0") != 0;
   return channels <= kFusedStepMaxChannels;
 }
+
+namespace {
+bool fused_only(const char* which) {
+  const char* e = std::getenv("DM_VULKAN_FUSED_STEP");
+  return e && std::strcmp(e, which) == 0;
+}
+}  // namespace
 
 // Decode fusions (backend.h): rms_norm, then in_proj and the conv step in one dispatch
 // (gemm.small_m_vec_conv), where the GEMV takes its 16-byte path; else the composition.
@@ -66,10 +78,11 @@ void VulkanBackend::rms_norm_gemm_conv_step(const Tensor* x, const Tensor& resid
   const RmsNormGemmParams p =
       make_rms_norm_gemm_params(x, residual, norm_weight, eps, normed, w, bias, y, &conv_weight,
                                 conv_bias, &conv_state, &conv_y);
-  const bool fuse = fused_step_on(p.conv.channels) && p.gemm.M >= 1 && p.gemm.M <= 4 &&
-                    small_m_vec_ok(normed, w, p.gemm) && p.conv.d_conv >= 1 && p.conv.d_conv <= 8 &&
-                    ctx_->caps.max_storage_buffers >= 8 && rows_fit(w) >= w.rows &&
-                    rows_fit(normed) >= normed.rows && rows_fit(y) >= y.rows;
+  const bool fuse = fused_step_on(p.conv.channels) && !fused_only("scan") && p.gemm.M >= 1 &&
+                    p.gemm.M <= 4 && small_m_vec_ok(normed, w, p.gemm) && p.conv.d_conv >= 1 &&
+                    p.conv.d_conv <= 8 && ctx_->caps.max_storage_buffers >= 8 &&
+                    rows_fit(w) >= w.rows && rows_fit(normed) >= normed.rows &&
+                    rows_fit(y) >= y.rows;
   if (!fuse)
     return Backend::rms_norm_gemm_conv_step(x, residual, norm_weight, eps, normed, w, bias, y,
                                             conv_weight, conv_bias, conv_state, conv_y);
@@ -106,8 +119,8 @@ void VulkanBackend::dt_proj_scan_step(const Tensor& dt_low, const Tensor& dt_pro
   const DtProjScanStepParams p = make_dt_proj_scan_step_params(dt_low, dt_proj, delta, u, A_log, B,
                                                                C, D, z, dt_bias, ssm_state, y);
   if (p.scan.batch == 0 || p.scan.channels == 0) return;
-  if (!fused_step_on(p.scan.channels) || ctx_->caps.max_storage_buffers < 12 || p.scan.d_state > 256 ||
-      rows_fit(dt_proj) < dt_proj.rows)
+  if (!fused_step_on(p.scan.channels) || fused_only("conv") || ctx_->caps.max_storage_buffers < 12 ||
+      p.scan.d_state > 256 || rows_fit(dt_proj) < dt_proj.rows)
     return Backend::dt_proj_scan_step(dt_low, dt_proj, delta, u, A_log, B, C, D, z, dt_bias,
                                       ssm_state, y);
   const char* k = "selective_scan_step.dt_proj";
