@@ -34,6 +34,9 @@
 #            32K setting, 2.8b pp4096 (decimation off and at layer 22, L_base 2000)
 #   scansplit  130m CUDA prefill 16K / 32K with the v7u scan writing out_proj's operand
 #            (default) and not (DM_CUDA_SCAN_SPLIT=0: y, then a conversion), alternating twice
+#   staging  130m CUDA decode (tg64, every token's logits downloaded) with the small transfers
+#            from / to pageable memory (DM_CUDA_PINNED_STAGING=0) and through page-locked staging
+#            (the default), alternating twice
 #   vkgemm   the Vulkan tensor-core GEMM's variants (default choice, t32, n256, n192) on the
 #            130m and 2.8b prefill GEMMs at 4K and 16K
 # (default: all but decode). PACK names the pack folder (default .gpupack). Logs go to $OUT.
@@ -183,6 +186,9 @@ if has gemmtable; then
 fi
 if has scansplit; then
   alternate DM_CUDA_SCAN_SPLIT scansplit --shape 130m --backend cuda -p 16384,32768 -n 1 -r 5 --no-deci
+fi
+if has staging; then
+  alternate DM_CUDA_PINNED_STAGING staging --shape 130m --backend cuda -p 512 -n 64 -r 3 --no-deci
 fi
 if has vkgemm; then
   timeout 200 ./bench_vulkan --sections kernels --kernels gemm --widths 1536,5120 \

@@ -13,6 +13,7 @@
 #include "backend/cuda/cuda_gemm_algo.h"
 #include "backend/cuda/cuda_util.h"
 #include "backend/cuda/cuda_graph.h"
+#include "backend/cuda/cuda_staging.h"
 #include "backend/params.h"
 #include "core/error.h"
 
@@ -163,6 +164,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&err_host_), sizeof(cuda::DeviceErrorInfo),
                            cudaHostAllocMapped));
   std::memset(err_host_, 0, sizeof(*err_host_));
+  staging_ = std::make_unique<cuda_util::PinnedStaging>();
   CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&err_dev_), err_host_, 0));
   size_t free_b = 0, total_b = 0;
   CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
@@ -179,6 +181,7 @@ CudaBackend::~CudaBackend() {
     if (q == cudaErrorCudartUnloading || q == cudaErrorContextIsDestroyed ||
         q == cudaErrorInvalidResourceHandle) {
       (void)algo_table_.release();  // left to the process's end with the rest
+      (void)staging_.release();
       return;
     }
   }
@@ -195,6 +198,7 @@ CudaBackend::~CudaBackend() {
   algo_table_.reset();
   if (cublas_) cublasDestroy(cublas_);
   if (cublas_workspace_) cudaFree(cublas_workspace_);
+  staging_.reset();
   if (err_host_) cudaFreeHost(err_host_);
   if (stream_) cudaStreamDestroy(stream_);
   cudaGetLastError();
@@ -233,18 +237,20 @@ void CudaBackend::upload(Buffer& dst, size_t offset, const void* src, size_t byt
   check_range(dst, offset, bytes, "upload");
   if (bytes == 0) return;
   free_kcat_copies(dev(dst, "upload"));  // derived from the old contents
+  char* d = static_cast<char*>(dev(dst, "upload").ptr()) + offset;
+  if (staging_->upload(d, src, bytes, stream_)) return;
   // From pageable memory this returns once `src` has been staged: the caller may reuse it.
-  CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dev(dst, "upload").ptr()) + offset, src, bytes,
-                             cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(cudaMemcpyAsync(d, src, bytes, cudaMemcpyHostToDevice, stream_));
 }
 
 void CudaBackend::download(const Buffer& src, size_t offset, void* dst, size_t bytes) {
   not_capturing("download");
   check_range(src, offset, bytes, "download");
-  if (bytes > 0)
-    CUDA_CHECK(cudaMemcpyAsync(dst, static_cast<const char*>(dev(src, "download").ptr()) + offset,
-                               bytes, cudaMemcpyDeviceToHost, stream_));
-  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  const char* s = static_cast<const char*>(dev(src, "download").ptr()) + offset;
+  if (!staging_->download(dst, s, bytes, stream_)) {
+    if (bytes > 0) CUDA_CHECK(cudaMemcpyAsync(dst, s, bytes, cudaMemcpyDeviceToHost, stream_));
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
   check_device_errors();
 }
 

@@ -19,6 +19,7 @@
 
 namespace dm::cuda_util {
 class GemmAlgoTable;
+class PinnedStaging;
 }
 
 namespace dm {
@@ -175,6 +176,7 @@ class CudaBackend : public Backend {
   void* block_exchange_ = nullptr;  // mamba_block_step's exchange area (kernels.h)
   float* xproj_partials_ = nullptr;  // its three-kernel form's x_proj partials (kernels.h)
   cuda::DeviceErrorInfo* err_host_ = nullptr;  // mapped pinned memory
+  std::unique_ptr<cuda_util::PinnedStaging> staging_;  // small uploads / downloads
   cuda::DeviceErrorInfo* err_dev_ = nullptr;
   bool capturing_ = false;
   size_t kcat_budget_ = 0;  // bytes of K-concatenated weight copies made by default (1/8 of memory)
