@@ -23,6 +23,7 @@
 // cudaErrorNotSupported and the backend composes.
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #include "common.cuh"
 
@@ -37,32 +38,29 @@ constexpr int kBN = 64;                 // channels per staged chunk: 4 pairs of
 constexpr int kPairsPerWarp = kBN / 16 / kHalves;  // 2 of them per warp
 constexpr uint32_t kMaxRank = 160;
 
+// d += a · b on tensor cores, one m16n8k16 tile, fp32 accumulate; TYPE the operands' PTX type.
+#define DM_MMA_16816(TYPE, d, a, b0, b1)                                                      \
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." TYPE "." TYPE                         \
+               ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"                 \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])                                 \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1))
+
+// The weight type's conversions and MMA (T = __half or __nv_bfloat16).
 template <typename T>
-struct Tc;  // the weight type's conversions and MMA
-template <>
-struct Tc<__half> {
-  static __device__ __forceinline__ __half from(float v) { return __float2half_rn(v); }
-  static __device__ __forceinline__ float to(__half v) { return __half2float(v); }
-  static __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
-                                             uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+struct Tc {
+  static constexpr bool kHalf = std::is_same_v<T, __half>;
+  static __device__ __forceinline__ T from(float v) {
+    if constexpr (kHalf) return __float2half_rn(v);
+    else return __float2bfloat16_rn(v);
   }
-};
-template <>
-struct Tc<__nv_bfloat16> {
-  static __device__ __forceinline__ __nv_bfloat16 from(float v) { return __float2bfloat16_rn(v); }
-  static __device__ __forceinline__ float to(__nv_bfloat16 v) { return __bfloat162float(v); }
+  static __device__ __forceinline__ float to(T v) {
+    if constexpr (kHalf) return __half2float(v);
+    else return __bfloat162float(v);
+  }
   static __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
                                              uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    if constexpr (kHalf) DM_MMA_16816("f16", d, a, b0, b1);
+    else DM_MMA_16816("bf16", d, a, b0, b1);
   }
 };
 
