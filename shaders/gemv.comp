@@ -106,6 +106,10 @@ layout(constant_id = 0) const uint ROWS = 8;  // rows of W per work group (1 …
 layout(constant_id = 1) const uint PIPE = 8;  // 16-byte pieces per invocation per batch (1 … 16)
 layout(constant_id = 2) const uint MM = 4;    // the most rows of x this pipeline takes (1 or 4)
 layout(constant_id = 3) const uint SG = 32;   // the device's subgroup size (a power of two ≤ 256)
+// gemm.gemv_conv: 1 loads the conv step's inputs after the weight loop instead of before it, so
+// that they hold no registers while the weights stream (the default above 1536 channels, where
+// that measured faster; vulkan_decode.cpp conv_loads_late).
+layout(constant_id = 4) const uint CONV_LATE = 0;
 const uint MAX_M = 4, WG = 256;
 const uint T = WG / ROWS;           // invocations per row of W
 const uint TS = T < SG ? T : SG;    // of them in one subgroup
@@ -129,8 +133,9 @@ void main() {
 #if CONV
   const bool conv = t == 0u && n < p.N && n < p.conv_channels;
   ConvIn ci[MAX_M];
-  [[unroll]] for (uint m = 0; m < MAX_M; ++m)
-    if (m < MM && m < p.M && conv) ci[m] = conv_load(m, n);
+  if (CONV_LATE == 0u)
+    [[unroll]] for (uint m = 0; m < MAX_M; ++m)
+      if (m < MM && m < p.M && conv) ci[m] = conv_load(m, n);
 #endif
   if (n < p.N) {
     const uint wb = (p.off[1] + n * p.w_stride) / per;  // first piece of the row
@@ -179,6 +184,11 @@ void main() {
     }
   }
   if (t == 0u && n < p.N) {
+#if CONV
+    if (CONV_LATE != 0u)
+      [[unroll]] for (uint m = 0; m < MAX_M; ++m)
+        if (m < MM && m < p.M && conv) ci[m] = conv_load(m, n);
+#endif
     [[unroll]] for (uint m = 0; m < MAX_M; ++m) {
       if (m >= MM || m >= p.M) break;
       y[p.off[3] + m * p.y_stride + n] = acc[m] + bv;

@@ -276,6 +276,11 @@ class VulkanBackend final : public Backend {
   // DM_VULKAN_FUSED_STEP=1 on, =0 off, unset: on for layers of at most kFusedStepMaxChannels
   // channels (fused_step_on).
   static constexpr uint32_t kFusedStepMaxChannels = 1536;
+  // rms_norm_gemm_conv_step's fusion: on at every width unless DM_VULKAN_FUSED_STEP says
+  // otherwise, its conv inputs loaded after the weight loop above kFusedStepMaxChannels
+  // (vulkan_decode.cpp says why).
+  static bool conv_fusion_on(uint32_t channels);
+  static bool conv_loads_late(uint32_t channels);
   static bool fused_step_on(uint32_t channels);
   // mamba_block_step's form (vulkan_block_step.cpp, block_step_mode): Backend's composition,
   // three dispatches (x_proj's slices written by the in_proj work groups, summed by the scan's)

@@ -60,6 +60,25 @@ bool VulkanBackend::fused_step_on(uint32_t channels) {
   return channels <= kFusedStepMaxChannels;
 }
 
+// Wider layers take the in_proj + conv step fusion alone by default, with the conv step's inputs
+// loaded after the weight loop (gemv.comp CONV_LATE): loaded before it, as at 130m, they stay
+// live in registers while the weights stream, which is what made gemm.gemv_conv slow at 5120
+// channels. H200, session 10 (bench/results/h100_session10_lead_2026-11-28.md, calls 13-14,
+// three rounds, block step off), 2.8b µs/token: composition 3877 / 3873 / 3925, conv fusion with
+// the loads before the loop 4098 / 4112 / 4155, after it 3861 / 3835 / 3828. Not measured on an
+// H100 nor between 1536 and 5120 channels. DM_VULKAN_FUSED_STEP (any value) keeps its meaning
+// above; DM_VULKAN_GEMV_CONV_LATE=0|1 forces where the loads go.
+bool VulkanBackend::conv_fusion_on(uint32_t channels) {
+  const char* e = std::getenv("DM_VULKAN_FUSED_STEP");
+  if (e && *e) return fused_step_on(channels) && std::strcmp(e, "scan") != 0;
+  return true;
+}
+bool VulkanBackend::conv_loads_late(uint32_t channels) {
+  const char* e = std::getenv("DM_VULKAN_GEMV_CONV_LATE");
+  if (e && *e) return std::strcmp(e, "0") != 0;
+  return channels > kFusedStepMaxChannels;
+}
+
 namespace {
 bool fused_only(const char* which) {
   const char* e = std::getenv("DM_VULKAN_FUSED_STEP");
@@ -78,7 +97,7 @@ void VulkanBackend::rms_norm_gemm_conv_step(const Tensor* x, const Tensor& resid
   const RmsNormGemmParams p =
       make_rms_norm_gemm_params(x, residual, norm_weight, eps, normed, w, bias, y, &conv_weight,
                                 conv_bias, &conv_state, &conv_y);
-  const bool fuse = fused_step_on(p.conv.channels) && !fused_only("scan") && p.gemm.M >= 1 &&
+  const bool fuse = conv_fusion_on(p.conv.channels) && p.gemm.M >= 1 &&
                     p.gemm.M <= 4 && small_m_vec_ok(normed, w, p.gemm) && p.conv.d_conv >= 1 &&
                     p.conv.d_conv <= 8 && ctx_->caps.max_storage_buffers >= 8 &&
                     rows_fit(w) >= w.rows && rows_fit(normed) >= normed.rows &&
@@ -105,7 +124,12 @@ void VulkanBackend::rms_norm_gemm_conv_step(const Tensor* x, const Tensor& resid
             {off(normed, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy), rows, c.channels,
              c.d_conv, c.y_stride, c.weight_dtype, c.bias_dtype, c.has_bias, off(conv_weight, ucw),
              conv_bias ? off(*conv_bias, ucb) : 0u, off(conv_state, ucs), off(conv_y, ucy)});
-  auto& pipe = pipelines_.get(k, 8, push.size, gc.ok ? gc.spec() : std::vector<uint32_t>{}, 256, k);
+  std::vector<uint32_t> spec;
+  if (gc.ok) {
+    spec = gc.spec();
+    spec.push_back(conv_loads_late(c.channels) ? 1u : 0u);  // gemv.comp CONV_LATE
+  }
+  auto& pipe = pipelines_.get(k, 8, push.size, spec, 256, k);
   const Grid g = linear_grid(ceil_div(p.gemm.N, rows));
   rec_->dispatch(pipe, {ux, uw, ub, uy, ucw, ucb, ucs, ucy}, push.bytes, push.size, g.x, g.y, g.z);
 }
