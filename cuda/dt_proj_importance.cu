@@ -12,7 +12,7 @@
 // operand's split, common.cuh split_store), both multiplied by the same weight tile. A warp keeps
 // its 16 tokens' hi / lo fragments in registers for the whole kernel; each chunk's weights (and
 // bias) are staged in shared memory by the block. Per output: + bias, softplus (a short form
-// with a ~2e-7 absolute error: softplus_fast below), squared and summed in double, each thread
+// with a ~2e-7 absolute error: softplus_score below), squared and summed in double, each thread
 // over its columns in chunk order, then over the four threads of a row and the two halves in a
 // fixed order: the same bits on every launch.
 //
@@ -26,6 +26,7 @@
 #include <type_traits>
 
 #include "common.cuh"
+#include "selective_scan_common.cuh"  // the cp.async and MUFU wrappers
 
 namespace dm::cuda {
 namespace {
@@ -53,10 +54,6 @@ struct Tc {
     if constexpr (kHalf) return __float2half_rn(v);
     else return __float2bfloat16_rn(v);
   }
-  static __device__ __forceinline__ float to(T v) {
-    if constexpr (kHalf) return __half2float(v);
-    else return __bfloat162float(v);
-  }
   static __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
                                              uint32_t b1) {
     if constexpr (kHalf) DM_MMA_16816("f16", d, a, b0, b1);
@@ -68,13 +65,12 @@ struct Tc {
 // operations, ~6 instructions against ~40 of common.cuh's log1pf(expf(v))). Its error is absolute,
 // ~2e-7 (lg2.approx near 1), about what the tensor-core projection's rounding of v already puts
 // into a term (the test compares the scores with the CPU's and the kept set exactly). Past 20
-// the CPU returns v; this returns v + exp(−v) rounded, the same float there.
-__device__ __forceinline__ float softplus_fast(float v) {
-  constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
-  float t, l;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(t) : "f"(-fabsf(v) * kLog2e));
-  asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(l) : "f"(1.f + t));
-  return fmaf(l, kLn2, fmaxf(v, 0.f));
+// the CPU returns v; this returns v + exp(−v) rounded, the same float there. (The scan's
+// scan::softplus_fast is the other form, lg2(1 + 2^v), whose rounding differs for v > 0.)
+__device__ __forceinline__ float softplus_score(float v) {
+  constexpr float kLn2 = 0.6931471805599453f;
+  const float t = scan::ex2_approx(-fabsf(v) * scan::kLog2e);
+  return fmaf(scan::lg2_approx(1.f + t), kLn2, fmaxf(v, 0.f));
 }
 
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem_row) {
@@ -91,17 +87,6 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem_r
 __host__ __device__ constexpr uint32_t row_elems(int ks) { return 16u * uint32_t(ks) + 8u; }
 __host__ __device__ constexpr size_t smem_bytes(int ks) {
   return size_t(2 * kBM + 2 * kBN) * row_elems(ks) * 2 + 2 * kBN * sizeof(float);
-}
-
-__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
-  const uint32_t d = uint32_t(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-// Waits until at most n of this thread's committed groups are still in flight.
-template <int n>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(n) : "memory");
 }
 
 // KSMAX: the most 16-wide k steps the instantiation holds in registers (R ≤ 16·KSMAX).
@@ -125,6 +110,9 @@ __global__ void __launch_bounds__(kWarps * 32, KSMAX <= 4 ? 4 : 2) dt_proj_impor
   constexpr int kThreads = kWarps * 32;
   const uint32_t t0 = blockIdx.x * kBM;
   const uint32_t nchunks = (C + kBN - 1) / kBN;
+  // The block's dt_low rows as the GEMM operand's hi / lo pair (common.cuh split_store).
+  GemmSplitOut xs;
+  xs.hi = sxh, xs.lo = sxl, xs.dtype = Tc<T>::kHalf ? 1 : 2, xs.cols = S, xs.stride = S;
 
   // Chunk j's weights into buffer j % 2 and its biases; rows past C are left as they are (their
   // outputs are dropped), columns past R stay zero (set below, never copied over).
@@ -135,7 +123,8 @@ __global__ void __launch_bounds__(kWarps * 32, KSMAX <= 4 ? 4 : 2) dt_proj_impor
       const uint32_t pieces = R / 8;  // 16-byte pieces a row
       for (uint32_t i = tid; i < kBN * pieces; i += kThreads) {
         const uint32_t n = i / pieces, q = i % pieces;
-        if (n0 + n < C) cp_async16(sw + n * S + 8 * q, w + size_t(n0 + n) * p.dt.w_stride + 8 * q);
+        if (n0 + n < C)
+          scan::cp_async16(sw + n * S + 8 * q, w + size_t(n0 + n) * p.dt.w_stride + 8 * q, true);
       }
     } else {
       for (uint32_t i = tid; i < kBN * R; i += kThreads) {
@@ -154,7 +143,7 @@ __global__ void __launch_bounds__(kWarps * 32, KSMAX <= 4 ? 4 : 2) dt_proj_impor
     if (!kVec || i % S >= R) sw0[i] = Tc<T>::from(0.f);
   __syncthreads();
   stage(0);
-  cp_async_commit();
+  scan::cp_async_commit();
   if constexpr (kVec) {
     const uint32_t pieces = S / 4;  // float4 pieces of a padded row
     for (uint32_t i = tid; i < kBM * pieces; i += kThreads) {
@@ -162,21 +151,12 @@ __global__ void __launch_bounds__(kWarps * 32, KSMAX <= 4 ? 4 : 2) dt_proj_impor
       float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
       if (t0 + r < L && k < R)
         v = *reinterpret_cast<const float4*>(dt_low + size_t(t0 + r) * p.dt.x_stride + k);
-      const float f[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const T h = Tc<T>::from(f[e]);
-        sxh[r * S + k + e] = h;
-        sxl[r * S + k + e] = Tc<T>::from(f[e] - Tc<T>::to(h));
-      }
+      split_store4(xs, r, k, v);
     }
   } else {
     for (uint32_t i = tid; i < kBM * S; i += kThreads) {
       const uint32_t r = i / S, k = i % S;
-      const float v = (t0 + r < L && k < R) ? dt_low[size_t(t0 + r) * p.dt.x_stride + k] : 0.f;
-      const T h = Tc<T>::from(v);
-      sxh[i] = h;
-      sxl[i] = Tc<T>::from(v - Tc<T>::to(h));
+      split_store(xs, r, k, (t0 + r < L && k < R) ? dt_low[size_t(t0 + r) * p.dt.x_stride + k] : 0.f);
     }
   }
   __syncthreads();
@@ -199,8 +179,8 @@ __global__ void __launch_bounds__(kWarps * 32, KSMAX <= 4 ? 4 : 2) dt_proj_impor
   for (uint32_t j = 0; j < nchunks; ++j) {
     // Chunk j + 1 goes into the other buffer, last read in iteration j − 1 (barrier below).
     if (j + 1 < nchunks) stage(j + 1);
-    cp_async_commit();
-    cp_async_wait<1>();  // chunk j's copies (this thread's) have landed
+    scan::cp_async_commit();
+    scan::cp_async_wait<1>();  // chunk j's copies (this thread's) have landed
     __syncthreads();     // ... and everyone's, and their biases
     const uint32_t n0 = j * kBN;
     const T* sw = sw0 + (j & 1) * kBN * S;
@@ -225,7 +205,7 @@ __global__ void __launch_bounds__(kWarps * 32, KSMAX <= 4 ? 4 : 2) dt_proj_impor
         for (int e = 0; e < 4; ++e) {
           const uint32_t col = np * 16 + nt * 8 + 2 * (lane & 3) + (e & 1);
           if (n0 + col < C) {
-            const float sp = softplus_fast(acc[nt][e] + sb[col]);
+            const float sp = softplus_score(acc[nt][e] + sb[col]);
             ss[e >> 1] += double(sp) * double(sp);
           }
         }

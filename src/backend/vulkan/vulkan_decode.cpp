@@ -60,6 +60,13 @@ bool VulkanBackend::fused_step_on(uint32_t channels) {
   return channels <= kFusedStepMaxChannels;
 }
 
+namespace {
+bool fused_only(const char* which) {
+  const char* e = std::getenv("DM_VULKAN_FUSED_STEP");
+  return e && std::strcmp(e, which) == 0;
+}
+}  // namespace
+
 // Wider layers take the in_proj + conv step fusion alone by default, with the conv step's inputs
 // loaded after the weight loop (gemv.comp CONV_LATE): loaded before it, as at 130m, they stay
 // live in registers while the weights stream, which is what made gemm.gemv_conv slow at 5120
@@ -70,7 +77,7 @@ bool VulkanBackend::fused_step_on(uint32_t channels) {
 // above; DM_VULKAN_GEMV_CONV_LATE=0|1 forces where the loads go.
 bool VulkanBackend::conv_fusion_on(uint32_t channels) {
   const char* e = std::getenv("DM_VULKAN_FUSED_STEP");
-  if (e && *e) return fused_step_on(channels) && std::strcmp(e, "scan") != 0;
+  if (e && *e) return fused_step_on(channels) && !fused_only("scan");
   return true;
 }
 bool VulkanBackend::conv_loads_late(uint32_t channels) {
@@ -78,13 +85,6 @@ bool VulkanBackend::conv_loads_late(uint32_t channels) {
   if (e && *e) return std::strcmp(e, "0") != 0;
   return channels > kFusedStepMaxChannels;
 }
-
-namespace {
-bool fused_only(const char* which) {
-  const char* e = std::getenv("DM_VULKAN_FUSED_STEP");
-  return e && std::strcmp(e, which) == 0;
-}
-}  // namespace
 
 // Decode fusions (backend.h): rms_norm, then in_proj and the conv step in one dispatch
 // (gemm.small_m_vec_conv), where the GEMV takes its 16-byte path; else the composition.
