@@ -40,6 +40,9 @@ layout(constant_id = 0) const uint ROWS = 8;   // in_proj rows per work group (a
 layout(constant_id = 1) const uint PIPE = 8;   // 16-byte pieces per invocation per batch (1 … 16)
 layout(constant_id = 2) const uint SG = 32;    // the device's subgroup size
 layout(constant_id = 3) const uint DV = 192;   // vec4s of the normed row in shared memory
+// 1: the conv step's inputs are loaded after the in_proj reduction instead of with the first
+// weight batch (gemv.comp's CONV_LATE; vulkan_block_step.cpp block_conv_late, session 11).
+layout(constant_id = 4) const uint CONV_LATE = 0;
 
 layout(std430, binding = 0) readonly buffer X { float x[]; };
 layout(std430, binding = 1) readonly buffer Res { float res[]; };
@@ -128,7 +131,8 @@ void main() {
   const uint per = wide ? 8u : 4u;
   const uint pieces = p.D / per;  // the host guarantees D % per == 0
   const uint wb = (p.off[4] + n * p.w_stride) / per;
-  // The first batch of weights, the bias and the conv inputs: in flight during the norm.
+  // The first batch of weights, the bias and the conv inputs (CONV_LATE: they come after the
+  // reduction): in flight during the norm.
   uvec4 q[PIPE];
   [[unroll]] for (uint u = 0; u < PIPE; ++u) {
     const uint j = t + u * T;
@@ -137,7 +141,7 @@ void main() {
   const float bv = t == 0u && n < p.N && p.has_bias != 0u ? load_bias(p.bias_dtype, p.off[5] + n) : 0.0;
   const bool conv = t == 0u && n < p.N && n < p.channels;
   ConvIn ci;
-  if (conv) ci = conv_load(n);
+  if (CONV_LATE == 0u && conv) ci = conv_load(n);
 #if XPART
   // x_proj[r, n0 .. n0 + ROWS): row r = tid's weights, loaded now too.
   const uint n0 = linear_group_id() * ROWS;
@@ -185,6 +189,7 @@ void main() {
     acc = s;
   }
   if (t == 0u && n < p.N) {
+    if (CONV_LATE != 0u && conv) ci = conv_load(n);  // before the store: all in flight at once
     xz[p.off[6] + n] = acc + bv;
     if (conv) {
       const float v = conv_store(n, acc + bv, ci);

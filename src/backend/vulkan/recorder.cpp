@@ -44,12 +44,13 @@ void Recorder::free_now(VkBuffer b, VkDeviceMemory m) {
 
 Recorder::~Recorder() {
   if (capturing_) abort_capture();
-  release_captures();
   try {
-    finish();
+    finish();  // before the captures go: an open batch may hold one as its tail
   } catch (...) {
     // Destruction must not throw; a lost device has nothing left to wait for.
   }
+  if (recording_) recording_->tail = VK_NULL_HANDLE;  // a failed finish: never submitted now
+  release_captures();
   ctx_.deferred_free = nullptr;
   auto destroy = [&](Frame& f) {
     for (auto [b, m] : f.dead) free_now(b, m);
@@ -332,9 +333,10 @@ void Recorder::submit() {
   std::unique_ptr<Frame> f = std::move(recording_);
   VK_CHECK(vkEndCommandBuffer(f->cmd));
   VkSubmitInfo si{VK_STRUCTURE_TYPE_SUBMIT_INFO};
-  const VkCommandBuffer cmds[2] = {f->cmd, f->tail};
-  si.commandBufferCount = f->tail ? 2 : 1;
-  si.pCommandBuffers = cmds;
+  // Plain: cmd; replayed: cmd, tail; folded replay: head, tail, cmd (= post).
+  const VkCommandBuffer plain[2] = {f->cmd, f->tail}, folded[3] = {f->head, f->tail, f->cmd};
+  si.commandBufferCount = f->head ? 3 : f->tail ? 2 : 1;
+  si.pCommandBuffers = f->head ? folded : plain;
   const VkResult r = vkQueueSubmit(ctx_.queue, 1, &si, f->fence);
   VK_CHECK(r);
   ++stats_.submits;
@@ -376,6 +378,8 @@ void Recorder::recycle(Frame& f) {
   }
   f.query_labels.clear();
   f.tail = VK_NULL_HANDLE;
+  if (f.head) f.cmd = f.head;  // the pool reset below resets post too
+  f.head = VK_NULL_HANDLE;
   VK_CHECK(vkResetCommandPool(ctx_.device, f.pool, 0));
   for (VkDescriptorPool p : f.desc_pools) VK_CHECK(vkResetDescriptorPool(ctx_.device, p, 0));
   // Keep one descriptor pool; the rest were a peak.

@@ -47,6 +47,8 @@ class Recorder;
 // A command buffer recorded once (Recorder::begin_capture / end_capture, recording.cpp) and
 // submitted again by Recorder::replay. It starts and ends with a full barrier, so it is ordered
 // against the work before and after it on the queue. Invalid once a buffer it binds is freed.
+// fold_ (DM_VULKAN_REPLAY_FOLD=1 when it is recorded; off by default): replay leaves the batch
+// open so that what follows (the logits' download) goes to the queue in the same submit.
 class Captured {
  public:
   ~Captured();
@@ -61,6 +63,7 @@ class Captured {
   std::vector<VkDescriptorPool> desc_pools_;
   std::vector<VkBuffer> uses_;  // sorted
   bool valid_ = true;
+  bool fold_ = true;
 };
 
 class Recorder {
@@ -90,6 +93,10 @@ class Recorder {
   void abort_capture();  // after an exception between begin and end
   bool capturing() const { return capturing_; }
   // Enqueues the captured commands after the work recorded so far and submits (no wait).
+  // Folded (DM_VULKAN_REPLAY_FOLD=1 while recording): the batch stays open instead and commands
+  // enqueued next go into a third command buffer of the same submit (a decode step's logits
+  // download: one vkQueueSubmit and one fence per token instead of two, but the device starts
+  // the step only at the next submit, after the host's work in between).
   void replay(Captured& c);
 
   void set_profiling(bool on);
@@ -106,8 +113,11 @@ class Recorder {
   friend class Captured;
   struct Frame {
     VkCommandPool pool = VK_NULL_HANDLE;
-    VkCommandBuffer cmd = VK_NULL_HANDLE;
+    VkCommandBuffer cmd = VK_NULL_HANDLE;   // the one being recorded into
     VkCommandBuffer tail = VK_NULL_HANDLE;  // a Captured command buffer submitted after cmd
+    // A folded replay (replay()): head is the ended first buffer, cmd then post, the third:
+    // the submit is head, tail, post. post is allocated from pool once and reused.
+    VkCommandBuffer head = VK_NULL_HANDLE, post = VK_NULL_HANDLE;
     VkFence fence = VK_NULL_HANDLE;
     std::vector<VkDescriptorPool> desc_pools;
     uint32_t sets_in_last_pool = 0;

@@ -1,9 +1,14 @@
 // Capture and replay on the recorder (Backend::record / replay): the dispatches of one decode
 // step go into a command buffer of their own, recorded once with the barriers the recorder
-// derives as usual, and submitted again per token after the frame that uploads the token id.
+// derives as usual, and submitted again per token after the frame that uploads the token id,
+// in the same vkQueueSubmit. DM_VULKAN_REPLAY_FOLD=1 (while recording) also folds the commands
+// enqueued after the replay (the logits' download) into that submit: one submit a token instead
+// of two, but the step then starts only when the host downloads (measured no faster, session 11).
 // A full barrier opens and closes the captured commands, so they are ordered against whatever
 // the queue runs before and after them without the recorder tracking what they touch.
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 #include "backend/vulkan/recorder.h"
 #include "core/error.h"
@@ -62,6 +67,9 @@ std::unique_ptr<Captured> Recorder::end_capture() {
   capture_uses_.erase(std::unique(capture_uses_.begin(), capture_uses_.end()), capture_uses_.end());
   c->uses_ = std::move(capture_uses_);
   capture_uses_.clear();
+  // Opt-in: measured no faster (session 11, README "Decode kernels and measurements").
+  const char* fold = std::getenv("DM_VULKAN_REPLAY_FOLD");
+  c->fold_ = fold && std::strcmp(fold, "1") == 0;
   const VkResult r = vkEndCommandBuffer(c->cmd_);
   captures_.push_back(c.get());  // from here its destructor frees the pools
   VK_CHECK(r);
@@ -86,9 +94,30 @@ void Recorder::replay(Captured& c) {
   not_capturing("replay");
   if (c.rec_ != this) fail("[vulkan] replay: the recording was not made by this backend");
   if (!c.valid_) fail("[vulkan] replay: a buffer the recording uses has been freed; record again");
+  if (recording_ && recording_->tail) submit();  // a batch carries one replay
   Frame& f = current();
   f.tail = c.cmd_;
-  submit();
+  if (c.fold_) {
+    // Leave the batch open: what comes next (the step's logits download) is recorded into
+    // post and runs after the tail in the same submit. The tail's closing full barrier orders
+    // it (a pipeline barrier spans the command buffers of a submit, in their order), and the
+    // timestamp queries, reset at the head of the batch, stay valid in post.
+    VK_CHECK(vkEndCommandBuffer(f.cmd));
+    f.head = f.cmd;
+    if (!f.post) {
+      VkCommandBufferAllocateInfo ai{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
+      ai.commandPool = f.pool;
+      ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+      ai.commandBufferCount = 1;
+      VK_CHECK(vkAllocateCommandBuffers(ctx_.device, &ai, &f.post));
+    }
+    VkCommandBufferBeginInfo bi{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+    bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+    VK_CHECK(vkBeginCommandBuffer(f.post, &bi));
+    f.cmd = f.post;
+  } else {
+    submit();
+  }
   pending_.clear();  // the captured commands end with a full barrier
   copies_unordered_ = false;
 }

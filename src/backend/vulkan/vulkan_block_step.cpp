@@ -33,6 +33,16 @@ bool vec_aligned(const Tensor& w, uint32_t K, uint32_t stride) {  // 16-byte pie
   return w.offset % 16 == 0 && K % per == 0 && stride % per == 0;
 }
 
+// A's conv step inputs (mamba_step.comp CONV_LATE): loaded with the first weight batch, in
+// flight during the norm (default), or after the in_proj reduction (gemv.comp's CONV_LATE, which
+// paid at 2.8b in gemm.gemv_conv, session 10). Late measured slower at 130m, session 11
+// (bench_vulkan decode, µs/token, mean of 3 / 4 rounds): H200 706.3 against 676.1 early, H100
+// 732.9 against 722.5. DM_VULKAN_BLOCK_CONV_LATE=1 forces late loads.
+bool block_conv_late() {
+  const char* e = std::getenv("DM_VULKAN_BLOCK_CONV_LATE");
+  return e && *e && std::strcmp(e, "0") != 0;
+}
+
 }  // namespace
 
 // DM_VULKAN_BLOCK_STEP=0: Backend's composition; 3: three dispatches (x_proj's slices summed in
@@ -120,7 +130,8 @@ void VulkanBackend::mamba_block_step(const MambaBlockStepArgs& a) {
       push.append({NR, p.x_proj.w_stride, p.x_proj.w_dtype, off(a.x_proj, uxp), 0u});
     }
     auto& pipe_a = pipelines_.get(k, uint32_t(uses.size()), push.size,
-                                  {rows, pipe, caps.subgroup_size, dv}, 256, k);
+                                  {rows, pipe, caps.subgroup_size, dv, block_conv_late() ? 1u : 0u},
+                                  256, k);
     const Grid gr = linear_grid(ceil_div(g.N, rows));
     rec_->dispatch(pipe_a, uses, push.bytes, push.size, gr.x, gr.y, gr.z);
   }

@@ -72,9 +72,11 @@ bool fused_only(const char* which) {
 // live in registers while the weights stream, which is what made gemm.gemv_conv slow at 5120
 // channels. H200, session 10 (bench/results/h100_session10_lead_2026-11-28.md, calls 13-14,
 // three rounds, block step off), 2.8b µs/token: composition 3877 / 3873 / 3925, conv fusion with
-// the loads before the loop 4098 / 4112 / 4155, after it 3861 / 3835 / 3828. Not measured on an
-// H100 nor between 1536 and 5120 channels. DM_VULKAN_FUSED_STEP (any value) keeps its meaning
-// above; DM_VULKAN_GEMV_CONV_LATE=0|1 forces where the loads go.
+// the loads before the loop 4098 / 4112 / 4155, after it 3861 / 3835 / 3828. End to end, session
+// 11 (decimamba bench 2.8b -p 512 -n 16 -r 2, tg16 µs/token, before / after alternating twice):
+// H100 4406 / 4189, 4359 / 4153; H200 4179 / 3831, 4257 / 3817. Not measured between 1536 and
+// 5120 channels. DM_VULKAN_FUSED_STEP (any value) keeps its meaning above;
+// DM_VULKAN_GEMV_CONV_LATE=0|1 forces where the loads go.
 bool VulkanBackend::conv_fusion_on(uint32_t channels) {
   const char* e = std::getenv("DM_VULKAN_FUSED_STEP");
   if (e && *e) return fused_step_on(channels) && !fused_only("scan");
