@@ -100,6 +100,15 @@ __device__ __forceinline__ void split_store4(const GemmSplitOut& split, size_t r
         make_uint2(l[0] | l[1] << 16, l[2] | l[3] << 16);
 }
 
+// An order-preserving 32-bit key of a float: larger key = larger value, -0 ties with +0, NaN
+// maps to 0, below -inf (0x007fffff). The total order of topk_indices and argmax.
+__device__ __forceinline__ uint32_t order_key(float s) {
+  if (isnan(s)) return 0u;
+  if (s == 0.f) s = 0.f;  // -0 ties with +0
+  const uint32_t b = __float_as_uint(s);
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
 inline unsigned ceil_div(uint64_t a, uint64_t b) { return unsigned((a + b - 1) / b); }
 
 // Whether the current device has compute capability 9.0 or later (PDL, TMA), asked once per

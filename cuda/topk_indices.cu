@@ -28,13 +28,6 @@ constexpr int kItems = 8;  // positions a thread owns per compaction tile
 constexpr uint32_t kTile = kBlock * kItems;
 constexpr unsigned kFull = 0xffffffffu;
 
-// Larger key = better score. NaN maps to 0, below -inf (0x007fffff).
-__device__ __forceinline__ uint32_t score_key(float s) {
-  if (isnan(s)) return 0u;
-  if (s == 0.f) s = 0.f;  // -0 ties with +0
-  const uint32_t b = __float_as_uint(s);
-  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
-}
 
 // Exclusive prefix over the block of one value per thread; `total` gets the block's sum.
 // `warp_sums` holds 32 values, written after a barrier, so calls may follow each other.
@@ -71,7 +64,7 @@ __global__ void __launch_bounds__(kBlock, 1) topk_indices_kernel(TopkIndicesPara
   __shared__ uint32_t warp_sums[32], warp_max[32];
   __shared__ uint32_t sel_bucket, sel_rem, sel_count;
   const uint32_t tid = threadIdx.x, lane = tid & 31, n = p.n_candidates, k = p.k;
-  const auto key_at = [&](uint32_t i) { return kSmem ? skeys[i] : score_key(scores[i]); };
+  const auto key_at = [&](uint32_t i) { return kSmem ? skeys[i] : order_key(scores[i]); };
 
   if (k == n) {  // every candidate is kept
     for (uint32_t i = tid; i < n; i += kBlock) idx[i] = int32_t(i);
@@ -86,7 +79,7 @@ __global__ void __launch_bounds__(kBlock, 1) topk_indices_kernel(TopkIndicesPara
 #pragma unroll
       for (int j = 0; j < kItems; ++j) {  // all loads first: kItems in flight
         const uint32_t i = base + j * kBlock + tid;
-        key[j] = i < n ? score_key(scores[i]) : 0u;
+        key[j] = i < n ? order_key(scores[i]) : 0u;
       }
 #pragma unroll
       for (int j = 0; j < kItems; ++j) {

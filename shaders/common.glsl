@@ -32,6 +32,15 @@ float softplus(float x) {
 
 float silu(float x) { return x / (1.0 + exp(-x)); }
 
+// An order-preserving 32-bit key of a float: larger value ⇔ larger key; -0 and +0 are one key
+// (they compare equal as floats); NaN is key 0, below -inf (no number maps to 0), as the CPU
+// backend ranks it. The total order of topk_indices and argmax.
+uint order_key(float f) {
+  if (isnan(f)) return 0u;
+  uint b = f == 0.0 ? 0u : floatBitsToUint(f);
+  return (b & 0x80000000u) != 0u ? ~b : (b | 0x80000000u);
+}
+
 // Work-group index over a grid the host folded into x, y (and z) to respect
 // maxComputeWorkGroupCount: groups are numbered x fastest.
 uint linear_group_id() {

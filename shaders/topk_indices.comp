@@ -25,14 +25,8 @@ shared uint s_prefix, s_mask, s_remaining;
 shared uint scan_buf[WG];
 shared uint s_base_gt, s_base_eq;  // keys above / equal to T in earlier blocks
 
-// Larger float ⇔ larger key; -0 and +0 are one key (they compare equal as floats); NaN is key
-// 0, below -inf (no number maps to 0), as the CPU backend ranks it.
-uint key_of(uint i) {
-  float f = scores[p.off[0] + i];
-  if (isnan(f)) return 0u;
-  uint b = f == 0.0 ? 0u : floatBitsToUint(f);
-  return (b & 0x80000000u) != 0u ? ~b : (b | 0x80000000u);
-}
+// common.glsl's order_key of score i.
+uint key_of(uint i) { return order_key(scores[p.off[0] + i]); }
 
 void main() {
   const uint tid = gl_LocalInvocationID.x;

@@ -355,6 +355,61 @@ TEST(BackendOps, TopkIndices) {
     }
 }
 
+// Greedy decoding's pick (Backend::argmax) over a row of logits: the largest of the first n
+// (ties: the lower index; NaN below every number, -0 == +0), exactly the CPU's. Lengths around
+// the 1024- / 256-wide work groups, the 130m vocabulary with n < len (the padding rows' logits,
+// larger, must be ignored), ties, special values, all NaN, the maximum first and last.
+TEST(BackendOps, Argmax) {
+  DM_REQUIRE_DEVICE_BACKENDS();
+  enum Pattern { kRandom, kTies, kSpecial, kAllNan, kMaxFirst, kMaxLast, kPaddingLarger };
+  // aligned: x starts on 16 bytes (CUDA then reads whole float4s, the rest one by one).
+  struct K { int64_t len, n; Pattern pat; bool aligned; };
+  const std::vector<K> cases = {
+      {1, 1, kRandom, false},          {7, 7, kRandom, false},         {1000, 1000, kRandom, false},
+      {1025, 1023, kRandom, false},    {50280, 50280, kRandom, false}, {50280, 50277, kPaddingLarger, false},
+      {100003, 100003, kRandom, false}, {5000, 5000, kTies, false},    {50280, 50280, kTies, false},
+      {20000, 19999, kSpecial, false}, {999, 999, kAllNan, false},     {4096, 4096, kMaxFirst, false},
+      {4097, 4097, kMaxLast, false},   {256, 256, kSpecial, false},
+      {50280, 50280, kRandom, true},   {50280, 50277, kPaddingLarger, true}, {50283, 50283, kTies, true},
+      {4099, 4099, kMaxLast, true},    {3, 3, kRandom, true},          {20000, 19998, kSpecial, true},
+  };
+  for (const std::string& name : kBackends)
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const K& k = cases[i];
+      std::ostringstream d;
+      d << "argmax len=" << k.len << " n=" << k.n << " pattern=" << int(k.pat)
+        << " aligned=" << k.aligned;
+      Case c(name, d.str(), 7000 + uint32_t(i));
+      if (k.aligned) c.align16();
+      const Gen u = c.uniform(-8.f, 8.f);
+      Gen g = u;
+      switch (k.pat) {
+        case kRandom: break;
+        case kTies:  // few levels: the maximum recurs at many positions
+          g = [&c](int64_t, int64_t) {
+            return float(std::uniform_int_distribution<int>(0, 3)(c.rng())) * 0.5f;
+          };
+          break;
+        case kSpecial:  // NaN, ±0, ±inf, negatives; +inf at several positions
+          g = [](int64_t, int64_t col) { return topk_special_score(col); };
+          break;
+        case kAllNan: g = [](int64_t, int64_t) { return std::nanf(""); }; break;
+        case kMaxFirst: g = [u](int64_t r, int64_t col) { return col == 0 ? 9.f : u(r, col); }; break;
+        case kMaxLast:
+          g = [u, n = k.n](int64_t r, int64_t col) { return col == n - 1 ? 9.f : u(r, col); };
+          break;
+        case kPaddingLarger:
+          g = [u, n = k.n](int64_t r, int64_t col) { return col >= n ? 100.f : u(r, col); };
+          break;
+      }
+      Arg& x = c.add("x", Role::In, DType::F32, 1, k.len, k.len, g);
+      Arg& idx = c.add("idx", Role::Out, DType::I32, 1, 1, 1, nullptr);
+      c.cpu().argmax(x.cpu(), k.n, idx.cpu());
+      c.dev().argmax(x.dev(), k.n, idx.dev());
+      c.check(-1);  // the index exactly
+    }
+}
+
 // DeciMamba's selection as a prefill makes it, on each backend from its own scores: a 32K-token
 // 130m layer's delta (per-token offsets give the scores a spread), dt_importance, then the top
 // 2000. The kept set and its order must be the CPU's exactly.

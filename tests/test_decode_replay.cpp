@@ -156,6 +156,84 @@ TEST_P(DecodeReplay, RecordingPerStateAndRemadeWhenStateIsFreed) {
   EXPECT_EQ(replayed.step_stats().eager, before + 2);
 }
 
+// Greedy steps (Executor::step_greedy: Backend::argmax on the device, only the id downloaded)
+// pick what the host's argmax picks from the same step's logits, over the first n_usable
+// logits only; a step fed the previous pick skips its upload, one fed another id uploads it.
+// The states end bit-identical to the logits path's.
+TEST_P(DecodeReplay, GreedyStepsPickOnTheDevice) {
+  constexpr int kSteps = 9;
+  Executor g(*backend, *model), l(*backend, *model);
+  auto sg = g.new_state(), sl = l.new_state();
+  const int64_t V = model->config.padded_vocab, n_usable = std::max<int64_t>(1, V * 3 / 4);
+  const auto lg = g.prefill(prompt, *sg), ll = l.prefill(prompt, *sl);
+  ASSERT_TRUE(same_bits(lg, ll)) << what;
+  int32_t pick = argmax(lg.data(), n_usable);
+  std::vector<float> logits;
+  for (int i = 0; i < kSteps; ++i) {
+    // Every third step is fed an id of the test's choosing instead of the previous pick.
+    const int32_t feed = i % 3 == 2 ? int32_t((7919 * (i + 1)) % n_usable) : pick;
+    pick = g.step_greedy(feed, *sg, n_usable);
+    l.step(feed, *sl, logits);
+    ASSERT_EQ(pick, argmax(logits.data(), n_usable)) << what << " step " << i;
+    ASSERT_LT(pick, n_usable) << what;
+  }
+  EXPECT_TRUE(same_bits(sg->save(), sl->save())) << what << ": states after decode";
+  EXPECT_EQ(sg->tokens_seen, sl->tokens_seen);
+  if (records) {
+    EXPECT_EQ(g.step_stats().recorded, 1) << what;
+    EXPECT_EQ(g.step_stats().replayed, kSteps) << what;
+  }
+  // Both kinds of step on one state: each has its own recording, the picks still agree.
+  for (int i = 0; i < 2; ++i) {
+    l.step(pick, *sl, logits);
+    const int32_t host = argmax(logits.data(), n_usable);
+    const int32_t dev = l.step_greedy(host, *sl, n_usable);
+    g.step(pick, *sg, logits);
+    ASSERT_EQ(g.step_greedy(argmax(logits.data(), n_usable), *sg, n_usable), dev) << what;
+    pick = dev;
+  }
+  if (records) {
+    EXPECT_EQ(l.step_stats().recorded, 2) << what;
+  }
+  EXPECT_THROW(g.step_greedy(pick, *sg, 0), Error);
+  EXPECT_THROW(g.step_greedy(pick, *sg, V + 1), Error);
+}
+
+// Greedy steps run ahead (greedy_enqueue with token -1: fed the previous pick on the device,
+// up to kGreedyAhead outstanding): the same picks, in order, as step_greedy one at a time, and
+// the same state. Token -1 after a step that was not greedy is refused.
+TEST_P(DecodeReplay, GreedyStepsRunAhead) {
+  constexpr int kSteps = 10;
+  Executor a(*backend, *model), b(*backend, *model);
+  auto sa = a.new_state(), sb = b.new_state();
+  const int64_t V = model->config.padded_vocab;
+  const int32_t first = argmax(a.prefill(prompt, *sa).data(), V);
+  b.prefill(prompt, *sb);
+  std::vector<int32_t> one_by_one{first}, ahead;
+  for (int i = 0; i < kSteps; ++i) one_by_one.push_back(a.step_greedy(one_by_one.back(), *sa, V));
+  b.greedy_enqueue(first, *sb, V);
+  for (int enqueued = 1; enqueued < kSteps;) {
+    b.greedy_enqueue(-1, *sb, V);
+    ++enqueued;
+    if (enqueued % 3 == 0 && enqueued < kSteps) {  // at times two ahead of the host
+      b.greedy_enqueue(-1, *sb, V);
+      ++enqueued;
+    }
+    while (b.greedy_outstanding() > 1) ahead.push_back(b.greedy_take());
+  }
+  while (b.greedy_outstanding() > 0) ahead.push_back(b.greedy_take());
+  ASSERT_EQ(ahead.size(), size_t(kSteps)) << what;
+  for (int i = 0; i < kSteps; ++i) ASSERT_EQ(ahead[i], one_by_one[i + 1]) << what << " step " << i;
+  EXPECT_TRUE(same_bits(sa->save(), sb->save())) << what << ": states after decode";
+  std::vector<float> logits;
+  b.step(ahead.back(), *sb, logits);
+  EXPECT_THROW(b.greedy_enqueue(-1, *sb, V), Error) << what;
+  EXPECT_THROW(b.greedy_take(), Error) << what;
+  for (int i = 0; i < Executor::kGreedyAhead; ++i) b.greedy_enqueue(0, *sb, V);
+  EXPECT_THROW(b.greedy_enqueue(-1, *sb, V), Error) << what;
+  while (b.greedy_outstanding() > 0) b.greedy_take();
+}
+
 std::vector<Param> params() {
   std::vector<Param> out;
   auto dirs = test::fixture_models();

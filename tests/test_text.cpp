@@ -248,6 +248,30 @@ TEST(TextSampler, ArgmaxTiesGoToTheLowestIndex) {
   EXPECT_EQ(dm::argmax(neg.data(), 3), 1);
 }
 
+TEST(TextSampler, ArgmaxRanksNanBelowEveryNumber) {
+  const float nan = std::nanf("");
+  const std::vector<float> a{nan, 1.f, 2.f}, b{nan, nan}, c{-INFINITY, nan}, d{1.f, nan, 1.f},
+      e{-0.f, 0.f}, f{nan, -INFINITY, nan};
+  EXPECT_EQ(dm::argmax(a.data(), 3), 2);  // a NaN first no longer wins
+  EXPECT_EQ(dm::argmax(b.data(), 2), 0);  // all NaN: the first
+  EXPECT_EQ(dm::argmax(c.data(), 2), 0);
+  EXPECT_EQ(dm::argmax(d.data(), 3), 0);
+  EXPECT_EQ(dm::argmax(e.data(), 2), 0);  // -0 == +0: the first
+  EXPECT_EQ(dm::argmax(f.data(), 3), 1);
+}
+
+TEST(TextSampler, GreedyMeansPlainArgmax) {
+  EXPECT_TRUE(dm::Sampler(dm::SamplerConfig{}).greedy());
+  dm::SamplerConfig pen;
+  pen.repetition_penalty = 1.3f;
+  EXPECT_FALSE(dm::Sampler(pen).greedy());
+  pen.repetition_window = 0;  // a penalty over no tokens changes nothing
+  EXPECT_TRUE(dm::Sampler(pen).greedy());
+  dm::SamplerConfig hot;
+  hot.temperature = 0.7f;
+  EXPECT_FALSE(dm::Sampler(hot).greedy());
+}
+
 TEST(TextSampler, TemperatureZeroIsArgmax) {
   dm::Sampler s(dm::SamplerConfig{});
   for (uint64_t seed = 0; seed < 20; ++seed) {

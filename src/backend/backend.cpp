@@ -1,6 +1,8 @@
 // Defaults shared by the backends.
 #include "backend/backend.h"
 
+#include <cstring>
+
 #include "core/error.h"
 
 namespace dm {
@@ -10,6 +12,24 @@ std::unique_ptr<Buffer> Backend::upload_constant(const void* host, size_t bytes)
   std::unique_ptr<Buffer> buf = alloc(bytes);
   if (bytes > 0) upload(*buf, 0, host, bytes);
   return buf;
+}
+
+uint64_t Backend::download_start(const Buffer& src, size_t offset, size_t bytes) {
+  if (bytes > kAsyncDownloadMax)
+    fail("[", name(), "] download_start: ", bytes, " bytes, at most ", kAsyncDownloadMax);
+  HeldDownload h{next_ticket_++, std::vector<uint8_t>(bytes)};
+  download(src, offset, h.bytes.data(), bytes);
+  held_downloads_.push_back(std::move(h));
+  return held_downloads_.back().ticket;
+}
+
+void Backend::download_wait(uint64_t ticket, void* dst) {
+  if (held_downloads_.empty() || held_downloads_.front().ticket != ticket)
+    fail("[", name(), "] download_wait: ticket ", ticket,
+         " is not the oldest download started and not waited for");
+  const std::vector<uint8_t>& b = held_downloads_.front().bytes;
+  if (!b.empty()) std::memcpy(dst, b.data(), b.size());
+  held_downloads_.erase(held_downloads_.begin());
 }
 
 // The fusions, composed of the single-kernel methods. Each checks its params first, so

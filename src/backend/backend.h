@@ -85,6 +85,15 @@ class Backend {
   virtual void upload(Buffer& dst, size_t offset, const void* src, size_t bytes) = 0;
   // Waits for the work already enqueued, then copies.
   virtual void download(const Buffer& src, size_t offset, void* dst, size_t bytes) = 0;
+  // A download that does not wait: download_start enqueues the copy of `bytes` (at most
+  // kAsyncDownloadMax) after the work already enqueued and returns a ticket; download_wait
+  // waits for that copy only and writes it to dst. Tickets are waited for in the order they
+  // were started, each once. For a small result the host wants while later work runs (greedy
+  // decoding's pick while the next step already runs). This default downloads at once and keeps
+  // the bytes until waited for; a backend with a queue overrides both.
+  static constexpr size_t kAsyncDownloadMax = 256;
+  virtual uint64_t download_start(const Buffer& src, size_t offset, size_t bytes);
+  virtual void download_wait(uint64_t ticket, void* dst);
   virtual void synchronize() = 0;
 
   // y (M×N) = x (M×K) · w (N×K)ᵀ (+ bias, 1×N)
@@ -108,6 +117,9 @@ class Backend {
                             const Tensor& idx) = 0;
   // src: R×C any float dtype; idx: n×1 I32 (each < R); dst: n×C fp32.
   virtual void gather_rows(const Tensor& src, const Tensor& idx, const Tensor& dst) = 0;
+  // x: a vector of ≥ n fp32; idx: 1×1 I32 ← the position of the largest of x[0 .. n) (ties: the
+  // lower index; NaN below every number; params.h ArgmaxParams): greedy decoding on the device.
+  virtual void argmax(const Tensor& x, int64_t n, const Tensor& idx) = 0;
 
   // Decode: one token for each of `batch` sequences (rows of x / u).
   // conv_state: (batch·C)×d_conv; ssm_state: (batch·C)×N.
@@ -197,6 +209,15 @@ class Backend {
   virtual void replay(Recording& recording) {
     throw Error("[" + name() + "] replay: this backend does not record");
   }
+
+ private:
+  // download_start's default: the bytes of each ticket not yet waited for, oldest first.
+  struct HeldDownload {
+    uint64_t ticket;
+    std::vector<uint8_t> bytes;
+  };
+  std::vector<HeldDownload> held_downloads_;
+  uint64_t next_ticket_ = 1;
 };
 
 struct BackendInfo {

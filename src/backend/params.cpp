@@ -306,6 +306,24 @@ GatherRowsParams make_gather_rows_params(const Tensor& src, const Tensor& idx, c
   return p;
 }
 
+ArgmaxParams make_argmax_params(const Tensor& x, int64_t n, const Tensor& idx) {
+  const char* k = "argmax";
+  check_view(k, "x", x);
+  check_dtype(k, "x", x, DType::F32);
+  const int64_t len = x.rows * x.cols;
+  check_vector(k, "x", x, len, "a vector of values");
+  if (n < 1 || n > len)
+    fail("[argmax] x ", x.describe(), ": n = ", n, " must lie in [1, ", len, "]");
+  if (n > std::numeric_limits<int32_t>::max())
+    fail("[argmax] x ", x.describe(), ": n does not fit an int32 index");
+  check_view(k, "idx", idx);
+  check_dtype(k, "idx", idx, DType::I32);
+  check_vector(k, "idx", idx, 1, "one index");
+  ArgmaxParams p{};
+  p.n = u32(k, "n", n);
+  return p;
+}
+
 CausalConv1dStepParams make_causal_conv1d_step_params(const Tensor& x, const Tensor& weight,
                                                       const Tensor* bias,
                                                       const Tensor& conv_state, const Tensor& y) {

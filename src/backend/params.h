@@ -83,6 +83,14 @@ struct GatherRowsParams {
 };
 DM_PARAMS_STRUCT(GatherRowsParams);
 
+// idx[0] = the position of the largest of x[0 .. n): greedy decoding's pick on the device, so
+// only an id crosses to the host. Ties: the lower index; NaN ranks below every number, -inf
+// included (as topk_indices: a broken logit never displaces a real one); all NaN: 0.
+struct ArgmaxParams {
+  uint32_t n;
+};
+DM_PARAMS_STRUCT(ArgmaxParams);
+
 // One decode token for each of `batch` sequences: x (batch × channels); conv state
 // (batch·channels × d_conv) holds each channel's last d_conv inputs, oldest first.
 struct CausalConv1dStepParams {
@@ -145,6 +153,7 @@ DtImportanceParams make_dt_importance_params(const Tensor& delta, const Tensor& 
 TopkIndicesParams make_topk_indices_params(const Tensor& scores, int64_t n_candidates, int64_t k,
                                            const Tensor& idx);
 GatherRowsParams make_gather_rows_params(const Tensor& src, const Tensor& idx, const Tensor& dst);
+ArgmaxParams make_argmax_params(const Tensor& x, int64_t n, const Tensor& idx);
 CausalConv1dStepParams make_causal_conv1d_step_params(const Tensor& x, const Tensor& weight,
                                                       const Tensor* bias,
                                                       const Tensor& conv_state, const Tensor& y);

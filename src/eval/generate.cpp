@@ -78,10 +78,40 @@ GenerateResult generate(Executor& exec, const Tokenizer& tok, const std::vector<
   const int64_t vocab = int64_t(logits.size());
   const int64_t usable = std::min<int64_t>(vocab, tok.vocab_size());
   res.stop_reason = "length";
+  // Greedy: the picks after the first are made on the device and the steps run one ahead of
+  // the host (Executor::greedy_enqueue / greedy_take): while the host handles token i, the step
+  // that yields token i + 1 is already running, fed token i on the device. A step run ahead
+  // whose token is never used (after an end of text) only advances this call's own state.
+  // Otherwise each step's logits come back and the sampler picks on the host. The first token
+  // comes from the prefill's logits either way.
+  const bool on_device = sampler.greedy();
+  struct Drain {  // takes the picks left outstanding, also when the loop throws
+    Executor& exec;
+    void run() {
+      while (exec.greedy_outstanding() > 0) exec.greedy_take();
+    }
+    ~Drain() {
+      try {
+        run();
+      } catch (...) {  // already unwinding, or the device failed: nothing more to do here
+      }
+    }
+  } drain{exec};
   const auto t1 = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < opts.max_new_tokens; ++i) {
-    for (int64_t v = usable; v < vocab; ++v) logits[v] = -std::numeric_limits<float>::infinity();
-    const int32_t id = sampler.sample(std::move(logits), history);
+    int32_t id = -1;
+    if (i == 0 || !on_device) {
+      for (int64_t v = usable; v < vocab; ++v) logits[v] = -std::numeric_limits<float>::infinity();
+      id = sampler.sample(logits, history);
+    }
+    const bool more = i + 1 < opts.max_new_tokens;  // a step only for a token that is sampled
+    if (on_device) {
+      if (more) {
+        exec.greedy_enqueue(i == 0 ? id : -1, *state, usable);  // yields token i + 1
+        ++res.decode_steps;
+      }
+      if (i > 0) id = exec.greedy_take();  // token i, from the step enqueued one round ago
+    }
     if (id == opts.eos_id) {
       res.stop_reason = "eos";
       break;
@@ -99,10 +129,13 @@ GenerateResult generate(Executor& exec, const Tokenizer& tok, const std::vector<
       break;
     }
     emit(stop_safe_length(all, opts.stop));
-    if (i + 1 == opts.max_new_tokens) break;  // no step for a token that is never sampled
-    logits = exec.step(id, *state);
-    ++res.decode_steps;
+    if (!more) break;
+    if (!on_device) {
+      exec.step(id, *state, logits);  // the same vector: no reallocation per token
+      ++res.decode_steps;
+    }
   }
+  drain.run();  // a step run ahead whose token is not wanted
   res.decode_seconds = seconds_since(t1);
 
   if (res.stop_reason != "stop") {

@@ -35,9 +35,10 @@ struct Executor::DeviceWeights {
 
   // Scratch buffers by role, grown on demand and kept between calls.
   std::map<std::string, std::unique_ptr<Buffer>> scratch;
-  // Recorded decode steps, one per sequence state (its state buffers are baked in). Declared
-  // last: destroyed before the buffers they use.
-  std::map<const SequenceState*, std::unique_ptr<Recording>> step_recordings;
+  // Recorded decode steps, one per sequence state (its state buffers are baked in) and kind
+  // (-1: logits out; n > 0: greedy over the first n logits, the id out). Declared last:
+  // destroyed before the buffers they use.
+  std::map<std::pair<const SequenceState*, int64_t>, std::unique_ptr<Recording>> step_recordings;
 };
 
 static const Tensor* opt(const Tensor& t) { return t.rows ? &t : nullptr; }
@@ -255,7 +256,7 @@ Executor::StepTensors Executor::step_tensors() {
 // The kernels of one step: token id from t.ids (device), logits to t.logits. No host transfer,
 // so it can be recorded. One Backend call per layer (mamba_block_step: the four decode fusions
 // of backend.h in order, or one kernel where the backend has it), then the LM head.
-void Executor::enqueue_step(const StepTensors& t, SequenceState& state) {
+void Executor::enqueue_step(const StepTensors& t, SequenceState& state, int64_t greedy_n) {
   const ModelConfig& c = config_;
   Backend& be = backend_;
   be.gather_rows(w_->embedding, t.ids, t.residual);  // (1, D) the token's embedding
@@ -291,30 +292,44 @@ void Executor::enqueue_step(const StepTensors& t, SequenceState& state) {
   // residual += hidden; normed = norm_f(residual); logits (1, V) = normed · lm_headᵀ.
   be.rms_norm_gemm(&t.hidden, t.residual, w_->norm_f, c.norm_eps, t.normed, w_->lm_head, nullptr,
                    t.logits);
+  // Greedy: the pick goes where the next step reads its token id from.
+  if (greedy_n > 0) be.argmax(t.logits, greedy_n, t.ids);
 }
 
-void Executor::enqueue_step_kernels(SequenceState& state) { enqueue_step(step_tensors(), state); }
+void Executor::enqueue_step_kernels(SequenceState& state) {
+  enqueue_step(step_tensors(), state, -1);
+}
 
-std::vector<float> Executor::step(int32_t token, SequenceState& state) {
-  check_tokens({token}, config_.padded_vocab);
+Executor::StepTensors Executor::run_step(int32_t token, SequenceState& state, int64_t greedy_n) {
   Backend& be = backend_;
   const StepTensors t = step_tensors();  // before any recording: nothing grows while recording
-  be.upload(*t.ids.buf, t.ids.offset, &token, sizeof(token));
+  // A greedy step leaves its pick in t.ids: the next step of a greedy loop needs no upload
+  // (token -1: the pick itself, whatever it is).
+  if (token == -1) {
+    if (!ids_hold_pick_)
+      fail("[greedy_enqueue] token -1 (the previous pick) but the step before was not greedy");
+  } else {
+    check_tokens({token}, config_.padded_vocab);
+    if (ids_hold_ != token) be.upload(*t.ids.buf, t.ids.offset, &token, sizeof(token));
+  }
+  ids_hold_ = greedy_n > 0 ? -1 : token;  // a greedy step overwrites it with its pick
+  ids_hold_pick_ = greedy_n > 0;
 
   Recording* rec = nullptr;
   if (step_replay_) {
     auto& recs = w_->step_recordings;
-    auto it = recs.find(&state);
+    const auto key = std::make_pair(static_cast<const SequenceState*>(&state), greedy_n);
+    auto it = recs.find(key);
     if (it != recs.end() && !it->second->valid()) {
       recs.erase(it);  // a buffer it used is gone (this state was freed and its address reused,
       it = recs.end();  // or a step buffer was reallocated)
     }
     if (it == recs.end()) {
       for (auto j = recs.begin(); j != recs.end();) j = j->second->valid() ? std::next(j) : recs.erase(j);
-      std::unique_ptr<Recording> r = be.record([&] { enqueue_step(t, state); });
+      std::unique_ptr<Recording> r = be.record([&] { enqueue_step(t, state, greedy_n); });
       if (r) {  // nullptr: this backend does not record (the CPU), or not now (profiling)
         ++step_stats_.recorded;
-        it = recs.emplace(&state, std::move(r)).first;
+        it = recs.emplace(key, std::move(r)).first;
       }
     }
     if (it != recs.end()) rec = it->second.get();
@@ -323,14 +338,51 @@ std::vector<float> Executor::step(int32_t token, SequenceState& state) {
     be.replay(*rec);
     ++step_stats_.replayed;
   } else {
-    enqueue_step(t, state);
+    enqueue_step(t, state, greedy_n);
     ++step_stats_.eager;
   }
-
-  std::vector<float> out(static_cast<size_t>(config_.padded_vocab));
-  be.download(*t.logits.buf, t.logits.offset, out.data(), out.size() * sizeof(float));
   state.tokens_seen += 1;
+  return t;
+}
+
+void Executor::step(int32_t token, SequenceState& state, std::vector<float>& logits) {
+  if (token < 0) check_tokens({token}, config_.padded_vocab);  // -1 means something to greedy only
+  const StepTensors t = run_step(token, state, -1);
+  logits.resize(static_cast<size_t>(config_.padded_vocab));  // no reallocation once sized
+  backend_.download(*t.logits.buf, t.logits.offset, logits.data(), logits.size() * sizeof(float));
+}
+
+std::vector<float> Executor::step(int32_t token, SequenceState& state) {
+  std::vector<float> out;
+  step(token, state, out);
   return out;
+}
+
+int32_t Executor::step_greedy(int32_t token, SequenceState& state, int64_t n_usable) {
+  if (!pending_picks_.empty())
+    fail("[step_greedy] ", pending_picks_.size(), " greedy picks enqueued and not taken");
+  greedy_enqueue(token, state, n_usable);
+  return greedy_take();
+}
+
+void Executor::greedy_enqueue(int32_t token, SequenceState& state, int64_t n_usable) {
+  if (n_usable < 1 || n_usable > config_.padded_vocab)
+    fail("[greedy] n_usable = ", n_usable, " must lie in [1, padded vocab = ",
+         config_.padded_vocab, "]");
+  if (int(pending_picks_.size()) >= kGreedyAhead)
+    fail("[greedy_enqueue] ", kGreedyAhead, " picks already outstanding: take one first");
+  const StepTensors t = run_step(token, state, n_usable);
+  pending_picks_.push_back(backend_.download_start(*t.ids.buf, t.ids.offset, sizeof(int32_t)));
+}
+
+int32_t Executor::greedy_take() {
+  if (pending_picks_.empty()) fail("[greedy_take] no greedy step enqueued");
+  int32_t id = 0;
+  const uint64_t ticket = pending_picks_.front();
+  pending_picks_.pop_front();
+  backend_.download_wait(ticket, &id);
+  if (pending_picks_.empty() && ids_hold_pick_) ids_hold_ = id;  // the last pick: now known
+  return id;
 }
 
 }  // namespace dm

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -60,6 +61,25 @@ class Executor {
   // upload the token id, replay, download the logits. A recording whose buffers were freed (the
   // state destroyed, a buffer reallocated) is dropped and made again.
   std::vector<float> step(int32_t token, SequenceState& state);
+  // The same into `logits` (resized to padded_vocab; a vector reused from step to step is
+  // neither reallocated nor zero-filled again).
+  void step(int32_t token, SequenceState& state, std::vector<float>& logits);
+  // A greedy step: step(token), then the largest of the first n_usable logits (ties: the lower
+  // id; NaN below every number, text/sampler.h's argmax) picked on the device (Backend::argmax),
+  // so only the id is downloaded. A step given the id the previous greedy step returned skips
+  // its upload (the pick is already where the step reads it). Recorded separately from step().
+  int32_t step_greedy(int32_t token, SequenceState& state, int64_t n_usable);
+  // Greedy decoding run ahead of the host (generation and `bench --pick greedy` use it):
+  // greedy_enqueue enqueues a greedy step fed `token`, or with token = -1 fed the pick of the
+  // greedy step enqueued just before (on the device: the host need not know it yet), and
+  // returns at once; greedy_take waits for the oldest enqueued step's pick (Backend::
+  // download_start / download_wait). So the next step is on its way while the host handles a
+  // pick, and the device does not idle between tokens. At most kGreedyAhead outstanding; a
+  // step enqueued ahead that is not wanted (an end-of-text pick) still advances the state.
+  static constexpr int kGreedyAhead = 4;
+  void greedy_enqueue(int32_t token, SequenceState& state, int64_t n_usable);
+  int32_t greedy_take();
+  int64_t greedy_outstanding() const { return int64_t(pending_picks_.size()); }
 
   // Replay on (default) or off (every step enqueued kernel by kernel, as the CPU always does).
   // DM_DECODE_REPLAY=0 in the environment turns it off for new executors.
@@ -83,10 +103,16 @@ class Executor {
   struct DeviceWeights;
   struct StepTensors;
   StepTensors step_tensors();
-  void enqueue_step(const StepTensors& t, SequenceState& state);
+  // greedy_n > 0: the step ends with argmax over the first greedy_n logits into t.ids.
+  void enqueue_step(const StepTensors& t, SequenceState& state, int64_t greedy_n);
+  // Uploads the id (unless the step buffer holds it), records or replays, advances tokens_seen.
+  StepTensors run_step(int32_t token, SequenceState& state, int64_t greedy_n);
 
   Backend& backend_;
   bool step_replay_ = true;
+  int64_t ids_hold_ = -1;     // the token id in the step's id buffer; -1: not known
+  bool ids_hold_pick_ = false;  // it holds the pick of the last greedy step enqueued
+  std::deque<uint64_t> pending_picks_;  // download tickets of greedy_enqueue's picks, oldest first
   StepStats step_stats_;
   ModelConfig config_;
   DecimationConfig decimation_;

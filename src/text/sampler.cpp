@@ -16,7 +16,9 @@ int32_t argmax(const float* logits, int64_t n) {
   DM_ASSERT(n > 0);
   int64_t best = 0;
   for (int64_t i = 1; i < n; ++i) {
-    if (logits[i] > logits[best]) best = i;  // strict: the first of equal maxima wins
+    // Strict: the first of equal maxima wins. A NaN ranks below every number (the order of
+    // Backend::argmax, which greedy decoding runs on the device instead).
+    if (std::isnan(logits[best]) ? !std::isnan(logits[i]) : logits[i] > logits[best]) best = i;
   }
   return int32_t(best);
 }
@@ -33,22 +35,30 @@ Sampler::Sampler(const SamplerConfig& cfg) : cfg_(cfg), rng_(cfg.seed) {
     fail("[sampler] repetition window must be >= 0, got ", cfg.repetition_window);
 }
 
-int32_t Sampler::sample(std::vector<float> logits, const std::vector<int32_t>& recent) {
-  const int64_t n = int64_t(logits.size());
+bool Sampler::greedy() const {
+  return cfg_.temperature == 0.f && (cfg_.repetition_penalty == 1.f || cfg_.repetition_window == 0);
+}
+
+int32_t Sampler::sample(const std::vector<float>& raw, const std::vector<int32_t>& recent) {
+  const int64_t n = int64_t(raw.size());
   DM_ASSERT(n > 0, "no logits to sample from");
 
   // CTRL's rule (Keskar et al. 2019): each distinct recent token once, dividing a positive
   // logit and multiplying a negative one, so the penalty always lowers its probability.
+  const std::vector<float>* src = &raw;
   if (cfg_.repetition_penalty != 1.f && cfg_.repetition_window > 0) {
+    work_.assign(raw.begin(), raw.end());
     const size_t from =
         recent.size() > size_t(cfg_.repetition_window) ? recent.size() - cfg_.repetition_window : 0;
     std::unordered_set<int32_t> seen(recent.begin() + from, recent.end());
     for (int32_t id : seen) {
       if (id < 0 || id >= n) continue;
-      float& l = logits[id];
+      float& l = work_[id];
       l = l > 0.f ? l / cfg_.repetition_penalty : l * cfg_.repetition_penalty;
     }
+    src = &work_;
   }
+  const std::vector<float>& logits = *src;
 
   if (cfg_.temperature == 0.f) return argmax(logits.data(), n);
 

@@ -21,12 +21,16 @@ struct SamplerConfig {
 class Sampler {
  public:
   explicit Sampler(const SamplerConfig& cfg);
-  // logits: vocab fp32 (copied); recent: the tokens so far, prompt included.
-  int32_t sample(std::vector<float> logits, const std::vector<int32_t>& recent);
+  // logits: vocab fp32 (not modified); recent: the tokens so far, prompt included.
+  int32_t sample(const std::vector<float>& logits, const std::vector<int32_t>& recent);
+  // Whether sample() is the plain argmax of the logits (temperature 0, no repetition penalty
+  // in effect): then greedy decoding may pick on the device (Executor::step_greedy).
+  bool greedy() const;
 
  private:
   SamplerConfig cfg_;
   std::mt19937_64 rng_;
+  std::vector<float> work_;  // the logits as penalised, reused from call to call
 };
 
 // Index of the largest logit; ties: the lowest index.

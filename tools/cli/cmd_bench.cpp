@@ -23,7 +23,7 @@ namespace {
 
 struct BenchOptions {
   CommonOptions common;  // model_dir, device, decimation fields (backend unused)
-  std::string shape, dtype = "f16", backends, replay = "on", json_path;
+  std::string shape, dtype = "f16", backends, replay = "on", pick = "logits", json_path;
   std::vector<int> pp{512}, tg{128};
   int reps = 5;
   uint64_t seed = 1;
@@ -140,14 +140,17 @@ int run_bench(BenchOptions& o) {
   std::vector<bool> replay_modes;
   if (o.replay == "on" || o.replay == "both") replay_modes.push_back(true);
   if (o.replay == "off" || o.replay == "both") replay_modes.push_back(false);
+  std::vector<bool> greedy_modes;  // what a step hands back: the logits, or the device's pick
+  if (o.pick == "logits" || o.pick == "both") greedy_modes.push_back(false);
+  if (o.pick == "greedy" || o.pick == "both") greedy_modes.push_back(true);
 
   const int64_t wbytes = weight_bytes(*model);
   std::printf("model: %s\n", model_desc.c_str());
   std::printf("shape: %lld layers, d_model %lld, d_inner %lld, vocab %lld; %.1f M parameters, %.1f MB of weights read per decode token\n",
               (long long)cfg.n_layer, (long long)cfg.d_model, (long long)cfg.d_inner,
               (long long)cfg.padded_vocab, double(model->parameter_count()) / 1e6, double(wbytes) / 1e6);
-  std::printf("%d repetitions after one warm-up run; t/s: median (min–max); tg: batch 1, every token's logits downloaded\n\n",
-              o.reps);
+  std::printf("%d repetitions after one warm-up run; t/s: median (min–max); tg: batch 1, every token's logits downloaded%s\n\n",
+              o.reps, o.pick == "logits" ? "" : " (greedy: the device's argmax instead, 4 bytes)");
   std::fflush(stdout);
 
   std::mt19937 rng(uint32_t(o.seed));
@@ -179,23 +182,37 @@ int run_bench(BenchOptions& o) {
         rows.push_back(std::move(r));
       }
       if (deci.enabled) continue;  // decode never decimates
+      std::vector<float> logits;  // reused: one allocation for every step
       for (bool replay : replay_modes) {
         ex.set_step_replay(replay);
-        for (int n : o.tg) {
-          const auto tokens = random_tokens(n);
-          Row r{name, be->device_name(), deci_name, "tg" + std::to_string(n), "", n, {}, {}};
-          const auto before = ex.step_stats();
-          for (int rep = -1; rep < o.reps; ++rep) {
-            state->reset();
-            be->synchronize();
-            const auto t0 = clock::now();
-            for (int32_t t : tokens) ex.step(t, *state);
-            const double s = std::chrono::duration<double>(clock::now() - t0).count();
-            if (rep >= 0) r.tps.push_back(double(n) / s);
+        for (bool greedy : greedy_modes)
+          for (int n : o.tg) {
+            const auto tokens = random_tokens(n);
+            Row r{name, be->device_name(), deci_name, "tg" + std::to_string(n), "", n, {}, {}};
+            const auto before = ex.step_stats();
+            for (int rep = -1; rep < o.reps; ++rep) {
+              state->reset();
+              be->synchronize();
+              const auto t0 = clock::now();
+              if (greedy) {
+                // As generation runs it: each step fed the previous pick on the device (the
+                // first a random id), one step enqueued ahead of the pick the host waits for.
+                ex.greedy_enqueue(tokens[0], *state, cfg.vocab_size);
+                for (size_t k = 1; k < tokens.size(); ++k) {
+                  ex.greedy_enqueue(-1, *state, cfg.vocab_size);
+                  ex.greedy_take();
+                }
+                ex.greedy_take();
+              } else {
+                for (int32_t t : tokens) ex.step(t, *state, logits);
+              }
+              const double s = std::chrono::duration<double>(clock::now() - t0).count();
+              if (rep >= 0) r.tps.push_back(double(n) / s);
+            }
+            r.decode = ex.step_stats().replayed > before.replayed ? "replay" : "eager";
+            if (greedy) r.decode += ", greedy";
+            rows.push_back(std::move(r));
           }
-          r.decode = ex.step_stats().replayed > before.replayed ? "replay" : "eager";
-          rows.push_back(std::move(r));
-        }
       }
       ex.set_step_replay(true);
     }
@@ -283,6 +300,11 @@ RunFn add_bench(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--replay", o->replay, "Decode as a recorded unit replayed per token: on | off | both")
       ->check(CLI::IsMember({"on", "off", "both"}))
+      ->capture_default_str();
+  cmd->add_option("--pick", o->pick,
+                  "What a decode step hands back: logits (every token's, downloaded) | greedy (the "
+                  "device's argmax, 4 bytes: what greedy generation runs) | both")
+      ->check(CLI::IsMember({"logits", "greedy", "both"}))
       ->capture_default_str();
   cmd->add_option("--seed", o->seed, "Seed of the random weights and tokens")->capture_default_str();
   cmd->add_option("--json", o->json_path, "Also write the results as JSON to this file");

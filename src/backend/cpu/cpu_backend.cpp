@@ -139,6 +139,11 @@ void CpuBackend::gather_rows(const Tensor& src, const Tensor& idx, const Tensor&
                    out(dst, "gather_rows dst"));
 }
 
+void CpuBackend::argmax(const Tensor& x, int64_t n, const Tensor& idx) {
+  const ArgmaxParams p = make_argmax_params(x, n, idx);
+  *out<int32_t>(idx, "argmax idx") = cpu::argmax(p, in_f32(x, "argmax x"));
+}
+
 void CpuBackend::causal_conv1d_step(const Tensor& x, const Tensor& weight, const Tensor* bias,
                                     const Tensor& conv_state, const Tensor& y) {
   const CausalConv1dStepParams p = make_causal_conv1d_step_params(x, weight, bias, conv_state, y);

@@ -39,6 +39,7 @@ class CpuBackend : public Backend {
   void topk_indices(const Tensor& scores, int64_t n_candidates, int64_t k,
                     const Tensor& idx) override;
   void gather_rows(const Tensor& src, const Tensor& idx, const Tensor& dst) override;
+  void argmax(const Tensor& x, int64_t n, const Tensor& idx) override;
   void causal_conv1d_step(const Tensor& x, const Tensor& weight, const Tensor* bias,
                           const Tensor& conv_state, const Tensor& y) override;
   void selective_scan_step(const Tensor& u, const Tensor& delta, const Tensor& A_log,

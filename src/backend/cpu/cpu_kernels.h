@@ -29,6 +29,7 @@ void dt_importance(const DtImportanceParams& p, const float* delta, const void* 
 void topk_indices(const TopkIndicesParams& p, const float* scores, int32_t* idx);
 // Throws dm::Error, before writing anything, when an index is outside [0, src_rows).
 void gather_rows(const GatherRowsParams& p, const void* src, const int32_t* idx, float* dst);
+int32_t argmax(const ArgmaxParams& p, const float* x);
 
 namespace dt_importance_detail {
 // One token's score from its delta row and the fp32 dt_bias; null when this build has no AVX2.

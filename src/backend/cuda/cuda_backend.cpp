@@ -165,6 +165,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
                            cudaHostAllocMapped));
   std::memset(err_host_, 0, sizeof(*err_host_));
   staging_ = std::make_unique<cuda_util::PinnedStaging>();
+  async_downloads_ = std::make_unique<cuda_util::PinnedAsyncDownloads>();
   CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&err_dev_), err_host_, 0));
   size_t free_b = 0, total_b = 0;
   CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
@@ -182,6 +183,7 @@ CudaBackend::~CudaBackend() {
         q == cudaErrorInvalidResourceHandle) {
       (void)algo_table_.release();  // left to the process's end with the rest
       (void)staging_.release();
+      (void)async_downloads_.release();
       return;
     }
   }
@@ -199,6 +201,7 @@ CudaBackend::~CudaBackend() {
   if (cublas_) cublasDestroy(cublas_);
   if (cublas_workspace_) cudaFree(cublas_workspace_);
   staging_.reset();
+  async_downloads_.reset();
   if (err_host_) cudaFreeHost(err_host_);
   if (stream_) cudaStreamDestroy(stream_);
   cudaGetLastError();
@@ -251,6 +254,23 @@ void CudaBackend::download(const Buffer& src, size_t offset, void* dst, size_t b
     if (bytes > 0) CUDA_CHECK(cudaMemcpyAsync(dst, s, bytes, cudaMemcpyDeviceToHost, stream_));
     CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
+  check_device_errors();
+}
+
+uint64_t CudaBackend::download_start(const Buffer& src, size_t offset, size_t bytes) {
+  not_capturing("download_start");
+  check_range(src, offset, bytes, "download_start");
+  if (bytes > kAsyncDownloadMax)
+    fail("[cuda] download_start: ", bytes, " bytes, at most ", kAsyncDownloadMax);
+  const char* s = static_cast<const char*>(dev(src, "download_start").ptr()) + offset;
+  uint64_t ticket = 0;
+  if (async_downloads_->start(&ticket, s, bytes, stream_)) return ticket;
+  return Backend::download_start(src, offset, bytes);  // at once, from pageable memory
+}
+
+void CudaBackend::download_wait(uint64_t ticket, void* dst) {
+  if (!async_downloads_->owns(ticket)) return Backend::download_wait(ticket, dst);
+  async_downloads_->wait(ticket, dst);
   check_device_errors();
 }
 
@@ -358,6 +378,13 @@ void CudaBackend::gather_rows(const Tensor& src, const Tensor& idx, const Tensor
                                         dptr<const int32_t>(idx, "gather_rows idx"),
                                         dptr(dst, "gather_rows dst"), err_dev_, stream_),
                "gather_rows");
+}
+
+void CudaBackend::argmax(const Tensor& x, int64_t n, const Tensor& idx) {
+  const ArgmaxParams p = make_argmax_params(x, n, idx);
+  check_launch(cuda::launch_argmax(p, dptr<const float>(x, "argmax x"),
+                                   dptr<int32_t>(idx, "argmax idx"), stream_),
+               "argmax");
 }
 
 void CudaBackend::causal_conv1d_step(const Tensor& x, const Tensor& weight, const Tensor* bias,

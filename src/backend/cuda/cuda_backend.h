@@ -20,6 +20,7 @@
 namespace dm::cuda_util {
 class GemmAlgoTable;
 class PinnedStaging;
+class PinnedAsyncDownloads;
 }
 
 namespace dm {
@@ -53,6 +54,8 @@ class CudaBackend : public Backend {
   std::unique_ptr<Buffer> upload_constant(const void* host, size_t bytes) override;
   void upload(Buffer& dst, size_t offset, const void* src, size_t bytes) override;
   void download(const Buffer& src, size_t offset, void* dst, size_t bytes) override;
+  uint64_t download_start(const Buffer& src, size_t offset, size_t bytes) override;
+  void download_wait(uint64_t ticket, void* dst) override;
   void synchronize() override;
 
   void gemm(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) override;
@@ -69,6 +72,7 @@ class CudaBackend : public Backend {
   void topk_indices(const Tensor& scores, int64_t n_candidates, int64_t k,
                     const Tensor& idx) override;
   void gather_rows(const Tensor& src, const Tensor& idx, const Tensor& dst) override;
+  void argmax(const Tensor& x, int64_t n, const Tensor& idx) override;
   void causal_conv1d_step(const Tensor& x, const Tensor& weight, const Tensor* bias,
                           const Tensor& conv_state, const Tensor& y) override;
   void selective_scan_step(const Tensor& u, const Tensor& delta, const Tensor& A_log,
@@ -177,6 +181,7 @@ class CudaBackend : public Backend {
   float* xproj_partials_ = nullptr;  // its three-kernel form's x_proj partials (kernels.h)
   cuda::DeviceErrorInfo* err_host_ = nullptr;  // mapped pinned memory
   std::unique_ptr<cuda_util::PinnedStaging> staging_;  // small uploads / downloads
+  std::unique_ptr<cuda_util::PinnedAsyncDownloads> async_downloads_;  // download_start / wait
   cuda::DeviceErrorInfo* err_dev_ = nullptr;
   bool capturing_ = false;
   size_t kcat_budget_ = 0;  // bytes of K-concatenated weight copies made by default (1/8 of memory)

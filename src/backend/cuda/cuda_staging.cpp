@@ -2,8 +2,11 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/kernels.h"
+#include "core/error.h"
 
 namespace dm::cuda_util {
 
@@ -58,6 +61,68 @@ bool PinnedStaging::download(void* dst, const void* dev_src, size_t bytes, cudaS
   CUDA_CHECK(cudaStreamSynchronize(s));
   std::memcpy(dst, host_, bytes);
   return true;
+}
+
+namespace {
+constexpr size_t kSlotBytes = 256;  // Backend::kAsyncDownloadMax (checked by the backend)
+}
+
+PinnedAsyncDownloads::~PinnedAsyncDownloads() {
+  for (cudaEvent_t e : done_)
+    if (e) cudaEventDestroy(e);
+  if (host_) cudaFreeHost(host_);
+  cudaGetLastError();
+}
+
+bool PinnedAsyncDownloads::ready() {
+  if (tried_) return ok_;
+  tried_ = true;
+  const char* e = std::getenv("DM_CUDA_PINNED_STAGING");
+  if (e && std::strcmp(e, "0") == 0) return false;
+  void* h = nullptr;
+  if (cudaHostAlloc(&h, kSlots * kSlotBytes, cudaHostAllocMapped | cudaHostAllocPortable) !=
+      cudaSuccess) {
+    cudaGetLastError();  // no page-locked memory: downloads at once instead
+    return false;
+  }
+  host_ = static_cast<unsigned char*>(h);
+  void* d = nullptr;
+  if (cudaHostGetDevicePointer(&d, h, 0) != cudaSuccess) {
+    cudaGetLastError();  // not mapped into the device's address space: at once instead
+    cudaFreeHost(h);
+    host_ = nullptr;
+    return false;
+  }
+  dev_ = static_cast<unsigned char*>(d);
+  for (cudaEvent_t& ev : done_) CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+  ok_ = true;
+  return true;
+}
+
+bool PinnedAsyncDownloads::start(uint64_t* ticket, const void* dev_src, size_t bytes,
+                                 cudaStream_t s) {
+  if (!ready()) return false;
+  if (next_ - first_ >= uint64_t(kSlots))
+    throw Error("[cuda] download_start: " + std::to_string(kSlots) +
+                " downloads already outstanding; wait for one first");
+  const int slot = int(next_ % kSlots);
+  // A kernel writes the slot through the mapping: no copy-engine operation between two kernels.
+  CUDA_CHECK(cuda::launch_small_copy(dev_src, dev_ + slot * kSlotBytes, bytes, s));
+  CUDA_CHECK(cudaEventRecord(done_[slot], s));
+  bytes_[slot] = bytes;
+  *ticket = next_++;
+  return true;
+}
+
+void PinnedAsyncDownloads::wait(uint64_t ticket, void* dst) {
+  if (ticket != first_ || first_ == next_)
+    throw Error("[cuda] download_wait: ticket " + std::to_string(ticket) +
+                " is not the oldest download started and not waited for");
+  const int slot = int(ticket % kSlots);
+  CUDA_CHECK(cudaEventSynchronize(done_[slot]));
+  // The event follows the kernel that wrote the slot: its writes are visible to the host now.
+  if (bytes_[slot] > 0) std::memcpy(dst, host_ + slot * kSlotBytes, bytes_[slot]);
+  ++first_;
 }
 
 }  // namespace dm::cuda_util

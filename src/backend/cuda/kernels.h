@@ -105,6 +105,10 @@ cudaError_t launch_topk_indices(const TopkIndicesParams& p, const float* scores,
                                 cudaStream_t s);
 cudaError_t launch_gather_rows(const GatherRowsParams& p, const void* src, const int32_t* idx,
                                float* dst, DeviceErrorInfo* err, cudaStream_t s);
+cudaError_t launch_argmax(const ArgmaxParams& p, const float* x, int32_t* idx, cudaStream_t s);
+// Copies bytes (a few hundred at most) by a kernel to mapped_dst, the device address of
+// host-mapped page-locked memory (cuda/small_copy.cu: Backend::download_start).
+cudaError_t launch_small_copy(const void* src, void* mapped_dst, size_t bytes, cudaStream_t s);
 cudaError_t launch_causal_conv1d_step(const CausalConv1dStepParams& p, const float* x,
                                       const void* weight, const void* bias, float* conv_state,
                                       float* y, cudaStream_t s);

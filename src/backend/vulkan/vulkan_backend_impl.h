@@ -113,6 +113,7 @@ class VulkanBackend final : public Backend {
   void topk_indices(const Tensor& scores, int64_t n_candidates, int64_t k,
                     const Tensor& idx) override;
   void gather_rows(const Tensor& src, const Tensor& idx, const Tensor& dst) override;
+  void argmax(const Tensor& x, int64_t n, const Tensor& idx) override;  // vulkan_argmax.cpp
 
   // Decode steps and fusions (vulkan_decode.cpp).
   void causal_conv1d_step(const Tensor& x, const Tensor& weight, const Tensor* bias,
