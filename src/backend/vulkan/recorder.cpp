@@ -340,6 +340,7 @@ void Recorder::submit() {
   const VkResult r = vkQueueSubmit(ctx_.queue, 1, &si, f->fence);
   VK_CHECK(r);
   ++stats_.submits;
+  f->serial = ++submitted_;
   in_flight_.push_back(std::move(f));
   while (in_flight_.size() > kMaxInFlight) {
     std::unique_ptr<Frame> old = std::move(in_flight_.front());
@@ -377,6 +378,7 @@ void Recorder::recycle(Frame& f) {
     }
   }
   f.query_labels.clear();
+  completed_ = std::max(completed_, f.serial);  // its fence was waited for
   f.tail = VK_NULL_HANDLE;
   if (f.head) f.cmd = f.head;  // the pool reset below resets post too
   f.head = VK_NULL_HANDLE;

@@ -80,6 +80,15 @@ class Recorder {
   void upload(VulkanBuffer& dst, size_t offset, const void* src, size_t bytes);
   // Runs everything enqueued, then copies device bytes to the host.
   void download(VulkanBuffer& src, size_t offset, void* dst, size_t bytes);
+  // A download that does not wait (async_download.cpp): the copy of `bytes` (at most
+  // kSlotBytes) goes into a slot of a host-visible ring after the work enqueued so far, and its
+  // batch is submitted without waiting. download_wait waits for that batch's fence only (frames
+  // complete in submit order: later batches stay in flight), then copies the slot out. Tickets
+  // are waited for in start order, each once; at most kSlots outstanding.
+  static constexpr size_t kSlotBytes = 256, kSlots = 256;
+  uint64_t download_start(VulkanBuffer& src, size_t offset, size_t bytes);
+  void download_wait(uint64_t ticket, void* dst);
+  size_t downloads_outstanding() const { return tickets_.size(); }
   // Keeps a buffer alive until the work enqueued so far has run.
   void retire(std::unique_ptr<VulkanBuffer> buf);
 
@@ -128,6 +137,7 @@ class Recorder {
     VkQueryPool queries = VK_NULL_HANDLE;
     std::vector<std::string> query_labels;            // one per timestamp pair
     uint32_t dispatches = 0;
+    uint64_t serial = 0;  // its submit's number (submitted_), once submitted
   };
   struct Access {
     VkBuffer buf;
@@ -140,6 +150,7 @@ class Recorder {
 
   Frame& current();  // begins a batch when none is being recorded
   void recycle(Frame& f);
+  void wait_submitted(uint64_t serial);  // until the batch of that submit has run
   void free_now(VkBuffer b, VkDeviceMemory m);  // after its fence: read timestamps, free per-batch objects
   // Inserts a barrier when an access overlaps a pending one (the accesses are all copies or all
   // dispatches), then adds them to the pending set.
@@ -171,6 +182,16 @@ class Recorder {
   bool copies_unordered_ = false, saved_copies_unordered_ = false;
   bool wide_barriers_ = false;  // DM_VULKAN_BARRIERS=wide: every barrier full, as before
   std::unique_ptr<VulkanBuffer> readback_;
+  // Submits are numbered 1, 2, ...; completed_: the highest whose fence was seen signalled.
+  uint64_t submitted_ = 0, completed_ = 0;
+  struct Ticket {
+    uint64_t id, serial;  // serial: the submit that carries its copy
+    size_t slot, bytes;
+  };
+  std::deque<Ticket> tickets_;  // started, not yet waited for; oldest first
+  std::unique_ptr<VulkanBuffer> ring_;  // kSlots × kSlotBytes, host-visible (BufferKind::Readback)
+  uint64_t next_ticket_ = 1;
+  size_t next_slot_ = 0;
   bool profiling_ = false, profile_grid_ = false;
   std::map<std::string, KernelTime> times_;
   RecorderStats stats_;

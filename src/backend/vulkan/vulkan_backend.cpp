@@ -33,6 +33,13 @@ VulkanBackend::VulkanBackend(int device)
     rec_->set_profiling(true);
     rec_->set_profile_grid(true);
   }
+  // DM_VULKAN_ASYNC_DOWNLOAD=0: download_start downloads at once (Backend's default), so greedy
+  // decoding submits, waits, submits; 1 (the default): the copy is enqueued and not waited for.
+  if (const char* e = std::getenv("DM_VULKAN_ASYNC_DOWNLOAD"); e && *e) {
+    if (std::strcmp(e, "0") != 0 && std::strcmp(e, "1") != 0)
+      fail("[vulkan] DM_VULKAN_ASYNC_DOWNLOAD=", e, ": expected 0 or 1");
+    async_download_ = e[0] == '1';
+  }
 }
 VulkanBackend::~VulkanBackend() {
   try {
@@ -67,6 +74,23 @@ void VulkanBackend::download(const Buffer& src, size_t offset, void* dst, size_t
     fail("[vulkan] download of ", bytes, " bytes at offset ", offset, " runs past a ", src.bytes(),
          "-byte buffer");
   rec_->download(vbuf(const_cast<Buffer&>(src), "download"), offset, dst, bytes);
+}
+
+static_assert(Recorder::kSlotBytes >= Backend::kAsyncDownloadMax, "a ring slot holds any download_start");
+
+uint64_t VulkanBackend::download_start(const Buffer& src, size_t offset, size_t bytes) {
+  if (!async_download_) return Backend::download_start(src, offset, bytes);
+  if (bytes > kAsyncDownloadMax)
+    fail("[vulkan] download_start: ", bytes, " bytes, at most ", kAsyncDownloadMax);
+  if (offset > src.bytes() || bytes > src.bytes() - offset)
+    fail("[vulkan] download_start of ", bytes, " bytes at offset ", offset, " runs past a ",
+         src.bytes(), "-byte buffer");
+  return rec_->download_start(vbuf(const_cast<Buffer&>(src), "download_start"), offset, bytes);
+}
+
+void VulkanBackend::download_wait(uint64_t ticket, void* dst) {
+  if (!async_download_) return Backend::download_wait(ticket, dst);
+  rec_->download_wait(ticket, dst);
 }
 
 VulkanBuffer& VulkanBackend::vbuf(Buffer& b, const char* what) {

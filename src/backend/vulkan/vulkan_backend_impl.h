@@ -98,6 +98,10 @@ class VulkanBackend final : public Backend {
   }
   void upload(Buffer& dst, size_t offset, const void* src, size_t bytes) override;
   void download(const Buffer& src, size_t offset, void* dst, size_t bytes) override;
+  // Not waiting (Recorder::download_start, async_download.cpp) unless DM_VULKAN_ASYNC_DOWNLOAD=0:
+  // then Backend's default (at once), for the A/B.
+  uint64_t download_start(const Buffer& src, size_t offset, size_t bytes) override;
+  void download_wait(uint64_t ticket, void* dst) override;
   void synchronize() override { rec_->finish(); }
 
   // Prompt kernels (vulkan_gemm.cpp, vulkan_scan.cpp, vulkan_kernels.cpp).
@@ -301,6 +305,7 @@ class VulkanBackend final : public Backend {
   uint32_t lb_tickets_ = 0;  // look-back tickets handed out so far (the device counter's value)
   uint32_t lb_epoch_ = 1;    // the next look-back dispatch's flag tag
   std::string profile_path_;  // DM_VULKAN_PROFILE: where the destructor appends the profile
+  bool async_download_ = true;  // DM_VULKAN_ASYNC_DOWNLOAD (constructor)
 };
 
 }  // namespace dm::vk
