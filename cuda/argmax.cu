@@ -6,6 +6,7 @@
 // topk_indices and of the CPU backend); then a warp and a block maximum. 50,280 logits are ~13
 // 16-byte loads a thread from L2, where the LM head GEMV just wrote them.
 #include "common.cuh"
+#include "fused_step.cuh"
 
 namespace dm::cuda {
 namespace {
@@ -22,6 +23,8 @@ template <bool kVec>
 __global__ void __launch_bounds__(kBlock) argmax_kernel(ArgmaxParams p, const float* __restrict__ x,
                                                         int32_t* __restrict__ idx) {
   __shared__ uint64_t warp_best[kBlock / 32];
+  pdl_wait();  // launched early (PDL) behind the LM head: its logits are complete from here
+  pdl_trigger();
   uint64_t best = 0;  // below every element's key: its low half is 2^32 - 1 - i > 0
   uint32_t tail = 0;  // where the one-by-one reads start
   if constexpr (kVec) {
@@ -53,11 +56,9 @@ __global__ void __launch_bounds__(kBlock) argmax_kernel(ArgmaxParams p, const fl
 }  // namespace
 
 cudaError_t launch_argmax(const ArgmaxParams& p, const float* x, int32_t* idx, cudaStream_t s) {
-  if (reinterpret_cast<uintptr_t>(x) % 16 == 0)
-    argmax_kernel<true><<<1, kBlock, 0, s>>>(p, x, idx);
-  else
-    argmax_kernel<false><<<1, kBlock, 0, s>>>(p, x, idx);
-  return cudaGetLastError();
+  // With PDL (fused_step.cuh) its launch overlaps the LM head GEMV before it.
+  if (reinterpret_cast<uintptr_t>(x) % 16 == 0) return launch_pdl(argmax_kernel<true>, 1, kBlock, 0, s, p, x, idx);
+  return launch_pdl(argmax_kernel<false>, 1, kBlock, 0, s, p, x, idx);
 }
 
 }  // namespace dm::cuda

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend_cache.h"
 #include "core/error.h"
 #ifdef DM_HAVE_VULKAN
 #include "backend/vulkan/vulkan_backend.h"
@@ -27,12 +28,6 @@ namespace dm {
 namespace {
 
 #ifdef DM_HAVE_VULKAN
-bool have_vulkan() {
-  for (const BackendInfo& b : list_backends())
-    if (b.name == "vulkan" && b.available) return true;
-  return false;
-}
-
 // A fresh Vulkan backend with DM_VULKAN_ASYNC_DOWNLOAD = mode (read by its constructor).
 std::unique_ptr<Backend> vulkan_with(const char* mode) {
   setenv("DM_VULKAN_ASYNC_DOWNLOAD", mode, 1);
@@ -82,7 +77,7 @@ std::vector<uint8_t> wait_bytes(Backend& be, uint64_t ticket, size_t n) {
 }
 
 TEST(BackendRecord, VulkanAsyncDownloadMatchesDownload) {
-  if (!have_vulkan()) GTEST_SKIP() << "no Vulkan device";
+  if (!test::backend_available("vulkan")) GTEST_SKIP() << "no Vulkan device";
   for (const char* mode : kModes) {
     auto be = vulkan_with(mode);
     Rows r(*be);
@@ -107,7 +102,7 @@ TEST(BackendRecord, VulkanAsyncDownloadMatchesDownload) {
 // overwrite y and x) come later on the queue. Up to five outstanding while later work is
 // submitted; 300 rounds wrap the ring (256 slots).
 TEST(BackendRecord, VulkanAsyncDownloadOrderAndRunAhead) {
-  if (!have_vulkan()) GTEST_SKIP() << "no Vulkan device";
+  if (!test::backend_available("vulkan")) GTEST_SKIP() << "no Vulkan device";
   constexpr int kSteps = 300, kAhead = 5;
   for (const char* mode : kModes) {
     auto be = vulkan_with(mode);
@@ -130,9 +125,10 @@ TEST(BackendRecord, VulkanAsyncDownloadOrderAndRunAhead) {
         out.pop_front();
         std::vector<float> got(16);
         be->download_wait(ticket, got.data());
-        if (step % 7 == 0)
+        if (step % 7 == 0) {
           ASSERT_EQ(std::memcmp(got.data(), want[size_t(step)].data(), 64), 0)
               << "mode " << mode << " step " << step;
+        }
       }
     }
   }
@@ -142,7 +138,7 @@ TEST(BackendRecord, VulkanAsyncDownloadOrderAndRunAhead) {
 // replay followed by download_start of its result; the host takes the previous step's result
 // while the next step is queued. Same values as the same chain run eagerly with downloads.
 TEST(BackendRecord, VulkanAsyncDownloadAfterReplaysRunAhead) {
-  if (!have_vulkan()) GTEST_SKIP() << "no Vulkan device";
+  if (!test::backend_available("vulkan")) GTEST_SKIP() << "no Vulkan device";
   constexpr int kSteps = 12;
   for (const char* mode : kModes) {
     auto be = vulkan_with(mode);
@@ -189,7 +185,7 @@ TEST(BackendRecord, VulkanAsyncDownloadAfterReplaysRunAhead) {
 }
 
 TEST(BackendRecord, VulkanAsyncDownloadErrors) {
-  if (!have_vulkan()) GTEST_SKIP() << "no Vulkan device";
+  if (!test::backend_available("vulkan")) GTEST_SKIP() << "no Vulkan device";
   for (const char* mode : kModes) {
     auto be = vulkan_with(mode);
     Rows r(*be);
@@ -243,7 +239,7 @@ TEST(BackendRecord, VulkanAsyncDownloadErrors) {
 
 // The backend (and its buffers) go while tickets are outstanding, after a replay too.
 TEST(BackendRecord, VulkanAsyncDownloadBackendGoesWithTicketsOutstanding) {
-  if (!have_vulkan()) GTEST_SKIP() << "no Vulkan device";
+  if (!test::backend_available("vulkan")) GTEST_SKIP() << "no Vulkan device";
   for (const char* mode : kModes) {
     auto be = vulkan_with(mode);
     auto r = std::make_unique<Rows>(*be);

@@ -21,12 +21,6 @@ namespace dm {
 namespace {
 
 #ifdef DM_HAVE_VULKAN
-bool have_vulkan() {
-  for (const BackendInfo& b : list_backends())
-    if (b.name == "vulkan" && b.available) return true;
-  return false;
-}
-
 uint64_t submits(const Backend& be) {
   VulkanStats s;
   EXPECT_TRUE(vulkan_stats(be, &s));
@@ -59,7 +53,7 @@ std::vector<float> input(int step) {
 class VulkanReplayFold : public ::testing::TestWithParam<const char*> {
  protected:
   void SetUp() override {
-    if (!have_vulkan()) GTEST_SKIP() << "no Vulkan device";
+    if (!test::backend_available("vulkan")) GTEST_SKIP() << "no Vulkan device";
     setenv("DM_VULKAN_REPLAY_FOLD", GetParam(), 1);  // read when the step is recorded
   }
   void TearDown() override { unsetenv("DM_VULKAN_REPLAY_FOLD"); }

@@ -69,6 +69,16 @@ void check_vector(const char* kernel, const char* name, const Tensor& t, int64_t
          "): 1 x ", n, ", or ", n, " x 1 with stride 1");
 }
 
+// A valid F32 vector of any length (1 x n, or n x 1 with stride 1); returns n.
+int64_t check_f32_vector(const char* kernel, const char* name, const Tensor& t,
+                         const std::string& why) {
+  check_view(kernel, name, t);
+  check_dtype(kernel, name, t, DType::F32);
+  const int64_t n = t.rows * t.cols;
+  check_vector(kernel, name, t, n, why);
+  return n;
+}
+
 // Activation matrix: F32, rows x cols, any stride >= cols.
 void check_act(const char* kernel, const char* name, const Tensor& t, int64_t rows, int64_t cols,
                const std::string& why) {
@@ -261,10 +271,7 @@ DtImportanceParams make_dt_importance_params(const Tensor& delta, const Tensor& 
 TopkIndicesParams make_topk_indices_params(const Tensor& scores, int64_t n_candidates, int64_t k,
                                            const Tensor& idx) {
   const char* kn = "topk_indices";
-  check_view(kn, "scores", scores);
-  check_dtype(kn, "scores", scores, DType::F32);
-  const int64_t L = scores.rows * scores.cols;
-  check_vector(kn, "scores", scores, L, "L scores");
+  const int64_t L = check_f32_vector(kn, "scores", scores, "L scores");
   if (n_candidates < 0 || n_candidates > L)
     fail("[topk_indices] scores ", scores.describe(), ": n_candidates = ", n_candidates,
          " must lie in [0, L = ", L, "]");
@@ -308,10 +315,7 @@ GatherRowsParams make_gather_rows_params(const Tensor& src, const Tensor& idx, c
 
 ArgmaxParams make_argmax_params(const Tensor& x, int64_t n, const Tensor& idx) {
   const char* k = "argmax";
-  check_view(k, "x", x);
-  check_dtype(k, "x", x, DType::F32);
-  const int64_t len = x.rows * x.cols;
-  check_vector(k, "x", x, len, "a vector of values");
+  const int64_t len = check_f32_vector(k, "x", x, "a vector of values");
   if (n < 1 || n > len)
     fail("[argmax] x ", x.describe(), ": n = ", n, " must lie in [1, ", len, "]");
   if (n > std::numeric_limits<int32_t>::max())

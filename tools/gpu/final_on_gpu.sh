@@ -67,7 +67,7 @@ if has scan; then
   grep -h "selective_scan" "$out/scan_cuda.md" "$out/scan_vulkan.md" | head -40
 fi
 if has bench || has bench130m; then
-  timeout 110 "$dm" bench --shape 130m --backend cuda,vulkan -p 4096,16384 -n 64 -r 3 --deci passkey-130m \
+  timeout 130 "$dm" bench --shape 130m --backend cuda,vulkan -p 4096,16384 -n 64 -r 3 --deci passkey-130m --pick both \
     --json "$out/bench_130m.json" --force > "$out/bench_130m.md" 2>&1; echo "bench 130m exit $?"
   grep "^| cuda\|^| vulkan" "$out/bench_130m.md"
 fi
