@@ -72,7 +72,7 @@ if has bench || has bench130m; then
   grep "^| cuda\|^| vulkan" "$out/bench_130m.md"
 fi
 if has bench || has bench2.8b; then
-  timeout 320 "$dm" bench --shape 2.8b --backend cuda,vulkan -p 4096 -n 16 -r 2 --deci-layers 22 --deci-L-base 2000 \
+  timeout 320 "$dm" bench --shape 2.8b --backend cuda,vulkan -p 4096 -n 16 -r 2 --deci-layers 22 --deci-L-base 2000 --pick both \
     --json "$out/bench_2.8b.json" --force > "$out/bench_2.8b.md" 2>&1; echo "bench 2.8b exit $?"
   grep "^| cuda\|^| vulkan" "$out/bench_2.8b.md"
 fi
