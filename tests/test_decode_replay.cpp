@@ -232,6 +232,19 @@ TEST_P(DecodeReplay, GreedyStepsRunAhead) {
   for (int i = 0; i < Executor::kGreedyAhead; ++i) b.greedy_enqueue(0, *sb, V);
   EXPECT_THROW(b.greedy_enqueue(-1, *sb, V), Error) << what;
   while (b.greedy_outstanding() > 0) b.greedy_take();
+  // An executor destroyed with picks outstanding leaves none behind on the backend: the next
+  // executor's picks are its own.
+  {
+    Executor c(*backend, *model);
+    auto sc = c.new_state();
+    c.prefill(prompt, *sc);
+    c.greedy_enqueue(first, *sc, V);
+    c.greedy_enqueue(-1, *sc, V);
+  }
+  Executor d(*backend, *model);
+  auto sd = d.new_state();
+  d.prefill(prompt, *sd);
+  EXPECT_EQ(d.step_greedy(first, *sd, V), one_by_one[1]) << what;
 }
 
 std::vector<Param> params() {

@@ -79,7 +79,14 @@ Executor::Executor(Backend& backend, const Model& model, DecimationConfig decima
   }
 }
 
-Executor::~Executor() = default;
+Executor::~Executor() {
+  // Picks still outstanding are the backend's tickets too (waited for oldest first): take them,
+  // so a later executor on the same backend starts with none of this one's.
+  try {
+    while (!pending_picks_.empty()) greedy_take();
+  } catch (...) {  // a failed device: nothing more to do here
+  }
+}
 
 void Executor::set_step_replay(bool on) {
   step_replay_ = on;
