@@ -1,12 +1,15 @@
 // Tokenizer, streaming detokenisation and sampling.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <numeric>
+#include <random>
 #include <regex>
+#include <tuple>
 
 #include "core/error.h"
 #include "text/sampler.h"
@@ -270,6 +273,80 @@ TEST(TextSampler, GreedyMeansPlainArgmax) {
   dm::SamplerConfig hot;
   hot.temperature = 0.7f;
   EXPECT_FALSE(dm::Sampler(hot).greedy());
+}
+
+// The sampler as first written (a comparison sort of every candidate), for finite logits: the
+// radix-sorted path (top-k off) and the top-k path must draw the same tokens from the same seed.
+int32_t reference_sample(const std::vector<float>& logits, const dm::SamplerConfig& cfg,
+                         std::mt19937_64& rng) {
+  const int64_t n = int64_t(logits.size());
+  std::vector<int32_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  int64_t keep = cfg.top_k > 0 && cfg.top_k < n ? cfg.top_k : n;
+  std::partial_sort(order.begin(), order.begin() + keep, order.end(), [&](int32_t a, int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  });
+  order.resize(keep);
+  const double inv_t = 1.0 / double(cfg.temperature), top = double(logits[order[0]]) * inv_t;
+  std::vector<double> p(keep);
+  double sum = 0;
+  for (int64_t i = 0; i < keep; ++i) sum += p[i] = std::exp(double(logits[order[i]]) * inv_t - top);
+  for (double& x : p) x /= sum;
+  if (cfg.top_p < 1.f) {
+    double cum = 0;
+    int64_t cut = keep;
+    for (int64_t i = 0; i < keep; ++i)
+      if ((cum += p[i]) >= double(cfg.top_p)) {
+        cut = i + 1;
+        break;
+      }
+    p.resize(cut);
+    order.resize(cut);
+  }
+  std::discrete_distribution<int64_t> pick(p.begin(), p.end());
+  return order[pick(rng)];
+}
+
+TEST(TextSampler, SameDrawsAsTheComparisonSort) {
+  std::mt19937 g(11);
+  std::normal_distribution<float> nd(0.f, 2.f);
+  std::vector<float> v(5003);
+  for (float& x : v) x = std::round(nd(g) * 8.f) / 8.f;  // many ties, ±0 among them
+  v[17] = -0.f;
+  v[18] = 0.f;
+  for (const auto& [k, top_p, t] : std::vector<std::tuple<int, float, float>>{
+           {0, 1.f, 1.f}, {0, 0.9f, 0.8f}, {0, 0.5f, 2.f}, {40, 0.95f, 0.8f}, {5003, 1.f, 0.7f}}) {
+    dm::SamplerConfig cfg;
+    cfg.temperature = t;
+    cfg.top_k = k;
+    cfg.top_p = top_p;
+    cfg.seed = 5;
+    dm::Sampler s(cfg);
+    std::mt19937_64 rng(cfg.seed);
+    for (int i = 0; i < 200; ++i) {
+      v[size_t(i * 37) % v.size()] += 0.125f;  // a slightly different distribution each draw
+      ASSERT_EQ(s.sample(v, {}), reference_sample(v, cfg, rng)) << "top_k " << k << " top_p " << top_p
+                                                                 << " draw " << i;
+    }
+  }
+}
+
+TEST(TextSampler, NonFiniteLogitsNeverCrashOrWin) {
+  const float nan = std::nanf(""), inf = INFINITY;
+  for (int k : {0, 2}) {
+    dm::SamplerConfig cfg;
+    cfg.temperature = 1.f;
+    cfg.top_k = k;
+    dm::Sampler s(cfg);
+    for (int i = 0; i < 50; ++i) {
+      const int32_t a = s.sample({nan, 1.f, nan, 2.f, nan}, {});
+      EXPECT_TRUE(a == 1 || a == 3) << a;
+      EXPECT_EQ(s.sample({nan, nan, nan}, {}), 0);          // nothing to weigh: the first
+      EXPECT_EQ(s.sample({-inf, -inf, -inf}, {}), 0);
+      const int32_t b = s.sample({1.f, inf, 3.f, inf}, {});  // the infinite ones share the mass
+      EXPECT_TRUE(b == 1 || b == 3) << b;
+    }
+  }
 }
 
 TEST(TextSampler, TemperatureZeroIsArgmax) {

@@ -30,7 +30,15 @@ class Sampler {
  private:
   SamplerConfig cfg_;
   std::mt19937_64 rng_;
-  std::vector<float> work_;  // the logits as penalised, reused from call to call
+  // Sorts every candidate into order_ (sampler.cpp).
+  void sort_by_logit(const float* logits, int64_t n);
+
+  // Reused from call to call: the logits as penalised, the candidates in order, their
+  // probabilities, the radix sort's keys and scratch.
+  std::vector<float> work_;
+  std::vector<int32_t> order_, scratch_;
+  std::vector<double> probs_;
+  std::vector<uint32_t> keys_;
 };
 
 // Index of the largest logit; ties: the lowest index.
