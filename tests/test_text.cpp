@@ -315,7 +315,8 @@ TEST(TextSampler, SameDrawsAsTheComparisonSort) {
   v[17] = -0.f;
   v[18] = 0.f;
   for (const auto& [k, top_p, t] : std::vector<std::tuple<int, float, float>>{
-           {0, 1.f, 1.f}, {0, 0.9f, 0.8f}, {0, 0.5f, 2.f}, {40, 0.95f, 0.8f}, {5003, 1.f, 0.7f}}) {
+           {0, 1.f, 1.f}, {0, 0.9f, 0.8f}, {0, 0.5f, 2.f}, {40, 0.95f, 0.8f}, {5003, 1.f, 0.7f},
+           {0, 0.99999994f, 1.f}, {0, 0.9f, 0.05f}, {0, 0.999f, 30.f}}) {
     dm::SamplerConfig cfg;
     cfg.temperature = t;
     cfg.top_k = k;

@@ -60,34 +60,67 @@ bool has_nan(const float* x, int64_t n) {
 
 }  // namespace
 
-// order_ ← every position 0 .. n-1, by logit descending, ties the lower position first, NaN
-// last (-0 == +0): a stable LSD radix sort (four byte passes) over an order-preserving key of
-// each logit, so equal keys keep their ascending positions. The same order as the comparison
-// the top-k path sorts by, in O(n): with top-k off a 50K vocabulary took ~7 ms a token sorted
-// by comparisons (std::partial_sort over all of it) on the build machine.
-void Sampler::sort_by_logit(const float* logits, int64_t n) {
-  keys_.resize(size_t(n));
-  for (int64_t i = 0; i < n; ++i) {
-    float f = logits[i];
+// order_ (positions in ascending order) ← the same positions by logit descending, ties the
+// lower position first, NaN last (-0 == +0): a stable LSD radix sort (four byte passes) over an
+// order-preserving key of each logit, so equal keys keep their ascending positions. The order
+// the top-k path's comparison sort gives, in O(n): with top-k off a 50K vocabulary took ~7 ms a
+// token sorted by comparisons (std::partial_sort over all of it) on the build machine.
+void Sampler::sort_by_logit(const float* logits) {
+  std::vector<int32_t>& order = order_;
+  if (order.size() <= 256) {  // few: a comparison sort is cheaper than four passes
+    std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
+      const float la = logits[a], lb = logits[b];
+      const bool na = std::isnan(la), nb = std::isnan(lb);
+      if (na != nb) return nb;
+      return (!na && la != lb) ? la > lb : a < b;
+    });
+    return;
+  }
+  keys_.resize(order.size());
+  for (size_t j = 0; j < order.size(); ++j) {
+    float f = logits[order[j]];
     uint32_t b = 0;
     if (!std::isnan(f)) {
       if (f == 0.f) f = 0.f;  // -0 ties with +0
       std::memcpy(&b, &f, sizeof(b));
       b = (b & 0x80000000u) ? ~b : (b | 0x80000000u);  // NaN stays 0: below -inf's key
     }
-    keys_[size_t(i)] = b;
+    keys_[j] = b;
   }
-  std::vector<int32_t>& order = order_;
-  order.resize(size_t(n));
-  std::iota(order.begin(), order.end(), 0);
-  scratch_.resize(size_t(n));
-  for (int shift = 0; shift < 32; shift += 8) {
+  // Sort (key, position) pairs by key: the keys travel with their positions.
+  pairs_.resize(order.size());
+  for (size_t j = 0; j < order.size(); ++j) pairs_[j] = (uint64_t(keys_[j]) << 32) | uint32_t(order[j]);
+  scratch_.resize(order.size());
+  for (int shift = 32; shift < 64; shift += 8) {
     size_t start[257] = {};
-    for (int32_t i : order) ++start[256 - ((keys_[size_t(i)] >> shift) & 255u)];  // descending
+    for (uint64_t v : pairs_) ++start[256 - ((v >> shift) & 255u)];  // descending
     for (int b = 1; b <= 256; ++b) start[b] += start[b - 1];
-    for (int32_t i : order) scratch_[start[255 - ((keys_[size_t(i)] >> shift) & 255u)]++] = i;
-    order.swap(scratch_);
+    for (uint64_t v : pairs_) scratch_[start[255 - ((v >> shift) & 255u)]++] = v;
+    pairs_.swap(scratch_);
   }
+  for (size_t j = 0; j < order.size(); ++j) order[j] = int32_t(uint32_t(pairs_[j]));
+}
+
+// Top-k off, top-p on: order_ ← only the candidates whose weight exp(l / T − top / T) is at
+// least 2^-57 (the exponent ≥ −39.5), sorted as sort_by_logit would. The others add nothing to
+// the softmax's sum: it is at least 1 (the top's own weight), so a term under half its last
+// place (2^-53) leaves it unchanged, and a smaller term after it too; and they lie past any
+// nucleus cut, since all of them together weigh < 2^-41 of the mass while a float top_p < 1 is
+// at most 1 − 2^-24. So the draw is the full sort's, bit for bit, over a few hundred
+// candidates of a trained model instead of the whole vocabulary. False (order_ untouched) where
+// the top logit is not finite: the full path handles those.
+bool Sampler::nucleus_candidates(const float* logits, int64_t n) {
+  float lead = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i)
+    if (logits[i] > lead) lead = logits[i];  // NaN never wins
+  if (!std::isfinite(lead)) return false;
+  const double inv_t = 1.0 / double(cfg_.temperature), top = double(lead) * inv_t;
+  std::vector<int32_t>& order = order_;
+  order.clear();
+  for (int64_t i = 0; i < n; ++i)
+    if (double(logits[i]) * inv_t - top >= -39.5) order.push_back(int32_t(i));  // NaN fails it
+  sort_by_logit(logits);
+  return true;
 }
 
 bool Sampler::greedy() const {
@@ -143,8 +176,12 @@ int32_t Sampler::sample(const std::vector<float>& raw, const std::vector<int32_t
     else
       std::partial_sort(order.begin(), order.begin() + keep, order.end(), by_logit);
     order.resize(size_t(keep));
+  } else if (cfg_.top_p < 1.f && nucleus_candidates(logits.data(), n)) {
+    keep = int64_t(order_.size());  // top-k off, top-p on: only those that can carry mass
   } else {
-    sort_by_logit(logits.data(), n);  // every candidate (top-k off): a radix sort, ~10× a comparison sort
+    order.resize(size_t(n));  // every candidate (top-k off)
+    std::iota(order.begin(), order.end(), 0);
+    sort_by_logit(logits.data());
   }
 
   // Softmax at the temperature, in double: the survivors' probabilities. A NaN logit weighs

@@ -30,15 +30,17 @@ class Sampler {
  private:
   SamplerConfig cfg_;
   std::mt19937_64 rng_;
-  // Sorts every candidate into order_ (sampler.cpp).
-  void sort_by_logit(const float* logits, int64_t n);
+  // Sorts the candidates in order_ by logit; (top-p) keeps only those that can carry mass.
+  void sort_by_logit(const float* logits);
+  bool nucleus_candidates(const float* logits, int64_t n);
 
   // Reused from call to call: the logits as penalised, the candidates in order, their
   // probabilities, the radix sort's keys and scratch.
   std::vector<float> work_;
-  std::vector<int32_t> order_, scratch_;
+  std::vector<int32_t> order_;
   std::vector<double> probs_;
   std::vector<uint32_t> keys_;
+  std::vector<uint64_t> pairs_, scratch_;
 };
 
 // Index of the largest logit; ties: the lowest index.
