@@ -316,7 +316,8 @@ TEST(TextSampler, SameDrawsAsTheComparisonSort) {
   v[18] = 0.f;
   for (const auto& [k, top_p, t] : std::vector<std::tuple<int, float, float>>{
            {0, 1.f, 1.f}, {0, 0.9f, 0.8f}, {0, 0.5f, 2.f}, {40, 0.95f, 0.8f}, {5003, 1.f, 0.7f},
-           {0, 0.99999994f, 1.f}, {0, 0.9f, 0.05f}, {0, 0.999f, 30.f}}) {
+           {0, 0.99999994f, 1.f}, {0, 0.9f, 0.05f}, {0, 0.999f, 30.f}, {1, 1.f, 1.f},
+           {2, 1.f, 3.f}, {17, 1.f, 0.5f}, {5002, 0.9f, 1.f}, {64, 1.f, 40.f}}) {
     dm::SamplerConfig cfg;
     cfg.temperature = t;
     cfg.top_k = k;
@@ -346,6 +347,8 @@ TEST(TextSampler, NonFiniteLogitsNeverCrashOrWin) {
       EXPECT_EQ(s.sample({-inf, -inf, -inf}, {}), 0);
       const int32_t b = s.sample({1.f, inf, 3.f, inf}, {});  // the infinite ones share the mass
       EXPECT_TRUE(b == 1 || b == 3) << b;
+      const int32_t c = s.sample({1.f, 2.f, nan, 5.f, nan, 3.f, nan}, {});  // NaN past the first k
+      EXPECT_TRUE(k == 0 ? (c == 0 || c == 1 || c == 3 || c == 5) : (c == 3 || c == 5)) << c;
     }
   }
 }

@@ -33,6 +33,7 @@ class Sampler {
   // Sorts the candidates in order_ by logit; (top-p) keeps only those that can carry mass.
   void sort_by_logit(const float* logits);
   bool nucleus_candidates(const float* logits, int64_t n);
+  void select_top_k(const float* logits, int64_t n, int64_t k);
 
   // Reused from call to call: the logits as penalised, the candidates in order, their
   // probabilities, the radix sort's keys and scratch.
