@@ -58,6 +58,17 @@ bool has_nan(const float* x, int64_t n) {
   return *std::max_element(m, m + 8) > 0x7f800000u;  // above +inf's pattern: a NaN
 }
 
+// Whether position a ranks before position b: the higher logit, ties the lower position, NaN
+// after every number (a strict weak order, unlike `>` with NaN among the values).
+auto better_nan_last(const float* x) {
+  return [x](int32_t a, int32_t b) {
+    const float la = x[a], lb = x[b];
+    const bool na = std::isnan(la), nb = std::isnan(lb);
+    if (na != nb) return nb;
+    return (!na && la != lb) ? la > lb : a < b;
+  };
+}
+
 }  // namespace
 
 // order_ (positions in ascending order) ← the same positions by logit descending, ties the
@@ -68,12 +79,7 @@ bool has_nan(const float* x, int64_t n) {
 void Sampler::sort_by_logit(const float* logits) {
   std::vector<int32_t>& order = order_;
   if (order.size() <= 256) {  // few: a comparison sort is cheaper than four passes
-    std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
-      const float la = logits[a], lb = logits[b];
-      const bool na = std::isnan(la), nb = std::isnan(lb);
-      if (na != nb) return nb;
-      return (!na && la != lb) ? la > lb : a < b;
-    });
+    std::sort(order.begin(), order.end(), better_nan_last(logits));
     return;
   }
   keys_.resize(order.size());
@@ -200,12 +206,7 @@ int32_t Sampler::sample(const std::vector<float>& raw, const std::vector<int32_t
       order.resize(size_t(n));
       std::iota(order.begin(), order.end(), 0);
       std::partial_sort(order.begin(), order.begin() + keep, order.end(),
-                        [&](int32_t a, int32_t b) {
-                          const float la = logits[a], lb = logits[b];
-                          const bool na = std::isnan(la), nb = std::isnan(lb);
-                          if (na != nb) return nb;
-                          return (!na && la != lb) ? la > lb : a < b;
-                        });
+                        better_nan_last(logits.data()));
       order.resize(size_t(keep));
     } else {
       select_top_k(logits.data(), n, keep);
