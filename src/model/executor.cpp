@@ -311,8 +311,8 @@ Executor::StepTensors Executor::run_step(int32_t token, SequenceState& state, in
   Backend& be = backend_;
   const StepTensors t = step_tensors();  // before any recording: nothing grows while recording
   // A greedy step leaves its pick in t.ids: the next step of a greedy loop needs no upload
-  // (token -1: the pick itself, whatever it is).
-  if (token == -1) {
+  // (token -1, for a greedy step only: the pick itself, whatever it is).
+  if (token == -1 && greedy_n > 0) {
     if (!ids_hold_pick_)
       fail("[greedy_enqueue] token -1 (the previous pick) but the step before was not greedy");
   } else {
@@ -353,7 +353,6 @@ Executor::StepTensors Executor::run_step(int32_t token, SequenceState& state, in
 }
 
 void Executor::step(int32_t token, SequenceState& state, std::vector<float>& logits) {
-  if (token < 0) check_tokens({token}, config_.padded_vocab);  // -1 means something to greedy only
   const StepTensors t = run_step(token, state, -1);
   logits.resize(static_cast<size_t>(config_.padded_vocab));  // no reallocation once sized
   backend_.download(*t.logits.buf, t.logits.offset, logits.data(), logits.size() * sizeof(float));

@@ -82,7 +82,8 @@ void Sampler::sort_by_logit(const float* logits) {
     std::sort(order.begin(), order.end(), better_nan_last(logits));
     return;
   }
-  keys_.resize(order.size());
+  // Sort (key, position) pairs by key: the keys travel with their positions.
+  pairs_.resize(order.size());
   for (size_t j = 0; j < order.size(); ++j) {
     float f = logits[order[j]];
     uint32_t b = 0;
@@ -91,11 +92,8 @@ void Sampler::sort_by_logit(const float* logits) {
       std::memcpy(&b, &f, sizeof(b));
       b = (b & 0x80000000u) ? ~b : (b | 0x80000000u);  // NaN stays 0: below -inf's key
     }
-    keys_[j] = b;
+    pairs_[j] = (uint64_t(b) << 32) | uint32_t(order[j]);
   }
-  // Sort (key, position) pairs by key: the keys travel with their positions.
-  pairs_.resize(order.size());
-  for (size_t j = 0; j < order.size(); ++j) pairs_[j] = (uint64_t(keys_[j]) << 32) | uint32_t(order[j]);
   scratch_.resize(order.size());
   for (int shift = 32; shift < 64; shift += 8) {
     size_t start[257] = {};

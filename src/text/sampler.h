@@ -36,11 +36,10 @@ class Sampler {
   void select_top_k(const float* logits, int64_t n, int64_t k);
 
   // Reused from call to call: the logits as penalised, the candidates in order, their
-  // probabilities, the radix sort's keys and scratch.
+  // probabilities, the radix sort's (key, position) pairs and scratch.
   std::vector<float> work_;
   std::vector<int32_t> order_;
   std::vector<double> probs_;
-  std::vector<uint32_t> keys_;
   std::vector<uint64_t> pairs_, scratch_;
 };
 

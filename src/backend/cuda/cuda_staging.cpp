@@ -10,10 +10,15 @@
 
 namespace dm::cuda_util {
 
-PinnedStaging::PinnedStaging() {
+namespace {
+// DM_CUDA_PINNED_STAGING=0 turns both kinds of staging off (copies from / to the caller's memory).
+bool staging_allowed() {
   const char* e = std::getenv("DM_CUDA_PINNED_STAGING");
-  enabled_ = !(e && std::strcmp(e, "0") == 0);
+  return !(e && std::strcmp(e, "0") == 0);
 }
+}  // namespace
+
+PinnedStaging::PinnedStaging() : enabled_(staging_allowed()) {}
 
 PinnedStaging::~PinnedStaging() {
   // Errors on the way out are ignored (the runtime may already be unloading).
@@ -77,8 +82,7 @@ PinnedAsyncDownloads::~PinnedAsyncDownloads() {
 bool PinnedAsyncDownloads::ready() {
   if (tried_) return ok_;
   tried_ = true;
-  const char* e = std::getenv("DM_CUDA_PINNED_STAGING");
-  if (e && std::strcmp(e, "0") == 0) return false;
+  if (!staging_allowed()) return false;
   void* h = nullptr;
   if (cudaHostAlloc(&h, kSlots * kSlotBytes, cudaHostAllocMapped | cudaHostAllocPortable) !=
       cudaSuccess) {
