@@ -12,7 +12,8 @@ pack=${2:-.gpupack}
 stage=$(mktemp -d "$PWD/.gpu-stage.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 progs=()
-for p in decimamba decimamba_tests bench_cuda bench_vulkan bench_dispatch; do
+# PROGS="bench_cuda decimamba_tests" bundles only those (a slim pack beside another one).
+for p in ${PROGS:-decimamba decimamba_tests bench_cuda bench_vulkan bench_dispatch}; do
   [ -e "$b/$p" ] && progs+=("$b/$p")
 done
 ../shared/gpu-host/bundle.sh "$stage/.gpu" "${progs[@]}"

@@ -12,16 +12,26 @@
 #   NCU_STALL="v7u ..."      the same launch's stall reasons per issued instruction (≥ 0.05);
 #   SANITIZE="default ..."   compute-sanitizer memcheck and racecheck over CudaBackend.SelectiveScan
 #                            (DM_CUDA_TEST_SMALL=1) per value.
+#   OLD_PACK=.gpupack-old    a second pack (the previous build): BENCH value "old" runs its
+#                            bench_cuda with DM_CUDA_SCAN unset, in the same call.
+#   A BENCH value may carry a round suffix (default@2, old@2): timed again, its own column.
 # PACK names the pack folder (default .gpupack-scan). Logs: one archive in $OUT
 # (scan_logs[_TAG].tgz). STOP_ON_HANG=1: a test run that times out ends the call there (a new
 # kernel that deadlocks would otherwise spend TEST_TIMEOUT per value and then the bench's).
 set -u
 source "$PWD/tools/gpu/unpack.sh"
+olddir=
+if [ -n "${OLD_PACK:-}" ]; then
+  gpu_unpack "$OLD_PACK" || exit 1
+  olddir=$PWD
+  cd - > /dev/null
+fi
 gpu_enter "${PACK:-.gpupack-scan}" || exit 1
 logs=$(mktemp -d)
-with_scan() {  # with_scan VALUE CMD...: CMD with DM_CUDA_SCAN=VALUE ("default": unset)
-  local v=$1; shift
-  if [ "$v" = default ]; then env -u DM_CUDA_SCAN "$@"; else DM_CUDA_SCAN=$v "$@"; fi
+with_scan() {  # with_scan VALUE CMD...: CMD with DM_CUDA_SCAN=VALUE ("default": unset; "old":
+  local v=${1%@*}; shift  # the OLD_PACK's programs, unset)
+  if [ "$v" = old ]; then (cd "$olddir" && env -u DM_CUDA_SCAN "$@")
+  elif [ "$v" = default ]; then env -u DM_CUDA_SCAN "$@"; else DM_CUDA_SCAN=$v "$@"; fi
 }
 for v in ${TESTS:-}; do
   t0=$SECONDS
