@@ -33,7 +33,6 @@
 #include "selective_scan_lookback.cuh"
 #include "selective_scan_v6.cuh"
 #include "selective_scan_v7.cuh"
-#include "selective_scan_v9.cuh"
 
 namespace dm::cuda {
 namespace {
@@ -590,7 +589,6 @@ int scan_variant() {
     if (s == "v6") return 2000;
     if (s.size() == 3 && s[0] == 'v' && s[1] == '6' && s[2] >= 'a' && s[2] <= 'k')
       return 2000 + s[2];
-    if (s == "v9") return 4000;
     if (s == "v7") return 3000;
     if (s.size() == 3 && s[0] == 'v' && s[1] == '7' && s[2] >= 'a' && s[2] <= 'z')
       return 3000 + s[2];
@@ -658,12 +656,9 @@ cudaError_t launch_selective_scan(const SelectiveScanParams& p, const float* u,
                                                                      z, dt_bias, ssm_state, y);
       return cudaGetLastError();
     }
-    // v9 (selective_scan_v9.cu): DM_CUDA_SCAN=v9 (opt-in while it is measured).
-    if (v == 4000 && scan_v9_applies(p, u, delta, B, C, z))
-      return launch_scan_v9(p, u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y, s);
     // v7 (selective_scan_v7.cu): DM_CUDA_SCAN=v7[<letter>], or by default where v7_default.
     // Where it cannot run (no tensor-map encoder, unknown letter) v6 runs instead.
-    if (((v >= 3000 && v < 4000) || (v == 0 && v7_default(p.channels))) &&
+    if ((v >= 3000 || (v == 0 && v7_default(p.channels))) &&
         scan_v7_applies(p, u, delta, B, C, z, y)) {
       const char cfg = v > 3000 ? char(v - 3000) : v == 3000 ? 0 : v7_default(p.channels);
       const cudaError_t e =
