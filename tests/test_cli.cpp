@@ -67,6 +67,26 @@ TEST(CliErrors, BadFlagValues) {
   }
 }
 
+// A numeric flag out of its range is named in one short line that says what it wants (CLI11's
+// own range checks printed the largest double in full: a 300-digit line).
+TEST(CliErrors, NumericFlagErrorsAreOneShortLine) {
+  struct Bad { std::vector<std::string> args; const char* says; };
+  for (const Bad& b : {Bad{{"generate", "-n", "-1", "hi"}, "--max-tokens: must be >= 0, got -1"},
+                       Bad{{"generate", "--top-k", "-3", "hi"}, "--top-k: must be >= 0, got -3"},
+                       Bad{{"generate", "--top-p", "2", "hi"}, "--top-p: must be in [0, 1], got 2"},
+                       Bad{{"generate", "--temperature", "nan", "hi"}, "must be in [0, 100], got nan"},
+                       Bad{{"generate", "--repeat-penalty", "0", "hi"}, "must be > 0, got 0"},
+                       Bad{{"generate", "--deci-L-base", "-5", "hi"}, "must be > 0, got -5"},
+                       Bad{{"passkey", "--lengths", "1024,0"}, "--lengths: must be > 0, got 0"},
+                       Bad{{"generate", "--top-k", "many", "hi"}, "must be a number, got many"},
+                       Bad{{"perplexity", "x", "--window", "1"}, "must be in [2, 1073741824], got 1"}}) {
+    const auto r = run_cli(b.args);
+    EXPECT_EQ(r.code, 2) << b.args[1] << " " << b.args[2] << ": " << r.err;
+    EXPECT_TRUE(has(r.err, b.says)) << r.err;
+    EXPECT_LT(r.err.find('\n'), size_t(120)) << r.err;  // the first line is short
+  }
+}
+
 TEST(CliErrors, UnknownBackend) {
   const auto r = run_cli({"generate", "--backend", "metal", "hi"});
   EXPECT_EQ(r.code, 2);

@@ -290,13 +290,13 @@ RunFn add_bench(CLI::App& app) {
           },
           "LIST"));
   cmd->add_option("--device", o->common.device, "GPU index for vulkan / cuda")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   cmd->add_option("-p,--pp", o->pp, "Prompt lengths to prefill (comma-separated)")
       ->delimiter(',')
       ->capture_default_str();
   cmd->add_option("-n,--tg", o->tg, "Tokens to decode (comma-separated)")->delimiter(',')->capture_default_str();
   cmd->add_option("-r,--reps", o->reps, "Repetitions (after one warm-up run)")
-      ->check(CLI::Range(1, 1000))
+      ->check(between(1, 1000))
       ->capture_default_str();
   cmd->add_option("--replay", o->replay, "Decode as a recorded unit replayed per token: on | off | both")
       ->check(CLI::IsMember({"on", "off", "both"}))
@@ -319,14 +319,14 @@ RunFn add_bench(CLI::App& app) {
   auto* L_base = cmd->add_option_function<double>(
                         "--deci-L-base", [&c](const double& v) { c.deci_L_base = v; },
                         "Tokens the first decimating layer keeps")
-                     ->check(CLI::PositiveNumber);
+                     ->check(kPositive);
   auto* beta = cmd->add_option_function<double>("--deci-beta", [&c](const double& v) { c.deci_beta = v; },
                                                 "Decay of the kept count per decimating layer")
-                   ->check(CLI::Range(0.0, 1.0));
+                   ->check(between(0.0, 1.0));
   auto* min_len = cmd->add_option_function<int64_t>(
                          "--deci-min-seq-len", [&c](const int64_t& v) { c.deci_min_seq_len = v; },
                          "Fewest tokens a decimating layer keeps")
-                      ->check(CLI::NonNegativeNumber);
+                      ->check(kNonNegative);
   auto* off = cmd->add_flag("--no-deci", c.no_deci, "Benchmark decimation off only");
   for (auto* opt : {preset, layers, L_base, beta, min_len}) off->excludes(opt);
 

@@ -156,20 +156,20 @@ RunFn add_erf(CLI::App& app) {
   add_common_options(*cmd, c->common);
   cmd->add_option("--text-file", c->text_file, "Text to prefill");
   cmd->add_option("--tokens", c->tokens, "Prefill N tokens of built-in filler instead")
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   cmd->add_option("--eps", c->eps, "Threshold of the effective span")
-      ->check(CLI::Range(1e-300, 0.999999))
+      ->check(between(1e-300, 0.999999))
       ->capture_default_str();
   cmd->add_option("--json", c->json, "Write the result as JSON to OUT");
   cmd->add_option("--map-layer", c->map_layer, "Layer (0-based) whose attention map --png draws")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   cmd->add_option("--png", c->png, "Write the --map-layer attention map as a PNG heatmap");
   cmd->add_option("--max-map-tokens", c->max_map_tokens, "Longest sequence the map is drawn for")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositive)
       ->capture_default_str();
   cmd->add_option("--channels", c->channels,
                   "Map averaged over N evenly spaced channels (default: every 150th)")
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   cmd->add_flag("--force", c->force, "Overwrite the --json / --png files");
   cmd->add_flag("-q,--quiet", c->quiet, "No progress on stderr");
   return [c] { return run(*c); };

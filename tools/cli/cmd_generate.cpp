@@ -181,22 +181,22 @@ RunFn add_generate(CLI::App& app) {
   auto* prompt = cmd->add_option("prompt", c->prompt, "Prompt text ('-': read stdin)");
   cmd->add_option("--prompt-file", c->prompt_file, "Read the prompt from FILE")->excludes(prompt);
   cmd->add_option("-n,--max-tokens", c->max_tokens, "Most tokens to generate")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kNonNegative)
       ->capture_default_str();
   cmd->add_option("--temperature", c->temperature, "0: greedy")
-      ->check(CLI::Range(0.0, 100.0))
+      ->check(between(0.0, 100.0))
       ->capture_default_str();
   cmd->add_option("--top-k", c->top_k, "Sample from the k likeliest (0: off)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kNonNegative)
       ->capture_default_str();
   cmd->add_option("--top-p", c->top_p, "Nucleus mass (1: off)")
-      ->check(CLI::Range(0.0, 1.0))
+      ->check(between(0.0, 1.0))
       ->capture_default_str();
   cmd->add_option("--repeat-penalty", c->repeat_penalty, "CTRL repetition penalty (1: off)")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositive)
       ->capture_default_str();
   cmd->add_option("--repeat-window", c->repeat_window, "Recent tokens the penalty looks at")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kNonNegative)
       ->capture_default_str();
   cmd->add_option("--seed", c->seed, "Sampling seed (runs are reproducible)")
       ->capture_default_str();
@@ -205,7 +205,7 @@ RunFn add_generate(CLI::App& app) {
       ->allow_extra_args(false);
   cmd->add_option("--max-prompt-tokens", c->max_prompt_tokens,
                   "Refuse prompts longer than this (0: no limit)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   cmd->add_flag("--echo", c->echo, "Print the prompt before the generated text");
   cmd->add_flag("-q,--quiet", c->quiet, "No stats line and no progress bar on stderr");
   cmd->add_option("--trace-json", c->trace_json,

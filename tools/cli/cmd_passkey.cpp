@@ -164,15 +164,15 @@ RunFn add_passkey(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--lengths", c->lengths, "Context lengths in tokens")
       ->delimiter(',')
-      ->check(CLI::PositiveNumber)
+      ->check(kPositive)
       ->capture_default_str();
   cmd->add_option("--keys", c->keys, "Keys per cell")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositive)
       ->capture_default_str();
   cmd->add_option("--filler", c->filler, "Filler text file (default: built-in sentences)");
   cmd->add_option("--seed", c->seed, "Seed of the keys")->capture_default_str();
   cmd->add_option("--max-new-tokens", c->max_new_tokens, "Answer length in tokens")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositive)
       ->capture_default_str();
   cmd->add_option("--json", c->json, "Write cells and samples as JSON to OUT");
   cmd->add_flag("--force", c->force, "Overwrite the --json file");

@@ -109,13 +109,13 @@ RunFn add_perplexity(CLI::App& app) {
   add_common_options(*cmd, c->common);
   cmd->add_option("file", c->file, "Text file")->required();
   cmd->add_option("--window", c->window, "Window length W in tokens")
-      ->check(CLI::Range(int64_t(2), int64_t(1) << 30))
+      ->check(between(2, double(int64_t(1) << 30)))
       ->capture_default_str();
   cmd->add_option("--stride", c->stride, "Tokens between window starts (0: (n - W)/10, min 10)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kNonNegative)
       ->capture_default_str();
   cmd->add_option("--scored", c->scored, "Scored tail tokens per window")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositive)
       ->capture_default_str();
   cmd->add_option("--json", c->json, "Write the result as JSON to OUT");
   cmd->add_flag("--force", c->force, "Overwrite the --json file");

@@ -2,6 +2,7 @@
 
 #include "backend/vulkan/vulkan_backend.h"
 
+#include <charconv>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -11,6 +12,43 @@
 namespace dmcli {
 
 namespace fs = std::filesystem;
+
+namespace {
+
+// The shortest text that reads back as v: 0, 1, 1e-300, 0.999999, 1073741824.
+std::string shortest(double v) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
+}
+
+// A validator of numbers for which ok(x) holds; `want` says which ("must be >= 0").
+template <class Ok>
+CLI::Validator number_check(Ok ok, const std::string& want, const std::string& name) {
+  return CLI::Validator(
+      [ok, want](std::string& text) -> std::string {
+        double v = 0;
+        if (!CLI::detail::lexical_cast(text, v)) return "must be a number, got " + text;
+        return ok(v) ? std::string() : want + ", got " + text;
+      },
+      name);
+}
+
+}  // namespace
+
+CLI::Validator at_least(double lo) {
+  return number_check([lo](double v) { return v >= lo; }, "must be >= " + shortest(lo),
+                      lo == 0 ? "NONNEGATIVE" : ">= " + shortest(lo));
+}
+CLI::Validator above(double lo) {
+  return number_check([lo](double v) { return v > lo; }, "must be > " + shortest(lo),
+                      lo == 0 ? "POSITIVE" : "> " + shortest(lo));
+}
+CLI::Validator between(double lo, double hi) {
+  const std::string range = "in [" + shortest(lo) + ", " + shortest(hi) + "]";
+  return number_check([lo, hi](double v) { return v >= lo && v <= hi; }, "must be " + range,
+                      range);
+}
 
 std::vector<int> parse_layer_list(const std::string& text) {
   std::vector<int> layers;
@@ -48,7 +86,7 @@ void add_common_options(CLI::App& cmd, CommonOptions& o, bool with_backend) {
       ->check(CLI::IsMember({"cpu", "vulkan", "cuda", "auto"}))
       ->capture_default_str();
   cmd.add_option("--device", o.device, "GPU index for vulkan / cuda")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kNonNegative)
       ->capture_default_str();
 
   auto* preset = cmd.add_option("--deci", o.deci_preset, "DeciMamba preset")
@@ -72,19 +110,19 @@ void add_common_options(CLI::App& cmd, CommonOptions& o, bool with_backend) {
   auto* L_base = cmd.add_option_function<double>(
                         "--deci-L-base", [&o](const double& v) { o.deci_L_base = v; },
                         "Tokens the first decimating layer keeps")
-                     ->check(CLI::PositiveNumber);
+                     ->check(kPositive);
   auto* beta = cmd.add_option_function<double>(
                       "--deci-beta", [&o](const double& v) { o.deci_beta = v; },
                       "Decay of the kept count per decimating layer")
-                   ->check(CLI::Range(0.0, 1.0));
+                   ->check(between(0.0, 1.0));
   auto* min_len = cmd.add_option_function<int64_t>(
                          "--deci-min-seq-len", [&o](const int64_t& v) { o.deci_min_seq_len = v; },
                          "Fewest tokens a decimating layer keeps")
-                      ->check(CLI::NonNegativeNumber);
+                      ->check(kNonNegative);
   auto* off = cmd.add_flag("--no-deci", o.no_deci, "Run vanilla Mamba (no decimation)");
   cmd.add_option("--deci-protect-tail", o.protect_tail,
                  "Last prompt tokens never decimated (the authors' generate(): 1)")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositive)
       ->capture_default_str();
   cmd.add_flag("--profile", o.profile,
                "Print per-kernel device times at the end (Vulkan timestamp queries)");

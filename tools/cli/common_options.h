@@ -18,6 +18,15 @@
 
 namespace dmcli {
 
+// Checks for numeric flags that fail with one short line ("--top-k: must be >= 0, got -3"):
+// CLI11 2.1's NonNegativeNumber / PositiveNumber print their upper bound, the largest double, in
+// full (a 300-digit number), and its Range prints doubles with six decimals. NaN fails all.
+CLI::Validator at_least(double lo);            // x >= lo
+CLI::Validator above(double lo);               // x > lo
+CLI::Validator between(double lo, double hi);  // lo <= x <= hi
+inline const CLI::Validator kNonNegative = at_least(0);
+inline const CLI::Validator kPositive = above(0);
+
 struct CommonOptions {
   std::string model_dir = DM_DEFAULT_MODEL_DIR;
   std::string backend = "auto";
