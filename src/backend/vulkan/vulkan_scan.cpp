@@ -29,6 +29,21 @@ bool scan_vec4(const SelectiveScanParams& p, std::initializer_list<uint32_t> off
   for (uint32_t o : offs) vec = vec && o % 4 == 0;
   return vec;
 }
+// warp2's OPT bits (spec constant 5 of shaders/selective_scan_warp2.comp): 1 = ZD (the slice
+// scan without predication), 2 = YSM (y summed over the group lanes through shared memory), 4 =
+// EXC (exp2 arguments clamped at -126: a probe), 8 = PRS (the prep done while staging; implies
+// YSM), 16 = NMB (no redundant subgroup memory barriers), 32 = BCR (B / C staged by the last
+// invocations), 64 = SPL (row staging split over two invocations a piece), 128 = WOM / 256 =
+// LDM (y rows out / next loads issued from inside the scan). The
+// 4th field of DM_VULKAN_SCAN_WARP=CB,R,PREP2,OPT picks them (for A/B timing), else the default.
+constexpr uint32_t kWarpOptDefault = 3;
+uint32_t warp_opt() {
+  unsigned cb = 0, r = 0, prep2 = 0, opt = 0;
+  if (const char* env = std::getenv("DM_VULKAN_SCAN_WARP");
+      env && std::sscanf(env, "%u,%u,%u,%u", &cb, &r, &prep2, &opt) == 4)
+    return opt & 511u;
+  return kWarpOptDefault;
+}
 }  // namespace
 
 // The scan over consecutive pieces of at most m time steps, the state carrying between them.
@@ -149,7 +164,8 @@ void VulkanBackend::selective_scan(const Tensor& u, const Tensor& delta, const T
     push.append(sb.off);
     const char* variant = wc.vec ? "selective_scan.warp2" : "selective_scan.warp2_scalar";
     auto& pipe = pipelines_.get(variant, 10, push.size,
-                                {wc.cb * sg, sg, wc.cb, wc.r, wc.prep2}, wc.cb * sg, variant);
+                                {wc.cb * sg, sg, wc.cb, wc.r, wc.prep2, warp_opt()}, wc.cb * sg,
+                                variant);
     const Grid g = linear_grid(ceil_div(p.channels, wc.cb));
     rec_->dispatch(pipe, sb.uses(), push.bytes, push.size, g.x, g.y, g.z);
     return;
