@@ -17,10 +17,11 @@
 //            overwrite delta and u in place (the lane keeps u and SiLU(z) in registers); a
 //            subgroup barrier, no work-group one.
 //   scan:    v6's: lane = 4·slice + state group, a = exp2(Δ·A·log2e) and Δ·B·u kept in
-//            registers, the slice maps scanned with shuffles, the rerun from the true start,
-//            y reduce-scattered over the 4 group lanes.
-//   gate:    y shuffled to the prep's lane of its token, y = (C·h + D·u)·SiLU(z) into the
-//            transposed y rows.
+//            registers, the slice maps scanned with shuffles (ZD: no predication), the rerun
+//            from the true start; y summed over the 4 group lanes through shared memory (YSM:
+//            the channel's consumed rows of the slot), or reduce-scattered by shuffles (OPT 0).
+//   gate:    the prep's lane of a token adds its 4 partial sums (or gets y by shuffles, OPT 0),
+//            y = (C·h + D·u)·SiLU(z) into the transposed y rows.
 // One work-group barrier per chunk (T = SG/4 · R tokens); ring slots: 2 of each. Inputs read
 // once, y written once. Tokens past L have Δ = 0 and zero B: decay 1, input 0, the state is
 // left alone; their y is not stored.
@@ -33,6 +34,16 @@
 // staging loads kept as an L1 prefetch); odd subgroups doing their staging duty after the scan
 // (151.5; 241.6 when the scan's call was written twice instead); a denormal-flushing variant
 // (SPV_KHR_float_controls) was never dispatched: the H100 driver reported no fp32 flush-to-zero.
+// Session 12 (H100, three calls, bench/results/h100_session12_vkscan_2026-11-28.md): ZD + YSM
+// (OPT 3, the default) 1.4-2.7% faster than OPT 0 at d_inner 1536 / 2048 / 3072, L 4K / 16K
+// (1536 × 4K: 119.6 → 117.0 µs in call 3; 29-31% of the floor). Tried and dropped (in the git
+// history, commit "vulkan warp scan: session 12 variants"): exp2 arguments clamped at −126 (no
+// change: the driver spends nothing on denormals), no subgroupMemoryBarrierShared before a
+// subgroupBarrier (no change), and every variant that gave more duty to the warps that had
+// little: the prep done by the staging invocations (10-15% slower), the delta / u and z / y-out
+// staging on separate invocations (11% slower), B / C staged by the last warps (no gain), y out
+// or the next loads issued from inside the scan (no gain, slower): with one barrier a chunk,
+// warps without duty start the scan at once and overlap the duty warps' latency.
 // Needs: d_state 16, subgroup shuffles in compute, work groups of CB full subgroups of the
 // reported size; CB a multiple of 4, R a multiple of 4, R <= 16. Variant warp2 (VEC): channels,
 // row strides and element offsets of u, delta, B, C, z, y multiples of 4; warp2_scalar: any.
@@ -55,34 +66,11 @@ layout(constant_id = 4) const uint PREP2 = 1;
 // OPT (session 12), bits: 1 = ZD, the slice scan without predication (CUDA's kScanZeroDone,
 // cuda/selective_scan_common.cuh: slice 0's decay zeroed once the carry is folded in, every
 // combine unconditional); 2 = YSM, y summed over the 4 group lanes through shared memory
-// instead of the reduce-scatter and the PREP2 gather shuffles (below, scan_chunk); 4 = EXC, the
-// scan's exp2 arguments clamped at -126 (no denormal result: a probe of whether the driver's
-// exp2 spends instructions on denormals; changes decays below 2^-126 to 2^-126).
-layout(constant_id = 5) const uint OPT = 0;
+// instead of the reduce-scatter and the PREP2 gather shuffles (scan_chunk). The host's default
+// is 3 (vulkan_scan.cpp, kWarpOptDefault); 0 is the scan before session 12.
+layout(constant_id = 5) const uint OPT = 3;
 const bool ZD = (OPT & 1u) != 0u;
-const bool EXC = (OPT & 4u) != 0u;
-// 8 = PRS (implies YSM), the prep done while staging: the invocation that stages a delta piece
-// stores Δ = softplus(delta + dt_bias) (0 past L) and u, the one of a z piece SiLU(z); the
-// subgroups then take Δ·u = Δ·u in the scan and u, SiLU(z) for the gate from shared memory (no
-// prep phase, no subgroup barrier after it). Same arithmetic, same results.
-const bool PRS = (OPT & 8u) != 0u;
-const bool YSM = (OPT & 2u) != 0u || PRS;
-// 16 = NMB: no subgroupMemoryBarrierShared before a subgroupBarrier (which already orders the
-// subgroup's shared-memory accesses: AcquireRelease | WorkgroupMemory in SPIR-V).
-const bool NMB = (OPT & 16u) != 0u;
-// 32 = BCR: B / C staging pieces taken from the last invocations down (e = NBP·WG − 1 − ..),
-// so that with PRS the warps staging delta and u (the first T·V invocations, 4 softplus each)
-// are not also the ones staging B and C.
-const bool BCR = (OPT & 32u) != 0u;
-// 64 = SPL: the delta / u and the z / y-out staging split over two invocations a piece as PRS
-// does, without its prep (where R <= 8).
-const bool SPL = (OPT & 64u) != 0u;
-// 128 = WOM: chunk k − 1's y rows stored from inside the scan of chunk k (after the local runs,
-// where the warp waits on the slice scan's shuffles), not in the duty before it; 256 = LDM: the
-// loads of chunk k + 2 issued there too.
-const bool WOM = (OPT & 128u) != 0u;
-const bool LDM = (OPT & 256u) != 0u;
-vec4 exp2s(vec4 x) { return exp2(EXC ? max(x, vec4(-126.0)) : x); }
+const bool YSM = (OPT & 2u) != 0u;
 layout(local_size_x_id = 0) in;
 
 #include "selective_scan_warp_io.glsl"
@@ -96,8 +84,8 @@ const uint TP4 = T / 4 + 1;  // a transposed row, in vec4s: T + 4 floats
 const uint BR = T + NSL;     // B, C rows: a pad row after each slice's R rows
 const uint NBP = (R + CB - 1) / CB;  // B, C staging pieces per invocation (T·4 = SG·R pieces)
 
-// The four transposed arrays in one, [array][slot][channel][token] (AS vec4s an array), so that
-// YSM can address "array a of this channel's row" arithmetically:
+// The four transposed arrays ([slot][channel][token] each, AS vec4s) as one, so that YSM can
+// address "array a of this channel's row" arithmetically:
 const uint AS = 2 * CB * TP4;
 shared vec4 s_io[4 * AS];
 #define s_dl(i) s_io[(i)]           // delta, then Δ (prep)
@@ -111,10 +99,6 @@ shared vec4 s_C[2 * BR * 4];
 // its NBP pieces of B / C (piece i: e = tid + i·WG, row e / 4, states 4·(e % 4) ..).
 uint tid, c0, nch, lt, lq, ln;  // ln: channels in the piece (4 but at the end)
 bool lrow, lch;
-// PRS with at least 2 invocations a piece (R <= 8, SPLIT): invocations tid < T·V stage delta
-// and u (ldu), the next T·V the z piece and the y piece out (lzy); otherwise one does all.
-bool ldu, lzy;
-vec4 sbias;  // PRS: dt_bias of the piece's 4 channels
 
 bool row_ok(uint k, uint t) { return k < nch && k * T + t < p.L; }
 
@@ -128,11 +112,9 @@ vec4 ld_rows(uint k, uint which) {
 // B and C pieces of the next chunk to stage (NBP <= 4 used; a fixed size: GLSL cannot copy
 // arrays sized by specialization constants).
 vec4 rb[4], rc[4];
-vec4 rd, ru, rz;  // the next chunk's delta, u, z pieces to stage
-uint bc_piece(uint i) { return BCR ? NBP * WG - 1u - (tid + i * WG) : tid + i * WG; }
 void ld_bc(uint k) {
   [[unroll]] for (uint i = 0; i < NBP; ++i) {
-    const uint e = bc_piece(i), bt = e / 4;
+    const uint e = tid + i * WG, bt = e / 4;
     const bool ok = e < T * 4 && row_ok(k, bt);
     rb[i] = ok ? LD4(B4, p.off[3] + (k * T + bt) * p.B_stride + 4 * (e % 4), 4u) : vec4(0.0);
     rc[i] = ok ? LD4(C4, p.off[4] + (k * T + bt) * p.C_stride + 4 * (e % 4), 4u) : vec4(0.0);
@@ -143,29 +125,15 @@ void ld_bc(uint k) {
 uint trow(uint k, uint ch) { return ((k & 1u) * CB + ch) * TP4; }
 
 void stage(uint k, vec4 d, vec4 uu, vec4 zz, bool has_z) {
-  if (PRS) {
-    if (lrow && ldu) {
-      const bool rok = row_ok(k, lt);
-      [[unroll]] for (uint j = 0; j < 4; ++j) {
-        const uint o = trow(k, 4 * lq + j) + lt / 4;
-        s_dl(o)[lt % 4] = rok && j < ln ? softplus(d[j] + sbias[j]) : 0.0;
-        s_u(o)[lt % 4] = uu[j];
-      }
-    }
-    if (lrow && lzy && has_z)
-      [[unroll]] for (uint j = 0; j < 4; ++j)
-        s_z(trow(k, 4 * lq + j) + lt / 4)[lt % 4] = silu(zz[j]);
-  } else if (lrow)
+  if (lrow)
     [[unroll]] for (uint j = 0; j < 4; ++j) {
       const uint o = trow(k, 4 * lq + j) + lt / 4;
-      if (ldu) {
-        s_dl(o)[lt % 4] = d[j];
-        s_u(o)[lt % 4] = uu[j];
-      }
-      if (has_z && lzy) s_z(o)[lt % 4] = zz[j];
+      s_dl(o)[lt % 4] = d[j];
+      s_u(o)[lt % 4] = uu[j];
+      if (has_z) s_z(o)[lt % 4] = zz[j];
     }
   [[unroll]] for (uint i = 0; i < NBP; ++i) {
-    const uint e = bc_piece(i), bt = e / 4;
+    const uint e = tid + i * WG, bt = e / 4;
     if (e < T * 4) {
       const uint o = (k & 1u) * BR * 4 + (bt + bt / R) * 4 + e % 4;
       s_B[o] = rb[i];
@@ -176,20 +144,10 @@ void stage(uint k, vec4 d, vec4 uu, vec4 zz, bool has_z) {
 
 // Store chunk k's gated y rows (this invocation's piece).
 void write_out(uint k) {
-  if (!lch || !lzy || !row_ok(k, lt)) return;
+  if (!lch || !row_ok(k, lt)) return;
   vec4 o;
   [[unroll]] for (uint j = 0; j < 4; ++j) o[j] = s_y(trow(k, 4 * lq + j) + lt / 4)[lt % 4];
   store_y4(p.off[9] + (k * T + lt) * p.y_stride + c0 + 4 * lq, o, ln);
-}
-
-// Chunk k + 2's loads into registers (this invocation's pieces).
-void load_next(uint k, bool has_z) {
-  if (ldu) {
-    rd = ld_rows(k + 2, 0);
-    ru = ld_rows(k + 2, 1);
-  }
-  if (has_z && lzy) rz = ld_rows(k + 2, 2);
-  ld_bc(k + 2);
 }
 
 // The token of entry i of the prep's lane (PREP2: Q = 1 maps the same either way).
@@ -212,13 +170,6 @@ void scan_chunk(uint k, uint w, uint lane, vec4 A2, float bias, float dskip, boo
   const uint row = trow(k, w);
   // Prep: this lane's Q tokens (lane·Q + i, or lane + SG·i with PREP2).
   float uq[Q], gz[Q];
-  if (PRS)  // prepared while staging: u and SiLU(z) for the gate
-    [[unroll]] for (uint i = 0; i < Q; ++i) {
-      const uint t = prep_token(lane, i), o = row + t / 4;
-      uq[i] = s_u(o)[t % 4];
-      gz[i] = has_z ? s_z(o)[t % 4] : 1.0;
-    }
-  else {
   [[unroll]] for (uint i = 0; i < Q; ++i) {
     const uint t = prep_token(lane, i), o = row + t / 4;
     const float dt = k * T + t < p.L ? softplus(s_dl(o)[t % 4] + bias) : 0.0;
@@ -227,16 +178,15 @@ void scan_chunk(uint k, uint w, uint lane, vec4 A2, float bias, float dskip, boo
     s_dl(o)[t % 4] = dt;
     s_u(o)[t % 4] = dt * uq[i];
   }
-  if (!NMB) subgroupMemoryBarrierShared();
+  subgroupMemoryBarrierShared();
   subgroupBarrier();  // the prep's Δ and Δ·u are visible to the subgroup
-  }
 
   float dtv[R], duv[R];
   [[unroll]] for (uint r = 0; r < R / 4; ++r) {
     const vec4 d4 = s_dl(row + s * (R / 4) + r), v4 = s_u(row + s * (R / 4) + r);
     [[unroll]] for (uint j = 0; j < 4; ++j) {
       dtv[4 * r + j] = d4[j];
-      duv[4 * r + j] = PRS ? d4[j] * v4[j] : v4[j];  // PRS: s_u holds u
+      duv[4 * r + j] = v4[j];
     }
   }
   const uint brow = (k & 1u) * BR * 4 + s * (R + 1) * 4 + g;
@@ -245,14 +195,12 @@ void scan_chunk(uint k, uint w, uint lane, vec4 A2, float bias, float dskip, boo
   float dsum = 0.0;
   [[unroll]] for (uint r = 0; r < R; ++r) {
     dsum += dtv[r];
-    a[r] = exp2s(dtv[r] * A2);
+    a[r] = exp2(dtv[r] * A2);
     x[r] = s_B[brow + 4 * r] * duv[r];
     H = fma(a[r], H, x[r]);
   }
-  if (LDM) load_next(k, has_z);
-  if (WOM && k >= 1) write_out(k - 1);
   // The slice's decay product as one exp2 of the summed Δ.
-  vec4 P = exp2s(dsum * A2);
+  vec4 P = exp2(dsum * A2);
   if (s == 0) {
     H = fma(P, h, H);
     // ZD: slice 0's map now starts at the chunk's start: decay 0. Slices below d at level d are
@@ -290,7 +238,7 @@ void scan_chunk(uint k, uint w, uint lane, vec4 A2, float bias, float dskip, boo
       const uint pos = (s * R + 4 * q + ysm_rot(g)) % T;
       s_io[bg + pos / 4] = vec4(yv[4 * q], yv[4 * q + 1], yv[4 * q + 2], yv[4 * q + 3]);
     }
-    if (!NMB) subgroupMemoryBarrierShared();
+    subgroupMemoryBarrierShared();
     subgroupBarrier();
     float yt[Q];
     [[unroll]] for (uint i = 0; i < Q; ++i) {
@@ -341,10 +289,13 @@ void scan_chunk(uint k, uint w, uint lane, vec4 A2, float bias, float dskip, boo
 // The staging duty of iteration k: chunk k + 1 into shared memory, chunk k + 2's loads issued
 // (before the scan of k, so that its work hides their latency: issued after it instead, the scan
 // took 25-45% longer on the H100), chunk k − 1's y out.
-void duty(uint k, bool has_z) {
+void duty(uint k, inout vec4 rd, inout vec4 ru, inout vec4 rz, bool has_z) {
   if (k + 1 < nch) stage(k + 1, rd, ru, rz, has_z);
-  if (!LDM) load_next(k, has_z);
-  if (k >= 1 && !WOM) write_out(k - 1);
+  rd = ld_rows(k + 2, 0);
+  ru = ld_rows(k + 2, 1);
+  if (has_z) rz = ld_rows(k + 2, 2);
+  ld_bc(k + 2);
+  if (k >= 1) write_out(k - 1);
 }
 
 void main() {
@@ -355,20 +306,11 @@ void main() {
   const bool cv = c < p.channels;
   const uint cc = cv ? c : 0u;
   nch = (p.L + T - 1) / T;
-  // (SPLIT is computed here: glslc 2023's optimizer fails on it as a specialization constant.)
-  bool split = PRS || SPL;
-  split = split && WG >= 2u * T * V;
-  ldu = !split || tid < T * V;
-  lzy = !split || tid >= T * V;
-  const uint pc = split && tid >= T * V ? tid - T * V : tid;  // the staging piece
-  lt = pc / V;
-  lq = pc % V;
-  lrow = pc < T * V;
+  lt = tid / V;
+  lq = tid % V;
+  lrow = tid < T * V;
   lch = lrow && c0 + 4 * lq < p.channels;
   ln = lch ? min(4u, p.channels - c0 - 4 * lq) : 0u;
-  if (PRS)
-    [[unroll]] for (uint j = 0; j < 4; ++j)
-      sbias[j] = j < ln ? load_dt_bias(p.dt_bias_dtype, p.off[7] + c0 + 4 * lq + j) : 0.0;
 
   const uint g = lane & 3u, s = lane >> 2;
   const float kLog2e = 1.4426950408889634;
@@ -384,13 +326,13 @@ void main() {
   // Prologue: chunk 0 in shared memory, chunk 1 in registers.
   ld_bc(0);
   stage(0, ld_rows(0, 0), ld_rows(0, 1), has_z ? ld_rows(0, 2) : vec4(0.0), has_z);
-  rd = ld_rows(1, 0), ru = ld_rows(1, 1), rz = has_z ? ld_rows(1, 2) : vec4(0.0);
+  vec4 rd = ld_rows(1, 0), ru = ld_rows(1, 1), rz = has_z ? ld_rows(1, 2) : vec4(0.0);
   ld_bc(1);
   for (uint k = 0; k < nch; ++k) {
     // Chunk k's staging and chunk k−1's y are visible; every read of slot (k + 1) & 1 (chunk
     // k − 1's inputs, chunk k − 2's y) is done.
     barrier();
-    duty(k, has_z);
+    duty(k, rd, ru, rz, has_z);
     scan_chunk(k, w, lane, A2, bias, dskip, has_z, h);
   }
   barrier();

@@ -30,18 +30,16 @@ bool scan_vec4(const SelectiveScanParams& p, std::initializer_list<uint32_t> off
   return vec;
 }
 // warp2's OPT bits (spec constant 5 of shaders/selective_scan_warp2.comp): 1 = ZD (the slice
-// scan without predication), 2 = YSM (y summed over the group lanes through shared memory), 4 =
-// EXC (exp2 arguments clamped at -126: a probe), 8 = PRS (the prep done while staging; implies
-// YSM), 16 = NMB (no redundant subgroup memory barriers), 32 = BCR (B / C staged by the last
-// invocations), 64 = SPL (row staging split over two invocations a piece), 128 = WOM / 256 =
-// LDM (y rows out / next loads issued from inside the scan). The
-// 4th field of DM_VULKAN_SCAN_WARP=CB,R,PREP2,OPT picks them (for A/B timing), else the default.
+// scan without predication), 2 = YSM (y summed over the group lanes through shared memory); 3,
+// the default, measured 1.4-2.7% faster than 0 (the scan before session 12) at d_inner 1536, 2048
+// and 3072, L 4K / 16K (H100, three calls: bench/results/h100_session12_vkscan_2026-11-28.md).
+// The 4th field of DM_VULKAN_SCAN_WARP=CB,R,PREP2,OPT picks them (for A/B timing).
 constexpr uint32_t kWarpOptDefault = 3;
 uint32_t warp_opt() {
   unsigned cb = 0, r = 0, prep2 = 0, opt = 0;
   if (const char* env = std::getenv("DM_VULKAN_SCAN_WARP");
       env && std::sscanf(env, "%u,%u,%u,%u", &cb, &r, &prep2, &opt) == 4)
-    return opt & 511u;
+    return opt & 3u;
   return kWarpOptDefault;
 }
 }  // namespace
@@ -321,8 +319,8 @@ uint64_t VulkanBackend::warp_shared_bytes(uint64_t sg, uint64_t cb, uint64_t r) 
 // The warp scan's shape (shaders/selective_scan_warp2.comp, DM_VULKAN_SCAN=warp or the default
 // where warp_default says so): CB channels (subgroups) per work group, R tokens per slice
 // (chunks of subgroupSize / 4 · R tokens). A forced one runs where it applies (the chunked scan
-// otherwise); DM_VULKAN_SCAN_WARP=CB,R[,PREP2] picks the shape (and the prep's token map,
-// WarpConfig::prep2), else the defaults below (12,8: 44 KiB of shared memory at subgroups of 32). Its predecessor, the plain port of the CUDA v6 scan
+// otherwise); DM_VULKAN_SCAN_WARP=CB,R[,PREP2[,OPT]] picks the shape (and the prep's token map,
+// WarpConfig::prep2; OPT: warp_opt above), else the defaults below (12,8: 44 KiB of shared memory at subgroups of 32). Its predecessor, the plain port of the CUDA v6 scan
 // (`warp6`, shaders/selective_scan_warp.comp), measured slower than it at 1536-3072 and no
 // faster than the chunked scan (the default there) at 5120 (H100, session 5), was removed.
 // offs: element offsets of u, delta, B, C, z, y in their bindings (the vec4 variant needs all
@@ -345,7 +343,7 @@ VulkanBackend::WarpConfig VulkanBackend::warp_config(const SelectiveScanParams& 
     unsigned cb = 0, r = 0, prep2 = 1;
     if (std::sscanf(env, "%u,%u,%u", &cb, &r, &prep2) < 2 || !fits(cb, r))
       fail("[vulkan] DM_VULKAN_SCAN_WARP=", env,
-           ": want CB,R[,PREP2] with CB a multiple of 4, R in 4, 8, 12, 16, fitting ",
+           ": want CB,R[,PREP2[,OPT]] with CB a multiple of 4, R in 4, 8, 12, 16, fitting ",
            c.max_shared_bytes, " bytes of shared memory and the work-group limits");
     w.ok = true, w.cb = cb, w.r = r, w.prep2 = prep2 != 0;
     return w;
