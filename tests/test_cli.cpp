@@ -74,6 +74,7 @@ TEST(CliErrors, NumericFlagErrorsAreOneShortLine) {
   for (const Bad& b : {Bad{{"generate", "-n", "-1", "hi"}, "--max-tokens: must be >= 0, got -1"},
                        Bad{{"generate", "--top-k", "-3", "hi"}, "--top-k: must be >= 0, got -3"},
                        Bad{{"generate", "--top-p", "2", "hi"}, "--top-p: must be in [0, 1], got 2"},
+                       Bad{{"generate", "--top-p", "0", "hi"}, "--top-p: must be > 0, got 0"},
                        Bad{{"generate", "--temperature", "nan", "hi"}, "must be in [0, 100], got nan"},
                        Bad{{"generate", "--repeat-penalty", "0", "hi"}, "must be > 0, got 0"},
                        Bad{{"generate", "--deci-L-base", "-5", "hi"}, "must be > 0, got -5"},

@@ -190,6 +190,7 @@ RunFn add_generate(CLI::App& app) {
       ->check(kNonNegative)
       ->capture_default_str();
   cmd->add_option("--top-p", c->top_p, "Nucleus mass (1: off)")
+      ->check(above(0))  // (0, 1]: a nucleus of mass 0 holds nothing
       ->check(between(0.0, 1.0))
       ->capture_default_str();
   cmd->add_option("--repeat-penalty", c->repeat_penalty, "CTRL repetition penalty (1: off)")
