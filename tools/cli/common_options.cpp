@@ -1,5 +1,6 @@
 #include "common_options.h"
 
+#include "backend/cuda/cuda_profile.h"
 #include "backend/vulkan/vulkan_backend.h"
 
 #include <charconv>
@@ -125,7 +126,8 @@ void add_common_options(CLI::App& cmd, CommonOptions& o, bool with_backend) {
       ->check(kPositive)
       ->capture_default_str();
   cmd.add_flag("--profile", o.profile,
-               "Print per-kernel device times at the end (Vulkan timestamp queries)");
+               "Print per-kernel device times at the end (Vulkan timestamp queries; on CUDA, "
+               "events around each backend call)");
   for (auto* opt : {preset, layers, L_base, beta, min_len}) off->excludes(opt);
 }
 
@@ -159,13 +161,16 @@ void require_model_dir(const std::string& dir) {
 
 void open_backend(Session& s, const CommonOptions& o) {
   s.backend = dm::create_backend(o.backend, o.device);
-  if (o.profile && !dm::vulkan_set_profiling(*s.backend, true))
-    dm::fail("[cli] --profile times kernels with Vulkan timestamp queries: it needs --backend "
-             "vulkan (this run uses ", s.backend->name(), ")");
+  if (o.profile && !dm::vulkan_set_profiling(*s.backend, true) &&
+      !dm::cuda_set_profiling(*s.backend, true))
+    dm::fail("[cli] --profile times kernels on the GPU: it needs --backend vulkan or cuda (this "
+             "run uses ", s.backend->name(), ")");
 }
 
 std::string profile_report(const Session& s, const CommonOptions& o) {
-  return o.profile && s.backend ? dm::vulkan_profile_table(*s.backend) : "";
+  if (!o.profile || !s.backend) return "";
+  return s.backend->name() == "cuda" ? dm::cuda_profile_table(*s.backend)
+                                     : dm::vulkan_profile_table(*s.backend);
 }
 
 void open_tokenizer(Session& s, const CommonOptions& o) {

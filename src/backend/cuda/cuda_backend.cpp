@@ -274,6 +274,18 @@ void CudaBackend::download_wait(uint64_t ticket, void* dst) {
   check_device_errors();
 }
 
+void CudaBackend::set_profiling(bool on) {
+  not_capturing("set_profiling");
+  timer_ = on ? std::make_unique<cuda_util::CallTimer>(stream_) : nullptr;
+}
+
+std::vector<ProfileRow> CudaBackend::profile() {
+  not_capturing("profile");
+  std::vector<ProfileRow> rows = timer_ ? timer_->rows() : std::vector<ProfileRow>{};
+  check_device_errors();
+  return rows;
+}
+
 void CudaBackend::synchronize() {
   not_capturing("synchronize");
   CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -282,6 +294,7 @@ void CudaBackend::synchronize() {
 
 void CudaBackend::rms_norm(const Tensor& x, const Tensor* residual, const Tensor& weight,
                            const Tensor& y, float eps) {
+  const TimedCall timed(*this, "rms_norm");
   const RmsNormParams p = make_rms_norm_params(x, residual, weight, y, eps);
   check_launch(cuda::launch_rms_norm(p, dptr(x, "rms_norm x"), dptr(residual, "rms_norm residual"),
                                      dptr<const void>(weight, "rms_norm weight"),
@@ -291,6 +304,7 @@ void CudaBackend::rms_norm(const Tensor& x, const Tensor* residual, const Tensor
 
 void CudaBackend::causal_conv1d(const Tensor& x, const Tensor& weight, const Tensor* bias,
                                 const Tensor& conv_state, const Tensor& y) {
+  const TimedCall timed(*this, "causal_conv1d");
   const CausalConv1dParams p = make_causal_conv1d_params(x, weight, bias, conv_state, y);
   check_launch(cuda::launch_causal_conv1d(p, dptr(x, "causal_conv1d x"),
                                           dptr<const void>(weight, "causal_conv1d weight"),
@@ -304,6 +318,7 @@ void CudaBackend::selective_scan(const Tensor& u, const Tensor& delta, const Ten
                                  const Tensor& B, const Tensor& C, const Tensor& D,
                                  const Tensor* z, const Tensor& dt_bias, const Tensor& ssm_state,
                                  const Tensor& y) {
+  const TimedCall timed(*this, "selective_scan");
   const SelectiveScanParams p =
       make_selective_scan_params(u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y);
   const float *up = dptr(u, "selective_scan u"), *dp = dptr(delta, "selective_scan delta");
@@ -339,6 +354,7 @@ void CudaBackend::selective_scan(const Tensor& u, const Tensor& delta, const Ten
 }
 
 void CudaBackend::dt_importance(const Tensor& delta, const Tensor& dt_bias, const Tensor& scores) {
+  const TimedCall timed(*this, "dt_importance");
   const DtImportanceParams p = make_dt_importance_params(delta, dt_bias, scores);
   check_launch(cuda::launch_dt_importance(p, dptr(delta, "dt_importance delta"),
                                           dptr<const void>(dt_bias, "dt_importance dt_bias"),
@@ -350,6 +366,7 @@ void CudaBackend::dt_importance(const Tensor& delta, const Tensor& dt_bias, cons
 void CudaBackend::dt_proj_importance(const Tensor& dt_low, const Tensor& dt_proj,
                                      const Tensor& delta, const Tensor& dt_bias,
                                      const Tensor& scores) {
+  const TimedCall timed(*this, "dt_proj_importance");
   const DtProjImportanceParams p =
       make_dt_proj_importance_params(dt_low, dt_proj, delta, dt_bias, scores);
   const cudaError_t e = cuda::launch_dt_proj_importance(
@@ -366,6 +383,7 @@ void CudaBackend::dt_proj_importance(const Tensor& dt_low, const Tensor& dt_proj
 
 void CudaBackend::topk_indices(const Tensor& scores, int64_t n_candidates, int64_t k,
                                const Tensor& idx) {
+  const TimedCall timed(*this, "topk_indices");
   const TopkIndicesParams p = make_topk_indices_params(scores, n_candidates, k, idx);
   check_launch(cuda::launch_topk_indices(p, dptr(scores, "topk_indices scores"),
                                          dptr<int32_t>(idx, "topk_indices idx"), stream_),
@@ -373,6 +391,7 @@ void CudaBackend::topk_indices(const Tensor& scores, int64_t n_candidates, int64
 }
 
 void CudaBackend::gather_rows(const Tensor& src, const Tensor& idx, const Tensor& dst) {
+  const TimedCall timed(*this, "gather_rows");
   const GatherRowsParams p = make_gather_rows_params(src, idx, dst);
   check_launch(cuda::launch_gather_rows(p, dptr<const void>(src, "gather_rows src"),
                                         dptr<const int32_t>(idx, "gather_rows idx"),
@@ -381,6 +400,7 @@ void CudaBackend::gather_rows(const Tensor& src, const Tensor& idx, const Tensor
 }
 
 void CudaBackend::argmax(const Tensor& x, int64_t n, const Tensor& idx) {
+  const TimedCall timed(*this, "argmax");
   const ArgmaxParams p = make_argmax_params(x, n, idx);
   check_launch(cuda::launch_argmax(p, dptr<const float>(x, "argmax x"),
                                    dptr<int32_t>(idx, "argmax idx"), stream_),
@@ -389,6 +409,7 @@ void CudaBackend::argmax(const Tensor& x, int64_t n, const Tensor& idx) {
 
 void CudaBackend::causal_conv1d_step(const Tensor& x, const Tensor& weight, const Tensor* bias,
                                      const Tensor& conv_state, const Tensor& y) {
+  const TimedCall timed(*this, "causal_conv1d_step");
   const CausalConv1dStepParams p = make_causal_conv1d_step_params(x, weight, bias, conv_state, y);
   check_launch(cuda::launch_causal_conv1d_step(
                    p, dptr(x, "causal_conv1d_step x"),
@@ -403,6 +424,7 @@ void CudaBackend::selective_scan_step(const Tensor& u, const Tensor& delta, cons
                                       const Tensor& B, const Tensor& C, const Tensor& D,
                                       const Tensor* z, const Tensor& dt_bias,
                                       const Tensor& ssm_state, const Tensor& y) {
+  const TimedCall timed(*this, "selective_scan_step");
   const SelectiveScanStepParams p =
       make_selective_scan_step_params(u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y);
   check_launch(
@@ -526,6 +548,7 @@ void CudaBackend::prompt_norm_gemm(const RmsNormGemmParams& p, const Tensor* x,
 void CudaBackend::causal_conv1d_gemm(const Tensor& x, const Tensor& conv_weight,
                                      const Tensor* conv_bias, const Tensor& conv_state,
                                      const Tensor& xc, const Tensor& w, const Tensor& y) {
+  const TimedCall timed(*this, "causal_conv1d_gemm");
   const CausalConv1dParams c = make_causal_conv1d_params(x, conv_weight, conv_bias, conv_state, xc);
   const GemmParams g = make_gemm_params(xc, w, nullptr, y);
   if (!tensor_core_gemm(g) || !fused_step_enabled())
@@ -549,6 +572,7 @@ void CudaBackend::selective_scan_gemm(const Tensor& u, const Tensor& delta, cons
                                       const Tensor* z, const Tensor& dt_bias,
                                       const Tensor& ssm_state, const Tensor& y, const Tensor& w,
                                       const Tensor* bias, const Tensor& out) {
+  const TimedCall timed(*this, "selective_scan_gemm");
   const SelectiveScanParams sp =
       make_selective_scan_params(u, delta, A_log, B, C, D, z, dt_bias, ssm_state, y);
   const GemmParams g = make_gemm_params(y, w, bias, out);
@@ -577,6 +601,7 @@ void CudaBackend::selective_scan_gemm(const Tensor& u, const Tensor& delta, cons
 void CudaBackend::rms_norm_gemm(const Tensor* x, const Tensor& residual, const Tensor& norm_weight,
                                 float eps, const Tensor& normed, const Tensor& w,
                                 const Tensor* bias, const Tensor& y) {
+  const TimedCall timed(*this, "rms_norm_gemm");
   norm_gemm(x, residual, norm_weight, eps, normed, w, bias, y, nullptr, nullptr, nullptr, nullptr);
 }
 
@@ -586,6 +611,7 @@ void CudaBackend::rms_norm_gemm_conv_step(const Tensor* x, const Tensor& residua
                                           const Tensor* bias, const Tensor& y,
                                           const Tensor& conv_weight, const Tensor* conv_bias,
                                           const Tensor& conv_state, const Tensor& conv_y) {
+  const TimedCall timed(*this, "rms_norm_gemm_conv_step");
   norm_gemm(x, residual, norm_weight, eps, normed, w, bias, y, &conv_weight, conv_bias,
             &conv_state, &conv_y);
 }
@@ -595,6 +621,7 @@ void CudaBackend::dt_proj_scan_step(const Tensor& dt_low, const Tensor& dt_proj,
                                     const Tensor& B, const Tensor& C, const Tensor& D,
                                     const Tensor* z, const Tensor& dt_bias,
                                     const Tensor& ssm_state, const Tensor& y) {
+  const TimedCall timed(*this, "dt_proj_scan_step");
   const DtProjScanStepParams p = make_dt_proj_scan_step_params(
       dt_low, dt_proj, delta, u, A_log, B, C, D, z, dt_bias, ssm_state, y);
   if (!fused_step_enabled() || !cuda::dt_scan_supported(p)) {
@@ -662,6 +689,7 @@ int CudaBackend::block_step_form(const MambaBlockStepArgs& a, const MambaBlockSt
 }
 
 void CudaBackend::mamba_block_step(const MambaBlockStepArgs& a) {
+  const TimedCall timed(*this, "mamba_block_step");
   const MambaBlockStepParams p = make_mamba_block_step_params(a);
   const char* k = "mamba_block_step";
   switch (block_step_form(a, p)) {
@@ -795,6 +823,7 @@ std::unique_ptr<Recording> CudaBackend::record(const std::function<void()>& enqu
 }
 
 void CudaBackend::replay(Recording& recording) {
+  const TimedCall timed(*this, "replay (graph)");
   auto* r = dynamic_cast<CudaRecordingImpl*>(&recording);
   if (!r || r->owner_ != this) fail("[cuda] replay: the recording was not made by this backend");
   if (!r->valid()) fail("[cuda] replay: a buffer the recording uses has been freed; record again");

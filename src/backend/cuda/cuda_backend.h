@@ -15,7 +15,9 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cuda/cuda_call_timer.h"
 #include "backend/cuda/kernels.h"
+#include "backend/profile_table.h"
 
 namespace dm::cuda_util {
 class GemmAlgoTable;
@@ -124,11 +126,17 @@ class CudaBackend : public Backend {
 
   cudaStream_t stream() const { return stream_; }
   bool capturing() const { return capturing_; }
+  // --profile (cuda_profile.h): on → a fresh table; off → none.
+  void set_profiling(bool on);
+  std::vector<ProfileRow> profile();  // synchronizes first; empty when off
   void begin_capture();
   cudaGraph_t end_capture();
 
  private:
   void not_capturing(const char* op) const;
+  // The timer of the calls being made now: null when profiling is off or a graph is recording.
+  cuda_util::CallTimer* call_timer() const { return capturing_ ? nullptr : timer_.get(); }
+  friend class TimedCall;
   void norm_gemm(const Tensor* x, const Tensor& residual, const Tensor& norm_weight, float eps,
                  const Tensor& normed, const Tensor& w, const Tensor* bias, const Tensor& y,
                  const Tensor* conv_weight, const Tensor* conv_bias, const Tensor* conv_state,
@@ -184,8 +192,30 @@ class CudaBackend : public Backend {
   std::unique_ptr<cuda_util::PinnedAsyncDownloads> async_downloads_;  // download_start / wait
   cuda::DeviceErrorInfo* err_dev_ = nullptr;
   bool capturing_ = false;
+  std::unique_ptr<cuda_util::CallTimer> timer_;  // --profile
   size_t kcat_budget_ = 0;  // bytes of K-concatenated weight copies made by default (1/8 of memory)
   bool split_gemm_ = true;  // F16/BF16 GEMMs as hi + lo (see gemm); DM_CUDA_FAST_GEMM=1: hi only
+};
+
+// Times the Backend call it is made in, when --profile is on (cuda_profile.h): the first line
+// of every CudaBackend compute method. `name` is called only then (GEMMs name their shape).
+class TimedCall {
+ public:
+  TimedCall(const CudaBackend& b, const char* name) : t_(b.call_timer()) {
+    if (t_) t_->begin(name);
+  }
+  template <class Name>
+  TimedCall(const CudaBackend& b, const Name& name) : t_(b.call_timer()) {
+    if (t_) t_->begin(name());
+  }
+  ~TimedCall() {
+    if (t_) t_->end();
+  }
+  TimedCall(const TimedCall&) = delete;
+  TimedCall& operator=(const TimedCall&) = delete;
+
+ private:
+  cuda_util::CallTimer* t_;
 };
 
 }  // namespace dm

@@ -185,6 +185,9 @@ void CudaBackend::add_bias(const GemmParams& p, float* y, const void* bias) {
 }
 
 void CudaBackend::gemm(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) {
+  const TimedCall timed(*this, [&] {
+    return "gemm " + std::to_string(w.rows) + "x" + std::to_string(w.cols);
+  });
   const GemmParams p = make_gemm_params(x, w, bias, y);
   if (p.M == 0 || p.N == 0) return;
   check_cublas_range(p);

@@ -6,9 +6,9 @@
 #include <cstdlib>
 #include <cstdio>
 #include <fstream>
-#include <iomanip>
 #include <sstream>
 
+#include "backend/profile_table.h"
 #include "backend/vulkan/vulkan_backend_impl.h"
 
 namespace dm::vk {
@@ -234,20 +234,10 @@ std::vector<VulkanKernelTime> vulkan_profile(Backend& backend) {
 }
 
 std::string vulkan_profile_table(Backend& backend) {
-  const auto rows = vulkan_profile(backend);
-  double total = 0;
-  for (const auto& r : rows) total += r.total_us;
-  std::ostringstream os;
-  os << std::left << std::setw(28) << "kernel" << std::right << std::setw(10) << "calls"
-     << std::setw(14) << "total ms" << std::setw(12) << "avg us" << std::setw(8) << "%"
-     << "\n";
-  for (const auto& r : rows)
-    os << std::left << std::setw(28) << r.kernel << std::right << std::setw(10) << r.dispatches
-       << std::setw(14) << std::fixed << std::setprecision(3) << r.total_us / 1e3 << std::setw(12)
-       << std::setprecision(1) << r.total_us / double(std::max<uint64_t>(1, r.dispatches))
-       << std::setw(8) << std::setprecision(1) << (total > 0 ? 100.0 * r.total_us / total : 0.0)
-       << "\n";
-  return os.str();
+  std::vector<ProfileRow> rows;
+  for (const VulkanKernelTime& t : vulkan_profile(backend))
+    rows.push_back({t.kernel, t.dispatches, t.total_us});
+  return format_profile_table(rows);
 }
 
 bool vulkan_stats(const Backend& backend, VulkanStats* out) {
