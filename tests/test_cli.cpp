@@ -126,6 +126,19 @@ TEST(CliErrors, EmptyPrompt) {
   EXPECT_EQ(newline.err, "decimamba: [cli] the prompt is empty\n");
 }
 
+// Text files may be pipes or devices (perplexity <(zcat book.gz)): /dev/null is read (and is
+// an empty prompt), a directory is refused by name.
+TEST(CliErrors, TextFileMayBeAPipeButNotADirectory) {
+  const auto dev = run_cli({"generate", "--backend", "cpu", "--model", kModel, "--prompt-file",
+                            "/dev/null"});
+  EXPECT_EQ(dev.code, 1);
+  EXPECT_TRUE(has(dev.err, "the prompt is empty")) << dev.err;
+  TempDir tmp;
+  const auto dir = run_cli({"perplexity", tmp.path.string(), "--backend", "cpu", "--model", kModel});
+  EXPECT_EQ(dir.code, 1);
+  EXPECT_TRUE(has(dir.err, "is a directory")) << dir.err;
+}
+
 TEST(CliErrors, MissingPromptFile) {
   const auto r = run_cli({"generate", "--backend", "cpu", "--prompt-file", "/no/such/prompt.txt"});
   EXPECT_EQ(r.code, 1);
@@ -365,6 +378,28 @@ TEST(CliProfile, NeedsAGpuBackend) {
   EXPECT_EQ(r.code, 1) << r.err;
   EXPECT_NE(r.err.find("--profile"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("vulkan or cuda"), std::string::npos) << r.err;
+}
+
+// Every command that runs the model prints the table when asked (perplexity, passkey and erf
+// accepted --profile and printed nothing before session 12).
+TEST(CliProfile, EveryModelCommandPrintsTheTable) {
+  if (!dm::test::backend_available("vulkan")) GTEST_SKIP() << "no Vulkan device";
+  TempDir tmp;
+  std::string text;
+  for (int i = 0; i < 20; ++i) text += "It was a quiet day in the village and nothing happened. ";
+  std::ofstream(tmp.path / "text.txt") << text;
+  const std::vector<std::vector<std::string>> runs = {
+      {"perplexity", (tmp.path / "text.txt").string(), "--window", "64", "--scored", "16"},
+      {"passkey", "--lengths", "200", "--depths", "0.5", "--keys", "1", "--quiet"},
+      {"erf", "--tokens", "64"}};
+  for (std::vector<std::string> args : runs) {
+    for (const char* a : {"--backend", "vulkan", "--model", kModel.c_str(), "--profile"})
+      args.push_back(a);
+    const Result r = run_cli(args);
+    ASSERT_EQ(r.code, 0) << args[0] << ": " << r.err;
+    EXPECT_TRUE(has(r.err, "total ms") && has(r.err, "selective_scan")) << args[0] << ":\n"
+                                                                      << r.err;
+  }
 }
 
 TEST(CliProfile, PrintsPerKernelDeviceTimes) {

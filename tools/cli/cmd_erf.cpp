@@ -142,6 +142,7 @@ int run(ErfCli& c) {
                   {"png", c.png}};
     write_text_file(c.json, j.dump(2) + "\n");
   }
+  print_profile(s, c.common);
   return 0;
 }
 

@@ -167,8 +167,7 @@ int run(GenerateCli& c, const CLI::App& cmd) {
     line += ", backend " + s.backend->name();
     std::fprintf(stderr, "%s\n", line.c_str());
   }
-  const std::string profile = profile_report(s, c.common);
-  if (!profile.empty()) std::fprintf(stderr, "%s", profile.c_str());
+  print_profile(s, c.common);
   return 0;
 }
 

@@ -147,6 +147,7 @@ int run(PasskeyCli& c) {
               c.keys == 1 ? "" : "s", dm::describe_decimation(s.executor->decimation()).c_str());
   print_table(c, r);
   if (!c.json.empty()) write_text_file(c.json, to_json(c, s, r).dump(2) + "\n");
+  print_profile(s, c.common);
   return 0;
 }
 

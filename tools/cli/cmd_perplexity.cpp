@@ -95,6 +95,7 @@ int run(PerplexityCli& c) {
     j["seconds"] = r.seconds;
     write_text_file(c.json, j.dump(2) + "\n");
   }
+  print_profile(s, c.common);
   return 0;
 }
 

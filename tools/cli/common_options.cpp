@@ -4,6 +4,7 @@
 #include "backend/vulkan/vulkan_backend.h"
 
 #include <charconv>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -126,8 +127,8 @@ void add_common_options(CLI::App& cmd, CommonOptions& o, bool with_backend) {
       ->check(kPositive)
       ->capture_default_str();
   cmd.add_flag("--profile", o.profile,
-               "Print per-kernel device times at the end (Vulkan timestamp queries; on CUDA, "
-               "events around each backend call)");
+               "Print device times per kernel at the end, on stderr (Vulkan timestamp queries; "
+               "on CUDA, events around each backend call)");
   for (auto* opt : {preset, layers, L_base, beta, min_len}) off->excludes(opt);
 }
 
@@ -171,6 +172,11 @@ std::string profile_report(const Session& s, const CommonOptions& o) {
   if (!o.profile || !s.backend) return "";
   return s.backend->name() == "cuda" ? dm::cuda_profile_table(*s.backend)
                                      : dm::vulkan_profile_table(*s.backend);
+}
+
+void print_profile(const Session& s, const CommonOptions& o) {
+  const std::string table = profile_report(s, o);
+  if (!table.empty()) std::fprintf(stderr, "%s", table.c_str());
 }
 
 void open_tokenizer(Session& s, const CommonOptions& o) {
@@ -223,8 +229,11 @@ void write_text_file(const std::string& path, const std::string& text) {
 }
 
 std::string read_text_file(const std::string& path, const std::string& what) {
+  // A pipe is fine (perplexity <(zcat book.gz)); a directory is not.
   std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) dm::fail("[cli] ", what, " ", path, ": no such file");
+  const fs::file_status st = fs::status(path, ec);
+  if (!fs::exists(st)) dm::fail("[cli] ", what, " ", path, ": no such file");
+  if (fs::is_directory(st)) dm::fail("[cli] ", what, " ", path, ": is a directory");
   std::ifstream in(path, std::ios::binary);
   if (!in) dm::fail("[cli] ", what, " ", path, ": cannot open");
   std::ostringstream ss;

@@ -61,6 +61,8 @@ struct Session {
 
 // The --profile table (per kernel: calls, total and mean device time), or "" when off.
 std::string profile_report(const Session& s, const CommonOptions& o);
+// Every command that runs the model ends with this: the table on stderr when --profile is on.
+void print_profile(const Session& s, const CommonOptions& o);
 
 // Fails with "[model] DIR: no such directory" before anything else when DIR is missing.
 void require_model_dir(const std::string& dir);
