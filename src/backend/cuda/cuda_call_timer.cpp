@@ -1,6 +1,6 @@
 #include "backend/cuda/cuda_call_timer.h"
 
-#include <algorithm>
+#include <cstddef>
 
 #include "backend/cuda/cuda_check.h"
 
@@ -16,14 +16,17 @@ CallTimer::~CallTimer() {
   for (cudaEvent_t e : free_) cudaEventDestroy(e);
 }
 
-cudaEvent_t CallTimer::event() {
+cudaEvent_t CallTimer::event() noexcept {
   if (!free_.empty()) {
     cudaEvent_t e = free_.back();
     free_.pop_back();
     return e;
   }
   cudaEvent_t e = nullptr;
-  CUDA_CHECK(cudaEventCreate(&e));
+  if (cudaEventCreate(&e) != cudaSuccess) {
+    cudaGetLastError();
+    return nullptr;
+  }
   return e;
 }
 
@@ -32,20 +35,22 @@ void CallTimer::begin(std::string name) {
   collect(false);  // keeps the pairs in flight few
   open_name_ = std::move(name);
   open_start_ = event();
+  if (!open_start_)
+    ::dm::cuda::throw_cuda(cudaErrorMemoryAllocation, "cudaEventCreate (--profile)", __FILE__,
+                           __LINE__);
   CUDA_CHECK(cudaEventRecord(open_start_, stream_));
 }
 
 void CallTimer::end() noexcept {
   // Runs in a destructor, also while an exception unwinds: a failing event call drops the row.
   if (depth_ == 0 || --depth_ > 0) return;
-  cudaEvent_t stop = nullptr;
-  if (open_start_ && cudaEventCreate(&stop) == cudaSuccess &&
-      cudaEventRecord(stop, stream_) == cudaSuccess) {
+  cudaEvent_t stop = open_start_ ? event() : nullptr;
+  if (stop && cudaEventRecord(stop, stream_) == cudaSuccess) {
     pending_.push_back({std::move(open_name_), open_start_, stop});
   } else {
     cudaGetLastError();
-    if (stop) cudaEventDestroy(stop);
-    if (open_start_) cudaEventDestroy(open_start_);
+    if (stop) free_.push_back(stop);
+    if (open_start_) free_.push_back(open_start_);
   }
   open_start_ = nullptr;
 }

@@ -33,7 +33,7 @@ class CallTimer {
     std::string name;
     cudaEvent_t start, stop;
   };
-  cudaEvent_t event();
+  cudaEvent_t event() noexcept;  // a recycled event, else a new one; null if none can be made
   cudaStream_t stream_;
   int depth_ = 0;
   std::string open_name_;
