@@ -168,15 +168,11 @@ void open_backend(Session& s, const CommonOptions& o) {
              "run uses ", s.backend->name(), ")");
 }
 
-std::string profile_report(const Session& s, const CommonOptions& o) {
-  if (!o.profile || !s.backend) return "";
-  return s.backend->name() == "cuda" ? dm::cuda_profile_table(*s.backend)
-                                     : dm::vulkan_profile_table(*s.backend);
-}
-
 void print_profile(const Session& s, const CommonOptions& o) {
-  const std::string table = profile_report(s, o);
-  if (!table.empty()) std::fprintf(stderr, "%s", table.c_str());
+  if (!o.profile || !s.backend) return;
+  const std::string table = s.backend->name() == "cuda" ? dm::cuda_profile_table(*s.backend)
+                                                        : dm::vulkan_profile_table(*s.backend);
+  std::fprintf(stderr, "%s", table.c_str());
 }
 
 void open_tokenizer(Session& s, const CommonOptions& o) {

@@ -59,9 +59,8 @@ struct Session {
   int32_t eos_id = -1;
 };
 
-// The --profile table (per kernel: calls, total and mean device time), or "" when off.
-std::string profile_report(const Session& s, const CommonOptions& o);
-// Every command that runs the model ends with this: the table on stderr when --profile is on.
+// Every command that runs the model ends with this: with --profile on, the table (per kernel:
+// calls, total and mean device time) on stderr.
 void print_profile(const Session& s, const CommonOptions& o);
 
 // Fails with "[model] DIR: no such directory" before anything else when DIR is missing.
