@@ -67,7 +67,7 @@ layout(constant_id = 4) const uint PREP2 = 1;
 // cuda/selective_scan_common.cuh: slice 0's decay zeroed once the carry is folded in, every
 // combine unconditional); 2 = YSM, y summed over the 4 group lanes through shared memory
 // instead of the reduce-scatter and the PREP2 gather shuffles (scan_chunk). The host's default
-// is 3 (vulkan_scan.cpp, kWarpOptDefault); 0 is the scan before session 12.
+// is 3 (VulkanBackend::WarpConfig::opt); 0 is the scan before session 12.
 layout(constant_id = 5) const uint OPT = 3;
 const bool ZD = (OPT & 1u) != 0u;
 const bool YSM = (OPT & 2u) != 0u;

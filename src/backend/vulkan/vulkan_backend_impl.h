@@ -244,6 +244,12 @@ class VulkanBackend final : public Backend {
     // default, conflict-free tokens l + SG·i; DM_VULKAN_SCAN_WARP=CB,R,0 the former l·Q + i
     // (kept for A/B timing: 0.5-1% slower on the H100, session 6).
     uint32_t prep2 = 1;
+    // The scan's OPT bits (spec constant 5): 1 = ZD (the slice scan without predication), 2 =
+    // YSM (y summed over the group lanes through shared memory); 3, the default, measured
+    // 1.4-2.7% faster than 0 (the scan before session 12) at d_inner 1536, 2048 and 3072, L 4K /
+    // 16K (H100, three calls: bench/results/h100_session12_vkscan_2026-11-28.md). The 4th field
+    // of DM_VULKAN_SCAN_WARP=CB,R,PREP2,OPT picks them (for A/B timing).
+    uint32_t opt = 3;
   };
   // The segment scan's shape (shaders/selective_scan_seg.comp, seg_config): CB channels per work
   // group, S time segments of R tokens per chunk (4·CB·S invocations).

@@ -29,19 +29,6 @@ bool scan_vec4(const SelectiveScanParams& p, std::initializer_list<uint32_t> off
   for (uint32_t o : offs) vec = vec && o % 4 == 0;
   return vec;
 }
-// warp2's OPT bits (spec constant 5 of shaders/selective_scan_warp2.comp): 1 = ZD (the slice
-// scan without predication), 2 = YSM (y summed over the group lanes through shared memory); 3,
-// the default, measured 1.4-2.7% faster than 0 (the scan before session 12) at d_inner 1536, 2048
-// and 3072, L 4K / 16K (H100, three calls: bench/results/h100_session12_vkscan_2026-11-28.md).
-// The 4th field of DM_VULKAN_SCAN_WARP=CB,R,PREP2,OPT picks them (for A/B timing).
-constexpr uint32_t kWarpOptDefault = 3;
-uint32_t warp_opt() {
-  unsigned cb = 0, r = 0, prep2 = 0, opt = 0;
-  if (const char* env = std::getenv("DM_VULKAN_SCAN_WARP");
-      env && std::sscanf(env, "%u,%u,%u,%u", &cb, &r, &prep2, &opt) == 4)
-    return opt & 3u;
-  return kWarpOptDefault;
-}
 }  // namespace
 
 // The scan over consecutive pieces of at most m time steps, the state carrying between them.
@@ -162,7 +149,7 @@ void VulkanBackend::selective_scan(const Tensor& u, const Tensor& delta, const T
     push.append(sb.off);
     const char* variant = wc.vec ? "selective_scan.warp2" : "selective_scan.warp2_scalar";
     auto& pipe = pipelines_.get(variant, 10, push.size,
-                                {wc.cb * sg, sg, wc.cb, wc.r, wc.prep2, warp_opt()}, wc.cb * sg,
+                                {wc.cb * sg, sg, wc.cb, wc.r, wc.prep2, wc.opt}, wc.cb * sg,
                                 variant);
     const Grid g = linear_grid(ceil_div(p.channels, wc.cb));
     rec_->dispatch(pipe, sb.uses(), push.bytes, push.size, g.x, g.y, g.z);
@@ -320,7 +307,7 @@ uint64_t VulkanBackend::warp_shared_bytes(uint64_t sg, uint64_t cb, uint64_t r) 
 // where warp_default says so): CB channels (subgroups) per work group, R tokens per slice
 // (chunks of subgroupSize / 4 · R tokens). A forced one runs where it applies (the chunked scan
 // otherwise); DM_VULKAN_SCAN_WARP=CB,R[,PREP2[,OPT]] picks the shape (and the prep's token map,
-// WarpConfig::prep2; OPT: warp_opt above), else the defaults below (12,8: 44 KiB of shared memory at subgroups of 32). Its predecessor, the plain port of the CUDA v6 scan
+// WarpConfig::prep2, and the scan's OPT bits, WarpConfig::opt), else the defaults below (12,8: 44 KiB of shared memory at subgroups of 32). Its predecessor, the plain port of the CUDA v6 scan
 // (`warp6`, shaders/selective_scan_warp.comp), measured slower than it at 1536-3072 and no
 // faster than the chunked scan (the default there) at 5120 (H100, session 5), was removed.
 // offs: element offsets of u, delta, B, C, z, y in their bindings (the vec4 variant needs all
@@ -340,12 +327,12 @@ VulkanBackend::WarpConfig VulkanBackend::warp_config(const SelectiveScanParams& 
            warp_shared_bytes(sg, cb, r) <= c.max_shared_bytes;
   };
   if (const char* env = std::getenv("DM_VULKAN_SCAN_WARP")) {
-    unsigned cb = 0, r = 0, prep2 = 1;
-    if (std::sscanf(env, "%u,%u,%u", &cb, &r, &prep2) < 2 || !fits(cb, r))
+    unsigned cb = 0, r = 0, prep2 = 1, opt = w.opt;
+    if (std::sscanf(env, "%u,%u,%u,%u", &cb, &r, &prep2, &opt) < 2 || !fits(cb, r))
       fail("[vulkan] DM_VULKAN_SCAN_WARP=", env,
            ": want CB,R[,PREP2[,OPT]] with CB a multiple of 4, R in 4, 8, 12, 16, fitting ",
            c.max_shared_bytes, " bytes of shared memory and the work-group limits");
-    w.ok = true, w.cb = cb, w.r = r, w.prep2 = prep2 != 0;
+    w.ok = true, w.cb = cb, w.r = r, w.prep2 = prep2 != 0, w.opt = opt & 3u;
     return w;
   }
   // 12,8, but 8,4 for 1536 < d_inner <= 2048 on NVIDIA (warp_shape_nvidia); 8,8 or 4,4 where
