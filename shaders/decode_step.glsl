@@ -2,7 +2,7 @@
 // widening a 16-byte piece of weights, and the decode conv step of one channel.
 //
 // The conv step needs, declared before the #include: the buffers conv_state (float, read and
-// written), conv_w and conv_b (uint words), load_conv_w / load_conv_b (DEFINE_LOAD_ANY), and
+// written), conv_w and conv_b (uint words), load_conv_w_word / load_conv_b_word (DEFINE_LOAD_WORD), and
 // the constant MAX_D_CONV (the host sends larger d_conv elsewhere); define DECODE_CONV_STEP.
 
 // The weights of one 16-byte piece: 8 (F16, BF16: lo holds the first 4) or 4 (F32: lo only).
@@ -28,25 +28,29 @@ void widen(uint dtype, uvec4 q, out vec4 lo, out vec4 hi) {
 // (Loads after a store to a buffer that might alias them cannot be hoisted: interleaved, each
 // tap would pay a round trip.) The arithmetic is that of causal_conv1d_step.
 struct ConvIn {
-  float s[MAX_D_CONV], w[MAX_D_CONV], b;
+  float s[MAX_D_CONV];
+  uint w[MAX_D_CONV], b;  // words holding the weights and the bias (word_elem decodes them)
+  uint wb, bo, w_dtype, b_dtype;
+  bool has_bias;
 };
 ConvIn conv_step_load(uint sb, uint wb, uint bo, uint d_conv, uint w_dtype, uint b_dtype,
                  bool has_bias) {
   ConvIn r;
   [[unroll]] for (uint k = 0; k < MAX_D_CONV; ++k) {
     r.s[k] = k + 1 < d_conv ? conv_state[sb + k + 1] : 0.0;
-    r.w[k] = k < d_conv ? load_conv_w(w_dtype, wb + k) : 0.0;
+    r.w[k] = k < d_conv ? load_conv_w_word(w_dtype, wb + k) : 0u;
   }
-  r.b = has_bias ? load_conv_b(b_dtype, bo) : 0.0;
+  r.b = has_bias ? load_conv_b_word(b_dtype, bo) : 0u;
+  r.wb = wb, r.bo = bo, r.w_dtype = w_dtype, r.b_dtype = b_dtype, r.has_bias = has_bias;
   return r;
 }
 float conv_step_store(uint sb, uint d_conv, float xv, ConvIn r) {
   [[unroll]] for (uint k = 0; k < MAX_D_CONV; ++k)
     if (k + 1 == d_conv) r.s[k] = xv;
-  float acc = r.b;
+  float acc = r.has_bias ? word_elem(r.b_dtype, r.bo, r.b) : 0.0;
   [[unroll]] for (uint k = 0; k < MAX_D_CONV; ++k) {
     if (k < d_conv) {
-      acc = fma(r.w[k], r.s[k], acc);
+      acc = fma(word_elem(r.w_dtype, r.wb + k, r.w[k]), r.s[k], acc);
       conv_state[sb + k] = r.s[k];
     }
   }

@@ -82,8 +82,8 @@ DEFINE_LOAD_ANY(load_w, w)
 #endif
 DEFINE_LOAD_ANY(load_bias, bias)
 #if CONV
-DEFINE_LOAD_ANY(load_conv_w, conv_w)
-DEFINE_LOAD_ANY(load_conv_b, conv_b)
+DEFINE_LOAD_WORD(load_conv_w_word, conv_w)
+DEFINE_LOAD_WORD(load_conv_b_word, conv_b)
 #define DECODE_CONV_STEP 1
 #endif
 #include "decode_step.glsl"

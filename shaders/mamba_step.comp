@@ -24,6 +24,14 @@
 // C, out_proj, is gemm.gemv. Weights F32 / F16 / BF16 as 32-bit words (common.glsl).
 // (Measured and removed: B computing all of x_proj in every work group, 245 KB of weights from
 // L2 per work group at 130m, was ~8 µs per layer slower than the separate GEMV on an H200.)
+// Every load that does not wait for an earlier phase goes out at the start, 16-bit parameters
+// as their 32-bit words (DEFINE_LOAD_WORD), decoded where used: DEFINE_LOAD_ANY's per-dtype
+// branch kept each such load waiting for the one before it. A: the norm weights with the
+// in_proj weights; B: dt_proj's weights with the channel's own, and the x_proj partial sums 64
+// loads at a time. H200, session 13 (bench/results/h200_session13_lead_2026-11-28.md, three
+// rounds alternating with the build before): 130m decode 668-679 → 598-607 µs a token, A 9.8 →
+// 8.9 µs, B 10.1 → 8.6 (timestamps; the word loads are what paid: the preloads and batched
+// partials alone measured no change).
 // variant mamba_step.front -DFRONT=1 -DXPART=0
 // variant mamba_step.front_xpart -DFRONT=1 -DXPART=1
 // variant mamba_step.scan_xpart -DFRONT=0 -DXPART=1
@@ -75,13 +83,13 @@ layout(push_constant) uniform Push {
 #endif
 } p;
 
-DEFINE_LOAD_ANY(load_norm_w, norm_w)
+DEFINE_LOAD_WORD(load_norm_w_word, norm_w)
 #if XPART
-DEFINE_LOAD_ANY(load_x_proj, x_proj)
+DEFINE_LOAD_WORD(load_x_proj_word, x_proj)
 #endif
-DEFINE_LOAD_ANY(load_bias, bias)
-DEFINE_LOAD_ANY(load_conv_w, conv_w)
-DEFINE_LOAD_ANY(load_conv_b, conv_b)
+DEFINE_LOAD_WORD(load_bias_word, bias)
+DEFINE_LOAD_WORD(load_conv_w_word, conv_w)
+DEFINE_LOAD_WORD(load_conv_b_word, conv_b)
 
 #define DECODE_CONV_STEP 1
 #include "decode_step.glsl"
@@ -101,6 +109,7 @@ const uint T = WG / ROWS;         // invocations per row of W
 const uint TS = T < SG ? T : SG;  // of them in one subgroup
 const uint NSUB = T / TS;         // subgroups per row
 shared vec4 vs4[DV];              // the normed row
+const uint NW = (4u * DV + WG - 1u) / WG;  // norm weights per invocation
 shared float partial[WG];         // rms_norm.comp's reduction
 #include "row_sum.glsl"
 shared float sub[64];             // per-subgroup row sums
@@ -138,7 +147,8 @@ void main() {
     const uint j = t + u * T;
     q[u] = n < p.N && j < pieces ? w4[wb + j] : uvec4(0);
   }
-  const float bv = t == 0u && n < p.N && p.has_bias != 0u ? load_bias(p.bias_dtype, p.off[5] + n) : 0.0;
+  const bool has_bv = t == 0u && n < p.N && p.has_bias != 0u;
+  const uint bv_word = has_bv ? load_bias_word(p.bias_dtype, p.off[5] + n) : 0u;
   const bool conv = t == 0u && n < p.N && n < p.channels;
   ConvIn ci;
   if (CONV_LATE == 0u && conv) ci = conv_load(n);
@@ -146,15 +156,22 @@ void main() {
   // x_proj[r, n0 .. n0 + ROWS): row r = tid's weights, loaded now too.
   const uint n0 = linear_group_id() * ROWS;
   const bool xrow = tid < p.nr && n0 < p.channels;
-  float xw[ROWS];
+  const uint xb = p.off_x_proj + tid * p.x_proj_stride + n0;
+  uint xw[ROWS];  // words: decoded where used
   [[unroll]] for (uint k = 0; k < ROWS; ++k)
-    xw[k] = xrow && n0 + k < p.channels
-                ? load_x_proj(p.x_proj_dtype, p.off_x_proj + tid * p.x_proj_stride + n0 + k)
-                : 0.0;
+    xw[k] = xrow && n0 + k < p.channels ? load_x_proj_word(p.x_proj_dtype, xb + k) : 0u;
 #endif
 
-  // rms_norm.comp (rms_norm.residual with x), same terms in the same order.
+  // The norm weights of this invocation's elements (D ≤ 4·DV: at most NW of them), also in
+  // flight now rather than a round trip after the sum of squares.
   const uint li = gl_LocalInvocationID.x;
+  uint nwv[NW];
+  [[unroll]] for (uint k = 0; k < NW; ++k) {
+    const uint i = li + k * WG;
+    nwv[k] = i < p.D ? load_norm_w_word(p.norm_w_dtype, p.off[2] + i) : 0u;
+  }
+
+  // rms_norm.comp (rms_norm.residual with x), same terms in the same order.
   float ss = 0.0;
   for (uint i = li; i < p.D; i += WG) {
     float v = p.has_x != 0u ? x[p.off[0] + i] + res[p.off[1] + i] : res[p.off[1] + i];
@@ -163,10 +180,13 @@ void main() {
   }
   const float inv = inversesqrt(row_sum(li, ss) / float(p.D) + p.eps);
   const bool first = linear_group_id() == 0u;
-  for (uint i = li; i < p.D; i += WG) {
-    const float v = vs4[i >> 2][i & 3u] * inv * load_norm_w(p.norm_w_dtype, p.off[2] + i);
-    vs4[i >> 2][i & 3u] = v;
-    if (first) normed[p.off[3] + i] = v;
+  [[unroll]] for (uint k = 0; k < NW; ++k) {
+    const uint i = li + k * WG;
+    if (i < p.D) {
+      const float v = vs4[i >> 2][i & 3u] * inv * word_elem(p.norm_w_dtype, p.off[2] + i, nwv[k]);
+      vs4[i >> 2][i & 3u] = v;
+      if (first) normed[p.off[3] + i] = v;
+    }
   }
   barrier();
 
@@ -190,6 +210,7 @@ void main() {
   }
   if (t == 0u && n < p.N) {
     if (CONV_LATE != 0u && conv) ci = conv_load(n);  // before the store: all in flight at once
+    const float bv = has_bv ? word_elem(p.bias_dtype, p.off[5] + n, bv_word) : 0.0;
     xz[p.off[6] + n] = acc + bv;
     if (conv) {
       const float v = conv_store(n, acc + bv, ci);
@@ -203,7 +224,7 @@ void main() {
   if (xrow) {
     float s = 0.0;
     [[unroll]] for (uint k = 0; k < ROWS; ++k)
-      if (n0 + k < p.channels) s = fma(xw[k], xcs[k], s);
+      if (n0 + k < p.channels) s = fma(word_elem(p.x_proj_dtype, xb + k, xw[k]), xcs[k], s);
     part[p.off_part + linear_group_id() * p.nr + tid] = s;
   }
 #endif
@@ -243,10 +264,10 @@ layout(push_constant) uniform Push {
   uint off[13];
 } p;
 
-DEFINE_LOAD_ANY(load_a_log, a_log)
-DEFINE_LOAD_ANY(load_d, Dv)
-DEFINE_LOAD_ANY(load_dt_bias, dt_bias)
-DEFINE_LOAD_ANY(load_dt_proj, dt_proj)
+DEFINE_LOAD_WORD(load_a_log_word, a_log)
+DEFINE_LOAD_WORD(load_d_word, Dv)
+DEFINE_LOAD_WORD(load_dt_bias_word, dt_bias)
+DEFINE_LOAD_WORD(load_dt_proj_word, dt_proj)
 
 const uint NPL = (D_STATE + LANES - 1) / LANES;  // states per invocation
 const uint RB = 8;                               // dt_proj terms loaded per batch
@@ -263,33 +284,45 @@ void main() {
   // The channel's own loads first (as dt_proj_sg), in flight during x_proj.
   const bool live = c < p.channels;
   const uint sb = p.off[6] + c * D_STATE;
-  float a_l[NPL], h0[NPL];
+  // 16-bit parameters as their words, decoded where used (DEFINE_LOAD_WORD).
+  uint a_w[NPL];
+  float h0[NPL];
   [[unroll]] for (uint i = 0; i < NPL; ++i) {
     const uint n = l + i * LANES;
     const bool on = live && n < D_STATE;
-    a_l[i] = on ? load_a_log(p.A_log_dtype, p.off[2] + c * D_STATE + n) : 0.0;
+    a_w[i] = on ? load_a_log_word(p.A_log_dtype, p.off[2] + c * D_STATE + n) : 0u;
     h0[i] = on ? state[sb + n] : 0.0;
   }
   const bool lead = live && l == 0u;
   const float uu = live ? u[p.off[0] + c] : 0.0;
-  const float bias = live ? load_dt_bias(p.dt_bias_dtype, p.off[5] + c) : 0.0;
-  const float dskip = lead ? load_d(p.D_dtype, p.off[3] + c) : 0.0;
+  const uint bias_w = live ? load_dt_bias_word(p.dt_bias_dtype, p.off[5] + c) : 0u;
+  const uint dskip_w = lead ? load_d_word(p.D_dtype, p.off[3] + c) : 0u;
   const float zz = lead ? z[p.off[4] + c] : 0.0;
+  // dt_proj's first RB terms of this lane too (R ≤ RB · LANES: all of them): nothing in them
+  // waits for x_dbl, so they need not cost a round trip after it.
+  const uint wb = p.off[10] + c * p.dt_proj_stride;
+  uint wa0[RB];
+  [[unroll]] for (uint i = 0; i < RB; ++i) {
+    const uint r = l + i * LANES;
+    wa0[i] = live && r < R ? load_dt_proj_word(p.dt_proj_dtype, wb + r) : 0u;
+  }
 
 #if XPART
-  // x_dbl[r] = Σ_g part[g][r]: chunk ch of the WG / NR chunks sums g = ch, ch + NCH, ... (8
-  // loads in flight), then the chunks in order. The host guarantees NR ≤ WG.
+  // x_dbl[r] = Σ_g part[g][r]: chunk ch of the WG / NR chunks sums g = ch, ch + NCH, ... in that
+  // order, then the chunks in order. The host guarantees NR ≤ WG. The loads go out PB at a
+  // time (130m: all 64 of a chunk at once), so the sum waits for one L2 round trip, not eight.
   {
     const uint NCH = WG / NR, r = tid % NR, ch = tid / NR;
+    const uint PB = 64u;
     float s = 0.0;
     if (ch < NCH) {
-      for (uint g0 = ch; g0 < p.groups; g0 += 8u * NCH) {
-        float v[8];
-        [[unroll]] for (uint i = 0; i < 8u; ++i) {
+      for (uint g0 = ch; g0 < p.groups; g0 += PB * NCH) {
+        float v[PB];
+        [[unroll]] for (uint i = 0; i < PB; ++i) {
           const uint g = g0 + i * NCH;
           v[i] = g < p.groups ? part[p.off[9] + g * NR + r] : 0.0;
         }
-        [[unroll]] for (uint i = 0; i < 8u; ++i) s += v[i];
+        [[unroll]] for (uint i = 0; i < PB; ++i) s += v[i];
       }
     }
     chunk[tid] = s;
@@ -315,26 +348,27 @@ void main() {
 
   // selective_scan_step.dt_proj_sg from here, with dt_low, B and C in shared memory.
   float draw = 0.0;
-  const uint wb = p.off[10] + c * p.dt_proj_stride;
   for (uint r0 = l; r0 < R; r0 += RB * LANES) {
     float xa[RB], wa[RB];
     [[unroll]] for (uint i = 0; i < RB; ++i) {
       const uint r = r0 + i * LANES;
       const bool on = live && r < R;
       xa[i] = on ? xd[r] : 0.0;
-      wa[i] = on ? load_dt_proj(p.dt_proj_dtype, wb + r) : 0.0;
+      const uint w = r0 == l ? wa0[i] : on ? load_dt_proj_word(p.dt_proj_dtype, wb + r) : 0u;
+      wa[i] = on ? word_elem(p.dt_proj_dtype, wb + r, w) : 0.0;
     }
     [[unroll]] for (uint i = 0; i < RB; ++i) draw = fma(xa[i], wa[i], draw);
   }
   [[unroll]] for (uint o = LANES / 2u; o > 0u; o >>= 1) draw += subgroupShuffleXor(draw, o);
   if (lead) delta[p.off[1] + c] = draw;
+  const float bias = live ? word_elem(p.dt_bias_dtype, p.off[5] + c, bias_w) : 0.0;
   const float dt = softplus(draw + bias);
   const float du = dt * uu;
   float acc = 0.0;
   [[unroll]] for (uint i = 0; i < NPL; ++i) {
     const uint n = l + i * LANES;
     if (live && n < D_STATE) {
-      const float A = -exp(a_l[i]);
+      const float A = -exp(word_elem(p.A_log_dtype, p.off[2] + c * D_STATE + n, a_w[i]));
       const float h = fma(exp(dt * A), h0[i], du * xd[R + n]);
       state[sb + n] = h;
       acc = fma(h, xd[R + D_STATE + n], acc);
@@ -342,6 +376,7 @@ void main() {
   }
   [[unroll]] for (uint o = LANES / 2u; o > 0u; o >>= 1) acc += subgroupShuffleXor(acc, o);
   if (lead) {
+    const float dskip = word_elem(p.D_dtype, p.off[3] + c, dskip_w);
     float r = fma(dskip, uu, acc);
     r *= silu(zz);
     y[p.off[7] + c] = r;

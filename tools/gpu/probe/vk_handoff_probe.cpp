@@ -9,7 +9,9 @@
 //            on what Vulkan does not promise: that the device launches a dispatch's work groups
 //            only after every group of the dispatches before it has been launched (else a
 //            waiting group can hold the slot a group it waits for needs). A wait past the spin
-//            limit gives up and is reported (never a hang).
+//            limit gives up and is reported (never a hang);
+//   grid:    one dispatch that runs every hop itself with the same counters between hops (an
+//            in-shader grid barrier: what one persistent dispatch per decode step would pay).
 // Both chains end with the data checked (every hop adds one). Build and run:
 //   glslc --target-env=vulkan1.2 -O tools/gpu/probe/vk_handoff.comp -o .gpupack-probe/vk_handoff.spv
 //   g++ -O2 -std=c++17 tools/gpu/probe/vk_handoff_probe.cpp -o .gpupack-probe/vk_handoff_probe -lvulkan
@@ -231,12 +233,12 @@ int main(int argc, char** argv) {
                          0, 1, &mb, 0, nullptr, 0, nullptr);
     vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
     vkCmdBindDescriptorSets(cb, VK_PIPELINE_BIND_POINT_COMPUTE, pl, 0, 1, &ds, 0, nullptr);
-    for (uint32_t h = 0; h < hops; ++h) {
+    for (uint32_t h = 0; h < (mode == 2 ? 1u : hops); ++h) {
       if (h > 0 && mode == 0)
         vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
                              VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb, 0, nullptr, 0,
                              nullptr);
-      const Push pc{h, nwg, mode, spin_limit};
+      const Push pc{mode == 2 ? hops : h, nwg, mode, spin_limit};
       vkCmdPushConstants(cb, pl, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof pc, &pc);
       vkCmdDispatch(cb, nwg, 1, 1);
     }
@@ -266,10 +268,10 @@ int main(int argc, char** argv) {
   std::printf("| work groups | chain | µs, 16 hops | µs, 256 hops | µs per hop | checked |\n");
   std::printf("|---|---|---:|---:|---:|---|\n");
   for (uint32_t nwg : {32u, 132u, 264u})
-    for (uint32_t mode : {0u, 1u}) {
+    for (uint32_t mode : {0u, 1u, 2u}) {
       double a = 0, b = 0;
       const bool ok = chain(16, nwg, mode, a) & chain(256, nwg, mode, b);
-      std::printf("| %u | %s | %.1f | %.1f | %.2f | %s |\n", nwg, mode ? "handoff" : "barrier", a,
+      std::printf("| %u | %s | %.1f | %.1f | %.2f | %s |\n", nwg, mode == 2 ? "grid" : mode ? "handoff" : "barrier", a,
                   b, (b - a) / 240.0, ok ? "ok" : "FAILED (data or a wait gave up)");
       std::fflush(stdout);
     }
