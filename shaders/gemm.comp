@@ -9,6 +9,11 @@
 //                shared-memory words and output columns.
 //  gemm.tile128  the same with 8×8 outputs per invocation (128×128 tiles): twice the FMAs per
 //                shared-memory load, for prefill-sized M and N.
+// The weights are loaded as 32-bit words and decoded after every load of the step is out
+// (common.glsl DEFINE_LOAD_WORD; DEFINE_LOAD_ANY's per-dtype branch made each wait for the one
+// before): with cooperative matrices off on an H200 (what devices without them run), 130m's
+// prefill GEMMs at M 4096 went from 841 / 162 / 43 / 516 µs to 649 / 108 / 39 / 433 (in_proj,
+// x_proj, dt_proj, out_proj; session 13, bench/results/h200_session13_lead_2026-11-28.md).
 // variant gemm -DTM=4
 // variant gemm.tile128 -DTM=8
 #include "common.glsl"
@@ -27,7 +32,7 @@ layout(push_constant) uniform Push {
   uint off[4];  // element offsets of x, w, bias, y
 } p;
 
-DEFINE_LOAD_ANY(load_w, w)
+DEFINE_LOAD_WORD(load_w_word, w)
 DEFINE_LOAD_ANY(load_bias, bias)
 
 const uint BM = 16 * TM, BN = 16 * TM, BK = 16;  // TM×TM outputs per invocation
@@ -44,14 +49,25 @@ void main() {
     [[unroll]] for (uint j = 0; j < TM; ++j) acc[i][j] = 0.0;
 
   for (uint k0 = 0; k0 < p.K; k0 += BK) {
-    // BM rows × 16 k of x and of w: TM values of each per invocation, k fastest.
+    // BM rows × 16 k of x and of w: TM values of each per invocation, k fastest. All 2·TM loads
+    // go out before the first store (w as 32-bit words, decoded after: DEFINE_LOAD_WORD).
+    float xv[TM];
+    uint wv[TM];
     [[unroll]] for (uint r = 0; r < TM; ++r) {
       const uint e = tid + r * 256u;
       const uint row = e / BK, kk = e % BK;
       const uint k = k0 + kk;
       const uint m = m0 + row, n = n0 + row;
-      xs[kk][row] = (m < p.M && k < p.K) ? x[p.off[0] + m * p.x_stride + k] : 0.0;
-      ws[kk][row] = (n < p.N && k < p.K) ? load_w(p.w_dtype, p.off[1] + n * p.w_stride + k) : 0.0;
+      xv[r] = (m < p.M && k < p.K) ? x[p.off[0] + m * p.x_stride + k] : 0.0;
+      wv[r] = (n < p.N && k < p.K) ? load_w_word(p.w_dtype, p.off[1] + n * p.w_stride + k) : 0u;
+    }
+    [[unroll]] for (uint r = 0; r < TM; ++r) {
+      const uint e = tid + r * 256u;
+      const uint row = e / BK, kk = e % BK;
+      const uint k = k0 + kk;
+      const uint n = n0 + row;
+      xs[kk][row] = xv[r];
+      ws[kk][row] = (n < p.N && k < p.K) ? word_elem(p.w_dtype, p.off[1] + n * p.w_stride + k, wv[r]) : 0.0;
     }
     barrier();
     [[unroll]] for (uint kk = 0; kk < BK; ++kk) {

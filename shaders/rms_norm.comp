@@ -33,6 +33,7 @@ layout(push_constant) uniform Push {
 } p;
 
 DEFINE_LOAD_ANY(load_weight, wt)
+DEFINE_LOAD_WORD(load_weight_word, wt)
 
 shared float partial[WG];
 
@@ -49,17 +50,18 @@ void main() {
   const uint yb = p.off[3] + row * p.y_stride;
 
   if (REGS != 0u && p.D <= WG * MAXE) {  // uniform
-    float v[MAXE], w[MAXE];
+    float v[MAXE];
+    uint w[MAXE];  // the weights' words (DEFINE_LOAD_WORD): every load in flight at once
     [[unroll]] for (uint j = 0; j < MAXE; ++j) {
       const uint i = tid + j * WG;
       v[j] = 0.0;
-      w[j] = 0.0;
+      w[j] = 0u;
       if (i < p.D) {
         v[j] = x[xb + i];
 #if RESIDUAL
         v[j] += res[rb + i];
 #endif
-        w[j] = load_weight(p.weight_dtype, p.off[2] + i);
+        w[j] = load_weight_word(p.weight_dtype, p.off[2] + i);
       }
     }
     float ss = 0.0;
@@ -75,7 +77,7 @@ void main() {
     const float inv = inversesqrt(row_sum(tid, ss) / float(p.D) + p.eps);
     [[unroll]] for (uint j = 0; j < MAXE; ++j) {
       const uint i = tid + j * WG;
-      if (i < p.D) y[yb + i] = v[j] * inv * w[j];
+      if (i < p.D) y[yb + i] = v[j] * inv * word_elem(p.weight_dtype, p.off[2] + i, w[j]);
     }
     return;
   }

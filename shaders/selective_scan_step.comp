@@ -65,11 +65,13 @@ layout(push_constant) uniform Push {
 #endif
 } p;
 
-DEFINE_LOAD_ANY(load_a_log, a_log)
-DEFINE_LOAD_ANY(load_d, Dv)
-DEFINE_LOAD_ANY(load_dt_bias, dt_bias)
+// 16-bit parameters are loaded as their 32-bit words and decoded where used (common.glsl's
+// DEFINE_LOAD_WORD: a run of loads goes out before the first is used).
+DEFINE_LOAD_WORD(load_a_log_word, a_log)
+DEFINE_LOAD_WORD(load_d_word, Dv)
+DEFINE_LOAD_WORD(load_dt_bias_word, dt_bias)
 #if FUSED_DT
-DEFINE_LOAD_ANY(load_dt_proj, dt_proj)
+DEFINE_LOAD_WORD(load_dt_proj_word, dt_proj)
 #endif
 
 #if SPLIT
@@ -85,42 +87,49 @@ void main() {
   const bool live = c < p.channels && b < p.batch;
   const uint di = p.off[1] + b * p.delta_stride + c;
   const uint sb = p.off[8] + (b * p.channels + c) * D_STATE;
-  float a_l[NPL], h0[NPL], Bv[NPL], Cv[NPL];
+  uint a_w[NPL];
+  float h0[NPL], Bv[NPL], Cv[NPL];
   [[unroll]] for (uint i = 0; i < NPL; ++i) {
     const uint n = l + i * LANES;
     const bool on = live && n < D_STATE;
-    a_l[i] = on ? load_a_log(p.A_log_dtype, p.off[2] + c * D_STATE + n) : 0.0;
+    a_w[i] = on ? load_a_log_word(p.A_log_dtype, p.off[2] + c * D_STATE + n) : 0u;
     h0[i] = on ? state[sb + n] : 0.0;
     Bv[i] = on ? Bm[p.off[3] + b * p.B_stride + n] : 0.0;
     Cv[i] = on ? Cm[p.off[4] + b * p.C_stride + n] : 0.0;
   }
   const bool lead = live && l == 0u;
   const float uu = live ? u[p.off[0] + b * p.u_stride + c] : 0.0;
-  const float bias = live ? load_dt_bias(p.dt_bias_dtype, p.off[7] + c) : 0.0;
-  const float dskip = lead ? load_d(p.D_dtype, p.off[5] + c) : 0.0;
+  const uint bias_w = live ? load_dt_bias_word(p.dt_bias_dtype, p.off[7] + c) : 0u;
+  const uint dskip_w = lead ? load_d_word(p.D_dtype, p.off[5] + c) : 0u;
   const float zz = lead && p.has_z != 0u ? z[p.off[6] + b * p.z_stride + c] : 0.0;
   float draw = 0.0;
   const uint xb = p.off_dt_low + b * p.dt_low_stride, wb = p.off_dt_proj + c * p.dt_proj_stride;
   for (uint r0 = l; r0 < p.dt_rank; r0 += RB * LANES) {
-    float xa[RB], wa[RB];
+    float xa[RB];
+    uint ww[RB];
     [[unroll]] for (uint i = 0; i < RB; ++i) {
       const uint r = r0 + i * LANES;
       const bool on = live && r < p.dt_rank;
       xa[i] = on ? dt_low[xb + r] : 0.0;
-      wa[i] = on ? load_dt_proj(p.dt_proj_dtype, wb + r) : 0.0;
+      ww[i] = on ? load_dt_proj_word(p.dt_proj_dtype, wb + r) : 0u;
     }
-    [[unroll]] for (uint i = 0; i < RB; ++i) draw = fma(xa[i], wa[i], draw);
+    [[unroll]] for (uint i = 0; i < RB; ++i) {
+      const uint r = r0 + i * LANES;
+      const float wa = live && r < p.dt_rank ? word_elem(p.dt_proj_dtype, wb + r, ww[i]) : 0.0;
+      draw = fma(xa[i], wa, draw);
+    }
   }
   // Butterfly sums: every lane of the channel ends with the same (bitwise) total.
   [[unroll]] for (uint o = LANES / 2u; o > 0u; o >>= 1) draw += subgroupShuffleXor(draw, o);
   if (lead) delta[di] = draw;
+  const float bias = live ? word_elem(p.dt_bias_dtype, p.off[7] + c, bias_w) : 0.0;
   const float dt = softplus(draw + bias);
   const float du = dt * uu;
   float acc = 0.0;
   [[unroll]] for (uint i = 0; i < NPL; ++i) {
     const uint n = l + i * LANES;
     if (live && n < D_STATE) {
-      const float A = -exp(a_l[i]);
+      const float A = -exp(word_elem(p.A_log_dtype, p.off[2] + c * D_STATE + n, a_w[i]));
       const float h = fma(exp(dt * A), h0[i], du * Bv[i]);
       state[sb + n] = h;
       acc = fma(h, Cv[i], acc);
@@ -128,6 +137,7 @@ void main() {
   }
   [[unroll]] for (uint o = LANES / 2u; o > 0u; o >>= 1) acc += subgroupShuffleXor(acc, o);
   if (lead) {
+    const float dskip = word_elem(p.D_dtype, p.off[5] + c, dskip_w);
     float res = fma(dskip, uu, acc);
     if (p.has_z != 0u) res *= silu(zz);
     y[p.off[9] + b * p.y_stride + c] = res;
@@ -140,35 +150,37 @@ void main() {
   if (c >= p.channels || b >= p.batch) return;
   const uint di = p.off[1] + b * p.delta_stride + c;
   const uint sb = p.off[8] + (b * p.channels + c) * D_STATE;
-  float a_l[D_STATE], h0[D_STATE], Bv[D_STATE], Cv[D_STATE];
+  uint a_w[D_STATE];
+  float h0[D_STATE], Bv[D_STATE], Cv[D_STATE];
   [[unroll]] for (uint n = 0; n < D_STATE; ++n) {
-    a_l[n] = load_a_log(p.A_log_dtype, p.off[2] + c * D_STATE + n);
+    a_w[n] = load_a_log_word(p.A_log_dtype, p.off[2] + c * D_STATE + n);
     h0[n] = state[sb + n];
     Bv[n] = Bm[p.off[3] + b * p.B_stride + n];
     Cv[n] = Cm[p.off[4] + b * p.C_stride + n];
   }
   const float uu = u[p.off[0] + b * p.u_stride + c];
-  const float bias = load_dt_bias(p.dt_bias_dtype, p.off[7] + c);
-  const float dskip = load_d(p.D_dtype, p.off[5] + c);
+  const uint bias_w = load_dt_bias_word(p.dt_bias_dtype, p.off[7] + c);
+  const uint dskip_w = load_d_word(p.D_dtype, p.off[5] + c);
   const float zz = p.has_z != 0u ? z[p.off[6] + b * p.z_stride + c] : 0.0;
 #if FUSED_DT
   float draw = 0.0;
   const uint xb = p.off_dt_low + b * p.dt_low_stride, wb = p.off_dt_proj + c * p.dt_proj_stride;
-  for (uint r = 0; r < p.dt_rank; ++r) draw = fma(dt_low[xb + r], load_dt_proj(p.dt_proj_dtype, wb + r), draw);
+  for (uint r = 0; r < p.dt_rank; ++r)
+    draw = fma(dt_low[xb + r], word_elem(p.dt_proj_dtype, wb + r, load_dt_proj_word(p.dt_proj_dtype, wb + r)), draw);
   delta[di] = draw;
 #else
   const float draw = delta[di];
 #endif
-  const float dt = softplus(draw + bias);
+  const float dt = softplus(draw + word_elem(p.dt_bias_dtype, p.off[7] + c, bias_w));
   const float du = dt * uu;
   float acc = 0.0;
   [[unroll]] for (uint n = 0; n < D_STATE; ++n) {
-    const float A = -exp(a_l[n]);
+    const float A = -exp(word_elem(p.A_log_dtype, p.off[2] + c * D_STATE + n, a_w[n]));
     const float h = fma(exp(dt * A), h0[n], du * Bv[n]);
     state[sb + n] = h;
     acc = fma(h, Cv[n], acc);
   }
-  float res = fma(dskip, uu, acc);
+  float res = fma(word_elem(p.D_dtype, p.off[5] + c, dskip_w), uu, acc);
   if (p.has_z != 0u) res *= silu(zz);
   y[p.off[9] + b * p.y_stride + c] = res;
 }
