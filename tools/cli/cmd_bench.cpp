@@ -267,7 +267,7 @@ RunFn add_bench(CLI::App& app) {
   auto o = std::make_shared<BenchOptions>();
   CLI::App* cmd = app.add_subcommand(
       "bench", "Prefill and decode tokens/s on each backend, side by side (llama-bench style)");
-  auto* model = cmd->add_option("--model", o->common.model_dir, "Model directory")->capture_default_str();
+  auto* model = cmd->add_option("-m,--model", o->common.model_dir, "Model directory")->capture_default_str();
   std::vector<std::string> shapes = dm::random_model_shapes();
   auto* shape = cmd->add_option("--shape", o->shape, "A random-weight model of this shape (timing only)")
                     ->check(CLI::IsMember(shapes));

@@ -89,7 +89,7 @@ void write_out(const std::string& s) {
 }
 
 int run(GenerateCli& c, const CLI::App& cmd) {
-  const bool prompt_given = cmd.count("prompt") > 0;
+  const bool prompt_given = cmd.count("prompt") + cmd.count("--prompt") > 0;
   const std::string text = read_prompt(c, prompt_given);
   if (text.empty()) dm::fail("[cli] the prompt is empty");
   check_output_file(c.trace_json, c.force);
@@ -178,7 +178,12 @@ RunFn add_generate(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("generate", "Continue a prompt; new text streams to stdout");
   add_common_options(*cmd, c->common);
   auto* prompt = cmd->add_option("prompt", c->prompt, "Prompt text ('-': read stdin)");
-  cmd->add_option("--prompt-file", c->prompt_file, "Read the prompt from FILE")->excludes(prompt);
+  // llama.cpp's spelling of the same (-p "text"), for hands used to it.
+  auto* prompt_flag = cmd->add_option("-p,--prompt", c->prompt, "Prompt text, as the positional argument")
+                          ->excludes(prompt);
+  cmd->add_option("--prompt-file", c->prompt_file, "Read the prompt from FILE")
+      ->excludes(prompt)
+      ->excludes(prompt_flag);
   cmd->add_option("-n,--max-tokens", c->max_tokens, "Most tokens to generate")
       ->check(kNonNegative)
       ->capture_default_str();

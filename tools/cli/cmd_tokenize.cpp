@@ -96,7 +96,7 @@ int run(TokenizeCli& c) {
 RunFn add_tokenize(CLI::App& app) {
   auto c = std::make_shared<TokenizeCli>();
   CLI::App* cmd = app.add_subcommand("tokenize", "Print the token ids and pieces of a text");
-  cmd->add_option("--model", c->model_dir, "Model directory whose tokenizer to use")
+  cmd->add_option("-m,--model", c->model_dir, "Model directory whose tokenizer to use")
       ->capture_default_str();
   cmd->add_option("--tokenizer", c->tokenizer_file,
                   "A tokenizer.json or SentencePiece .model file (instead of --model)");

@@ -81,7 +81,7 @@ std::vector<int> parse_layer_list(const std::string& text) {
 }
 
 void add_common_options(CLI::App& cmd, CommonOptions& o, bool with_backend) {
-  cmd.add_option("--model", o.model_dir, "Model directory (config.json, weights, tokenizer)")
+  cmd.add_option("-m,--model", o.model_dir, "Model directory (config.json, weights, tokenizer)")
       ->capture_default_str();
   if (!with_backend) return;
   cmd.add_option("--backend", o.backend, "cpu | vulkan | cuda | auto (the fastest present)")
