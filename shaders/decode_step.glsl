@@ -2,8 +2,9 @@
 // widening a 16-byte piece of weights, and the decode conv step of one channel.
 //
 // The conv step needs, declared before the #include: the buffers conv_state (float, read and
-// written), conv_w and conv_b (uint words), load_conv_w_word / load_conv_b_word (DEFINE_LOAD_WORD), and
-// the constant MAX_D_CONV (the host sends larger d_conv elsewhere); define DECODE_CONV_STEP.
+// written), conv_w and conv_b (uint words), load_conv_w_word / load_conv_b_word
+// (DEFINE_LOAD_WORD), and the constant MAX_D_CONV (the host sends larger d_conv elsewhere);
+// define DECODE_CONV_STEP.
 
 // The weights of one 16-byte piece: 8 (F16, BF16: lo holds the first 4) or 4 (F32: lo only).
 void widen(uint dtype, uvec4 q, out vec4 lo, out vec4 hi) {

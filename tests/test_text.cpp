@@ -307,6 +307,40 @@ int32_t reference_sample(const std::vector<float>& logits, const dm::SamplerConf
   return order[pick(rng)];
 }
 
+// discrete_draw is std::discrete_distribution's draw without its table: the same index and the
+// same numbers taken from the generator, over sizes 0-5003, weights with zeros, ties, a sorted
+// decreasing run (the sampler's case) and a heavy tail.
+TEST(TextSampler, DiscreteDrawIsTheLibrarys) {
+  std::mt19937 g(5);
+  std::normal_distribution<double> nd(0.0, 3.0);
+  std::uniform_real_distribution<double> ud(0.0, 1.0);
+  int checked = 0;
+  for (const int64_t n : {0, 1, 2, 3, 17, 256, 5003}) {
+    for (int kind = 0; kind < 4; ++kind) {
+      std::vector<double> w(static_cast<size_t>(n), 0.0);
+      for (double& x : w) {
+        x = kind == 0 ? ud(g) : kind == 1 ? std::exp(nd(g)) : (ud(g) < 0.3 ? 0.0 : std::round(ud(g) * 4));
+      }
+      if (kind == 3) {  // sorted, decreasing, the top one: the sampler's probabilities
+        for (double& x : w) x = std::exp(-std::abs(nd(g)));
+        std::sort(w.begin(), w.end(), std::greater<double>());
+        if (n > 0) w[0] = 1.0;
+      }
+      if (n > 0 && std::accumulate(w.begin(), w.end(), 0.0) == 0.0) w[0] = 1.0;
+      for (uint64_t seed = 0; seed < 40; ++seed) {
+        std::mt19937_64 a(seed), b(seed);
+        std::discrete_distribution<int64_t> lib(w.begin(), w.end());
+        const int64_t want = lib(a);
+        const int64_t got = dm::discrete_draw(w.data(), n, b);
+        ASSERT_EQ(got, want) << "n " << n << " kind " << kind << " seed " << seed;
+        ASSERT_EQ(a(), b()) << "n " << n << " kind " << kind << " seed " << seed;
+        ++checked;
+      }
+    }
+  }
+  EXPECT_EQ(checked, 7 * 4 * 40);
+}
+
 TEST(TextSampler, SameDrawsAsTheComparisonSort) {
   std::mt19937 g(11);
   std::normal_distribution<float> nd(0.f, 2.f);

@@ -46,4 +46,8 @@ class Sampler {
 // Index of the largest logit; ties: the lowest index.
 int32_t argmax(const float* logits, int64_t n);
 
+// What std::discrete_distribution<int64_t>(w, w + n)(rng) returns, and the same draws taken
+// from rng, without building its table (sampler.cpp).
+int64_t discrete_draw(const double* w, int64_t n, std::mt19937_64& rng);
+
 }  // namespace dm
