@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A/B of the Vulkan decode step: bench_vulkan --sections decode from two packs in turns, three
 # rounds: .gpupack-old (a slim pack of the build before) and .gpupack-one (this build).
-# SHAPES (default 130m), SETTINGS (bench_vulkan --decode-settings; default: none), PROFILE=1 adds
+# SHAPES (default 130m), SETTINGS (bench_vulkan --decode-settings; default: one that sets an
+# unused variable, i.e. the defaults), PROFILE=1 adds
 # each run's per-kernel table. Builds nothing.
 source tools/gpu/unpack.sh
 gpu_enter .gpupack-old >/dev/null || exit 1; old=$PWD; cd $root
