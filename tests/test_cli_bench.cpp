@@ -148,13 +148,31 @@ TEST(CliBench, UsageErrors) {
   }
 }
 
+// As llama-bench, a length of 0 skips that kind of test: -n 0 measures prefill only, -p 0 decode
+// only; both 0 is nothing to measure, an error.
+TEST(CliBench, ZeroLengthSkipsThatTest) {
+  auto r = run_cli({"bench", "--shape", "tiny", "--backend", "cpu", "-p", "8", "-n", "0", "-r", "1"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto rows = table_rows(r.out);
+  ASSERT_EQ(rows.size(), 1u) << r.out;
+  EXPECT_EQ(rows[0][3], "pp8") << r.out;
+  r = run_cli({"bench", "--shape", "tiny", "--backend", "cpu", "-p", "0", "-n", "4", "-r", "1"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  rows = table_rows(r.out);
+  ASSERT_EQ(rows.size(), 1u) << r.out;
+  EXPECT_EQ(rows[0][3], "tg4") << r.out;
+  r = run_cli({"bench", "--shape", "tiny", "--backend", "cpu", "-p", "0", "-n", "0", "-r", "1"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_TRUE(has(r.err, "nothing to measure")) << r.err;
+}
+
 TEST(CliBench, RuntimeErrors) {
-  // A model directory that does not exist; a decode length of 0.
+  // A model directory that does not exist; a negative decode length.
   auto r = run_cli({"bench", "--model", "/no/such/model", "--backend", "cpu", "-r", "1"});
   EXPECT_EQ(r.code, 1);
   EXPECT_TRUE(has(r.err, "no such directory")) << r.err;
-  r = run_cli({"bench", "--shape", "tiny", "--backend", "cpu", "-n", "0", "-r", "1"});
-  EXPECT_EQ(r.code, 1);
+  r = run_cli({"bench", "--shape", "tiny", "--backend", "cpu", "-n", "-3", "-r", "1"});
+  EXPECT_NE(r.code, 0);
   EXPECT_TRUE(has(r.err, "-n")) << r.err;
   // A backend named but absent: its reason, exit 1.
   for (const auto& b : dm::list_backends()) {

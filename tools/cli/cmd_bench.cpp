@@ -91,10 +91,15 @@ int prec_for(double v) { return v >= 100 ? 0 : v >= 10 ? 1 : 2; }
 int run_bench(BenchOptions& o) {
   using clock = std::chrono::steady_clock;
   check_output_file(o.json_path, o.force);
+  // As llama-bench: a length of 0 asks for no test of that kind (-n 0: prefill only).
   for (int n : o.pp)
-    if (n < 1) dm::fail("[cli] -p: prompt lengths must be >= 1, got ", n);
+    if (n < 0) dm::fail("[cli] -p: prompt lengths must be >= 0, got ", n);
   for (int n : o.tg)
-    if (n < 1) dm::fail("[cli] -n: decode lengths must be >= 1, got ", n);
+    if (n < 0) dm::fail("[cli] -n: decode lengths must be >= 0, got ", n);
+  std::erase(o.pp, 0);
+  std::erase(o.tg, 0);
+  if (o.pp.empty() && o.tg.empty())
+    dm::fail("[cli] nothing to measure: every -p and -n length is 0");
 
   // The backends: those named, in that order (each must start), or every one present except
   // CPU emulations of GPU APIs (lavapipe), which would take minutes on a real shape.
@@ -291,10 +296,10 @@ RunFn add_bench(CLI::App& app) {
           "LIST"));
   cmd->add_option("--device", o->common.device, "GPU index for vulkan / cuda")
       ->check(kNonNegative);
-  cmd->add_option("-p,--pp", o->pp, "Prompt lengths to prefill (comma-separated)")
+  cmd->add_option("-p,--pp", o->pp, "Prompt lengths to prefill (comma-separated; 0: no prefill test)")
       ->delimiter(',')
       ->capture_default_str();
-  cmd->add_option("-n,--tg", o->tg, "Tokens to decode (comma-separated)")->delimiter(',')->capture_default_str();
+  cmd->add_option("-n,--tg", o->tg, "Tokens to decode (comma-separated; 0: no decode test)")->delimiter(',')->capture_default_str();
   cmd->add_option("-r,--reps", o->reps, "Repetitions (after one warm-up run)")
       ->check(between(1, 1000))
       ->capture_default_str();
