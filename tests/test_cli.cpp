@@ -243,22 +243,31 @@ TEST(CliGenerate, GreedyIsReproducibleAndStreamsToStdout) {
   EXPECT_TRUE(d.err.empty()) << d.err;
 }
 
-// llama.cpp's short flags: -m for --model (every command), -p for generate's prompt; -p with the
-// positional prompt or --prompt-file is a usage error, not a silent choice.
+// llama.cpp's spellings: -m for --model (every command); generate's -p (prompt), -f (prompt
+// file), --temp, -s (seed); -p with the positional prompt or -f is a usage error, not a silent
+// choice.
 TEST(CliGenerate, ShortModelAndPromptFlags) {
   SKIP_WITHOUT_FIXTURE();
   const auto a = run_cli({"generate", "--backend", "cpu", "--model", kModel, "--temperature", "0",
                           "-n", "8", "Once upon a time"});
   ASSERT_EQ(a.code, 0) << a.err;
-  const auto b = run_cli({"generate", "--backend", "cpu", "-m", kModel, "--temperature", "0",
+  const auto b = run_cli({"generate", "--backend", "cpu", "-m", kModel, "--temp", "0",
                           "-n", "8", "-p", "Once upon a time"});
   ASSERT_EQ(b.code, 0) << b.err;
   EXPECT_EQ(b.out, a.out);
+  // Sampled: -s is --seed.
+  const auto s1 = run_cli({"generate", "--backend", "cpu", "-m", kModel, "--seed", "7", "-n", "8",
+                           "Once upon a time"});
+  const auto s2 = run_cli({"generate", "--backend", "cpu", "-m", kModel, "-s", "7", "-n", "8",
+                           "-p", "Once upon a time"});
+  ASSERT_EQ(s1.code, 0) << s1.err;
+  ASSERT_EQ(s2.code, 0) << s2.err;
+  EXPECT_EQ(s2.out, s1.out);
   const auto both = run_cli({"generate", "--backend", "cpu", "-m", kModel, "-p", "a", "b"});
   EXPECT_NE(both.code, 0);
   EXPECT_TRUE(has(both.err, "excludes")) << both.err;
   const auto file = run_cli({"generate", "--backend", "cpu", "-m", kModel, "-p", "a",
-                             "--prompt-file", "/dev/null"});
+                             "-f", "/dev/null"});
   EXPECT_NE(file.code, 0);
   EXPECT_TRUE(has(file.err, "excludes")) << file.err;
   const auto info = run_cli({"info", "-m", kModel});

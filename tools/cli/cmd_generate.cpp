@@ -178,16 +178,16 @@ RunFn add_generate(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("generate", "Continue a prompt; new text streams to stdout");
   add_common_options(*cmd, c->common);
   auto* prompt = cmd->add_option("prompt", c->prompt, "Prompt text ('-': read stdin)");
-  // llama.cpp's spelling of the same (-p "text"), for hands used to it.
+  // llama.cpp's spellings (-p "text", -f FILE, --temp, -s), for hands used to them.
   auto* prompt_flag = cmd->add_option("-p,--prompt", c->prompt, "Prompt text, as the positional argument")
                           ->excludes(prompt);
-  cmd->add_option("--prompt-file", c->prompt_file, "Read the prompt from FILE")
+  cmd->add_option("-f,--prompt-file", c->prompt_file, "Read the prompt from FILE")
       ->excludes(prompt)
       ->excludes(prompt_flag);
   cmd->add_option("-n,--max-tokens", c->max_tokens, "Most tokens to generate")
       ->check(kNonNegative)
       ->capture_default_str();
-  cmd->add_option("--temperature", c->temperature, "0: greedy")
+  cmd->add_option("--temperature,--temp", c->temperature, "0: greedy")
       ->check(between(0.0, 100.0))
       ->capture_default_str();
   cmd->add_option("--top-k", c->top_k, "Sample from the k likeliest (0: off)")
@@ -203,7 +203,7 @@ RunFn add_generate(CLI::App& app) {
   cmd->add_option("--repeat-window", c->repeat_window, "Recent tokens the penalty looks at")
       ->check(kNonNegative)
       ->capture_default_str();
-  cmd->add_option("--seed", c->seed, "Sampling seed (runs are reproducible)")
+  cmd->add_option("-s,--seed", c->seed, "Sampling seed (runs are reproducible)")
       ->capture_default_str();
   cmd->add_option("--stop", c->stop,
                   "Stop when the output contains STRING (repeatable; \\n, \\t escapes)")
