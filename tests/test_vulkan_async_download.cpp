@@ -6,7 +6,8 @@
 // outstanding while later work (dispatches, replays) is submitted come back in order with each
 // one's own values, also across the ring's wrap; a greedy-like chain of replays, each reading
 // the previous one's output, run ahead; the errors (too large, past the end, out of order, twice,
-// while recording, too many outstanding); a backend that goes with tickets outstanding. Named
+// while recording, too many outstanding); a backend that goes with tickets outstanding; the
+// same bytes with the recorder polling its fences (DM_VULKAN_FENCE_SPIN_US). Named
 // BackendRecord.* so that ctest's validation run (cmake/vulkan.cmake) checks the barriers.
 #include <gtest/gtest.h>
 
@@ -255,6 +256,48 @@ TEST(BackendRecord, VulkanAsyncDownloadBackendGoesWithTicketsOutstanding) {
     be.reset();
     EXPECT_FALSE(rec->valid()) << mode;
   }
+}
+
+// DM_VULKAN_FENCE_SPIN_US (the recorder polls a fence before blocking on it): the same bytes
+// from blocking and non-blocking downloads and replays, polling or not; a bad value is an error
+// naming the variable.
+TEST(BackendRecord, VulkanFenceSpinSameResults) {
+  if (!test::backend_available("vulkan")) GTEST_SKIP() << "no Vulkan device";
+  std::vector<std::vector<float>> runs;
+  for (const char* spin : {"0", "50", "1000000"}) {
+    setenv("DM_VULKAN_FENCE_SPIN_US", spin, 1);
+    auto be = vulkan_with("1");
+    unsetenv("DM_VULKAN_FENCE_SPIN_US");
+    Rows r(*be);
+    r.set_w(*be);
+    std::vector<float> got;
+    for (int step = 0; step < 6; ++step) {
+      r.set_x(*be, step);
+      r.norm(*be);
+      std::vector<float> y(static_cast<size_t>(C));
+      if (step % 2 == 0) {
+        be->download(*r.buf, r.kY, y.data(), y.size() * 4);
+      } else {
+        // download_start takes at most 256 bytes: the row in two halves
+        const uint64_t t0 = be->download_start(*r.buf, r.kY, y.size() * 2);
+        const uint64_t t1 = be->download_start(*r.buf, r.kY + y.size() * 2, y.size() * 2);
+        be->download_wait(t0, y.data());
+        be->download_wait(t1, y.data() + y.size() / 2);
+      }
+      got.insert(got.end(), y.begin(), y.end());
+    }
+    runs.push_back(std::move(got));
+  }
+  EXPECT_EQ(runs[1], runs[0]);
+  EXPECT_EQ(runs[2], runs[0]);
+  setenv("DM_VULKAN_FENCE_SPIN_US", "-5", 1);
+  try {
+    vulkan_with("1");
+    ADD_FAILURE() << "a negative spin was taken";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("DM_VULKAN_FENCE_SPIN_US"), std::string::npos) << e.what();
+  }
+  unsetenv("DM_VULKAN_FENCE_SPIN_US");
 }
 #endif
 

@@ -54,7 +54,7 @@ void Recorder::wait_submitted(uint64_t serial) {
     DM_ASSERT(!in_flight_.empty(), "submit ", serial, " not done and none in flight");
     std::unique_ptr<Frame> f = std::move(in_flight_.front());
     in_flight_.pop_front();
-    VK_CHECK(vkWaitForFences(ctx_.device, 1, &f->fence, VK_TRUE, UINT64_MAX));
+    wait_fence(f->fence);
     recycle(*f);  // completed_ = its serial
     free_.push_back(std::move(f));
   }

@@ -1,6 +1,7 @@
 #include "backend/vulkan/recorder.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -29,6 +30,13 @@ constexpr VkAccessFlags kDeviceAccess = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SH
 Recorder::Recorder(Context& ctx) : ctx_(ctx) {
   const char* b = std::getenv("DM_VULKAN_BARRIERS");
   wide_barriers_ = b && std::strcmp(b, "wide") == 0;
+  if (const char* e = std::getenv("DM_VULKAN_FENCE_SPIN_US"); e && *e) {
+    char* end = nullptr;
+    const unsigned long v = std::strtoul(e, &end, 10);
+    if (*end != '\0' || v > 1000000)
+      fail("[vulkan] DM_VULKAN_FENCE_SPIN_US=", e, ": want microseconds, 0 … 1000000");
+    fence_spin_us_ = uint32_t(v);
+  }
   ctx_.deferred_free = [this](VkBuffer b, VkDeviceMemory m) {
     buffer_freed(b);
     if (recording_ && !capturing_) recording_->dead.emplace_back(b, m);
@@ -345,10 +353,25 @@ void Recorder::submit() {
   while (in_flight_.size() > kMaxInFlight) {
     std::unique_ptr<Frame> old = std::move(in_flight_.front());
     in_flight_.pop_front();
-    VK_CHECK(vkWaitForFences(ctx_.device, 1, &old->fence, VK_TRUE, UINT64_MAX));
+    wait_fence(old->fence);
     recycle(*old);
     free_.push_back(std::move(old));
   }
+}
+
+// DM_VULKAN_FENCE_SPIN_US=N (default 0: off): poll the fence for up to N µs before blocking in
+// vkWaitForFences, whose wake-up a latency-bound decode step pays every token (CUDA's
+// synchronisation spins by default). Not yet measured: an opt-in for the A/B that decides.
+void Recorder::wait_fence(VkFence fence) {
+  if (fence_spin_us_ > 0) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(fence_spin_us_);
+    do {
+      const VkResult r = vkGetFenceStatus(ctx_.device, fence);
+      if (r == VK_SUCCESS) return;
+      if (r != VK_NOT_READY) VK_CHECK(r);
+    } while (std::chrono::steady_clock::now() < until);
+  }
+  VK_CHECK(vkWaitForFences(ctx_.device, 1, &fence, VK_TRUE, UINT64_MAX));
 }
 
 void Recorder::finish() {
@@ -356,7 +379,7 @@ void Recorder::finish() {
   while (!in_flight_.empty()) {
     std::unique_ptr<Frame> f = std::move(in_flight_.front());
     in_flight_.pop_front();
-    VK_CHECK(vkWaitForFences(ctx_.device, 1, &f->fence, VK_TRUE, UINT64_MAX));
+    wait_fence(f->fence);
     recycle(*f);
     free_.push_back(std::move(f));
   }
