@@ -12,13 +12,18 @@
 #define DT_F16 1u
 #define DT_BF16 2u
 
+// Element i (in elements of `dtype`) of word array BUF, from the 32-bit word w holding it.
+float word_elem(uint dt, uint i, uint w) {
+  if (dt == DT_F32) return uintBitsToFloat(w);
+  const uint h = (i & 1u) != 0u ? (w >> 16) : (w & 0xffffu);
+  return dt == DT_F16 ? unpackHalf2x16(h).x : uintBitsToFloat(h << 16);
+}
+
 // float NAME(uint dtype, uint i): element i (in elements of `dtype`) of word array BUF.
-#define DEFINE_LOAD_ANY(NAME, BUF)                                   \
-  float NAME(uint dt, uint i) {                                      \
-    if (dt == DT_F32) return uintBitsToFloat(BUF[i]);                \
-    uint w = BUF[i >> 1];                                            \
-    uint h = (i & 1u) != 0u ? (w >> 16) : (w & 0xffffu);             \
-    return dt == DT_F16 ? unpackHalf2x16(h).x : uintBitsToFloat(h << 16); \
+#define DEFINE_LOAD_ANY(NAME, BUF)                      \
+  float NAME(uint dt, uint i) {                         \
+    if (dt == DT_F32) return uintBitsToFloat(BUF[i]);   \
+    return word_elem(dt, i, BUF[i >> 1]);               \
   }
 
 // The same in two halves, so that a run of loads goes out before the first is used: NAME(dt, i)
@@ -26,11 +31,6 @@
 // per-dtype branches kept each load waiting for the one before), word_elem decodes it.
 #define DEFINE_LOAD_WORD(NAME, BUF) \
   uint NAME(uint dt, uint i) { return BUF[dt == DT_F32 ? i : (i >> 1)]; }
-float word_elem(uint dt, uint i, uint w) {
-  if (dt == DT_F32) return uintBitsToFloat(w);
-  const uint h = (i & 1u) != 0u ? (w >> 16) : (w & 0xffffu);
-  return dt == DT_F16 ? unpackHalf2x16(h).x : uintBitsToFloat(h << 16);
-}
 
 // softplus as torch computes it (threshold 20). log1p(e) by its series where log(1 + e) would
 // lose the digits of a small e (Δ is often 1e-3 and below).
