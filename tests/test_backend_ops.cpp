@@ -628,6 +628,53 @@ TEST(BackendOpsVulkan, GemvPaths) {
   else unsetenv("DM_VULKAN_GEMV");
 }
 
+// gemm.vec128 (shaders/gemm_vec.comp: the 128×128 SIMT GEMM with 16-byte loads, where rows
+// are 16-byte aligned): against the CPU, and bit for bit against gemm.tile128 (the same fma
+// chain per output; DM_VULKAN_GEMM_VEC=0), over partial tiles, K with a partial step of 16, every
+// weight dtype, with and without bias. Cooperative matrices (where present) take 16-bit weights
+// at M ≥ 16, so there only the F32 case reaches the SIMT GEMMs.
+TEST(BackendOpsVulkan, GemmVecPaths) {
+  if (!test::backend_available("vulkan")) GTEST_SKIP() << skip_reason();
+  struct G {
+    int64_t M, N, K;
+    DType w_dtype;
+    bool bias;
+  };
+  const G cases[] = {{130, 200, 72, DType::F16, true},    // partial tiles, K = 4.5 steps
+                     {256, 384, 768, DType::BF16, false},  // whole tiles, 130m's d_model
+                     {129, 131, 20, DType::F32, true},     // F32 pieces (4 weights)
+                     {300, 128, 40, DType::F16, false}};
+  for (size_t i = 0; i < std::size(cases); ++i) {
+    const G& g = cases[i];
+    std::ostringstream d;
+    d << "gemm.vec128 M=" << g.M << " N=" << g.N << " K=" << g.K << " w=" << dt(g.w_dtype)
+      << " bias=" << g.bias;
+    Case c("vulkan", d.str(), 5200 + uint32_t(i));
+    c.align16();
+    Arg& x = c.add("x", Role::In, DType::F32, g.M, g.K, g.K, c.nonzero(0.1f, 1.f));
+    Arg& w = c.add("w", Role::Weight, g.w_dtype, g.N, g.K, g.K, c.nonzero(0.01f, 0.1f));
+    Arg* b = g.bias ? &c.add("bias", Role::In, g.w_dtype, 1, g.N, g.N, c.nonzero(0.1f, 1.f)) : nullptr;
+    // y's rows padded to 16 bytes (the vec4 stores' condition): N = 131 ends inside a vec4.
+    const int64_t ys = (g.N + 3) / 4 * 4;
+    Arg& y = c.add("y", Role::Out, DType::F32, g.M, g.N, ys, nullptr);
+    Arg& y_tile = c.add("y_tile128", Role::Scratch, DType::F32, g.M, g.N, ys, nullptr);
+    Tensor bc, bd;
+    if (b) { bc = b->cpu(); bd = b->dev(); }
+    c.cpu().gemm(x.cpu(), w.cpu(), b ? &bc : nullptr, y.cpu());
+    setenv("DM_VULKAN_GEMM_VEC", "0", 1);
+    c.dev().gemm(x.dev(), w.dev(), b ? &bd : nullptr, y_tile.dev());
+    unsetenv("DM_VULKAN_GEMM_VEC");
+    c.dev().gemm(x.dev(), w.dev(), b ? &bd : nullptr, y.dev());
+    c.check(kTolGemm);
+    std::vector<float> vec(size_t(g.M * ys)), tile(vec.size());
+    c.dev().download(*y.dev_buf, 16, vec.data(), vec.size() * 4);
+    c.dev().download(*y_tile.dev_buf, 16, tile.data(), tile.size() * 4);
+    for (int64_t r = 0; r < g.M; ++r)  // the rows' N columns (the padding is the harness's)
+      ASSERT_EQ(std::memcmp(&vec[size_t(r * ys)], &tile[size_t(r * ys)], size_t(g.N) * 4), 0)
+          << c.desc() << ": gemm.vec128 and gemm.tile128 differ in row " << r;
+  }
+}
+
 TEST(BackendOps, SelectiveScanStep) {
   DM_REQUIRE_DEVICE_BACKENDS();
   // L here is the batch.

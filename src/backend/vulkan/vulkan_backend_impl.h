@@ -214,6 +214,8 @@ class VulkanBackend final : public Backend {
     return x.offset % 16 == 0 && p.x_stride % 4 == 0 && w.offset % 16 == 0 && p.K % per == 0 &&
            p.w_stride % per == 0;
   }
+  static bool gemm_vec_ok(const Tensor& x, const Tensor& w, const Tensor& y,
+                          const GemmParams& p);  // vulkan_gemm.cpp
   void gemm_coopmat(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
                     const GemmParams& p, const BufferUse& ux, const BufferUse& uw,
                     const BufferUse& ub, const BufferUse& uy);

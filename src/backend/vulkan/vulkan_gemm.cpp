@@ -59,9 +59,10 @@ void VulkanBackend::gemm(const Tensor& x, const Tensor& w, const Tensor* bias, c
     gemm_coopmat(x, w, bias, y, p, ux, uw, ub, uy);
     return;
   }
-  // 128×128 tiles where both sides fill them (prefill projections), 64×64 otherwise.
+  // 128×128 tiles where both sides fill them (prefill projections), 64×64 otherwise; the
+  // 128×128 tiles with 16-byte loads (gemm_vec.comp) where x's and w's rows allow them.
   const uint32_t tile = p.M >= 128 && p.N >= 128 ? 128 : 64;
-  const char* variant = tile == 128 ? "gemm.tile128" : "gemm";
+  const char* variant = tile == 64 ? "gemm" : gemm_vec_ok(x, w, y, p) ? "gemm.vec128" : "gemm.tile128";
   auto& pipe = pipelines_.get(variant, 4, push.size, {}, 256, variant);
   rec_->dispatch(pipe, {ux, uw, ub, uy}, push.bytes, push.size, ceil_div(p.N, tile),
                  ceil_div(p.M, tile), 1);
@@ -248,6 +249,15 @@ VulkanBackend::GemvConfig VulkanBackend::gemv_config(const GemmParams& p) const 
   g.mm = p.M == 1 ? 1 : 4;
   g.sg = sg;
   return g;
+}
+
+// gemm.vec128 (gemm_vec.comp) where its 16-byte loads and stores line up: x's, w's and y's rows
+// 16-byte aligned, K whole pieces. DM_VULKAN_GEMM_VEC=0 keeps gemm.tile128 there.
+bool VulkanBackend::gemm_vec_ok(const Tensor& x, const Tensor& w, const Tensor& y,
+                                const GemmParams& p) {
+  const char* e = std::getenv("DM_VULKAN_GEMM_VEC");
+  if (e && std::strcmp(e, "0") == 0) return false;
+  return small_m_vec_ok(x, w, p) && y.offset % 16 == 0 && p.y_stride % 4 == 0;
 }
 
 }  // namespace dm::vk
