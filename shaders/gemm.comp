@@ -8,7 +8,9 @@
 //                columns tx + 16j so that neighbouring invocations touch neighbouring
 //                shared-memory words and output columns.
 //  gemm.tile128  the same with 8×8 outputs per invocation (128×128 tiles): twice the FMAs per
-//                shared-memory load, for prefill-sized M and N.
+//                shared-memory load, for prefill-sized M and N whose rows are not 16-byte
+//                aligned (aligned ones run gemm.vec128, gemm_vec.comp: the same sums, 16-byte
+//                loads and stores).
 // The weights are loaded as 32-bit words and decoded after every load of the step is out
 // (common.glsl DEFINE_LOAD_WORD; DEFINE_LOAD_ANY's per-dtype branch made each wait for the one
 // before): with cooperative matrices off on an H200 (what devices without them run), 130m's
