@@ -586,6 +586,31 @@ TEST(BackendOpsVulkan, SelectiveScanPaths) {
   else unsetenv("DM_VULKAN_SCAN_SEG");
 }
 
+// One Vulkan GEMM path's case: y = x · wᵀ (+ bias), rows 16-byte aligned (Case::align16).
+struct GemmShape {
+  int64_t M, N, K;
+  DType w_dtype;
+  bool bias;
+};
+struct GemmArgs {
+  Arg *x, *w, *bias;
+};
+// x, w (as `w_role`) and the bias if any, on the CPU and the device, with nonzero values.
+GemmArgs add_gemm_inputs(Case& c, const GemmShape& g, Role w_role) {
+  c.align16();
+  GemmArgs a{};
+  a.x = &c.add("x", Role::In, DType::F32, g.M, g.K, g.K, c.nonzero(0.1f, 1.f));
+  a.w = &c.add("w", w_role, g.w_dtype, g.N, g.K, g.K, c.nonzero(0.01f, 0.1f));
+  a.bias = g.bias ? &c.add("bias", Role::In, g.w_dtype, 1, g.N, g.N, c.nonzero(0.1f, 1.f)) : nullptr;
+  return a;
+}
+// gemm(x, w, bias) into y on the device (Arg::dev) or the CPU.
+void run_gemm(Backend& be, const GemmArgs& a, const Tensor& y, bool dev) {
+  Tensor b;
+  if (a.bias) b = dev ? a.bias->dev() : a.bias->cpu();
+  be.gemm(dev ? a.x->dev() : a.x->cpu(), dev ? a.w->dev() : a.w->cpu(), a.bias ? &b : nullptr, y);
+}
+
 // Every work split of the Vulkan decode GEMV (gemm.gemv, DM_VULKAN_GEMV=T,PIPE) and the old
 // gemm.small_m_vec ("old"): rows reduced inside part of a subgroup (T below the subgroup size),
 // by whole subgroups, across several subgroups through shared memory (T = 256), one invocation
@@ -594,12 +619,7 @@ TEST(BackendOpsVulkan, SelectiveScanPaths) {
 TEST(BackendOpsVulkan, GemvPaths) {
   if (!test::backend_available("vulkan")) GTEST_SKIP() << skip_reason();
   const char* modes[] = {"old", "1,16", "1,3", "4,3", "8,1", "16,2", "32,4", "64,2", "256,1", "256,3"};
-  struct G {
-    int64_t M, N, K;
-    DType w_dtype;
-    bool bias;
-  };
-  const G cases[] = {{1, 203, 1000, DType::F16, false},  // 125 pieces: ragged for every T
+  const GemmShape cases[] = {{1, 203, 1000, DType::F16, false},  // 125 pieces: ragged for every T
                      {3, 77, 520, DType::BF16, true},   // M = 3, bias
                      {1, 300, 96, DType::F32, true},    // F32 pieces (4 weights)
                      {1, 515, 2560, DType::F16, false}}; // a 2.8b-width row, several batches
@@ -608,20 +628,15 @@ TEST(BackendOpsVulkan, GemvPaths) {
   for (const char* m : modes)
     for (size_t i = 0; i < std::size(cases); ++i) {
       setenv("DM_VULKAN_GEMV", m, 1);
-      const G& g = cases[i];
+      const GemmShape& g = cases[i];
       std::ostringstream d;
       d << "gemv[" << m << "] M=" << g.M << " N=" << g.N << " K=" << g.K << " w=" << dt(g.w_dtype)
         << " bias=" << g.bias;
       Case c("vulkan", d.str(), 5100 + uint32_t(i));
-      c.align16();
-      Arg& x = c.add("x", Role::In, DType::F32, g.M, g.K, g.K, c.nonzero(0.1f, 1.f));
-      Arg& w = c.add("w", Role::In, g.w_dtype, g.N, g.K, g.K, c.nonzero(0.01f, 0.1f));
-      Arg* b = g.bias ? &c.add("bias", Role::In, g.w_dtype, 1, g.N, g.N, c.nonzero(0.1f, 1.f)) : nullptr;
+      const GemmArgs a = add_gemm_inputs(c, g, Role::In);
       Arg& y = c.add("y", Role::Out, DType::F32, g.M, g.N, g.N, nullptr);
-      Tensor bc, bd;
-      if (b) { bc = b->cpu(); bd = b->dev(); }
-      c.cpu().gemm(x.cpu(), w.cpu(), b ? &bc : nullptr, y.cpu());
-      c.dev().gemm(x.dev(), w.dev(), b ? &bd : nullptr, y.dev());
+      run_gemm(c.cpu(), a, y.cpu(), false);
+      run_gemm(c.dev(), a, y.dev(), true);
       c.check(kTolGemm);
     }
   if (old_env) setenv("DM_VULKAN_GEMV", keep.c_str(), 1);
@@ -635,36 +650,26 @@ TEST(BackendOpsVulkan, GemvPaths) {
 // at M ≥ 16, so there only the F32 case reaches the SIMT GEMMs.
 TEST(BackendOpsVulkan, GemmVecPaths) {
   if (!test::backend_available("vulkan")) GTEST_SKIP() << skip_reason();
-  struct G {
-    int64_t M, N, K;
-    DType w_dtype;
-    bool bias;
-  };
-  const G cases[] = {{130, 200, 72, DType::F16, true},    // partial tiles, K = 4.5 steps
+  const GemmShape cases[] = {{130, 200, 72, DType::F16, true},  // partial tiles, K = 4.5 steps
                      {256, 384, 768, DType::BF16, false},  // whole tiles, 130m's d_model
                      {129, 131, 20, DType::F32, true},     // F32 pieces (4 weights)
                      {300, 128, 40, DType::F16, false}};
   for (size_t i = 0; i < std::size(cases); ++i) {
-    const G& g = cases[i];
+    const GemmShape& g = cases[i];
     std::ostringstream d;
     d << "gemm.vec128 M=" << g.M << " N=" << g.N << " K=" << g.K << " w=" << dt(g.w_dtype)
       << " bias=" << g.bias;
     Case c("vulkan", d.str(), 5200 + uint32_t(i));
-    c.align16();
-    Arg& x = c.add("x", Role::In, DType::F32, g.M, g.K, g.K, c.nonzero(0.1f, 1.f));
-    Arg& w = c.add("w", Role::Weight, g.w_dtype, g.N, g.K, g.K, c.nonzero(0.01f, 0.1f));
-    Arg* b = g.bias ? &c.add("bias", Role::In, g.w_dtype, 1, g.N, g.N, c.nonzero(0.1f, 1.f)) : nullptr;
+    const GemmArgs a = add_gemm_inputs(c, g, Role::Weight);
     // y's rows padded to 16 bytes (the vec4 stores' condition): N = 131 ends inside a vec4.
     const int64_t ys = (g.N + 3) / 4 * 4;
     Arg& y = c.add("y", Role::Out, DType::F32, g.M, g.N, ys, nullptr);
     Arg& y_tile = c.add("y_tile128", Role::Scratch, DType::F32, g.M, g.N, ys, nullptr);
-    Tensor bc, bd;
-    if (b) { bc = b->cpu(); bd = b->dev(); }
-    c.cpu().gemm(x.cpu(), w.cpu(), b ? &bc : nullptr, y.cpu());
+    run_gemm(c.cpu(), a, y.cpu(), false);
     setenv("DM_VULKAN_GEMM_VEC", "0", 1);
-    c.dev().gemm(x.dev(), w.dev(), b ? &bd : nullptr, y_tile.dev());
+    run_gemm(c.dev(), a, y_tile.dev(), true);
     unsetenv("DM_VULKAN_GEMM_VEC");
-    c.dev().gemm(x.dev(), w.dev(), b ? &bd : nullptr, y.dev());
+    run_gemm(c.dev(), a, y.dev(), true);
     c.check(kTolGemm);
     std::vector<float> vec(size_t(g.M * ys)), tile(vec.size());
     c.dev().download(*y.dev_buf, 16, vec.data(), vec.size() * 4);
