@@ -62,7 +62,9 @@ void VulkanBackend::gemm(const Tensor& x, const Tensor& w, const Tensor* bias, c
   // 128×128 tiles where both sides fill them (prefill projections), 64×64 otherwise; the
   // 128×128 tiles with 16-byte loads (gemm_vec.comp) where x's and w's rows allow them.
   const uint32_t tile = p.M >= 128 && p.N >= 128 ? 128 : 64;
-  const char* variant = tile == 64 ? "gemm" : gemm_vec_ok(x, w, y, p) ? "gemm.vec128" : "gemm.tile128";
+  const char* variant = tile == 64                  ? "gemm"
+                        : gemm_vec_ok(x, w, y, p) ? "gemm.vec128"
+                                                  : "gemm.tile128";
   auto& pipe = pipelines_.get(variant, 4, push.size, {}, 256, variant);
   rec_->dispatch(pipe, {ux, uw, ub, uy}, push.bytes, push.size, ceil_div(p.N, tile),
                  ceil_div(p.M, tile), 1);
