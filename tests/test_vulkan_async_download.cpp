@@ -290,6 +290,19 @@ TEST(BackendRecord, VulkanFenceSpinSameResults) {
   }
   EXPECT_EQ(runs[1], runs[0]);
   EXPECT_EQ(runs[2], runs[0]);
+  // The default: polling on a discrete GPU only (lavapipe, a CPU device, needs its cores); a
+  // value set overrides it.
+  {
+    auto be = vulkan_with("1");
+    VulkanStats st;
+    ASSERT_TRUE(vulkan_stats(*be, &st));
+    EXPECT_EQ(st.fence_spin_us, st.discrete ? 5000u : 0u) << be->device_name();
+    setenv("DM_VULKAN_FENCE_SPIN_US", "123", 1);
+    auto set = vulkan_with("1");
+    unsetenv("DM_VULKAN_FENCE_SPIN_US");
+    ASSERT_TRUE(vulkan_stats(*set, &st));
+    EXPECT_EQ(st.fence_spin_us, 123u);
+  }
   setenv("DM_VULKAN_FENCE_SPIN_US", "-5", 1);
   try {
     vulkan_with("1");

@@ -116,6 +116,7 @@ class Recorder {
   std::vector<KernelTime> profile() const;  // completed batches only; call after finish()
   void reset_profile() { times_.clear(); }
   const RecorderStats& stats() const { return stats_; }
+  uint32_t fence_spin_us() const { return fence_spin_us_; }
   static bool overlap_for_test(const BufferUse& a, const BufferUse& b);
 
  private:

@@ -244,7 +244,8 @@ bool vulkan_stats(const Backend& backend, VulkanStats* out) {
   auto* v = dynamic_cast<const VulkanBackend*>(&backend);
   if (!v) return false;
   const auto& s = v->recorder().stats();
-  *out = {s.dispatches, s.copies, s.barriers, s.submits};
+  *out = {s.dispatches, s.copies, s.barriers, s.submits, v->caps().type == "discrete",
+          v->recorder().fence_spin_us()};
   return true;
 }
 

@@ -35,6 +35,8 @@ struct VulkanKernelTime {
 };
 struct VulkanStats {
   uint64_t dispatches = 0, copies = 0, barriers = 0, submits = 0;
+  bool discrete = false;       // the device is a discrete GPU
+  uint32_t fence_spin_us = 0;  // how long the recorder polls a fence before blocking
 };
 // These return false / empty when `backend` is not the Vulkan backend.
 bool vulkan_set_profiling(Backend& backend, bool on);  // off → on starts an empty table

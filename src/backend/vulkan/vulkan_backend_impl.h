@@ -144,6 +144,7 @@ class VulkanBackend final : public Backend {
   // Hooks of vulkan_backend.h.
   Recorder& recorder() { return *rec_; }
   const Recorder& recorder() const { return *rec_; }
+  const Caps& caps() const { return ctx_->caps; }
 
  private:
   // Buffers and bindings (vulkan_backend.cpp).
