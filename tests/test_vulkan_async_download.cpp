@@ -7,8 +7,8 @@
 // one's own values, also across the ring's wrap; a greedy-like chain of replays, each reading
 // the previous one's output, run ahead; the errors (too large, past the end, out of order, twice,
 // while recording, too many outstanding); a backend that goes with tickets outstanding; the
-// same bytes with the recorder polling its fences (DM_VULKAN_FENCE_SPIN_US). Named
-// BackendRecord.* so that ctest's validation run (cmake/vulkan.cmake) checks the barriers.
+// same bytes with the recorder polling its fences (DM_VULKAN_FENCE_SPIN_US) and the polling
+// default (a discrete GPU only). Named BackendRecord.* so that ctest's validation run (cmake/vulkan.cmake) checks the barriers.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -259,8 +259,8 @@ TEST(BackendRecord, VulkanAsyncDownloadBackendGoesWithTicketsOutstanding) {
 }
 
 // DM_VULKAN_FENCE_SPIN_US (the recorder polls a fence before blocking on it): the same bytes
-// from blocking and non-blocking downloads and replays, polling or not; a bad value is an error
-// naming the variable.
+// from blocking and non-blocking downloads and replays, polling or not; the default (5000 µs on
+// a discrete GPU, else 0) and a value set; a bad value is an error naming the variable.
 TEST(BackendRecord, VulkanFenceSpinSameResults) {
   if (!test::backend_available("vulkan")) GTEST_SKIP() << "no Vulkan device";
   std::vector<std::vector<float>> runs;
