@@ -8,7 +8,8 @@
 // the previous one's output, run ahead; the errors (too large, past the end, out of order, twice,
 // while recording, too many outstanding); a backend that goes with tickets outstanding; the
 // same bytes with the recorder polling its fences (DM_VULKAN_FENCE_SPIN_US) and the polling
-// default (a discrete GPU only). Named BackendRecord.* so that ctest's validation run (cmake/vulkan.cmake) checks the barriers.
+// default (a discrete GPU only). Named BackendRecord.* so that ctest's validation run
+// (cmake/vulkan.cmake) checks the barriers.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
