@@ -19,6 +19,21 @@ float word_elem(uint dt, uint i, uint w) {
   return dt == DT_F16 ? unpackHalf2x16(h).x : uintBitsToFloat(h << 16);
 }
 
+// The weights of one 16-byte piece: 8 (F16, BF16: lo holds the first 4) or 4 (F32: lo only).
+void widen(uint dtype, uvec4 q, out vec4 lo, out vec4 hi) {
+  if (dtype == DT_F32) {
+    lo = uintBitsToFloat(q);
+    hi = vec4(0.0);
+  } else if (dtype == DT_F16) {
+    lo = vec4(unpackHalf2x16(q.x), unpackHalf2x16(q.y));
+    hi = vec4(unpackHalf2x16(q.z), unpackHalf2x16(q.w));
+  } else {  // BF16: element 2i in the low half of word i
+    const uvec4 e = q << 16, o = q & 0xffff0000u;
+    lo = uintBitsToFloat(uvec4(e.x, o.x, e.y, o.y));
+    hi = uintBitsToFloat(uvec4(e.z, o.z, e.w, o.w));
+  }
+}
+
 // float NAME(uint dtype, uint i): element i (in elements of `dtype`) of word array BUF.
 #define DEFINE_LOAD_ANY(NAME, BUF)                      \
   float NAME(uint dt, uint i) {                         \

@@ -1,25 +1,10 @@
-// What the decode GEMV shaders share (gemv.comp's gemm.*_conv / gemm.gemv, mamba_step.comp's A):
-// widening a 16-byte piece of weights, and the decode conv step of one channel.
+// What the decode GEMV shaders share (gemv.comp's gemm.*_conv, mamba_step.comp's A): the decode
+// conv step of one channel. (Widening a 16-byte piece of weights is common.glsl's widen.)
 //
 // The conv step needs, declared before the #include: the buffers conv_state (float, read and
 // written), conv_w and conv_b (uint words), load_conv_w_word / load_conv_b_word
 // (DEFINE_LOAD_WORD), and the constant MAX_D_CONV (the host sends larger d_conv elsewhere);
 // define DECODE_CONV_STEP.
-
-// The weights of one 16-byte piece: 8 (F16, BF16: lo holds the first 4) or 4 (F32: lo only).
-void widen(uint dtype, uvec4 q, out vec4 lo, out vec4 hi) {
-  if (dtype == DT_F32) {
-    lo = uintBitsToFloat(q);
-    hi = vec4(0.0);
-  } else if (dtype == DT_F16) {
-    lo = vec4(unpackHalf2x16(q.x), unpackHalf2x16(q.y));
-    hi = vec4(unpackHalf2x16(q.z), unpackHalf2x16(q.w));
-  } else {  // BF16: element 2i in the low half of word i
-    const uvec4 e = q << 16, o = q & 0xffff0000u;
-    lo = uintBitsToFloat(uvec4(e.x, o.x, e.y, o.y));
-    hi = uintBitsToFloat(uvec4(e.z, o.z, e.w, o.w));
-  }
-}
 
 #ifdef DECODE_CONV_STEP
 // A channel's decode conv step in two halves: conv_step_load issues every load (the state's

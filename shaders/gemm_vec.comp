@@ -15,7 +15,6 @@
 // memory and the GEMM ran 13× slower (check the SPIR-V for Function-storage arrays).
 // variant gemm.vec128
 #include "common.glsl"
-#include "decode_step.glsl"
 
 layout(local_size_x = 16, local_size_y = 16, local_size_z = 1) in;
 

@@ -2,9 +2,9 @@
 # After a change to the Vulkan backend only, in one short GPU-host call: the tests that reach
 # Vulkan (its own suites, the kernel table, the decode replays, end to end, the recorder; Cli*
 # excluded: they run the CLI at its build-machine path; FusedStep.* too: ~2 minutes of its own,
-# final_on_gpu.sh's tests run it), the GEMM tests again with
-# cooperative matrices off (what AMD and Intel run: the SIMT GEMMs), then decimamba bench 130m on
-# both backends (prefill 4K / 16K, decode tg64 with every token's logits and greedy).
+# final_on_gpu.sh's tests run it), the GEMM tests again with cooperative matrices off (what AMD
+# and Intel run: the SIMT GEMMs), then decimamba bench 130m on both backends (prefill 4K / 16K,
+# decode tg64 with every token's logits and greedy).
 # PACK names the pack (default .gpupack). Builds nothing; logs to $OUT.
 set -u
 source "$PWD/tools/gpu/unpack.sh"
