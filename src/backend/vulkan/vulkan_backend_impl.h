@@ -294,6 +294,9 @@ class VulkanBackend final : public Backend {
   // otherwise, its conv inputs loaded after the weight loop above kFusedStepMaxChannels
   // (vulkan_decode.cpp says why).
   static bool conv_fusion_on(uint32_t channels);
+  // dt_proj_scan_step's fusion: on at every width where its subgroup form runs (sg) unless
+  // DM_VULKAN_FUSED_STEP says otherwise (vulkan_decode.cpp says why).
+  static bool scan_fusion_on(uint32_t channels, bool sg);
   static bool conv_loads_late(uint32_t channels);
   static bool fused_step_on(uint32_t channels);
   // mamba_block_step's form (vulkan_block_step.cpp, block_step_mode): Backend's composition,

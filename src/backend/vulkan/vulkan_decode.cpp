@@ -82,6 +82,17 @@ bool VulkanBackend::conv_fusion_on(uint32_t channels) {
   if (e && *e) return fused_step_on(channels) && !fused_only("scan");
   return true;
 }
+// dt_proj_scan_step's fusion (selective_scan_step.dt_proj_sg / .dt_proj): unset, on at every
+// width where its subgroup form runs (sg), else up to kFusedStepMaxChannels. H200, session 15
+// (bench/results/h200_session15_2026-11-28.md, call 6, bench_vulkan decode, two rounds), 2.8b
+// µs/token: composition 3566 / 3548, with the scan fusion 3418 / 3410 (one dispatch fewer a
+// layer; session 10 had measured it neutral on an H100 before the fence polling and the 16-bit
+// word loads). DM_VULKAN_FUSED_STEP (any value) keeps its meaning above.
+bool VulkanBackend::scan_fusion_on(uint32_t channels, bool sg) {
+  const char* e = std::getenv("DM_VULKAN_FUSED_STEP");
+  if (e && *e) return fused_step_on(channels) && !fused_only("conv");
+  return sg || channels <= kFusedStepMaxChannels;
+}
 bool VulkanBackend::conv_loads_late(uint32_t channels) {
   const char* e = std::getenv("DM_VULKAN_GEMV_CONV_LATE");
   if (e && *e) return std::strcmp(e, "0") != 0;
@@ -145,7 +156,11 @@ void VulkanBackend::dt_proj_scan_step(const Tensor& dt_low, const Tensor& dt_pro
   const DtProjScanStepParams p = make_dt_proj_scan_step_params(dt_low, dt_proj, delta, u, A_log, B,
                                                                C, D, z, dt_bias, ssm_state, y);
   if (p.scan.batch == 0 || p.scan.channels == 0) return;
-  if (!fused_step_on(p.scan.channels) || fused_only("conv") || ctx_->caps.max_storage_buffers < 12 ||
+  // LANES = 8 invocations per channel (selective_scan_step.dt_proj_sg) where subgroup shuffles
+  // allow, 32 channels per work group of 256; else one invocation per channel.
+  const uint32_t lanes = 8;
+  const bool sg = shuffles_ok() && ctx_->caps.subgroup_size >= lanes && !old_decode_kernels();
+  if (!scan_fusion_on(p.scan.channels, sg) || ctx_->caps.max_storage_buffers < 12 ||
       p.scan.d_state > 256 || rows_fit(dt_proj) < dt_proj.rows)
     return Backend::dt_proj_scan_step(dt_low, dt_proj, delta, u, A_log, B, C, D, z, dt_bias,
                                       ssm_state, y);
@@ -159,10 +174,7 @@ void VulkanBackend::dt_proj_scan_step(const Tensor& dt_low, const Tensor& dt_pro
   push.append({p.dt.K, p.dt.x_stride, p.dt.w_stride, p.dt.w_dtype, off(dt_low, ul),
                off(dt_proj, uw)});
   const Grid g = fold_yz(p.scan.batch);
-  // LANES = 8 invocations per channel (selective_scan_step.dt_proj_sg) where subgroup shuffles
-  // allow, 32 channels per work group of 256; else one invocation per channel.
-  if (const uint32_t lanes = 8;
-      shuffles_ok() && ctx_->caps.subgroup_size >= lanes && !old_decode_kernels()) {
+  if (sg) {
     const char* v = "selective_scan_step.dt_proj_sg";
     auto& pipe = pipelines_.get(v, 12, push.size, {256, p.scan.d_state, lanes}, 256, v);
     rec_->dispatch(pipe, sb.uses({ul, uw}), push.bytes, push.size,
