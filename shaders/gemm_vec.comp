@@ -13,6 +13,10 @@
 // gemm.tile128 (session 14). The stash and the epilogue are written out without loops: a loop
 // spirv-opt did not unroll indexed the accumulators by a variable, the compiler kept them in
 // memory and the GEMM ran 13× slower (check the SPIR-V for Function-storage arrays).
+// Split K (grids too small to fill the GPU: thin x_proj, vulkan_gemm.cpp simt_splits): work
+// group z multiplies k in [z k_split, (z + 1) k_split) and writes its partial product to
+// y + z M y_stride (the host passes a scratch buffer as y, no bias); gemm.splitk_sum adds the
+// partials in order. One split (k_split ≥ K) is the plain GEMM, the same bits as before.
 // variant gemm.vec128
 #include "common.glsl"
 
@@ -28,6 +32,7 @@ layout(push_constant) uniform Push {
   uint x_stride, w_stride, y_stride;
   uint w_dtype, bias_dtype, has_bias;
   uint off[4];  // element offsets of x, w, bias, y
+  uint k_split; // k of one split (a multiple of BK): work group z sums k in [z k_split, +k_split)
 } p;
 
 DEFINE_LOAD_ANY(load_bias, bias)
@@ -72,7 +77,7 @@ vec4 bias4(uint n) {
 
 // y[m, n … n + 3] = v, the columns past N left alone.
 void store4(uint m, uint n, vec4 v) {
-  const uint at = (p.off[3] + m * p.y_stride + n) / 4u;
+  const uint at = (p.off[3] + (gl_WorkGroupID.z * p.M + m) * p.y_stride + n) / 4u;
   if (n + 3u < p.N) {
     y4[at] = v;
   } else {
@@ -92,7 +97,9 @@ void main() {
   [[unroll]] for (uint i = 0; i < 8; ++i)
     [[unroll]] for (uint j = 0; j < 8; ++j) acc[i][j] = 0.0;
 
-  for (uint k0 = 0; k0 < p.K; k0 += BK) {
+  // This split's k range; pieces (4 floats of x, 8 or 4 weights) never straddle its end.
+  const uint kb = gl_WorkGroupID.z * p.k_split, ke = min(p.K, kb + p.k_split);
+  for (uint k0 = kb; k0 < ke; k0 += BK) {
     // x: 128 rows × 4 vec4s, two per invocation; w: 128 rows × 2 (16-bit) or 4 (F32) pieces.
     // Every load of the step goes out before the first store.
     vec4 xv[2];
@@ -101,11 +108,11 @@ void main() {
       const uint e = tid + r * 256u;
       const uint row = e >> 2, kq = e & 3u;
       const uint m = m0 + row, k = k0 + kq * 4u;
-      xv[r] = m < p.M && k < p.K ? x4[(p.off[0] + m * p.x_stride + k) / 4u] : vec4(0.0);
+      xv[r] = m < p.M && k < ke ? x4[(p.off[0] + m * p.x_stride + k) / 4u] : vec4(0.0);
       const uint wrow = wide ? tid >> 1 : row, wk = wide ? k0 + (tid & 1u) * 8u : k;
       const uint n = n0 + wrow;
       const uint per = wide ? 8u : 4u;
-      wv[r] = (r == 0u || !wide) && n < p.N && wk < p.K
+      wv[r] = (r == 0u || !wide) && n < p.N && wk < ke
                   ? w4[(p.off[1] + n * p.w_stride + wk) / per]
                   : uvec4(0);
     }

@@ -644,18 +644,28 @@ TEST(BackendOpsVulkan, GemvPaths) {
 }
 
 // gemm.vec128 (shaders/gemm_vec.comp: the 128×128 SIMT GEMM with 16-byte loads, where rows
-// are 16-byte aligned): against the CPU, and bit for bit against gemm.tile128 (the same fma
-// chain per output; DM_VULKAN_GEMM_VEC=0), over partial tiles, K with a partial step of 16, every
-// weight dtype, with and without bias. Cooperative matrices (where present) take 16-bit weights
-// at M ≥ 16, so there only the F32 case reaches the SIMT GEMMs.
+// are 16-byte aligned): against the CPU as the default runs it (K split where the grid is small:
+// two dispatches, the GEMM and gemm.splitk_sum), and unsplit (DM_VULKAN_GEMM_SPLITK=1) bit for
+// bit against gemm.tile128 / the 64×64 gemm (DM_VULKAN_GEMM_VEC=0: the same fma chain per
+// output), over partial tiles, K with a partial step of 16, thin N (x_proj's 80), every weight
+// dtype, with and without bias. Cooperative matrices (where present) take 16-bit weights at
+// M ≥ 16, so there only the F32 cases reach the SIMT GEMMs.
 TEST(BackendOpsVulkan, GemmVecPaths) {
   if (!test::backend_available("vulkan")) GTEST_SKIP() << skip_reason();
-  const GemmShape cases[] = {{130, 200, 72, DType::F16, true},  // partial tiles, K = 4.5 steps
-                     {256, 384, 768, DType::BF16, false},  // whole tiles, 130m's d_model
-                     {129, 131, 20, DType::F32, true},     // F32 pieces (4 weights)
-                     {300, 128, 40, DType::F16, false}};
+  struct VecCase {
+    GemmShape g;
+    uint32_t splits;  // what the default rule picks (simt_splits: ≤ 256 groups, ≥ 8 k steps)
+  };
+  const VecCase cases[] = {{{130, 200, 72, DType::F16, true}, 1},     // partial tiles, K = 4.5 steps
+                           {{256, 384, 768, DType::BF16, false}, 4},  // 130m's d_model: 4 splits
+                           {{129, 131, 20, DType::F32, true}, 1},     // F32 pieces (4 weights)
+                           {{300, 128, 40, DType::F16, false}, 1},
+                           {{200, 80, 1536, DType::F16, true}, 8},    // x_proj-thin, 8 splits, bias
+                           {{160, 40, 520, DType::F32, false}, 4}};   // thin F32, a short last split
+  const std::vector<VulkanDeviceInfo> devs = list_vulkan_devices();
+  const bool coopmat = !devs.empty() && devs[0].caps.find("tensor-core gemm yes") != std::string::npos;
   for (size_t i = 0; i < std::size(cases); ++i) {
-    const GemmShape& g = cases[i];
+    const GemmShape& g = cases[i].g;
     std::ostringstream d;
     d << "gemm.vec128 M=" << g.M << " N=" << g.N << " K=" << g.K << " w=" << dt(g.w_dtype)
       << " bias=" << g.bias;
@@ -664,19 +674,30 @@ TEST(BackendOpsVulkan, GemmVecPaths) {
     // y's rows padded to 16 bytes (the vec4 stores' condition): N = 131 ends inside a vec4.
     const int64_t ys = (g.N + 3) / 4 * 4;
     Arg& y = c.add("y", Role::Out, DType::F32, g.M, g.N, ys, nullptr);
-    Arg& y_tile = c.add("y_tile128", Role::Scratch, DType::F32, g.M, g.N, ys, nullptr);
+    Arg& y_one = c.add("y_unsplit", Role::Scratch, DType::F32, g.M, g.N, ys, nullptr);
+    Arg& y_tile = c.add("y_tile", Role::Scratch, DType::F32, g.M, g.N, ys, nullptr);
     run_gemm(c.cpu(), a, y.cpu(), false);
     setenv("DM_VULKAN_GEMM_VEC", "0", 1);
     run_gemm(c.dev(), a, y_tile.dev(), true);
     unsetenv("DM_VULKAN_GEMM_VEC");
+    setenv("DM_VULKAN_GEMM_SPLITK", "1", 1);
+    run_gemm(c.dev(), a, y_one.dev(), true);
+    unsetenv("DM_VULKAN_GEMM_SPLITK");
+    VulkanStats s0{}, s1{};
+    ASSERT_TRUE(vulkan_stats(c.dev(), &s0));
     run_gemm(c.dev(), a, y.dev(), true);
+    ASSERT_TRUE(vulkan_stats(c.dev(), &s1));
+    if (!coopmat || g.w_dtype == DType::F32) {
+      EXPECT_EQ(s1.dispatches - s0.dispatches, cases[i].splits > 1 ? 2u : 1u)
+          << c.desc() << ": the default should split K " << cases[i].splits << " ways";
+    }
     c.check(kTolGemm);
-    std::vector<float> vec(size_t(g.M * ys)), tile(vec.size());
-    c.dev().download(*y.dev_buf, 16, vec.data(), vec.size() * 4);
+    std::vector<float> one(size_t(g.M * ys)), tile(one.size());
+    c.dev().download(*y_one.dev_buf, 16, one.data(), one.size() * 4);
     c.dev().download(*y_tile.dev_buf, 16, tile.data(), tile.size() * 4);
     for (int64_t r = 0; r < g.M; ++r)  // the rows' N columns (the padding is the harness's)
-      ASSERT_EQ(std::memcmp(&vec[size_t(r * ys)], &tile[size_t(r * ys)], size_t(g.N) * 4), 0)
-          << c.desc() << ": gemm.vec128 and gemm.tile128 differ in row " << r;
+      ASSERT_EQ(std::memcmp(&one[size_t(r * ys)], &tile[size_t(r * ys)], size_t(g.N) * 4), 0)
+          << c.desc() << ": unsplit gemm.vec128 and the tiled gemm differ in row " << r;
   }
 }
 

@@ -225,6 +225,14 @@ class VulkanBackend final : public Backend {
     uint32_t variant = 0, splits = 1;
   };
   CoopmatPlan coopmat_plan(const GemmParams& p) const;
+  // The SIMT prefill GEMM with 16-byte loads (gemm_vec.comp), its K splits, and the split-K
+  // GEMMs' sum (vulkan_gemm.cpp).
+  void gemm_vec(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
+                const GemmParams& p, const BufferUse& ux, const BufferUse& uw, const BufferUse& ub,
+                const BufferUse& uy);
+  uint32_t simt_splits(const GemmParams& p) const;
+  void splitk_sum(const GemmParams& p, uint32_t S, uint32_t ps, const BufferUse& upart,
+                  const Tensor* bias, const BufferUse& ub, const Tensor& y, const BufferUse& uy);
   static uint32_t small_m_vec_rows(const GemmParams& p);
   bool shuffles_ok() const;
   static bool old_decode_kernels();

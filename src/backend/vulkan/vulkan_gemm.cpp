@@ -59,15 +59,91 @@ void VulkanBackend::gemm(const Tensor& x, const Tensor& w, const Tensor* bias, c
     gemm_coopmat(x, w, bias, y, p, ux, uw, ub, uy);
     return;
   }
-  // 128×128 tiles where both sides fill them (prefill projections), 64×64 otherwise; the
-  // 128×128 tiles with 16-byte loads (gemm_vec.comp) where x's and w's rows allow them.
+  // The 128×128 tiles with 16-byte loads (gemm_vec.comp) where x's, w's and y's rows allow
+  // them, thin N too (x_proj: split K fills the grid; H200 with cooperative matrices off,
+  // session 15: 130m x_proj at M 4096 107.7 µs on the 64×64 tiles, 176.7 as gemm.vec128 unsplit,
+  // 56.0 split 8 ways); else 128×128 tiles where both sides fill them (prefill projections),
+  // 64×64 otherwise.
+  if (p.M >= 128 && gemm_vec_ok(x, w, y, p)) {
+    gemm_vec(x, w, bias, y, p, ux, uw, ub, uy);
+    return;
+  }
   const uint32_t tile = p.M >= 128 && p.N >= 128 ? 128 : 64;
-  const char* variant = tile == 64                  ? "gemm"
-                        : gemm_vec_ok(x, w, y, p) ? "gemm.vec128"
-                                                  : "gemm.tile128";
+  const char* variant = tile == 64 ? "gemm" : "gemm.tile128";
   auto& pipe = pipelines_.get(variant, 4, push.size, {}, 256, variant);
   rec_->dispatch(pipe, {ux, uw, ub, uy}, push.bytes, push.size, ceil_div(p.N, tile),
                  ceil_div(p.M, tile), 1);
+}
+
+// gemm.vec128's K splits: doubled while the grid stays within kSimtTargetGroups work groups
+// (two per compute unit of a GPU of ~128 of them: Vulkan has no portable way to ask how many a
+// device has) and every split keeps at least 8 k steps of 16; at most 16 splits.
+// DM_VULKAN_GEMM_SPLITK=S forces S (1: none), as for the tensor-core GEMM. H200, cooperative
+// matrices off (bench/results/h200_session15_2026-11-28.md, call 8): 130m x_proj 107.7 → 56.0 µs
+// at M 4096, 314.1 → 185.9 at 16384; 2.8b x_proj 684.8 → 293.1 at 4096 (16384: 256 groups
+// already, unsplit); 130m prefill 4K +7%, 16K +3.5%.
+uint32_t VulkanBackend::simt_splits(const GemmParams& p) const {
+  constexpr uint32_t kSimtTargetGroups = 256, kMaxSimtSplits = 16;
+  const uint32_t ksteps = ceil_div(p.K, 16);
+  uint32_t s = 1;
+  if (const char* e = std::getenv("DM_VULKAN_GEMM_SPLITK"); e && *e) {
+    const int v = std::atoi(e);
+    if (v < 1) fail("[vulkan] DM_VULKAN_GEMM_SPLITK=", e, ": want a number of splits ≥ 1");
+    s = std::min<uint32_t>(uint32_t(v), ksteps);
+  } else {
+    const uint64_t groups = uint64_t(ceil_div(p.N, 128)) * ceil_div(p.M, 128);
+    while (s * 2 <= kMaxSimtSplits && groups * s * 2 <= kSimtTargetGroups && ksteps / (s * 2) >= 8)
+      s *= 2;
+  }
+  const uint64_t slab = uint64_t(p.M) * ((p.N + 3) / 4 * 4) * 4;  // one split's partials, bytes
+  while (s > 1 && ceil_div(ksteps, ceil_div(ksteps, s)) * slab > ctx_->caps.max_storage_range / 4 * 4)
+    s /= 2;  // the partials in one binding
+  return std::max<uint32_t>(s, 1);
+}
+
+// gemm.vec128 (gemm_vec.comp), split over K by simt_splits: partial products into a slab of
+// scratch each, then gemm.splitk_sum.
+void VulkanBackend::gemm_vec(const Tensor& x, const Tensor& w, const Tensor* bias,
+                             const Tensor& y, const GemmParams& p, const BufferUse& ux,
+                             const BufferUse& uw, const BufferUse& ub, const BufferUse& uy) {
+  struct {
+    GemmParams g;
+    uint32_t off[4];
+    uint32_t k_split;
+  } cp{p, {off(x, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy)}, p.K};
+  static_assert(sizeof(cp) == sizeof(GemmParams) + 20);
+  auto& pipe = pipelines_.get("gemm.vec128", 4, sizeof(cp), {}, 256, "gemm.vec128");
+  const uint32_t gx = ceil_div(p.N, 128), gy = ceil_div(p.M, 128);
+  const uint32_t splits = simt_splits(p);
+  if (splits == 1) {
+    rec_->dispatch(pipe, {ux, uw, ub, uy}, &cp, sizeof(cp), gx, gy, 1);
+    return;
+  }
+  cp.k_split = ceil_div(ceil_div(p.K, 16), splits) * 16;
+  const uint32_t S = ceil_div(p.K, cp.k_split);  // none empty
+  const uint32_t ps = (p.N + 3) / 4 * 4;
+  const uint64_t part_bytes = uint64_t(S) * p.M * ps * 4;
+  ensure_scratch(gemm_part_, part_bytes);
+  const BufferUse upart = scratch(*gemm_part_, part_bytes);
+  cp.g.y_stride = ps;
+  cp.g.has_bias = 0;
+  cp.off[3] = 0;
+  rec_->dispatch(pipe, {ux, uw, untracked(ub), upart}, &cp, sizeof(cp), gx, gy, S);
+  splitk_sum(p, S, ps, upart, bias, ub, y, uy);
+}
+
+// y = Σ_s partials[s] (+ bias), s in order (gemm.splitk_sum): the split-K GEMMs' second pass.
+void VulkanBackend::splitk_sum(const GemmParams& p, uint32_t S, uint32_t ps,
+                               const BufferUse& upart, const Tensor* bias, const BufferUse& ub,
+                               const Tensor& y, const BufferUse& uy) {
+  struct {
+    uint32_t M, N, S, part_stride, y_stride, bias_dtype, has_bias;
+    uint32_t off[2];
+  } sp{p.M,          p.N,          S, ps, p.y_stride, p.bias_dtype,
+       p.has_bias, {bias ? off(*bias, ub) : 0u, off(y, uy)}};
+  auto& sum = pipelines_.get("gemm_splitk", 3, sizeof(sp), {}, 256, "gemm.splitk_sum");
+  const Grid g = linear_grid(ceil_div(uint64_t(p.M) * p.N, 256));
+  rec_->dispatch(sum, {read_only(upart), ub, uy}, &sp, sizeof(sp), g.x, g.y, g.z);
 }
 
 // The tensor-core GEMM's pipelines (shaders/gemm_coopmat.comp): DM_VULKAN_GEMM_COOPMAT name,
@@ -176,14 +252,7 @@ void VulkanBackend::gemm_coopmat(const Tensor& x, const Tensor& w, const Tensor*
   cp.off[3] = 0;
   cp.flags |= 4u;
   rec_->dispatch(pipe, {ux, uw, untracked(ub), upart}, &cp, sizeof(cp), gx, gy, S);
-  struct {
-    uint32_t M, N, S, part_stride, y_stride, bias_dtype, has_bias;
-    uint32_t off[2];
-  } sp{p.M,          p.N,          S, ps, p.y_stride, p.bias_dtype,
-       p.has_bias, {bias ? off(*bias, ub) : 0u, off(y, uy)}};
-  auto& sum = pipelines_.get("gemm_splitk", 3, sizeof(sp), {}, 256, "gemm.splitk_sum");
-  const Grid g = linear_grid(ceil_div(uint64_t(p.M) * p.N, 256));
-  rec_->dispatch(sum, {read_only(upart), ub, uy}, &sp, sizeof(sp), g.x, g.y, g.z);
+  splitk_sum(p, S, ps, upart, bias, ub, y, uy);
 }
 
 // Invocations per row T (256 / rows): about six 16-byte pieces each, at least 8 (so the
