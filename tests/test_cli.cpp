@@ -79,6 +79,8 @@ TEST(CliErrors, NumericFlagErrorsAreOneShortLine) {
                        Bad{{"generate", "--repeat-penalty", "0", "hi"}, "must be > 0, got 0"},
                        Bad{{"generate", "--deci-L-base", "-5", "hi"}, "must be > 0, got -5"},
                        Bad{{"passkey", "--lengths", "1024,0"}, "--lengths: must be > 0, got 0"},
+                       Bad{{"bench", "-p", "512,-1"}, "--pp: must be >= 0, got -1"},
+                       Bad{{"bench", "-n", "-2"}, "--tg: must be >= 0, got -2"},
                        Bad{{"generate", "--top-k", "many", "hi"}, "must be a number, got many"},
                        Bad{{"perplexity", "x", "--window", "1"}, "must be in [2, 1073741824], got 1"}}) {
     const auto r = run_cli(b.args);

@@ -92,10 +92,6 @@ int run_bench(BenchOptions& o) {
   using clock = std::chrono::steady_clock;
   check_output_file(o.json_path, o.force);
   // As llama-bench: a length of 0 asks for no test of that kind (-n 0: prefill only).
-  for (int n : o.pp)
-    if (n < 0) dm::fail("[cli] -p: prompt lengths must be >= 0, got ", n);
-  for (int n : o.tg)
-    if (n < 0) dm::fail("[cli] -n: decode lengths must be >= 0, got ", n);
   std::erase(o.pp, 0);
   std::erase(o.tg, 0);
   if (o.pp.empty() && o.tg.empty())
@@ -298,8 +294,12 @@ RunFn add_bench(CLI::App& app) {
       ->check(kNonNegative);
   cmd->add_option("-p,--pp", o->pp, "Prompt lengths to prefill (comma-separated; 0: no prefill test)")
       ->delimiter(',')
+      ->check(kNonNegative)
       ->capture_default_str();
-  cmd->add_option("-n,--tg", o->tg, "Tokens to decode (comma-separated; 0: no decode test)")->delimiter(',')->capture_default_str();
+  cmd->add_option("-n,--tg", o->tg, "Tokens to decode (comma-separated; 0: no decode test)")
+      ->delimiter(',')
+      ->check(kNonNegative)
+      ->capture_default_str();
   cmd->add_option("-r,--reps", o->reps, "Repetitions (after one warm-up run)")
       ->check(between(1, 1000))
       ->capture_default_str();
