@@ -173,9 +173,28 @@ Caps query_caps(VkInstance inst, VkPhysicalDevice pd) {
   VkPhysicalDeviceSubgroupProperties sg{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
   VkPhysicalDeviceMaintenance3Properties m3{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
   sg.pNext = &m3;
+  // Compute units, where a vendor extension tells them (core Vulkan does not): NVIDIA's SMs,
+  // AMD's CUs (engines × arrays × CUs per array). Intel and lavapipe: unknown (0).
+  VkPhysicalDeviceShaderSMBuiltinsPropertiesNV smp{
+      VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_SM_BUILTINS_PROPERTIES_NV};
+  VkPhysicalDeviceShaderCorePropertiesAMD amd{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_CORE_PROPERTIES_AMD};
+  const bool has_sm = has_device_ext(pd, VK_NV_SHADER_SM_BUILTINS_EXTENSION_NAME);
+  const bool has_amd = has_device_ext(pd, VK_AMD_SHADER_CORE_PROPERTIES_EXTENSION_NAME);
+  if (has_sm) {
+    smp.pNext = m3.pNext;
+    m3.pNext = &smp;
+  }
+  if (has_amd) {
+    amd.pNext = m3.pNext;
+    m3.pNext = &amd;
+  }
   VkPhysicalDeviceProperties2 p2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2};
   p2.pNext = &sg;
   vkGetPhysicalDeviceProperties2(pd, &p2);
+  if (has_sm) c.compute_units = smp.shaderSMCount;
+  else if (has_amd)
+    c.compute_units = amd.shaderEngineCount * amd.shaderArraysPerEngineCount *
+                      amd.computeUnitsPerShaderArray;
   c.subgroup_size = sg.subgroupSize;
   c.subgroup_ops = sg.supportedOperations;
   c.subgroup_in_compute = (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) != 0;
@@ -273,7 +292,8 @@ std::string Caps::describe() const {
      << (storage_16bit ? "yes" : "no") << ", fp16 " << (float16 ? "yes" : "no") << ", int8 "
      << (int8 ? "yes" : "no") << ", cooperative matrix " << (cooperative_matrix ? "yes" : "no")
      << " (tensor-core gemm " << (gemm_coopmat ? "yes" : "no") << ")"
-     << ", timestamps " << (timestamps ? "yes" : "no");
+     << ", timestamps " << (timestamps ? "yes" : "no") << ", compute units "
+     << (compute_units ? std::to_string(compute_units) : std::string("unknown"));
   return os.str();
 }
 

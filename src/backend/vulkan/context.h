@@ -42,6 +42,9 @@ struct Caps {
   // turns it off (the SIMT GEMM then runs everywhere).
   bool gemm_coopmat = false;
   bool timestamps = false;       // compute queue has timestamp bits
+  // SMs / CUs where VK_NV_shader_sm_builtins or VK_AMD_shader_core_properties reports them, else
+  // 0 (unknown): the GEMMs' wave counts (vulkan_gemm.cpp).
+  uint32_t compute_units = 0;
   float timestamp_period_ns = 1.f;
 
   std::string describe() const;  // one line of capabilities

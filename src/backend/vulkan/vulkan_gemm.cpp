@@ -75,24 +75,39 @@ void VulkanBackend::gemm(const Tensor& x, const Tensor& w, const Tensor* bias, c
                  ceil_div(p.M, tile), 1);
 }
 
-// gemm.vec128's K splits: doubled while the grid stays within kSimtTargetGroups work groups
-// (two per compute unit of a GPU of ~128 of them: Vulkan has no portable way to ask how many a
-// device has) and every split keeps at least 8 k steps of 16; at most 16 splits.
-// DM_VULKAN_GEMM_SPLITK=S forces S (1: none), as for the tensor-core GEMM. H200, cooperative
-// matrices off (bench/results/h200_session15_2026-11-28.md, call 8): 130m x_proj 107.7 → 56.0 µs
-// at M 4096, 314.1 → 185.9 at 16384; 2.8b x_proj 684.8 → 293.1 at 4096 (16384: 256 groups
-// already, unsplit); 130m prefill 4K +7%, 16K +3.5%.
+// gemm.vec128's K splits (each split keeping ≥ 8 k steps of 16, at most 16 splits). Where the
+// device reports its compute units (Caps::compute_units: NVIDIA, AMD), by waves: the count with
+// the fewest wave-steps (⌈groups · S / slots⌉ waves of ⌈k steps / S⌉ steps, slots = two work
+// groups per unit, as the H200 ran them), taken when it saves ≥ 10% against one split (the
+// partials' traffic and the sum's dispatch). Elsewhere (Intel, lavapipe) doubled while the grid
+// stays within kSimtTargetGroups work groups (two per unit of a ~128-unit GPU). H200,
+// cooperative matrices off (bench/results/h200_session15_2026-11-28.md, calls 8-9): 130m x_proj
+// 107.7 → 56.0 µs at M 4096 (8 splits); 2.8b x_proj 684.8 → 293.1 (4); 2.8b out_proj 3198.7 →
+// 2732.6 at M 4096 (2: 640 groups are 2.4 waves of 264) and 2142.3 → 1378.8 at 2048 (4); the
+// rule picks the fastest measured count on every shape of call 9 but 1.4b's out_proj at 2048
+// (2 splits: 239.7 against 236.0). DM_VULKAN_GEMM_SPLITK=S forces S (1: none), as for the
+// tensor-core GEMM.
 uint32_t VulkanBackend::simt_splits(const GemmParams& p) const {
-  constexpr uint32_t kSimtTargetGroups = 256, kMaxSimtSplits = 16;
+  constexpr uint32_t kSimtTargetGroups = 256, kMaxSimtSplits = 16, kMinSteps = 8;
   const uint32_t ksteps = ceil_div(p.K, 16);
   uint32_t s = 1;
   if (const char* e = std::getenv("DM_VULKAN_GEMM_SPLITK"); e && *e) {
     const int v = std::atoi(e);
     if (v < 1) fail("[vulkan] DM_VULKAN_GEMM_SPLITK=", e, ": want a number of splits ≥ 1");
     s = std::min<uint32_t>(uint32_t(v), ksteps);
+  } else if (const uint64_t units = ctx_->caps.compute_units; units > 0) {
+    const uint64_t groups = uint64_t(ceil_div(p.N, 128)) * ceil_div(p.M, 128), slots = 2 * units;
+    auto wave_steps = [&](uint32_t n) {
+      return (groups * n + slots - 1) / slots * ((ksteps + n - 1) / n);
+    };
+    uint64_t best = wave_steps(1);
+    for (uint32_t n = 2; n <= kMaxSimtSplits && ksteps / n >= kMinSteps; n *= 2)
+      if (wave_steps(n) < best) best = wave_steps(n), s = n;  // ties keep fewer splits
+    if (best * 10 > wave_steps(1) * 9) s = 1;
   } else {
     const uint64_t groups = uint64_t(ceil_div(p.N, 128)) * ceil_div(p.M, 128);
-    while (s * 2 <= kMaxSimtSplits && groups * s * 2 <= kSimtTargetGroups && ksteps / (s * 2) >= 8)
+    while (s * 2 <= kMaxSimtSplits && groups * s * 2 <= kSimtTargetGroups &&
+           ksteps / (s * 2) >= kMinSteps)
       s *= 2;
   }
   const uint64_t slab = uint64_t(p.M) * ((p.N + 3) / 4 * 4) * 4;  // one split's partials, bytes
@@ -165,7 +180,7 @@ constexpr CoopmatVariant kCoopmat[] = {
     {"n128", "gemm.coopmat_n128", 128, 128, 256, 0},
 };
 constexpr uint32_t kChosen = 3;  // the first kChosen variants are the default's candidates
-constexpr uint32_t kSms = 132;   // an H100 SXM's SMs: one wave of work groups
+constexpr uint32_t kSms = 132;   // SMs where the device does not say (an H100 SXM's): one wave
 constexpr uint32_t kMaxSplits = 16;
 }  // namespace
 
@@ -203,10 +218,11 @@ VulkanBackend::CoopmatPlan VulkanBackend::coopmat_plan(const GemmParams& p) cons
   for (uint32_t i = first; i < last; ++i) {
     const CoopmatVariant& v = kCoopmat[i];
     const uint64_t groups = uint64_t(ceil_div(p.N, v.bn)) * ceil_div(p.M, v.bm);
+    const uint32_t sms = ctx_->caps.compute_units ? ctx_->caps.compute_units : kSms;
     for (uint32_t s = s_lo; s <= s_hi; ++s) {
       const uint32_t steps = ceil_div(ksteps, s), splits = ceil_div(ksteps, steps);  // none empty
       if (splits > 1 && splits * slab > ctx_->caps.max_storage_range / 4 * 4) break;  // one binding
-      double us = double(ceil_div(groups * splits, kSms)) * steps * v.step_us;
+      double us = double(ceil_div(groups * splits, sms)) * steps * v.step_us;
       if (splits > 1) us += 4.0 + double(2 * splits + 1) * double(p.M) * p.N * 4 / 3e6;
       if (us < best_us) best_us = us, best = {i, splits};
     }
