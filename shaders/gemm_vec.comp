@@ -32,6 +32,7 @@ layout(push_constant) uniform Push {
   uint x_stride, w_stride, y_stride;
   uint w_dtype, bias_dtype, has_bias;
   uint off[4];  // element offsets of x, w, bias, y
+  uint flags;   // unused: gemm_coopmat.comp's, whose push block the host shares (GemmSplitPush)
   uint k_split; // k of one split (a multiple of BK): work group z sums k in [z k_split, +k_split)
 } p;
 

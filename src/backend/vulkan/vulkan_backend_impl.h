@@ -233,6 +233,17 @@ class VulkanBackend final : public Backend {
   uint32_t simt_splits(const GemmParams& p) const;
   void splitk_sum(const GemmParams& p, uint32_t S, uint32_t ps, const BufferUse& upart,
                   const Tensor* bias, const BufferUse& ub, const Tensor& y, const BufferUse& uy);
+  // The push block of gemm_coopmat.comp and gemm_vec.comp (which ignores flags).
+  struct GemmSplitPush {
+    GemmParams g;
+    uint32_t off[4];  // element offsets of x, w, bias, y
+    uint32_t flags;
+    uint32_t k_split;
+  };
+  void gemm_split_dispatch(Pipeline& pipe, GemmSplitPush cp, uint32_t step, uint32_t splits,
+                           uint32_t gx, uint32_t gy, const GemmParams& p,
+                           const std::array<BufferUse, 4>& uses, const Tensor* bias,
+                           const Tensor& y);
   static uint32_t small_m_vec_rows(const GemmParams& p);
   bool shuffles_ok() const;
   static bool old_decode_kernels();

@@ -1,6 +1,7 @@
 // The Vulkan backend's GEMMs: the tiled and tensor-core prefill GEMMs (shaders/gemm.comp,
 // shaders/gemm_coopmat.comp), the decode GEMVs (shaders/gemv.comp), and which one a call takes.
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -116,25 +117,31 @@ uint32_t VulkanBackend::simt_splits(const GemmParams& p) const {
   return std::max<uint32_t>(s, 1);
 }
 
-// gemm.vec128 (gemm_vec.comp), split over K by simt_splits: partial products into a slab of
-// scratch each, then gemm.splitk_sum.
+// gemm.vec128 (gemm_vec.comp), split over K by simt_splits.
 void VulkanBackend::gemm_vec(const Tensor& x, const Tensor& w, const Tensor* bias,
                              const Tensor& y, const GemmParams& p, const BufferUse& ux,
                              const BufferUse& uw, const BufferUse& ub, const BufferUse& uy) {
-  struct {
-    GemmParams g;
-    uint32_t off[4];
-    uint32_t k_split;
-  } cp{p, {off(x, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy)}, p.K};
-  static_assert(sizeof(cp) == sizeof(GemmParams) + 20);
+  const GemmSplitPush cp{p, {off(x, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy)}, 0u,
+                         p.K};
   auto& pipe = pipelines_.get("gemm.vec128", 4, sizeof(cp), {}, 256, "gemm.vec128");
-  const uint32_t gx = ceil_div(p.N, 128), gy = ceil_div(p.M, 128);
-  const uint32_t splits = simt_splits(p);
-  if (splits == 1) {
+  gemm_split_dispatch(pipe, cp, 16, simt_splits(p), ceil_div(p.N, 128), ceil_div(p.M, 128), p,
+                      {ux, uw, ub, uy}, bias, y);
+}
+
+// A GEMM pipeline (push block GemmSplitPush) over gx × gy work groups, K split `splits` ways in
+// multiples of `step`: work group z's partial product into slab z of scratch (rows of N rounded
+// up to 4 floats, so whole tiles store directly), then gemm.splitk_sum adds them in order (and
+// the bias) into y. One split: the GEMM straight into y. uses: x, w, bias, y.
+void VulkanBackend::gemm_split_dispatch(Pipeline& pipe, GemmSplitPush cp, uint32_t step,
+                                        uint32_t splits, uint32_t gx, uint32_t gy,
+                                        const GemmParams& p, const std::array<BufferUse, 4>& uses,
+                                        const Tensor* bias, const Tensor& y) {
+  const auto& [ux, uw, ub, uy] = uses;
+  if (splits <= 1) {
     rec_->dispatch(pipe, {ux, uw, ub, uy}, &cp, sizeof(cp), gx, gy, 1);
     return;
   }
-  cp.k_split = ceil_div(ceil_div(p.K, 16), splits) * 16;
+  cp.k_split = ceil_div(ceil_div(p.K, step), splits) * step;
   const uint32_t S = ceil_div(p.K, cp.k_split);  // none empty
   const uint32_t ps = (p.N + 3) / 4 * 4;
   const uint64_t part_bytes = uint64_t(S) * p.M * ps * 4;
@@ -143,6 +150,7 @@ void VulkanBackend::gemm_vec(const Tensor& x, const Tensor& w, const Tensor* bia
   cp.g.y_stride = ps;
   cp.g.has_bias = 0;
   cp.off[3] = 0;
+  cp.flags |= 4u;  // gemm_coopmat.comp: whole tiles stored straight (gemm_vec.comp has no flags)
   rec_->dispatch(pipe, {ux, uw, untracked(ub), upart}, &cp, sizeof(cp), gx, gy, S);
   splitk_sum(p, S, ps, upart, bias, ub, y, uy);
 }
@@ -237,38 +245,15 @@ VulkanBackend::CoopmatPlan VulkanBackend::coopmat_plan(const GemmParams& p) cons
 void VulkanBackend::gemm_coopmat(const Tensor& x, const Tensor& w, const Tensor* bias,
                                  const Tensor& y, const GemmParams& p, const BufferUse& ux,
                                  const BufferUse& uw, const BufferUse& ub, const BufferUse& uy) {
-  struct {
-    GemmParams g;
-    uint32_t off[4];
-    uint32_t flags;
-    uint32_t k_split;
-  } cp{p, {off(x, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy)}, 0u, p.K};
-  static_assert(sizeof(cp) == sizeof(GemmParams) + 24);
+  GemmSplitPush cp{p, {off(x, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy)}, 0u, p.K};
   if (x.offset % 16 == 0 && p.x_stride % 4 == 0) cp.flags |= 1u;
   if (w.offset % 16 == 0 && p.w_stride % 8 == 0) cp.flags |= 2u;
   if (!bias && y.offset % 16 == 0 && p.y_stride % 4 == 0) cp.flags |= 4u;
   const CoopmatPlan plan = coopmat_plan(p);
   const CoopmatVariant* v = &kCoopmat[plan.variant];
   auto& pipe = pipelines_.get(v->pipeline, 4, sizeof(cp), {}, v->threads, v->pipeline);
-  const uint32_t gx = ceil_div(p.N, v->bn), gy = ceil_div(p.M, v->bm);
-  if (plan.splits == 1) {
-    rec_->dispatch(pipe, {ux, uw, ub, uy}, &cp, sizeof(cp), gx, gy, 1);
-    return;
-  }
-  // Split K: each split's partial product into a slab of scratch (rows of N rounded up to 4
-  // floats, so whole tiles store directly), then gemm.splitk_sum adds them (and the bias) into y.
-  cp.k_split = ceil_div(ceil_div(p.K, 32), plan.splits) * 32;
-  const uint32_t S = ceil_div(p.K, cp.k_split);  // = plan.splits: none empty
-  const uint32_t ps = (p.N + 3) / 4 * 4;
-  const uint64_t part_bytes = uint64_t(S) * p.M * ps * 4;
-  ensure_scratch(gemm_part_, part_bytes);
-  const BufferUse upart = scratch(*gemm_part_, part_bytes);
-  cp.g.y_stride = ps;
-  cp.g.has_bias = 0;
-  cp.off[3] = 0;
-  cp.flags |= 4u;
-  rec_->dispatch(pipe, {ux, uw, untracked(ub), upart}, &cp, sizeof(cp), gx, gy, S);
-  splitk_sum(p, S, ps, upart, bias, ub, y, uy);
+  gemm_split_dispatch(pipe, cp, 32, plan.splits, ceil_div(p.N, v->bn), ceil_div(p.M, v->bm), p,
+                      {ux, uw, ub, uy}, bias, y);
 }
 
 // Invocations per row T (256 / rows): about six 16-byte pieces each, at least 8 (so the
