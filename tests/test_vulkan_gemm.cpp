@@ -87,5 +87,38 @@ TEST(BackendOpsVulkan, GemmCoopmatVariants) {
 #endif
 }
 
+// gemm.vec128's K-split rule (vulkan_simt_gemm_splits) on the shapes the H200 measured
+// (bench/results/h200_session15_2026-11-28.md, calls 8-10; 132 SMs) and on a device that does
+// not report its compute units (lavapipe, Intel): the counts that measured fastest, and the
+// partials kept within one binding.
+TEST(VulkanGemmPlan, SimtSplits) {
+#ifndef DM_HAVE_VULKAN
+  GTEST_SKIP() << "Vulkan backend not built";
+#else
+  struct S {
+    uint32_t M, N, K, units, want;
+    const char* what;
+  };
+  const uint64_t big = uint64_t(1) << 32;
+  for (const S& c : {S{4096, 80, 1536, 132, 8, "130m x_proj: 32 groups"},
+                     S{16384, 80, 1536, 132, 2, "130m x_proj, 16K: 128 groups"},
+                     S{4096, 768, 1536, 132, 4, "130m out_proj: 192 groups, 0.7 wave"},
+                     S{4096, 3072, 768, 132, 1, "130m in_proj: 2.9 waves"},
+                     S{4096, 1536, 48, 132, 1, "dt_proj: 3 k steps"},
+                     S{4096, 192, 5120, 132, 4, "2.8b x_proj"},
+                     S{16384, 192, 5120, 132, 1, "2.8b x_proj, 16K: one wave"},
+                     S{2048, 2560, 5120, 132, 4, "2.8b out_proj, 2K: 1.2 waves"},
+                     S{4096, 2560, 5120, 132, 2, "2.8b out_proj: 2.4 waves (16 is 2% slower)"},
+                     S{16384, 2560, 5120, 132, 1, "2.8b out_proj, 16K: 9.7 waves"},
+                     S{4096, 10240, 2560, 132, 1, "2.8b in_proj"},
+                     S{4096, 80, 1536, 0, 8, "unknown units: 32 groups"},
+                     S{4096, 768, 1536, 0, 1, "unknown units: 192 groups"},
+                     S{256, 384, 768, 0, 4, "unknown units: GemmVecPaths' case"}})
+    EXPECT_EQ(vulkan_simt_gemm_splits(c.M, c.N, c.K, c.units, big), c.want) << c.what;
+  // 8 slabs of 4096 × 80 floats (10.5 MB) do not fit a 4 MiB binding; 2 do.
+  EXPECT_EQ(vulkan_simt_gemm_splits(4096, 80, 1536, 132, uint64_t(4) << 20), 2u);
+#endif
+}
+
 }  // namespace
 }  // namespace dm

@@ -50,4 +50,10 @@ bool vulkan_strided_overlap(uint64_t a_begin, uint64_t a_rows, uint64_t a_row_by
                             uint64_t a_stride, uint64_t b_begin, uint64_t b_rows,
                             uint64_t b_row_bytes, uint64_t b_stride);
 
+// How many ways gemm.vec128 splits K for an M × N × K GEMM on a device of `compute_units` SMs /
+// CUs (0: it does not say) whose storage bindings reach `max_binding` bytes (vulkan_gemm.cpp
+// says how; DM_VULKAN_GEMM_SPLITK aside). Exposed for its test.
+uint32_t vulkan_simt_gemm_splits(uint32_t M, uint32_t N, uint32_t K, uint32_t compute_units,
+                                 uint64_t max_binding);
+
 }  // namespace dm

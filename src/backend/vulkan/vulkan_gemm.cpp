@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "backend/vulkan/vulkan_backend.h"
 #include "backend/vulkan/vulkan_backend_impl.h"
 
 namespace dm::vk {
@@ -76,45 +77,16 @@ void VulkanBackend::gemm(const Tensor& x, const Tensor& w, const Tensor* bias, c
                  ceil_div(p.M, tile), 1);
 }
 
-// gemm.vec128's K splits (each split keeping ≥ 8 k steps of 16, at most 16 splits). Where the
-// device reports its compute units (Caps::compute_units: NVIDIA, AMD), by waves: the count with
-// the fewest wave-steps (⌈groups · S / slots⌉ waves of ⌈k steps / S⌉ steps, slots = two work
-// groups per unit, as the H200 ran them), taken when it saves ≥ 10% against one split (the
-// partials' traffic and the sum's dispatch). Elsewhere (Intel, lavapipe) doubled while the grid
-// stays within kSimtTargetGroups work groups (two per unit of a ~128-unit GPU). H200,
-// cooperative matrices off (bench/results/h200_session15_2026-11-28.md, calls 8-9): 130m x_proj
-// 107.7 → 56.0 µs at M 4096 (8 splits); 2.8b x_proj 684.8 → 293.1 (4); 2.8b out_proj 3198.7 →
-// 2732.6 at M 4096 (2: 640 groups are 2.4 waves of 264) and 2142.3 → 1378.8 at 2048 (4); the
-// rule picks the fastest measured count on every shape of call 9 but 1.4b's out_proj at 2048
-// (2 splits: 239.7 against 236.0). DM_VULKAN_GEMM_SPLITK=S forces S (1: none), as for the
-// tensor-core GEMM.
+// vulkan_simt_gemm_splits for this device; DM_VULKAN_GEMM_SPLITK=S forces S (1: none), as for
+// the tensor-core GEMM.
 uint32_t VulkanBackend::simt_splits(const GemmParams& p) const {
-  constexpr uint32_t kSimtTargetGroups = 256, kMaxSimtSplits = 16, kMinSteps = 8;
-  const uint32_t ksteps = ceil_div(p.K, 16);
-  uint32_t s = 1;
   if (const char* e = std::getenv("DM_VULKAN_GEMM_SPLITK"); e && *e) {
     const int v = std::atoi(e);
     if (v < 1) fail("[vulkan] DM_VULKAN_GEMM_SPLITK=", e, ": want a number of splits ≥ 1");
-    s = std::min<uint32_t>(uint32_t(v), ksteps);
-  } else if (const uint64_t units = ctx_->caps.compute_units; units > 0) {
-    const uint64_t groups = uint64_t(ceil_div(p.N, 128)) * ceil_div(p.M, 128), slots = 2 * units;
-    auto wave_steps = [&](uint32_t n) {
-      return (groups * n + slots - 1) / slots * ((ksteps + n - 1) / n);
-    };
-    uint64_t best = wave_steps(1);
-    for (uint32_t n = 2; n <= kMaxSimtSplits && ksteps / n >= kMinSteps; n *= 2)
-      if (wave_steps(n) < best) best = wave_steps(n), s = n;  // ties keep fewer splits
-    if (best * 10 > wave_steps(1) * 9) s = 1;
-  } else {
-    const uint64_t groups = uint64_t(ceil_div(p.N, 128)) * ceil_div(p.M, 128);
-    while (s * 2 <= kMaxSimtSplits && groups * s * 2 <= kSimtTargetGroups &&
-           ksteps / (s * 2) >= kMinSteps)
-      s *= 2;
+    return std::min<uint32_t>(uint32_t(v), ceil_div(p.K, 16));
   }
-  const uint64_t slab = uint64_t(p.M) * ((p.N + 3) / 4 * 4) * 4;  // one split's partials, bytes
-  while (s > 1 && ceil_div(ksteps, ceil_div(ksteps, s)) * slab > ctx_->caps.max_storage_range / 4 * 4)
-    s /= 2;  // the partials in one binding
-  return std::max<uint32_t>(s, 1);
+  return vulkan_simt_gemm_splits(p.M, p.N, p.K, ctx_->caps.compute_units,
+                                 ctx_->caps.max_storage_range);
 }
 
 // gemm.vec128 (gemm_vec.comp), split over K by simt_splits.
@@ -333,3 +305,49 @@ bool VulkanBackend::gemm_vec_ok(const Tensor& x, const Tensor& w, const Tensor& 
 }
 
 }  // namespace dm::vk
+
+namespace dm {
+
+// gemm.vec128's K splits (each split keeping ≥ 8 k steps of 16, at most 16 splits). Where the
+// device reports its compute units (Caps::compute_units: NVIDIA, AMD), by waves: the fewest
+// splits whose wave-steps (⌈groups · S / slots⌉ waves of ⌈k steps / S⌉ steps, slots = two work
+// groups per unit, as the H200 ran them) come within 5% of the least (more splits write and sum
+// more partials), taken when that saves ≥ 10% against one split. Elsewhere (Intel, lavapipe)
+// doubled while the grid stays within 256 work groups (two per unit of a ~128-unit GPU). H200,
+// cooperative matrices off (bench/results/h200_session15_2026-11-28.md, calls 8-10): 130m
+// x_proj 107.7 → 56.0 µs at M 4096 (8 splits); 2.8b x_proj 684.8 → 293.1 (4); 2.8b out_proj
+// 3198.7 → 2732.6 at M 4096 (2: 640 groups are 2.4 waves of 264; 16, which a rule without the 5%
+// took in call 10, 2789.0) and 2142.3 → 1378.8 at 2048 (4); the fastest measured count on every
+// shape of call 9 but 1.4b's out_proj at 2048 (2 splits: 239.7 against 236.0).
+uint32_t vulkan_simt_gemm_splits(uint32_t M, uint32_t N, uint32_t K, uint32_t compute_units,
+                                 uint64_t max_binding) {
+  constexpr uint32_t kTargetGroups = 256, kMaxSplits = 16, kMinSteps = 8;
+  const uint64_t ksteps = (uint64_t(K) + 15) / 16;
+  const uint64_t groups = uint64_t((N + 127) / 128) * ((M + 127) / 128);
+  uint32_t s = 1;
+  if (compute_units > 0) {
+    const uint64_t slots = 2ull * compute_units;
+    auto wave_steps = [&](uint64_t n) {
+      return (groups * n + slots - 1) / slots * ((ksteps + n - 1) / n);
+    };
+    uint64_t least = wave_steps(1);
+    for (uint32_t n = 2; n <= kMaxSplits && ksteps / n >= kMinSteps; n *= 2)
+      least = std::min(least, wave_steps(n));
+    while (wave_steps(s) * 20 > least * 21) s *= 2;  // the fewest within 5% of the least
+    if (wave_steps(s) * 10 > wave_steps(1) * 9) s = 1;
+  } else {
+    while (s * 2 <= kMaxSplits && groups * s * 2 <= kTargetGroups &&
+           ksteps / (s * 2) >= kMinSteps)
+      s *= 2;
+  }
+  // The partials in one binding: S = ⌈k steps / ⌈k steps / s⌉⌉ slabs of M rows.
+  const uint64_t slab = uint64_t(M) * ((N + 3) / 4 * 4) * 4;
+  auto slabs = [&](uint64_t n) {
+    const uint64_t per = (ksteps + n - 1) / n;
+    return (ksteps + per - 1) / per;
+  };
+  while (s > 1 && slabs(s) * slab > max_binding / 4 * 4) s /= 2;
+  return s;
+}
+
+}  // namespace dm
