@@ -117,6 +117,10 @@ TEST(VulkanGemmPlan, SimtSplits) {
     EXPECT_EQ(vulkan_simt_gemm_splits(c.M, c.N, c.K, c.units, big), c.want) << c.what;
   // 8 slabs of 4096 × 80 floats (10.5 MB) do not fit a 4 MiB binding; 2 do.
   EXPECT_EQ(vulkan_simt_gemm_splits(4096, 80, 1536, 132, uint64_t(4) << 20), 2u);
+  // A forced count (DM_VULKAN_GEMM_SPLITK) replaces the rule, within one binding and K's steps.
+  EXPECT_EQ(vulkan_simt_gemm_splits(4096, 80, 1536, 132, big, 3), 3u);
+  EXPECT_EQ(vulkan_simt_gemm_splits(4096, 80, 1536, 132, uint64_t(4) << 20, 8), 2u);
+  EXPECT_EQ(vulkan_simt_gemm_splits(4096, 1536, 48, 0, big, 16), 3u);
 #endif
 }
 

@@ -25,7 +25,7 @@ bool vulkan_strided_overlap(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, ui
                             uint64_t) {
   fail("[vulkan] ", kNotBuilt);
 }
-uint32_t vulkan_simt_gemm_splits(uint32_t, uint32_t, uint32_t, uint32_t, uint64_t) {
+uint32_t vulkan_simt_gemm_splits(uint32_t, uint32_t, uint32_t, uint32_t, uint64_t, uint32_t) {
   fail("[vulkan] ", kNotBuilt);
 }
 

@@ -52,8 +52,8 @@ bool vulkan_strided_overlap(uint64_t a_begin, uint64_t a_rows, uint64_t a_row_by
 
 // How many ways gemm.vec128 splits K for an M × N × K GEMM on a device of `compute_units` SMs /
 // CUs (0: it does not say) whose storage bindings reach `max_binding` bytes (vulkan_gemm.cpp
-// says how; DM_VULKAN_GEMM_SPLITK aside). Exposed for its test.
+// says how); `forced` > 0 (DM_VULKAN_GEMM_SPLITK) replaces the rule. Exposed for its test.
 uint32_t vulkan_simt_gemm_splits(uint32_t M, uint32_t N, uint32_t K, uint32_t compute_units,
-                                 uint64_t max_binding);
+                                 uint64_t max_binding, uint32_t forced = 0);
 
 }  // namespace dm

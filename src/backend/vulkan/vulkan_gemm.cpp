@@ -77,16 +77,21 @@ void VulkanBackend::gemm(const Tensor& x, const Tensor& w, const Tensor* bias, c
                  ceil_div(p.M, tile), 1);
 }
 
-// vulkan_simt_gemm_splits for this device; DM_VULKAN_GEMM_SPLITK=S forces S (1: none), as for
-// the tensor-core GEMM.
+namespace {
+// DM_VULKAN_GEMM_SPLITK=S: the K splits both prefill GEMMs are forced to (1: none); 0 when unset.
+uint32_t forced_gemm_splits() {
+  const char* e = std::getenv("DM_VULKAN_GEMM_SPLITK");
+  if (!e || !*e) return 0;
+  const int v = std::atoi(e);
+  if (v < 1) fail("[vulkan] DM_VULKAN_GEMM_SPLITK=", e, ": want a number of splits ≥ 1");
+  return uint32_t(v);
+}
+}  // namespace
+
+// vulkan_simt_gemm_splits for this device, DM_VULKAN_GEMM_SPLITK forcing the count.
 uint32_t VulkanBackend::simt_splits(const GemmParams& p) const {
-  if (const char* e = std::getenv("DM_VULKAN_GEMM_SPLITK"); e && *e) {
-    const int v = std::atoi(e);
-    if (v < 1) fail("[vulkan] DM_VULKAN_GEMM_SPLITK=", e, ": want a number of splits ≥ 1");
-    return std::min<uint32_t>(uint32_t(v), ceil_div(p.K, 16));
-  }
   return vulkan_simt_gemm_splits(p.M, p.N, p.K, ctx_->caps.compute_units,
-                                 ctx_->caps.max_storage_range);
+                                 ctx_->caps.max_storage_range, forced_gemm_splits());
 }
 
 // gemm.vec128 (gemm_vec.comp), split over K by simt_splits.
@@ -187,18 +192,15 @@ VulkanBackend::CoopmatPlan VulkanBackend::coopmat_plan(const GemmParams& p) cons
       fail("[vulkan] DM_VULKAN_GEMM_COOPMAT=", e, ": want n256, t32, n192 or n128");
     last = first + 1;
   }
-  if (const char* e = std::getenv("DM_VULKAN_GEMM_SPLITK"); e && *e) {
-    const int v = std::atoi(e);
-    if (v < 1) fail("[vulkan] DM_VULKAN_GEMM_SPLITK=", e, ": want a number of splits ≥ 1");
-    s_lo = s_hi = std::min<uint32_t>(uint32_t(v), ksteps);
-  }
+  if (const uint32_t forced = forced_gemm_splits(); forced > 0)
+    s_lo = s_hi = std::min(forced, ksteps);
   CoopmatPlan best{first, 1};
   double best_us = 1e300;
   const uint64_t slab = uint64_t(p.M) * ((p.N + 3) / 4 * 4) * 4;  // one split's partials, bytes
+  const uint32_t sms = ctx_->caps.compute_units ? ctx_->caps.compute_units : kSms;
   for (uint32_t i = first; i < last; ++i) {
     const CoopmatVariant& v = kCoopmat[i];
     const uint64_t groups = uint64_t(ceil_div(p.N, v.bn)) * ceil_div(p.M, v.bm);
-    const uint32_t sms = ctx_->caps.compute_units ? ctx_->caps.compute_units : kSms;
     for (uint32_t s = s_lo; s <= s_hi; ++s) {
       const uint32_t steps = ceil_div(ksteps, s), splits = ceil_div(ksteps, steps);  // none empty
       if (splits > 1 && splits * slab > ctx_->caps.max_storage_range / 4 * 4) break;  // one binding
@@ -318,14 +320,17 @@ namespace dm {
 // x_proj 107.7 → 56.0 µs at M 4096 (8 splits); 2.8b x_proj 684.8 → 293.1 (4); 2.8b out_proj
 // 3198.7 → 2732.6 at M 4096 (2: 640 groups are 2.4 waves of 264; 16, which a rule without the 5%
 // took in call 10, 2789.0) and 2142.3 → 1378.8 at 2048 (4); the fastest measured count on every
-// shape of call 9 but 1.4b's out_proj at 2048 (2 splits: 239.7 against 236.0).
+// shape of call 9 but 1.4b's out_proj at 2048 (2 splits: 239.7 against 236.0). `forced` > 0
+// replaces the rule (at most one split per k step); either way the partials must fit a binding.
 uint32_t vulkan_simt_gemm_splits(uint32_t M, uint32_t N, uint32_t K, uint32_t compute_units,
-                                 uint64_t max_binding) {
+                                 uint64_t max_binding, uint32_t forced) {
   constexpr uint32_t kTargetGroups = 256, kMaxSplits = 16, kMinSteps = 8;
   const uint64_t ksteps = (uint64_t(K) + 15) / 16;
   const uint64_t groups = uint64_t((N + 127) / 128) * ((M + 127) / 128);
   uint32_t s = 1;
-  if (compute_units > 0) {
+  if (forced > 0) {
+    s = uint32_t(std::min<uint64_t>(forced, std::max<uint64_t>(ksteps, 1)));
+  } else if (compute_units > 0) {
     const uint64_t slots = 2ull * compute_units;
     auto wave_steps = [&](uint64_t n) {
       return (groups * n + slots - 1) / slots * ((ksteps + n - 1) / n);
