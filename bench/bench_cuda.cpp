@@ -206,11 +206,12 @@ void bench_kernels(Bench& b, const char* card, bool scan_only = false) {
 // The decode GEMVs (batch 1, F16 weights) of the 130m and 2.8b shapes, as a decode step runs
 // them: a recorded chain (CUDA graph, programmatic launches) of GEMVs over distinct copies of the
 // weight, ≥ 256 MB in all so that none is still in L2 when read again; device time per GEMV and
-// weight GB/s, for each K split of gemv_small_m (DM_CUDA_GEMV_KS; "auto" is the default choice).
+// weight GB/s: gemv_small_m (its default K split) and gemv_rows (its default shape, then every
+// shape: DM_CUDA_GEMV_ROWS, DM_CUDA_GEMV_SHAPE).
 void bench_gemv(Bench& b, const char* card) {
   Backend& be = b.be;
   std::printf("\n## Decode GEMVs on %s (F16 weights, a graph of back-to-back GEMVs over distinct copies)\n\n", card);
-  std::printf("| matrix | N × K | K split | µs | GB/s | of copy |\n|---|---|---|---|---|---|\n");
+  std::printf("| matrix | N × K | kernel / shape | µs | GB/s | of copy |\n|---|---|---|---|---|---|\n");
   struct G { const char* what; int64_t N, K; };
   const G gs[] = {{"2.8b in_proj", 10240, 2560}, {"2.8b out_proj", 2560, 5120},
                   {"2.8b x_proj", 192, 5120},    {"2.8b dt_proj", 5120, 160},
@@ -223,9 +224,15 @@ void bench_gemv(Bench& b, const char* card) {
     std::vector<Tensor> w;
     for (int i = 0; i < copies; ++i) w.push_back(b.tensor(DType::F16, g.N, g.K, 0.05f));
     Tensor x = b.tensor(DType::F32, 1, g.K), y = b.tensor(DType::F32, 1, g.N);
-    for (const char* ks : {"auto", "1", "2", "4", "8"}) {
-      if (std::string(ks) == "auto") unsetenv("DM_CUDA_GEMV_KS");
-      else setenv("DM_CUDA_GEMV_KS", ks, 1);
+    // "small": gemv_small_m with its default K split; "rows": gemv_rows with its default shape;
+    // "KSxRW": gemv_rows with that shape (DM_CUDA_GEMV_SHAPE).
+    for (const char* ks : {"small", "rows", "2x1", "2x2", "2x4", "4x1", "4x2", "4x4", "8x1",
+                           "8x2", "8x4"}) {
+      const std::string v = ks;
+      unsetenv("DM_CUDA_GEMV_KS");
+      setenv("DM_CUDA_GEMV_ROWS", v == "small" ? "0" : "1", 1);
+      if (v == "small" || v == "rows") unsetenv("DM_CUDA_GEMV_SHAPE");
+      else setenv("DM_CUDA_GEMV_SHAPE", ks, 1);
       be.gemm(x, w[0], nullptr, y);  // first launch outside the recording
       std::unique_ptr<Recording> rec = be.record([&] {
         for (const Tensor& wi : w) be.gemm(x, wi, nullptr, y);
@@ -238,7 +245,8 @@ void bench_gemv(Bench& b, const char* card) {
                    "{\"bench\":\"cuda_gemv\",\"card\":\"%s\",\"matrix\":\"%s\",\"ks\":\"%s\","
                    "\"us\":%.3f,\"gbs\":%.1f}\n", card, g.what, ks, us, gbs);
     }
-    unsetenv("DM_CUDA_GEMV_KS");
+    unsetenv("DM_CUDA_GEMV_ROWS");
+    unsetenv("DM_CUDA_GEMV_SHAPE");
     b.release();
   }
 }

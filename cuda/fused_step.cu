@@ -298,7 +298,7 @@ __global__ void __launch_bounds__(kBlock) dt_scan_n16_kernel(
     float* __restrict__ delta, const float* __restrict__ u, const void* __restrict__ A_log,
     const float* __restrict__ B, const float* __restrict__ C, const void* __restrict__ Dp,
     const float* __restrict__ z, const void* __restrict__ dt_bias, float* __restrict__ state,
-    float* __restrict__ y, XProjReduce xr) {
+    float* __restrict__ y, XProjReduce xr, ResidualNormTail tail) {
   __shared__ float xd[kXp ? kXProjMaxJ : 1], sub[kXp ? kBlock : 1], tot[kXp ? kXProjMaxJ : 1];
   const uint64_t i = uint64_t(blockIdx.x) * kBlock + threadIdx.x;
   const uint32_t c = uint32_t(i >> 4), n = uint32_t(i & 15);
@@ -349,6 +349,13 @@ __global__ void __launch_bounds__(kBlock) dt_scan_n16_kernel(
     acc += Dc * uv;
     if (p.scan.has_z) acc *= silu(z[c]);
     y[c] = acc;
+  }
+  // The norm fold's side effects (gemv_rows.cu): its kernel has completed (pdl_wait above
+  // waited for the x_proj GEMV, which waited for it), so the old residual is no longer read.
+  if (i < tail.D) {
+    const float h = tail.x ? tail.residual[i] + tail.x[i] : tail.residual[i];
+    if (tail.x) tail.residual[i] = h;
+    tail.normed[i] = (h * *tail.scale) * load_f(tail.norm_w, tail.norm_dtype, i);
   }
   if constexpr (kXp) cluster_done();
 }
@@ -467,13 +474,15 @@ bool dt_scan_supported(const DtProjScanStepParams& p) {
 cudaError_t launch_dt_scan(const DtProjScanStepParams& p, const float* dt_low, const void* dt_proj,
                            float* delta, const float* u, const void* A_log, const float* B,
                            const float* C, const void* D, const float* z, const void* dt_bias,
-                           float* ssm_state, float* y, cudaStream_t s) {
+                           float* ssm_state, float* y, cudaStream_t s,
+                           const ResidualNormTail& tail) {
   if (!dt_scan_supported(p)) return cudaErrorInvalidValue;
   const uint64_t n = uint64_t(p.scan.channels) * 16;
   if (n == 0) return cudaSuccess;
+  if (tail.D > n) return cudaErrorInvalidValue;  // one thread per element of the tail
   return launch_pdl(dt_scan_n16_kernel<false>, dim3(ceil_div(n, kBlock)), dim3(kBlock), 0, s, p,
                     dt_low, dt_proj, delta, u, A_log, B, C, D, z, dt_bias, ssm_state, y,
-                    XProjReduce{});
+                    XProjReduce{}, tail);
 }
 
 namespace {
@@ -533,7 +542,7 @@ cudaError_t launch_dt_scan_xp(const DtProjScanStepParams& p, const XProjPlan& pl
   cfg.numAttrs = na;
   const float* none = nullptr;  // dt_low, B, C: reduced from the partials
   return cudaLaunchKernelEx(&cfg, dt_scan_n16_kernel<true>, p, none, dt_proj, delta, u, A_log,
-                            none, none, D, z, dt_bias, ssm_state, y, xr);
+                            none, none, D, z, dt_bias, ssm_state, y, xr, ResidualNormTail{});
 }
 
 }  // namespace dm::cuda

@@ -10,9 +10,10 @@
 // Vulkan runs three times: its default decode layer (VulkanBackend::mamba_block_step's three
 // dispatches at the fixtures' widths), "vulkan:block=4" (four: x_proj a GEMV of its own) and
 // "vulkan:block=0" (Backend's composition), through DM_VULKAN_BLOCK_STEP.
-// CUDA runs twice: its default decode layer (mamba_block_step's four kernels: x_proj a GEMV of
-// its own) and "cuda:form=3" (x_proj folded into the kernels around it where that applies: the
-// fixtures with d_state 16), through DM_CUDA_DECODE_FORM.
+// CUDA runs three times: its default decode layer (mamba_block_step's four kernels: the norm
+// folded into in_proj, x_proj a GEMV of its own), "cuda:form=3" (x_proj folded into the kernels
+// around it where that applies: the fixtures with d_state 16) and "cuda:form=4" (the norm a
+// kernel of its own), through DM_CUDA_DECODE_FORM.
 #include <gtest/gtest.h>
 
 #include "backend_cache.h"
@@ -179,7 +180,10 @@ std::vector<Param> params() {
       out.emplace_back(b, m);
       if (b == "vulkan")
         for (const char* form : {":block=4", ":block=0"}) out.emplace_back(b + form, m);
-      if (b == "cuda") out.emplace_back(b + ":form=3", m);  // x_proj folded away
+      if (b == "cuda") {
+        out.emplace_back(b + ":form=3", m);  // x_proj folded away
+        out.emplace_back(b + ":form=4", m);  // the norm a kernel of its own
+      }
     }
   return out;
 }

@@ -5,7 +5,8 @@
 // buffer they use is freed. Vulkan also with its decode layer's other forms: "vulkan:block=4"
 // and "vulkan:block=0" set DM_VULKAN_BLOCK_STEP (the default is three dispatches per layer).
 // CUDA also with "cuda:form=3" (DM_CUDA_DECODE_FORM: x_proj folded into the kernels around it
-// where that applies; the default keeps it a GEMV of its own).
+// where that applies; the default keeps it a GEMV of its own) and "cuda:form=4" (the norm a
+// kernel of its own; the default folds it into in_proj).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -256,7 +257,10 @@ std::vector<Param> params() {
       out.emplace_back(be, d);
       if (be == "vulkan")
         for (const char* form : {":block=4", ":block=0"}) out.emplace_back(be + form, d);
-      if (be == "cuda") out.emplace_back(be + ":form=3", d);  // x_proj folded away
+      if (be == "cuda") {
+        out.emplace_back(be + ":form=3", d);  // x_proj folded away
+        out.emplace_back(be + ":form=4", d);  // the norm a kernel of its own
+      }
     }
   return out;
 }

@@ -235,10 +235,11 @@ struct BlockCase {
   int64_t lead;
 };
 
-// mamba_block_step against its composition; CUDA in its three forms (DM_CUDA_DECODE_FORM=1: one
-// kernel, =3: x_proj folded into the kernels around it, =4: x_proj a GEMV of its own; a form
-// that does not take the shapes steps aside; block_step_form must say =3 at the odd widths and,
-// on sm_90, at 130m's, =4 elsewhere); Vulkan (the
+// mamba_block_step against its composition; CUDA in its four forms (DM_CUDA_DECODE_FORM=1: one
+// kernel, =3: x_proj folded into the kernels around it, =4: x_proj a GEMV of its own, =5: form 4
+// with the norm folded into in_proj; a form that does not take the shapes steps aside:
+// block_step_form must say =3 at the odd widths and, on sm_90, at 130m's, =5 for the other
+// aligned d_state-16 cases, =4 elsewhere); Vulkan (the
 // fused-shader entry) with its three-dispatch form (DM_VULKAN_BLOCK_STEP=3: x_proj's slices
 // from the in_proj work groups, summed in the scan step) and its four-dispatch form (=4: x_proj
 // a GEMV of its own), each of which must record exactly that many
@@ -259,7 +260,7 @@ TEST(FusedStep, MambaBlockStep) {
     const bool vk_block = be.name() == "vulkan" && entry == "vulkan:fused";
     const char* block_env = be.name() == "cuda" ? "DM_CUDA_DECODE_FORM" : "DM_VULKAN_BLOCK_STEP";
     const std::vector<const char*> settings =
-        be.name() == "cuda" ? std::vector<const char*>{"1", "3", "4"}
+        be.name() == "cuda" ? std::vector<const char*>{"1", "3", "4", "5"}
         : vk_block          ? std::vector<const char*>{"3", "4", "0"}
                             : std::vector<const char*>{nullptr};
     for (const char* block : settings)
@@ -326,11 +327,19 @@ TEST(FusedStep, MambaBlockStep) {
             const bool vk = vulkan_stats(c.dev(), &s0);
             c.dev().mamba_block_step(a);
 #ifdef DM_HAVE_CUDA
+            // Form 5 (the norm folded into in_proj) takes every aligned d_state-16 case.
+            const bool form5 = b.lead == 0 && b.N == 16;
             if (auto* cb = dynamic_cast<CudaBackend*>(&c.dev()); cb && std::string(block) == "3") {
               int major = 0;  // 130m's partials need sm_90's clusters to share the reduction
               cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
               const bool form3 = b.D == 264 || (b.D == 768 && major >= 9);
-              EXPECT_EQ(cb->block_step_form(a), form3 ? 3 : 4) << desc.str();
+              EXPECT_EQ(cb->block_step_form(a), form3 ? 3 : form5 ? 5 : 4) << desc.str();
+            }
+            if (auto* cb = dynamic_cast<CudaBackend*>(&c.dev()); cb && std::string(block) == "5") {
+              EXPECT_EQ(cb->block_step_form(a), form5 ? 5 : 4) << desc.str();
+            }
+            if (auto* cb = dynamic_cast<CudaBackend*>(&c.dev()); cb && std::string(block) == "4") {
+              EXPECT_EQ(cb->block_step_form(a), 4) << desc.str();
             }
 #endif
             if (vk_block && b.lead == 0 && std::string(block) != "0") {

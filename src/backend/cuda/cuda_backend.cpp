@@ -161,6 +161,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   CUDA_CHECK(cudaMalloc(&block_exchange_, cuda::kDecodeExchangeBytes));
   CUDA_CHECK(cudaMemset(block_exchange_, 0, cuda::kDecodeExchangeBytes));
   CUDA_CHECK(cudaMalloc(&xproj_partials_, cuda::kDecodePartialBytes));
+  CUDA_CHECK(cudaMalloc(&norm_scale_, sizeof(float)));
   CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&err_host_), sizeof(cuda::DeviceErrorInfo),
                            cudaHostAllocMapped));
   std::memset(err_host_, 0, sizeof(*err_host_));
@@ -197,6 +198,7 @@ CudaBackend::~CudaBackend() {
   if (step_counter_) cudaFree(step_counter_);
   if (block_exchange_) cudaFree(block_exchange_);
   if (xproj_partials_) cudaFree(xproj_partials_);
+  if (norm_scale_) cudaFree(norm_scale_);
   algo_table_.reset();
   if (cublas_) cublasDestroy(cublas_);
   if (cublas_workspace_) cudaFree(cublas_workspace_);
@@ -649,13 +651,48 @@ namespace {
 //      in_proj is composed and its partials too many). Opt-in because it measured slower: 130m
 //      433.3 against 356.1 µs a token for form 4 (H100, graph device time, one process, session
 //      9; bench/results/h100_session9_cudadecode_2026-11-27.md);
-//   4  (the default) x_proj a GEMV of its own (Backend's composition of the fused methods).
-// Where the chosen form does not apply, the next one in the order 1, 3, 4 that does runs.
+//   4  x_proj a GEMV of its own (Backend's composition of the fused methods);
+//   5  (the default) form 4 with the norm folded into in_proj's GEMV (cuda/gemv_rows.cu:
+//      no norm kernel; the conv step in the GEMV's epilogue; the residual and normed rows
+//      written by the scan step's tail), where cuda::norm_fold_gemv_supported and
+//      cuda::dt_scan_supported take the shapes. Four kernels a layer: in_proj, x_proj, dt_proj +
+//      scan, out_proj. H200, graph device time, µs a token (session 16,
+//      bench/results/h200_session16_2026-11-28.md): 2.8b 2158 against 2478 for form 4 with
+//      session 15's GEMVs, 130m 261 against 343.
+// Where the chosen form does not apply, the next one in the order 1, 3, 5, 4 that does runs.
 std::string decode_form() {
   const char* b = std::getenv("DM_CUDA_DECODE_BLOCK");
   if (b && std::string(b) == "1") return "1";
   const char* e = std::getenv("DM_CUDA_DECODE_FORM");
-  return e ? e : "4";
+  return e ? e : "5";
+}
+// Form 5's in_proj launch, from the block's tensors (the GEMV on xz, the conv step on its first
+// E columns).
+cuda::NormFoldGemvArgs norm_fold_args(const MambaBlockStepArgs& a, const RmsNormGemmParams& p,
+                                      float* scale) {
+  const char* k = "mamba_block_step";
+  cuda::NormFoldGemvArgs f;
+  f.N = p.gemm.N, f.K = p.gemm.K, f.D = p.norm.D;
+  f.residual = dptr(a.residual, k), f.x = dptr(a.x, k);
+  f.norm_w = dptr<const void>(a.norm_weight, k), f.norm_dtype = p.norm.weight_dtype;
+  f.eps = p.norm.eps;
+  f.w = dptr<const void>(a.in_proj, k), f.w_stride = p.gemm.w_stride, f.w_dtype = p.gemm.w_dtype;
+  f.bias = dptr<const void>(a.in_proj_bias, k), f.bias_dtype = p.gemm.bias_dtype;
+  f.y = dptr(a.xz, k), f.scale = scale;
+  f.conv_channels = p.conv.channels, f.conv_d = p.conv.d_conv;
+  f.conv_w = dptr<const void>(a.conv_weight, k), f.conv_w_dtype = p.conv.weight_dtype;
+  f.conv_b = dptr<const void>(a.conv_bias, k), f.conv_b_dtype = p.conv.bias_dtype;
+  f.conv_has_bias = p.conv.has_bias;
+  f.conv_state = dptr(a.conv_state, k), f.conv_y = dptr(a.xc, k);
+  return f;
+}
+// Whether form 5 takes the block: one row, the fold's alignment, dense conv tensors and rows.
+bool norm_fold_applies(const MambaBlockStepArgs& a, const MambaBlockStepParams& p, float* scale) {
+  const RmsNormGemmParams& f = p.front;
+  return f.norm.L == 1 && f.gemm.M == 1 && f.conv.batch == 1 && a.conv_weight.cols == 4 &&
+         a.conv_weight.row_stride == 4 && a.conv_state.row_stride == 4 &&
+         cuda::dt_scan_supported(p.scan) && p.scan.scan.channels * 16ull >= f.norm.D &&
+         cuda::norm_fold_gemv_supported(norm_fold_args(a, f, scale));
 }
 cuda::MambaBlockStepPtrs block_step_ptrs(const MambaBlockStepArgs& a) {
   const char* k = "mamba_block_step";
@@ -682,9 +719,10 @@ int CudaBackend::block_step_form(const MambaBlockStepArgs& a, const MambaBlockSt
   if (!fused_step_enabled()) return 0;
   const std::string form = decode_form();
   if (form == "1" && cuda::mamba_block_step_supported(p, block_step_ptrs(a))) return 1;
-  if (form != "4" && norm_path(p.front) != NormPath::kCompose &&
+  if ((form == "1" || form == "3") && norm_path(p.front) != NormPath::kCompose &&
       cuda::xproj_fold_plan(p, cuda::kDecodePartialBytes).G > 0)
     return 3;
+  if (form != "4" && norm_fold_applies(a, p, norm_scale_)) return 5;
   return 4;
 }
 
@@ -712,6 +750,28 @@ void CudaBackend::mamba_block_step(const MambaBlockStepArgs& a) {
                                            dptr<const void>(a.A_log, k), dptr<const void>(a.D, k),
                                            dptr(z, k), dptr<const void>(a.dt_bias, k),
                                            dptr(a.ssm_state, k), dptr(a.y, k), stream_),
+                   k);
+      gemm(a.y, a.out_proj, a.out_proj_bias, a.hidden);
+      return;
+    }
+    case 5: {
+      // norm folded into in_proj + conv step; x_proj; dt_proj + scan step + the norm's residual
+      // and normed rows; out_proj.
+      check_launch(cuda::launch_norm_fold_gemv(norm_fold_args(a, p.front, norm_scale_), stream_),
+                   k);
+      gemm(a.xc, a.x_proj, nullptr, a.x_dbl);
+      const int64_t E = a.xc.cols, R = a.dt_proj.cols, N = a.A_log.cols;
+      const Tensor z = a.xz.col_slice(E, E), dt_low = a.x_dbl.col_slice(0, R),
+                   B = a.x_dbl.col_slice(R, N), C = a.x_dbl.col_slice(R + N, N);
+      cuda::ResidualNormTail tail;
+      tail.residual = dptr(a.residual, k), tail.x = dptr(a.x, k);
+      tail.norm_w = dptr<const void>(a.norm_weight, k), tail.norm_dtype = p.front.norm.weight_dtype;
+      tail.normed = dptr(a.normed, k), tail.scale = norm_scale_, tail.D = p.front.norm.D;
+      check_launch(cuda::launch_dt_scan(p.scan, dptr(dt_low, k), dptr<const void>(a.dt_proj, k),
+                                        dptr(a.dt, k), dptr(a.xc, k), dptr<const void>(a.A_log, k),
+                                        dptr(B, k), dptr(C, k), dptr<const void>(a.D, k),
+                                        dptr(z, k), dptr<const void>(a.dt_bias, k),
+                                        dptr(a.ssm_state, k), dptr(a.y, k), stream_, tail),
                    k);
       gemm(a.y, a.out_proj, a.out_proj_bias, a.hidden);
       return;

@@ -187,6 +187,7 @@ class CudaBackend : public Backend {
   unsigned* step_counter_ = nullptr;  // rms_norm_gemm's last-block counter (one word, kept 0)
   void* block_exchange_ = nullptr;  // mamba_block_step's exchange area (kernels.h)
   float* xproj_partials_ = nullptr;  // its three-kernel form's x_proj partials (kernels.h)
+  float* norm_scale_ = nullptr;  // its norm-fold form's 1 / rms, in_proj to the scan's tail
   cuda::DeviceErrorInfo* err_host_ = nullptr;  // mapped pinned memory
   std::unique_ptr<cuda_util::PinnedStaging> staging_;  // small uploads / downloads
   std::unique_ptr<cuda_util::PinnedAsyncDownloads> async_downloads_;  // download_start / wait

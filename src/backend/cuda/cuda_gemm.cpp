@@ -2,7 +2,8 @@
 //
 // y (M×N) = x (M×K) · Wᵀ, three paths:
 // - M ≤ 8 (decode): gemv_small_m, which reads every weight once in its stored dtype and
-//   multiplies in fp32 (memory-bound; exact to fp32 rounding);
+//   multiplies in fp32 (memory-bound; exact to fp32 rounding); M = 1 with 16-byte rows runs
+//   gemv_rows instead (cuda/gemv_rows.cu: several rows per warp, less input traffic);
 // - F32 weights: cuBLAS SGEMM (fp32, no TF32);
 // - F16 / BF16 weights: tensor cores with fp32 accumulation (gemm_tensor_cores). The fp32
 //   activations are split into hi = round(x) and lo = round(x - hi) in the weight dtype, and
@@ -184,6 +185,15 @@ void CudaBackend::add_bias(const GemmParams& p, float* y, const void* bias) {
                  "gemm (bias)");
 }
 
+namespace {
+// One-row GEMVs run gemv_rows (RW rows per warp: each input chunk loaded once for RW rows), where
+// it takes the shapes; DM_CUDA_GEMV_ROWS=0 (read per call): gemv_small_m, as before session 16.
+bool gemv_rows_on() {
+  const char* e = std::getenv("DM_CUDA_GEMV_ROWS");
+  return !(e && std::string(e) == "0");
+}
+}  // namespace
+
 void CudaBackend::gemm(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) {
   const TimedCall timed(*this, [&] {
     return "gemm " + std::to_string(w.rows) + "x" + std::to_string(w.cols);
@@ -195,6 +205,13 @@ void CudaBackend::gemm(const Tensor& x, const Tensor& w, const Tensor* bias, con
   const void* wp = dptr<const void>(w, "gemm w");
   const void* bp = dptr<const void>(bias, "gemm bias");
   float* yp = dptr(y, "gemm y");
+  if (p.M == 1 && gemv_rows_on() &&
+      cuda::gemv_rows_supported(p.N, p.K, xp, wp, p.w_stride, p.w_dtype)) {
+    check_launch(cuda::launch_gemv_rows(p.N, p.K, xp, wp, p.w_stride, p.w_dtype, bp,
+                                        p.bias_dtype, yp, stream_),
+                 "gemm (gemv_rows)");
+    return;
+  }
   if (p.M <= cuda::kGemvMaxM) {
     check_launch(cuda::launch_gemv_small_m(p.M, p.N, p.K, xp, p.x_stride, wp, p.w_stride,
                                            p.w_dtype, bp, p.bias_dtype, yp, p.y_stride, stream_),

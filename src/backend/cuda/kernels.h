@@ -142,12 +142,62 @@ cudaError_t launch_norm_gemv(const RmsNormGemmParams& p, const float* x, float* 
                              float* y, const void* conv_w, const void* conv_b, float* conv_state,
                              float* conv_y, unsigned* counter, bool prenormed,
                              const XProjPartials& xp, cudaStream_t s);
-// dt_proj_scan_step: batch 1, d_state 16.
+// Batch-1 GEMV with RW rows per warp (cuda/gemv_rows.cu): y = x · wᵀ (+ bias), x and y dense
+// rows of K and N. Needs K % 8 == 0 and 16-byte aligned rows (gemv_rows_supported). Its block
+// shape: KS warps per row (2, 4, 8), RW rows per warp (1, 2, 4); gemv_rows_shape picks it
+// (DM_CUDA_GEMV_SHAPE="KSxRW" forces one).
+struct GemvShape {
+  uint32_t ks = 0, rw = 0;
+};
+GemvShape gemv_rows_shape(uint32_t N, uint32_t K);
+bool gemv_rows_supported(uint32_t N, uint32_t K, const float* x, const void* w,
+                         uint32_t w_stride, uint32_t w_dtype);
+cudaError_t launch_gemv_rows(uint32_t N, uint32_t K, const float* x, const void* w,
+                             uint32_t w_stride, uint32_t w_dtype, const void* bias,
+                             uint32_t bias_dtype, float* y, cudaStream_t s);
+// The decode front with the norm folded into in_proj's GEMV (cuda/gemv_rows.cu, kNorm): y =
+// rms_norm(residual (+ x)) · wᵀ (+ bias) for one row without writing the residual or the normed
+// row (other blocks still read them), and with conv_channels > 0 the conv step (d_conv 4) of y's
+// first conv_channels columns. *scale gets 1 / rms, for the ResidualNormTail of a later kernel.
+// Needs K = D, K % 8 == 0, 16-byte aligned rows (w, residual, x, norm_w, conv_state).
+struct NormFoldGemvArgs {
+  uint32_t N = 0, K = 0, D = 0;
+  const float* residual = nullptr;
+  const float* x = nullptr;  // null: h = residual (layer 0)
+  const void* norm_w = nullptr;
+  uint32_t norm_dtype = 0;
+  float eps = 0.f;
+  const void* w = nullptr;  // N×K, row stride w_stride
+  uint32_t w_stride = 0, w_dtype = 0;
+  const void* bias = nullptr;  // null when absent
+  uint32_t bias_dtype = 0;
+  float* y = nullptr;
+  float* scale = nullptr;  // one float
+  uint32_t conv_channels = 0, conv_d = 0, conv_w_dtype = 0, conv_b_dtype = 0, conv_has_bias = 0;
+  const void* conv_w = nullptr;  // conv_channels × 4
+  const void* conv_b = nullptr;
+  float* conv_state = nullptr;  // conv_channels × 4, advanced by one token
+  float* conv_y = nullptr;      // conv_channels: SiLU(conv step)
+};
+bool norm_fold_gemv_supported(const NormFoldGemvArgs& a);
+cudaError_t launch_norm_fold_gemv(const NormFoldGemvArgs& a, cudaStream_t s);
+// What the fold leaves to a kernel that runs after it (dt_scan's tail): residual += x (when x),
+// normed = (residual · scale) · norm_w, rms_norm.cu's expression with the fold's scale. D = 0: none.
+struct ResidualNormTail {
+  float* residual = nullptr;
+  const float* x = nullptr;
+  const void* norm_w = nullptr;
+  float* normed = nullptr;
+  const float* scale = nullptr;
+  uint32_t D = 0, norm_dtype = 0;
+};
+// dt_proj_scan_step: batch 1, d_state 16; with a tail, also the fold's residual and normed.
 bool dt_scan_supported(const DtProjScanStepParams& p);
 cudaError_t launch_dt_scan(const DtProjScanStepParams& p, const float* dt_low, const void* dt_proj,
                            float* delta, const float* u, const void* A_log, const float* B,
                            const float* C, const void* D, const float* z, const void* dt_bias,
-                           float* ssm_state, float* y, cudaStream_t s);
+                           float* ssm_state, float* y, cudaStream_t s,
+                           const ResidualNormTail& tail = {});
 // The three-kernel mamba_block_step: launch_norm_gemv with XProjPartials (G groups × J
 // partials), launch_dt_scan_xp (dt_proj_scan_step that first reduces them, in a fixed order,
 // to x_dbl = dt_low | B | C; block 0 also stores x_dbl), then out_proj. xproj_fold_plan: G = 0
