@@ -30,6 +30,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "core/error.h"
 #include "fused_step.cuh"
 
 namespace dm::cuda {
@@ -228,7 +229,7 @@ cudaError_t launch_shape(const NormFoldGemvArgs& a, GemvShape sh, cudaStream_t s
 
 template <bool kNorm, bool kConv>
 cudaError_t launch_typed(const NormFoldGemvArgs& a, cudaStream_t s) {
-  const GemvShape sh = gemv_rows_shape(a.N, a.K);
+  const GemvShape sh = gemv_rows_shape(a.N);
   switch (a.w_dtype) {
     case 0: return launch_shape<float, kNorm, kConv>(a, sh, s);
     case 1: return launch_shape<__half, kNorm, kConv>(a, sh, s);
@@ -236,27 +237,31 @@ cudaError_t launch_typed(const NormFoldGemvArgs& a, cudaStream_t s) {
   }
 }
 
-bool rows_ok(const NormFoldGemvArgs& a) {
-  const size_t wsize = a.w_dtype == 0 ? 4 : 2;
-  return a.w_dtype <= 2 && a.K % 8 == 0 && a.N > 0 && aligned16(a.w) &&
-         (size_t(a.w_stride) * wsize) % 16 == 0 && aligned16(a.residual) && a.y;
+// The kernel's 16-byte loads: K whole chunks of 8, w's rows and the input row 16-byte aligned.
+bool rows_ok(uint32_t N, uint32_t K, const float* in, const void* w, uint32_t w_stride,
+             uint32_t w_dtype) {
+  const size_t wsize = w_dtype == 0 ? 4 : 2;
+  return w_dtype <= 2 && K % 8 == 0 && N > 0 && aligned16(w) &&
+         (size_t(w_stride) * wsize) % 16 == 0 && aligned16(in);
 }
 
 }  // namespace
 
-GemvShape gemv_rows_shape(uint32_t N, uint32_t K) {
-  if (const char* e = std::getenv("DM_CUDA_GEMV_SHAPE")) {  // "KSxRW", e.g. 4x2
+GemvShape gemv_rows_shape(uint32_t N) {
+  if (const char* e = std::getenv("DM_CUDA_GEMV_SHAPE"); e && *e) {  // "KSxRW", e.g. 4x2
     GemvShape f;
-    if (std::sscanf(e, "%ux%u", &f.ks, &f.rw) == 2 && (f.ks == 2 || f.ks == 4 || f.ks == 8) &&
-        (f.rw == 1 || f.rw == 2 || f.rw == 4))
-      return f;
+    if (std::sscanf(e, "%ux%u", &f.ks, &f.rw) != 2 || (f.ks != 2 && f.ks != 4 && f.ks != 8) ||
+        (f.rw != 1 && f.rw != 2 && f.rw != 4))
+      fail("[cuda] DM_CUDA_GEMV_SHAPE=", e, ": want KSxRW, KS 2, 4 or 8 and RW 1, 2 or 4 (e.g. 4x2)");
+    return f;
   }
   // RW 4 for wide matrices, else 2 (more rows per warp leave too few blocks); then the fewest
   // warps per row (from 8) that still leave two blocks per SM. Measured on an H200 (bench_cuda
   // gemv, every shape side by side, bench/results/h200_session16_2026-11-28.md): the fastest
   // shape or within 2% of it for the decode GEMVs of 130m and 2.8b but 2.8b's in_proj (2x4
-  // 15.2 µs, 8x4 14.2), where the decode runs the norm fold, whose fastest shape is 2x4.
-  (void)K;
+  // 15.2 µs, 8x4 14.2), where the decode runs the norm fold, whose fastest shape is 2x4. K does
+  // not enter it: lanes whose chunks start past K idle (130m's in_proj at 4x4, K 768: a quarter
+  // of them), and that was still its fastest shape.
   static const uint32_t sms = uint32_t(sm_count());
   GemvShape sh;
   sh.rw = N >= 2048 ? 4 : 2;
@@ -268,10 +273,7 @@ GemvShape gemv_rows_shape(uint32_t N, uint32_t K) {
 
 bool gemv_rows_supported(uint32_t N, uint32_t K, const float* x, const void* w,
                          uint32_t w_stride, uint32_t w_dtype) {
-  NormFoldGemvArgs a;
-  a.N = N, a.K = K, a.residual = x, a.w = w, a.w_stride = w_stride, a.w_dtype = w_dtype;
-  a.y = reinterpret_cast<float*>(16);  // any non-null: only the shape is asked
-  return rows_ok(a);
+  return rows_ok(N, K, x, w, w_stride, w_dtype);
 }
 
 cudaError_t launch_gemv_rows(uint32_t N, uint32_t K, const float* x, const void* w,
@@ -281,7 +283,7 @@ cudaError_t launch_gemv_rows(uint32_t N, uint32_t K, const float* x, const void*
   a.N = N, a.K = K, a.D = K, a.residual = x, a.w = w, a.w_stride = w_stride, a.w_dtype = w_dtype;
   a.bias = bias, a.bias_dtype = bias_dtype, a.y = y;
   if (N == 0) return cudaSuccess;
-  if (!rows_ok(a)) return cudaErrorInvalidValue;
+  if (!rows_ok(N, K, x, w, w_stride, w_dtype) || !y) return cudaErrorInvalidValue;
   return launch_typed<false, false>(a, s);
 }
 
@@ -289,7 +291,7 @@ bool norm_fold_gemv_supported(const NormFoldGemvArgs& a) {
   const bool conv_ok = a.conv_channels == 0 ||
                        (a.conv_channels <= a.N && a.conv_d == 4 && aligned16(a.conv_state) &&
                         a.conv_w && a.conv_y);
-  return rows_ok(a) && a.norm_dtype <= 2 && a.K == a.D && (!a.x || aligned16(a.x)) &&
+  return rows_ok(a.N, a.K, a.residual, a.w, a.w_stride, a.w_dtype) && a.y && a.norm_dtype <= 2 && a.K == a.D && (!a.x || aligned16(a.x)) &&
          aligned16(a.norm_w) && a.scale && conv_ok;
 }
 

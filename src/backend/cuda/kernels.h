@@ -149,7 +149,7 @@ cudaError_t launch_norm_gemv(const RmsNormGemmParams& p, const float* x, float* 
 struct GemvShape {
   uint32_t ks = 0, rw = 0;
 };
-GemvShape gemv_rows_shape(uint32_t N, uint32_t K);
+GemvShape gemv_rows_shape(uint32_t N);
 bool gemv_rows_supported(uint32_t N, uint32_t K, const float* x, const void* w,
                          uint32_t w_stride, uint32_t w_dtype);
 cudaError_t launch_gemv_rows(uint32_t N, uint32_t K, const float* x, const void* w,
