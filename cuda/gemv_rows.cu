@@ -90,6 +90,22 @@ __device__ __forceinline__ float dot8r(const float (&w)[8], const float (&in)[8]
   return s;
 }
 
+// One chunk k..k+7 of the input into the RW rows' sums (rows past N: !ok, skipped).
+template <typename WT, int RW, bool kNorm>
+__device__ __forceinline__ void rows_chunk(const NormFoldGemvArgs& a, uint32_t k,
+                                           const WChunk<WT> (&c)[RW], const bool (&ok)[RW],
+                                           float (&acc)[RW], float& ss) {
+  float in[8];
+  input8<kNorm>(a, k, in, ss);
+#pragma unroll
+  for (int i = 0; i < RW; ++i)
+    if (ok[i]) {
+      float wv[8];
+      unpack_chunk<WT>(c[i], wv);
+      acc[i] = dot8r(wv, in, acc[i]);
+    }
+}
+
 // Chunks per row a lane loads before pdl_wait(): 16 registers of fp16 weights per row and chunk,
 // at most 64 in all.
 template <int RW>
@@ -147,17 +163,7 @@ __global__ void __launch_bounds__(kBlock) gemv_rows_kernel(NormFoldGemvArgs a) {
 #pragma unroll
     for (int j = 0; j < kPre; ++j) {
       const uint32_t k = k0 + j * step;
-      if (k < K) {
-        float in[8];
-        input8<kNorm>(a, k, in, ss);
-#pragma unroll
-        for (int i = 0; i < RW; ++i)
-          if (ok[i]) {
-            float wv[8];
-            unpack_chunk<WT>(pre[j][i], wv);
-            acc[i] = dot8r(wv, in, acc[i]);
-          }
-      }
+      if (k < K) rows_chunk<WT, RW, kNorm>(a, k, pre[j], ok, acc, ss);
     }
 #pragma unroll 2
     for (uint32_t k = k0 + kPre * step; k < K; k += step) {
@@ -165,15 +171,7 @@ __global__ void __launch_bounds__(kBlock) gemv_rows_kernel(NormFoldGemvArgs a) {
 #pragma unroll
       for (int i = 0; i < RW; ++i)
         if (ok[i]) c[i] = load_chunk<WT>(wr[i] + k);
-      float in[8];
-      input8<kNorm>(a, k, in, ss);
-#pragma unroll
-      for (int i = 0; i < RW; ++i)
-        if (ok[i]) {
-          float wv[8];
-          unpack_chunk<WT>(c[i], wv);
-          acc[i] = dot8r(wv, in, acc[i]);
-        }
+      rows_chunk<WT, RW, kNorm>(a, k, c, ok, acc, ss);
     }
   }
 #pragma unroll
