@@ -286,6 +286,45 @@ TEST(CudaBackend, GemmAlgoTable) {
   expect_constant_gemm_refused(env, "DM_CUDA_GEMM_TABLE must be 0 or 1");
 }
 
+// gemv_rows (one-row GEMVs, cuda/gemv_rows.cu) in every block shape (DM_CUDA_GEMV_SHAPE=KSxRW:
+// KS warps per row, RW rows per warp) and its default, against the CPU: rows past N in the last
+// block (N = 203, 515, 300), K whose chunks leave lanes idle or take several steps (1000: 125
+// chunks of 8; 2560; 96), every weight dtype, bias; Dual's guard bytes catch stores past N. A
+// malformed shape fails with its one line.
+TEST(CudaBackend, GemvRowsShapes) {
+  REQUIRE_CUDA();
+  Env env;
+  struct Case { int64_t N, K; DType wt; bool bias; };
+  const Case cases[] = {{203, 1000, DType::F16, true}, {515, 2560, DType::BF16, false},
+                        {300, 96, DType::F32, true}, {2048, 768, DType::F16, false}};
+  const char* shapes[] = {"", "2x1", "2x2", "2x4", "4x1", "4x2", "4x4", "8x1", "8x2", "8x4"};
+  for (const Case& c : cases) {
+    Dual x = env.randn(DType::F32, 1, c.K);
+    Dual w = env.randn(c.wt, c.N, c.K, c.K, 1.f / std::sqrt(float(c.K)));
+    Dual b = env.randn(DType::F16, 1, c.N);
+    for (const char* shape : shapes) {
+      std::ostringstream name;
+      name << "gemv_rows " << (*shape ? shape : "default") << " N=" << c.N << " K=" << c.K
+           << " w=" << dtype_name(c.wt) << " bias=" << c.bias;
+      if (*shape) setenv("DM_CUDA_GEMV_SHAPE", shape, 1);
+      Dual y = env.randn(DType::F32, 1, c.N);
+      env.cpu->gemm(x.tc, w.tc, c.bias ? &b.tc : nullptr, y.tc);
+      env.gpu->gemm(x.tg, w.tg, c.bias ? &b.tg : nullptr, y.tg);
+      unsetenv("DM_CUDA_GEMV_SHAPE");
+      EXPECT_NMSE(env, y, c.wt == DType::BF16 ? 1e-8 : 1e-9, name.str());
+    }
+  }
+  Dual x = env.randn(DType::F32, 1, 64), w = env.randn(DType::F16, 32, 64), y = env.randn(DType::F32, 1, 32);
+  setenv("DM_CUDA_GEMV_SHAPE", "3x4", 1);
+  try {
+    env.gpu->gemm(x.tg, w.tg, nullptr, y.tg);
+    ADD_FAILURE() << "DM_CUDA_GEMV_SHAPE=3x4 was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("DM_CUDA_GEMV_SHAPE=3x4"), std::string::npos) << e.what();
+  }
+  unsetenv("DM_CUDA_GEMV_SHAPE");
+}
+
 TEST(CudaBackend, RmsNorm) {
   REQUIRE_CUDA();
   Env env;
