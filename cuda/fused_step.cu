@@ -22,7 +22,7 @@
 //   what it costs instead is the partial stores and, per dt_scan block, G / cs · J loads. That
 //   measured slower (130m: 433 against 356 µs a token, H100, session 9; not profiled: the
 //   reduction's chain of round trips after the wait is the suspect), so it is opt-in
-//   (cuda_backend.cpp, DM_CUDA_DECODE_FORM=3).
+//   (cuda_fusions.cpp, DM_CUDA_DECODE_FORM=3).
 //
 // Both are launched with PDL (fused_step.cuh): weights are loaded before pdl_wait().
 #include <cooperative_groups.h>

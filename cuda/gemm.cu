@@ -1,4 +1,4 @@
-// The GEMM's kernels. Large M runs in cuBLAS (src/backend/cuda/cuda_backend.cpp); for it these
+// The GEMM's kernels. Large M runs in cuBLAS (src/backend/cuda/cuda_gemm.cpp); for it these
 // split fp32 activations into two fp16 / bf16 parts (hi = round(x), lo = round(x - hi)) so the
 // tensor cores see them without losing precision, and add the bias. Small M (decode) runs in
 // gemv_small_m: memory-bound, it reads each weight once in its stored dtype and multiplies in fp32.

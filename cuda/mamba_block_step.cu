@@ -42,7 +42,7 @@
 // Supported (mamba_block_step_supported): batch 1, d_state 16, d_conv 4, z present, x_proj
 // without bias, d_model ≤ 1024, the four matrices in one dtype (F32, F16, BF16) with in_proj and
 // out_proj rows of 16-byte multiples at 16-byte aligned addresses, the slices within shared
-// memory (130m-class widths: 2.8b's do not fit and run Backend's composition, cuda_backend.cpp).
+// memory (130m-class widths: 2.8b's do not fit and run the other forms, cuda_fusions.cpp).
 //
 // Measured (H100, bench_cuda decode-settings 130m, graph device time per token, one process
 // each; bench/results/h100_session6_decode_block_2026-11-27.md): 358.1 / 358.7 µs against 344.2 /

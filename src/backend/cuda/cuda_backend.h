@@ -112,10 +112,11 @@ class CudaBackend : public Backend {
   // One Mamba block of a decode step in the form block_step_form picks.
   void mamba_block_step(const MambaBlockStepArgs& a) override;
   // Which form mamba_block_step runs for these args (the environment is read at each call;
-  // cuda_backend.cpp, DM_CUDA_DECODE_FORM): 1 one kernel (cuda/mamba_block_step.cu); 3 x_proj
+  // cuda_fusions.cpp, DM_CUDA_DECODE_FORM): 1 one kernel (cuda/mamba_block_step.cu); 3 x_proj
   // folded into the norm + in_proj + conv kernel and the dt_proj + scan kernel, then out_proj;
   // 4 Backend's composition of the fused methods above and gemm (x_proj a GEMV of its own);
-  // 0 the composition of single kernels (DM_FUSED_STEP=0).
+  // 5 (the default) form 4 with the norm folded into in_proj (cuda/gemv_rows.cu); 0 the
+  // composition of single kernels (DM_FUSED_STEP=0).
   int block_step_form(const MambaBlockStepArgs& a);
   // The trace records of that kernel (DM_CUDA_DECODE_BLOCK_TRACE=1; cuda_timing.h), synchronizing.
   std::vector<unsigned long long> decode_block_trace();

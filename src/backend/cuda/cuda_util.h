@@ -1,5 +1,5 @@
-// Helpers the CUDA backend's source files share (cuda_backend.cpp, cuda_gemm.cpp): error
-// reporting and the device pointer of a tensor.
+// Helpers the CUDA backend's source files share (cuda_backend.cpp, cuda_gemm.cpp,
+// cuda_fusions.cpp): error reporting and the device pointer of a tensor.
 #pragma once
 
 #include <string>

@@ -26,7 +26,7 @@ constexpr int32_t kErrGatherIndex = 1;
 // True when this binary holds machine code or PTX the current device can run (probe).
 cudaError_t check_kernel_image();
 
-// The tensor-core GEMM's operand (cuda_backend.cpp): fp32 activations split into hi = x rounded
+// The tensor-core GEMM's operand (cuda_gemm.cpp): fp32 activations split into hi = x rounded
 // to `dtype` (1 F16, 2 BF16, the weights' dtype) and lo = (x - hi) rounded, rows of `cols`
 // halves `stride` halves apart, so that W·hi + W·lo keeps ~22 (fp16) / 16 (bf16) bits of x.
 // Two layouts (cuda_gemm.cpp operand_layout): an M×K hi plane and an M×K lo plane (stride =
@@ -85,7 +85,7 @@ cudaError_t launch_selective_scan(const SelectiveScanParams& p, const float* u,
                                   void* scratch, size_t scratch_bytes, cudaStream_t s);
 // selective_scan with its gated output written as out_proj's GEMM operand (GemmSplitOut,
 // split.cols = p.channels) instead of y (y not written): a prompt's scan + out_proj
-// (cuda_backend.cpp selective_scan_gemm). cudaErrorNotSupported, nothing launched, where the
+// (cuda_fusions.cpp selective_scan_gemm). cudaErrorNotSupported, nothing launched, where the
 // scan that would run cannot write it (selective_scan_v7.cu says where it can).
 cudaError_t launch_selective_scan_split(const SelectiveScanParams& p, const float* u,
                                         const float* delta, const void* A_log, const float* B,
