@@ -5,7 +5,7 @@
 // memory, so y is scratch there and only out and the state are compared), on every backend, against their
 // default composition (Backend::…, the single-kernel methods in order) on the CPU backend. On
 // CUDA with F16 / BF16 weights these are the fused paths: the norm / conv kernel writes the
-// tensor-core GEMM's hi / lo operand in row slices (cuda_backend.cpp gemm_tensor_cores), so the
+// tensor-core GEMM's hi / lo operand in row slices (cuda_gemm.cpp gemm_tensor_cores), so the
 // cases cut the rows into slices (DM_CUDA_GEMM_SLICE) that end inside a conv window and leave a
 // last slice of 1-2 rows (rms_norm's few-row kernel) besides the default single slice.
 // Elsewhere (CPU, Vulkan, F32 weights) the composition runs on the device: a check of the
