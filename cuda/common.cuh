@@ -110,6 +110,8 @@ __device__ __forceinline__ uint32_t order_key(float s) {
 }
 
 inline unsigned ceil_div(uint64_t a, uint64_t b) { return unsigned((a + b - 1) / b); }
+// Whether p is 16-byte aligned (the 16-byte load paths' host-side check).
+inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 // Whether the current device has compute capability 9.0 or later (PDL, TMA), asked once per
 // device (fused_step.cu).

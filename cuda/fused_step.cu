@@ -360,8 +360,6 @@ __global__ void __launch_bounds__(kBlock) dt_scan_n16_kernel(
   if constexpr (kXp) cluster_done();
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 template <typename WT, bool kVec, int RB, int kEpi, bool kL2, bool kNorm>
 cudaError_t launch_norm_gemv_rb(const RmsNormGemmParams& p, const float* x, float* residual,
                                 const void* norm_w, float* normed, const void* w,

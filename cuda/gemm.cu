@@ -159,8 +159,6 @@ __global__ void __launch_bounds__(kBlock) gemv_small_m_kernel(uint32_t M, uint32
   }
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 template <typename WT, bool kVec>
 cudaError_t gemv_rb(uint32_t M, uint32_t N, uint32_t K, const float* x, uint32_t x_stride,
                     const WT* wp, uint32_t w_stride, const void* bias, uint32_t bias_dtype,

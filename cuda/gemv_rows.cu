@@ -210,8 +210,6 @@ __global__ void __launch_bounds__(kBlock) gemv_rows_kernel(NormFoldGemvArgs a) {
   }
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 template <typename WT, bool kNorm, bool kConv>
 cudaError_t launch_shape(const NormFoldGemvArgs& a, GemvShape sh, cudaStream_t s) {
 #define DM_ROWS(KS, RW)                                                                           \

@@ -698,8 +698,6 @@ bool plan_fits(const Plan& pl, uint32_t sms) {
          exchange_bytes(pl) <= kDecodeExchangeBytes;
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 template <typename WT>
 bool rows16(const GemmParams& g, const void* w) {  // cp.async's 16-byte pieces
   return (size_t(g.K) * sizeof(WT)) % 16 == 0 && aligned16(w) &&
