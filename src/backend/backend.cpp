@@ -95,12 +95,6 @@ void Backend::dt_proj_importance(const Tensor& dt_low, const Tensor& dt_proj,
   dt_importance(delta, dt_bias, scores);
 }
 
-namespace {
-// What mamba_block_step's scan step reads of the block's intermediates: z = xz's last E columns,
-// x_dbl's dt_low | B | C. Checks the two links first (xz 2E wide, x_dbl R + 2N).
-struct BlockStepViews {
-  Tensor z, dt_low, B, C;
-};
 BlockStepViews block_step_views(const MambaBlockStepArgs& a) {
   const int64_t E = a.xc.cols, R = a.dt_proj.cols, N = a.A_log.cols;
   if (a.xz.cols != 2 * E)
@@ -112,7 +106,6 @@ BlockStepViews block_step_views(const MambaBlockStepArgs& a) {
   return {a.xz.col_slice(E, E), a.x_dbl.col_slice(0, R), a.x_dbl.col_slice(R, N),
           a.x_dbl.col_slice(R + N, N)};
 }
-}  // namespace
 
 void Backend::mamba_block_step(const MambaBlockStepArgs& a) {
   make_mamba_block_step_params(a);  // every shape checked before anything is enqueued

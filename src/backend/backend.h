@@ -64,6 +64,12 @@ struct MambaBlockStepParams {
   GemmParams out;
 };
 MambaBlockStepParams make_mamba_block_step_params(const MambaBlockStepArgs& a);
+// What mamba_block_step's scan step reads of the block's intermediates: z = xz's last E columns,
+// x_dbl's dt_low | B | C. Checks the two links first (xz 2E wide, x_dbl R + 2N). backend.cpp.
+struct BlockStepViews {
+  Tensor z, dt_low, B, C;
+};
+BlockStepViews block_step_views(const MambaBlockStepArgs& a);
 
 class Backend {
  public:

@@ -316,7 +316,7 @@ void CudaBackend::mamba_block_step(const MambaBlockStepArgs& a) {
                                    p.x_proj.w_stride, p.x_proj.w_dtype, plan.J};
       norm_gemm(a.x, a.residual, a.norm_weight, a.eps, a.normed, a.in_proj, a.in_proj_bias, a.xz,
                 &a.conv_weight, a.conv_bias, &a.conv_state, &a.xc, xp);
-      const Tensor z = a.xz.col_slice(a.xc.cols, a.xc.cols);
+      const Tensor z = block_step_views(a).z;
       const cuda::XProjReduce xr{xproj_partials_, dptr(a.x_dbl, k), plan.G, plan.J};
       check_launch(cuda::launch_dt_scan_xp(p.scan, plan, xr, dptr<const void>(a.dt_proj, k),
                                            dptr(a.dt, k), dptr(a.xc, k),
@@ -333,17 +333,15 @@ void CudaBackend::mamba_block_step(const MambaBlockStepArgs& a) {
       check_launch(cuda::launch_norm_fold_gemv(norm_fold_args(a, p.front, norm_scale_), stream_),
                    k);
       gemm(a.xc, a.x_proj, nullptr, a.x_dbl);
-      const int64_t E = a.xc.cols, R = a.dt_proj.cols, N = a.A_log.cols;
-      const Tensor z = a.xz.col_slice(E, E), dt_low = a.x_dbl.col_slice(0, R),
-                   B = a.x_dbl.col_slice(R, N), C = a.x_dbl.col_slice(R + N, N);
+      const BlockStepViews v = block_step_views(a);
       cuda::ResidualNormTail tail;
       tail.residual = dptr(a.residual, k), tail.x = dptr(a.x, k);
       tail.norm_w = dptr<const void>(a.norm_weight, k), tail.norm_dtype = p.front.norm.weight_dtype;
       tail.normed = dptr(a.normed, k), tail.scale = norm_scale_, tail.D = p.front.norm.D;
-      check_launch(cuda::launch_dt_scan(p.scan, dptr(dt_low, k), dptr<const void>(a.dt_proj, k),
+      check_launch(cuda::launch_dt_scan(p.scan, dptr(v.dt_low, k), dptr<const void>(a.dt_proj, k),
                                         dptr(a.dt, k), dptr(a.xc, k), dptr<const void>(a.A_log, k),
-                                        dptr(B, k), dptr(C, k), dptr<const void>(a.D, k),
-                                        dptr(z, k), dptr<const void>(a.dt_bias, k),
+                                        dptr(v.B, k), dptr(v.C, k), dptr<const void>(a.D, k),
+                                        dptr(v.z, k), dptr<const void>(a.dt_bias, k),
                                         dptr(a.ssm_state, k), dptr(a.y, k), stream_, tail),
                    k);
       gemm(a.y, a.out_proj, a.out_proj_bias, a.hidden);

@@ -141,7 +141,7 @@ void VulkanBackend::mamba_block_step(const MambaBlockStepArgs& a) {
   // B: mamba_step.scan_xpart (x_dbl summed from A's slices) or mamba_step.scan (read).
   {
     const char* k = three ? "mamba_step.scan_xpart" : "mamba_step.scan";
-    const Tensor z = a.xz.col_slice(E, E);
+    const Tensor z = block_step_views(a).z;
     BufferUse uu = bind(a.xc, false, k, "xc"), ud = bind(a.dt, true, k, "dt"),
               ua = bind(a.A_log, false, k, "A_log"), uD = bind(a.D, false, k, "D"),
               uz = bind(z, false, k, "z"), udb = bind(a.dt_bias, false, k, "dt_bias"),
