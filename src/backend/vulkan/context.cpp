@@ -350,18 +350,35 @@ Context::Context(int device_index) {
     VkPhysicalDeviceVulkanMemoryModelFeatures mm{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES};
     VkPhysicalDeviceShaderFloat16Int8Features fi{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES};
     VkPhysicalDeviceFeatures2 f2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
-    const char* dev_exts[] = {VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME};
+    VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR pe{
+        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR};
+    std::vector<const char*> dev_exts;
+    void** tail = &f2.pNext;  // the end of the feature chain
     if (caps.gemm_coopmat) {
       cm.cooperativeMatrix = VK_TRUE;
       mm.vulkanMemoryModel = VK_TRUE;
       fi.shaderFloat16 = VK_TRUE;
-      f2.pNext = &cm;
+      *tail = &cm;
       cm.pNext = &mm;
       mm.pNext = &fi;
-      dci.pNext = &f2;
-      dci.enabledExtensionCount = 1;
-      dci.ppEnabledExtensionNames = dev_exts;
+      tail = &fi.pNext;
+      dev_exts.push_back(VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME);
     }
+    if (env_flag("DM_VULKAN_PIPELINE_STATS")) {
+      if (has_device_ext(phys, VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME)) {
+        pe.pipelineExecutableInfo = VK_TRUE;
+        *tail = &pe;
+        tail = &pe.pNext;
+        dev_exts.push_back(VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME);
+        pipeline_stats = true;
+      } else {
+        std::fprintf(stderr, "decimamba: DM_VULKAN_PIPELINE_STATS: %s lacks %s\n",
+                     caps.name.c_str(), VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME);
+      }
+    }
+    if (f2.pNext) dci.pNext = &f2;
+    dci.enabledExtensionCount = uint32_t(dev_exts.size());
+    dci.ppEnabledExtensionNames = dev_exts.data();
     VK_CHECK(vkCreateDevice(phys, &dci, nullptr, &device));
     vkGetDeviceQueue(device, queue_family, 0, &queue);
   } catch (...) {

@@ -76,6 +76,10 @@ class Context {
   Caps caps;
   VkPhysicalDeviceMemoryProperties mem_props{};
   bool validation = false;
+  // DM_VULKAN_PIPELINE_STATS=1 where the device has VK_KHR_pipeline_executable_properties: every
+  // pipeline made prints the driver's statistics of its code (NVIDIA: registers, shared memory,
+  // spills) to stderr, one line each (pipeline.cpp).
+  bool pipeline_stats = false;
 
   // A memory type with every bit of `need` (fails otherwise), preferring ones with `prefer`.
   uint32_t memory_type(uint32_t type_bits, VkMemoryPropertyFlags need,

@@ -1,5 +1,8 @@
 #include "backend/vulkan/pipeline.h"
 
+#include <cstdio>
+#include <string>
+
 #include "backend/vulkan/shaders.h"
 #include "core/error.h"
 
@@ -50,13 +53,56 @@ Pipeline::Pipeline(Context& c, const std::string& shader, uint32_t nb, uint32_t 
     cpi.stage.pName = "main";
     cpi.stage.pSpecializationInfo = spec.empty() ? nullptr : &si;
     cpi.layout = layout;
+    if (ctx.pipeline_stats) cpi.flags |= VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR;
     VK_CHECK(vkCreateComputePipelines(ctx.device, VK_NULL_HANDLE, 1, &cpi, nullptr, &pipeline));
     vkDestroyShaderModule(ctx.device, module, nullptr);
+    if (ctx.pipeline_stats) print_stats(spec);
   } catch (...) {
     if (module) vkDestroyShaderModule(ctx.device, module, nullptr);
     if (layout) vkDestroyPipelineLayout(ctx.device, layout, nullptr);
     if (set_layout) vkDestroyDescriptorSetLayout(ctx.device, set_layout, nullptr);
     throw;
+  }
+}
+
+// DM_VULKAN_PIPELINE_STATS (context.h): "[vulkan] pipeline LABEL spec 8,3,1,32: NAME VALUE, ..."
+// for each executable the driver reports (one for a compute pipeline).
+void Pipeline::print_stats(const std::vector<uint32_t>& spec) const {
+  auto props = reinterpret_cast<PFN_vkGetPipelineExecutablePropertiesKHR>(
+      vkGetDeviceProcAddr(ctx.device, "vkGetPipelineExecutablePropertiesKHR"));
+  auto stats = reinterpret_cast<PFN_vkGetPipelineExecutableStatisticsKHR>(
+      vkGetDeviceProcAddr(ctx.device, "vkGetPipelineExecutableStatisticsKHR"));
+  if (!props || !stats) return;
+  VkPipelineInfoKHR pi{VK_STRUCTURE_TYPE_PIPELINE_INFO_KHR};
+  pi.pipeline = pipeline;
+  uint32_t n = 0;
+  if (props(ctx.device, &pi, &n, nullptr) != VK_SUCCESS) return;
+  std::string spec_s;
+  for (uint32_t v : spec) {
+    if (!spec_s.empty()) spec_s += ',';
+    spec_s += std::to_string(v);
+  }
+  for (uint32_t e = 0; e < n; ++e) {
+    VkPipelineExecutableInfoKHR ei{VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_INFO_KHR};
+    ei.pipeline = pipeline;
+    ei.executableIndex = e;
+    uint32_t m = 0;
+    if (stats(ctx.device, &ei, &m, nullptr) != VK_SUCCESS) continue;
+    std::vector<VkPipelineExecutableStatisticKHR> st(
+        m, VkPipelineExecutableStatisticKHR{VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_STATISTIC_KHR});
+    if (stats(ctx.device, &ei, &m, st.data()) != VK_SUCCESS) continue;
+    std::string line = "[vulkan] pipeline " + label + " spec " + spec_s + ":";
+    for (const auto& x : st) {
+      line += std::string(" ") + x.name + " ";
+      switch (x.format) {
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_BOOL32_KHR: line += x.value.b32 ? "yes" : "no"; break;
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_INT64_KHR: line += std::to_string(x.value.i64); break;
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_UINT64_KHR: line += std::to_string(x.value.u64); break;
+        default: line += std::to_string(x.value.f64);
+      }
+      line += ",";
+    }
+    std::fprintf(stderr, "%s\n", line.c_str());
   }
 }
 

@@ -27,6 +27,9 @@ class Pipeline {
   VkDescriptorSetLayout set_layout = VK_NULL_HANDLE;
   VkPipelineLayout layout = VK_NULL_HANDLE;
   VkPipeline pipeline = VK_NULL_HANDLE;
+
+ private:
+  void print_stats(const std::vector<uint32_t>& spec) const;
 };
 
 class PipelineCache {
