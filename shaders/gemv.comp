@@ -17,6 +17,7 @@
 // variant gemm.small_m_vec_conv -DSMALL_M=2 -DCONV=1
 // variant gemm.gemv -DSMALL_M=3
 // variant gemm.gemv_conv -DSMALL_M=3 -DCONV=1
+// variant gemm.gemv_norm_tail -DSMALL_M=3 -DTAIL=1
 //  gemm.small_m_vec_conv  gemm.small_m_vec whose rows n < conv_channels also run the decode conv
 //                step of channel n on the value just computed (Backend::rms_norm_gemm_conv_step's
 //                in_proj + causal_conv1d_step in one dispatch: conv state shifted, SiLU output).
@@ -31,6 +32,17 @@
 //                partial sums of a row are reduced with subgroup shuffles (no barrier) and,
 //                when a row spans several subgroups, one shared-memory step.
 //  gemm.gemv_conv  gemm.gemv with gemm.small_m_vec_conv's conv step.
+//  gemm.gemv_norm_tail  gemm.gemv (one row of x) that also runs the next layer's rms_norm.residual
+//                (Backend's next_norm: residual += y, normed = residual · rsqrt(mean(residual²)
+//                + eps) · norm_w) without a dispatch of its own: each work group adds its rows
+//                of y into the residual, then counts itself done on a device counter; the last
+//                one to finish (no work group ever waits for another) reads the whole residual
+//                and writes normed as rms_norm.comp's register path does, the same terms in the
+//                same order: the same bits. It resets the counter for the next dispatch. On
+//                NVIDIA's Vulkan driver a dependent dispatch costs ~3 µs of drain and fill
+//                (bench/results/h200_session14_vkdecode_2026-11-28.md) plus the norm's own
+//                load and reduction latency; the tail pays only the latter, in one work group.
+//                Where it runs: vulkan_decode.cpp (decode_norm_tail).
 //  (gemm.gemv_norm(_conv), the residual add and rms_norm inside the GEMV, was measured 2–3×
 //                slower than rms_norm + gemm.gemv on an H100 — every work group re-read x, the
 //                residual and the norm weight from L2 — and removed in session 5; the git
@@ -62,6 +74,17 @@ layout(std430, binding = 6) buffer ConvState { float conv_state[]; };
 layout(std430, binding = 7) writeonly buffer ConvY { float conv_y[]; };
 const uint MAX_D_CONV = 8;  // the host sends larger d_conv to the unfused path
 #endif
+#ifndef TAIL
+#define TAIL 0
+#endif
+#if TAIL
+// coherent: the last work group reads rows of the residual other work groups wrote, and the
+// counter is how it knows they did.
+layout(std430, binding = 4) coherent buffer Res { float res[]; };
+layout(std430, binding = 5) readonly buffer NormW { uint norm_w[]; };
+layout(std430, binding = 6) writeonly buffer Normed { float normed[]; };
+layout(std430, binding = 7) coherent buffer Counter { uint counter[]; };
+#endif
 
 layout(push_constant) uniform Push {
   uint M, N, K;
@@ -75,6 +98,12 @@ layout(push_constant) uniform Push {
   uint conv_channels, d_conv, conv_y_stride, conv_w_dtype, conv_b_dtype, conv_has_bias;
   uint conv_off[4];  // element offsets of conv_w, conv_b, conv_state, conv_y
 #endif
+#if TAIL
+  uint norm_w_dtype;
+  float eps;
+  uint groups;       // work groups of the dispatch (the counter's final value)
+  uint tail_off[4];  // element offsets of residual, norm_w, normed, counter
+#endif
 } p;
 
 #if SMALL_M < 2
@@ -85,6 +114,9 @@ DEFINE_LOAD_ANY(load_bias, bias)
 DEFINE_LOAD_WORD(load_conv_w_word, conv_w)
 DEFINE_LOAD_WORD(load_conv_b_word, conv_b)
 #define DECODE_CONV_STEP 1
+#endif
+#if TAIL
+DEFINE_LOAD_WORD(load_norm_w_word, norm_w)
 #endif
 #include "decode_step.glsl"
 
@@ -115,6 +147,57 @@ const uint T = WG / ROWS;           // invocations per row of W
 const uint TS = T < SG ? T : SG;    // of them in one subgroup
 const uint NSUB = T / TS;           // subgroups per row
 shared float part[MAX_M][64];       // per-subgroup sums (subgroups of ≥ 4 lanes: ≤ 64 of them)
+#if TAIL
+shared float partial[WG];           // row_sum's
+shared bool last_group;
+#include "row_sum.glsl"
+
+layout(constant_id = 5) const uint TE = 10;       // residual elements per invocation (⌈N / 256⌉)
+// Timing switches (DM_VULKAN_TAIL_OPT; 0, the default, is the form described): 1 fences in every
+// invocation, not only those that stored; 2 loads the norm weights with the residual (in flight
+// together, TE more registers); 4 skips the last work group's norm (wrong normed: timing only).
+layout(constant_id = 6) const uint TAIL_OPT = 0;
+
+// After the work group's rows of y: residual += y there; the last work group to finish writes
+// normed (rms_norm.comp's sum, reading the residual the others wrote). Lean on registers: they
+// are allocated for the whole kernel, so the tail's would cost the GEMV loop occupancy; the
+// norm weights are loaded after the sum (their round trip overlaps the reduction's barriers).
+void norm_tail(uint tid, uint n, bool owner, float yv) {  // tid: rms_norm.comp's index
+  if (owner) {
+    res[p.tail_off[0] + n] = yv + res[p.tail_off[0] + n];  // rms_norm's x + residual
+    memoryBarrierBuffer();  // this store before the count (only stores need ordering)
+  }
+  if ((TAIL_OPT & 1u) != 0u) memoryBarrierBuffer();
+  barrier();
+  if (tid == 0u) last_group = atomicAdd(counter[p.tail_off[3]], 1u) == p.groups - 1u;
+  barrier();
+  if (!last_group) return;  // uniform over the work group
+  memoryBarrierBuffer();
+  if (tid == 0u) counter[p.tail_off[3]] = 0u;  // every work group has counted: ready for the next
+  if ((TAIL_OPT & 4u) != 0u) return;
+  float v[TE];
+  uint w[TE];
+  [[unroll]] for (uint j = 0; j < TE; ++j) {
+    const uint i = tid + j * WG;
+    v[j] = i < p.N ? res[p.tail_off[0] + i] : 0.0;
+    if ((TAIL_OPT & 2u) != 0u) w[j] = i < p.N ? load_norm_w_word(p.norm_w_dtype, p.tail_off[1] + i) : 0u;
+  }
+  float ss = 0.0;
+  [[unroll]] for (uint j = 0; j < TE; ++j)
+    if (tid + j * WG < p.N) ss = fma(v[j], v[j], ss);
+  if ((TAIL_OPT & 2u) == 0u)
+    [[unroll]] for (uint j = 0; j < TE; ++j) {
+      const uint i = tid + j * WG;
+      w[j] = i < p.N ? load_norm_w_word(p.norm_w_dtype, p.tail_off[1] + i) : 0u;
+    }
+  const float inv = inversesqrt(row_sum(tid, ss) / float(p.N) + p.eps);
+  [[unroll]] for (uint j = 0; j < TE; ++j) {
+    const uint i = tid + j * WG;
+    if (i < p.N)
+      normed[p.tail_off[2] + i] = v[j] * inv * word_elem(p.norm_w_dtype, p.tail_off[1] + i, w[j]);
+  }
+}
+#endif
 
 void main() {
   // Rows own runs of T consecutive invocations counted subgroup by subgroup, so a row's lanes
@@ -197,6 +280,9 @@ void main() {
 #endif
     }
   }
+#if TAIL
+  norm_tail(gl_LocalInvocationID.x, n, t == 0u && n < p.N, acc[0] + bv);
+#endif
 }
 #elif SMALL_M == 2
 const uint MAX_M = 4, PIPE = 4;  // PIPE 16-byte weight loads in flight per invocation

@@ -2,9 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <memory>
 #include <utility>
 #include <vector>
+
+#include "core/error.h"
 
 namespace dm::test {
 
@@ -43,6 +46,35 @@ Backend& cached_backend(const std::string& name) {
     if (n == name) return *b;
   cache().emplace_back(name, create_backend(name));
   return *cache().back().second;
+}
+
+namespace {
+const char* const kEntryEnv[][2] = {{"block", "DM_VULKAN_BLOCK_STEP"},
+                                    {"tail", "DM_VULKAN_NORM_TAIL"},
+                                    {"form", "DM_CUDA_DECODE_FORM"}};
+}  // namespace
+
+std::string apply_entry_env(const std::string& entry) {
+  size_t at = entry.find(':');
+  const std::string name = entry.substr(0, at);
+  while (at != std::string::npos) {
+    const size_t next = entry.find(':', at + 1);
+    const std::string kv = entry.substr(at + 1, next == std::string::npos ? next : next - at - 1);
+    const size_t eq = kv.find('=');
+    bool known = false;
+    for (const auto& [key, var] : kEntryEnv)
+      if (eq != std::string::npos && kv.substr(0, eq) == key) {
+        setenv(var, kv.substr(eq + 1).c_str(), 1);
+        known = true;
+      }
+    if (!known) throw Error("test entry " + entry + ": unknown setting " + kv);
+    at = next;
+  }
+  return name;
+}
+
+void clear_entry_env() {
+  for (const auto& [key, var] : kEntryEnv) unsetenv(var);
 }
 
 }  // namespace dm::test

@@ -7,9 +7,11 @@
 // tolerance (only summation order and device exp/log differ; the worst measured on lavapipe
 // is 2e-6 against the CPU and the reference).
 // Kept indices and greedy tokens must be identical.
-// Vulkan runs three times: its default decode layer (VulkanBackend::mamba_block_step's three
-// dispatches at the fixtures' widths), "vulkan:block=4" (four: x_proj a GEMV of its own) and
-// "vulkan:block=0" (Backend's composition), through DM_VULKAN_BLOCK_STEP.
+// Vulkan runs four times: its default decode layer (VulkanBackend::mamba_block_step's three
+// dispatches at the fixtures' widths), "vulkan:block=4" (four: x_proj a GEMV of its own),
+// "vulkan:block=0" (the composed layer, which moves each norm to the end of the layer before:
+// gemm.gemv_norm_tail, as wide models run) and "vulkan:block=0:tail=0" (the composition with
+// the norm in front), through DM_VULKAN_BLOCK_STEP and DM_VULKAN_NORM_TAIL.
 // CUDA runs three times: its default decode layer (mamba_block_step's four kernels: the norm
 // folded into in_proj, x_proj a GEMV of its own), "cuda:form=3" (x_proj folded into the kernels
 // around it where that applies: the fixtures with d_state 16) and "cuda:form=4" (the norm a
@@ -79,11 +81,7 @@ class BackendOpsE2E : public ::testing::TestWithParam<Param> {
     const auto& [entry, dir] = GetParam();
     if (entry.empty()) GTEST_SKIP() << "no non-CPU backend available";
     if (dir.empty()) GTEST_SKIP() << "no fixtures under " << test::data_dir() << "/models";
-    const std::string be = entry.substr(0, entry.find(':'));
-    if (const size_t b = entry.find(":block="); b != std::string::npos)
-      setenv("DM_VULKAN_BLOCK_STEP", entry.substr(b + 7).c_str(), 1);
-    if (const size_t f = entry.find(":form="); f != std::string::npos)
-      setenv("DM_CUDA_DECODE_FORM", entry.substr(f + 6).c_str(), 1);
+    const std::string be = test::apply_entry_env(entry);  // block=, tail=, form= settings
     model = load_model(dir);
     ref = SafeTensorsFile::open(dir + "/reference.safetensors");
     cpu = create_backend("cpu");
@@ -91,8 +89,7 @@ class BackendOpsE2E : public ::testing::TestWithParam<Param> {
     what = entry + " (" + dev->device_name() + ") " + std::filesystem::path(dir).filename().string();
   }
   void TearDown() override {
-    unsetenv("DM_VULKAN_BLOCK_STEP");
-    unsetenv("DM_CUDA_DECODE_FORM");
+    test::clear_entry_env();
   }
   const HostTensor& get(const std::string& name) const {
     auto it = ref->tensors().find(name);
@@ -179,7 +176,7 @@ std::vector<Param> params() {
     for (const auto& m : models) {
       out.emplace_back(b, m);
       if (b == "vulkan")
-        for (const char* form : {":block=4", ":block=0"}) out.emplace_back(b + form, m);
+        for (const char* form : {":block=4", ":block=0", ":block=0:tail=0"}) out.emplace_back(b + form, m);
       if (b == "cuda") {
         out.emplace_back(b + ":form=3", m);  // x_proj folded away
         out.emplace_back(b + ":form=4", m);  // the norm a kernel of its own

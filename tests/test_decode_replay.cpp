@@ -3,7 +3,9 @@
 // present (CUDA graphs, Vulkan command buffers; the CPU backend does not record and runs eager),
 // on every fixture model; recordings follow their sequence state and are made again when a
 // buffer they use is freed. Vulkan also with its decode layer's other forms: "vulkan:block=4"
-// and "vulkan:block=0" set DM_VULKAN_BLOCK_STEP (the default is three dispatches per layer).
+// and "vulkan:block=0" set DM_VULKAN_BLOCK_STEP (the default is three dispatches per layer; the
+// composed layer moves each norm into the out_proj before it), "vulkan:block=0:tail=0" also
+// DM_VULKAN_NORM_TAIL (the norm in front).
 // CUDA also with "cuda:form=3" (DM_CUDA_DECODE_FORM: x_proj folded into the kernels around it
 // where that applies; the default keeps it a GEMV of its own) and "cuda:form=4" (the norm a
 // kernel of its own; the default folds it into in_proj).
@@ -42,11 +44,7 @@ class DecodeReplay : public ::testing::TestWithParam<Param> {
   void SetUp() override {
     const auto& [entry, dir] = GetParam();
     if (dir.empty()) GTEST_SKIP() << "no fixtures under " << test::data_dir() << "/models";
-    const std::string be = entry.substr(0, entry.find(':'));
-    if (const size_t b = entry.find(":block="); b != std::string::npos)
-      setenv("DM_VULKAN_BLOCK_STEP", entry.substr(b + 7).c_str(), 1);
-    if (const size_t f = entry.find(":form="); f != std::string::npos)
-      setenv("DM_CUDA_DECODE_FORM", entry.substr(f + 6).c_str(), 1);
+    const std::string be = test::apply_entry_env(entry);  // block=, tail=, form= settings
     model = load_model(dir);
     ref = SafeTensorsFile::open(dir + "/reference.safetensors");
     backend = be == "cpu" ? (own = create_backend("cpu")).get() : &test::cached_backend(be);
@@ -55,8 +53,7 @@ class DecodeReplay : public ::testing::TestWithParam<Param> {
     records = be != "cpu";
   }
   void TearDown() override {
-    unsetenv("DM_VULKAN_BLOCK_STEP");
-    unsetenv("DM_CUDA_DECODE_FORM");
+    test::clear_entry_env();
   }
   // Greedy: n steps from the prompt's last logits; the logits of every step.
   std::vector<std::vector<float>> run(Executor& ex, SequenceState& st, int n,
@@ -256,7 +253,7 @@ std::vector<Param> params() {
     for (const auto& d : dirs) {
       out.emplace_back(be, d);
       if (be == "vulkan")
-        for (const char* form : {":block=4", ":block=0"}) out.emplace_back(be + form, d);
+        for (const char* form : {":block=4", ":block=0", ":block=0:tail=0"}) out.emplace_back(be + form, d);
       if (be == "cuda") {
         out.emplace_back(be + ":form=3", d);  // x_proj folded away
         out.emplace_back(be + ":form=4", d);  // the norm a kernel of its own

@@ -235,6 +235,67 @@ struct BlockCase {
   int64_t lead;
 };
 
+// One block's tensors in a Case (mamba_block_step's arguments), random as the tests want them.
+struct BlockArgs {
+  BlockArgs(Case& c, const BlockCase& b) {
+    c.set_lead(b.lead);
+    const int64_t D = b.D, E = b.E, R = b.R, N = b.N, d = 4, W = R + 2 * N;
+    const DType wt = b.w_dtype;
+    x = b.has_x ? &c.add("x", b.alias ? Role::InOut : Role::In, DType::F32, 1, D, D,
+                         c.nonzero(0.1f, 2.f))
+                : nullptr;
+    res = &c.add("residual", b.has_x ? Role::InOut : Role::In, DType::F32, 1, D, D,
+                 c.nonzero(0.1f, 2.f));
+    nw = &c.add("norm_weight", Role::In, wt, 1, D, D, c.nonzero(0.5f, 1.5f));
+    normed = &c.add("normed", Role::Out, DType::F32, 1, D, D, nullptr);
+    const float s_in = 1.7f / std::sqrt(float(D)), s_x = 1.f / std::sqrt(float(E)),
+                s_dt = 1.f / std::sqrt(float(R));
+    in_w = &c.add("in_proj", Role::In, wt, 2 * E, D, D, c.nonzero(0.1f * s_in, s_in));
+    in_b = b.biases ? &c.add("in_proj_bias", Role::In, wt, 1, 2 * E, 2 * E, c.nonzero(0.1f, 1.f))
+                    : nullptr;
+    xz = &c.add("xz", Role::Out, DType::F32, 1, 2 * E, 2 * E, nullptr);
+    cw = &c.add("conv_weight", Role::In, wt, E, d, d, c.nonzero(0.1f, 0.6f));
+    cb = &c.add("conv_bias", Role::In, wt, 1, E, E, c.nonzero(0.1f, 0.5f));
+    cs = &c.add("conv_state", Role::InOut, DType::F32, E, d, d, c.nonzero(0.1f, 1.f));
+    xc = &c.add("xc", Role::Out, DType::F32, 1, E, E, nullptr);
+    xp = &c.add("x_proj", Role::In, wt, W, E, E, c.nonzero(0.1f * s_x, s_x));
+    x_dbl = &c.add("x_dbl", Role::Out, DType::F32, 1, W, W, nullptr);
+    dtw = &c.add("dt_proj", Role::In, wt, E, R, R, c.nonzero(0.1f * s_dt, s_dt));
+    delta = &c.add("dt", Role::Out, DType::F32, 1, E, E, nullptr);
+    al = &c.add("A_log", Role::In, wt, E, N, N, c.uniform(0.f, 2.77f));
+    Dv = &c.add("D", Role::In, wt, 1, E, E, c.nonzero(0.5f, 1.5f));
+    db = &c.add("dt_bias", Role::In, wt, 1, E, E, c.uniform(-4.5f, -2.f));
+    st = &c.add("ssm_state", Role::InOut, DType::F32, E, N, N, c.nonzero(0.01f, 1.f));
+    y = &c.add("y", Role::Out, DType::F32, 1, E, E, nullptr);
+    out_w = &c.add("out_proj", Role::In, wt, D, E, E, c.nonzero(0.1f * s_x, s_x));
+    out_b = b.biases ? &c.add("out_proj_bias", Role::In, wt, 1, D, D, c.nonzero(0.1f, 1.f))
+                     : nullptr;
+    hidden = b.alias ? x : &c.add("hidden", Role::Out, DType::F32, 1, D, D, nullptr);
+  }
+  Arg *x, *res, *nw, *normed, *in_w, *in_b, *xz, *cw, *cb, *cs, *xc, *xp, *x_dbl, *dtw, *delta,
+      *al, *Dv, *db, *st, *y, *out_w, *out_b, *hidden;
+};
+
+// BlockArgs' tensors on the CPU or the device side, as mamba_block_step's arguments (which
+// point at the optional tensors held here).
+struct BlockTensors {
+  BlockTensors(const BlockArgs& g, bool cpu) {
+    auto t = [cpu](const Arg* arg) { return arg ? (cpu ? arg->cpu() : arg->dev()) : Tensor{}; };
+    xt = t(g.x), cbt = t(g.cb), in_bt = t(g.in_b), out_bt = t(g.out_b);
+    a.x = g.x ? &xt : nullptr;
+    a.residual = t(g.res), a.norm_weight = t(g.nw), a.eps = 1e-5f, a.normed = t(g.normed);
+    a.in_proj = t(g.in_w), a.in_proj_bias = g.in_b ? &in_bt : nullptr, a.xz = t(g.xz);
+    a.conv_weight = t(g.cw), a.conv_bias = &cbt, a.conv_state = t(g.cs), a.xc = t(g.xc);
+    a.x_proj = t(g.xp), a.x_dbl = t(g.x_dbl), a.dt_proj = t(g.dtw), a.dt = t(g.delta);
+    a.A_log = t(g.al), a.D = t(g.Dv), a.dt_bias = t(g.db), a.ssm_state = t(g.st), a.y = t(g.y);
+    a.out_proj = t(g.out_w), a.out_proj_bias = g.out_b ? &out_bt : nullptr;
+    a.hidden = t(g.hidden);
+  }
+  BlockTensors(const BlockTensors&) = delete;
+  Tensor xt, cbt, in_bt, out_bt;
+  MambaBlockStepArgs a;
+};
+
 // mamba_block_step against its composition; CUDA in its four forms (DM_CUDA_DECODE_FORM=1: one
 // kernel, =3: x_proj folded into the kernels around it, =4: x_proj a GEMV of its own, =5: form 4
 // with the norm folded into in_proj; a form that does not take the shapes steps aside:
@@ -268,57 +329,18 @@ TEST(FusedStep, MambaBlockStep) {
         const BlockCase& b = cases[i];
         if (small_only() && b.D > 1024) continue;
         if (block) setenv(block_env, block, 1);
-        const int64_t D = b.D, E = b.E, R = b.R, N = b.N, d = 4, W = R + 2 * N;
+        const int64_t D = b.D, E = b.E, R = b.R, N = b.N;
         std::ostringstream desc;
         desc << be.label() << "mamba_block_step" << (block ? std::string(" block=") + block : "")
              << " D=" << D << " E=" << E << " R=" << R << " N=" << N << " w=" << dt(b.w_dtype)
              << " x=" << b.has_x << " biases=" << b.biases << " alias=" << b.alias
              << " lead=" << b.lead;
         Case c(be.name(), desc.str(), 5000 + uint32_t(i));
-        c.set_lead(b.lead);
-        const DType wt = b.w_dtype;
-        Arg* x = b.has_x ? &c.add("x", b.alias ? Role::InOut : Role::In, DType::F32, 1, D, D,
-                                  c.nonzero(0.1f, 2.f))
-                         : nullptr;
-        Arg& res = c.add("residual", b.has_x ? Role::InOut : Role::In, DType::F32, 1, D, D,
-                         c.nonzero(0.1f, 2.f));
-        Arg& nw = c.add("norm_weight", Role::In, wt, 1, D, D, c.nonzero(0.5f, 1.5f));
-        Arg& normed = c.add("normed", Role::Out, DType::F32, 1, D, D, nullptr);
-        const float s_in = 1.7f / std::sqrt(float(D)), s_x = 1.f / std::sqrt(float(E)),
-                    s_dt = 1.f / std::sqrt(float(R));
-        Arg& in_w = c.add("in_proj", Role::In, wt, 2 * E, D, D, c.nonzero(0.1f * s_in, s_in));
-        Arg* in_b = b.biases ? &c.add("in_proj_bias", Role::In, wt, 1, 2 * E, 2 * E, c.nonzero(0.1f, 1.f)) : nullptr;
-        Arg& xz = c.add("xz", Role::Out, DType::F32, 1, 2 * E, 2 * E, nullptr);
-        Arg& cw = c.add("conv_weight", Role::In, wt, E, d, d, c.nonzero(0.1f, 0.6f));
-        Arg& cb = c.add("conv_bias", Role::In, wt, 1, E, E, c.nonzero(0.1f, 0.5f));
-        Arg& cs = c.add("conv_state", Role::InOut, DType::F32, E, d, d, c.nonzero(0.1f, 1.f));
-        Arg& xc = c.add("xc", Role::Out, DType::F32, 1, E, E, nullptr);
-        Arg& xp = c.add("x_proj", Role::In, wt, W, E, E, c.nonzero(0.1f * s_x, s_x));
-        Arg& x_dbl = c.add("x_dbl", Role::Out, DType::F32, 1, W, W, nullptr);
-        Arg& dtw = c.add("dt_proj", Role::In, wt, E, R, R, c.nonzero(0.1f * s_dt, s_dt));
-        Arg& delta = c.add("dt", Role::Out, DType::F32, 1, E, E, nullptr);
-        Arg& al = c.add("A_log", Role::In, wt, E, N, N, c.uniform(0.f, 2.77f));
-        Arg& Dv = c.add("D", Role::In, wt, 1, E, E, c.nonzero(0.5f, 1.5f));
-        Arg& db = c.add("dt_bias", Role::In, wt, 1, E, E, c.uniform(-4.5f, -2.f));
-        Arg& st = c.add("ssm_state", Role::InOut, DType::F32, E, N, N, c.nonzero(0.01f, 1.f));
-        Arg& y = c.add("y", Role::Out, DType::F32, 1, E, E, nullptr);
-        Arg& out_w = c.add("out_proj", Role::In, wt, D, E, E, c.nonzero(0.1f * s_x, s_x));
-        Arg* out_b = b.biases ? &c.add("out_proj_bias", Role::In, wt, 1, D, D, c.nonzero(0.1f, 1.f)) : nullptr;
-        Arg& hidden = b.alias ? *x : c.add("hidden", Role::Out, DType::F32, 1, D, D, nullptr);
+        BlockArgs args(c, b);
         for (int rep = 0; rep < 2; ++rep) {
           for (const bool cpu : {true, false}) {
-            auto t = [cpu](const Arg& arg) { return cpu ? arg.cpu() : arg.dev(); };
-            const Tensor xt = x ? t(*x) : Tensor{}, cbt = t(cb);
-            const Tensor in_bt = in_b ? t(*in_b) : Tensor{}, out_bt = out_b ? t(*out_b) : Tensor{};
-            MambaBlockStepArgs a;
-            a.x = x ? &xt : nullptr;
-            a.residual = t(res), a.norm_weight = t(nw), a.eps = 1e-5f, a.normed = t(normed);
-            a.in_proj = t(in_w), a.in_proj_bias = in_b ? &in_bt : nullptr, a.xz = t(xz);
-            a.conv_weight = t(cw), a.conv_bias = &cbt, a.conv_state = t(cs), a.xc = t(xc);
-            a.x_proj = t(xp), a.x_dbl = t(x_dbl), a.dt_proj = t(dtw), a.dt = t(delta);
-            a.A_log = t(al), a.D = t(Dv), a.dt_bias = t(db), a.ssm_state = t(st), a.y = t(y);
-            a.out_proj = t(out_w), a.out_proj_bias = out_b ? &out_bt : nullptr;
-            a.hidden = t(hidden);
+            const BlockTensors bt(args, cpu);
+            const MambaBlockStepArgs& a = bt.a;
             if (cpu) {
               c.cpu().Backend::mamba_block_step(a);
               continue;
@@ -349,6 +371,68 @@ TEST(FusedStep, MambaBlockStep) {
         if (block) unsetenv(block_env);
       }
   }
+}
+
+// The norm moved across the layer boundary (MambaBlockStepArgs::next_norm, normed_ready): a
+// block with x that ends with the next norm, then a block that starts from that normed row
+// and ends with another norm, twice, against the CPU's composition of the same calls. Vulkan
+// runs next_norm inside out_proj's last work group (gemm.gemv_norm_tail: the counter it resets
+// is checked by the second round) and, with its fused shaders on and aligned tensors, the two
+// blocks in 5 and 4 dispatches; decode_norm_tail must say yes where gemm.gemv runs (not with the
+// old decode kernels) with DM_VULKAN_NORM_TAIL=1, and no on the CPU and CUDA (whose in_proj
+// folds the norm instead).
+TEST(FusedStep, NormAcrossLayers) {
+  const std::vector<BlockCase> cases = {
+      {2560, 5120, 160, 16, DType::F16, true, false, true, 0},  // 2.8b, the executor's call
+      {768, 1536, 48, 16, DType::BF16, true, true, false, 0},   // 130m widths, biases
+      {264, 520, 20, 16, DType::F32, true, true, true, 3},      // unaligned: gemm + rms_norm
+  };
+  setenv("DM_VULKAN_NORM_TAIL", "1", 1);
+  for (const std::string& entry : backends_under_test()) {
+    const BackendEntry be(entry);
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const BlockCase& b = cases[i];
+      if (small_only() && b.D > 1024) continue;
+      std::ostringstream desc;
+      desc << be.label() << "mamba_block_step next_norm D=" << b.D << " E=" << b.E
+           << " R=" << b.R << " N=" << b.N << " w=" << dt(b.w_dtype) << " biases=" << b.biases
+           << " alias=" << b.alias << " lead=" << b.lead;
+      Case c(be.name(), desc.str(), 6000 + uint32_t(i));
+      BlockArgs args(c, b);
+      Arg& nw2 = c.add("next_norm_a", Role::In, b.w_dtype, 1, b.D, b.D, c.nonzero(0.5f, 1.5f));
+      Arg& nw3 = c.add("next_norm_b", Role::In, b.w_dtype, 1, b.D, b.D, c.nonzero(0.5f, 1.5f));
+      const bool count = entry == "vulkan:fused" && b.lead == 0;
+      for (int rep = 0; rep < 2; ++rep)
+        for (const bool cpu : {true, false}) {
+          Backend& dev = cpu ? c.cpu() : c.dev();
+          for (const bool second : {false, true}) {
+            BlockTensors bt(args, cpu);
+            MambaBlockStepArgs& a = bt.a;
+            if (second) a.x = nullptr, a.normed_ready = true;
+            if (!cpu && !second && rep == 0) {
+              const bool gemv = entry.find(":oldgemv") == std::string::npos;  // gemm.gemv's tail
+              EXPECT_EQ(dev.decode_norm_tail(a), be.name() == "vulkan" && gemv && b.lead == 0)
+                  << desc.str();
+            }
+            const Tensor next = cpu ? (second ? nw3 : nw2).cpu() : (second ? nw3 : nw2).dev();
+            a.next_norm = &next;
+            if (cpu) {
+              dev.Backend::mamba_block_step(a);
+              continue;
+            }
+            VulkanStats s0{}, s1{};
+            const bool vk = vulkan_stats(dev, &s0);
+            dev.mamba_block_step(a);
+            if (count) {
+              ASSERT_TRUE(vk && vulkan_stats(dev, &s1));
+              EXPECT_EQ(s1.dispatches - s0.dispatches, second ? 4u : 5u) << desc.str();
+            }
+          }
+        }
+      c.check(kTol);
+    }
+  }
+  unsetenv("DM_VULKAN_NORM_TAIL");
 }
 
 // Bad calls fail in the shared checks, the same way on every backend.

@@ -110,12 +110,19 @@ BlockStepViews block_step_views(const MambaBlockStepArgs& a) {
 void Backend::mamba_block_step(const MambaBlockStepArgs& a) {
   make_mamba_block_step_params(a);  // every shape checked before anything is enqueued
   const BlockStepViews v = block_step_views(a);
-  rms_norm_gemm_conv_step(a.x, a.residual, a.norm_weight, a.eps, a.normed, a.in_proj,
-                          a.in_proj_bias, a.xz, a.conv_weight, a.conv_bias, a.conv_state, a.xc);
+  if (a.normed_ready) {  // the previous block's next_norm wrote residual and normed
+    gemm(a.normed, a.in_proj, a.in_proj_bias, a.xz);
+    causal_conv1d_step(a.xz.col_slice(0, a.xc.cols), a.conv_weight, a.conv_bias, a.conv_state,
+                       a.xc);
+  } else {
+    rms_norm_gemm_conv_step(a.x, a.residual, a.norm_weight, a.eps, a.normed, a.in_proj,
+                            a.in_proj_bias, a.xz, a.conv_weight, a.conv_bias, a.conv_state, a.xc);
+  }
   gemm(a.xc, a.x_proj, nullptr, a.x_dbl);
   dt_proj_scan_step(v.dt_low, a.dt_proj, a.dt, a.xc, a.A_log, v.B, v.C, a.D, &v.z, a.dt_bias,
                     a.ssm_state, a.y);
   gemm(a.y, a.out_proj, a.out_proj_bias, a.hidden);
+  if (a.next_norm) rms_norm(a.hidden, &a.residual, *a.next_norm, a.normed, a.eps);
 }
 
 MambaBlockStepParams make_mamba_block_step_params(const MambaBlockStepArgs& a) {
@@ -128,6 +135,13 @@ MambaBlockStepParams make_mamba_block_step_params(const MambaBlockStepArgs& a) {
   p.scan = make_dt_proj_scan_step_params(v.dt_low, a.dt_proj, a.dt, a.xc, a.A_log, v.B, v.C, a.D,
                                          &v.z, a.dt_bias, a.ssm_state, a.y);
   p.out = make_gemm_params(a.y, a.out_proj, a.out_proj_bias, a.hidden);
+  if (a.normed_ready && a.x)
+    fail("[mamba_block_step] normed_ready with x set: the previous block's next_norm already "
+         "added x into residual");
+  if (a.next_norm) {
+    p.next_norm = make_rms_norm_params(a.hidden, &a.residual, *a.next_norm, a.normed, a.eps);
+    p.has_next_norm = 1;
+  }
   return p;
 }
 

@@ -52,6 +52,14 @@ struct MambaBlockStepArgs {
   Tensor out_proj;            // (D, E)
   const Tensor* out_proj_bias = nullptr;  // (1, D)
   Tensor hidden;              // (1, D) out: the block's output (may share x's buffer)
+  // The norm moved across the layer boundary (Backend::decode_norm_tail says when a backend
+  // wants it). normed_ready: residual already holds the previous blocks' sum and normed its norm
+  // with norm_weight (the previous block's next_norm wrote them): the front skips the residual
+  // add and the norm; x must be null. next_norm (1, D): after out_proj, residual += hidden and
+  // normed = residual / rms(residual) · next_norm (the next block's norm weight, or the final
+  // norm_f): rms_norm's outputs, so the next call can take normed_ready.
+  bool normed_ready = false;
+  const Tensor* next_norm = nullptr;
 };
 
 // The params of mamba_block_step's four calls, each made and checked by its own make_*_params
@@ -62,6 +70,8 @@ struct MambaBlockStepParams {
   GemmParams x_proj;
   DtProjScanStepParams scan;
   GemmParams out;
+  RmsNormParams next_norm;  // with a.next_norm (has_next_norm): residual += hidden, normed
+  uint32_t has_next_norm = 0;
 };
 MambaBlockStepParams make_mamba_block_step_params(const MambaBlockStepArgs& a);
 // What mamba_block_step's scan step reads of the block's intermediates: z = xz's last E columns,
@@ -200,6 +210,11 @@ class Backend {
   // of MambaBlockStepArgs is written as those calls write it (a backend may run it as one
   // kernel). hidden may be x's own buffer (the executor's case): x is consumed first.
   virtual void mamba_block_step(const MambaBlockStepArgs& a);
+  // Whether this backend's mamba_block_step runs a.next_norm inside the block's last kernel for
+  // these arguments (without next_norm, normed_ready as the executor would set them), so the
+  // executor should move each layer's norm to the end of the layer before it. False where the
+  // next block's front folds the norm in as cheaply (every backend but Vulkan's wide layers).
+  virtual bool decode_norm_tail(const MambaBlockStepArgs& a) { return false; }
 
   // Capture and replay (decode as one unit). record() calls `enqueue` once and records the work
   // it enqueues without running it; replay() enqueues that work again, in order with everything

@@ -267,10 +267,12 @@ void Executor::enqueue_step(const StepTensors& t, SequenceState& state, int64_t 
   const ModelConfig& c = config_;
   Backend& be = backend_;
   be.gather_rows(w_->embedding, t.ids, t.residual);  // (1, D) the token's embedding
+  bool normed_ready = false;  // the layer before ran this layer's norm (next_norm)
   for (int l = 0; l < c.n_layer; ++l) {
     const DeviceWeights::Layer& w = w_->layers[size_t(l)];
     MambaBlockStepArgs a;
-    a.x = l == 0 ? nullptr : &t.hidden;  // residual += hidden (not at layer 0)
+    a.x = l == 0 || normed_ready ? nullptr : &t.hidden;  // residual += hidden (not at layer 0)
+    a.normed_ready = normed_ready;
     a.residual = t.residual;              // (1, D)
     a.norm_weight = w.norm;
     a.eps = c.norm_eps;
@@ -294,11 +296,20 @@ void Executor::enqueue_step(const StepTensors& t, SequenceState& state, int64_t 
     a.out_proj = w.out_proj;
     a.out_proj_bias = opt(w.out_proj_bias);
     a.hidden = t.hidden;                  // (1, D) mixer output, the next layer's x
+    // Where the backend runs the next norm in this block's last kernel (decode_norm_tail):
+    // residual += hidden and normed = the next layer's (or the final) norm, here.
+    normed_ready = be.decode_norm_tail(a);
+    if (normed_ready)
+      a.next_norm = l + 1 < c.n_layer ? &w_->layers[size_t(l) + 1].norm : &w_->norm_f;
     be.mamba_block_step(a);
   }
-  // residual += hidden; normed = norm_f(residual); logits (1, V) = normed · lm_headᵀ.
-  be.rms_norm_gemm(&t.hidden, t.residual, w_->norm_f, c.norm_eps, t.normed, w_->lm_head, nullptr,
-                   t.logits);
+  // residual += hidden; normed = norm_f(residual) (done by the last block where normed_ready);
+  // logits (1, V) = normed · lm_headᵀ.
+  if (normed_ready)
+    be.gemm(t.normed, w_->lm_head, nullptr, t.logits);
+  else
+    be.rms_norm_gemm(&t.hidden, t.residual, w_->norm_f, c.norm_eps, t.normed, w_->lm_head,
+                     nullptr, t.logits);
   // Greedy: the pick goes where the next step reads its token id from.
   if (greedy_n > 0) be.argmax(t.logits, greedy_n, t.ids);
 }

@@ -290,6 +290,9 @@ int CudaBackend::block_step_form(const MambaBlockStepArgs& a) {
 
 int CudaBackend::block_step_form(const MambaBlockStepArgs& a, const MambaBlockStepParams& p) {
   if (!fused_step_enabled()) return 0;
+  // The norm moved across the layer boundary (next_norm / normed_ready: the executor asks for it
+  // only where decode_norm_tail says so, never here) runs Backend's composition.
+  if (a.normed_ready || a.next_norm) return 0;
   const std::string form = decode_form();
   if (form == "1" && cuda::mamba_block_step_supported(p, block_step_ptrs(a))) return 1;
   if ((form == "1" || form == "3") && norm_path(p.front) != NormPath::kCompose &&

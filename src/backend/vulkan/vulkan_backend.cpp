@@ -20,6 +20,11 @@ VulkanBackend::VulkanBackend(int device)
   align_ = std::max<VkDeviceSize>(ctx_->caps.min_storage_offset_align, 4);
   DM_ASSERT(align_ % 4 == 0, "minStorageBufferOffsetAlignment ", align_);
   dummy_ = std::make_unique<VulkanBuffer>(*ctx_, 16, BufferKind::Device);
+  // gemm.gemv_norm_tail's done count: zero between its dispatches (each resets it). Made here,
+  // not at its first use, which may be inside a recording (no uploads there).
+  tail_counter_ = std::make_unique<VulkanBuffer>(*ctx_, 16, BufferKind::Device);
+  const uint32_t zeros[4] = {};
+  rec_->upload(*tail_counter_, 0, zeros, sizeof zeros);
   // DM_VULKAN_PROFILE=FILE: time every dispatch of this backend's life, one row per kernel and
   // grid (so the same kernel at two shapes, e.g. a layer at 32K and at 2,000 rows, gets two
   // rows), and append the table to FILE when the backend goes: a per-dispatch profile of any
@@ -58,6 +63,7 @@ VulkanBackend::~VulkanBackend() {
   scan_d_.reset();
   scan_sync_.reset();
   gemm_part_.reset();
+  tail_counter_.reset();
   dummy_.reset();
   rec_.reset();
 }

@@ -136,6 +136,9 @@ class VulkanBackend final : public Backend {
                          const Tensor& ssm_state, const Tensor& y) override;
   // One decode layer in three dispatches (vulkan_block_step.cpp, shaders/mamba_step.comp).
   void mamba_block_step(const MambaBlockStepArgs& a) override;
+  // Where the next layer's norm runs at the end of out_proj (gemm.gemv_norm_tail,
+  // vulkan_decode.cpp).
+  bool decode_norm_tail(const MambaBlockStepArgs& a) override;
 
   // Capture / replay (recording.cpp): one command buffer per recording.
   std::unique_ptr<Recording> record(const std::function<void()>& enqueue) override;
@@ -318,6 +321,19 @@ class VulkanBackend final : public Backend {
   static bool scan_fusion_on(uint32_t channels, bool sg);
   static bool conv_loads_late(uint32_t channels);
   static bool fused_step_on(uint32_t channels);
+  // in_proj + conv step as one dispatch (gemm.gemv_conv / gemm.small_m_vec_conv) on a normed row
+  // (vulkan_decode.cpp): whether it takes these shapes, and the dispatch.
+  bool gemv_conv_fits(const RmsNormGemmParams& p, const Tensor& normed, const Tensor& w,
+                      const Tensor& y) const;
+  void gemv_conv(const RmsNormGemmParams& p, const Tensor& normed, const Tensor& w,
+                 const Tensor* bias, const Tensor& y, const Tensor& conv_weight,
+                 const Tensor* conv_bias, const Tensor& conv_state, const Tensor& conv_y);
+  // out_proj with the next layer's norm in its last work group (gemm.gemv_norm_tail).
+  bool norm_tail_fits(const MambaBlockStepArgs& a, const GemmParams& out) const;
+  void gemv_norm_tail(const MambaBlockStepArgs& a, const MambaBlockStepParams& p);
+  // Backend's four calls of a decode layer with this backend's fusions, the norm moved across
+  // the layer boundary where the arguments say so (normed_ready, next_norm).
+  void block_step_composed(const MambaBlockStepArgs& a, const MambaBlockStepParams& p);
   // mamba_block_step's form (vulkan_block_step.cpp, block_step_mode): Backend's composition,
   // three dispatches (x_proj's slices written by the in_proj work groups, summed by the scan's)
   // or four (x_proj a GEMV of its own).
@@ -333,6 +349,7 @@ class VulkanBackend final : public Backend {
   std::unique_ptr<VulkanBuffer> dummy_, scan_h_, scan_d_, scan_sync_;
   std::unique_ptr<VulkanBuffer> gemm_part_;  // the split-K GEMM's partial products
   std::unique_ptr<VulkanBuffer> block_part_;  // mamba_block_step's partial x_dbl vectors
+  std::unique_ptr<VulkanBuffer> tail_counter_;  // gemm.gemv_norm_tail's done count (zero between)
   uint32_t lb_tickets_ = 0;  // look-back tickets handed out so far (the device counter's value)
   uint32_t lb_epoch_ = 1;    // the next look-back dispatch's flag tag
   std::string profile_path_;  // DM_VULKAN_PROFILE: where the destructor appends the profile

@@ -64,6 +64,8 @@ VulkanBackend::BlockStepMode VulkanBackend::block_step_mode(uint32_t channels) {
 
 void VulkanBackend::mamba_block_step(const MambaBlockStepArgs& a) {
   const MambaBlockStepParams p = make_mamba_block_step_params(a);
+  // The norm moved across the layer boundary: the composed form (its gemm.gemv_norm_tail).
+  if (a.normed_ready || a.next_norm) return block_step_composed(a, p);
   const GemmParams& g = p.front.gemm;
   const SelectiveScanStepParams& s = p.scan.scan;
   const uint32_t E = s.channels, D = g.K, R = p.scan.dt.K, N = s.d_state, NR = R + 2 * N;
@@ -92,7 +94,7 @@ void VulkanBackend::mamba_block_step(const MambaBlockStepArgs& a) {
       4ull * (NR + 256) <= caps.max_shared_bytes && vec_aligned(a.in_proj, D, g.w_stride) &&
       rows_fit(a.in_proj) >= a.in_proj.rows &&
       rows_fit(a.x_proj) >= a.x_proj.rows && rows_fit(a.dt_proj) >= a.dt_proj.rows;
-  if (!ok) return Backend::mamba_block_step(a);
+  if (!ok) return block_step_composed(a, p);
   // The partial x_dbl vectors of the three-dispatch form: one per work group of A that owns xc
   // channels.
   const uint32_t groups = ceil_div(E, rows);

@@ -110,18 +110,28 @@ void VulkanBackend::rms_norm_gemm_conv_step(const Tensor* x, const Tensor& resid
   const RmsNormGemmParams p =
       make_rms_norm_gemm_params(x, residual, norm_weight, eps, normed, w, bias, y, &conv_weight,
                                 conv_bias, &conv_state, &conv_y);
-  const bool fuse = conv_fusion_on(p.conv.channels) && p.gemm.M >= 1 &&
-                    p.gemm.M <= 4 && small_m_vec_ok(normed, w, p.gemm) && p.conv.d_conv >= 1 &&
-                    p.conv.d_conv <= 8 && ctx_->caps.max_storage_buffers >= 8 &&
-                    rows_fit(w) >= w.rows && rows_fit(normed) >= normed.rows &&
-                    rows_fit(y) >= y.rows;
-  if (!fuse)
+  if (!gemv_conv_fits(p, normed, w, y))
     return Backend::rms_norm_gemm_conv_step(x, residual, norm_weight, eps, normed, w, bias, y,
                                             conv_weight, conv_bias, conv_state, conv_y);
   if (x)
     rms_norm(*x, &residual, norm_weight, normed, eps);  // residual += x
   else
     rms_norm(residual, nullptr, norm_weight, normed, eps);
+  gemv_conv(p, normed, w, bias, y, conv_weight, conv_bias, conv_state, conv_y);
+}
+
+bool VulkanBackend::gemv_conv_fits(const RmsNormGemmParams& p, const Tensor& normed,
+                                   const Tensor& w, const Tensor& y) const {
+  return conv_fusion_on(p.conv.channels) && p.has_conv && p.gemm.M >= 1 && p.gemm.M <= 4 &&
+         small_m_vec_ok(normed, w, p.gemm) && p.conv.d_conv >= 1 && p.conv.d_conv <= 8 &&
+         ctx_->caps.max_storage_buffers >= 8 && rows_fit(w) >= w.rows &&
+         rows_fit(normed) >= normed.rows && rows_fit(y) >= y.rows;
+}
+
+void VulkanBackend::gemv_conv(const RmsNormGemmParams& p, const Tensor& normed, const Tensor& w,
+                              const Tensor* bias, const Tensor& y, const Tensor& conv_weight,
+                              const Tensor* conv_bias, const Tensor& conv_state,
+                              const Tensor& conv_y) {
   const char* k = "gemm.small_m_vec_conv";  // the label of the bindings' errors too
   BufferUse ux = bind(normed, false, k, "x"), uw = bind(w, false, k, "w"),
             ub = bias ? bind(*bias, false, k, "bias") : dummy(), uy = bind(y, true, k, "y"),
@@ -145,6 +155,90 @@ void VulkanBackend::rms_norm_gemm_conv_step(const Tensor* x, const Tensor& resid
   auto& pipe = pipelines_.get(k, 8, push.size, spec, 256, k);
   const Grid g = linear_grid(ceil_div(p.gemm.N, rows));
   rec_->dispatch(pipe, {ux, uw, ub, uy, ucw, ucb, ucs, ucy}, push.bytes, push.size, g.x, g.y, g.z);
+}
+
+// The norm across the layer boundary (backend.h: next_norm, normed_ready): out_proj's dispatch
+// ends with the next layer's rms_norm.residual (gemm.gemv_norm_tail), so a wide layer runs four
+// dispatches, not five. DM_VULKAN_NORM_TAIL=0|1 (read per call); unset: where the block step is
+// off (block_step_mode: above 1536 channels), whose three dispatches already fold the norm.
+// H200, session 17 (bench/results/h200_session17_2026-11-28.md, calls 4-5, bench_vulkan decode,
+// three rounds each), µs a token, tail / separate rms_norm: 2.8b 3372 / 3403 (-0.9%) and 3386 /
+// 3427, 1.4b 1957-1978 / 2048-2074 (-4.5%). The last work group's norm costs ~2.7 µs a layer
+// (timed without it: 3215): what the dispatch it replaces saved, less that.
+bool VulkanBackend::decode_norm_tail(const MambaBlockStepArgs& a) {
+  const uint32_t E = uint32_t(a.xc.cols);
+  if (const char* e = std::getenv("DM_VULKAN_NORM_TAIL"); e && *e) {
+    if (std::strcmp(e, "0") == 0) return false;
+    if (std::strcmp(e, "1") != 0) fail("[vulkan] DM_VULKAN_NORM_TAIL=", e, ": want 0 or 1");
+  } else if (block_step_mode(E) != BlockStepMode::kOff) {
+    return false;
+  }
+  return norm_tail_fits(a, make_gemm_params(a.y, a.out_proj, a.out_proj_bias, a.hidden));
+}
+
+namespace {
+// gemv.comp's TAIL_OPT timing switches: DM_VULKAN_TAIL_OPT=0 … 7 (read per call), default 0.
+uint32_t tail_opt() {
+  const char* e = std::getenv("DM_VULKAN_TAIL_OPT");
+  if (!e || !*e) return 0;
+  char* end = nullptr;
+  const unsigned long v = std::strtoul(e, &end, 10);
+  if (*end || v > 7) fail("[vulkan] DM_VULKAN_TAIL_OPT=", e, ": want 0 … 7 (gemv.comp's bits)");
+  return uint32_t(v);
+}
+}  // namespace
+
+bool VulkanBackend::norm_tail_fits(const MambaBlockStepArgs& a, const GemmParams& out) const {
+  constexpr uint32_t kMaxD = 16 * 256;  // gemv.comp's TE ≤ 16 residual elements per invocation
+  return out.M == 1 && out.N <= kMaxD && small_m_vec_ok(a.y, a.out_proj, out) &&
+         gemv_config(out).ok && ctx_->caps.max_storage_buffers >= 8 &&
+         rows_fit(a.out_proj) >= a.out_proj.rows && a.residual.rows == 1 && a.normed.rows == 1;
+}
+
+void VulkanBackend::gemv_norm_tail(const MambaBlockStepArgs& a, const MambaBlockStepParams& p) {
+  const GemmParams& g = p.out;
+  const RmsNormParams& nn = p.next_norm;
+  const char* k = "gemm.gemv_norm_tail";
+  BufferUse ux = bind(a.y, false, k, "x"), uw = bind(a.out_proj, false, k, "w"),
+            ub = a.out_proj_bias ? bind(*a.out_proj_bias, false, k, "bias") : dummy(),
+            uy = bind(a.hidden, true, k, "y"), ur = bind(a.residual, true, k, "residual"),
+            unw = bind(*a.next_norm, false, k, "norm_weight"),
+            un = bind(a.normed, true, k, "normed"), uc = scratch(*tail_counter_, 16);
+  const GemvConfig gc = gemv_config(g);
+  const uint32_t groups = ceil_div(g.N, gc.rows);
+  uint32_t eps_bits;
+  std::memcpy(&eps_bits, &nn.eps, 4);
+  Push push(g, {off(a.y, ux), off(a.out_proj, uw), a.out_proj_bias ? off(*a.out_proj_bias, ub) : 0u,
+                off(a.hidden, uy), gc.rows, nn.weight_dtype, eps_bits, groups,
+                off(a.residual, ur), off(*a.next_norm, unw), off(a.normed, un), 0u});
+  std::vector<uint32_t> spec = gc.spec();
+  // gemv.comp: CONV_LATE (unused here), TE (residual elements per invocation), TAIL_OPT.
+  spec.insert(spec.end(), {0u, ceil_div(g.N, 256), tail_opt()});
+  auto& pipe = pipelines_.get(k, 8, push.size, spec, 256, k);
+  const Grid gr = linear_grid(groups);
+  rec_->dispatch(pipe, {ux, uw, ub, uy, ur, unw, un, uc}, push.bytes, push.size, gr.x, gr.y, gr.z);
+}
+
+void VulkanBackend::block_step_composed(const MambaBlockStepArgs& a,
+                                        const MambaBlockStepParams& p) {
+  const BlockStepViews v = block_step_views(a);
+  if (!a.normed_ready)
+    rms_norm_gemm_conv_step(a.x, a.residual, a.norm_weight, a.eps, a.normed, a.in_proj,
+                            a.in_proj_bias, a.xz, a.conv_weight, a.conv_bias, a.conv_state, a.xc);
+  else if (gemv_conv_fits(p.front, a.normed, a.in_proj, a.xz))
+    gemv_conv(p.front, a.normed, a.in_proj, a.in_proj_bias, a.xz, a.conv_weight, a.conv_bias,
+              a.conv_state, a.xc);
+  else {
+    gemm(a.normed, a.in_proj, a.in_proj_bias, a.xz);
+    causal_conv1d_step(a.xz.col_slice(0, a.xc.cols), a.conv_weight, a.conv_bias, a.conv_state,
+                       a.xc);
+  }
+  gemm(a.xc, a.x_proj, nullptr, a.x_dbl);
+  dt_proj_scan_step(v.dt_low, a.dt_proj, a.dt, a.xc, a.A_log, v.B, v.C, a.D, &v.z, a.dt_bias,
+                    a.ssm_state, a.y);
+  if (a.next_norm && norm_tail_fits(a, p.out)) return gemv_norm_tail(a, p);
+  gemm(a.y, a.out_proj, a.out_proj_bias, a.hidden);
+  if (a.next_norm) rms_norm(a.hidden, &a.residual, *a.next_norm, a.normed, a.eps);
 }
 
 // dt_proj's dot product inside the scan step (selective_scan_step.dt_proj): one dispatch.
