@@ -18,6 +18,12 @@
 // variant gemm.gemv -DSMALL_M=3
 // variant gemm.gemv_conv -DSMALL_M=3 -DCONV=1
 // variant gemm.gemv_norm_tail -DSMALL_M=3 -DTAIL=1
+// variant gemm.gemv_rw2 -DSMALL_M=3 -DRW=2
+// variant gemm.gemv_rw4 -DSMALL_M=3 -DRW=4
+// variant gemm.gemv_conv_rw2 -DSMALL_M=3 -DCONV=1 -DRW=2
+// variant gemm.gemv_conv_rw4 -DSMALL_M=3 -DCONV=1 -DRW=4
+// variant gemm.gemv_norm_tail_rw2 -DSMALL_M=3 -DTAIL=1 -DRW=2
+// variant gemm.gemv_norm_tail_rw4 -DSMALL_M=3 -DTAIL=1 -DRW=4
 //  gemm.small_m_vec_conv  gemm.small_m_vec whose rows n < conv_channels also run the decode conv
 //                step of channel n on the value just computed (Backend::rms_norm_gemm_conv_step's
 //                in_proj + causal_conv1d_step in one dispatch: conv state shifted, SiLU output).
@@ -32,6 +38,11 @@
 //                partial sums of a row are reduced with subgroup shuffles (no barrier) and,
 //                when a row spans several subgroups, one shared-memory step.
 //  gemm.gemv_conv  gemm.gemv with gemm.small_m_vec_conv's conv step.
+//  gemm.gemv(_conv, _norm_tail)_rw2 / _rw4  the same at batch 1 with RW = 2 or 4 rows of W per
+//                slot of T invocations (compile-time RW: every array's size is known to the
+//                compiler): each invocation loads a piece of x once and multiplies it into RW
+//                rows' pieces, so x's traffic per weight byte falls by RW (CUDA's gemv_rows idea,
+//                session 16). ROWS counts slots; a work group covers ROWS · RW rows.
 //  gemm.gemv_norm_tail  gemm.gemv (one row of x) that also runs the next layer's rms_norm.residual
 //                (Backend's next_norm: residual += y, normed = residual · rsqrt(mean(residual²)
 //                + eps) · norm_w) without a dispatch of its own: each work group adds its rows
@@ -76,6 +87,9 @@ const uint MAX_D_CONV = 8;  // the host sends larger d_conv to the unfused path
 #endif
 #ifndef TAIL
 #define TAIL 0
+#endif
+#ifndef RW
+#define RW 1
 #endif
 #if TAIL
 // coherent: the last work group reads rows of the residual other work groups wrote, and the
@@ -158,15 +172,16 @@ layout(constant_id = 5) const uint TE = 10;       // residual elements per invoc
 // together, TE more registers); 4 skips the last work group's norm (wrong normed: timing only).
 layout(constant_id = 6) const uint TAIL_OPT = 0;
 
-// After the work group's rows of y: residual += y there; the last work group to finish writes
-// normed (rms_norm.comp's sum, reading the residual the others wrote). Lean on registers: they
-// are allocated for the whole kernel, so the tail's would cost the GEMV loop occupancy; the
-// norm weights are loaded after the sum (their round trip overlaps the reduction's barriers).
-void norm_tail(uint tid, uint n, bool owner, float yv) {  // tid: rms_norm.comp's index
-  if (owner) {
-    res[p.tail_off[0] + n] = yv + res[p.tail_off[0] + n];  // rms_norm's x + residual
-    memoryBarrierBuffer();  // this store before the count (only stores need ordering)
-  }
+// After the work group's rows of y: residual += y there (tail_row, by the invocation that stored
+// row n); then the last work group to finish writes normed (tail_count: rms_norm.comp's sum,
+// reading the residual the others wrote). Lean on registers: they are allocated for the whole
+// kernel, so the tail's would cost the GEMV loop occupancy; the norm weights are loaded after
+// the sum (their round trip overlaps the reduction's barriers).
+void tail_row(uint n, float yv) {
+  res[p.tail_off[0] + n] = yv + res[p.tail_off[0] + n];  // rms_norm's x + residual
+  memoryBarrierBuffer();  // this store before the count (only stores need ordering)
+}
+void tail_count(uint tid) {  // tid: rms_norm.comp's index; every invocation calls it
   if ((TAIL_OPT & 1u) != 0u) memoryBarrierBuffer();
   barrier();
   if (tid == 0u) last_group = atomicAdd(counter[p.tail_off[3]], 1u) == p.groups - 1u;
@@ -199,6 +214,84 @@ void norm_tail(uint tid, uint n, bool owner, float yv) {  // tid: rms_norm.comp'
 }
 #endif
 
+#if RW > 1
+// Batch 1 with RW rows of W per slot (the host sends M = 1 only).
+void main() {
+  const uint tid = gl_SubgroupID * SG + gl_SubgroupInvocationID;  // as below
+  const uint t = tid % T;
+  const uint n0 = (linear_group_id() * ROWS + tid / T) * RW;  // the slot's first row of W
+  const bool wide = p.w_dtype != DT_F32;
+  const uint per = wide ? 8u : 4u;
+  const uint pieces = p.K / per;
+  float acc[RW], bv[RW];
+  uint wb[RW];  // first piece of each row (rows past N read row n0's, their sums unused)
+  [[unroll]] for (uint r = 0; r < RW; ++r) {
+    const uint n = n0 + r;
+    acc[r] = 0.0;
+    bv[r] = t == 0u && n < p.N && p.has_bias != 0u ? load_bias(p.bias_dtype, p.off[2] + n) : 0.0;
+    wb[r] = (p.off[1] + (n < p.N ? n : n0) * p.w_stride) / per;
+  }
+#if CONV
+  ConvIn ci[RW];
+  if (CONV_LATE == 0u)
+    [[unroll]] for (uint r = 0; r < RW; ++r)
+      if (t == 0u && n0 + r < p.N && n0 + r < p.conv_channels) ci[r] = conv_load(0u, n0 + r);
+#endif
+  if (n0 < p.N) {
+    const uint xb0 = p.off[0] / 4u;
+    for (uint j0 = t; j0 < pieces; j0 += PIPE * T) {
+      uvec4 q[PIPE * RW];  // every weight load of the batch first, RW rows a piece
+      [[unroll]] for (uint u = 0; u < PIPE; ++u) {
+        const uint j = j0 + u * T;
+        [[unroll]] for (uint r = 0; r < RW; ++r) q[u * RW + r] = j < pieces ? w4[wb[r] + j] : uvec4(0);
+      }
+      [[unroll]] for (uint u = 0; u < PIPE; ++u) {
+        const uint j = j0 + u * T;
+        const uint xb = xb0 + (j < pieces ? j : 0u) * (per / 4u);
+        const vec4 xlo = x4[xb], xhi = wide ? x4[xb + 1u] : vec4(0.0);  // once for RW rows
+        [[unroll]] for (uint r = 0; r < RW; ++r) {
+          vec4 lo, hi;
+          widen(p.w_dtype, q[u * RW + r], lo, hi);
+          acc[r] += dot(lo, xlo);
+          if (wide) acc[r] += dot(hi, xhi);
+        }
+      }
+    }
+  }
+  [[unroll]] for (uint r = 0; r < RW; ++r)
+    [[unroll]] for (uint o = TS / 2u; o > 0u; o >>= 1) acc[r] += subgroupShuffleXor(acc[r], o);
+  if (NSUB > 1u) {
+    if (gl_SubgroupInvocationID == 0u)
+      [[unroll]] for (uint r = 0; r < RW; ++r) part[r][gl_SubgroupID] = acc[r];
+    barrier();
+    const uint first = gl_SubgroupID - (t / TS);  // the slot's first subgroup
+    [[unroll]] for (uint r = 0; r < RW; ++r) {
+      float s = 0.0;
+      for (uint i = 0; i < NSUB; ++i) s += part[r][first + i];
+      acc[r] = s;
+    }
+  }
+  if (t == 0u)
+    [[unroll]] for (uint r = 0; r < RW; ++r) {
+      const uint n = n0 + r;
+      if (n >= p.N) break;
+#if CONV
+      const bool conv = n < p.conv_channels;
+      if (CONV_LATE != 0u && conv) ci[r] = conv_load(0u, n);
+#endif
+      y[p.off[3] + n] = acc[r] + bv[r];
+#if CONV
+      if (conv) conv_store(0u, n, acc[r] + bv[r], ci[r]);
+#endif
+#if TAIL
+      tail_row(n, acc[r] + bv[r]);
+#endif
+    }
+#if TAIL
+  tail_count(gl_LocalInvocationID.x);
+#endif
+}
+#else
 void main() {
   // Rows own runs of T consecutive invocations counted subgroup by subgroup, so a row's lanes
   // share a subgroup (T ≤ SG) or own whole subgroups (T > SG): the shuffles below stay in a row.
@@ -281,9 +374,11 @@ void main() {
     }
   }
 #if TAIL
-  norm_tail(gl_LocalInvocationID.x, n, t == 0u && n < p.N, acc[0] + bv);
+  if (t == 0u && n < p.N) tail_row(n, acc[0] + bv);
+  tail_count(gl_LocalInvocationID.x);
 #endif
 }
+#endif  // RW
 #elif SMALL_M == 2
 const uint MAX_M = 4, PIPE = 4;  // PIPE 16-byte weight loads in flight per invocation
 shared float red[MAX_M][256];

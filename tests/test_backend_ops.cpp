@@ -615,10 +615,14 @@ void run_gemm(Backend& be, const GemmArgs& a, const Tensor& y, bool dev) {
 // gemm.small_m_vec ("old"): rows reduced inside part of a subgroup (T below the subgroup size),
 // by whole subgroups, across several subgroups through shared memory (T = 256), one invocation
 // per row (T = 1), several batches of PIPE pieces per invocation, pieces past the row's end
-// (K not a multiple of T · 8), a partial last work group, M = 1 (one accumulator) and M = 3.
+// (K not a multiple of T · 8), a partial last work group, M = 1 (one accumulator) and M = 3;
+// with RW = 2 or 4 rows of W per slot (T,PIPE,RW: gemm.gemv_rw2 / _rw4 at M = 1, a slot whose
+// last rows are past N; M = 3 runs one row per slot).
 TEST(BackendOpsVulkan, GemvPaths) {
   if (!test::backend_available("vulkan")) GTEST_SKIP() << skip_reason();
-  const char* modes[] = {"old", "1,16", "1,3", "4,3", "8,1", "16,2", "32,4", "64,2", "256,1", "256,3"};
+  const char* modes[] = {"old",   "1,16",  "1,3",    "4,3",     "8,1",     "16,2",   "32,4",
+                         "64,2",  "256,1", "256,3",  "1,3,2",   "4,3,4",   "8,16,2", "32,2,2",
+                         "64,2,4", "256,1,4"};
   const GemmShape cases[] = {{1, 203, 1000, DType::F16, false},  // 125 pieces: ragged for every T
                      {3, 77, 520, DType::BF16, true},   // M = 3, bias
                      {1, 300, 96, DType::F32, true},    // F32 pieces (4 weights)

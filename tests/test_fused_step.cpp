@@ -380,7 +380,8 @@ TEST(FusedStep, MambaBlockStep) {
 // is checked by the second round) and, with its fused shaders on and aligned tensors, the two
 // blocks in 5 and 4 dispatches; decode_norm_tail must say yes where gemm.gemv runs (not with the
 // old decode kernels) with DM_VULKAN_NORM_TAIL=1, and no on the CPU and CUDA (whose in_proj
-// folds the norm instead).
+// folds the norm instead). The fused-shader Vulkan entry runs again with 2 and 4 rows of W per
+// GEMV slot (DM_VULKAN_GEMV_RW: gemm.gemv_conv_rw*, gemm.gemv_rw*, gemm.gemv_norm_tail_rw*).
 TEST(FusedStep, NormAcrossLayers) {
   const std::vector<BlockCase> cases = {
       {2560, 5120, 160, 16, DType::F16, true, false, true, 0},  // 2.8b, the executor's call
@@ -388,13 +389,16 @@ TEST(FusedStep, NormAcrossLayers) {
       {264, 520, 20, 16, DType::F32, true, true, true, 3},      // unaligned: gemm + rms_norm
   };
   setenv("DM_VULKAN_NORM_TAIL", "1", 1);
-  for (const std::string& entry : backends_under_test()) {
+  for (const std::string& entry : backends_under_test())
+    for (const char* rw : {"1", "2", "4"}) {  // Vulkan: gemm.gemv* with rw rows of W per slot
+    if (std::string(rw) != "1" && entry != "vulkan:fused") continue;
+    setenv("DM_VULKAN_GEMV_RW", rw, 1);
     const BackendEntry be(entry);
     for (size_t i = 0; i < cases.size(); ++i) {
       const BlockCase& b = cases[i];
       if (small_only() && b.D > 1024) continue;
       std::ostringstream desc;
-      desc << be.label() << "mamba_block_step next_norm D=" << b.D << " E=" << b.E
+      desc << be.label() << "mamba_block_step next_norm rw=" << rw << " D=" << b.D << " E=" << b.E
            << " R=" << b.R << " N=" << b.N << " w=" << dt(b.w_dtype) << " biases=" << b.biases
            << " alias=" << b.alias << " lead=" << b.lead;
       Case c(be.name(), desc.str(), 6000 + uint32_t(i));
@@ -431,6 +435,7 @@ TEST(FusedStep, NormAcrossLayers) {
         }
       c.check(kTol);
     }
+    unsetenv("DM_VULKAN_GEMV_RW");
   }
   unsetenv("DM_VULKAN_NORM_TAIL");
 }

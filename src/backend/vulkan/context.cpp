@@ -133,17 +133,27 @@ bool has_device_ext(VkPhysicalDevice pd, const char* name) {
   return false;
 }
 
-// The first queue family with compute (a compute-only one if there is one: it is the
-// asynchronous compute engine on discrete GPUs, but any compute family works).
+// The first queue family with compute (on discrete GPUs the graphics + compute family; a
+// compute-only family is the asynchronous compute engine). DM_VULKAN_QUEUE=compute picks the
+// first compute-only family where there is one (for comparisons; a dependent dispatch's cost
+// may differ between the engines).
 int compute_family(VkPhysicalDevice pd, uint32_t* timestamp_bits) {
   uint32_t n = 0;
   vkGetPhysicalDeviceQueueFamilyProperties(pd, &n, nullptr);
   std::vector<VkQueueFamilyProperties> fams(n);
   vkGetPhysicalDeviceQueueFamilyProperties(pd, &n, fams.data());
+  const char* want = std::getenv("DM_VULKAN_QUEUE");
+  if (want && *want && std::strcmp(want, "compute") != 0)
+    fail("[vulkan] DM_VULKAN_QUEUE=", want, ": want compute (a compute-only queue family)");
+  const bool compute_only = want && *want;
   int any = -1;
   for (uint32_t i = 0; i < n; ++i) {
     if (!(fams[i].queueFlags & VK_QUEUE_COMPUTE_BIT)) continue;
     if (any < 0) any = int(i);
+    if (compute_only && !(fams[i].queueFlags & VK_QUEUE_GRAPHICS_BIT)) {
+      any = int(i);
+      break;
+    }
   }
   if (any >= 0 && timestamp_bits) *timestamp_bits = fams[any].timestampValidBits;
   return any;

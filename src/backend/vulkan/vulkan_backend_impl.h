@@ -208,7 +208,13 @@ class VulkanBackend final : public Backend {
   struct GemvConfig {
     bool ok = false;
     uint32_t rows = 8, pipe = 8, mm = 4, sg = 32;
+    uint32_t rw = 1;  // rows of W per slot (batch 1): the _rw2 / _rw4 pipelines
     std::vector<uint32_t> spec() const { return {rows, pipe, mm, sg}; }
+    uint32_t rows_per_group() const { return rows * rw; }
+    // The pipeline of `base` ("gemm.gemv", "gemm.gemv_conv", "gemm.gemv_norm_tail") for rw.
+    std::string pipeline(const std::string& base) const {
+      return rw > 1 ? base + "_rw" + std::to_string(rw) : base;
+    }
   };
   // gemm.small_m_vec reads W and x in 16-byte pieces: rows must start 16-byte aligned (the
   // descriptor start is then 16-byte aligned too: it is the offset rounded down to a multiple
@@ -251,6 +257,7 @@ class VulkanBackend final : public Backend {
   bool shuffles_ok() const;
   static bool old_decode_kernels();
   GemvConfig gemv_config(const GemmParams& p) const;
+  static constexpr uint32_t kGemvRw2MinRows = 2048;  // gemv_config's default RW 2 from here
 
   // Prompt scans (vulkan_scan.cpp). The look-back scan's shape: CW channels × S segments of TOK
   // tokens per work group (lb_config); at most kLbMaxGroups channel groups (the sync buffer's

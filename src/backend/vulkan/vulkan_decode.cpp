@@ -140,8 +140,10 @@ void VulkanBackend::gemv_conv(const RmsNormGemmParams& p, const Tensor& normed, 
             ucs = bind(conv_state, true, k, "conv_state"), ucy = bind(conv_y, true, k, "conv_y");
   // gemm.gemv_conv where gemm.gemv applies (as gemm() decides), else gemm.small_m_vec_conv.
   const GemvConfig gc = gemv_config(p.gemm);
-  if (gc.ok) k = "gemm.gemv_conv";
+  const std::string kv = gc.pipeline("gemm.gemv_conv");
+  if (gc.ok) k = kv.c_str();
   const uint32_t rows = gc.ok ? gc.rows : small_m_vec_rows(p.gemm);
+  const uint32_t group_rows = gc.ok ? gc.rows_per_group() : rows;
   const CausalConv1dStepParams& c = p.conv;
   Push push(p.gemm,
             {off(normed, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy), rows, c.channels,
@@ -153,7 +155,7 @@ void VulkanBackend::gemv_conv(const RmsNormGemmParams& p, const Tensor& normed, 
     spec.push_back(conv_loads_late(c.channels) ? 1u : 0u);  // gemv.comp CONV_LATE
   }
   auto& pipe = pipelines_.get(k, 8, push.size, spec, 256, k);
-  const Grid g = linear_grid(ceil_div(p.gemm.N, rows));
+  const Grid g = linear_grid(ceil_div(p.gemm.N, group_rows));
   rec_->dispatch(pipe, {ux, uw, ub, uy, ucw, ucb, ucs, ucy}, push.bytes, push.size, g.x, g.y, g.z);
 }
 
@@ -198,14 +200,15 @@ bool VulkanBackend::norm_tail_fits(const MambaBlockStepArgs& a, const GemmParams
 void VulkanBackend::gemv_norm_tail(const MambaBlockStepArgs& a, const MambaBlockStepParams& p) {
   const GemmParams& g = p.out;
   const RmsNormParams& nn = p.next_norm;
-  const char* k = "gemm.gemv_norm_tail";
-  BufferUse ux = bind(a.y, false, k, "x"), uw = bind(a.out_proj, false, k, "w"),
-            ub = a.out_proj_bias ? bind(*a.out_proj_bias, false, k, "bias") : dummy(),
-            uy = bind(a.hidden, true, k, "y"), ur = bind(a.residual, true, k, "residual"),
-            unw = bind(*a.next_norm, false, k, "norm_weight"),
-            un = bind(a.normed, true, k, "normed"), uc = scratch(*tail_counter_, 16);
   const GemvConfig gc = gemv_config(g);
-  const uint32_t groups = ceil_div(g.N, gc.rows);
+  const std::string k = gc.pipeline("gemm.gemv_norm_tail");
+  const char* kc = k.c_str();
+  BufferUse ux = bind(a.y, false, kc, "x"), uw = bind(a.out_proj, false, kc, "w"),
+            ub = a.out_proj_bias ? bind(*a.out_proj_bias, false, kc, "bias") : dummy(),
+            uy = bind(a.hidden, true, kc, "y"), ur = bind(a.residual, true, kc, "residual"),
+            unw = bind(*a.next_norm, false, kc, "norm_weight"),
+            un = bind(a.normed, true, kc, "normed"), uc = scratch(*tail_counter_, 16);
+  const uint32_t groups = ceil_div(g.N, gc.rows_per_group());
   uint32_t eps_bits;
   std::memcpy(&eps_bits, &nn.eps, 4);
   Push push(g, {off(a.y, ux), off(a.out_proj, uw), a.out_proj_bias ? off(*a.out_proj_bias, ub) : 0u,

@@ -37,8 +37,9 @@ void VulkanBackend::gemm(const Tensor& x, const Tensor& w, const Tensor* bias, c
   if (p.M <= 4 && small_m_vec_ok(x, w, p)) {            // decode, 16-byte loads: shaders/gemv.comp
     if (const GemvConfig gc = gemv_config(p); gc.ok) {  // gemm.gemv
       Push vp(p, {off(x, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy), gc.rows});
-      auto& pipe = pipelines_.get("gemm.gemv", 4, vp.size, gc.spec(), 256, "gemm.gemv");
-      const Grid g = linear_grid(ceil_div(p.N, gc.rows));
+      const std::string k = gc.pipeline("gemm.gemv");
+      auto& pipe = pipelines_.get(k, 4, vp.size, gc.spec(), 256, k);
+      const Grid g = linear_grid(ceil_div(p.N, gc.rows_per_group()));
       rec_->dispatch(pipe, {ux, uw, ub, uy}, vp.bytes, vp.size, g.x, g.y, g.z);
       return;
     }
@@ -269,27 +270,47 @@ bool VulkanBackend::old_decode_kernels() {
 // (bench_vulkan --sections gemv, every power of two T per 130m / 2.8b decode shape, L2 flushed):
 // 2–3 pieces per invocation was the fastest or within 3% of it on every shape; 5, 6 or 10
 // pieces (fewer, longer-lived invocations) 3–40% slower. DM_VULKAN_GEMV=old selects
-// gemm.small_m_vec; DM_VULKAN_GEMV=T,PIPE forces a shape.
+// gemm.small_m_vec; DM_VULKAN_GEMV=T,PIPE forces a shape, T,PIPE,RW one with RW rows of W per
+// slot (1, 2 or 4; batch 1), and DM_VULKAN_GEMV_RW=RW the default shape with RW rows per slot
+// (PIPE cut to keep PIPE · RW ≤ 16 loads in flight).
+// RW by default: 2 at batch 1 for matrices of at least kGemvRw2MinRows rows (in_proj, out_proj
+// from 1.4b up, every LM head), else 1. H200, session 17 (bench/results/
+// h200_session17_2026-11-28.md, call 7, bench_vulkan decode, two rounds), µs a token with RW 1 /
+// 2 / 4 for every one-row GEMV: 2.8b 3377 / 3153 / 3871 and 3370 / 3183 / 3720, 1.4b 1971 / 1887
+// / 1969 and 1952 / 1871 / 1950. RW 4 holds 80 registers and NVIDIA's compiler moved its
+// 12-piece weight array to shared memory (12 KB a work group: pipeline statistics): what made
+// session 16's spec-constant form slower. Alone, with L2 flushed, RW 2 was not faster but for the
+// LM heads (2.8b 75.8 → 69.6 µs); thin GEMVs (x_proj, dt_proj) were slower with it.
 VulkanBackend::GemvConfig VulkanBackend::gemv_config(const GemmParams& p) const {
   GemvConfig g;
   const uint32_t sg = ctx_->caps.subgroup_size;
   if (!shuffles_ok() || old_decode_kernels()) return g;
   const char* env = std::getenv("DM_VULKAN_GEMV");
   const uint32_t pieces = p.K / (p.w_dtype == uint32_t(DType::F32) ? 4 : 8);
-  uint32_t T = 1, pipe = 0;
+  uint32_t T = 1, pipe = 0, rw = 1;
   if (env && *env) {
-    unsigned t = 0, q = 0;
-    if (std::sscanf(env, "%u,%u", &t, &q) != 2 || t < 1 || t > 256 || (t & (t - 1)) != 0 || q < 1 ||
-        q > 16)
+    unsigned t = 0, q = 0, r = 1;
+    const int got = std::sscanf(env, "%u,%u,%u", &t, &q, &r);
+    if (got < 2 || t < 1 || t > 256 || (t & (t - 1)) != 0 || q < 1 || q > 16 ||
+        (r != 1 && r != 2 && r != 4))
       fail("[vulkan] DM_VULKAN_GEMV=", env,
-           ": want old, or T,PIPE with T a power of two ≤ 256, PIPE 1 … 16");
-    T = t, pipe = q;
+           ": want old, or T,PIPE[,RW] with T a power of two ≤ 256, PIPE 1 … 16, RW 1, 2 or 4");
+    T = t, pipe = q, rw = r;
   } else {
     while (T < 256 && ceil_div(pieces, T) > 3) T *= 2;
     while (T < 256 && ceil_div(p.N, 256 / T) < 264 && pieces > 2 * T) T *= 2;
     pipe = std::clamp<uint32_t>(ceil_div(pieces, T), 1, 16);
+    rw = p.N >= kGemvRw2MinRows ? 2 : 1;
+    if (const char* e = std::getenv("DM_VULKAN_GEMV_RW"); e && *e) {
+      if (std::strcmp(e, "1") != 0 && std::strcmp(e, "2") != 0 && std::strcmp(e, "4") != 0)
+        fail("[vulkan] DM_VULKAN_GEMV_RW=", e, ": want 1, 2 or 4 rows of W per slot");
+      rw = uint32_t(std::atoi(e));
+    }
+    pipe = std::max<uint32_t>(1, std::min(pipe, 16 / rw));
   }
+  if (p.M != 1) rw = 1;  // rows per slot at batch 1 only
   g.ok = true;
+  g.rw = rw;
   g.rows = 256 / T;
   g.pipe = pipe;
   g.mm = p.M == 1 ? 1 : 4;
