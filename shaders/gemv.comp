@@ -168,8 +168,9 @@ shared bool last_group;
 
 layout(constant_id = 5) const uint TE = 10;       // residual elements per invocation (⌈N / 256⌉)
 // Timing switches (DM_VULKAN_TAIL_OPT; 0, the default, is the form described): 1 fences in every
-// invocation, not only those that stored; 2 loads the norm weights with the residual (in flight
-// together, TE more registers); 4 skips the last work group's norm (wrong normed: timing only).
+// invocation, not only those that stored (~2.3 µs a layer slower at 2.8b); 2 loads the norm
+// weights with the residual (in flight together, TE more registers; no faster). Session 17 also
+// timed the tail without the last work group's norm (~2.7 µs a layer less: its cost).
 layout(constant_id = 6) const uint TAIL_OPT = 0;
 
 // After the work group's rows of y: residual += y there (tail_row, by the invocation that stored
@@ -189,7 +190,6 @@ void tail_count(uint tid) {  // tid: rms_norm.comp's index; every invocation cal
   if (!last_group) return;  // uniform over the work group
   memoryBarrierBuffer();
   if (tid == 0u) counter[p.tail_off[3]] = 0u;  // every work group has counted: ready for the next
-  if ((TAIL_OPT & 4u) != 0u) return;
   float v[TE];
   uint w[TE];
   [[unroll]] for (uint j = 0; j < TE; ++j) {

@@ -179,13 +179,13 @@ bool VulkanBackend::decode_norm_tail(const MambaBlockStepArgs& a) {
 }
 
 namespace {
-// gemv.comp's TAIL_OPT timing switches: DM_VULKAN_TAIL_OPT=0 … 7 (read per call), default 0.
+// gemv.comp's TAIL_OPT timing switches: DM_VULKAN_TAIL_OPT=0 … 3 (read per call), default 0.
 uint32_t tail_opt() {
   const char* e = std::getenv("DM_VULKAN_TAIL_OPT");
   if (!e || !*e) return 0;
   char* end = nullptr;
   const unsigned long v = std::strtoul(e, &end, 10);
-  if (*end || v > 7) fail("[vulkan] DM_VULKAN_TAIL_OPT=", e, ": want 0 … 7 (gemv.comp's bits)");
+  if (*end || v > 3) fail("[vulkan] DM_VULKAN_TAIL_OPT=", e, ": want 0 … 3 (gemv.comp's bits)");
   return uint32_t(v);
 }
 }  // namespace
