@@ -1,5 +1,6 @@
-// What the decode GEMV shaders share (gemv.comp's gemm.*_conv, mamba_step.comp's A): the decode
-// conv step of one channel. (Widening a 16-byte piece of weights is common.glsl's widen.)
+// What the decode GEMV shaders share (gemv.comp's and gemv_sg.comp's gemm.*_conv,
+// mamba_step.comp's A): the decode conv step of one channel. (Widening a 16-byte piece of
+// weights is common.glsl's widen.)
 //
 // The conv step needs, declared before the #include: the buffers conv_state (float, read and
 // written), conv_w and conv_b (uint words), load_conv_w_word / load_conv_b_word

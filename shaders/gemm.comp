@@ -1,7 +1,7 @@
 #version 450
 // y[M,N] = x[M,K] · w[N,K]ᵀ (+ bias[N]) for prompts (any M); x, y fp32, w and bias
 // F32/F16/BF16, fp32 accumulate. Where the device has cooperative matrices the GEMM runs on the
-// tensor cores instead (gemm_coopmat.comp); decode (M ≤ 4) runs gemv.comp.
+// tensor cores instead (gemm_coopmat.comp); decode (M ≤ 4) runs gemv_sg.comp / gemv.comp.
 // Variants:
 //  gemm          a 64×64 output tile per work group of 16×16 invocations, 4×4 outputs each, K in
 //                steps of 16 through shared memory. Thread (tx, ty) owns rows ty + 16i and

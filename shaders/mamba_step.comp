@@ -49,7 +49,7 @@ layout(constant_id = 1) const uint PIPE = 8;   // 16-byte pieces per invocation 
 layout(constant_id = 2) const uint SG = 32;    // the device's subgroup size
 layout(constant_id = 3) const uint DV = 192;   // vec4s of the normed row in shared memory
 // 1: the conv step's inputs are loaded after the in_proj reduction instead of with the first
-// weight batch (gemv.comp's CONV_LATE; vulkan_block_step.cpp block_conv_late, session 11).
+// weight batch (gemv_sg.comp's CONV_LATE; vulkan_block_step.cpp block_conv_late, session 11).
 layout(constant_id = 4) const uint CONV_LATE = 0;
 
 layout(std430, binding = 0) readonly buffer X { float x[]; };

@@ -68,7 +68,7 @@ bool fused_only(const char* which) {
 }  // namespace
 
 // Wider layers take the in_proj + conv step fusion alone by default, with the conv step's inputs
-// loaded after the weight loop (gemv.comp CONV_LATE): loaded before it, as at 130m, they stay
+// loaded after the weight loop (gemv_sg.comp CONV_LATE): loaded before it, as at 130m, they stay
 // live in registers while the weights stream, which is what made gemm.gemv_conv slow at 5120
 // channels. H200, session 10 (bench/results/h100_session10_lead_2026-11-28.md, calls 13-14,
 // three rounds, block step off), 2.8b µs/token: composition 3877 / 3873 / 3925, conv fusion with
@@ -152,7 +152,7 @@ void VulkanBackend::gemv_conv(const RmsNormGemmParams& p, const Tensor& normed, 
   std::vector<uint32_t> spec;
   if (gc.ok) {
     spec = gc.spec();
-    spec.push_back(conv_loads_late(c.channels) ? 1u : 0u);  // gemv.comp CONV_LATE
+    spec.push_back(conv_loads_late(c.channels) ? 1u : 0u);  // gemv_sg.comp CONV_LATE
   }
   auto& pipe = pipelines_.get(k, 8, push.size, spec, 256, k);
   const Grid g = linear_grid(ceil_div(p.gemm.N, group_rows));
@@ -179,19 +179,19 @@ bool VulkanBackend::decode_norm_tail(const MambaBlockStepArgs& a) {
 }
 
 namespace {
-// gemv.comp's TAIL_OPT timing switches: DM_VULKAN_TAIL_OPT=0 … 3 (read per call), default 0.
+// gemv_sg.comp's TAIL_OPT timing switches: DM_VULKAN_TAIL_OPT=0 … 3 (read per call), default 0.
 uint32_t tail_opt() {
   const char* e = std::getenv("DM_VULKAN_TAIL_OPT");
   if (!e || !*e) return 0;
   char* end = nullptr;
   const unsigned long v = std::strtoul(e, &end, 10);
-  if (*end || v > 3) fail("[vulkan] DM_VULKAN_TAIL_OPT=", e, ": want 0 … 3 (gemv.comp's bits)");
+  if (*end || v > 3) fail("[vulkan] DM_VULKAN_TAIL_OPT=", e, ": want 0 … 3 (gemv_sg.comp's bits)");
   return uint32_t(v);
 }
 }  // namespace
 
 bool VulkanBackend::norm_tail_fits(const MambaBlockStepArgs& a, const GemmParams& out) const {
-  constexpr uint32_t kMaxD = 16 * 256;  // gemv.comp's TE ≤ 16 residual elements per invocation
+  constexpr uint32_t kMaxD = 16 * 256;  // gemv_sg.comp's TE ≤ 16 residual elements per invocation
   return out.M == 1 && out.N <= kMaxD && small_m_vec_ok(a.y, a.out_proj, out) &&
          gemv_config(out).ok && ctx_->caps.max_storage_buffers >= 8 &&
          rows_fit(a.out_proj) >= a.out_proj.rows && a.residual.rows == 1 && a.normed.rows == 1;
@@ -215,7 +215,7 @@ void VulkanBackend::gemv_norm_tail(const MambaBlockStepArgs& a, const MambaBlock
                 off(a.hidden, uy), gc.rows, nn.weight_dtype, eps_bits, groups,
                 off(a.residual, ur), off(*a.next_norm, unw), off(a.normed, un), 0u});
   std::vector<uint32_t> spec = gc.spec();
-  // gemv.comp: CONV_LATE (unused here), TE (residual elements per invocation), TAIL_OPT.
+  // gemv_sg.comp: CONV_LATE (unused here), TE (residual elements per invocation), TAIL_OPT.
   spec.insert(spec.end(), {0u, ceil_div(g.N, 256), tail_opt()});
   auto& pipe = pipelines_.get(k, 8, push.size, spec, 256, k);
   const Grid gr = linear_grid(groups);

@@ -1,5 +1,5 @@
 // The Vulkan backend's GEMMs: the tiled and tensor-core prefill GEMMs (shaders/gemm.comp,
-// shaders/gemm_coopmat.comp), the decode GEMVs (shaders/gemv.comp), and which one a call takes.
+// shaders/gemm_coopmat.comp), the decode GEMVs (shaders/gemv_sg.comp, shaders/gemv.comp), and which one a call takes.
 #include <algorithm>
 #include <array>
 #include <cstdio>
@@ -34,7 +34,7 @@ void VulkanBackend::gemm(const Tensor& x, const Tensor& w, const Tensor* bias, c
   BufferUse ux = bind(x, false, k, "x"), uw = bind(w, false, k, "w"),
             ub = bias ? bind(*bias, false, k, "bias") : dummy(), uy = bind(y, true, k, "y");
   Push push(p, {off(x, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy)});
-  if (p.M <= 4 && small_m_vec_ok(x, w, p)) {            // decode, 16-byte loads: shaders/gemv.comp
+  if (p.M <= 4 && small_m_vec_ok(x, w, p)) {            // decode, 16-byte loads: gemv_sg.comp
     if (const GemvConfig gc = gemv_config(p); gc.ok) {  // gemm.gemv
       Push vp(p, {off(x, ux), off(w, uw), bias ? off(*bias, ub) : 0u, off(y, uy), gc.rows});
       const std::string k = gc.pipeline("gemm.gemv");
@@ -259,7 +259,7 @@ bool VulkanBackend::old_decode_kernels() {
   return env && std::strcmp(env, "old") == 0;
 }
 
-// gemm.gemv (shaders/gemv.comp): where the device has subgroup shuffles in compute and a
+// gemm.gemv (shaders/gemv_sg.comp): where the device has subgroup shuffles in compute and a
 // subgroup size of 4 … 128 (a power of two; rows are reduced inside subgroups of consecutive
 // invocations, as NVIDIA, AMD, Intel and lavapipe lay out a one-dimensional work group).
 // Sizes, all specialization constants: T invocations per row (ROWS = 256 / T rows per work
