@@ -208,7 +208,8 @@ void VulkanBackend::gemv_norm_tail(const MambaBlockStepArgs& a, const MambaBlock
             uy = bind(a.hidden, true, kc, "y"), ur = bind(a.residual, true, kc, "residual"),
             unw = bind(*a.next_norm, false, kc, "norm_weight"),
             un = bind(a.normed, true, kc, "normed"), uc = scratch(*tail_counter_, 16);
-  const uint32_t groups = ceil_div(g.N, gc.rows_per_group());
+  const Grid gr = linear_grid(ceil_div(g.N, gc.rows_per_group()));
+  const uint32_t groups = gr.x * gr.y * gr.z;  // every one counts, rows or not: the counter's end
   uint32_t eps_bits;
   std::memcpy(&eps_bits, &nn.eps, 4);
   Push push(g, {off(a.y, ux), off(a.out_proj, uw), a.out_proj_bias ? off(*a.out_proj_bias, ub) : 0u,
@@ -218,7 +219,6 @@ void VulkanBackend::gemv_norm_tail(const MambaBlockStepArgs& a, const MambaBlock
   // gemv_sg.comp: CONV_LATE (unused here), TE (residual elements per invocation), TAIL_OPT.
   spec.insert(spec.end(), {0u, ceil_div(g.N, 256), tail_opt()});
   auto& pipe = pipelines_.get(k, 8, push.size, spec, 256, k);
-  const Grid gr = linear_grid(groups);
   rec_->dispatch(pipe, {ux, uw, ub, uy, ur, unw, un, uc}, push.bytes, push.size, gr.x, gr.y, gr.z);
 }
 
