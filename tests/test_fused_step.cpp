@@ -471,6 +471,15 @@ TEST(FusedStep, BadShapesThrow) {
     m.A_log = t(16, 16), m.D = t(1, 16), m.dt_bias = t(1, 16), m.ssm_state = t(16, 16);
     m.y = t(1, 16), m.out_proj = t(8, 16), m.hidden = t(1, 8);
     EXPECT_THROW(be.mamba_block_step(m), Error) << name;
+    // A well-formed block, but normed_ready with x set (x would be added twice), and a next_norm
+    // narrower than d_model.
+    m.x_proj = t(36, 16), m.x_dbl = t(1, 36);
+    EXPECT_NO_THROW(make_mamba_block_step_params(m)) << name;  // the shapes themselves pass
+    const Tensor x = t(1, 8), narrow = t(1, 7);
+    m.x = &x, m.normed_ready = true;
+    EXPECT_THROW(be.mamba_block_step(m), Error) << name;
+    m.x = nullptr, m.normed_ready = false, m.next_norm = &narrow;
+    EXPECT_THROW(be.mamba_block_step(m), Error) << name;
   }
 }
 
