@@ -278,8 +278,9 @@ bool VulkanBackend::old_decode_kernels() {
 // h200_session17_2026-11-28.md, call 7, bench_vulkan decode, two rounds), µs a token with RW 1 /
 // 2 / 4 for every one-row GEMV: 2.8b 3377 / 3153 / 3871 and 3370 / 3183 / 3720, 1.4b 1971 / 1887
 // / 1969 and 1952 / 1871 / 1950. RW 4 holds 80 registers and NVIDIA's compiler moved its
-// 12-piece weight array to shared memory (12 KB a work group: pipeline statistics): what made
-// session 16's spec-constant form slower. Alone, with L2 flushed, RW 2 was not faster but for the
+// 12-piece weight array to shared memory (12 KB a work group: pipeline statistics) — perhaps
+// what made session 16's spec-constant form slower too (its statistics were not taken). Alone,
+// with L2 flushed, RW 2 was not faster but for the
 // LM heads (2.8b 75.8 → 69.6 µs); thin GEMVs (x_proj, dt_proj) were slower with it.
 VulkanBackend::GemvConfig VulkanBackend::gemv_config(const GemmParams& p) const {
   GemvConfig g;
