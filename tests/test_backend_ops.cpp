@@ -358,10 +358,13 @@ TEST(BackendOps, TopkIndices) {
 // Greedy decoding's pick (Backend::argmax) over a row of logits: the largest of the first n
 // (ties: the lower index; NaN below every number, -0 == +0), exactly the CPU's. Lengths around
 // the 1024- / 256-wide work groups, the 130m vocabulary with n < len (the padding rows' logits,
-// larger, must be ignored), ties, special values, all NaN, the maximum first and last.
+// larger, must be ignored), ties, special values, all NaN, the maximum first and last. Vulkan
+// runs its scalar and its vec4 shader (DM_VULKAN_ARGMAX; vec4 on the aligned cases, whose n % 4
+// leftovers take its float view).
 TEST(BackendOps, Argmax) {
   DM_REQUIRE_DEVICE_BACKENDS();
-  enum Pattern { kRandom, kTies, kSpecial, kAllNan, kMaxFirst, kMaxLast, kPaddingLarger };
+  enum Pattern { kRandom, kTies, kSpecial, kAllNan, kMaxFirst, kMaxLast, kPaddingLarger,
+                 kTiesInPiece };
   // aligned: x starts on 16 bytes (CUDA then reads whole float4s, the rest one by one).
   struct K { int64_t len, n; Pattern pat; bool aligned; };
   const std::vector<K> cases = {
@@ -372,12 +375,16 @@ TEST(BackendOps, Argmax) {
       {4097, 4097, kMaxLast, false},   {256, 256, kSpecial, false},
       {50280, 50280, kRandom, true},   {50280, 50277, kPaddingLarger, true}, {50283, 50283, kTies, true},
       {4099, 4099, kMaxLast, true},    {3, 3, kRandom, true},          {20000, 19998, kSpecial, true},
+      {50280, 50280, kTiesInPiece, true}, {50280, 50280, kTiesInPiece, false},
   };
   for (const std::string& name : kBackends)
+    for (const char* mode : {"scalar", "vec4"})  // Vulkan's two shaders (DM_VULKAN_ARGMAX)
     for (size_t i = 0; i < cases.size(); ++i) {
+      if (name != "vulkan" && std::string(mode) != "scalar") continue;
+      setenv("DM_VULKAN_ARGMAX", mode, 1);
       const K& k = cases[i];
       std::ostringstream d;
-      d << "argmax len=" << k.len << " n=" << k.n << " pattern=" << int(k.pat)
+      d << "argmax[" << mode << "] len=" << k.len << " n=" << k.n << " pattern=" << int(k.pat)
         << " aligned=" << k.aligned;
       Case c(name, d.str(), 7000 + uint32_t(i));
       if (k.aligned) c.align16();
@@ -401,12 +408,18 @@ TEST(BackendOps, Argmax) {
         case kPaddingLarger:
           g = [u, n = k.n](int64_t r, int64_t col) { return col >= n ? 100.f : u(r, col); };
           break;
+        case kTiesInPiece:  // the maximum twice inside one 16-byte piece, and once much later
+          g = [u](int64_t r, int64_t col) {
+            return col == 4 * 777 + 1 || col == 4 * 777 + 2 || col == 4 * 9000 ? 9.f : u(r, col);
+          };
+          break;
       }
       Arg& x = c.add("x", Role::In, DType::F32, 1, k.len, k.len, g);
       Arg& idx = c.add("idx", Role::Out, DType::I32, 1, 1, 1, nullptr);
       c.cpu().argmax(x.cpu(), k.n, idx.cpu());
       c.dev().argmax(x.dev(), k.n, idx.dev());
       c.check(-1);  // the index exactly
+      unsetenv("DM_VULKAN_ARGMAX");
     }
 }
 

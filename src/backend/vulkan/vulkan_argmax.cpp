@@ -1,14 +1,35 @@
 // Backend::argmax on Vulkan: shaders/argmax.comp, one work group (greedy decoding's pick at the
 // end of a decode step; the logits of one token are ~50K values).
+#include <cstdlib>
+#include <cstring>
+
 #include "backend/vulkan/vulkan_backend_impl.h"
 
 namespace dm::vk {
+
+namespace {
+// DM_VULKAN_ARGMAX=vec4 (read per call): argmax.vec4 where x is 16-byte aligned; unset or
+// scalar: argmax. argmax.vec4 is written and checked on lavapipe (BackendOps.Argmax runs both)
+// but not yet timed on a GPU: the default stays the scalar form until it is.
+bool argmax_vec4_wanted() {
+  const char* e = std::getenv("DM_VULKAN_ARGMAX");
+  if (!e || !*e || std::strcmp(e, "scalar") == 0) return false;
+  if (std::strcmp(e, "vec4") == 0) return true;
+  fail("[vulkan] DM_VULKAN_ARGMAX=", e, ": want vec4 or scalar");
+}
+}  // namespace
 
 void VulkanBackend::argmax(const Tensor& x, int64_t n, const Tensor& idx) {
   const ArgmaxParams p = make_argmax_params(x, n, idx);
   const char* k = "argmax";
   BufferUse ux = bind(x, false, k, "x"), ui = bind(idx, true, k, "idx");
   Push push(p, {off(x, ux), off(idx, ui)});
+  if (argmax_vec4_wanted() && x.offset % 16 == 0 && off(x, ux) % 4 == 0) {
+    const uint32_t wg = ctx_->caps.max_wg_invocations >= 1024 ? 1024 : 256;
+    auto& pipe = pipelines_.get("argmax.vec4", 3, push.size, {wg}, wg, "argmax.vec4");
+    rec_->dispatch(pipe, {ux, ui, ux}, push.bytes, push.size, 1, 1, 1);
+    return;
+  }
   const uint32_t wg = 256;
   auto& pipe = pipelines_.get("argmax", 2, push.size, {wg}, wg, "argmax");
   rec_->dispatch(pipe, {ux, ui}, push.bytes, push.size, 1, 1, 1);
