@@ -660,6 +660,42 @@ TEST(BackendOpsVulkan, GemvPaths) {
   else unsetenv("DM_VULKAN_GEMV");
 }
 
+// Session 17's decode switches reject a malformed value with one line naming it, before anything
+// is enqueued: DM_VULKAN_GEMV=T,PIPE,RW (RW 1, 2 or 4), DM_VULKAN_GEMV_RW, DM_VULKAN_NORM_TAIL,
+// DM_VULKAN_ARGMAX.
+TEST(BackendOpsVulkan, DecodeSwitchErrors) {
+  if (!test::backend_available("vulkan")) GTEST_SKIP() << skip_reason();
+  Backend& be = test::cached_backend("vulkan");
+  auto xb = be.alloc(4096), wb = be.alloc(64 * 256 * 2), yb = be.alloc(4096);
+  const Tensor x = make_tensor(*xb, DType::F32, 1, 256), w = make_tensor(*wb, DType::F16, 64, 256);
+  const Tensor y = make_tensor(*yb, DType::F32, 1, 64), idx = make_tensor(*yb, DType::I32, 1, 1);
+  struct Bad {
+    const char* var;
+    const char* value;
+    std::function<void()> call;
+  };
+  const std::vector<Bad> cases = {
+      {"DM_VULKAN_GEMV", "64,2,3", [&] { be.gemm(x, w, nullptr, y); }},
+      {"DM_VULKAN_GEMV_RW", "3", [&] { be.gemm(x, w, nullptr, y); }},
+      {"DM_VULKAN_NORM_TAIL", "yes", [&] { be.decode_norm_tail(MambaBlockStepArgs{}); }},
+      {"DM_VULKAN_ARGMAX", "fast", [&] { be.argmax(x, 256, idx); }},
+  };
+  for (const Bad& b : cases) {
+    setenv(b.var, b.value, 1);
+    const std::string want = std::string(b.var) + "=" + b.value;
+    try {
+      b.call();
+      ADD_FAILURE() << want << " was accepted";
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find(want), std::string::npos) << m;
+      EXPECT_EQ(m.find('\n'), std::string::npos) << "not one line: " << m;
+    }
+    unsetenv(b.var);
+  }
+  be.synchronize();  // nothing was enqueued that could fail later
+}
+
 // gemm.vec128 (shaders/gemm_vec.comp: the 128×128 SIMT GEMM with 16-byte loads, where rows
 // are 16-byte aligned): against the CPU as the default runs it (K split where the grid is small:
 // two dispatches, the GEMM and gemm.splitk_sum), and unsplit (DM_VULKAN_GEMM_SPLITK=1) bit for
