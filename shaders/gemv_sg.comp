@@ -66,23 +66,20 @@ shared bool last_group;
 #include "row_sum.glsl"
 
 layout(constant_id = 5) const uint TE = 10;       // residual elements per invocation (⌈N / 256⌉)
-// Timing switches (DM_VULKAN_TAIL_OPT; 0, the default, is the form described): 1 fences in every
-// invocation, not only those that stored (~2.3 µs a layer slower at 2.8b); 2 loads the norm
-// weights with the residual (in flight together, TE more registers; no faster). Session 17 also
-// timed the tail without the last work group's norm (~2.7 µs a layer less: its cost).
-layout(constant_id = 6) const uint TAIL_OPT = 0;
 
 // After the work group's rows of y: residual += y there (tail_row, by the invocation that stored
 // row n); then the last work group to finish writes normed (tail_count: rms_norm.comp's sum,
 // reading the residual the others wrote). Lean on registers: they are allocated for the whole
 // kernel, so the tail's would cost the GEMV loop occupancy; the norm weights are loaded after
-// the sum (their round trip overlaps the reduction's barriers).
+// the sum (their round trip overlaps the reduction's barriers). Measured at 2.8b on an H200
+// (session 17, bench/results/h200_session17_2026-11-28.md, call 4): fencing in every invocation
+// instead of only those that stored cost ~2.3 µs a layer; loading the norm weights with the
+// residual was no faster; the last work group's norm costs ~2.7 µs a layer.
 void tail_row(uint n, float yv) {
   res[p.tail_off[0] + n] = yv + res[p.tail_off[0] + n];  // rms_norm's x + residual
   memoryBarrierBuffer();  // this store before the count (only stores need ordering)
 }
 void tail_count(uint tid) {  // tid: rms_norm.comp's index; every invocation calls it
-  if ((TAIL_OPT & 1u) != 0u) memoryBarrierBuffer();
   barrier();
   if (tid == 0u) last_group = atomicAdd(counter[p.tail_off[3]], 1u) == p.groups - 1u;
   barrier();
@@ -94,16 +91,14 @@ void tail_count(uint tid) {  // tid: rms_norm.comp's index; every invocation cal
   [[unroll]] for (uint j = 0; j < TE; ++j) {
     const uint i = tid + j * WG;
     v[j] = i < p.N ? res[p.tail_off[0] + i] : 0.0;
-    if ((TAIL_OPT & 2u) != 0u) w[j] = i < p.N ? load_norm_w_word(p.norm_w_dtype, p.tail_off[1] + i) : 0u;
   }
   float ss = 0.0;
   [[unroll]] for (uint j = 0; j < TE; ++j)
     if (tid + j * WG < p.N) ss = fma(v[j], v[j], ss);
-  if ((TAIL_OPT & 2u) == 0u)
-    [[unroll]] for (uint j = 0; j < TE; ++j) {
-      const uint i = tid + j * WG;
-      w[j] = i < p.N ? load_norm_w_word(p.norm_w_dtype, p.tail_off[1] + i) : 0u;
-    }
+  [[unroll]] for (uint j = 0; j < TE; ++j) {
+    const uint i = tid + j * WG;
+    w[j] = i < p.N ? load_norm_w_word(p.norm_w_dtype, p.tail_off[1] + i) : 0u;
+  }
   const float inv = inversesqrt(row_sum(tid, ss) / float(p.N) + p.eps);
   [[unroll]] for (uint j = 0; j < TE; ++j) {
     const uint i = tid + j * WG;

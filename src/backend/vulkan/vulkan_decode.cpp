@@ -178,18 +178,6 @@ bool VulkanBackend::decode_norm_tail(const MambaBlockStepArgs& a) {
   return norm_tail_fits(a, make_gemm_params(a.y, a.out_proj, a.out_proj_bias, a.hidden));
 }
 
-namespace {
-// gemv_sg.comp's TAIL_OPT timing switches: DM_VULKAN_TAIL_OPT=0 … 3 (read per call), default 0.
-uint32_t tail_opt() {
-  const char* e = std::getenv("DM_VULKAN_TAIL_OPT");
-  if (!e || !*e) return 0;
-  char* end = nullptr;
-  const unsigned long v = std::strtoul(e, &end, 10);
-  if (*end || v > 3) fail("[vulkan] DM_VULKAN_TAIL_OPT=", e, ": want 0 … 3 (gemv_sg.comp's bits)");
-  return uint32_t(v);
-}
-}  // namespace
-
 bool VulkanBackend::norm_tail_fits(const MambaBlockStepArgs& a, const GemmParams& out) const {
   constexpr uint32_t kMaxD = 16 * 256;  // gemv_sg.comp's TE ≤ 16 residual elements per invocation
   return out.M == 1 && out.N <= kMaxD && small_m_vec_ok(a.y, a.out_proj, out) &&
@@ -216,8 +204,8 @@ void VulkanBackend::gemv_norm_tail(const MambaBlockStepArgs& a, const MambaBlock
                 off(a.hidden, uy), gc.rows, nn.weight_dtype, eps_bits, groups,
                 off(a.residual, ur), off(*a.next_norm, unw), off(a.normed, un), 0u});
   std::vector<uint32_t> spec = gc.spec();
-  // gemv_sg.comp: CONV_LATE (unused here), TE (residual elements per invocation), TAIL_OPT.
-  spec.insert(spec.end(), {0u, ceil_div(g.N, 256), tail_opt()});
+  // gemv_sg.comp: CONV_LATE (unused here), TE (residual elements per invocation).
+  spec.insert(spec.end(), {0u, ceil_div(g.N, 256)});
   auto& pipe = pipelines_.get(k, 8, push.size, spec, 256, k);
   rec_->dispatch(pipe, {ux, uw, ub, uy, ur, unw, un, uc}, push.bytes, push.size, gr.x, gr.y, gr.z);
 }
