@@ -137,7 +137,8 @@ void main() {
       uvec4 q[PIPE * RW];  // every weight load of the batch first, RW rows a piece
       [[unroll]] for (uint u = 0; u < PIPE; ++u) {
         const uint j = j0 + u * T;
-        [[unroll]] for (uint r = 0; r < RW; ++r) q[u * RW + r] = j < pieces ? w4[wb[r] + j] : uvec4(0);
+        [[unroll]] for (uint r = 0; r < RW; ++r)
+          q[u * RW + r] = j < pieces ? w4[wb[r] + j] : uvec4(0);
       }
       [[unroll]] for (uint u = 0; u < PIPE; ++u) {
         const uint j = j0 + u * T;

@@ -34,8 +34,8 @@ bool vec_aligned(const Tensor& w, uint32_t K, uint32_t stride) {  // 16-byte pie
 }
 
 // A's conv step inputs (mamba_step.comp CONV_LATE): loaded with the first weight batch, in
-// flight during the norm (default), or after the in_proj reduction (gemv_sg.comp's CONV_LATE, which
-// paid at 2.8b in gemm.gemv_conv, session 10). Late measured slower at 130m, session 11
+// flight during the norm (default), or after the in_proj reduction (gemv_sg.comp's CONV_LATE,
+// which paid at 2.8b in gemm.gemv_conv, session 10). Late measured slower at 130m, session 11
 // (bench_vulkan decode, µs/token, mean of 3 / 4 rounds): H200 706.3 against 676.1 early, H100
 // 732.9 against 722.5. DM_VULKAN_BLOCK_CONV_LATE=1 forces late loads.
 bool block_conv_late() {

@@ -1,5 +1,6 @@
 // The Vulkan backend's GEMMs: the tiled and tensor-core prefill GEMMs (shaders/gemm.comp,
-// shaders/gemm_coopmat.comp), the decode GEMVs (shaders/gemv_sg.comp, shaders/gemv.comp), and which one a call takes.
+// shaders/gemm_coopmat.comp), the decode GEMVs (shaders/gemv_sg.comp, shaders/gemv.comp), and
+// which one a call takes.
 #include <algorithm>
 #include <array>
 #include <cstdio>
@@ -280,8 +281,8 @@ bool VulkanBackend::old_decode_kernels() {
 // / 1969 and 1952 / 1871 / 1950. RW 4 holds 80 registers and NVIDIA's compiler moved its
 // 12-piece weight array to shared memory (12 KB a work group: pipeline statistics) — perhaps
 // what made session 16's spec-constant form slower too (its statistics were not taken). Alone,
-// with L2 flushed, RW 2 was not faster but for the
-// LM heads (2.8b 75.8 → 69.6 µs); thin GEMVs (x_proj, dt_proj) were slower with it.
+// with L2 flushed, RW 2 was not faster but for the LM heads (2.8b 75.8 → 69.6 µs); thin GEMVs
+// (x_proj, dt_proj) were slower with it.
 VulkanBackend::GemvConfig VulkanBackend::gemv_config(const GemmParams& p) const {
   GemvConfig g;
   const uint32_t sg = ctx_->caps.subgroup_size;
