@@ -271,7 +271,8 @@ void Executor::enqueue_step(const StepTensors& t, SequenceState& state, int64_t 
   for (int l = 0; l < c.n_layer; ++l) {
     const DeviceWeights::Layer& w = w_->layers[size_t(l)];
     MambaBlockStepArgs a;
-    a.x = l == 0 || normed_ready ? nullptr : &t.hidden;  // residual += hidden (not at layer 0)
+    // residual += hidden: not at layer 0, nor where the layer before already added it (next_norm)
+    a.x = l == 0 || normed_ready ? nullptr : &t.hidden;
     a.normed_ready = normed_ready;
     a.residual = t.residual;              // (1, D)
     a.norm_weight = w.norm;
