@@ -24,6 +24,10 @@
 //      (DM_CUDA_DECODE_BLOCK=1) with DM_CUDA_DECODE_BLOCK_TRACE=1, a recorded step replayed:
 //      where each layer's kernel spends its time, from its blocks' %globaltimer stamps; per
 //      setting of the third argument (as decode-settings).
+//  10. greedy-gap (not in the default sections): where a greedy token's time goes beyond the
+//      recorded logits step, per shape: back-to-back replays of the logits step and of the greedy
+//      step (its argmax), then the executor's greedy loop (4 picks ahead, as generation runs it)
+//      timed on the device and on the host clock, over 256 tokens and over runs of 32.
 // Usage: bench_cuda [sections=copy,kernels,decode,prefill] [decode shapes=130m,2.8b] [settings]
 // Prints markdown tables and one JSON line per row.
 #include <algorithm>
@@ -348,6 +352,56 @@ void bench_decode_settings(Bench& b, const std::vector<std::string>& shapes,
   }
 }
 
+// See the file comment (10.): µs a token of each stage between the logits graph and greedy
+// generation, so that the gap between them is attributed before anyone shortens it.
+void bench_greedy_gap(Bench& b, const std::vector<std::string>& shapes, const char* card) {
+  Backend& be = b.be;
+  std::printf("\n## Greedy decode, batch 1, random fp16 weights: the gap to the logits graph, on %s\n\n", card);
+  std::printf("| shape | what | µs/token | vs logits graph |\n|---|---|---|---|\n");
+  constexpr int kTokens = 256, kRun = 32;
+  for (const std::string& s : shapes) {
+    auto rm = make_pooled_random_model(s);
+    const int64_t V = rm->model.config.vocab_size;
+    Executor ex(be, rm->model);
+    auto st = ex.new_state();
+    ex.set_step_replay(false);
+    for (int i = 0; i < 4; ++i) ex.step(17, *st);  // sizes the step buffers
+    std::unique_ptr<Recording> logits = be.record([&] { ex.enqueue_step_kernels(*st); });
+    std::unique_ptr<Recording> greedy = be.record([&] { ex.enqueue_step_kernels(*st, V); });
+    const double base = 1e3 * cuda_loop_time_ms(be, [&] { be.replay(*logits); }, kTokens);
+    auto row = [&](const char* what, double us) {
+      std::printf("| %s | %s | %.1f | %+.1f |\n", s.c_str(), what, us, us - base);
+      std::fprintf(stderr,
+                   "{\"bench\":\"cuda_greedy_gap\",\"card\":\"%s\",\"shape\":\"%s\",\"what\":\"%s\","
+                   "\"us_per_token\":%.2f}\n", card, s.c_str(), what, us);
+    };
+    row("logits graph, back to back", base);
+    row("greedy graph (+ argmax), back to back", 1e3 * cuda_loop_time_ms(be, [&] { be.replay(*greedy); }, kTokens));
+    // The executor's loop: each step fed the pick before it on the device, its id downloaded
+    // (download_start: a copy kernel and an event), taken 4 steps later.
+    ex.set_step_replay(true);
+    ex.step_greedy(17, *st, V);
+    auto enqueue = [&] {
+      if (ex.greedy_outstanding() == 4) ex.greedy_take();
+      ex.greedy_enqueue(-1, *st, V);
+    };
+    auto drain = [&] { while (ex.greedy_outstanding() > 0) ex.greedy_take(); };
+    row("executor greedy loop, device time", 1e3 * cuda_loop_time_ms(be, enqueue, kTokens, 4, drain));
+    auto wall = [&](int n) {
+      be.synchronize();
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < n; ++i) enqueue();
+      drain();
+      return 1e6 * std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / n;
+    };
+    row("executor greedy loop, host clock, 256 tokens", wall(kTokens));
+    std::vector<double> runs;
+    for (int r = 0; r < 7; ++r) runs.push_back(wall(kRun));
+    std::sort(runs.begin(), runs.end());
+    row("executor greedy loop, host clock, runs of 32 (median of 7)", runs[runs.size() / 2]);
+  }
+}
+
 // One eager decode step per shape inside a profiler range (see the file comment).
 void bench_decode_profile(Backend& be, const std::vector<std::string>& shapes) {
   for (const std::string& s : shapes) {
@@ -504,6 +558,7 @@ int main(int argc, char** argv) try {
   if (has_section(sections, "decode-settings"))
     bench_decode_settings(b, shapes, argc > 3 ? argv[3] : "base", card.c_str());
   if (has_section(sections, "decode-profile")) bench_decode_profile(b.be, shapes);
+  if (has_section(sections, "greedy-gap")) bench_greedy_gap(b, shapes, card.c_str());
   if (has_section(sections, "decode-trace"))
     bench_decode_trace(b, shapes, argc > 3 ? argv[3] : "base", card.c_str());
   if (has_section(sections, "prefill-profile")) bench_prefill_profile(b.be, shapes);

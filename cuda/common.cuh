@@ -109,6 +109,16 @@ __device__ __forceinline__ uint32_t order_key(float s) {
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 
+// A greedy pick's 64-bit key of value v at position i: order_key(v) above, 2^32 - 1 - i below,
+// so the largest key is the largest value at its lowest position (argmax's order); 0 is below
+// every key (its low half is never 0 for i < 2^32 - 1).
+__device__ __forceinline__ uint64_t pick_key(float v, uint32_t i) {
+  return (uint64_t(order_key(v)) << 32) | uint64_t(0xffffffffu - i);
+}
+__device__ __forceinline__ int32_t pick_index(uint64_t key) {
+  return int32_t(0xffffffffu - uint32_t(key));
+}
+
 inline unsigned ceil_div(uint64_t a, uint64_t b) { return unsigned((a + b - 1) / b); }
 // Whether p is 16-byte aligned (the 16-byte load paths' host-side check).
 inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }

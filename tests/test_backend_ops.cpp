@@ -360,7 +360,8 @@ TEST(BackendOps, TopkIndices) {
 // the 1024- / 256-wide work groups, the 130m vocabulary with n < len (the padding rows' logits,
 // larger, must be ignored), ties, special values, all NaN, the maximum first and last. Vulkan
 // runs its scalar and its vec4 shader (DM_VULKAN_ARGMAX; vec4 on the aligned cases, whose n % 4
-// leftovers take its float view).
+// leftovers take its float view), CUDA its grid and its one-block kernel (DM_CUDA_ARGMAX; the
+// grid's last block reduces 13 blocks' maxima at the 50,280 cases, ties across blocks among them).
 TEST(BackendOps, Argmax) {
   DM_REQUIRE_DEVICE_BACKENDS();
   enum Pattern { kRandom, kTies, kSpecial, kAllNan, kMaxFirst, kMaxLast, kPaddingLarger,
@@ -378,13 +379,15 @@ TEST(BackendOps, Argmax) {
       {50280, 50280, kTiesInPiece, true}, {50280, 50280, kTiesInPiece, false},
   };
   for (const std::string& name : kBackends) {
-    // Vulkan's two shaders (DM_VULKAN_ARGMAX); the others run their one.
-    const std::vector<const char*> modes = name == "vulkan"
-                                               ? std::vector<const char*>{"scalar", "vec4"}
-                                               : std::vector<const char*>{"scalar"};
+    // Vulkan's two shaders (DM_VULKAN_ARGMAX), CUDA's two kernels (DM_CUDA_ARGMAX); the CPU its one.
+    const char* var = name == "cuda" ? "DM_CUDA_ARGMAX" : "DM_VULKAN_ARGMAX";
+    const std::vector<const char*> modes =
+        name == "vulkan" ? std::vector<const char*>{"scalar", "vec4"}
+        : name == "cuda" ? std::vector<const char*>{"grid", "block"}
+                         : std::vector<const char*>{"scalar"};
     for (const char* mode : modes)
       for (size_t i = 0; i < cases.size(); ++i) {
-        setenv("DM_VULKAN_ARGMAX", mode, 1);
+        setenv(var, mode, 1);
         const K& k = cases[i];
         std::ostringstream d;
         d << "argmax[" << mode << "] len=" << k.len << " n=" << k.n << " pattern=" << int(k.pat)
@@ -424,7 +427,7 @@ TEST(BackendOps, Argmax) {
         c.cpu().argmax(x.cpu(), k.n, idx.cpu());
         c.dev().argmax(x.dev(), k.n, idx.dev());
         c.check(-1);  // the index exactly
-        unsetenv("DM_VULKAN_ARGMAX");
+        unsetenv(var);
       }
   }
 }

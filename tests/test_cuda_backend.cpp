@@ -325,6 +325,22 @@ TEST(CudaBackend, GemvRowsShapes) {
   unsetenv("DM_CUDA_GEMV_SHAPE");
 }
 
+// DM_CUDA_ARGMAX (grid | block; both forms run in BackendOps.Argmax): any other value is refused
+// with one line naming it, not silently read as the default.
+TEST(CudaBackend, ArgmaxSwitchError) {
+  REQUIRE_CUDA();
+  Env env;
+  Dual x = env.randn(DType::F32, 1, 1000), idx = env.randn(DType::I32, 1, 1);
+  setenv("DM_CUDA_ARGMAX", "fast", 1);
+  try {
+    env.gpu->argmax(x.tg, 1000, idx.tg);
+    ADD_FAILURE() << "DM_CUDA_ARGMAX=fast was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("DM_CUDA_ARGMAX=fast"), std::string::npos) << e.what();
+  }
+  unsetenv("DM_CUDA_ARGMAX");
+}
+
 TEST(CudaBackend, RmsNorm) {
   REQUIRE_CUDA();
   Env env;

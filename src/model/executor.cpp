@@ -315,8 +315,11 @@ void Executor::enqueue_step(const StepTensors& t, SequenceState& state, int64_t 
   if (greedy_n > 0) be.argmax(t.logits, greedy_n, t.ids);
 }
 
-void Executor::enqueue_step_kernels(SequenceState& state) {
-  enqueue_step(step_tensors(), state, -1);
+void Executor::enqueue_step_kernels(SequenceState& state, int64_t greedy_n) {
+  if (greedy_n != -1 && (greedy_n < 1 || greedy_n > config_.padded_vocab))
+    fail("[enqueue_step_kernels] greedy_n = ", greedy_n, ": want -1 or [1, padded vocab = ",
+         config_.padded_vocab, "]");
+  enqueue_step(step_tensors(), state, greedy_n);
 }
 
 Executor::StepTensors Executor::run_step(int32_t token, SequenceState& state, int64_t greedy_n) {

@@ -93,8 +93,9 @@ class Executor {
   // The kernels step() runs for `state`, without its transfers: the token id is read from the
   // device buffer step() uploads to (the last token given to step(); call step() once first) and
   // the logits stay on the device. For benchmarks that time or record exactly what step() runs.
-  // Advances the state like step(), but not tokens_seen.
-  void enqueue_step_kernels(SequenceState& state);
+  // Advances the state like step(), but not tokens_seen. greedy_n > 0: with the greedy pick
+  // over the first greedy_n logits at the end (what greedy_enqueue records), into the token id.
+  void enqueue_step_kernels(SequenceState& state, int64_t greedy_n = -1);
 
   // Lengths each layer sees for a prompt of L tokens (output length of each layer).
   std::vector<int64_t> layer_lengths(int64_t L, int64_t protect_tail) const;

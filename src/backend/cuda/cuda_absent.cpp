@@ -16,6 +16,10 @@ namespace {
 void cuda_graph_begin(Backend&) { absent(); }
 std::unique_ptr<CudaGraph> cuda_graph_end(Backend&) { absent(); }
 double cuda_time_ms(Backend&, const std::function<void()>&, int, int) { absent(); }
+double cuda_loop_time_ms(Backend&, const std::function<void()>&, int, int,
+                         const std::function<void()>&) {
+  absent();
+}
 double cuda_copy_bandwidth_gbs(Backend&, size_t) { absent(); }
 void cuda_profiler_range(Backend&, const std::function<void()>&) { absent(); }
 std::vector<unsigned long long> cuda_decode_block_trace(Backend&) { absent(); }

@@ -158,6 +158,8 @@ CudaBackend::CudaBackend(int device) : device_(device) {
                                                            kCublasWorkspace);
   CUDA_CHECK(cudaMalloc(&step_counter_, sizeof(unsigned)));
   CUDA_CHECK(cudaMemset(step_counter_, 0, sizeof(unsigned)));
+  CUDA_CHECK(cudaMalloc(&argmax_scratch_, cuda::kArgmaxScratchBytes));
+  CUDA_CHECK(cudaMemset(argmax_scratch_, 0, cuda::kArgmaxScratchBytes));
   CUDA_CHECK(cudaMalloc(&block_exchange_, cuda::kDecodeExchangeBytes));
   CUDA_CHECK(cudaMemset(block_exchange_, 0, cuda::kDecodeExchangeBytes));
   CUDA_CHECK(cudaMalloc(&xproj_partials_, cuda::kDecodePartialBytes));
@@ -196,6 +198,7 @@ CudaBackend::~CudaBackend() {
   if (scratch_) cudaFree(scratch_);
   if (scan_scratch_) cudaFree(scan_scratch_);
   if (step_counter_) cudaFree(step_counter_);
+  if (argmax_scratch_) cudaFree(argmax_scratch_);
   if (block_exchange_) cudaFree(block_exchange_);
   if (xproj_partials_) cudaFree(xproj_partials_);
   if (norm_scale_) cudaFree(norm_scale_);
@@ -405,7 +408,7 @@ void CudaBackend::argmax(const Tensor& x, int64_t n, const Tensor& idx) {
   const TimedCall timed(*this, "argmax");
   const ArgmaxParams p = make_argmax_params(x, n, idx);
   check_launch(cuda::launch_argmax(p, dptr<const float>(x, "argmax x"),
-                                   dptr<int32_t>(idx, "argmax idx"), stream_),
+                                   dptr<int32_t>(idx, "argmax idx"), argmax_scratch_, stream_),
                "argmax");
 }
 

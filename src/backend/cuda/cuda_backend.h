@@ -186,6 +186,7 @@ class CudaBackend : public Backend {
   void* scan_scratch_ = nullptr;  // selective_scan's look-back flags and chunk states
   size_t scan_scratch_bytes_ = 0;
   unsigned* step_counter_ = nullptr;  // rms_norm_gemm's last-block counter (one word, kept 0)
+  void* argmax_scratch_ = nullptr;  // argmax's per-block maxima and counter (kept 0; kernels.h)
   void* block_exchange_ = nullptr;  // mamba_block_step's exchange area (kernels.h)
   float* xproj_partials_ = nullptr;  // its three-kernel form's x_proj partials (kernels.h)
   float* norm_scale_ = nullptr;  // its norm-fold form's 1 / rms, in_proj to the scan's tail

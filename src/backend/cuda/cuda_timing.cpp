@@ -58,6 +58,24 @@ double cuda_time_ms(Backend& backend, const std::function<void()>& enqueue, int 
   return median(ms);
 }
 
+double cuda_loop_time_ms(Backend& backend, const std::function<void()>& enqueue, int iters,
+                         int warmup, const std::function<void()>& settle) {
+  CudaBackend& be = as_cuda(backend);
+  if (iters < 1) fail("[cuda] cuda_loop_time_ms: iters = ", iters, ", want >= 1");
+  for (int i = 0; i < warmup; ++i) enqueue();
+  if (settle) settle();
+  be.synchronize();
+  Events ev(2);
+  CUDA_CHECK(cudaEventRecord(ev[0], be.stream()));
+  for (int i = 0; i < iters; ++i) enqueue();
+  CUDA_CHECK(cudaEventRecord(ev[1], be.stream()));
+  if (settle) settle();
+  be.synchronize();
+  float t = 0;
+  CUDA_CHECK(cudaEventElapsedTime(&t, ev[0], ev[1]));
+  return double(t) / iters;
+}
+
 double cuda_copy_bandwidth_gbs(Backend& backend, size_t bytes) {
   CudaBackend& be = as_cuda(backend);
   auto a = be.alloc(bytes), b = be.alloc(bytes);

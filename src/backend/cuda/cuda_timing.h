@@ -15,6 +15,14 @@ namespace dm {
 double cuda_time_ms(Backend& backend, const std::function<void()>& enqueue, int reps = 20,
                     int warmup = 3);
 
+// The device time (CUDA events on the backend's stream, one pair around the whole loop) of
+// `iters` back-to-back calls of enqueue(), divided by iters, after `warmup` untimed calls;
+// settle() runs after the end event is recorded (e.g. to take downloads still outstanding).
+// Unlike cuda_time_ms, what lies between two calls (launch gaps, work enqueue() adds between
+// the recorded units) is counted. Milliseconds per call.
+double cuda_loop_time_ms(Backend& backend, const std::function<void()>& enqueue, int iters,
+                         int warmup = 4, const std::function<void()>& settle = nullptr);
+
 // Device-to-device cudaMemcpy of `bytes`, median of several, as (bytes read + bytes written)/s
 // in GB/s: the bandwidth ceiling of a streaming kernel on this card.
 double cuda_copy_bandwidth_gbs(Backend& backend, size_t bytes = size_t(1) << 30);

@@ -105,7 +105,12 @@ cudaError_t launch_topk_indices(const TopkIndicesParams& p, const float* scores,
                                 cudaStream_t s);
 cudaError_t launch_gather_rows(const GatherRowsParams& p, const void* src, const int32_t* idx,
                                float* dst, DeviceErrorInfo* err, cudaStream_t s);
-cudaError_t launch_argmax(const ArgmaxParams& p, const float* x, int32_t* idx, cudaStream_t s);
+// scratch: kArgmaxScratchBytes, zeroed once (the grid form's per-block maxima and last-block
+// counter, which each launch leaves 0 again).
+constexpr unsigned kArgmaxMaxBlocks = 1024;
+constexpr size_t kArgmaxScratchBytes = kArgmaxMaxBlocks * sizeof(uint64_t) + sizeof(uint64_t);
+cudaError_t launch_argmax(const ArgmaxParams& p, const float* x, int32_t* idx, void* scratch,
+                          cudaStream_t s);
 // Copies bytes (a few hundred at most) by a kernel to mapped_dst, the device address of
 // host-mapped page-locked memory (cuda/small_copy.cu: Backend::download_start).
 cudaError_t launch_small_copy(const void* src, void* mapped_dst, size_t bytes, cudaStream_t s);

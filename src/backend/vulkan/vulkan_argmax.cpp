@@ -8,13 +8,13 @@
 namespace dm::vk {
 
 namespace {
-// DM_VULKAN_ARGMAX=vec4 (read per call): argmax.vec4 where x is 16-byte aligned; unset or
-// scalar: argmax. argmax.vec4 is written and checked on lavapipe (BackendOps.Argmax runs both)
-// but not yet timed on a GPU: the default stays the scalar form until it is.
+// DM_VULKAN_ARGMAX (read per call): unset or vec4: argmax.vec4 where x is 16-byte aligned;
+// scalar: argmax everywhere. On the H200 (session 18, call 1) vec4 took 9 µs off a 130m greedy
+// token (534.8 -> 526.0 µs) and 14 µs off a 2.8b one (3170 -> 3156 µs).
 bool argmax_vec4_wanted() {
   const char* e = std::getenv("DM_VULKAN_ARGMAX");
-  if (!e || !*e || std::strcmp(e, "scalar") == 0) return false;
-  if (std::strcmp(e, "vec4") == 0) return true;
+  if (!e || !*e || std::strcmp(e, "vec4") == 0) return true;
+  if (std::strcmp(e, "scalar") == 0) return false;
   fail("[vulkan] DM_VULKAN_ARGMAX=", e, ": want vec4 or scalar");
 }
 }  // namespace
