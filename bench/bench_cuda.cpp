@@ -25,9 +25,10 @@
 //      where each layer's kernel spends its time, from its blocks' %globaltimer stamps; per
 //      setting of the third argument (as decode-settings).
 //  10. greedy-gap (not in the default sections): where a greedy token's time goes beyond the
-//      recorded logits step, per shape: back-to-back replays of the logits step and of the greedy
-//      step (its argmax), then the executor's greedy loop (4 picks ahead, as generation runs it)
-//      timed on the device and on the host clock, over 256 tokens and over runs of 32.
+//      recorded logits step, per shape: back-to-back replays of the logits step, of graphs of 2
+//      and 4 steps (the boundary between graphs), and of the greedy step (its argmax), then the
+//      executor's greedy loop (4 picks ahead, as generation runs it) timed on the device and on
+//      the host clock, over 256 tokens and over runs of 32.
 // Usage: bench_cuda [sections=copy,kernels,decode,prefill] [decode shapes=130m,2.8b] [settings]
 // Prints markdown tables and one JSON line per row.
 #include <algorithm>
@@ -376,6 +377,14 @@ void bench_greedy_gap(Bench& b, const std::vector<std::string>& shapes, const ch
                    "\"us_per_token\":%.2f}\n", card, s.c_str(), what, us);
     };
     row("logits graph, back to back", base);
+    // The boundary between two graphs (no PDL across it, the graph launch): steps per graph.
+    for (int k : {2, 4}) {
+      std::unique_ptr<Recording> multi = be.record([&] {
+        for (int i = 0; i < k; ++i) ex.enqueue_step_kernels(*st);
+      });
+      const std::string what = "logits graph of " + std::to_string(k) + " steps, per step";
+      row(what.c_str(), 1e3 * cuda_loop_time_ms(be, [&] { be.replay(*multi); }, kTokens / k) / k);
+    }
     row("greedy graph (+ argmax), back to back", 1e3 * cuda_loop_time_ms(be, [&] { be.replay(*greedy); }, kTokens));
     // The executor's loop: each step fed the pick before it on the device, its id downloaded
     // (download_start: a copy kernel and an event), taken 4 steps later.

@@ -20,10 +20,14 @@
 //      --gemv-variants, default: old, default and a sweep of T): device µs (median), GB/s of the
 //      weights + x + y, % of the floor. L2 is flushed (a 128 MiB copy) before every timed call,
 //      as decode streams weights far larger than the L2.
+//   5. unroll (not in the default sections): per --shapes model, a recording of k decode steps
+//      (Executor::enqueue_step_kernels k times; k = 1, 2, 4) replayed back to back, µs a step on
+//      the host clock (after a synchronize): what the boundary between two recorded units (the
+//      submit, the fence, the host) costs beside a step's own dispatches.
 // Floor bandwidth: --floor-gbs, else 3000 GB/s on an H100 and 4300 on an H200 (measured
 // device-to-device copies, docs/performance.md), else a gather_rows copy measured here.
 //
-// Usage: bench_vulkan [--device N] [--quick] [--sections kernels,e2e,decode,gemv] [--widths 1536,5120]
+// Usage: bench_vulkan [--device N] [--quick] [--sections kernels,e2e,decode,gemv,unroll] [--widths 1536,5120]
 //                     [--lengths 4096,16384,65536] [--shapes 130m,2.8b] [--reps 10]
 //                     [--floor-gbs G] [--prefill-len 2048] [--kernels selective_scan,...]
 //                     [--scan-modes "default;chunked;warp;warp:4,4;lookback:32,8,4"]
@@ -546,6 +550,41 @@ void decode_settings(Backend& be, const Options& o, const std::string& card, con
     std::printf("\n### Kernel device times: %s\n\n%s", what.c_str(), table.c_str());
 }
 
+// See the file comment (5.).
+void bench_unroll(Backend& be, const Options& o, const std::string& card) {
+  using clock = std::chrono::steady_clock;
+  vulkan_set_profiling(be, false);  // a profiling backend does not record
+  std::printf("\n## Decode steps per recording, batch 1, random fp16 weights, on %s\n\n", card.c_str());
+  std::printf("| shape | steps per recording | µs/step | vs 1 |\n|---|---|---|---|\n");
+  constexpr int kSteps = 64;
+  for (const std::string& shape : o.shapes) {
+    auto rm = make_pooled_random_model(shape);
+    Executor ex(be, rm->model, DecimationConfig{});
+    ex.set_step_replay(false);
+    auto st = ex.new_state();
+    for (int i = 0; i < 4; ++i) ex.step(1, *st);  // sizes the step buffers
+    double one = 0;
+    for (int k : {1, 2, 4}) {
+      std::unique_ptr<Recording> rec = be.record([&] {
+        for (int i = 0; i < k; ++i) ex.enqueue_step_kernels(*st);
+      });
+      if (!rec) fail("[bench_vulkan] unroll: the backend did not record");
+      for (int i = 0; i < 8 / k; ++i) be.replay(*rec);  // warm-up
+      be.synchronize();
+      const auto t0 = clock::now();
+      for (int i = 0; i < kSteps / k; ++i) be.replay(*rec);
+      be.synchronize();
+      const double us = std::chrono::duration<double, std::micro>(clock::now() - t0).count() / kSteps;
+      if (k == 1) one = us;
+      std::printf("| %s | %d | %.1f | %+.1f |\n", shape.c_str(), k, us, us - one);
+      std::fprintf(stderr,
+                   "{\"bench\":\"vulkan_unroll\",\"card\":\"%s\",\"shape\":\"%s\",\"steps\":%d,"
+                   "\"us_per_step\":%.2f}\n", card.c_str(), shape.c_str(), k, us);
+      std::fflush(stdout);
+    }
+  }
+}
+
 void bench_decode(Backend& be, const Options& o, const std::string& card, double floor_gbs) {
   using clock = std::chrono::steady_clock;
   vulkan_set_profiling(be, false);  // the floor measurement may have left it on
@@ -617,6 +656,7 @@ int main(int argc, char** argv) {
     if (has(o.sections, "e2e")) bench_e2e(*be, o, card);
     if (has(o.sections, "gemv")) bench_gemv(*be, o, card, floor_gbs);
     if (has(o.sections, "decode")) bench_decode(*be, o, card, floor_gbs);
+    if (has(o.sections, "unroll")) bench_unroll(*be, o, card);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;
