@@ -357,7 +357,8 @@ void bench_decode_settings(Bench& b, const std::vector<std::string>& shapes,
 // generation, so that the gap between them is attributed before anyone shortens it.
 void bench_greedy_gap(Bench& b, const std::vector<std::string>& shapes, const char* card) {
   Backend& be = b.be;
-  std::printf("\n## Greedy decode, batch 1, random fp16 weights: the gap to the logits graph, on %s\n\n", card);
+  std::printf("\n## Greedy decode, batch 1, random fp16 weights: the gap to the logits graph, "
+              "on %s\n\n", card);
   std::printf("| shape | what | µs/token | vs logits graph |\n|---|---|---|---|\n");
   constexpr int kTokens = 256, kRun = 32;
   for (const std::string& s : shapes) {
@@ -373,7 +374,8 @@ void bench_greedy_gap(Bench& b, const std::vector<std::string>& shapes, const ch
     auto row = [&](const char* what, double us) {
       std::printf("| %s | %s | %.1f | %+.1f |\n", s.c_str(), what, us, us - base);
       std::fprintf(stderr,
-                   "{\"bench\":\"cuda_greedy_gap\",\"card\":\"%s\",\"shape\":\"%s\",\"what\":\"%s\","
+                   "{\"bench\":\"cuda_greedy_gap\",\"card\":\"%s\",\"shape\":\"%s\","
+                   "\"what\":\"%s\","
                    "\"us_per_token\":%.2f}\n", card, s.c_str(), what, us);
     };
     row("logits graph, back to back", base);
@@ -385,7 +387,8 @@ void bench_greedy_gap(Bench& b, const std::vector<std::string>& shapes, const ch
       const std::string what = "logits graph of " + std::to_string(k) + " steps, per step";
       row(what.c_str(), 1e3 * cuda_loop_time_ms(be, [&] { be.replay(*multi); }, kTokens / k) / k);
     }
-    row("greedy graph (+ argmax), back to back", 1e3 * cuda_loop_time_ms(be, [&] { be.replay(*greedy); }, kTokens));
+    row("greedy graph (+ argmax), back to back",
+        1e3 * cuda_loop_time_ms(be, [&] { be.replay(*greedy); }, kTokens));
     // The executor's loop: each step fed the pick before it on the device, its id downloaded
     // (download_start: a copy kernel and an event), taken 4 steps later.
     ex.set_step_replay(true);
@@ -395,7 +398,8 @@ void bench_greedy_gap(Bench& b, const std::vector<std::string>& shapes, const ch
       ex.greedy_enqueue(-1, *st, V);
     };
     auto drain = [&] { while (ex.greedy_outstanding() > 0) ex.greedy_take(); };
-    row("executor greedy loop, device time", 1e3 * cuda_loop_time_ms(be, enqueue, kTokens, 4, drain));
+    row("executor greedy loop, device time",
+        1e3 * cuda_loop_time_ms(be, enqueue, kTokens, 4, drain));
     auto wall = [&](int n) {
       be.synchronize();
       const auto t0 = std::chrono::steady_clock::now();

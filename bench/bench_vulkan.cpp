@@ -27,7 +27,8 @@
 // Floor bandwidth: --floor-gbs, else 3000 GB/s on an H100 and 4300 on an H200 (measured
 // device-to-device copies, docs/performance.md), else a gather_rows copy measured here.
 //
-// Usage: bench_vulkan [--device N] [--quick] [--sections kernels,e2e,decode,gemv,unroll] [--widths 1536,5120]
+// Usage: bench_vulkan [--device N] [--quick] [--sections kernels,e2e,decode,gemv,unroll]
+//                     [--widths 1536,5120]
 //                     [--lengths 4096,16384,65536] [--shapes 130m,2.8b] [--reps 10]
 //                     [--floor-gbs G] [--prefill-len 2048] [--kernels selective_scan,...]
 //                     [--scan-modes "default;chunked;warp;warp:4,4;lookback:32,8,4"]
@@ -554,7 +555,8 @@ void decode_settings(Backend& be, const Options& o, const std::string& card, con
 void bench_unroll(Backend& be, const Options& o, const std::string& card) {
   using clock = std::chrono::steady_clock;
   vulkan_set_profiling(be, false);  // a profiling backend does not record
-  std::printf("\n## Decode steps per recording, batch 1, random fp16 weights, on %s\n\n", card.c_str());
+  std::printf("\n## Decode steps per recording, batch 1, random fp16 weights, on %s\n\n",
+              card.c_str());
   std::printf("| shape | steps per recording | µs/step | vs 1 |\n|---|---|---|---|\n");
   constexpr int kSteps = 64;
   for (const std::string& shape : o.shapes) {
@@ -574,7 +576,8 @@ void bench_unroll(Backend& be, const Options& o, const std::string& card) {
       const auto t0 = clock::now();
       for (int i = 0; i < kSteps / k; ++i) be.replay(*rec);
       be.synchronize();
-      const double us = std::chrono::duration<double, std::micro>(clock::now() - t0).count() / kSteps;
+      const double us =
+          std::chrono::duration<double, std::micro>(clock::now() - t0).count() / kSteps;
       if (k == 1) one = us;
       std::printf("| %s | %d | %.1f | %+.1f |\n", shape.c_str(), k, us, us - one);
       std::fprintf(stderr,

@@ -1,9 +1,8 @@
 // idx[0] = the position of the largest of x[0 .. n) (params.h ArgmaxParams): greedy decoding's
 // pick at the end of a decode step, so 4 bytes cross to the host instead of the logits (130m:
-// 201 KB a token). Each
-// thread folds a strided slice into one 64-bit key, common.cuh's pick_key, whose maximum is the
-// largest value at its lowest index (NaN below every number, -0 == +0: the order of
-// topk_indices and of the CPU backend); then a warp and a block maximum.
+// 201 KB a token). Each thread folds a strided slice into one 64-bit key, common.cuh's pick_key,
+// whose maximum is the largest value at its lowest index (NaN below every number, -0 == +0: the
+// order of topk_indices and of the CPU backend); then a warp and a block maximum.
 //
 // Two forms (DM_CUDA_ARGMAX=grid|block, read per launch):
 //   grid (default): a grid of 256-thread blocks, ~16 values a thread (4 float4 loads in flight);
@@ -12,10 +11,10 @@
 //     blocks. H200, session 18 (bench_cuda greedy-gap, executor greedy loop): 130m 267.2-267.6
 //     µs a token against 269.1-269.5 for one block, 2.8b 2163.9-2164.5 against 2164.8-2165.0.
 //     The pick still adds ~5 µs to a recorded step (logits graph 258.5, greedy graph 264.1 at
-//     130m): not its arithmetic (one block of it, ~2 µs of issue on one SM, cost 2 µs more) but
-//     the GEMV's completion it waits for. Taking the pick in the LM head GEMV's last block (an
-//     atomicMax and a fence a block) measured no faster, and folding the final norm into that
-//     GEMV 11-12 µs slower (bench/results/h200_session18_*.patch).
+//     130m), though spreading its arithmetic over 13 SMs instead of one saved only ~2: most of
+//     it is waiting for the LM head GEMV to complete. Taking the pick in that GEMV's last block
+//     instead (an atomicMax and a fence a block) measured no faster, and folding the final norm
+//     into the GEMV as well 11-12 µs slower (bench/results/h200_session18_*.patch).
 //   block: one block of 1024 threads, no scratch (the form before; kept to compare).
 #include <algorithm>
 #include <cstdlib>
@@ -74,8 +73,8 @@ __device__ __forceinline__ uint64_t block_best(uint64_t best) {
 }
 
 template <bool kVec>
-__global__ void __launch_bounds__(kOneBlock) argmax_block_kernel(ArgmaxParams p, const float* __restrict__ x,
-                                                                 int32_t* __restrict__ idx) {
+__global__ void __launch_bounds__(kOneBlock)
+    argmax_block_kernel(ArgmaxParams p, const float* __restrict__ x, int32_t* __restrict__ idx) {
   pdl_wait();  // launched early (PDL) behind the LM head: its logits are complete from here
   pdl_trigger();
   const uint64_t best = block_best<kOneBlock>(thread_best<kVec>(x, p.n, threadIdx.x, kOneBlock));
@@ -83,15 +82,14 @@ __global__ void __launch_bounds__(kOneBlock) argmax_block_kernel(ArgmaxParams p,
 }
 
 template <bool kVec>
-__global__ void __launch_bounds__(kGridBlock) argmax_grid_kernel(ArgmaxParams p, const float* __restrict__ x,
-                                                                 int32_t* __restrict__ idx,
-                                                                 uint64_t* __restrict__ partial,
-                                                                 unsigned* __restrict__ counter) {
+__global__ void __launch_bounds__(kGridBlock)
+    argmax_grid_kernel(ArgmaxParams p, const float* __restrict__ x, int32_t* __restrict__ idx,
+                       uint64_t* __restrict__ partial, unsigned* __restrict__ counter) {
   __shared__ unsigned last;
   pdl_wait();
   pdl_trigger();
-  const uint32_t stride = gridDim.x * kGridBlock;
-  uint64_t best = block_best<kGridBlock>(thread_best<kVec>(x, p.n, blockIdx.x * kGridBlock + threadIdx.x, stride));
+  const uint32_t start = blockIdx.x * kGridBlock + threadIdx.x, stride = gridDim.x * kGridBlock;
+  uint64_t best = block_best<kGridBlock>(thread_best<kVec>(x, p.n, start, stride));
   if (gridDim.x == 1) {
     if (threadIdx.x == 0) idx[0] = pick_index(best);
     return;
@@ -105,7 +103,8 @@ __global__ void __launch_bounds__(kGridBlock) argmax_grid_kernel(ArgmaxParams p,
   if (!last) return;
   __threadfence();
   best = 0;
-  for (uint32_t b = threadIdx.x; b < gridDim.x; b += kGridBlock) best = max(best, __ldcg(&partial[b]));
+  for (uint32_t b = threadIdx.x; b < gridDim.x; b += kGridBlock)
+    best = max(best, __ldcg(&partial[b]));
   best = block_best<kGridBlock>(best);
   if (threadIdx.x == 0) {
     idx[0] = pick_index(best);
@@ -130,12 +129,16 @@ cudaError_t launch_argmax(const ArgmaxParams& p, const float* x, int32_t* idx, v
     if (vec) return launch_pdl(argmax_block_kernel<true>, 1, kOneBlock, 0, s, p, x, idx);
     return launch_pdl(argmax_block_kernel<false>, 1, kOneBlock, 0, s, p, x, idx);
   }
-  const unsigned blocks = std::max(1u, std::min(unsigned(kArgmaxMaxBlocks), ceil_div(p.n, uint64_t(kGridBlock) * kPerThread)));
+  // ~kPerThread values a thread (on the vector path start and stride count float4s).
+  const unsigned blocks = std::max(
+      1u, std::min(kArgmaxMaxBlocks, ceil_div(p.n, uint64_t(kGridBlock) * kPerThread)));
   auto* partial = static_cast<uint64_t*>(scratch);
   auto* counter = reinterpret_cast<unsigned*>(partial + kArgmaxMaxBlocks);
-  // Strides in float4s on the vector path (the grid's threads then cover 4× as many values).
-  if (vec) return launch_pdl(argmax_grid_kernel<true>, blocks, kGridBlock, 0, s, p, x, idx, partial, counter);
-  return launch_pdl(argmax_grid_kernel<false>, blocks, kGridBlock, 0, s, p, x, idx, partial, counter);
+  if (vec)
+    return launch_pdl(argmax_grid_kernel<true>, blocks, kGridBlock, 0, s, p, x, idx, partial,
+                      counter);
+  return launch_pdl(argmax_grid_kernel<false>, blocks, kGridBlock, 0, s, p, x, idx, partial,
+                    counter);
 }
 
 }  // namespace dm::cuda

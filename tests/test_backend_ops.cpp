@@ -379,7 +379,8 @@ TEST(BackendOps, Argmax) {
       {50280, 50280, kTiesInPiece, true}, {50280, 50280, kTiesInPiece, false},
   };
   for (const std::string& name : kBackends) {
-    // Vulkan's two shaders (DM_VULKAN_ARGMAX), CUDA's two kernels (DM_CUDA_ARGMAX); the CPU its one.
+    // Vulkan's two shaders (DM_VULKAN_ARGMAX), CUDA's two kernels (DM_CUDA_ARGMAX); the CPU its
+    // one.
     const char* var = name == "cuda" ? "DM_CUDA_ARGMAX" : "DM_VULKAN_ARGMAX";
     const std::vector<const char*> modes =
         name == "vulkan" ? std::vector<const char*>{"scalar", "vec4"}
