@@ -160,8 +160,12 @@ class Case {
   // when tol < 0), inputs untouched, padding of every buffer untouched.
   void check(double tol) {
     for (const auto& a : args_) {
-      std::vector<uint8_t> got(a->image.size()), want(a->image.size());
+      std::vector<uint8_t> got(a->image.size()), want;
       be_.dev->download(*a->dev_buf, 0, got.data(), got.size());
+      // An input must come back byte for byte, padding included: one comparison of the whole
+      // buffer (the LM head's weights are 100+ MB), element by element only to report a change.
+      if (is_input(a->role) && std::memcmp(got.data(), a->image.data(), got.size()) == 0) continue;
+      want.resize(a->image.size());
       be_.cpu->download(*a->cpu_buf, 0, want.data(), want.size());
       const size_t es = a->es();
       std::vector<bool> is_elem(a->image.size() / es, false);

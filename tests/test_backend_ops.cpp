@@ -11,6 +11,7 @@
 // Tolerances: normalised mean squared error Σ(dev − cpu)² / Σ cpu², per kernel, in kTol below
 // with the reason for each. Indices are compared exactly. Each failure prints one line with
 // every parameter of the case.
+#include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
 
 #include "backend_cache.h"
@@ -353,6 +354,33 @@ TEST(BackendOps, TopkIndices) {
       c.dev().topk_indices(sc.dev(), k.n_cand, k.k, idx.dev());
       c.check(-1);
     }
+}
+
+// The harness itself (on the CPU backend, as both sides): check() reports an input element, an
+// input's padding and an output's padding that the device side changed, each once, and passes
+// a case nobody touched. (Inputs are compared as whole buffers first: the element-wise count
+// runs only where they differ.)
+TEST(BackendOps, HarnessReportsChanges) {
+  enum What { kNothing, kInputElement, kInputPadding, kOutputPadding };
+  for (What what : {kNothing, kInputElement, kInputPadding, kOutputPadding}) {
+    test::Case c("cpu", "harness case " + std::to_string(int(what)), 11);
+    Arg& x = c.add("x", Role::In, DType::F32, 2, 5, 7, c.nonzero(0.1f, 1.f));
+    Arg& y = c.add("y", Role::Out, DType::F32, 1, 4, 4, nullptr);
+    const float v = 42.f;
+    switch (what) {
+      case kNothing: break;
+      case kInputElement: c.dev().upload(*x.dev_buf, x.elem_pos(1, 2) * 4, &v, 4); break;
+      case kInputPadding: c.dev().upload(*x.dev_buf, x.elem_pos(0, 6) * 4, &v, 4); break;
+      case kOutputPadding: c.dev().upload(*y.dev_buf, y.elem_pos(0, 4) * 4, &v, 4); break;
+    }
+    if (what == kNothing) {
+      c.check(1e-8);
+    } else {
+      EXPECT_NONFATAL_FAILURE(c.check(1e-8), what == kOutputPadding
+                                                 ? "y: 1 padding elements changed"
+                                                 : "x: 1 input or padding elements changed");
+    }
+  }
 }
 
 // Greedy decoding's pick (Backend::argmax) over a row of logits: the largest of the first n
