@@ -109,6 +109,40 @@ TEST_P(VulkanReplayFold, OneSubmitPerStepAndEagerResults) {
   EXPECT_EQ(std::memcmp(z.data(), ref.data(), ref.size() * 4), 0);
 }
 
+// Greedy decoding's shape: replay, then download_start of a few bytes the replay wrote, the next
+// replay before the wait (Executor::greedy_enqueue / greedy_take). Unfolded that is two submits
+// a step (the replay's, the copy's); folded, one: the copy rides in the replay's submit. (H200,
+// session 18: a submit boundary costs ~26 µs at 130m, bench_vulkan --sections unroll.)
+TEST_P(VulkanReplayFold, GreedyStepSubmits) {
+  Backend& be = test::cached_backend("vulkan");
+  Chain ch(be);
+  const std::vector<float> w(kN, 1.25f);
+  be.upload(*ch.buf, size_t(C * 4), w.data(), w.size() * 4);
+  auto rec = be.record([&] { ch.run(be, ch.z); });
+  ASSERT_NE(rec, nullptr);
+  std::vector<std::vector<float>> eager(3, std::vector<float>(4));
+  for (int step = 0; step < 3; ++step) {  // the reference: each step's first 4 values of z
+    const std::vector<float> in = input(step);
+    be.upload(*ch.buf, 0, in.data(), in.size() * 4);
+    ch.run(be, ch.e);
+    be.download(*ch.buf, size_t(4 * C * 4), eager[size_t(step)].data(), 16);
+  }
+  std::vector<uint64_t> tickets;
+  for (int step = 0; step < 3; ++step) {
+    const std::vector<float> in = input(step);
+    be.upload(*ch.buf, 0, in.data(), in.size() * 4);
+    const uint64_t s0 = submits(be);
+    be.replay(*rec);
+    tickets.push_back(be.download_start(*ch.buf, size_t(3 * C * 4), 16));
+    EXPECT_EQ(submits(be) - s0, folded() ? 1u : 2u) << "step " << step;
+  }
+  for (int step = 0; step < 3; ++step) {
+    std::vector<float> got(4);
+    be.download_wait(tickets[size_t(step)], got.data());
+    EXPECT_EQ(std::memcmp(got.data(), eager[size_t(step)].data(), 16), 0) << "step " << step;
+  }
+}
+
 TEST_P(VulkanReplayFold, BackendGoesWithAFoldedBatchOpen) {
   std::unique_ptr<Backend> be = create_backend("vulkan");
   Chain ch(*be);
