@@ -51,7 +51,8 @@ Backend& cached_backend(const std::string& name) {
 namespace {
 const char* const kEntryEnv[][2] = {{"block", "DM_VULKAN_BLOCK_STEP"},
                                     {"tail", "DM_VULKAN_NORM_TAIL"},
-                                    {"form", "DM_CUDA_DECODE_FORM"}};
+                                    {"form", "DM_CUDA_DECODE_FORM"},
+                                    {"copies", "DM_VULKAN_REPLAY_COPIES"}};
 }  // namespace
 
 std::string apply_entry_env(const std::string& entry) {
