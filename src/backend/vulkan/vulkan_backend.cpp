@@ -178,8 +178,8 @@ class VulkanRecording final : public Recording {
 // DM_VULKAN_REPLAY_COPIES=N (1 to 4, read at record time; default 1): record() captures its work
 // N times and replay() submits the copies in turn, so that a replay does not resubmit a command
 // buffer the queue may still be running (greedy decoding keeps two steps in flight). Opt-in and
-// not yet timed on a GPU: on lavapipe a tiny model's step took 2,466 µs replaying two one-step
-// recordings in turn against 2,830 replaying one (bench_vulkan --sections unroll).
+// not yet timed on a GPU (lavapipe's readings, bench_vulkan --sections unroll, moved with the
+// machine's load: no difference in a quiet run); tools/gpu/vk_submits_on_gpu.sh times it.
 int replay_copies() {
   const char* e = std::getenv("DM_VULKAN_REPLAY_COPIES");
   if (!e || !*e) return 1;
