@@ -9,6 +9,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "backend/backend.h"
@@ -58,14 +59,18 @@ class VulkanReplayFold : public ::testing::TestWithParam<const char*> {
   }
   void TearDown() override { unsetenv("DM_VULKAN_REPLAY_FOLD"); }
   bool folded() const { return std::strcmp(GetParam(), "0") != 0; }
+  // The chain's weights set to w, then the chain recorded (each test's start).
+  static std::unique_ptr<Recording> record_chain(Backend& be, const Chain& ch, float w) {
+    const std::vector<float> wv(kN, w);
+    be.upload(*ch.buf, size_t(C * 4), wv.data(), wv.size() * 4);
+    return be.record([&] { ch.run(be, ch.z); });
+  }
 };
 
 TEST_P(VulkanReplayFold, OneSubmitPerStepAndEagerResults) {
   Backend& be = test::cached_backend("vulkan");
   Chain ch(be);
-  const std::vector<float> w(kN, 1.5f);
-  be.upload(*ch.buf, size_t(C * 4), w.data(), w.size() * 4);
-  auto rec = be.record([&] { ch.run(be, ch.z); });
+  auto rec = record_chain(be, ch, 1.5f);
   ASSERT_NE(rec, nullptr);
   for (int step = 0; step < 4; ++step) {
     const std::vector<float> in = input(step);
@@ -116,9 +121,7 @@ TEST_P(VulkanReplayFold, OneSubmitPerStepAndEagerResults) {
 TEST_P(VulkanReplayFold, GreedyStepSubmits) {
   Backend& be = test::cached_backend("vulkan");
   Chain ch(be);
-  const std::vector<float> w(kN, 1.25f);
-  be.upload(*ch.buf, size_t(C * 4), w.data(), w.size() * 4);
-  auto rec = be.record([&] { ch.run(be, ch.z); });
+  auto rec = record_chain(be, ch, 1.25f);
   ASSERT_NE(rec, nullptr);
   std::vector<std::vector<float>> eager(3, std::vector<float>(4));
   for (int step = 0; step < 3; ++step) {  // the reference: each step's first 4 values of z
