@@ -17,11 +17,9 @@
 //     into the GEMV as well 11-12 µs slower (bench/results/h200_session18_*.patch).
 //   block: one block of 1024 threads, no scratch (the form before; kept to compare).
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 
 #include "common.cuh"
-#include "core/error.h"
+#include "core/env.h"
 #include "fused_step.cuh"
 
 namespace dm::cuda {
@@ -112,12 +110,7 @@ __global__ void __launch_bounds__(kGridBlock)
   }
 }
 
-bool grid_form() {
-  const char* e = std::getenv("DM_CUDA_ARGMAX");
-  if (!e || !*e || std::strcmp(e, "grid") == 0) return true;
-  if (std::strcmp(e, "block") == 0) return false;
-  fail("[cuda] DM_CUDA_ARGMAX=", e, ": want grid or block");
-}
+bool grid_form() { return env_choice("cuda", "DM_CUDA_ARGMAX", {"grid", "block"}) == 0; }
 
 }  // namespace
 

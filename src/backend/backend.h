@@ -217,8 +217,9 @@ class Backend {
   virtual bool decode_norm_tail(const MambaBlockStepArgs& a) { return false; }
 
   // Capture and replay (decode as one unit). record() calls `enqueue` (once; Vulkan once per
-  // copy with DM_VULKAN_REPLAY_COPIES) and records the work it enqueues without running it; replay() enqueues that work again, in order with everything
-  // else on this backend, as often as wanted. While recording, upload / download / synchronize
+  // copy with DM_VULKAN_REPLAY_COPIES) and records the work it enqueues without running it;
+  // replay() enqueues that work again, in order with everything else on this backend, as often
+  // as wanted. While recording, upload / download / synchronize
   // throw (alloc may), and kernels must not need buffers they have not already got (run the same work
   // eagerly once, or size everything first). The recording reads and writes the same buffers and
   // offsets every time: write its inputs before replay(), read its outputs after. A backend that

@@ -316,9 +316,7 @@ void Executor::enqueue_step(const StepTensors& t, SequenceState& state, int64_t 
 }
 
 void Executor::enqueue_step_kernels(SequenceState& state, int64_t greedy_n) {
-  if (greedy_n != -1 && (greedy_n < 1 || greedy_n > config_.padded_vocab))
-    fail("[enqueue_step_kernels] greedy_n = ", greedy_n, ": want -1 or [1, padded vocab = ",
-         config_.padded_vocab, "]");
+  if (greedy_n != -1) check_greedy_n(greedy_n);  // -1: the logits step
   enqueue_step(step_tensors(), state, greedy_n);
 }
 
@@ -386,10 +384,14 @@ int32_t Executor::step_greedy(int32_t token, SequenceState& state, int64_t n_usa
   return greedy_take();
 }
 
-void Executor::greedy_enqueue(int32_t token, SequenceState& state, int64_t n_usable) {
+void Executor::check_greedy_n(int64_t n_usable) const {
   if (n_usable < 1 || n_usable > config_.padded_vocab)
     fail("[greedy] n_usable = ", n_usable, " must lie in [1, padded vocab = ",
          config_.padded_vocab, "]");
+}
+
+void Executor::greedy_enqueue(int32_t token, SequenceState& state, int64_t n_usable) {
+  check_greedy_n(n_usable);
   if (int(pending_picks_.size()) >= kGreedyAhead)
     fail("[greedy_enqueue] ", kGreedyAhead, " picks already outstanding: take one first");
   const StepTensors t = run_step(token, state, n_usable);

@@ -101,6 +101,8 @@ class Executor {
   std::vector<int64_t> layer_lengths(int64_t L, int64_t protect_tail) const;
 
  private:
+  // A greedy step's n_usable (the logits the pick ranges over) in [1, padded vocab], or fail.
+  void check_greedy_n(int64_t n_usable) const;
   struct DeviceWeights;
   struct StepTensors;
   StepTensors step_tensors();

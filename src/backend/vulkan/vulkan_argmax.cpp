@@ -1,9 +1,7 @@
 // Backend::argmax on Vulkan: shaders/argmax.comp, one work group (greedy decoding's pick at the
 // end of a decode step; the logits of one token are ~50K values).
-#include <cstdlib>
-#include <cstring>
-
 #include "backend/vulkan/vulkan_backend_impl.h"
+#include "core/env.h"
 
 namespace dm::vk {
 
@@ -12,10 +10,7 @@ namespace {
 // scalar: argmax everywhere. On the H200 (session 18, call 1) vec4 took 9 µs off a 130m greedy
 // token (534.8 -> 526.0 µs) and 14 µs off a 2.8b one (3170 -> 3156 µs).
 bool argmax_vec4_wanted() {
-  const char* e = std::getenv("DM_VULKAN_ARGMAX");
-  if (!e || !*e || std::strcmp(e, "vec4") == 0) return true;
-  if (std::strcmp(e, "scalar") == 0) return false;
-  fail("[vulkan] DM_VULKAN_ARGMAX=", e, ": want vec4 or scalar");
+  return env_choice("vulkan", "DM_VULKAN_ARGMAX", {"vec4", "scalar"}) == 0;
 }
 }  // namespace
 
