@@ -52,7 +52,8 @@ namespace {
 const char* const kEntryEnv[][2] = {{"block", "DM_VULKAN_BLOCK_STEP"},
                                     {"tail", "DM_VULKAN_NORM_TAIL"},
                                     {"form", "DM_CUDA_DECODE_FORM"},
-                                    {"copies", "DM_VULKAN_REPLAY_COPIES"}};
+                                    {"copies", "DM_VULKAN_REPLAY_COPIES"},
+                                    {"fold", "DM_VULKAN_REPLAY_FOLD"}};
 }  // namespace
 
 std::string apply_entry_env(const std::string& entry) {

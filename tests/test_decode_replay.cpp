@@ -5,8 +5,9 @@
 // buffer they use is freed. Vulkan also with its decode layer's other forms: "vulkan:block=4"
 // and "vulkan:block=0" set DM_VULKAN_BLOCK_STEP (the default is three dispatches per layer; the
 // composed layer moves each norm into the out_proj before it), "vulkan:block=0:tail=0" also
-// DM_VULKAN_NORM_TAIL (the norm in front); "vulkan:copies=2" records every step twice and
-// replays the two command buffers in turn (DM_VULKAN_REPLAY_COPIES).
+// DM_VULKAN_NORM_TAIL (the norm in front); "vulkan:copies=1:fold=0" records every step once
+// (the default twice, replayed in turn: DM_VULKAN_REPLAY_COPIES) and submits a replay apart from
+// the download after it (DM_VULKAN_REPLAY_FOLD).
 // CUDA also with "cuda:form=3" (DM_CUDA_DECODE_FORM: x_proj folded into the kernels around it
 // where that applies; the default keeps it a GEMV of its own) and "cuda:form=4" (the norm a
 // kernel of its own; the default folds it into in_proj).
@@ -20,6 +21,7 @@
 #include "backend_cache.h"
 #include "fixture_util.h"
 #include "model/executor.h"
+#include "model/greedy_stream.h"
 #include "text/sampler.h"
 
 namespace dm {
@@ -246,6 +248,94 @@ TEST_P(DecodeReplay, GreedyStepsRunAhead) {
   EXPECT_EQ(d.step_greedy(first, *sd, V), one_by_one[1]) << what;
 }
 
+// Greedy steps several to a recording (greedy_enqueue with steps > 1, greedy_unroll() steps a
+// recording, the rest of a call in a shorter one): the same picks in order as step_greedy one at
+// a time, and the same state, whatever the unroll and however the calls split the steps;
+// GreedyStream (what generation runs) the same again, and its steps run ahead still advance the
+// state when their picks are never taken.
+TEST_P(DecodeReplay, GreedyStepsUnrolled) {
+  constexpr int kSteps = 13;
+  Executor a(*backend, *model);
+  auto sa = a.new_state();
+  const int64_t V = model->config.padded_vocab;
+  const int32_t first = argmax(a.prefill(prompt, *sa).data(), V);
+  std::vector<int32_t> one_by_one{first};
+  for (int i = 0; i < kSteps; ++i) one_by_one.push_back(a.step_greedy(one_by_one.back(), *sa, V));
+  const std::vector<float> state_after = sa->save();
+  for (int unroll : {1, 2, 3, 4, Executor::kGreedyUnrollMax}) {
+    const std::string at = what + " unroll " + std::to_string(unroll);
+    Executor b(*backend, *model);
+    b.set_greedy_unroll(unroll);
+    auto sb = b.new_state();
+    b.prefill(prompt, *sb);
+    std::vector<int32_t> got;
+    int enqueued = 0;
+    for (int steps : {5, 1, 7}) {  // 13 in calls of 5, 1 and 7 steps
+      b.greedy_enqueue(enqueued == 0 ? first : -1, *sb, V, steps);
+      enqueued += steps;
+      while (b.greedy_outstanding() > 2) got.push_back(b.greedy_take());
+    }
+    while (b.greedy_outstanding() > 0) got.push_back(b.greedy_take());
+    ASSERT_EQ(got.size(), size_t(kSteps)) << at;
+    for (int i = 0; i < kSteps; ++i) ASSERT_EQ(got[i], one_by_one[i + 1]) << at << " step " << i;
+    EXPECT_TRUE(same_bits(sb->save(), state_after)) << at << ": state after decode";
+    EXPECT_EQ(sb->tokens_seen, sa->tokens_seen) << at;
+    if (records) {
+      EXPECT_EQ(b.step_stats().replayed, kSteps) << at;
+      EXPECT_EQ(b.step_stats().eager, 0) << at;
+    }
+    // The stream: 13 steps, all picks taken; then 13 more of which only 3 are taken.
+    Executor c(*backend, *model);
+    c.set_greedy_unroll(unroll);
+    auto sc = c.new_state();
+    c.prefill(prompt, *sc);
+    {
+      GreedyStream stream(c, *sc, V, first, kSteps);
+      for (int i = 0; i < kSteps; ++i) ASSERT_EQ(stream.next(), one_by_one[i + 1]) << at << " stream " << i;
+      EXPECT_THROW(stream.next(), Error) << at;
+      EXPECT_EQ(stream.enqueued(), kSteps) << at;
+    }
+    EXPECT_TRUE(same_bits(sc->save(), state_after)) << at << ": state after the stream";
+    {
+      GreedyStream stream(c, *sc, V, one_by_one.back(), kSteps);
+      for (int i = 0; i < 3; ++i) stream.next();
+      EXPECT_GT(stream.enqueued(), 3) << at << ": nothing run ahead";
+      EXPECT_LE(stream.enqueued(), 3 + 2 * unroll) << at;
+    }
+    EXPECT_EQ(c.greedy_outstanding(), 0) << at;
+    EXPECT_EQ(sc->tokens_seen, sa->tokens_seen + (c.step_stats().replayed + c.step_stats().eager) - kSteps) << at;
+  }
+  Executor b(*backend, *model);
+  auto sb = b.new_state();
+  b.prefill(prompt, *sb);
+  EXPECT_THROW(b.set_greedy_unroll(0), Error);
+  EXPECT_THROW(b.set_greedy_unroll(Executor::kGreedyUnrollMax + 1), Error);
+  EXPECT_THROW(b.greedy_enqueue(first, *sb, V, 0), Error);
+  EXPECT_THROW(b.greedy_enqueue(first, *sb, V, Executor::kGreedyAhead + 1), Error);
+  b.greedy_enqueue(first, *sb, V, 2);
+  EXPECT_THROW(GreedyStream(b, *sb, V, first, 4), Error) << "picks outstanding";
+  EXPECT_EQ(b.greedy_take(), one_by_one[1]);
+  EXPECT_EQ(b.greedy_take(), one_by_one[2]);
+}
+
+// DM_GREEDY_UNROLL sets new executors' unroll; a value outside 1 to kGreedyUnrollMax is refused
+// with one line.
+TEST_P(DecodeReplay, GreedyUnrollEnv) {
+  setenv("DM_GREEDY_UNROLL", "2", 1);
+  EXPECT_EQ(Executor(*backend, *model).greedy_unroll(), 2);
+  for (const char* bad : {"0", "9", "2x", "-1"}) {
+    setenv("DM_GREEDY_UNROLL", bad, 1);
+    try {
+      Executor e(*backend, *model);
+      ADD_FAILURE() << "DM_GREEDY_UNROLL=" << bad << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("DM_GREEDY_UNROLL"), std::string::npos) << e.what();
+    }
+  }
+  unsetenv("DM_GREEDY_UNROLL");
+  EXPECT_EQ(Executor(*backend, *model).greedy_unroll(), 4);
+}
+
 std::vector<Param> params() {
   std::vector<Param> out;
   auto dirs = test::fixture_models();
@@ -254,7 +344,7 @@ std::vector<Param> params() {
     for (const auto& d : dirs) {
       out.emplace_back(be, d);
       if (be == "vulkan")
-        for (const char* form : {":block=4", ":block=0", ":block=0:tail=0", ":copies=2"})
+        for (const char* form : {":block=4", ":block=0", ":block=0:tail=0", ":copies=1:fold=0"})
           out.emplace_back(be + form, d);
       if (be == "cuda") {
         out.emplace_back(be + ":form=3", d);  // x_proj folded away

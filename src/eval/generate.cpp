@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <chrono>
 #include <limits>
+#include <optional>
 
 #include "core/error.h"
+#include "model/greedy_stream.h"
 
 namespace dm {
 namespace {
@@ -78,25 +80,14 @@ GenerateResult generate(Executor& exec, const Tokenizer& tok, const std::vector<
   const int64_t vocab = int64_t(logits.size());
   const int64_t usable = std::min<int64_t>(vocab, tok.vocab_size());
   res.stop_reason = "length";
-  // Greedy: the picks after the first are made on the device and the steps run one ahead of
-  // the host (Executor::greedy_enqueue / greedy_take): while the host handles token i, the step
-  // that yields token i + 1 is already running, fed token i on the device. A step run ahead
-  // whose token is never used (after an end of text) only advances this call's own state.
-  // Otherwise each step's logits come back and the sampler picks on the host. The first token
-  // comes from the prefill's logits either way.
+  // Greedy: the picks after the first are made on the device and the steps run ahead of the
+  // host (GreedyStream: whole recordings of greedy_unroll() steps, one more queued while the host
+  // handles a recording's picks), each fed the pick before it on the device. Steps run ahead
+  // whose tokens are never used (after an end of text or a stop string) only advance this call's
+  // own state. Otherwise each step's logits come back and the sampler picks on the host. The
+  // first token comes from the prefill's logits either way.
   const bool on_device = sampler.greedy();
-  struct Drain {  // takes the picks left outstanding, also when the loop throws
-    Executor& exec;
-    void run() {
-      while (exec.greedy_outstanding() > 0) exec.greedy_take();
-    }
-    ~Drain() {
-      try {
-        run();
-      } catch (...) {  // already unwinding, or the device failed: nothing more to do here
-      }
-    }
-  } drain{exec};
+  std::optional<GreedyStream> stream;  // drains what is left when it goes, also on a throw
   const auto t1 = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < opts.max_new_tokens; ++i) {
     int32_t id = -1;
@@ -106,11 +97,8 @@ GenerateResult generate(Executor& exec, const Tokenizer& tok, const std::vector<
     }
     const bool more = i + 1 < opts.max_new_tokens;  // a step only for a token that is sampled
     if (on_device) {
-      if (more) {
-        exec.greedy_enqueue(i == 0 ? id : -1, *state, usable);  // yields token i + 1
-        ++res.decode_steps;
-      }
-      if (i > 0) id = exec.greedy_take();  // token i, from the step enqueued one round ago
+      if (i == 0 && more) stream.emplace(exec, *state, usable, id, opts.max_new_tokens - 1);
+      if (i > 0) id = stream->next();  // token i
     }
     if (id == opts.eos_id) {
       res.stop_reason = "eos";
@@ -135,7 +123,10 @@ GenerateResult generate(Executor& exec, const Tokenizer& tok, const std::vector<
       ++res.decode_steps;
     }
   }
-  drain.run();  // a step run ahead whose token is not wanted
+  if (stream) {
+    stream->drain();  // steps run ahead whose tokens are not wanted
+    res.decode_steps += stream->enqueued();
+  }
   res.decode_seconds = seconds_since(t1);
 
   if (res.stop_reason != "stop") {

@@ -36,7 +36,7 @@ struct GenerateResult {
   int64_t prompt_tokens = 0;
   double prefill_seconds = 0;
   double decode_seconds = 0;  // the steps after the prefill
-  int64_t decode_steps = 0;
+  int64_t decode_steps = 0;   // steps the device ran (greedy: also those run ahead past the end)
 };
 
 // `prompt` must be non-empty. Ids the tokenizer cannot decode (padding rows of the embedding,

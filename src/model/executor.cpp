@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <map>
 #include <string>
+#include <tuple>
 
 #include "core/error.h"
 
@@ -35,10 +36,12 @@ struct Executor::DeviceWeights {
 
   // Scratch buffers by role, grown on demand and kept between calls.
   std::map<std::string, std::unique_ptr<Buffer>> scratch;
-  // Recorded decode steps, one per sequence state (its state buffers are baked in) and kind
-  // (-1: logits out; n > 0: greedy over the first n logits, the id out). Declared last:
+  // Recorded decode steps, one per sequence state (its state buffers are baked in), kind
+  // (-1: logits out; n > 0: greedy over the first n logits, the id out) and steps in a row
+  // (greedy: up to kGreedyUnrollMax). Declared last:
   // destroyed before the buffers they use.
-  std::map<std::pair<const SequenceState*, int64_t>, std::unique_ptr<Recording>> step_recordings;
+  std::map<std::tuple<const SequenceState*, int64_t, int>, std::unique_ptr<Recording>>
+      step_recordings;
 };
 
 static const Tensor* opt(const Tensor& t) { return t.rows ? &t : nullptr; }
@@ -48,6 +51,13 @@ Executor::Executor(Backend& backend, const Model& model, DecimationConfig decima
   set_decimation(std::move(decimation));
   if (const char* env = std::getenv("DM_DECODE_REPLAY"); env && std::string(env) == "0")
     step_replay_ = false;
+  if (const char* env = std::getenv("DM_GREEDY_UNROLL"); env && *env) {
+    char* end = nullptr;
+    const long n = std::strtol(env, &end, 10);
+    if (*end != '\0' || n < 1 || n > kGreedyUnrollMax)
+      fail("[executor] DM_GREEDY_UNROLL=", env, ": want 1 to ", kGreedyUnrollMax);
+    greedy_unroll_ = int(n);
+  }
   const ModelConfig& c = config_;
   const ModelWeights& mw = model.weights;
   for (const HostTensor* h : {mw.embedding, mw.lm_head, mw.layers.at(0).in_proj})
@@ -83,7 +93,7 @@ Executor::~Executor() {
   // Picks still outstanding are the backend's tickets too (waited for oldest first): take them,
   // so a later executor on the same backend starts with none of this one's.
   try {
-    while (!pending_picks_.empty()) greedy_take();
+    while (outstanding_picks_ > 0) greedy_take();
   } catch (...) {  // a failed device: nothing more to do here
   }
 }
@@ -236,8 +246,11 @@ std::vector<float> Executor::prefill(const std::vector<int32_t>& tokens, Sequenc
 
 // The step's buffers: the token id in, the logits out, activations between. Sized for one token
 // of this model, so they are allocated on the first step and never again.
+// The id slots: picks (kGreedyUnrollMax × 1) holds the picks of a recording of greedy steps in
+// its last rows, in step order; its last row is where every step's token id is read from (ids)
+// and where a greedy step's pick goes (pick), unless it is one of several steps in a row.
 struct Executor::StepTensors {
-  Tensor ids, residual, hidden, normed, xz, xc, x_dbl, dt, y, logits;
+  Tensor picks, ids, pick, residual, hidden, normed, xz, xc, x_dbl, dt, y, logits;
 };
 
 Executor::StepTensors Executor::step_tensors() {
@@ -247,7 +260,9 @@ Executor::StepTensors Executor::step_tensors() {
     return scratch(backend_, w_->scratch, std::string("step_") + role, rows, cols, dt);
   };
   StepTensors t;
-  t.ids = buf("ids", 1, 1, DType::I32);
+  t.picks = buf("ids", kGreedyUnrollMax, 1, DType::I32);
+  t.ids = t.picks.row_slice(kGreedyUnrollMax - 1, 1);  // (1) the step's token id
+  t.pick = t.ids;                                      // (1) a greedy step's pick
   t.residual = buf("residual", 1, D);  // (1, D)
   t.hidden = buf("hidden", 1, D);      // (1, D) mixer output
   t.normed = buf("normed", 1, D);      // (1, D)
@@ -312,7 +327,22 @@ void Executor::enqueue_step(const StepTensors& t, SequenceState& state, int64_t 
     be.rms_norm_gemm(&t.hidden, t.residual, w_->norm_f, c.norm_eps, t.normed, w_->lm_head,
                      nullptr, t.logits);
   // Greedy: the pick goes where the next step reads its token id from.
-  if (greedy_n > 0) be.argmax(t.logits, greedy_n, t.ids);
+  if (greedy_n > 0) be.argmax(t.logits, greedy_n, t.pick);
+}
+
+// Steps in a row: step i of n writes its pick to id slot kGreedyUnrollMax - n + i and step i + 1
+// reads it there, so the picks lie in step order in the last n slots and the last one ends in the
+// token slot (t.ids), where the next step, recorded with these or not, reads it.
+void Executor::enqueue_steps(const StepTensors& t, SequenceState& state, int64_t greedy_n,
+                             int steps) {
+  DM_ASSERT(steps == 1 || (greedy_n > 0 && steps <= kGreedyUnrollMax), "steps ", steps);
+  StepTensors ti = t;
+  for (int i = 0; i < steps; ++i) {
+    ti.ids = ti.pick;  // step 0: t.ids
+    ti.pick = t.picks.row_slice(kGreedyUnrollMax - steps + i, 1);
+    if (i == 0) ti.ids = t.ids;
+    enqueue_step(ti, state, greedy_n);
+  }
 }
 
 void Executor::enqueue_step_kernels(SequenceState& state, int64_t greedy_n) {
@@ -320,7 +350,8 @@ void Executor::enqueue_step_kernels(SequenceState& state, int64_t greedy_n) {
   enqueue_step(step_tensors(), state, greedy_n);
 }
 
-Executor::StepTensors Executor::run_step(int32_t token, SequenceState& state, int64_t greedy_n) {
+Executor::StepTensors Executor::run_steps(int32_t token, SequenceState& state, int64_t greedy_n,
+                                           int steps) {
   Backend& be = backend_;
   const StepTensors t = step_tensors();  // before any recording: nothing grows while recording
   // A greedy step leaves its pick in t.ids: the next step of a greedy loop needs no upload
@@ -338,7 +369,7 @@ Executor::StepTensors Executor::run_step(int32_t token, SequenceState& state, in
   Recording* rec = nullptr;
   if (step_replay_) {
     auto& recs = w_->step_recordings;
-    const auto key = std::make_pair(static_cast<const SequenceState*>(&state), greedy_n);
+    const auto key = std::make_tuple(static_cast<const SequenceState*>(&state), greedy_n, steps);
     auto it = recs.find(key);
     if (it != recs.end() && !it->second->valid()) {
       recs.erase(it);  // a buffer it used is gone (this state was freed and its address reused,
@@ -346,7 +377,7 @@ Executor::StepTensors Executor::run_step(int32_t token, SequenceState& state, in
     }
     if (it == recs.end()) {
       for (auto j = recs.begin(); j != recs.end();) j = j->second->valid() ? std::next(j) : recs.erase(j);
-      std::unique_ptr<Recording> r = be.record([&] { enqueue_step(t, state, greedy_n); });
+      std::unique_ptr<Recording> r = be.record([&] { enqueue_steps(t, state, greedy_n, steps); });
       if (r) {  // nullptr: this backend does not record (the CPU), or not now (profiling)
         ++step_stats_.recorded;
         it = recs.emplace(key, std::move(r)).first;
@@ -356,17 +387,17 @@ Executor::StepTensors Executor::run_step(int32_t token, SequenceState& state, in
   }
   if (rec) {
     be.replay(*rec);
-    ++step_stats_.replayed;
+    step_stats_.replayed += steps;
   } else {
-    enqueue_step(t, state, greedy_n);
-    ++step_stats_.eager;
+    enqueue_steps(t, state, greedy_n, steps);
+    step_stats_.eager += steps;
   }
-  state.tokens_seen += 1;
+  state.tokens_seen += steps;
   return t;
 }
 
 void Executor::step(int32_t token, SequenceState& state, std::vector<float>& logits) {
-  const StepTensors t = run_step(token, state, -1);
+  const StepTensors t = run_steps(token, state, -1, 1);
   logits.resize(static_cast<size_t>(config_.padded_vocab));  // no reallocation once sized
   backend_.download(*t.logits.buf, t.logits.offset, logits.data(), logits.size() * sizeof(float));
 }
@@ -378,8 +409,8 @@ std::vector<float> Executor::step(int32_t token, SequenceState& state) {
 }
 
 int32_t Executor::step_greedy(int32_t token, SequenceState& state, int64_t n_usable) {
-  if (!pending_picks_.empty())
-    fail("[step_greedy] ", pending_picks_.size(), " greedy picks enqueued and not taken");
+  if (outstanding_picks_ > 0)
+    fail("[step_greedy] ", outstanding_picks_, " greedy picks enqueued and not taken");
   greedy_enqueue(token, state, n_usable);
   return greedy_take();
 }
@@ -390,21 +421,44 @@ void Executor::check_greedy_n(int64_t n_usable) const {
          config_.padded_vocab, "]");
 }
 
-void Executor::greedy_enqueue(int32_t token, SequenceState& state, int64_t n_usable) {
+void Executor::set_greedy_unroll(int steps) {
+  if (steps < 1 || steps > kGreedyUnrollMax)
+    fail("[greedy] unroll ", steps, ": want 1 to ", kGreedyUnrollMax, " steps a recording");
+  greedy_unroll_ = steps;
+}
+
+void Executor::greedy_enqueue(int32_t token, SequenceState& state, int64_t n_usable, int steps) {
   check_greedy_n(n_usable);
-  if (int(pending_picks_.size()) >= kGreedyAhead)
-    fail("[greedy_enqueue] ", kGreedyAhead, " picks already outstanding: take one first");
-  const StepTensors t = run_step(token, state, n_usable);
-  pending_picks_.push_back(backend_.download_start(*t.ids.buf, t.ids.offset, sizeof(int32_t)));
+  if (steps < 1) fail("[greedy_enqueue] steps = ", steps, ": want at least 1");
+  if (outstanding_picks_ + steps > kGreedyAhead)
+    fail("[greedy_enqueue] ", outstanding_picks_, " picks outstanding and ", steps,
+         " more would pass ", kGreedyAhead, ": take some first");
+  while (steps > 0) {
+    const int n = std::min(steps, greedy_unroll_);
+    const StepTensors t = run_steps(token, state, n_usable, n);
+    const Tensor picks = t.picks.row_slice(kGreedyUnrollMax - n, n);  // (n) in step order
+    pending_picks_.push_back({backend_.download_start(*picks.buf, picks.offset,
+                                                      size_t(n) * sizeof(int32_t)),
+                              n});
+    outstanding_picks_ += n;
+    steps -= n;
+    token = -1;  // the rest: fed the pick before
+  }
 }
 
 int32_t Executor::greedy_take() {
-  if (pending_picks_.empty()) fail("[greedy_take] no greedy step enqueued");
-  int32_t id = 0;
-  const uint64_t ticket = pending_picks_.front();
-  pending_picks_.pop_front();
-  backend_.download_wait(ticket, &id);
-  if (pending_picks_.empty() && ids_hold_pick_) ids_hold_ = id;  // the last pick: now known
+  if (outstanding_picks_ == 0) fail("[greedy_take] no greedy step enqueued");
+  if (taken_picks_.empty()) {
+    const PendingPicks p = pending_picks_.front();
+    pending_picks_.pop_front();
+    int32_t ids[kGreedyUnrollMax];
+    backend_.download_wait(p.ticket, ids);
+    taken_picks_.insert(taken_picks_.end(), ids, ids + p.count);
+  }
+  const int32_t id = taken_picks_.front();
+  taken_picks_.pop_front();
+  --outstanding_picks_;
+  if (outstanding_picks_ == 0 && ids_hold_pick_) ids_hold_ = id;  // the last pick: now known
   return id;
 }
 

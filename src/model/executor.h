@@ -69,17 +69,26 @@ class Executor {
   // so only the id is downloaded. A step given the id the previous greedy step returned skips
   // its upload (the pick is already where the step reads it). Recorded separately from step().
   int32_t step_greedy(int32_t token, SequenceState& state, int64_t n_usable);
-  // Greedy decoding run ahead of the host (generation and `bench --pick greedy` use it):
-  // greedy_enqueue enqueues a greedy step fed `token`, or with token = -1 fed the pick of the
-  // greedy step enqueued just before (on the device: the host need not know it yet), and
-  // returns at once; greedy_take waits for the oldest enqueued step's pick (Backend::
-  // download_start / download_wait). So the next step is on its way while the host handles a
-  // pick, and the device does not idle between tokens. At most kGreedyAhead outstanding; a
-  // step enqueued ahead that is not wanted (an end-of-text pick) still advances the state.
-  static constexpr int kGreedyAhead = 4;
-  void greedy_enqueue(int32_t token, SequenceState& state, int64_t n_usable);
+  // Greedy decoding run ahead of the host (generation and `bench --pick greedy` use it, through
+  // GreedyStream): greedy_enqueue enqueues `steps` greedy steps, the first fed `token`, or with
+  // token = -1 fed the pick of the greedy step enqueued just before (on the device: the host need
+  // not know it yet), each later one fed the pick of the one before it; it returns at once.
+  // greedy_take returns the oldest pick not yet taken, waiting for it (Backend::download_start /
+  // download_wait). So the next steps are on their way while the host handles a pick, and the
+  // device does not idle between tokens. Steps are recorded and replayed greedy_unroll() at a
+  // time (one recording of that many steps, their picks downloaded together), the rest of a call
+  // in one shorter recording: on Vulkan a replay's submit costs ~26 µs a boundary (H200). At most
+  // kGreedyAhead picks outstanding; a step enqueued ahead that is not wanted (an end-of-text
+  // pick) still advances the state.
+  static constexpr int kGreedyAhead = 16;
+  static constexpr int kGreedyUnrollMax = 8;
+  void greedy_enqueue(int32_t token, SequenceState& state, int64_t n_usable, int steps = 1);
   int32_t greedy_take();
-  int64_t greedy_outstanding() const { return int64_t(pending_picks_.size()); }
+  int64_t greedy_outstanding() const { return outstanding_picks_; }
+  // Greedy steps per recording, 1 to kGreedyUnrollMax; DM_GREEDY_UNROLL sets it for new
+  // executors (default 4).
+  int greedy_unroll() const { return greedy_unroll_; }
+  void set_greedy_unroll(int steps);
 
   // Replay on (default) or off (every step enqueued kernel by kernel, as the CPU always does).
   // DM_DECODE_REPLAY=0 in the environment turns it off for new executors.
@@ -106,16 +115,26 @@ class Executor {
   struct DeviceWeights;
   struct StepTensors;
   StepTensors step_tensors();
-  // greedy_n > 0: the step ends with argmax over the first greedy_n logits into t.ids.
+  // greedy_n > 0: the step ends with argmax over the first greedy_n logits into t.pick.
   void enqueue_step(const StepTensors& t, SequenceState& state, int64_t greedy_n);
-  // Uploads the id (unless the step buffer holds it), records or replays, advances tokens_seen.
-  StepTensors run_step(int32_t token, SequenceState& state, int64_t greedy_n);
+  // `steps` steps in a row (more than one: greedy only), each fed the pick of the one before.
+  void enqueue_steps(const StepTensors& t, SequenceState& state, int64_t greedy_n, int steps);
+  // Uploads the id (unless the step buffer holds it), records or replays `steps` steps,
+  // advances tokens_seen. The picks of greedy steps end in t.picks's last `steps` rows.
+  StepTensors run_steps(int32_t token, SequenceState& state, int64_t greedy_n, int steps);
 
   Backend& backend_;
   bool step_replay_ = true;
-  int64_t ids_hold_ = -1;     // the token id in the step's id buffer; -1: not known
+  int64_t ids_hold_ = -1;     // the token id in the step's id slot; -1: not known
   bool ids_hold_pick_ = false;  // it holds the pick of the last greedy step enqueued
-  std::deque<uint64_t> pending_picks_;  // download tickets of greedy_enqueue's picks, oldest first
+  int greedy_unroll_ = 4;
+  struct PendingPicks {
+    uint64_t ticket;  // Backend::download_start's
+    int count;        // picks it downloads, in step order
+  };
+  std::deque<PendingPicks> pending_picks_;  // greedy_enqueue's downloads, oldest first
+  std::deque<int32_t> taken_picks_;  // downloaded, not yet returned by greedy_take
+  int64_t outstanding_picks_ = 0;    // picks enqueued and not yet returned
   StepStats step_stats_;
   ModelConfig config_;
   DecimationConfig decimation_;

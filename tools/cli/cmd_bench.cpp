@@ -16,6 +16,7 @@
 #include "commands.h"
 #include "common_options.h"
 #include "core/error.h"
+#include "model/greedy_stream.h"
 #include "model/random_model.h"
 
 namespace dmcli {
@@ -196,14 +197,11 @@ int run_bench(BenchOptions& o) {
               be->synchronize();
               const auto t0 = clock::now();
               if (greedy) {
-                // As generation runs it: each step fed the previous pick on the device (the
-                // first a random id), one step enqueued ahead of the pick the host waits for.
-                ex.greedy_enqueue(tokens[0], *state, cfg.vocab_size);
-                for (size_t k = 1; k < tokens.size(); ++k) {
-                  ex.greedy_enqueue(-1, *state, cfg.vocab_size);
-                  ex.greedy_take();
-                }
-                ex.greedy_take();
+                // As generation runs it (GreedyStream): each step fed the previous pick on the
+                // device (the first a random id), steps enqueued ahead of the pick the host
+                // waits for, greedy_unroll() steps a recording.
+                dm::GreedyStream picks(ex, *state, cfg.vocab_size, tokens[0], n);
+                for (int k = 0; k < n; ++k) picks.next();
               } else {
                 for (int32_t t : tokens) ex.step(t, *state, logits);
               }

@@ -175,14 +175,13 @@ class VulkanRecording final : public Recording {
   size_t next = 0;  // the copy the next replay submits
 };
 
-// DM_VULKAN_REPLAY_COPIES=N (1 to 4, read at record time; default 1): record() captures its work
+// DM_VULKAN_REPLAY_COPIES=N (1 to 4, read at record time; default 2): record() captures its work
 // N times and replay() submits the copies in turn, so that a replay does not resubmit a command
-// buffer the queue may still be running (greedy decoding keeps two steps in flight). Opt-in and
-// not yet timed on a GPU (lavapipe's readings, bench_vulkan --sections unroll, moved with the
-// machine's load: no difference in a quiet run); tools/gpu/vk_submits_on_gpu.sh times it.
+// buffer the queue may still be running (greedy decoding keeps steps in flight). Two copies:
+// greedy decoding 2-3 µs a token faster at 130m, 12 at 2.8b (H200, session 19).
 int replay_copies() {
   const char* e = std::getenv("DM_VULKAN_REPLAY_COPIES");
-  if (!e || !*e) return 1;
+  if (!e || !*e) return 2;
   char* end = nullptr;
   const long n = std::strtol(e, &end, 10);
   if (*end != '\0' || n < 1 || n > 4) fail("[vulkan] DM_VULKAN_REPLAY_COPIES=", e, ": want 1 to 4");
