@@ -106,8 +106,10 @@ class Backend {
   // waits for that copy only and writes it to dst. Tickets are waited for in the order they
   // were started, each once. For a small result the host wants while later work runs (greedy
   // decoding's pick while the next step already runs). This default downloads at once and keeps
-  // the bytes until waited for; a backend with a queue overrides both.
+  // the bytes until waited for; a backend with a queue overrides both. Every backend takes at
+  // least kAsyncDownloadsOutstanding downloads started and not yet waited for.
   static constexpr size_t kAsyncDownloadMax = 256;
+  static constexpr int kAsyncDownloadsOutstanding = 32;
   virtual uint64_t download_start(const Buffer& src, size_t offset, size_t bytes);
   virtual void download_wait(uint64_t ticket, void* dst);
   virtual void synchronize() = 0;

@@ -82,6 +82,7 @@ class Executor {
   // pick) still advances the state.
   static constexpr int kGreedyAhead = 16;
   static constexpr int kGreedyUnrollMax = 8;
+  static_assert(kGreedyAhead <= Backend::kAsyncDownloadsOutstanding, "a download per pick at most");
   void greedy_enqueue(int32_t token, SequenceState& state, int64_t n_usable, int steps = 1);
   int32_t greedy_take();
   int64_t greedy_outstanding() const { return outstanding_picks_; }

@@ -10,6 +10,8 @@
 
 #include <cuda_runtime.h>
 
+#include "backend/backend.h"
+
 namespace dm::cuda_util {
 
 class PinnedStaging {
@@ -47,7 +49,7 @@ class PinnedStaging {
 // in order; at most kSlots are outstanding.
 class PinnedAsyncDownloads {
  public:
-  static constexpr int kSlots = 8;
+  static constexpr int kSlots = Backend::kAsyncDownloadsOutstanding;
 
   PinnedAsyncDownloads() = default;
   ~PinnedAsyncDownloads();

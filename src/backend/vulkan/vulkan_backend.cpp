@@ -83,6 +83,7 @@ void VulkanBackend::download(const Buffer& src, size_t offset, void* dst, size_t
 }
 
 static_assert(Recorder::kSlotBytes >= Backend::kAsyncDownloadMax, "a ring slot holds any download_start");
+static_assert(Recorder::kSlots >= size_t(Backend::kAsyncDownloadsOutstanding), "the promised count");
 
 uint64_t VulkanBackend::download_start(const Buffer& src, size_t offset, size_t bytes) {
   if (!async_download_) return Backend::download_start(src, offset, bytes);
