@@ -5,9 +5,9 @@
 // buffer they use is freed. Vulkan also with its decode layer's other forms: "vulkan:block=4"
 // and "vulkan:block=0" set DM_VULKAN_BLOCK_STEP (the default is three dispatches per layer; the
 // composed layer moves each norm into the out_proj before it), "vulkan:block=0:tail=0" also
-// DM_VULKAN_NORM_TAIL (the norm in front); "vulkan:copies=1:fold=0" records every step once
-// (the default twice, replayed in turn: DM_VULKAN_REPLAY_COPIES) and submits a replay apart from
-// the download after it (DM_VULKAN_REPLAY_FOLD).
+// DM_VULKAN_NORM_TAIL (the norm in front); "vulkan:copies=1:fold=1" records every step once
+// (the default twice, replayed in turn: DM_VULKAN_REPLAY_COPIES) and submits a replay with the
+// download after it (DM_VULKAN_REPLAY_FOLD).
 // CUDA also with "cuda:form=3" (DM_CUDA_DECODE_FORM: x_proj folded into the kernels around it
 // where that applies; the default keeps it a GEMV of its own) and "cuda:form=4" (the norm a
 // kernel of its own; the default folds it into in_proj).
@@ -344,7 +344,7 @@ std::vector<Param> params() {
     for (const auto& d : dirs) {
       out.emplace_back(be, d);
       if (be == "vulkan")
-        for (const char* form : {":block=4", ":block=0", ":block=0:tail=0", ":copies=1:fold=0"})
+        for (const char* form : {":block=4", ":block=0", ":block=0:tail=0", ":copies=1:fold=1"})
           out.emplace_back(be + form, d);
       if (be == "cuda") {
         out.emplace_back(be + ":form=3", d);  // x_proj folded away

@@ -321,9 +321,6 @@ void Recorder::download(VulkanBuffer& src, size_t offset, void* dst, size_t byte
   }
   if (!readback_ || readback_->bytes() < bytes)
     readback_ = std::make_unique<VulkanBuffer>(ctx_, std::max(bytes, size_t(1) << 20), BufferKind::Readback);
-  // After a folded replay the copy goes in a submit of its own, the replay's submitted first:
-  // folded, the logits path measured 15-24 µs a token slower at 2.8b (H200, session 19).
-  if (recording_ && recording_->head) submit();
   Frame& f = current();
   track({{src.buffer, offset, offset + bytes, 1, bytes, 0, false, true}});
   const VkBufferCopy region{offset, 0, bytes};

@@ -47,8 +47,8 @@ class Recorder;
 // A command buffer recorded once (Recorder::begin_capture / end_capture, recording.cpp) and
 // submitted again by Recorder::replay. It starts and ends with a full barrier, so it is ordered
 // against the work before and after it on the queue. Invalid once a buffer it binds is freed.
-// fold_ (on unless DM_VULKAN_REPLAY_FOLD=0 when it is recorded): replay leaves the batch open
-// so that what follows (the logits' or the pick's download) goes to the queue in the same submit.
+// fold_ (DM_VULKAN_REPLAY_FOLD=1 when it is recorded; off by default): replay leaves the batch
+// open so that what follows (the logits' download) goes to the queue in the same submit.
 class Captured {
  public:
   ~Captured();
@@ -102,10 +102,10 @@ class Recorder {
   void abort_capture();  // after an exception between begin and end
   bool capturing() const { return capturing_; }
   // Enqueues the captured commands after the work recorded so far and submits (no wait).
-  // Folded (the default; not with DM_VULKAN_REPLAY_FOLD=0 while recording): the batch stays open
-  // and commands enqueued next go into a third command buffer of the same submit (a decode
-  // step's download: one vkQueueSubmit and one fence per token instead of two, but the device
-  // starts the step only at the next submit, after the host's work in between).
+  // Folded (DM_VULKAN_REPLAY_FOLD=1 while recording): the batch stays open instead and commands
+  // enqueued next go into a third command buffer of the same submit (a decode step's logits
+  // download: one vkQueueSubmit and one fence per token instead of two, but the device starts
+  // the step only at the next submit, after the host's work in between).
   void replay(Captured& c);
 
   void set_profiling(bool on);

@@ -1,10 +1,9 @@
 // Capture and replay on the recorder (Backend::record / replay): the dispatches of one decode
 // step go into a command buffer of their own, recorded once with the barriers the recorder
 // derives as usual, and submitted again per token after the frame that uploads the token id,
-// in the same vkQueueSubmit. Folded (the default; DM_VULKAN_REPLAY_FOLD=0 while recording turns
-// it off) the commands enqueued after the replay (the logits' or the pick's download) go into
-// that submit too: one submit a token instead of two, the step starting when the host enqueues
-// the download (greedy decoding 7-8 µs a token faster on the H200, session 19).
+// in the same vkQueueSubmit. DM_VULKAN_REPLAY_FOLD=1 (while recording) also folds the commands
+// enqueued after the replay (the logits' download) into that submit: one submit a token instead
+// of two, but the step then starts only when the host downloads (measured no faster, session 11).
 // A full barrier opens and closes the captured commands, so they are ordered against whatever
 // the queue runs before and after them without the recorder tracking what they touch.
 #include <algorithm>
@@ -12,7 +11,6 @@
 #include <cstring>
 
 #include "backend/vulkan/recorder.h"
-#include "core/env.h"
 #include "core/error.h"
 
 namespace dm::vk {
@@ -69,9 +67,9 @@ std::unique_ptr<Captured> Recorder::end_capture() {
   capture_uses_.erase(std::unique(capture_uses_.begin(), capture_uses_.end()), capture_uses_.end());
   c->uses_ = std::move(capture_uses_);
   capture_uses_.clear();
-  // On by default: greedy decoding 8 µs a token faster at 130m, 7 at 2.8b (H200, session 19);
-  // the logits path measured no different (session 11). DM_VULKAN_REPLAY_FOLD=0: two submits.
-  c->fold_ = env_choice("vulkan", "DM_VULKAN_REPLAY_FOLD", {"1", "0"}) == 0;
+  // Opt-in: measured no faster (session 11, README "Decode kernels and measurements").
+  const char* fold = std::getenv("DM_VULKAN_REPLAY_FOLD");
+  c->fold_ = fold && std::strcmp(fold, "1") == 0;
   const VkResult r = vkEndCommandBuffer(c->cmd_);
   captures_.push_back(c.get());  // from here its destructor frees the pools
   VK_CHECK(r);
