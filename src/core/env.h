@@ -28,4 +28,15 @@ inline size_t env_choice(const char* who, const char* var,
   fail("[", who, "] ", var, "=", e, ": want ", want);
 }
 
+// Environment variable `var` as an integer in [lo, hi]; unset or empty: `fallback`. Anything
+// else fails with one line, e.g. "[executor] DM_GREEDY_UNROLL=9: want 1 to 8".
+inline long env_int(const char* who, const char* var, long lo, long hi, long fallback) {
+  const char* e = std::getenv(var);
+  if (!e || !*e) return fallback;
+  char* end = nullptr;
+  const long n = std::strtol(e, &end, 10);
+  if (*end != '\0' || n < lo || n > hi) fail("[", who, "] ", var, "=", e, ": want ", lo, " to ", hi);
+  return n;
+}
+
 }  // namespace dm

@@ -14,22 +14,15 @@
 #include <thread>
 #include <vector>
 
+#include "core/env.h"
 #include "core/error.h"
 
 namespace dm {
 namespace {
 
 int threads_from_env() {
-  const char* env = std::getenv("DM_THREADS");
-  if (env && *env) {
-    char* end = nullptr;
-    const long v = std::strtol(env, &end, 10);
-    if (*end != '\0' || v < 1 || v > 4096)
-      fail("[thread_pool] DM_THREADS=", env, ": expected a positive integer (at most 4096)");
-    return int(v);
-  }
   const unsigned hw = std::thread::hardware_concurrency();
-  return hw == 0 ? 1 : int(hw);
+  return int(env_int("thread_pool", "DM_THREADS", 1, 4096, hw == 0 ? 1 : long(hw)));
 }
 
 // True while this thread executes part of a job: nested parallel_for calls then run inline.

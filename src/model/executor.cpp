@@ -9,6 +9,7 @@
 #include <string>
 #include <tuple>
 
+#include "core/env.h"
 #include "core/error.h"
 
 namespace dm {
@@ -51,13 +52,7 @@ Executor::Executor(Backend& backend, const Model& model, DecimationConfig decima
   set_decimation(std::move(decimation));
   if (const char* env = std::getenv("DM_DECODE_REPLAY"); env && std::string(env) == "0")
     step_replay_ = false;
-  if (const char* env = std::getenv("DM_GREEDY_UNROLL"); env && *env) {
-    char* end = nullptr;
-    const long n = std::strtol(env, &end, 10);
-    if (*end != '\0' || n < 1 || n > kGreedyUnrollMax)
-      fail("[executor] DM_GREEDY_UNROLL=", env, ": want 1 to ", kGreedyUnrollMax);
-    greedy_unroll_ = int(n);
-  }
+  greedy_unroll_ = int(env_int("executor", "DM_GREEDY_UNROLL", 1, kGreedyUnrollMax, 4));
   const ModelConfig& c = config_;
   const ModelWeights& mw = model.weights;
   for (const HostTensor* h : {mw.embedding, mw.lm_head, mw.layers.at(0).in_proj})

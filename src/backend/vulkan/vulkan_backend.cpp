@@ -10,6 +10,7 @@
 
 #include "backend/profile_table.h"
 #include "backend/vulkan/vulkan_backend_impl.h"
+#include "core/env.h"
 
 namespace dm::vk {
 
@@ -180,14 +181,7 @@ class VulkanRecording final : public Recording {
 // N times and replay() submits the copies in turn, so that a replay does not resubmit a command
 // buffer the queue may still be running (greedy decoding keeps steps in flight). Two copies:
 // greedy decoding 2-3 µs a token faster at 130m, 12 at 2.8b (H200, session 19).
-int replay_copies() {
-  const char* e = std::getenv("DM_VULKAN_REPLAY_COPIES");
-  if (!e || !*e) return 2;
-  char* end = nullptr;
-  const long n = std::strtol(e, &end, 10);
-  if (*end != '\0' || n < 1 || n > 4) fail("[vulkan] DM_VULKAN_REPLAY_COPIES=", e, ": want 1 to 4");
-  return int(n);
-}
+int replay_copies() { return int(env_int("vulkan", "DM_VULKAN_REPLAY_COPIES", 1, 4, 2)); }
 
 }  // namespace
 
