@@ -698,9 +698,10 @@ TEST(BackendOpsVulkan, GemvPaths) {
   else unsetenv("DM_VULKAN_GEMV");
 }
 
-// The decode switches of sessions 17-18 reject a malformed value with one line naming it, before
+// The decode switches of sessions 17-19 reject a malformed value with one line naming it, before
 // anything is enqueued: DM_VULKAN_GEMV=T,PIPE,RW (RW 1, 2 or 4), DM_VULKAN_GEMV_RW,
-// DM_VULKAN_NORM_TAIL, DM_VULKAN_ARGMAX, DM_VULKAN_REPLAY_COPIES (1 to 4, read by record()).
+// DM_VULKAN_NORM_TAIL, DM_VULKAN_ARGMAX, DM_VULKAN_REPLAY_COPIES (1 to 4) and
+// DM_VULKAN_REPLAY_FOLD (0 or 1; both read by record()).
 TEST(BackendOpsVulkan, DecodeSwitchErrors) {
   if (!test::backend_available("vulkan")) GTEST_SKIP() << skip_reason();
   Backend& be = test::cached_backend("vulkan");
@@ -719,6 +720,7 @@ TEST(BackendOpsVulkan, DecodeSwitchErrors) {
       {"DM_VULKAN_ARGMAX", "fast", [&] { be.argmax(x, 256, idx); }},
       {"DM_VULKAN_REPLAY_COPIES", "5", [&] { be.record([&] { be.gemm(x, w, nullptr, y); }); }},
       {"DM_VULKAN_REPLAY_COPIES", "2x", [&] { be.record([&] { be.gemm(x, w, nullptr, y); }); }},
+      {"DM_VULKAN_REPLAY_FOLD", "yes", [&] { be.record([&] { be.gemm(x, w, nullptr, y); }); }},
   };
   for (const Bad& b : cases) {
     setenv(b.var, b.value, 1);

@@ -318,22 +318,35 @@ TEST_P(DecodeReplay, GreedyStepsUnrolled) {
   EXPECT_EQ(b.greedy_take(), one_by_one[2]);
 }
 
-// DM_GREEDY_UNROLL sets new executors' unroll; a value outside 1 to kGreedyUnrollMax is refused
-// with one line.
-TEST_P(DecodeReplay, GreedyUnrollEnv) {
+// DM_GREEDY_UNROLL sets new executors' unroll (1 to kGreedyUnrollMax) and DM_DECODE_REPLAY their
+// replay (1 or 0); any other value is refused with one line naming it.
+TEST_P(DecodeReplay, ExecutorEnvSwitches) {
   setenv("DM_GREEDY_UNROLL", "2", 1);
   EXPECT_EQ(Executor(*backend, *model).greedy_unroll(), 2);
-  for (const char* bad : {"0", "9", "2x", "-1"}) {
-    setenv("DM_GREEDY_UNROLL", bad, 1);
-    try {
-      Executor e(*backend, *model);
-      ADD_FAILURE() << "DM_GREEDY_UNROLL=" << bad << " accepted";
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("DM_GREEDY_UNROLL"), std::string::npos) << e.what();
-    }
-  }
   unsetenv("DM_GREEDY_UNROLL");
   EXPECT_EQ(Executor(*backend, *model).greedy_unroll(), 4);
+  setenv("DM_DECODE_REPLAY", "0", 1);
+  EXPECT_FALSE(Executor(*backend, *model).step_replay());
+  unsetenv("DM_DECODE_REPLAY");
+  EXPECT_TRUE(Executor(*backend, *model).step_replay());
+  const std::pair<const char*, const char*> bad[] = {{"DM_GREEDY_UNROLL", "0"},
+                                                     {"DM_GREEDY_UNROLL", "9"},
+                                                     {"DM_GREEDY_UNROLL", "2x"},
+                                                     {"DM_GREEDY_UNROLL", "-1"},
+                                                     {"DM_DECODE_REPLAY", "off"}};
+  for (const auto& [var, value] : bad) {
+    setenv(var, value, 1);
+    const std::string want = std::string(var) + "=" + value;
+    try {
+      Executor e(*backend, *model);
+      ADD_FAILURE() << want << " accepted";
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find(want), std::string::npos) << m;
+      EXPECT_EQ(m.find('\n'), std::string::npos) << "not one line: " << m;
+    }
+    unsetenv(var);
+  }
 }
 
 std::vector<Param> params() {

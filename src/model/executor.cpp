@@ -50,8 +50,7 @@ static const Tensor* opt(const Tensor& t) { return t.rows ? &t : nullptr; }
 Executor::Executor(Backend& backend, const Model& model, DecimationConfig decimation)
     : backend_(backend), config_(model.config), w_(std::make_unique<DeviceWeights>()) {
   set_decimation(std::move(decimation));
-  if (const char* env = std::getenv("DM_DECODE_REPLAY"); env && std::string(env) == "0")
-    step_replay_ = false;
+  step_replay_ = env_choice("executor", "DM_DECODE_REPLAY", {"1", "0"}) == 0;
   greedy_unroll_ = int(env_int("executor", "DM_GREEDY_UNROLL", 1, kGreedyUnrollMax, 4));
   const ModelConfig& c = config_;
   const ModelWeights& mw = model.weights;

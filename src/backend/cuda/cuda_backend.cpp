@@ -15,6 +15,7 @@
 #include "backend/cuda/cuda_graph.h"
 #include "backend/cuda/cuda_staging.h"
 #include "backend/params.h"
+#include "core/env.h"
 #include "core/error.h"
 
 namespace dm {
@@ -173,8 +174,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   size_t free_b = 0, total_b = 0;
   CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
   kcat_budget_ = total_b / 8;
-  const char* fast = std::getenv("DM_CUDA_FAST_GEMM");
-  split_gemm_ = !(fast && std::string(fast) == "1");
+  split_gemm_ = env_choice("cuda", "DM_CUDA_FAST_GEMM", {"0", "1"}) == 0;
 }
 
 CudaBackend::~CudaBackend() {

@@ -11,6 +11,7 @@
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_util.h"
 #include "backend/params.h"
+#include "core/env.h"
 #include "core/error.h"
 
 namespace dm {
@@ -19,14 +20,12 @@ using namespace cuda_util;
 
 namespace {
 bool fused_step_enabled() {
-  const char* e = std::getenv("DM_FUSED_STEP");
-  return !(e && std::string(e) == "0");
+  return env_choice("cuda", "DM_FUSED_STEP", {"1", "0"}) == 0;
 }
 // DM_CUDA_SCAN_SPLIT=0: selective_scan_gemm's scan writes y and a conversion kernel the operand,
 // even where the scan could write the operand itself (a comparison switch; read per call).
 bool scan_split_enabled() {
-  const char* e = std::getenv("DM_CUDA_SCAN_SPLIT");
-  return !(e && std::string(e) == "0");
+  return env_choice("cuda", "DM_CUDA_SCAN_SPLIT", {"1", "0"}) == 0;
 }
 // Three ways to run rms_norm_gemm(_conv_step) for one row, DM_CUDA_DECODE_NORM (read per call):
 //   fused    norm_gemv: every block recomputes the norm, then the GEMV (+ conv in its epilogue);

@@ -32,6 +32,7 @@
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_gemm_algo.h"
 #include "backend/cuda/cuda_util.h"
+#include "core/env.h"
 #include "core/error.h"
 
 namespace dm {
@@ -189,8 +190,7 @@ namespace {
 // One-row GEMVs run gemv_rows (RW rows per warp: each input chunk loaded once for RW rows), where
 // it takes the shapes; DM_CUDA_GEMV_ROWS=0 (read per call): gemv_small_m, as before session 16.
 bool gemv_rows_on() {
-  const char* e = std::getenv("DM_CUDA_GEMV_ROWS");
-  return !(e && std::string(e) == "0");
+  return env_choice("cuda", "DM_CUDA_GEMV_ROWS", {"1", "0"}) == 0;
 }
 }  // namespace
 

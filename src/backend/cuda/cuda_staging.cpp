@@ -6,6 +6,7 @@
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
+#include "core/env.h"
 #include "core/error.h"
 
 namespace dm::cuda_util {
@@ -13,8 +14,7 @@ namespace dm::cuda_util {
 namespace {
 // DM_CUDA_PINNED_STAGING=0 turns both kinds of staging off (copies from / to the caller's memory).
 bool staging_allowed() {
-  const char* e = std::getenv("DM_CUDA_PINNED_STAGING");
-  return !(e && std::strcmp(e, "0") == 0);
+  return env_choice("cuda", "DM_CUDA_PINNED_STAGING", {"1", "0"}) == 0;
 }
 }  // namespace
 

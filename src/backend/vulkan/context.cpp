@@ -5,6 +5,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "core/env.h"
 #include "core/error.h"
 
 namespace dm::vk {
@@ -239,9 +240,10 @@ Caps query_caps(VkInstance inst, VkPhysicalDevice pd) {
 
 // See Caps::gemm_coopmat. Only structures of extensions / versions the device has are chained.
 bool coopmat_usable(VkInstance inst, VkPhysicalDevice pd, const Caps& c) {
+  // Read first: a malformed value fails on every device, not only where the extension is.
+  if (env_choice("vulkan", "DM_VULKAN_COOPMAT", {"1", "0"}) == 1) return false;
   if (!c.float16 || c.subgroup_size != 32 || c.api_version < VK_API_VERSION_1_2) return false;
   if (!has_device_ext(pd, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME)) return false;
-  if (const char* v = std::getenv("DM_VULKAN_COOPMAT"); v && std::strcmp(v, "0") == 0) return false;
   VkPhysicalDeviceCooperativeMatrixFeaturesNV cm{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
   VkPhysicalDeviceVulkanMemoryModelFeatures mm{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES};
   cm.pNext = &mm;

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "backend/vulkan/recorder.h"
+#include "core/env.h"
 #include "core/error.h"
 
 namespace dm::vk {
@@ -68,8 +69,7 @@ std::unique_ptr<Captured> Recorder::end_capture() {
   c->uses_ = std::move(capture_uses_);
   capture_uses_.clear();
   // Opt-in: measured no faster (session 11, README "Decode kernels and measurements").
-  const char* fold = std::getenv("DM_VULKAN_REPLAY_FOLD");
-  c->fold_ = fold && std::strcmp(fold, "1") == 0;
+  c->fold_ = env_choice("vulkan", "DM_VULKAN_REPLAY_FOLD", {"0", "1"}) == 1;
   const VkResult r = vkEndCommandBuffer(c->cmd_);
   captures_.push_back(c.get());  // from here its destructor frees the pools
   VK_CHECK(r);

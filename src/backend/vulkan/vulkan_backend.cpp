@@ -41,11 +41,7 @@ VulkanBackend::VulkanBackend(int device)
   }
   // DM_VULKAN_ASYNC_DOWNLOAD=0: download_start downloads at once (Backend's default), so greedy
   // decoding submits, waits, submits; 1 (the default): the copy is enqueued and not waited for.
-  if (const char* e = std::getenv("DM_VULKAN_ASYNC_DOWNLOAD"); e && *e) {
-    if (std::strcmp(e, "0") != 0 && std::strcmp(e, "1") != 0)
-      fail("[vulkan] DM_VULKAN_ASYNC_DOWNLOAD=", e, ": expected 0 or 1");
-    async_download_ = e[0] == '1';
-  }
+  async_download_ = env_choice("vulkan", "DM_VULKAN_ASYNC_DOWNLOAD", {"1", "0"}) == 0;
 }
 VulkanBackend::~VulkanBackend() {
   try {

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "backend/vulkan/vulkan_backend_impl.h"
+#include "core/env.h"
 
 namespace dm::vk {
 
@@ -39,8 +40,7 @@ bool vec_aligned(const Tensor& w, uint32_t K, uint32_t stride) {  // 16-byte pie
 // (bench_vulkan decode, µs/token, mean of 3 / 4 rounds): H200 706.3 against 676.1 early, H100
 // 732.9 against 722.5. DM_VULKAN_BLOCK_CONV_LATE=1 forces late loads.
 bool block_conv_late() {
-  const char* e = std::getenv("DM_VULKAN_BLOCK_CONV_LATE");
-  return e && *e && std::strcmp(e, "0") != 0;
+  return env_choice("vulkan", "DM_VULKAN_BLOCK_CONV_LATE", {"0", "1"}) == 1;
 }
 
 }  // namespace

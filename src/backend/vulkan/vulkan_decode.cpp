@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "backend/vulkan/vulkan_backend_impl.h"
+#include "core/env.h"
 
 namespace dm::vk {
 
@@ -94,9 +95,11 @@ bool VulkanBackend::scan_fusion_on(uint32_t channels, bool sg) {
   return sg || channels <= kFusedStepMaxChannels;
 }
 bool VulkanBackend::conv_loads_late(uint32_t channels) {
-  const char* e = std::getenv("DM_VULKAN_GEMV_CONV_LATE");
-  if (e && *e) return std::strcmp(e, "0") != 0;
-  return channels > kFusedStepMaxChannels;
+  switch (env_choice("vulkan", "DM_VULKAN_GEMV_CONV_LATE", {"auto", "0", "1"})) {
+    case 1: return false;
+    case 2: return true;
+    default: return channels > kFusedStepMaxChannels;
+  }
 }
 
 // Decode fusions (backend.h): rms_norm, then in_proj and the conv step in one dispatch
