@@ -330,12 +330,11 @@ void Executor::enqueue_step(const StepTensors& t, SequenceState& state, int64_t 
 void Executor::enqueue_steps(const StepTensors& t, SequenceState& state, int64_t greedy_n,
                              int steps) {
   DM_ASSERT(steps == 1 || (greedy_n > 0 && steps <= kGreedyUnrollMax), "steps ", steps);
-  StepTensors ti = t;
+  StepTensors ti = t;  // step 0 reads t.ids
   for (int i = 0; i < steps; ++i) {
-    ti.ids = ti.pick;  // step 0: t.ids
     ti.pick = t.picks.row_slice(kGreedyUnrollMax - steps + i, 1);
-    if (i == 0) ti.ids = t.ids;
     enqueue_step(ti, state, greedy_n);
+    ti.ids = ti.pick;  // the next step reads this one's pick
   }
 }
 
