@@ -27,8 +27,9 @@
 //  10. greedy-gap (not in the default sections): where a greedy token's time goes beyond the
 //      recorded logits step, per shape: back-to-back replays of the logits step, of graphs of 2
 //      and 4 steps (the boundary between graphs), and of the greedy step (its argmax), then the
-//      executor's greedy loop (4 picks ahead, as generation runs it) timed on the device and on
-//      the host clock, over 256 tokens and over runs of 32.
+//      executor's greedy loop of one-step graphs, 4 picks ahead (generation now runs four steps a
+//      graph, GreedyStream), timed on the device and on the host clock, over 256 tokens and over
+//      runs of 32.
 // Usage: bench_cuda [sections=copy,kernels,decode,prefill] [decode shapes=130m,2.8b] [settings]
 // Prints markdown tables and one JSON line per row.
 #include <algorithm>

@@ -4,7 +4,6 @@
 #include "model/executor.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <map>
 #include <string>
 #include <tuple>
@@ -87,7 +86,7 @@ Executor::~Executor() {
   // Picks still outstanding are the backend's tickets too (waited for oldest first): take them,
   // so a later executor on the same backend starts with none of this one's.
   try {
-    while (outstanding_picks_ > 0) greedy_take();
+    while (greedy_outstanding() > 0) greedy_take();
   } catch (...) {  // a failed device: nothing more to do here
   }
 }
@@ -402,8 +401,8 @@ std::vector<float> Executor::step(int32_t token, SequenceState& state) {
 }
 
 int32_t Executor::step_greedy(int32_t token, SequenceState& state, int64_t n_usable) {
-  if (outstanding_picks_ > 0)
-    fail("[step_greedy] ", outstanding_picks_, " greedy picks enqueued and not taken");
+  if (const int64_t n = greedy_outstanding(); n > 0)
+    fail("[step_greedy] ", n, " greedy picks enqueued and not taken");
   greedy_enqueue(token, state, n_usable);
   return greedy_take();
 }
@@ -423,8 +422,8 @@ void Executor::set_greedy_unroll(int steps) {
 void Executor::greedy_enqueue(int32_t token, SequenceState& state, int64_t n_usable, int steps) {
   check_greedy_n(n_usable);
   if (steps < 1) fail("[greedy_enqueue] steps = ", steps, ": want at least 1");
-  if (outstanding_picks_ + steps > kGreedyAhead)
-    fail("[greedy_enqueue] ", outstanding_picks_, " picks outstanding and ", steps,
+  if (const int64_t n = greedy_outstanding(); n + steps > kGreedyAhead)
+    fail("[greedy_enqueue] ", n, " picks outstanding and ", steps,
          " more would pass ", kGreedyAhead, ": take some first");
   while (steps > 0) {
     const int n = std::min(steps, greedy_unroll_);
@@ -433,14 +432,19 @@ void Executor::greedy_enqueue(int32_t token, SequenceState& state, int64_t n_usa
     pending_picks_.push_back({backend_.download_start(*picks.buf, picks.offset,
                                                       size_t(n) * sizeof(int32_t)),
                               n});
-    outstanding_picks_ += n;
     steps -= n;
     token = -1;  // the rest: fed the pick before
   }
 }
 
+int64_t Executor::greedy_outstanding() const {
+  int64_t n = int64_t(taken_picks_.size());
+  for (const PendingPicks& p : pending_picks_) n += p.count;
+  return n;
+}
+
 int32_t Executor::greedy_take() {
-  if (outstanding_picks_ == 0) fail("[greedy_take] no greedy step enqueued");
+  if (greedy_outstanding() == 0) fail("[greedy_take] no greedy step enqueued");
   if (taken_picks_.empty()) {
     const PendingPicks p = pending_picks_.front();
     pending_picks_.pop_front();
@@ -450,8 +454,7 @@ int32_t Executor::greedy_take() {
   }
   const int32_t id = taken_picks_.front();
   taken_picks_.pop_front();
-  --outstanding_picks_;
-  if (outstanding_picks_ == 0 && ids_hold_pick_) ids_hold_ = id;  // the last pick: now known
+  if (ids_hold_pick_ && greedy_outstanding() == 0) ids_hold_ = id;  // the last pick: now known
   return id;
 }
 

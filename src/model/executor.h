@@ -85,7 +85,7 @@ class Executor {
   static_assert(kGreedyAhead <= Backend::kAsyncDownloadsOutstanding, "a download per pick at most");
   void greedy_enqueue(int32_t token, SequenceState& state, int64_t n_usable, int steps = 1);
   int32_t greedy_take();
-  int64_t greedy_outstanding() const { return outstanding_picks_; }
+  int64_t greedy_outstanding() const;  // picks enqueued and not yet returned by greedy_take
   // Greedy steps per recording, 1 to kGreedyUnrollMax; DM_GREEDY_UNROLL sets it for new
   // executors (default 4).
   int greedy_unroll() const { return greedy_unroll_; }
@@ -135,7 +135,6 @@ class Executor {
   };
   std::deque<PendingPicks> pending_picks_;  // greedy_enqueue's downloads, oldest first
   std::deque<int32_t> taken_picks_;  // downloaded, not yet returned by greedy_take
-  int64_t outstanding_picks_ = 0;    // picks enqueued and not yet returned
   StepStats step_stats_;
   ModelConfig config_;
   DecimationConfig decimation_;

@@ -1,6 +1,5 @@
 #include "backend/cuda/cuda_staging.h"
 
-#include <cstdlib>
 #include <cstring>
 #include <string>
 

@@ -3,12 +3,11 @@
 // derives as usual, and submitted again per token after the frame that uploads the token id,
 // in the same vkQueueSubmit. DM_VULKAN_REPLAY_FOLD=1 (while recording) also folds the commands
 // enqueued after the replay (the logits' download) into that submit: one submit a token instead
-// of two, but the step then starts only when the host downloads (measured no faster, session 11).
+// of two, but the step then starts only when the host downloads (measured no faster, sessions
+// 11 and 19).
 // A full barrier opens and closes the captured commands, so they are ordered against whatever
 // the queue runs before and after them without the recorder tracking what they touch.
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 
 #include "backend/vulkan/recorder.h"
 #include "core/env.h"
@@ -68,7 +67,8 @@ std::unique_ptr<Captured> Recorder::end_capture() {
   capture_uses_.erase(std::unique(capture_uses_.begin(), capture_uses_.end()), capture_uses_.end());
   c->uses_ = std::move(capture_uses_);
   capture_uses_.clear();
-  // Opt-in: measured no faster (session 11, README "Decode kernels and measurements").
+  // Opt-in: the logits path slower folded at 2.8b, greedy no faster at four steps a recording
+  // (H200, session 19; session 11: no faster; README "Decode kernels and measurements").
   c->fold_ = env_choice("vulkan", "DM_VULKAN_REPLAY_FOLD", {"0", "1"}) == 1;
   const VkResult r = vkEndCommandBuffer(c->cmd_);
   captures_.push_back(c.get());  // from here its destructor frees the pools
